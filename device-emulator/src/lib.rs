@@ -1,0 +1,3 @@
+//! The emulated ESP8266 fleet.
+pub mod profile;
+pub use profile::DeviceProfile;

@@ -1,0 +1,58 @@
+//! [`DeviceProfile`]: the ESP8266 facts a device's sockets and reconnect loop emulate.
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What the emulator models of an ESP8266's TCP/IP stack and firmware library.
+///
+/// Defaults come from `shared/reference/esp8266.md` (lwIP 2 "Lower Memory" build, Arduino core 3.x).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceProfile {
+    /// TCP maximum segment size, set with TCP_MAXSEG before connect (lwIP default 536).
+    pub mss: u32,
+    /// Nagle's algorithm on (`true`) or off. `None` means "as the transport's firmware library
+    /// does": on for `WiFiClient` (raw TCP), off for arduinoWebSockets.
+    pub nagle: Option<bool>,
+    /// Socket send buffer in bytes (lwIP: 2 x MSS). Linux enforces its own minimum.
+    pub send_buffer: u32,
+    /// Socket receive buffer in bytes (lwIP: 4 x MSS). Linux enforces its own minimum.
+    pub recv_buffer: u32,
+    /// How long a connect (TCP handshake plus protocol handshake) may take.
+    #[serde(with = "crate::profile::millis")]
+    pub connect_timeout: Duration,
+    /// How long one write may block before the device gives the connection up (arduinoWebSockets: 5 s).
+    #[serde(with = "crate::profile::millis")]
+    pub write_timeout: Duration,
+    /// Fixed delay before a device retries a failed or dropped connection, as firmware sketches do.
+    #[serde(with = "crate::profile::millis")]
+    pub retry_delay: Duration,
+}
+
+impl Default for DeviceProfile {
+    fn default() -> Self {
+        DeviceProfile {
+            mss: 536,
+            nagle: None,
+            send_buffer: 1072,
+            recv_buffer: 2144,
+            connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            retry_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Durations as whole milliseconds in the serialized plan.
+pub(crate) mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}

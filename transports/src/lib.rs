@@ -1,0 +1,24 @@
+//! Transports: what a reading looks like on the wire, and the thin tokio drivers that move it.
+//!
+//! - [`reading`]: the [`Reading`] value every transport carries.
+//! - [`encoding`]: the two payload encodings (`json`, `binary`), pure code over byte buffers.
+//! - [`clock`]: CLOCK_MONOTONIC timestamps, comparable across processes on one host.
+//! - [`socket`]: socket options of a device profile, TCP_INFO counters, a byte-counting stream.
+//! - [`tcp`], [`ws`]: one module per transport, each a pure `codec` plus one `driver`.
+//! - [`transport`]: the transport-agnostic face: [`TransportKind`], the device's [`Link`] and the
+//!   receiving end's [`serve`](transport::serve).
+//!
+//! This crate never records metrics: drivers report what happened (a reading arrived at instant T,
+//! a connection's counters) as events, and the harness decides what to measure.
+
+pub mod clock;
+pub mod encoding;
+pub mod reading;
+pub mod socket;
+pub mod tcp;
+pub mod transport;
+pub mod ws;
+
+pub use encoding::{DecodeError, Encoding};
+pub use reading::Reading;
+pub use transport::{Link, TransportKind};

@@ -1,0 +1,24 @@
+//! The [`Reading`]: one sample of a device's sensors, as every transport carries it.
+
+/// One sample of an emulated (or real) ESP8266's sensors.
+///
+/// Values are fixed-point integers so that every encoding round-trips exactly, as firmware would
+/// keep them: tenths of a unit where the sensor has a fractional part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Reading {
+    /// Device id, unique in the fleet.
+    pub device_id: u32,
+    /// Per-device sequence number, starting at 0 and increasing by one per scheduled reading.
+    pub seq: u32,
+    /// The instant this reading was *scheduled* to be sent, in microseconds on CLOCK_MONOTONIC
+    /// (see [`crate::clock`]). Latency is measured from here.
+    pub scheduled_us: u64,
+    /// Temperature in tenths of a degree Celsius (DHT11: whole degrees, so a multiple of 10).
+    pub temperature_dc: i16,
+    /// Relative humidity in tenths of a percent (DHT11: whole percent).
+    pub humidity_dpct: u16,
+    /// Barometric pressure in pascals (BMP180).
+    pub pressure_pa: u32,
+    /// Air quality in tenths of a ppm (MQ-135).
+    pub air_quality_dppm: u16,
+}
