@@ -1,3 +1,20 @@
 //! The emulated ESP8266 fleet.
+//!
+//! - [`profile`]: [`DeviceProfile`], the ESP8266 facts a device emulates (MSS, Nagle, buffers,
+//!   timeouts, retry delay), with the reference values as defaults.
+//! - [`sensor`]: seeded DHT11 / BMP180 / MQ-135 models.
+//! - [`schedule`]: the open-loop schedule (connect ramp, phase, interval, jitter).
+//! - [`pacer`]: sleeping until a due instant with sub-millisecond precision.
+//! - [`fleet`]: the device tasks, reporting every due reading and connection to a
+//!   [`FleetObserver`](fleet::FleetObserver).
+//!
+//! This crate never computes a figure: it reports what each device did, with timestamps.
+
+pub mod fleet;
+pub mod pacer;
 pub mod profile;
+pub mod schedule;
+pub mod sensor;
+
+pub use fleet::{FleetObserver, FleetPlan};
 pub use profile::DeviceProfile;

@@ -1,3 +1,265 @@
-fn main() {
-    println!("Hello, world!");
+//! `fleetbench`: run a scenario, serve a sink, run a fleet, print the results schema.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use fleetbench::records::{FleetRecorder, SinkRecorder};
+use fleetbench::{child, runner, scenario, table};
+use tokio_util::sync::CancellationToken;
+use transports::transport::{SinkObserver, SinkOptions};
+use transports::{Encoding, TransportKind};
+
+/// Benchmarks IoT transports for fleets of ESP8266-class devices.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario: every variant in turn, then print a table and write results.
+    Run {
+        /// Scenario file (TOML), e.g. scenarios/smoke.toml.
+        scenario: PathBuf,
+        /// Results folder (default: results/<scenario>-<UTC timestamp>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Serve a sink (the backend under test) until SIGINT or SIGTERM.
+    Serve {
+        /// Transport to serve: tcp or ws.
+        #[arg(value_parser = parse_transport)]
+        transport: TransportKind,
+        /// Address to listen on. Loopback unless you mean otherwise.
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: SocketAddr,
+        /// Payload encoding on raw TCP: json or binary.
+        #[arg(long, default_value = "json", value_parser = parse_encoding)]
+        encoding: Encoding,
+        /// Write arrival and connection records into this folder.
+        #[arg(long)]
+        record_dir: Option<PathBuf>,
+        /// Close a connection that sends nothing for this long.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        idle_timeout: Duration,
+    },
+    /// Run an emulated fleet from a plan (written by `run`; used as its child process).
+    Fleet {
+        /// The fleet plan (JSON).
+        #[arg(long)]
+        plan: PathBuf,
+        /// Write send and connection records into this folder.
+        #[arg(long)]
+        record_dir: PathBuf,
+    },
+    /// Print the JSON Schema of results.json.
+    Schema,
+}
+
+fn parse_transport(s: &str) -> Result<TransportKind, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown transport `{s}` (expected tcp or ws)"))
+}
+
+fn parse_encoding(s: &str) -> Result<Encoding, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown encoding `{s}` (expected json or binary)"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run {
+            scenario,
+            out,
+            quiet,
+        } => return run(scenario, out, quiet),
+        Command::Serve {
+            transport,
+            listen,
+            encoding,
+            record_dir,
+            idle_timeout,
+        } => serve(transport, listen, encoding, record_dir, idle_timeout),
+        Command::Fleet { plan, record_dir } => fleet(plan, record_dir),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&fleetbench::results::schema()).unwrap()
+            );
+            Ok(())
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Exit codes: 0 complete, 2 bad scenario, 3 the run failed, 130 interrupted (results written).
+fn run(path: PathBuf, out: Option<PathBuf>, quiet: bool) -> ExitCode {
+    let scenario = match scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    child::catch_interrupts();
+    let options = runner::RunOptions {
+        out: out.unwrap_or_else(|| runner::default_out(&scenario)),
+        exe: std::env::current_exe().expect("own executable path"),
+        progress: !quiet,
+    };
+    eprintln!(
+        "fleetbench: {} — {} devices, {} variant(s), results in {}",
+        scenario.name,
+        scenario.fleet.devices,
+        scenario.variants.len(),
+        options.out.display()
+    );
+    match runner::run(&scenario, &path, &options) {
+        Ok(result) => {
+            print!("{}", table::render(&result));
+            println!("results: {}", options.out.join("results.json").display());
+            if child::interrupted() {
+                ExitCode::from(130)
+            } else if result.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        token.cancel();
+    });
+}
+
+/// Counts what a sink without a record folder serves.
+#[derive(Default)]
+struct Tally {
+    readings: std::sync::atomic::AtomicU64,
+    connections: std::sync::atomic::AtomicU64,
+}
+
+impl SinkObserver for Tally {
+    fn reading(&self, _: u64, _: &transports::Reading, _: u64) {
+        self.readings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn closed(&self, report: transports::transport::ConnectionReport) {
+        self.connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if !matches!(
+            report.end,
+            transports::transport::ConnectionEnd::PeerClosed
+                | transports::transport::ConnectionEnd::Shutdown
+        ) {
+            eprintln!("connection from {} ended: {:?}", report.peer, report.end);
+        }
+    }
+}
+
+fn serve(
+    transport: TransportKind,
+    listen: SocketAddr,
+    encoding: Encoding,
+    record_dir: Option<PathBuf>,
+    idle_timeout: Duration,
+) -> anyhow::Result<()> {
+    let recorder = match &record_dir {
+        Some(dir) => Some(Arc::new(SinkRecorder::create(dir)?)),
+        None => None,
+    };
+    let tally = Arc::new(Tally::default());
+    let observer: Arc<dyn SinkObserver> = match &recorder {
+        Some(r) => r.clone(),
+        None => tally.clone(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let socket = if listen.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(listen)?;
+        let listener = socket.listen(4096)?;
+        println!("listening {}", listener.local_addr()?);
+        let shutdown = CancellationToken::new();
+        cancel_on_signal(shutdown.clone());
+        let options = SinkOptions {
+            encoding,
+            idle_timeout,
+            ..SinkOptions::default()
+        };
+        transports::transport::serve(transport, listener, options, observer, shutdown).await
+    })?;
+    if let Some(r) = recorder {
+        r.flush()?;
+    } else {
+        eprintln!(
+            "served {} readings on {} connections",
+            tally.readings.load(std::sync::atomic::Ordering::Relaxed),
+            tally.connections.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
+    Ok(())
+}
+
+fn fleet(plan: PathBuf, record_dir: PathBuf) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = std::fs::read(&plan).with_context(|| format!("reading {}", plan.display()))?;
+    let plan: device_emulator::FleetPlan =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", plan.display()))?;
+    let recorder = Arc::new(FleetRecorder::create(&record_dir)?);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let stop = CancellationToken::new();
+        cancel_on_signal(stop.clone());
+        println!("ready");
+        device_emulator::fleet::run(plan, recorder.clone(), stop).await;
+    });
+    recorder.flush()?;
+    Ok(())
 }

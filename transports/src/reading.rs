@@ -22,3 +22,29 @@ pub struct Reading {
     /// Air quality in tenths of a ppm (MQ-135).
     pub air_quality_dppm: u16,
 }
+
+#[cfg(test)]
+impl Reading {
+    /// A reading for property tests: every field is drawn with a random bit width, so short and
+    /// long numbers, zero, extremes and negative temperatures all turn up.
+    pub(crate) fn random(rng: &mut impl rand::Rng) -> Self {
+        // Truncating casts are the point: a value of `bits` random bits, reinterpreted.
+        fn spread(rng: &mut impl rand::Rng, bits: u32) -> u64 {
+            let width = rng.random_range(0..=bits);
+            if width == 0 {
+                0
+            } else {
+                rng.random::<u64>() >> (64 - width)
+            }
+        }
+        Reading {
+            device_id: spread(rng, 32) as u32,
+            seq: spread(rng, 32) as u32,
+            scheduled_us: spread(rng, 64),
+            temperature_dc: spread(rng, 16) as u16 as i16,
+            humidity_dpct: spread(rng, 16) as u16,
+            pressure_pa: spread(rng, 32) as u32,
+            air_quality_dppm: spread(rng, 16) as u16,
+        }
+    }
+}

@@ -1,1 +1,263 @@
-//! placeholder
+//! Sockets as the emulated device sets them up, and what the kernel says they carried.
+//!
+//! - [`SocketOptions`]: TCP_MAXSEG, Nagle and buffer sizes set before connect.
+//! - [`SocketCounters`]: a TCP_INFO snapshot (bytes and segments each way, retransmissions).
+//! - [`CountingStream`]: wraps a stream, counts application bytes each way and stamps the instant
+//!   of the last read, so a driver knows when a frame's last byte arrived.
+//!
+//! What to do with the counts is left to the harness.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::clock;
+
+/// `tcpi_options` bit: timestamps negotiated (linux/tcp.h).
+const TCPI_OPT_TIMESTAMPS: u8 = 1;
+
+/// IPv4 + TCP header bytes of a segment without options.
+pub const IP_TCP_HEADER_BYTES: u64 = 40;
+/// The TCP timestamp option as Linux sends it (10 B padded to 12).
+pub const TCP_TIMESTAMP_OPTION_BYTES: u64 = 12;
+
+/// Options a device sets on its socket before connecting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketOptions {
+    /// TCP_MAXSEG; `None` leaves the kernel's choice.
+    pub mss: Option<u32>,
+    /// Nagle's algorithm on (`false` sets TCP_NODELAY).
+    pub nagle: bool,
+    /// SO_SNDBUF request in bytes (the kernel doubles it and applies its minimum).
+    pub send_buffer: Option<u32>,
+    /// SO_RCVBUF request in bytes.
+    pub recv_buffer: Option<u32>,
+}
+
+impl SocketOptions {
+    /// Plain Linux defaults with Nagle off.
+    pub fn linux_default() -> SocketOptions {
+        SocketOptions {
+            mss: None,
+            nagle: false,
+            send_buffer: None,
+            recv_buffer: None,
+        }
+    }
+}
+
+/// Connects to `target` from `source` (any port) with `options` set before the SYN, within `timeout`.
+pub async fn connect(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    options: &SocketOptions,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(mss) = options.mss {
+        setsockopt_u32(&socket, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss)?;
+    }
+    if let Some(bytes) = options.send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = options.recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.set_nodelay(!options.nagle)?;
+    if let Some(ip) = source {
+        // Let connect() choose the port per destination, so thousands of devices fit on one source.
+        setsockopt_u32(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    match tokio::time::timeout(timeout, socket.connect(target)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect to {target} timed out after {timeout:?}"),
+        )),
+    }
+}
+
+fn setsockopt_u32(fd: &impl AsRawFd, level: i32, name: i32, value: u32) -> io::Result<()> {
+    let value = value as libc::c_int;
+    // SAFETY: a valid fd and a pointer to a c_int of the given length.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// What the kernel counted on one TCP socket (TCP_INFO), from its creation to the snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketCounters {
+    /// Payload bytes sent, retransmissions included (`tcpi_bytes_sent`).
+    pub bytes_sent: u64,
+    /// Payload bytes received (`tcpi_bytes_received`).
+    pub bytes_received: u64,
+    /// Segments sent, pure ACKs and SYN/FIN included (`tcpi_segs_out`).
+    pub segs_out: u64,
+    /// Segments received (`tcpi_segs_in`).
+    pub segs_in: u64,
+    /// Retransmitted segments (`tcpi_total_retrans`).
+    pub retransmits: u64,
+    /// Whether TCP timestamps were negotiated, which adds 12 B to every segment's header.
+    pub timestamps: bool,
+    /// The MSS this end sends with (`tcpi_snd_mss`).
+    pub snd_mss: u32,
+}
+
+impl SocketCounters {
+    /// Reads TCP_INFO of a connected socket.
+    pub fn read(fd: &impl AsRawFd) -> io::Result<SocketCounters> {
+        // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                &mut info as *mut libc::tcp_info as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SocketCounters {
+            bytes_sent: info.tcpi_bytes_sent,
+            bytes_received: info.tcpi_bytes_received,
+            segs_out: info.tcpi_segs_out as u64,
+            segs_in: info.tcpi_segs_in as u64,
+            retransmits: info.tcpi_total_retrans as u64,
+            timestamps: info.tcpi_options & TCPI_OPT_TIMESTAMPS != 0,
+            snd_mss: info.tcpi_snd_mss,
+        })
+    }
+
+    /// IPv4 + TCP header bytes per segment on this connection.
+    pub fn header_bytes_per_segment(&self) -> u64 {
+        IP_TCP_HEADER_BYTES
+            + if self.timestamps {
+                TCP_TIMESTAMP_OPTION_BYTES
+            } else {
+                0
+            }
+    }
+
+    /// The counts accumulated since `earlier` (a snapshot of the same socket).
+    pub fn since(&self, earlier: &SocketCounters) -> SocketCounters {
+        SocketCounters {
+            bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            bytes_received: self.bytes_received.saturating_sub(earlier.bytes_received),
+            segs_out: self.segs_out.saturating_sub(earlier.segs_out),
+            segs_in: self.segs_in.saturating_sub(earlier.segs_in),
+            retransmits: self.retransmits.saturating_sub(earlier.retransmits),
+            timestamps: self.timestamps,
+            snd_mss: self.snd_mss,
+        }
+    }
+}
+
+/// A stream that counts the application bytes through it and stamps its last read.
+#[derive(Debug)]
+pub struct CountingStream<S> {
+    inner: S,
+    written: u64,
+    read: u64,
+    last_read_ns: u64,
+}
+
+impl<S> CountingStream<S> {
+    /// Wraps `inner` with zeroed counts.
+    pub fn new(inner: S) -> Self {
+        CountingStream {
+            inner,
+            written: 0,
+            read: 0,
+            last_read_ns: 0,
+        }
+    }
+
+    /// Application bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.written
+    }
+
+    /// Application bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// CLOCK_MONOTONIC ns at which the last read that returned bytes completed.
+    pub fn last_read_ns(&self) -> u64 {
+        self.last_read_ns
+    }
+
+    /// The wrapped stream.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = poll {
+            let n = (buf.filled().len() - before) as u64;
+            if n > 0 {
+                self.read += n;
+                self.last_read_ns = clock::now_ns();
+            }
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = poll {
+            self.written += n as u64;
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

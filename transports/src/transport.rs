@@ -1,5 +1,23 @@
-//! The transport-agnostic face of this crate.
+//! The transport-agnostic face of this crate: which transport, the device's sending end ([`Link`])
+//! and the receiving end ([`serve`]).
+//!
+//! Both ends report what happened and nothing more: a [`Link`] returns what each send wrote and its
+//! socket counters; [`serve`] calls a [`SinkObserver`] for every connection and every reading with
+//! the instant its last byte arrived. Scheduling and measurement are left to the callers.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::socket::{SocketCounters, SocketOptions};
+use crate::{tcp, ws, Encoding, Reading};
 
 /// Which transport a variant uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -12,5 +30,275 @@ pub enum TransportKind {
     Ws,
 }
 
-/// Placeholder until the drivers land.
-pub struct Link;
+impl TransportKind {
+    /// The short name used in scenarios and results.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Tcp => "tcp",
+            TransportKind::Ws => "ws",
+        }
+    }
+
+    /// The ESP8266 firmware library this transport emulates.
+    pub fn firmware_library(self) -> &'static str {
+        match self {
+            TransportKind::Tcp => "WiFiClient",
+            TransportKind::Ws => "arduinoWebSockets",
+        }
+    }
+
+    /// Whether that library leaves Nagle's algorithm on (WiFiClient does; arduinoWebSockets
+    /// calls `setNoDelay(true)`).
+    pub fn library_nagle(self) -> bool {
+        match self {
+            TransportKind::Tcp => true,
+            TransportKind::Ws => false,
+        }
+    }
+}
+
+/// How a device's [`Link`] connects and sends.
+#[derive(Clone, Debug)]
+pub struct LinkOptions {
+    /// Payload encoding.
+    pub encoding: Encoding,
+    /// Socket options set before connect.
+    pub socket: SocketOptions,
+    /// Source address to bind (any port), to spread a fleet over 127.0.0.x.
+    pub source: Option<IpAddr>,
+    /// Bound on the TCP connect plus the protocol handshake.
+    pub connect_timeout: Duration,
+    /// Bound on one send.
+    pub write_timeout: Duration,
+}
+
+/// What a connection's set-up cost, from the device's socket.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Setup {
+    /// CLOCK_MONOTONIC ns when the device started connecting.
+    pub started_ns: u64,
+    /// CLOCK_MONOTONIC ns when the transport was ready to carry readings.
+    pub ready_ns: u64,
+    /// Counts at that moment: the handshake's application bytes and, in TCP_INFO, its segments
+    /// and bytes both ways.
+    pub stats: LinkStats,
+}
+
+/// A device connection's counts so far.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct LinkStats {
+    /// Application bytes the device wrote, handshake included.
+    pub app_bytes_sent: u64,
+    /// Application bytes the device read, handshake included.
+    pub app_bytes_received: u64,
+    /// TCP_INFO now, if the socket still answers.
+    pub counters: Option<SocketCounters>,
+}
+
+/// Why a device's link failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// TCP connect failed or timed out.
+    #[error("connect failed: {0}")]
+    Connect(#[source] io::Error),
+    /// The protocol handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The connect plus handshake took longer than allowed.
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// A write failed: the connection is gone.
+    #[error("write failed: {0}")]
+    Write(String),
+    /// A write blocked longer than allowed.
+    #[error("write timed out after {0:?}")]
+    WriteTimeout(Duration),
+}
+
+/// The device's sending end of one connection, whatever the transport.
+pub enum Link {
+    /// Raw TCP.
+    Tcp(tcp::driver::DeviceConnection),
+    /// WebSocket client.
+    Ws(ws::driver::DeviceConnection),
+}
+
+impl Link {
+    /// Connects to a sink at `target` and completes the transport's handshake.
+    pub async fn connect(
+        kind: TransportKind,
+        target: SocketAddr,
+        options: &LinkOptions,
+    ) -> Result<(Link, Setup), LinkError> {
+        let started_ns = crate::clock::now_ns();
+        let connect = async {
+            match kind {
+                TransportKind::Tcp => tcp::driver::DeviceConnection::connect(target, options)
+                    .await
+                    .map(Link::Tcp),
+                TransportKind::Ws => ws::driver::DeviceConnection::connect(target, options)
+                    .await
+                    .map(Link::Ws),
+            }
+        };
+        let link = tokio::time::timeout(options.connect_timeout, connect)
+            .await
+            .map_err(|_| LinkError::ConnectTimeout(options.connect_timeout))??;
+        let ready_ns = crate::clock::now_ns();
+        let stats = link.stats();
+        Ok((
+            link,
+            Setup {
+                started_ns,
+                ready_ns,
+                stats,
+            },
+        ))
+    }
+
+    /// Sends one reading; returns its payload length. Bounded by the write timeout.
+    pub async fn send(&mut self, reading: &Reading) -> Result<usize, LinkError> {
+        match self {
+            Link::Tcp(c) => c.send(reading).await,
+            Link::Ws(c) => c.send(reading).await,
+        }
+    }
+
+    /// The connection's counts so far.
+    pub fn stats(&self) -> LinkStats {
+        match self {
+            Link::Tcp(c) => c.stats(),
+            Link::Ws(c) => c.stats(),
+        }
+    }
+
+    /// Closes the connection as the firmware would (a WebSocket close frame, then FIN). Bounded.
+    pub async fn close(self) {
+        let close = async {
+            match self {
+                Link::Tcp(c) => c.close().await,
+                Link::Ws(c) => c.close().await,
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+    }
+}
+
+/// How the receiving end serves.
+#[derive(Clone, Debug)]
+pub struct SinkOptions {
+    /// Payload encoding expected on raw TCP (WebSocket frames say theirs: text is JSON).
+    pub encoding: Encoding,
+    /// A connection with no bytes for this long is closed.
+    pub idle_timeout: Duration,
+    /// Bound on a protocol handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            encoding: Encoding::Json,
+            idle_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How a sink connection ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum ConnectionEnd {
+    /// The device closed cleanly.
+    PeerClosed,
+    /// The device sent something that does not parse; the connection was closed.
+    Malformed(String),
+    /// The protocol handshake failed.
+    HandshakeFailed(String),
+    /// A socket error.
+    Io(String),
+    /// Nothing arrived within the idle timeout.
+    IdleTimeout,
+    /// The sink was shut down.
+    Shutdown,
+}
+
+/// Everything a sink knows about one finished connection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectionReport {
+    /// Connection id, unique within one sink.
+    pub conn: u64,
+    /// The device's address.
+    pub peer: SocketAddr,
+    /// CLOCK_MONOTONIC ns at accept.
+    pub opened_ns: u64,
+    /// CLOCK_MONOTONIC ns at close.
+    pub closed_ns: u64,
+    /// Readings decoded on it.
+    pub readings: u64,
+    /// Application bytes received, handshake included.
+    pub app_bytes_received: u64,
+    /// Application bytes sent, handshake included.
+    pub app_bytes_sent: u64,
+    /// TCP_INFO when the transport became ready (after the handshake).
+    pub ready_counters: Option<SocketCounters>,
+    /// TCP_INFO at close.
+    pub final_counters: Option<SocketCounters>,
+    /// Why it ended.
+    pub end: ConnectionEnd,
+}
+
+/// Told by a sink what happens on its connections. Called inline from connection tasks: keep it cheap.
+pub trait SinkObserver: Send + Sync + 'static {
+    /// A reading was decoded; its last byte was read at `arrived_ns` (CLOCK_MONOTONIC).
+    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64);
+    /// A connection ended.
+    fn closed(&self, report: ConnectionReport);
+}
+
+/// Serves `kind` on `listener` until `shutdown` is cancelled, then closes every connection and
+/// returns once each has reported (bounded by two seconds).
+pub async fn serve(
+    kind: TransportKind,
+    listener: TcpListener,
+    options: SinkOptions,
+    observer: Arc<dyn SinkObserver>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let next_conn = AtomicU64::new(0);
+    let mut tasks = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let accept = tcp::driver::Accepted {
+            conn: next_conn.fetch_add(1, Ordering::Relaxed),
+            peer,
+            opened_ns: crate::clock::now_ns(),
+            stream,
+            options: options.clone(),
+            observer: observer.clone(),
+            shutdown: shutdown.clone(),
+        };
+        match kind {
+            TransportKind::Tcp => tasks.spawn(tcp::driver::serve_connection(accept)),
+            TransportKind::Ws => tasks.spawn(ws::driver::serve_connection(accept)),
+        };
+        while tasks.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}

@@ -1,1 +1,5 @@
-//! placeholder
+//! Raw TCP: one newline-terminated JSON line or one length-prefixed binary record per reading.
+//!
+//! [`codec`] frames readings over byte buffers; the driver is the only code that touches sockets.
+pub mod codec;
+pub mod driver;

@@ -1,1 +1,6 @@
-//! placeholder
+//! WebSocket, the device as client: one frame per reading.
+//!
+//! [`codec`] holds the framing arithmetic; the driver (tungstenite) does the actual framing and
+//! is the only code that touches sockets.
+pub mod codec;
+pub mod driver;

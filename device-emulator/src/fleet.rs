@@ -1,0 +1,300 @@
+//! [`run`]: a fleet of emulated devices, each a light task that connects, follows its open-loop
+//! [`Schedule`], reads its sensors and sends every due reading over its transport [`Link`].
+//!
+//! Devices report every due reading (sent or not, with the instant the send began) and every
+//! connection (set-up cost, final counters, how it ended) to a [`FleetObserver`]. Turning those
+//! reports into figures is the harness's job.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use transports::socket::SocketOptions;
+use transports::transport::{LinkOptions, LinkStats, Setup};
+use transports::{clock, Encoding, Link, Reading, TransportKind};
+
+use crate::pacer::Pacer;
+use crate::schedule::{Schedule, Timing};
+use crate::sensor::SensorModel;
+use crate::DeviceProfile;
+
+/// After the last due reading, devices wait this long for the last ACKs before reading their
+/// socket counters and closing (longer than Linux's 40 ms minimum delayed ACK, and lwIP's 250 ms
+/// timer is not emulated here).
+pub const DRAIN: Duration = Duration::from_millis(300);
+
+/// Everything a fleet process needs to run: what the harness hands it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FleetPlan {
+    /// Transport every device uses.
+    pub transport: TransportKind,
+    /// The sink (or broker) to connect to.
+    pub target: SocketAddr,
+    /// Payload encoding.
+    pub encoding: Encoding,
+    /// Number of devices in this process.
+    pub devices: u32,
+    /// Id of the first device; the others follow.
+    pub first_device_id: u32,
+    /// Seed of the sensor models and schedules.
+    pub seed: u64,
+    /// CLOCK_MONOTONIC ns at which the first device connects.
+    pub start_ns: u64,
+    /// Readings are due strictly before this CLOCK_MONOTONIC ns.
+    pub stop_ns: u64,
+    /// Devices connect spread over this many ns.
+    pub ramp_ns: u64,
+    /// Time between a device's readings, ns.
+    pub interval_ns: u64,
+    /// Uniform delay below this added to each due instant, ns.
+    pub jitter_ns: u64,
+    /// What each device's socket and firmware loop emulate.
+    pub profile: DeviceProfile,
+    /// Bind each device to its own source address in 127.0.0.2–127.0.0.251 (loopback targets only).
+    pub spread_sources: bool,
+}
+
+impl FleetPlan {
+    /// The timing every device's schedule derives from.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            start_ns: self.start_ns,
+            stop_ns: self.stop_ns,
+            ramp: Duration::from_nanos(self.ramp_ns),
+            interval: Duration::from_nanos(self.interval_ns),
+            jitter: Duration::from_nanos(self.jitter_ns),
+            devices: self.devices,
+        }
+    }
+
+    fn link_options(&self, device_id: u32) -> LinkOptions {
+        let source = match self.target.ip() {
+            IpAddr::V4(ip) if self.spread_sources && ip.is_loopback() => Some(IpAddr::V4(
+                Ipv4Addr::new(127, 0, 0, 2 + (device_id % 250) as u8),
+            )),
+            _ => None,
+        };
+        LinkOptions {
+            encoding: self.encoding,
+            socket: SocketOptions {
+                mss: Some(self.profile.mss),
+                nagle: self.profile.nagle.unwrap_or(self.transport.library_nagle()),
+                send_buffer: Some(self.profile.send_buffer),
+                recv_buffer: Some(self.profile.recv_buffer),
+            },
+            source,
+            connect_timeout: self.profile.connect_timeout,
+            write_timeout: self.profile.write_timeout,
+        }
+    }
+}
+
+/// What became of one due reading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SendOutcome {
+    /// Handed to the transport; the payload had this many bytes.
+    Sent {
+        /// Payload bytes.
+        payload_bytes: u32,
+    },
+    /// The device had no connection when it was due (connecting, or waiting to retry).
+    Offline,
+    /// The send failed; the connection was dropped.
+    Failed,
+}
+
+/// One due reading, as the device saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SendRecord {
+    /// Device id.
+    pub device_id: u32,
+    /// Sequence number.
+    pub seq: u32,
+    /// The due instant, CLOCK_MONOTONIC ns (the reading carries it in µs).
+    pub scheduled_ns: u64,
+    /// When the device began the send (0 when it did not send).
+    pub sent_ns: u64,
+    /// What happened.
+    pub outcome: SendOutcome,
+}
+
+/// One connection of a device, or one failed attempt.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectionRecord {
+    /// Device id.
+    pub device_id: u32,
+    /// Set-up cost, when the connection came up.
+    pub setup: Option<Setup>,
+    /// Counts at the end (after the drain), when the connection came up.
+    pub final_stats: Option<LinkStats>,
+    /// Readings sent on it.
+    pub readings_sent: u64,
+    /// Payload bytes of those readings.
+    pub payload_bytes: u64,
+    /// Why it ended: `"stopped"` for the normal end of a run, else the error.
+    pub end: String,
+}
+
+/// Told by the fleet what each device does. Called inline from device tasks: keep it cheap.
+pub trait FleetObserver: Send + Sync + 'static {
+    /// A reading fell due.
+    fn reading(&self, record: SendRecord);
+    /// A connection ended or an attempt failed.
+    fn connection(&self, record: ConnectionRecord);
+}
+
+/// Runs the fleet until every device has sent its last due reading, drained and closed, or until
+/// `stop` is cancelled (then devices close at once, without the drain).
+pub async fn run(plan: FleetPlan, observer: Arc<dyn FleetObserver>, stop: CancellationToken) {
+    let plan = Arc::new(plan);
+    let pacer = Arc::new(Pacer::start());
+    let mut devices = JoinSet::new();
+    for index in 0..plan.devices {
+        devices.spawn(device(
+            plan.clone(),
+            index,
+            pacer.clone(),
+            observer.clone(),
+            stop.clone(),
+        ));
+    }
+    while devices.join_next().await.is_some() {}
+}
+
+/// An open connection and what it has carried.
+struct Open {
+    link: Link,
+    setup: Setup,
+    readings_sent: u64,
+    payload_bytes: u64,
+}
+
+impl Open {
+    fn record(&self, device_id: u32, end: String) -> ConnectionRecord {
+        ConnectionRecord {
+            device_id,
+            setup: Some(self.setup),
+            final_stats: Some(self.link.stats()),
+            readings_sent: self.readings_sent,
+            payload_bytes: self.payload_bytes,
+            end,
+        }
+    }
+}
+
+async fn device(
+    plan: Arc<FleetPlan>,
+    index: u32,
+    pacer: Arc<Pacer>,
+    observer: Arc<dyn FleetObserver>,
+    stop: CancellationToken,
+) {
+    let device_id = plan.first_device_id + index;
+    let options = plan.link_options(device_id);
+    let schedule = Schedule::new(&plan.timing(), plan.seed, device_id, index);
+    let mut sensors = SensorModel::new(plan.seed, device_id);
+    let mut open: Option<Open> = None;
+    let mut retry_at_ns = schedule.connect_ns;
+
+    tokio::select! {
+        _ = pacer.sleep_until(schedule.connect_ns) => {}
+        _ = stop.cancelled() => return,
+    }
+    for (seq, due_ns) in schedule {
+        // Connect (or reconnect once the retry delay has passed) before the reading is due.
+        if open.is_none() && clock::now_ns() >= retry_at_ns {
+            let connect = Link::connect(plan.transport, plan.target, &options);
+            let result = tokio::select! {
+                result = connect => result,
+                _ = stop.cancelled() => break,
+            };
+            match result {
+                Ok((link, setup)) => {
+                    open = Some(Open {
+                        link,
+                        setup,
+                        readings_sent: 0,
+                        payload_bytes: 0,
+                    })
+                }
+                Err(e) => {
+                    observer.connection(ConnectionRecord {
+                        device_id,
+                        setup: None,
+                        final_stats: None,
+                        readings_sent: 0,
+                        payload_bytes: 0,
+                        end: e.to_string(),
+                    });
+                    retry_at_ns = clock::now_ns() + plan.profile.retry_delay.as_nanos() as u64;
+                }
+            }
+        }
+        tokio::select! {
+            _ = pacer.sleep_until(due_ns) => {}
+            _ = stop.cancelled() => break,
+        }
+        // Sensors are read whether or not the reading can be sent, so values never depend on
+        // the network.
+        let values = sensors.sample();
+        let reading = Reading {
+            device_id,
+            seq,
+            scheduled_us: due_ns / 1_000,
+            temperature_dc: values.temperature_dc,
+            humidity_dpct: values.humidity_dpct,
+            pressure_pa: values.pressure_pa,
+            air_quality_dppm: values.air_quality_dppm,
+        };
+        let mut record = SendRecord {
+            device_id,
+            seq,
+            scheduled_ns: due_ns,
+            sent_ns: 0,
+            outcome: SendOutcome::Offline,
+        };
+        if let Some(conn) = open.as_mut() {
+            record.sent_ns = clock::now_ns();
+            let result = tokio::select! {
+                result = conn.link.send(&reading) => result,
+                _ = stop.cancelled() => break,
+            };
+            match result {
+                Ok(payload) => {
+                    conn.readings_sent += 1;
+                    conn.payload_bytes += payload as u64;
+                    record.outcome = SendOutcome::Sent {
+                        payload_bytes: payload as u32,
+                    };
+                }
+                Err(e) => {
+                    record.outcome = SendOutcome::Failed;
+                    let conn = open.take().unwrap();
+                    observer.connection(conn.record(device_id, e.to_string()));
+                    conn.link.close().await;
+                    retry_at_ns = clock::now_ns() + plan.profile.retry_delay.as_nanos() as u64;
+                }
+            }
+        }
+        observer.reading(record);
+    }
+    if let Some(conn) = open {
+        if !stop.is_cancelled() {
+            let drained_ns = plan.stop_ns + DRAIN.as_nanos() as u64;
+            tokio::select! {
+                _ = pacer.sleep_until(drained_ns) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+        let end = if stop.is_cancelled() {
+            "interrupted"
+        } else {
+            "stopped"
+        };
+        observer.connection(conn.record(device_id, end.to_string()));
+        conn.link.close().await;
+    }
+}

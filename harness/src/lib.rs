@@ -1,0 +1,17 @@
+//! fleetbench's library half: everything the `fleetbench` binary does, testable from tests/.
+//!
+//! - [`scenario`]: scenario files (TOML), validated with the file, line and key named.
+//! - [`runner`]: runs each variant with the sink and the fleet as child processes ([`child`]),
+//!   samples their CPU and memory ([`procstat`]) and turns their [`records`] into results.
+//! - [`measure`]: the measurement core (latency, delivery, overhead), transport-agnostic.
+//! - [`results`]: `results.json`, the public record of a run; [`table`]: its terminal summary.
+//! - [`machine`]: what the run ran on.
+pub mod child;
+pub mod machine;
+pub mod measure;
+pub mod procstat;
+pub mod records;
+pub mod results;
+pub mod runner;
+pub mod scenario;
+pub mod table;

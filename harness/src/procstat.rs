@@ -1,0 +1,519 @@
+//! CPU time and memory of other processes, read from `/proc` (Linux only).
+//!
+//! [`sample`] reads one process once; a [`Sampler`] thread samples a few labelled processes
+//! periodically, plus on demand at marks such as `window_start`, and hands back a [`ProcSeries`]
+//! that answers "how much CPU between these two instants" and "how much memory at most".
+//!
+//! Timestamps are CLOCK_MONOTONIC nanoseconds, the clock the rest of the harness uses, so samples
+//! line up with the measurement window. CPU time comes in clock ticks (`utime + stime`), usually
+//! 10 ms each, so short windows have coarse CPU figures; interpolation does not make them finer.
+//! What to do with the figures (per-reading CPU, comparisons) is left to the report.
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// One reading of a process's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcSample {
+    /// When the sample was taken: CLOCK_MONOTONIC, nanoseconds.
+    pub at_ns: u64,
+    /// CPU time used so far, user plus system, all threads, in clock ticks
+    /// (see [`clock_ticks_per_second`]).
+    pub cpu_ticks: u64,
+    /// Resident memory (VmRSS) in bytes.
+    pub rss_bytes: u64,
+    /// Highest resident memory so far (VmHWM) in bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` once.
+///
+/// Fails with [`io::ErrorKind::NotFound`] when the process does not exist or has exited (a zombie
+/// waiting to be reaped counts as exited).
+pub fn sample(pid: u32) -> io::Result<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let at_ns = monotonic_ns();
+    let stat = parse_stat(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/stat"))?;
+    if matches!(stat.state, 'Z' | 'X' | 'x') {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "process has exited",
+        ));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    // Kernel threads have no VmRSS/VmHWM lines: they use no user memory.
+    Ok(ProcSample {
+        at_ns,
+        cpu_ticks: stat.cpu_ticks,
+        rss_bytes: status_kib(&status, "VmRSS:").unwrap_or(0) * 1024,
+        peak_rss_bytes: status_kib(&status, "VmHWM:").unwrap_or(0) * 1024,
+    })
+}
+
+/// Clock ticks per second, the unit of [`ProcSample::cpu_ticks`] (`sysconf(_SC_CLK_TCK)`).
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    // Linux has reported 100 on every architecture for decades; use it if sysconf ever fails.
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+/// Now on CLOCK_MONOTONIC, in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to; CLOCK_MONOTONIC always exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC) failed");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// What we need from `/proc/<pid>/stat`.
+#[derive(Debug, PartialEq)]
+struct Stat {
+    state: char,
+    cpu_ticks: u64,
+}
+
+/// Parses `/proc/<pid>/stat`: `pid (comm) state ppid ... utime stime ...`.
+///
+/// `comm` may hold spaces and parentheses, but the kernel writes nothing after it that could hold
+/// a `)`, so the fields start after the last `)`.
+fn parse_stat(line: &str) -> Option<Stat> {
+    let (_, rest) = line.rsplit_once(')')?;
+    // Field 3 (state) is the first after `comm`; utime and stime are fields 14 and 15.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Stat {
+        state,
+        cpu_ticks: utime + stime,
+    })
+}
+
+/// The value of a `Name:    123 kB` line of `/proc/<pid>/status`, in KiB.
+fn status_kib(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// The samples of one labelled process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcTrack {
+    /// The name the caller gave the process (`"receiver"`, `"devices"`).
+    pub label: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Samples in time order.
+    pub samples: Vec<ProcSample>,
+    /// Samples taken at marks, in the order taken.
+    pub marks: Vec<ProcMark>,
+    /// When the process was first found gone; no samples follow.
+    pub exited_at_ns: Option<u64>,
+    /// Samples that failed for another reason than the process being gone (and are missing).
+    pub failed_samples: u64,
+}
+
+/// A sample taken at a named moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcMark {
+    /// The mark's name, such as `window_start`.
+    pub name: String,
+    /// Index of the sample in [`ProcTrack::samples`].
+    pub sample: usize,
+}
+
+/// Everything a [`Sampler`] saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcSeries {
+    /// Unit of [`ProcSample::cpu_ticks`].
+    pub clock_ticks_per_second: u64,
+    /// Time between periodic samples, in milliseconds.
+    pub period_ms: u64,
+    /// One track per sampled process, in the order given to [`Sampler::start`].
+    pub tracks: Vec<ProcTrack>,
+}
+
+impl ProcSeries {
+    /// The track of the process labelled `label`.
+    pub fn track(&self, label: &str) -> Option<&ProcTrack> {
+        self.tracks.iter().find(|t| t.label == label)
+    }
+
+    /// CPU seconds the process used between two CLOCK_MONOTONIC instants.
+    ///
+    /// The CPU counter is interpolated linearly between the samples around each bound. `None` if
+    /// the samples do not reach both bounds or `from_ns > to_ns`.
+    pub fn cpu_seconds_between(&self, label: &str, from_ns: u64, to_ns: u64) -> Option<f64> {
+        if from_ns > to_ns {
+            return None;
+        }
+        let samples = &self.track(label)?.samples;
+        let ticks = cpu_ticks_at(samples, to_ns)? - cpu_ticks_at(samples, from_ns)?;
+        Some(ticks / self.clock_ticks_per_second as f64)
+    }
+
+    /// The highest resident memory the process reached while it was sampled (VmHWM).
+    pub fn peak_rss_bytes(&self, label: &str) -> Option<u64> {
+        let samples = &self.track(label)?.samples;
+        samples
+            .iter()
+            .map(|s| s.peak_rss_bytes.max(s.rss_bytes))
+            .max()
+    }
+
+    /// Resident memory at the last sample taken at or before `at_ns`.
+    pub fn rss_at(&self, label: &str, at_ns: u64) -> Option<u64> {
+        let samples = &self.track(label)?.samples;
+        let after = samples.partition_point(|s| s.at_ns <= at_ns);
+        after.checked_sub(1).map(|i| samples[i].rss_bytes)
+    }
+
+    /// The sample taken at the mark `mark`; the latest one if the mark was set more than once.
+    pub fn mark_sample(&self, label: &str, mark: &str) -> Option<&ProcSample> {
+        let track = self.track(label)?;
+        let m = track.marks.iter().rev().find(|m| m.name == mark)?;
+        track.samples.get(m.sample)
+    }
+}
+
+/// The CPU counter at `at_ns`, interpolated between the samples around it.
+fn cpu_ticks_at(samples: &[ProcSample], at_ns: u64) -> Option<f64> {
+    let after = samples.partition_point(|s| s.at_ns < at_ns);
+    let next = samples.get(after)?;
+    if next.at_ns == at_ns {
+        return Some(next.cpu_ticks as f64);
+    }
+    let prev = samples.get(after.checked_sub(1)?)?;
+    let fraction = (at_ns - prev.at_ns) as f64 / (next.at_ns - prev.at_ns) as f64;
+    Some(prev.cpu_ticks as f64 + fraction * (next.cpu_ticks as f64 - prev.cpu_ticks as f64))
+}
+
+/// Whether a [`sample`] error means the process is gone (ESRCH: it died while being read).
+fn has_exited(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
+}
+
+/// State shared by a [`Sampler`] and its thread.
+struct Shared {
+    series: Mutex<ProcSeries>,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn series(&self) -> MutexGuard<'_, ProcSeries> {
+        // A panic while holding the lock leaves complete samples behind; keep using them.
+        self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Samples every live process once, tagging the samples with `mark` if given.
+    fn sample_all(&self, mark: Option<&str>) {
+        // Sampling under the lock keeps each track in time order when a mark races the thread.
+        let mut series = self.series();
+        for track in series
+            .tracks
+            .iter_mut()
+            .filter(|t| t.exited_at_ns.is_none())
+        {
+            match sample(track.pid) {
+                Ok(s) => {
+                    track.samples.push(s);
+                    if let Some(name) = mark {
+                        track.marks.push(ProcMark {
+                            name: name.to_owned(),
+                            sample: track.samples.len() - 1,
+                        });
+                    }
+                }
+                // The process is gone: stop asking, so that a new process reusing the pid is
+                // never mistaken for it.
+                Err(e) if has_exited(&e) => track.exited_at_ns = Some(monotonic_ns()),
+                // Anything else (out of file descriptors, say) may pass; count it and go on.
+                Err(_) => track.failed_samples += 1,
+            }
+        }
+    }
+}
+
+/// A background thread sampling labelled processes every `period` until [`stop`](Sampler::stop).
+///
+/// A process that exits simply stops producing samples.
+pub struct Sampler {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sampler {
+    /// Starts sampling `(label, pid)` pairs every `period` (at least 1 ms), the first time right
+    /// away.
+    pub fn start(pids: Vec<(String, u32)>, period: Duration) -> Sampler {
+        let period = period.max(Duration::from_millis(1));
+        let tracks = pids
+            .into_iter()
+            .map(|(label, pid)| ProcTrack {
+                label,
+                pid,
+                samples: Vec::new(),
+                marks: Vec::new(),
+                exited_at_ns: None,
+                failed_samples: 0,
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            series: Mutex::new(ProcSeries {
+                clock_ticks_per_second: clock_ticks_per_second(),
+                period_ms: period.as_millis() as u64,
+                tracks,
+            }),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let thread = std::thread::Builder::new()
+            .name("procstat".to_owned())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || run(&shared, period)
+            })
+            .expect("cannot spawn the procstat thread");
+        Sampler {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    /// Samples every live process now, tagging the samples with the mark `name` (such as
+    /// `window_start`); see [`ProcSeries::mark_sample`].
+    pub fn mark(&self, name: &str) {
+        self.shared.sample_all(Some(name));
+    }
+
+    /// Stops the thread, takes a last sample of every live process and returns all samples.
+    pub fn stop(mut self) -> ProcSeries {
+        self.halt();
+        self.shared.sample_all(None);
+        let series = self.shared.series();
+        series.clone()
+    }
+
+    fn halt(&mut self) {
+        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.shared.wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            // A panic in the thread has already been reported; the samples taken stay usable.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The sampling thread: one sample of everything per period, on a fixed schedule, until stopped.
+fn run(shared: &Shared, period: Duration) {
+    let mut next = Instant::now();
+    loop {
+        shared.sample_all(None);
+        next += period;
+        let mut stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if *stop {
+                return;
+            }
+            let now = Instant::now();
+            if now >= next {
+                break;
+            }
+            stop = shared
+                .wake
+                .wait_timeout(stop, next - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        // After a long stall (a suspended machine), do not fire a burst of catch-up samples.
+        let now = Instant::now();
+        if now > next + period {
+            next = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(at_ns: u64, cpu_ticks: u64, rss_bytes: u64) -> ProcSample {
+        ProcSample {
+            at_ns,
+            cpu_ticks,
+            rss_bytes,
+            peak_rss_bytes: rss_bytes + 10,
+        }
+    }
+
+    fn series() -> ProcSeries {
+        ProcSeries {
+            clock_ticks_per_second: 100,
+            period_ms: 1000,
+            tracks: vec![ProcTrack {
+                label: "rx".to_owned(),
+                pid: 1,
+                samples: vec![s(1_000, 10, 500), s(2_000, 30, 700), s(4_000, 130, 600)],
+                marks: vec![ProcMark {
+                    name: "window_start".to_owned(),
+                    sample: 1,
+                }],
+                exited_at_ns: None,
+                failed_samples: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn sample_of_this_process_is_plausible() {
+        let before = monotonic_ns();
+        let me = sample(std::process::id()).unwrap();
+        assert!(me.at_ns >= before && me.at_ns <= monotonic_ns());
+        assert!(
+            me.rss_bytes > 100 * 1024,
+            "a test binary uses more than 100 KiB: {me:?}"
+        );
+        assert!(me.rss_bytes < 64 << 30, "{me:?}");
+        assert!(me.peak_rss_bytes >= me.rss_bytes, "{me:?}");
+        assert!((1..=10_000).contains(&clock_ticks_per_second()));
+    }
+
+    #[test]
+    fn cpu_ticks_grow_while_spinning() {
+        let pid = std::process::id();
+        let before = sample(pid).unwrap();
+        std::thread::spawn(|| {
+            let start = Instant::now();
+            let mut x = 0u64;
+            while start.elapsed() < Duration::from_millis(300) {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+        })
+        .join()
+        .unwrap();
+        let after = sample(pid).unwrap();
+        assert!(
+            after.cpu_ticks > before.cpu_ticks,
+            "{before:?} -> {after:?}"
+        );
+    }
+
+    #[test]
+    fn missing_process_is_not_found() {
+        // Pids are below 2^22 on Linux.
+        let err = sample(u32::MAX).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn stat_with_parentheses_in_comm() {
+        let line = "4242 (a) (b) c)) S 1 4242 4242 0 -1 4194560 170 0 0 0 25 7 0 0 20 0 1 0 \
+                    123 4096 100 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        assert_eq!(
+            parse_stat(line),
+            Some(Stat {
+                state: 'S',
+                cpu_ticks: 32
+            })
+        );
+        assert_eq!(parse_stat("4242 (truncated"), None);
+        assert_eq!(parse_stat("4242 (x) R 1 2"), None);
+    }
+
+    #[test]
+    fn status_lines() {
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(status_kib(status, "VmRSS:"), Some(1024));
+        assert_eq!(status_kib(status, "VmHWM:"), Some(2048));
+        assert_eq!(status_kib(status, "VmSwap:"), None);
+    }
+
+    #[test]
+    fn cpu_interpolation() {
+        let series = series();
+        // Exactly on samples: 30 - 10 ticks = 0.2 s.
+        assert_eq!(series.cpu_seconds_between("rx", 1_000, 2_000), Some(0.2));
+        // 1500 is halfway to 20 ticks, 3000 halfway to 80: 60 ticks.
+        let cpu = series.cpu_seconds_between("rx", 1_500, 3_000).unwrap();
+        assert!((cpu - 0.6).abs() < 1e-9, "{cpu}");
+        assert_eq!(series.cpu_seconds_between("rx", 2_500, 2_500), Some(0.0));
+        // Outside the sampled span, reversed, or an unknown label.
+        assert_eq!(series.cpu_seconds_between("rx", 999, 2_000), None);
+        assert_eq!(series.cpu_seconds_between("rx", 1_000, 4_001), None);
+        assert_eq!(series.cpu_seconds_between("rx", 3_000, 2_000), None);
+        assert_eq!(series.cpu_seconds_between("tx", 1_000, 2_000), None);
+    }
+
+    #[test]
+    fn memory_and_marks() {
+        let series = series();
+        assert_eq!(series.peak_rss_bytes("rx"), Some(710));
+        assert_eq!(series.rss_at("rx", 999), None);
+        assert_eq!(series.rss_at("rx", 1_000), Some(500));
+        assert_eq!(series.rss_at("rx", 3_999), Some(700));
+        assert_eq!(series.rss_at("rx", 9_999), Some(600));
+        assert_eq!(
+            series.mark_sample("rx", "window_start").map(|s| s.at_ns),
+            Some(2_000)
+        );
+        assert_eq!(series.mark_sample("rx", "window_end"), None);
+    }
+
+    #[test]
+    fn sampler_follows_processes_until_they_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.3")
+            .spawn()
+            .unwrap();
+        let sampler = Sampler::start(
+            vec![
+                ("me".to_owned(), std::process::id()),
+                ("child".to_owned(), child.id()),
+            ],
+            Duration::from_millis(20),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        sampler.mark("window_start");
+        child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        sampler.mark("window_end");
+        let series = sampler.stop();
+
+        let me = series.track("me").unwrap();
+        assert!(me.samples.len() >= 5, "{}", me.samples.len());
+        assert!(me.samples.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
+        assert!(me.exited_at_ns.is_none());
+        let start = series.mark_sample("me", "window_start").unwrap().at_ns;
+        let end = series.mark_sample("me", "window_end").unwrap().at_ns;
+        assert!(series.cpu_seconds_between("me", start, end).is_some());
+
+        let child = series.track("child").unwrap();
+        assert!(!child.samples.is_empty());
+        assert!(child.exited_at_ns.is_some());
+        assert_eq!(child.failed_samples, 0);
+        assert!(child
+            .samples
+            .iter()
+            .all(|s| s.at_ns < child.exited_at_ns.unwrap()));
+        assert!(series.mark_sample("child", "window_start").is_some());
+        assert!(series.mark_sample("child", "window_end").is_none());
+
+        let json = serde_json::to_string(&series).unwrap();
+        assert_eq!(serde_json::from_str::<ProcSeries>(&json).unwrap(), series);
+    }
+}

@@ -1,0 +1,300 @@
+//! The raw records a run leaves behind, one folder per variant, and their writers and readers.
+//!
+//! - `sends.bin`: one 28-byte record per due reading, written by the fleet process.
+//! - `arrivals.bin`: one 24-byte record per reading decoded by the sink process.
+//! - `fleet-connections.jsonl`, `sink-connections.jsonl`: one JSON line per connection.
+//!
+//! All integers are little-endian; instants are CLOCK_MONOTONIC. Every figure in results.json is
+//! computed from these files by [`crate::measure`], so each one can be traced back and recomputed.
+//! Writers buffer and must be [`flush`](RecordFile::flush)ed before the process exits.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+use device_emulator::fleet::{ConnectionRecord, FleetObserver, SendOutcome, SendRecord};
+use transports::transport::{ConnectionReport, SinkObserver};
+use transports::Reading;
+
+/// File names inside a variant's raw folder.
+pub const SENDS: &str = "sends.bin";
+/// See [`SENDS`].
+pub const ARRIVALS: &str = "arrivals.bin";
+/// See [`SENDS`].
+pub const FLEET_CONNECTIONS: &str = "fleet-connections.jsonl";
+/// See [`SENDS`].
+pub const SINK_CONNECTIONS: &str = "sink-connections.jsonl";
+
+const SEND_LEN: usize = 28;
+const ARRIVAL_LEN: usize = 24;
+
+/// A buffered, shared, append-only file.
+pub struct RecordFile(Mutex<BufWriter<File>>);
+
+impl RecordFile {
+    /// Creates (truncates) `path`.
+    pub fn create(path: &Path) -> io::Result<RecordFile> {
+        Ok(RecordFile(Mutex::new(BufWriter::with_capacity(
+            256 * 1024,
+            File::create(path)?,
+        ))))
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        // A failed write of a record is reported at flush; it must not take the process down.
+        let _ = self.0.lock().unwrap().write_all(bytes);
+    }
+
+    /// Writes out what is buffered and syncs it to disk.
+    pub fn flush(&self) -> io::Result<()> {
+        let mut w = self.0.lock().unwrap();
+        w.flush()?;
+        w.get_ref().sync_data()
+    }
+}
+
+/// The fleet process's [`FleetObserver`]: records every due reading and connection.
+pub struct FleetRecorder {
+    /// `sends.bin`.
+    pub sends: RecordFile,
+    /// `fleet-connections.jsonl`.
+    pub connections: RecordFile,
+}
+
+impl FleetRecorder {
+    /// Creates the fleet's files in `dir`.
+    pub fn create(dir: &Path) -> io::Result<FleetRecorder> {
+        Ok(FleetRecorder {
+            sends: RecordFile::create(&dir.join(SENDS))?,
+            connections: RecordFile::create(&dir.join(FLEET_CONNECTIONS))?,
+        })
+    }
+
+    /// Flushes both files.
+    pub fn flush(&self) -> io::Result<()> {
+        self.sends.flush()?;
+        self.connections.flush()
+    }
+}
+
+impl FleetObserver for FleetRecorder {
+    fn reading(&self, r: SendRecord) {
+        self.sends.append(&encode_send(&r));
+    }
+
+    fn connection(&self, record: ConnectionRecord) {
+        let mut line = serde_json::to_vec(&record).expect("connection record serializes");
+        line.push(b'\n');
+        self.connections.append(&line);
+    }
+}
+
+/// The sink process's [`SinkObserver`]: records every arrival and connection.
+pub struct SinkRecorder {
+    /// `arrivals.bin`.
+    pub arrivals: RecordFile,
+    /// `sink-connections.jsonl`.
+    pub connections: RecordFile,
+}
+
+impl SinkRecorder {
+    /// Creates the sink's files in `dir`.
+    pub fn create(dir: &Path) -> io::Result<SinkRecorder> {
+        Ok(SinkRecorder {
+            arrivals: RecordFile::create(&dir.join(ARRIVALS))?,
+            connections: RecordFile::create(&dir.join(SINK_CONNECTIONS))?,
+        })
+    }
+
+    /// Flushes both files.
+    pub fn flush(&self) -> io::Result<()> {
+        self.arrivals.flush()?;
+        self.connections.flush()
+    }
+}
+
+impl SinkObserver for SinkRecorder {
+    fn reading(&self, _conn: u64, reading: &Reading, arrived_ns: u64) {
+        self.arrivals.append(&encode_arrival(&Arrival {
+            device_id: reading.device_id,
+            seq: reading.seq,
+            scheduled_us: reading.scheduled_us,
+            arrived_ns,
+        }));
+    }
+
+    fn closed(&self, report: ConnectionReport) {
+        let mut line = serde_json::to_vec(&report).expect("connection report serializes");
+        line.push(b'\n');
+        self.connections.append(&line);
+    }
+}
+
+/// One reading as the sink saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    /// Device id from the reading.
+    pub device_id: u32,
+    /// Sequence number from the reading.
+    pub seq: u32,
+    /// The due instant the reading carries, µs.
+    pub scheduled_us: u64,
+    /// When its last byte was read, ns.
+    pub arrived_ns: u64,
+}
+
+fn encode_send(r: &SendRecord) -> [u8; SEND_LEN] {
+    let (outcome, payload) = match r.outcome {
+        SendOutcome::Sent { payload_bytes } => (0u8, payload_bytes.min(u16::MAX as u32) as u16),
+        SendOutcome::Offline => (1, 0),
+        SendOutcome::Failed => (2, 0),
+    };
+    let mut b = [0u8; SEND_LEN];
+    b[0..4].copy_from_slice(&r.device_id.to_le_bytes());
+    b[4..8].copy_from_slice(&r.seq.to_le_bytes());
+    b[8..16].copy_from_slice(&r.scheduled_ns.to_le_bytes());
+    b[16..24].copy_from_slice(&r.sent_ns.to_le_bytes());
+    b[24] = outcome;
+    b[26..28].copy_from_slice(&payload.to_le_bytes());
+    b
+}
+
+fn decode_send(b: &[u8]) -> io::Result<SendRecord> {
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+    let outcome = match b[24] {
+        0 => SendOutcome::Sent {
+            payload_bytes: u16::from_le_bytes([b[26], b[27]]) as u32,
+        },
+        1 => SendOutcome::Offline,
+        2 => SendOutcome::Failed,
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unknown send outcome {other}"),
+            ))
+        }
+    };
+    Ok(SendRecord {
+        device_id: u32_at(0),
+        seq: u32_at(4),
+        scheduled_ns: u64_at(8),
+        sent_ns: u64_at(16),
+        outcome,
+    })
+}
+
+fn encode_arrival(a: &Arrival) -> [u8; ARRIVAL_LEN] {
+    let mut b = [0u8; ARRIVAL_LEN];
+    b[0..4].copy_from_slice(&a.device_id.to_le_bytes());
+    b[4..8].copy_from_slice(&a.seq.to_le_bytes());
+    b[8..16].copy_from_slice(&a.scheduled_us.to_le_bytes());
+    b[16..24].copy_from_slice(&a.arrived_ns.to_le_bytes());
+    b
+}
+
+fn decode_arrival(b: &[u8]) -> Arrival {
+    Arrival {
+        device_id: u32::from_le_bytes(b[0..4].try_into().unwrap()),
+        seq: u32::from_le_bytes(b[4..8].try_into().unwrap()),
+        scheduled_us: u64::from_le_bytes(b[8..16].try_into().unwrap()),
+        arrived_ns: u64::from_le_bytes(b[16..24].try_into().unwrap()),
+    }
+}
+
+/// Reads whole records from a file; a torn last record (a process killed mid-write) is ignored.
+fn read_records(path: &Path, len: usize) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    bytes.truncate(bytes.len() / len * len);
+    Ok(bytes)
+}
+
+/// Reads `sends.bin` (missing file: no records).
+pub fn read_sends(path: &Path) -> io::Result<Vec<SendRecord>> {
+    read_records(path, SEND_LEN)?
+        .chunks_exact(SEND_LEN)
+        .map(decode_send)
+        .collect()
+}
+
+/// Reads `arrivals.bin` in the order the sink recorded them (missing file: no records).
+pub fn read_arrivals(path: &Path) -> io::Result<Vec<Arrival>> {
+    Ok(read_records(path, ARRIVAL_LEN)?
+        .chunks_exact(ARRIVAL_LEN)
+        .map(decode_arrival)
+        .collect())
+}
+
+/// Reads a JSON-lines file of `T` (missing file: none; a torn last line is ignored).
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}:{}: {e}", path.display(), i + 1),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_torn_tails_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = FleetRecorder::create(dir.path()).unwrap();
+        let sends = [
+            SendRecord {
+                device_id: 7,
+                seq: 1,
+                scheduled_ns: 10,
+                sent_ns: 12,
+                outcome: SendOutcome::Sent { payload_bytes: 88 },
+            },
+            SendRecord {
+                device_id: 7,
+                seq: 2,
+                scheduled_ns: 20,
+                sent_ns: 0,
+                outcome: SendOutcome::Offline,
+            },
+        ];
+        for s in sends {
+            fleet.reading(s);
+        }
+        fleet.flush().unwrap();
+        let path = dir.path().join(SENDS);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&[1, 2, 3])
+            .unwrap();
+        assert_eq!(read_sends(&path).unwrap(), sends);
+        assert!(read_arrivals(&dir.path().join(ARRIVALS))
+            .unwrap()
+            .is_empty());
+    }
+}

@@ -1,0 +1,341 @@
+//! `results.json`: the public record of a run, and how it is written.
+//!
+//! The names here are a public interface (see `harness/results.schema.json`, generated from these
+//! types by `fleetbench schema`): add fields freely, but renaming or removing one needs a new
+//! [`SCHEMA_VERSION`]. Every figure is computed by [`crate::measure`] from the raw records kept
+//! beside it.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::Path;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::machine::Machine;
+
+/// Version of the results.json layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One run of a scenario: every variant, side by side.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RunResult {
+    /// Layout version: [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// False when the run was interrupted or a variant failed: figures cover what was measured.
+    pub complete: bool,
+    /// What was run.
+    pub scenario: ScenarioEcho,
+    /// Where it ran.
+    pub machine: Machine,
+    /// UTC wall-clock time the run started, RFC 3339.
+    pub started_at: String,
+    /// One entry per variant, in the scenario's order.
+    pub variants: Vec<VariantResult>,
+}
+
+/// The scenario as run: its settings and its file's text, so a run can be repeated.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ScenarioEcho {
+    /// Scenario name.
+    pub name: String,
+    /// The file it was read from.
+    pub file: String,
+    /// Seed of sensor models and schedules.
+    pub seed: u64,
+    /// Warm-up excluded from the figures, seconds.
+    pub warmup_s: f64,
+    /// Measured window, seconds.
+    pub duration_s: f64,
+    /// Devices in the fleet.
+    pub devices: u32,
+    /// Time between a device's readings, ms.
+    pub interval_ms: f64,
+    /// Jitter added to each due instant (uniform below this), ms.
+    pub jitter_ms: f64,
+    /// Connection ramp, seconds.
+    pub ramp_s: f64,
+    /// The device profile emulated (defaults with the scenario's overrides applied).
+    pub profile: ProfileEcho,
+    /// The scenario file's text.
+    pub text: String,
+}
+
+/// The device profile as run.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ProfileEcho {
+    /// TCP_MAXSEG set before connect.
+    pub mss: u32,
+    /// Nagle on (`true`) or off; `null` means each transport's firmware library default.
+    pub nagle: Option<bool>,
+    /// SO_SNDBUF requested.
+    pub send_buffer: u32,
+    /// SO_RCVBUF requested.
+    pub recv_buffer: u32,
+    /// Connect plus handshake bound, ms.
+    pub connect_timeout_ms: u64,
+    /// Bound on one write, ms.
+    pub write_timeout_ms: u64,
+    /// Delay before a reconnect, ms.
+    pub retry_delay_ms: u64,
+}
+
+/// The figures of one variant.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct VariantResult {
+    /// Unique name in the run (`tcp`, `ws`, …).
+    pub name: String,
+    /// Transport (`tcp`, `ws`, …).
+    pub transport: String,
+    /// The firmware library the device side emulates.
+    pub firmware_library: String,
+    /// Payload encoding (`json` or `binary`).
+    pub encoding: String,
+    /// Nagle as the devices ran it.
+    pub nagle: bool,
+    /// Devices in the fleet.
+    pub devices: u32,
+    /// False when this variant was interrupted or failed.
+    pub complete: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Readings due in the window and what became of them.
+    pub delivery: Delivery,
+    /// Latency in µs: `corrected` from the due instant (coordinated-omission-correct),
+    /// `uncorrected` from the instant the device began the send, `send_lag` how late the device
+    /// began it.
+    pub latency_us: Latency,
+    /// Readings arriving within the window per second of it.
+    pub throughput_per_s: f64,
+    /// Readings due within the window per second of it.
+    pub offered_per_s: f64,
+    /// Steady-state overhead per reading sent, after connection set-up.
+    pub per_reading: PerReading,
+    /// Connection set-up, kept apart from the steady state.
+    pub setup: SetupCost,
+    /// CPU and memory of each process.
+    pub cost: Cost,
+    /// What the receiving end saw: connections, errors, its own socket counters.
+    pub sink: SinkSummary,
+    /// Arrivals and corrected latency per second of the window.
+    pub per_second: Vec<SecondStats>,
+    /// Files beside results.json that hold this variant's raw data.
+    pub files: VariantFiles,
+}
+
+/// Delivery of the readings due within the window, per device sequence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Delivery {
+    /// Readings the schedules made due within the window.
+    pub scheduled: u64,
+    /// Of those, handed to the transport.
+    pub sent: u64,
+    /// Of those, never handed over (device offline or send failed).
+    pub unsent: u64,
+    /// Distinct readings that arrived.
+    pub received: u64,
+    /// Due but never arrived (`scheduled - received`), unsent ones included.
+    pub lost: u64,
+    /// Arrivals of a reading already received.
+    pub duplicated: u64,
+    /// Arrivals with a lower sequence number than one already received from that device.
+    pub reordered: u64,
+}
+
+/// Latency distributions, µs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Latency {
+    /// Arrival minus due instant.
+    pub corrected: Percentiles,
+    /// Arrival minus the instant the send began.
+    pub uncorrected: Percentiles,
+    /// Send began minus due instant: the emulated device's own lateness.
+    pub send_lag: Percentiles,
+}
+
+/// A distribution summary (HdrHistogram, 3 significant digits).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Percentiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// 99.99th percentile.
+    pub p9999: u64,
+    /// Largest value.
+    pub max: u64,
+    /// Smallest value.
+    pub min: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Steady-state overhead per reading (connections' counts after set-up, before close, divided by
+/// the readings sent on them). "Up" is from the device, "down" toward it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PerReading {
+    /// Readings the figures are divided by.
+    pub readings: u64,
+    /// Mean payload bytes.
+    pub payload_bytes: f64,
+    /// Protocol bytes the device wrote beyond the payload.
+    pub framing_bytes_up: f64,
+    /// Protocol bytes the sink wrote toward the device.
+    pub framing_bytes_down: f64,
+    /// TCP payload bytes plus IP+TCP headers of every segment the device sent (TCP_INFO).
+    pub wire_bytes_up: f64,
+    /// The same for segments the device received.
+    pub wire_bytes_down: f64,
+    /// Segments the device sent, pure ACKs included.
+    pub segments_up: f64,
+    /// Segments the device received, pure ACKs included.
+    pub segments_down: f64,
+    /// IP+TCP header bytes counted per segment (40, plus 12 when TCP timestamps are on).
+    pub header_bytes_per_segment: u64,
+    /// Segments retransmitted (both directions, from the device's socket).
+    pub retransmits: u64,
+}
+
+/// Connection set-up: TCP handshake plus the transport's own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SetupCost {
+    /// Connections that came up.
+    pub connections: u64,
+    /// Connect attempts that failed, by error.
+    pub failed: BTreeMap<String, u64>,
+    /// Connections dropped during the run, by error.
+    pub dropped: BTreeMap<String, u64>,
+    /// Time from the SYN to ready, µs.
+    pub time_us: Percentiles,
+    /// Application bytes the device wrote during set-up, per connection.
+    pub app_bytes_up: f64,
+    /// Application bytes the device read during set-up, per connection.
+    pub app_bytes_down: f64,
+    /// Wire bytes sent by the device during set-up, per connection.
+    pub wire_bytes_up: f64,
+    /// Wire bytes received by the device during set-up, per connection.
+    pub wire_bytes_down: f64,
+    /// Segments sent by the device during set-up, per connection.
+    pub segments_up: f64,
+    /// Segments received by the device during set-up, per connection.
+    pub segments_down: f64,
+}
+
+/// CPU and memory of each process of the variant.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Cost {
+    /// The device fleet.
+    pub fleet: ProcessCost,
+    /// The backend under test.
+    pub sink: ProcessCost,
+}
+
+/// One process's cost, read from /proc.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ProcessCost {
+    /// CPU seconds (user + system) spent within the window.
+    pub cpu_s: Option<f64>,
+    /// That per 1,000 readings received.
+    pub cpu_s_per_1000_readings: Option<f64>,
+    /// Resolution of the CPU figures (one clock tick), seconds.
+    pub cpu_resolution_s: f64,
+    /// Peak resident set (VmHWM), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Resident set before any device connected, bytes.
+    pub idle_rss_bytes: Option<u64>,
+    /// Resident set at the end of the window, bytes.
+    pub window_end_rss_bytes: Option<u64>,
+    /// (end-of-window RSS - idle RSS) / devices, bytes.
+    pub rss_per_device_bytes: Option<f64>,
+}
+
+/// What the receiving end saw.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SinkSummary {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Readings decoded (all, not only the window's).
+    pub readings: u64,
+    /// Connections that ended badly, by kind (`malformed`, `io`, `idle_timeout`, …).
+    pub errors: BTreeMap<String, u64>,
+    /// TCP bytes the sink's sockets received over whole connections, set-up included (the
+    /// kernel counts a received FIN as one byte). A cross-check of the device side's counts.
+    pub bytes_received: u64,
+    /// Segments the sink's sockets sent over whole connections, SYN-ACK and FIN included.
+    pub segments_out: u64,
+}
+
+/// One second of the window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecondStats {
+    /// Seconds since the window started.
+    pub second: u32,
+    /// Readings that arrived in this second.
+    pub arrivals: u64,
+    /// Median corrected latency of those, µs.
+    pub p50_us: u64,
+    /// 99th percentile corrected latency of those, µs.
+    pub p99_us: u64,
+    /// Largest corrected latency of those, µs.
+    pub max_us: u64,
+}
+
+/// Where a variant's raw data lies, relative to results.json.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct VariantFiles {
+    /// HdrHistogram interval log of corrected and uncorrected latency (µs), one interval per second.
+    pub hlog: String,
+    /// Folder with sends.bin, arrivals.bin and the connection logs.
+    pub raw: String,
+}
+
+/// The JSON Schema of results.json.
+pub fn schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RunResult)).expect("schema serializes")
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl RunResult {
+    /// Writes results.json into `dir` atomically.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        let mut json = serde_json::to_vec_pretty(self).expect("results serialize");
+        json.push(b'\n');
+        write_atomically(&dir.join("results.json"), &json)
+    }
+
+    /// Reads a results.json.
+    pub fn read(path: &Path) -> anyhow::Result<RunResult> {
+        use anyhow::Context;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}

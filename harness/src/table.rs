@@ -1,0 +1,152 @@
+//! The side-by-side table printed at the end of a run: one column per variant.
+
+use std::fmt::Write;
+
+use crate::results::{ProcessCost, RunResult, VariantResult};
+
+fn latency(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us} µs")
+    } else if us < 1_000_000 {
+        format!("{:.2} ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2} s", us as f64 / 1e6)
+    }
+}
+
+fn bytes(b: f64) -> String {
+    if b.abs() >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / 1024.0 / 1024.0)
+    } else if b.abs() >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.map_or_else(|| "n/a".to_string(), f)
+}
+
+fn cost_cpu(c: &ProcessCost) -> String {
+    opt(c.cpu_s_per_1000_readings, |v| format!("{:.1} ms", v * 1e3))
+}
+
+type Row = (&'static str, fn(&VariantResult) -> String);
+
+const ROWS: &[Row] = &[
+    ("transport", |v| format!("{} ({})", v.transport, v.encoding)),
+    ("devices", |v| v.devices.to_string()),
+    ("received / due", |v| {
+        format!("{} / {}", v.delivery.received, v.delivery.scheduled)
+    }),
+    ("lost / dup / reordered", |v| {
+        format!(
+            "{} / {} / {}",
+            v.delivery.lost, v.delivery.duplicated, v.delivery.reordered
+        )
+    }),
+    ("throughput", |v| format!("{:.1} /s", v.throughput_per_s)),
+    ("latency p50", |v| latency(v.latency_us.corrected.p50)),
+    ("latency p90", |v| latency(v.latency_us.corrected.p90)),
+    ("latency p99", |v| latency(v.latency_us.corrected.p99)),
+    ("latency p99.9", |v| latency(v.latency_us.corrected.p999)),
+    ("latency max", |v| latency(v.latency_us.corrected.max)),
+    ("uncorrected p99", |v| latency(v.latency_us.uncorrected.p99)),
+    ("device send lag p99", |v| {
+        latency(v.latency_us.send_lag.p99)
+    }),
+    ("payload / reading", |v| bytes(v.per_reading.payload_bytes)),
+    ("framing up / down", |v| {
+        format!(
+            "{:.2} / {:.2} B",
+            v.per_reading.framing_bytes_up, v.per_reading.framing_bytes_down
+        )
+    }),
+    ("wire up / down", |v| {
+        format!(
+            "{:.1} / {:.1} B",
+            v.per_reading.wire_bytes_up, v.per_reading.wire_bytes_down
+        )
+    }),
+    ("segments up / down", |v| {
+        format!(
+            "{:.2} / {:.2}",
+            v.per_reading.segments_up, v.per_reading.segments_down
+        )
+    }),
+    ("setup time p50", |v| latency(v.setup.time_us.p50)),
+    ("setup wire up / down", |v| {
+        format!(
+            "{:.0} / {:.0} B",
+            v.setup.wire_bytes_up, v.setup.wire_bytes_down
+        )
+    }),
+    ("fleet CPU / 1k readings", |v| cost_cpu(&v.cost.fleet)),
+    ("sink CPU / 1k readings", |v| cost_cpu(&v.cost.sink)),
+    ("fleet RSS / device", |v| {
+        opt(v.cost.fleet.rss_per_device_bytes, bytes)
+    }),
+    ("sink RSS / device", |v| {
+        opt(v.cost.sink.rss_per_device_bytes, bytes)
+    }),
+    ("sink errors", |v| {
+        if v.sink.errors.is_empty() {
+            "0".into()
+        } else {
+            v.sink
+                .errors
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }),
+];
+
+/// Renders the table (latency is the corrected one unless said otherwise).
+pub fn render(result: &RunResult) -> String {
+    let label_width = ROWS
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let cells: Vec<Vec<String>> = result
+        .variants
+        .iter()
+        .map(|v| {
+            let mut column = vec![v.name.clone()];
+            if let Some(e) = &v.error {
+                column.push(format!("FAILED: {e}"));
+            }
+            column.extend(ROWS.iter().map(|(_, f)| f(v)));
+            column
+        })
+        .collect();
+    let widths: Vec<usize> = cells
+        .iter()
+        .map(|c| c.iter().map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    let _ = write!(out, "{:label_width$}", "");
+    for (c, w) in cells.iter().zip(&widths) {
+        let _ = write!(out, "  {:>w$}", c[0]);
+    }
+    out.push('\n');
+    for (i, (label, _)) in ROWS.iter().enumerate() {
+        let _ = write!(out, "{label:label_width$}");
+        for (c, w) in cells.iter().zip(&widths) {
+            let offset = if c.len() > ROWS.len() + 1 { 2 } else { 1 };
+            let _ = write!(
+                out,
+                "  {:>w$}",
+                c.get(i + offset).map_or("", String::as_str)
+            );
+        }
+        out.push('\n');
+    }
+    if !result.complete {
+        out.push_str("INCOMPLETE: the run was interrupted or a variant failed; figures cover what was measured.\n");
+    }
+    out
+}

@@ -1,0 +1,358 @@
+//! Raw TCP framing of readings, over byte buffers: no I/O.
+//!
+//! - `json`: the payload, then `\n`. A `\r` before the `\n` is tolerated and stripped.
+//! - `binary`: the payload length as a little-endian `u16`, then the payload.
+//!
+//! [`FrameDecoder::decode`] first checks whether a whole frame is buffered, and only then parses
+//! it. The driver owns the socket and the read buffer, and decides what an error does to the
+//! connection (see [`FrameError`]).
+use bytes::{Buf, BytesMut};
+
+use crate::encoding::{binary::RECORD_LEN, json};
+use crate::{DecodeError, Encoding, Reading};
+
+/// The longest payload a frame may carry, in bytes (for `json`, the line without its `\n`).
+pub const MAX_FRAME_LEN: usize = 1024;
+
+// Every reading fits, even as a JSON line ending in `\r\n`.
+const _: () = assert!(json::MAX_LEN < MAX_FRAME_LEN && RECORD_LEN <= MAX_FRAME_LEN);
+
+/// Framing bytes added to each payload: 1 (`\n`) for `json`, 2 (length prefix) for `binary`.
+pub fn framing_len(encoding: Encoding) -> usize {
+    match encoding {
+        Encoding::Json => 1,
+        Encoding::Binary => 2,
+    }
+}
+
+/// Appends one framed reading to `out`.
+pub fn encode_frame(encoding: Encoding, reading: &Reading, out: &mut Vec<u8>) {
+    match encoding {
+        Encoding::Json => {
+            encoding.encode(reading, out);
+            out.push(b'\n');
+        }
+        Encoding::Binary => {
+            out.extend_from_slice(&(RECORD_LEN as u16).to_le_bytes());
+            encoding.encode(reading, out);
+        }
+    }
+}
+
+/// Why the bytes received do not form a valid frame.
+///
+/// When the frame's end is known ([`EmptyLine`](Self::EmptyLine),
+/// [`ZeroLength`](Self::ZeroLength), [`Payload`](Self::Payload)) the frame has been consumed and
+/// decoding may go on. Otherwise nothing is consumed and the stream cannot be resynchronised.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// No `\n` within the first [`MAX_FRAME_LEN`] + 1 bytes of a line.
+    #[error("line longer than {MAX_FRAME_LEN} bytes")]
+    LineTooLong,
+    /// A line with nothing before its `\n` (or `\r\n`).
+    #[error("empty line")]
+    EmptyLine,
+    /// A length prefix of zero.
+    #[error("zero length prefix")]
+    ZeroLength,
+    /// A length prefix over [`MAX_FRAME_LEN`].
+    #[error("length prefix {0} exceeds {MAX_FRAME_LEN}")]
+    LengthTooLarge(usize),
+    /// A well-delimited frame whose payload does not decode.
+    #[error("invalid payload")]
+    Payload(#[from] DecodeError),
+}
+
+/// Splits a stream of bytes into readings.
+///
+/// Keeps no state between calls beyond the encoding: each call looks at the buffer afresh, which
+/// costs at most a scan of [`MAX_FRAME_LEN`] + 1 bytes.
+#[derive(Clone, Debug)]
+pub struct FrameDecoder {
+    encoding: Encoding,
+}
+
+impl FrameDecoder {
+    /// A decoder for frames carrying `encoding` payloads.
+    pub fn new(encoding: Encoding) -> Self {
+        FrameDecoder { encoding }
+    }
+
+    /// Takes one frame off the front of `buf` and decodes it.
+    ///
+    /// Returns `Ok(None)`, consuming nothing, until a whole frame is buffered.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Reading>, FrameError> {
+        match self.encoding {
+            Encoding::Json => decode_line(buf),
+            Encoding::Binary => decode_record(buf),
+        }
+    }
+}
+
+fn decode_line(buf: &mut BytesMut) -> Result<Option<Reading>, FrameError> {
+    let window = buf.len().min(MAX_FRAME_LEN + 1);
+    let Some(end) = buf[..window].iter().position(|&b| b == b'\n') else {
+        if buf.len() > MAX_FRAME_LEN {
+            return Err(FrameError::LineTooLong);
+        }
+        return Ok(None);
+    };
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let result = if line.is_empty() {
+        Err(FrameError::EmptyLine)
+    } else {
+        Encoding::Json.decode(line).map_err(FrameError::from)
+    };
+    buf.advance(end + 1);
+    result.map(Some)
+}
+
+fn decode_record(buf: &mut BytesMut) -> Result<Option<Reading>, FrameError> {
+    let [lo, hi, ..] = buf[..] else {
+        return Ok(None);
+    };
+    let len = usize::from(u16::from_le_bytes([lo, hi]));
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::LengthTooLarge(len));
+    }
+    if buf.len() < 2 + len {
+        return Ok(None);
+    }
+    let result = if len == 0 {
+        Err(FrameError::ZeroLength)
+    } else {
+        Encoding::Binary
+            .decode(&buf[2..2 + len])
+            .map_err(FrameError::from)
+    };
+    buf.advance(2 + len);
+    result.map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    const BOTH: [Encoding; 2] = [Encoding::Json, Encoding::Binary];
+
+    fn sample() -> Reading {
+        Reading {
+            device_id: 7,
+            seq: 42,
+            scheduled_us: 1_234_567_890,
+            temperature_dc: 225,
+            humidity_dpct: 450,
+            pressure_pa: 101_325,
+            air_quality_dppm: 4125,
+        }
+    }
+
+    fn frame(encoding: Encoding, reading: &Reading) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_frame(encoding, reading, &mut out);
+        out
+    }
+
+    /// Decodes everything buffered, stopping at the first error.
+    fn drain(decoder: &mut FrameDecoder, buf: &mut BytesMut) -> Result<Vec<Reading>, FrameError> {
+        let mut readings = Vec::new();
+        while let Some(reading) = decoder.decode(buf)? {
+            readings.push(reading);
+        }
+        Ok(readings)
+    }
+
+    #[test]
+    fn frames_are_payload_plus_framing() {
+        let json = frame(Encoding::Json, &sample());
+        assert_eq!(
+            json,
+            b"{\"id\":7,\"seq\":42,\"t\":1234567890,\"temp\":22.5,\"humidity\":45,\"pressure\":101325,\"ppm\":412.5}\n"
+        );
+        let binary = frame(Encoding::Binary, &sample());
+        assert_eq!(binary[..2], [26, 0]);
+        for encoding in BOTH {
+            let mut payload = Vec::new();
+            encoding.encode(&sample(), &mut payload);
+            assert_eq!(
+                frame(encoding, &sample()).len(),
+                payload.len() + framing_len(encoding)
+            );
+        }
+    }
+
+    #[test]
+    fn random_streams_split_anywhere_round_trip() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for encoding in BOTH {
+            let readings: Vec<Reading> = (0..10_000).map(|_| Reading::random(&mut rng)).collect();
+            let mut stream = Vec::new();
+            for r in &readings {
+                encode_frame(encoding, r, &mut stream);
+            }
+            let mut decoder = FrameDecoder::new(encoding);
+            let mut buf = BytesMut::new();
+            let mut decoded = Vec::new();
+            let mut rest = &stream[..];
+            while !rest.is_empty() {
+                let chunk = rng.random_range(1..=rest.len().min(200));
+                buf.extend_from_slice(&rest[..chunk]);
+                rest = &rest[chunk..];
+                decoded.extend(drain(&mut decoder, &mut buf).unwrap());
+            }
+            assert!(buf.is_empty());
+            assert_eq!(decoded, readings, "{}", encoding.name());
+        }
+    }
+
+    #[test]
+    fn partial_frames_wait_for_more() {
+        for encoding in BOTH {
+            let bytes = frame(encoding, &sample());
+            let mut decoder = FrameDecoder::new(encoding);
+            let mut buf = BytesMut::new();
+            for (i, &b) in bytes.iter().enumerate() {
+                assert_eq!(decoder.decode(&mut buf), Ok(None));
+                assert_eq!(buf.len(), i);
+                buf.extend_from_slice(&[b]);
+            }
+            assert_eq!(decoder.decode(&mut buf), Ok(Some(sample())));
+            assert!(buf.is_empty());
+            assert_eq!(decoder.decode(&mut buf), Ok(None));
+        }
+    }
+
+    #[test]
+    fn consumes_exactly_one_frame() {
+        for encoding in BOTH {
+            let mut two = frame(encoding, &sample());
+            two.extend(frame(encoding, &Reading::default()));
+            let mut buf = BytesMut::from(&two[..]);
+            let mut decoder = FrameDecoder::new(encoding);
+            assert_eq!(decoder.decode(&mut buf), Ok(Some(sample())));
+            assert_eq!(buf.len(), frame(encoding, &Reading::default()).len());
+            assert_eq!(decoder.decode(&mut buf), Ok(Some(Reading::default())));
+            assert_eq!(decoder.decode(&mut buf), Ok(None));
+        }
+    }
+
+    #[test]
+    fn tolerates_crlf() {
+        let mut bytes = frame(Encoding::Json, &sample());
+        bytes.insert(bytes.len() - 1, b'\r');
+        bytes.extend_from_slice(&bytes.clone());
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut decoder = FrameDecoder::new(Encoding::Json);
+        assert_eq!(drain(&mut decoder, &mut buf), Ok(vec![sample(), sample()]));
+    }
+
+    #[test]
+    fn empty_lines_are_errors_and_consumed() {
+        let mut decoder = FrameDecoder::new(Encoding::Json);
+        let mut buf = BytesMut::from(&b"\n\r\n"[..]);
+        buf.extend_from_slice(&frame(Encoding::Json, &sample()));
+        assert_eq!(decoder.decode(&mut buf), Err(FrameError::EmptyLine));
+        assert_eq!(decoder.decode(&mut buf), Err(FrameError::EmptyLine));
+        assert_eq!(decoder.decode(&mut buf), Ok(Some(sample())));
+    }
+
+    #[test]
+    fn bad_payloads_are_errors_and_consumed() {
+        let mut decoder = FrameDecoder::new(Encoding::Json);
+        let mut buf = BytesMut::from(&b"{\"id\":7\nnot json\r\n"[..]);
+        buf.extend_from_slice(&frame(Encoding::Json, &sample()));
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(DecodeError::UnexpectedEnd.into())
+        );
+        assert!(matches!(
+            decoder.decode(&mut buf),
+            Err(FrameError::Payload(DecodeError::Syntax { offset: 0, .. }))
+        ));
+        assert_eq!(decoder.decode(&mut buf), Ok(Some(sample())));
+
+        let mut decoder = FrameDecoder::new(Encoding::Binary);
+        let mut buf = BytesMut::from(&[25, 0][..]);
+        buf.extend_from_slice(&[0; 25]);
+        buf.extend_from_slice(&frame(Encoding::Binary, &sample()));
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(DecodeError::WrongLength { len: 25 }.into())
+        );
+        assert_eq!(decoder.decode(&mut buf), Ok(Some(sample())));
+    }
+
+    #[test]
+    fn line_length_limit() {
+        let mut decoder = FrameDecoder::new(Encoding::Json);
+        let mut buf = BytesMut::from(&[b' '; MAX_FRAME_LEN][..]);
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        buf.extend_from_slice(b"\n");
+        // Exactly MAX_FRAME_LEN before the newline is a frame (here an invalid one).
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(DecodeError::UnexpectedEnd.into())
+        );
+        assert!(buf.is_empty());
+
+        buf.extend_from_slice(&[b'x'; MAX_FRAME_LEN + 1]);
+        assert_eq!(decoder.decode(&mut buf), Err(FrameError::LineTooLong));
+        assert_eq!(buf.len(), MAX_FRAME_LEN + 1);
+        buf.extend_from_slice(b"\n");
+        assert_eq!(decoder.decode(&mut buf), Err(FrameError::LineTooLong));
+    }
+
+    #[test]
+    fn length_prefix_limits() {
+        let mut decoder = FrameDecoder::new(Encoding::Binary);
+        let mut buf = BytesMut::from(&[0, 0][..]);
+        buf.extend_from_slice(&frame(Encoding::Binary, &sample()));
+        assert_eq!(decoder.decode(&mut buf), Err(FrameError::ZeroLength));
+        assert_eq!(decoder.decode(&mut buf), Ok(Some(sample())));
+
+        let over = (MAX_FRAME_LEN as u16 + 1).to_le_bytes();
+        let mut buf = BytesMut::from(&over[..]);
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(FrameError::LengthTooLarge(MAX_FRAME_LEN + 1))
+        );
+        assert_eq!(buf.len(), 2);
+        let mut buf = BytesMut::from(&[0xff, 0xff][..]);
+        assert_eq!(
+            decoder.decode(&mut buf),
+            Err(FrameError::LengthTooLarge(65_535))
+        );
+        let mut buf = BytesMut::from(&[0x10][..]);
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        for encoding in BOTH {
+            let mut decoder = FrameDecoder::new(encoding);
+            let mut buf = BytesMut::new();
+            for _ in 0..20_000 {
+                let len = rng.random_range(0..40);
+                buf.extend((0..len).map(|_| match rng.random_range(0..4) {
+                    0 => b'\n',
+                    _ => rng.random(),
+                }));
+                loop {
+                    match decoder.decode(&mut buf) {
+                        Ok(Some(_)) | Err(FrameError::EmptyLine | FrameError::ZeroLength) => {}
+                        Err(FrameError::Payload(_)) => {}
+                        Ok(None) => break,
+                        Err(FrameError::LineTooLong | FrameError::LengthTooLarge(_)) => {
+                            buf.clear();
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The raw TCP driver: the only code that touches raw TCP sockets. Framing lives in
+//! [`super::codec`]; what to make of the events is the caller's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::codec::{self, FrameDecoder};
+use crate::socket::{self, CountingStream, SocketCounters};
+use crate::transport::{
+    ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats, SinkObserver, SinkOptions,
+};
+use crate::{Encoding, Reading};
+
+/// A device's raw TCP connection, writing each reading as one frame in one write, as
+/// `WiFiClient.print` does.
+pub struct DeviceConnection {
+    stream: CountingStream<TcpStream>,
+    encoding: Encoding,
+    write_timeout: std::time::Duration,
+    frame: Vec<u8>,
+}
+
+impl DeviceConnection {
+    /// Connects with the device's socket options.
+    pub async fn connect(
+        target: SocketAddr,
+        options: &LinkOptions,
+    ) -> Result<DeviceConnection, LinkError> {
+        let stream = socket::connect(
+            target,
+            options.source,
+            &options.socket,
+            options.connect_timeout,
+        )
+        .await
+        .map_err(LinkError::Connect)?;
+        Ok(DeviceConnection {
+            stream: CountingStream::new(stream),
+            encoding: options.encoding,
+            write_timeout: options.write_timeout,
+            frame: Vec::with_capacity(128),
+        })
+    }
+
+    /// Writes one framed reading; returns the payload length.
+    pub async fn send(&mut self, reading: &Reading) -> Result<usize, LinkError> {
+        self.frame.clear();
+        codec::encode_frame(self.encoding, reading, &mut self.frame);
+        let payload = self.frame.len() - codec::framing_len(self.encoding);
+        match tokio::time::timeout(self.write_timeout, self.stream.write_all(&self.frame)).await {
+            Ok(Ok(())) => Ok(payload),
+            Ok(Err(e)) => Err(LinkError::Write(e.to_string())),
+            Err(_) => Err(LinkError::WriteTimeout(self.write_timeout)),
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            app_bytes_sent: self.stream.bytes_written(),
+            app_bytes_received: self.stream.bytes_read(),
+            counters: SocketCounters::read(self.stream.get_ref()).ok(),
+        }
+    }
+
+    /// Sends FIN.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// An accepted connection handed to a driver by [`crate::transport::serve`].
+pub(crate) struct Accepted {
+    pub conn: u64,
+    pub peer: SocketAddr,
+    pub opened_ns: u64,
+    pub stream: TcpStream,
+    pub options: SinkOptions,
+    pub observer: Arc<dyn SinkObserver>,
+    pub shutdown: CancellationToken,
+}
+
+/// Reads frames until the device closes, sends garbage, goes idle or the sink shuts down.
+pub(crate) async fn serve_connection(accepted: Accepted) {
+    let Accepted {
+        conn,
+        peer,
+        opened_ns,
+        stream,
+        options,
+        observer,
+        shutdown,
+    } = accepted;
+    let ready_counters = SocketCounters::read(&stream).ok();
+    let mut stream = CountingStream::new(stream);
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut decoder = FrameDecoder::new(options.encoding);
+    let mut readings = 0u64;
+    let end = 'conn: loop {
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
+            read = tokio::time::timeout(options.idle_timeout, stream.read_buf(&mut buf)) => read,
+        };
+        match read {
+            Err(_) => break ConnectionEnd::IdleTimeout,
+            Ok(Err(e)) => break ConnectionEnd::Io(e.to_string()),
+            Ok(Ok(0)) if buf.is_empty() => break ConnectionEnd::PeerClosed,
+            Ok(Ok(0)) => {
+                break ConnectionEnd::Malformed(format!(
+                    "connection closed inside a frame ({} bytes left over)",
+                    buf.len()
+                ))
+            }
+            Ok(Ok(_)) => {}
+        }
+        let arrived_ns = stream.last_read_ns();
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(reading)) => {
+                    readings += 1;
+                    observer.reading(conn, &reading, arrived_ns);
+                }
+                Ok(None) => break,
+                Err(e) => break 'conn ConnectionEnd::Malformed(e.to_string()),
+            }
+        }
+    };
+    let final_counters = SocketCounters::read(stream.get_ref()).ok();
+    observer.closed(ConnectionReport {
+        conn,
+        peer,
+        opened_ns,
+        closed_ns: crate::clock::now_ns(),
+        readings,
+        app_bytes_received: stream.bytes_read(),
+        app_bytes_sent: stream.bytes_written(),
+        ready_counters,
+        final_counters,
+        end,
+    });
+}

@@ -1,0 +1,211 @@
+//! The WebSocket driver (tokio-tungstenite): the device as client, as arduinoWebSockets is, and
+//! the sink as server. Frame sizes are tungstenite's; [`super::codec`] states what they must be.
+
+use std::net::SocketAddr;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::socket::{self, CountingStream, SocketCounters};
+use crate::tcp::driver::Accepted;
+use crate::transport::{ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats};
+use crate::{Encoding, Reading};
+
+/// The subprotocol arduinoWebSockets asks for.
+const ARDUINO_PROTOCOL: &str = "arduino";
+/// arduinoWebSockets' largest message is 15 KB; allow a little more.
+const MAX_MESSAGE: usize = 16 * 1024;
+
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+/// A device's WebSocket client connection: one masked frame per reading, text for JSON and
+/// binary for the binary encoding.
+pub struct DeviceConnection {
+    ws: WebSocketStream<CountingStream<TcpStream>>,
+    encoding: Encoding,
+    write_timeout: std::time::Duration,
+}
+
+impl DeviceConnection {
+    /// Connects and sends the upgrade request arduinoWebSockets sends.
+    pub async fn connect(
+        target: SocketAddr,
+        options: &LinkOptions,
+    ) -> Result<DeviceConnection, LinkError> {
+        let stream = socket::connect(
+            target,
+            options.source,
+            &options.socket,
+            options.connect_timeout,
+        )
+        .await
+        .map_err(LinkError::Connect)?;
+        let request = http::Request::builder()
+            .uri(format!("ws://{target}/"))
+            .header("Host", target.to_string())
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", generate_key())
+            .header("Sec-WebSocket-Protocol", ARDUINO_PROTOCOL)
+            .header("Origin", "file://")
+            .header("User-Agent", "arduino-WebSocket-Client")
+            .body(())
+            .map_err(|e| LinkError::Handshake(e.to_string()))?;
+        let (ws, _response) = tokio_tungstenite::client_async_with_config(
+            request,
+            CountingStream::new(stream),
+            Some(config()),
+        )
+        .await
+        .map_err(|e| LinkError::Handshake(e.to_string()))?;
+        Ok(DeviceConnection {
+            ws,
+            encoding: options.encoding,
+            write_timeout: options.write_timeout,
+        })
+    }
+
+    /// Sends one reading as one frame and flushes it; returns the payload length.
+    pub async fn send(&mut self, reading: &Reading) -> Result<usize, LinkError> {
+        let mut payload = Vec::with_capacity(96);
+        self.encoding.encode(reading, &mut payload);
+        let len = payload.len();
+        let message = match self.encoding {
+            Encoding::Json => Message::Text(
+                payload
+                    .try_into()
+                    .map_err(|_| LinkError::Write("JSON payload is not UTF-8".into()))?,
+            ),
+            Encoding::Binary => Message::Binary(payload.into()),
+        };
+        match tokio::time::timeout(self.write_timeout, self.ws.send(message)).await {
+            Ok(Ok(())) => Ok(len),
+            Ok(Err(e)) => Err(LinkError::Write(e.to_string())),
+            Err(_) => Err(LinkError::WriteTimeout(self.write_timeout)),
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> LinkStats {
+        let stream = self.ws.get_ref();
+        LinkStats {
+            app_bytes_sent: stream.bytes_written(),
+            app_bytes_received: stream.bytes_read(),
+            counters: SocketCounters::read(stream.get_ref()).ok(),
+        }
+    }
+
+    /// Sends a close frame, then FIN.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Answers the upgrade (echoing the `arduino` subprotocol when asked), then reads frames until
+/// the device closes, sends something malformed, goes idle or the sink shuts down.
+pub(crate) async fn serve_connection(accepted: Accepted) {
+    let Accepted {
+        conn,
+        peer,
+        opened_ns,
+        stream,
+        options,
+        observer,
+        shutdown,
+    } = accepted;
+    let mut report = ConnectionReport {
+        conn,
+        peer,
+        opened_ns,
+        closed_ns: 0,
+        readings: 0,
+        app_bytes_received: 0,
+        app_bytes_sent: 0,
+        ready_counters: None,
+        final_counters: None,
+        end: ConnectionEnd::PeerClosed,
+    };
+    let echo_protocol = |request: &Request, mut response: Response| {
+        let asked = request
+            .headers()
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == ARDUINO_PROTOCOL);
+        if asked {
+            response.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static(ARDUINO_PROTOCOL),
+            );
+        }
+        Ok(response)
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+        CountingStream::new(stream),
+        echo_protocol,
+        Some(config()),
+    );
+    let mut ws = match tokio::time::timeout(options.handshake_timeout, handshake).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            report.end = ConnectionEnd::HandshakeFailed(e.to_string());
+            report.closed_ns = crate::clock::now_ns();
+            observer.closed(report);
+            return;
+        }
+        Err(_) => {
+            report.end = ConnectionEnd::HandshakeFailed(format!(
+                "no upgrade within {:?}",
+                options.handshake_timeout
+            ));
+            report.closed_ns = crate::clock::now_ns();
+            observer.closed(report);
+            return;
+        }
+    };
+    report.ready_counters = SocketCounters::read(ws.get_ref().get_ref()).ok();
+    report.end = loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
+            next = tokio::time::timeout(options.idle_timeout, ws.next()) => next,
+        };
+        let message = match next {
+            Err(_) => break ConnectionEnd::IdleTimeout,
+            Ok(None) | Ok(Some(Err(WsError::ConnectionClosed))) => break ConnectionEnd::PeerClosed,
+            Ok(Some(Err(WsError::Io(e)))) => break ConnectionEnd::Io(e.to_string()),
+            Ok(Some(Err(e))) => break ConnectionEnd::Malformed(e.to_string()),
+            Ok(Some(Ok(message))) => message,
+        };
+        let decoded = match &message {
+            Message::Text(text) => Encoding::Json.decode(text.as_bytes()),
+            Message::Binary(bytes) => Encoding::Binary.decode(bytes),
+            Message::Close(_) => break ConnectionEnd::PeerClosed,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        match decoded {
+            Ok(reading) => {
+                report.readings += 1;
+                observer.reading(conn, &reading, ws.get_ref().last_read_ns());
+            }
+            Err(e) => break ConnectionEnd::Malformed(e.to_string()),
+        }
+    };
+    let stream = ws.get_ref();
+    report.final_counters = SocketCounters::read(stream.get_ref()).ok();
+    report.app_bytes_received = stream.bytes_read();
+    report.app_bytes_sent = stream.bytes_written();
+    report.closed_ns = crate::clock::now_ns();
+    observer.closed(report);
+}

@@ -1,0 +1,313 @@
+//! Both ends of each transport over real loopback sockets: what arrives, what it cost on the
+//! wire, and what a malformed peer does to the sink.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use transports::socket::SocketOptions;
+use transports::transport::{
+    serve, ConnectionEnd, ConnectionReport, LinkOptions, SinkObserver, SinkOptions,
+};
+use transports::ws::codec::frame_header_len;
+use transports::{Encoding, Link, Reading, TransportKind};
+
+#[derive(Default)]
+struct Collected {
+    readings: Mutex<Vec<(u64, Reading, u64)>>,
+    closed: Mutex<Vec<ConnectionReport>>,
+}
+
+impl SinkObserver for Collected {
+    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64) {
+        self.readings
+            .lock()
+            .unwrap()
+            .push((conn, *reading, arrived_ns));
+    }
+    fn closed(&self, report: ConnectionReport) {
+        self.closed.lock().unwrap().push(report);
+    }
+}
+
+struct Sink {
+    addr: SocketAddr,
+    collected: Arc<Collected>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start_sink(kind: TransportKind, encoding: Encoding) -> Sink {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let collected = Arc::new(Collected::default());
+    let shutdown = CancellationToken::new();
+    let options = SinkOptions {
+        encoding,
+        ..SinkOptions::default()
+    };
+    let task = tokio::spawn(serve(
+        kind,
+        listener,
+        options,
+        collected.clone(),
+        shutdown.clone(),
+    ));
+    Sink {
+        addr,
+        collected,
+        shutdown,
+        task,
+    }
+}
+
+impl Sink {
+    async fn stop(self) -> Arc<Collected> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("sink stops")
+            .unwrap()
+            .unwrap();
+        self.collected
+    }
+
+    async fn wait_for_readings(&self, n: usize) {
+        for _ in 0..500 {
+            if self.collected.readings.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "only {} of {n} readings arrived",
+            self.collected.readings.lock().unwrap().len()
+        );
+    }
+}
+
+fn options(kind: TransportKind, encoding: Encoding) -> LinkOptions {
+    LinkOptions {
+        encoding,
+        socket: SocketOptions {
+            mss: Some(536),
+            nagle: kind.library_nagle(),
+            send_buffer: Some(1072),
+            recv_buffer: Some(2144),
+        },
+        source: None,
+        connect_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+    }
+}
+
+fn reading(device_id: u32, seq: u32) -> Reading {
+    Reading {
+        device_id,
+        seq,
+        scheduled_us: 1_000_000 + seq as u64,
+        temperature_dc: 220,
+        humidity_dpct: 450,
+        pressure_pa: 101_325,
+        air_quality_dppm: 4125,
+    }
+}
+
+/// Sends `count` readings from each of `devices` links; returns each link's steady-state
+/// application bytes written and the payload bytes.
+async fn exercise(kind: TransportKind, encoding: Encoding, devices: u32, count: u32) {
+    let sink = start_sink(kind, encoding).await;
+    let mut steady = Vec::new();
+    for d in 0..devices {
+        let (mut link, setup) = Link::connect(kind, sink.addr, &options(kind, encoding))
+            .await
+            .unwrap();
+        assert!(setup.ready_ns >= setup.started_ns);
+        let counters = setup.stats.counters.expect("TCP_INFO at set-up");
+        // tcpi_snd_mss leaves out TCP options: 536 less the 12-byte timestamp option if on.
+        let options_len = if counters.timestamps { 12 } else { 0 };
+        assert_eq!(
+            counters.snd_mss + options_len,
+            536,
+            "TCP_MAXSEG is honoured"
+        );
+        let mut payload = 0u64;
+        for seq in 0..count {
+            payload += link.send(&reading(d, seq)).await.unwrap() as u64;
+        }
+        // With Nagle on, the last writes may still sit in the send buffer: wait for the kernel.
+        let mut stats = link.stats();
+        for _ in 0..200 {
+            if stats.counters.unwrap().bytes_sent - counters.bytes_sent
+                == stats.app_bytes_sent - setup.stats.app_bytes_sent
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            stats = link.stats();
+        }
+        steady.push((
+            stats.app_bytes_sent - setup.stats.app_bytes_sent,
+            payload,
+            stats.counters.unwrap().bytes_sent - counters.bytes_sent,
+        ));
+        link.close().await;
+    }
+    sink.wait_for_readings((devices * count) as usize).await;
+    let collected = sink.stop().await;
+
+    let readings = collected.readings.lock().unwrap();
+    let mut got: Vec<_> = readings.iter().map(|(_, r, _)| *r).collect();
+    got.sort_by_key(|r| (r.device_id, r.seq));
+    let want: Vec<_> = (0..devices)
+        .flat_map(|d| (0..count).map(move |s| reading(d, s)))
+        .collect();
+    assert_eq!(got, want, "every reading arrives once, intact");
+
+    for (app, payload, tcp) in steady {
+        let framing = (app - payload) as f64 / count as f64;
+        let expected = match kind {
+            TransportKind::Tcp => transports::tcp::codec::framing_len(encoding) as f64,
+            TransportKind::Ws => {
+                assert!(payload / count as u64 <= 125);
+                frame_header_len((payload / count as u64) as usize, true) as f64
+            }
+        };
+        assert_eq!(
+            framing, expected,
+            "{kind:?}/{encoding:?} framing per reading"
+        );
+        assert_eq!(app, tcp, "the kernel sent exactly what the driver wrote");
+    }
+    let closed = collected.closed.lock().unwrap();
+    assert_eq!(closed.len(), devices as usize);
+    assert!(
+        closed
+            .iter()
+            .all(|c| matches!(c.end, ConnectionEnd::PeerClosed | ConnectionEnd::Shutdown)),
+        "{closed:?}"
+    );
+    assert!(closed.iter().all(|c| c.readings == count as u64));
+}
+
+#[tokio::test]
+async fn tcp_json_delivers_with_one_byte_of_framing() {
+    exercise(TransportKind::Tcp, Encoding::Json, 5, 40).await;
+}
+
+#[tokio::test]
+async fn tcp_binary_delivers_with_a_two_byte_prefix() {
+    exercise(TransportKind::Tcp, Encoding::Binary, 5, 40).await;
+}
+
+#[tokio::test]
+async fn ws_json_delivers_with_six_bytes_of_framing() {
+    exercise(TransportKind::Ws, Encoding::Json, 5, 40).await;
+}
+
+#[tokio::test]
+async fn ws_binary_delivers_with_six_bytes_of_framing() {
+    exercise(TransportKind::Ws, Encoding::Binary, 5, 40).await;
+}
+
+#[tokio::test]
+async fn ws_handshake_is_the_arduino_one() {
+    let sink = start_sink(TransportKind::Ws, Encoding::Json).await;
+    let (link, setup) = Link::connect(
+        TransportKind::Ws,
+        sink.addr,
+        &options(TransportKind::Ws, Encoding::Json),
+    )
+    .await
+    .unwrap();
+    // The request carries arduinoWebSockets' three extra headers; the 101 echoes the subprotocol.
+    assert!(setup.stats.app_bytes_sent > 200, "{:?}", setup.stats);
+    assert!(setup.stats.app_bytes_received > 129, "{:?}", setup.stats);
+    link.close().await;
+    sink.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_frame_closes_only_that_connection() {
+    for kind in [TransportKind::Tcp, TransportKind::Ws] {
+        let sink = start_sink(kind, Encoding::Json).await;
+        let (mut good, _) = Link::connect(kind, sink.addr, &options(kind, Encoding::Json))
+            .await
+            .unwrap();
+        good.send(&reading(1, 0)).await.unwrap();
+
+        match kind {
+            TransportKind::Tcp => {
+                let mut bad = TcpStream::connect(sink.addr).await.unwrap();
+                bad.write_all(b"{\"id\":2,\"seq\":0,\"t\":oops}\n")
+                    .await
+                    .unwrap();
+                let mut buf = [0u8; 16];
+                let n = tokio::time::timeout(Duration::from_secs(5), bad.read(&mut buf))
+                    .await
+                    .expect("the sink closes the bad connection")
+                    .unwrap_or(0);
+                assert_eq!(n, 0, "closed without a reply");
+            }
+            TransportKind::Ws => {
+                use futures_util::{SinkExt, StreamExt};
+                use tokio_tungstenite::tungstenite::Message;
+                let url = format!("ws://{}/", sink.addr);
+                let (mut bad, _) = tokio_tungstenite::connect_async(url.as_str())
+                    .await
+                    .unwrap();
+                bad.send(Message::text("{\"id\":2,\"seq\":\"zero\"}"))
+                    .await
+                    .unwrap();
+                let end = tokio::time::timeout(Duration::from_secs(5), bad.next())
+                    .await
+                    .expect("the sink closes the bad connection");
+                assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
+                // An HTTP request that is not an upgrade is refused and counted too.
+                let mut raw = TcpStream::connect(sink.addr).await.unwrap();
+                raw.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut buf = Vec::new();
+                tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut buf))
+                    .await
+                    .expect("the sink closes a connection that is not an upgrade")
+                    .ok();
+            }
+        }
+
+        good.send(&reading(1, 1)).await.unwrap();
+        sink.wait_for_readings(2).await;
+        good.close().await;
+        let collected = sink.stop().await;
+        let closed = collected.closed.lock().unwrap();
+        let errors = closed
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.end,
+                    ConnectionEnd::Malformed(_) | ConnectionEnd::HandshakeFailed(_)
+                )
+            })
+            .count();
+        let bad = if kind == TransportKind::Ws { 2 } else { 1 };
+        assert_eq!(
+            errors, bad,
+            "{kind:?}: exactly the bad connections are counted: {closed:?}"
+        );
+        let good_ones = closed
+            .iter()
+            .filter(|c| {
+                matches!(c.end, ConnectionEnd::PeerClosed | ConnectionEnd::Shutdown)
+                    && c.readings >= 2
+            })
+            .count();
+        assert!(
+            good_ones >= 1,
+            "{kind:?}: the good device kept being served: {closed:?}"
+        );
+    }
+}
