@@ -35,7 +35,10 @@ pub struct SocketOptions {
     pub mss: Option<u32>,
     /// Nagle's algorithm on (`false` sets TCP_NODELAY).
     pub nagle: bool,
-    /// SO_SNDBUF request in bytes (the kernel doubles it and applies its minimum).
+    /// The device's send buffer in bytes: unacknowledged plus unsent data may not exceed it, as in
+    /// lwIP, where a write blocks until ACKs free room. Linux's own SO_SNDBUF minimum (~4.5 KB of
+    /// kernel memory) is far larger, so drivers enforce this with [`wait_for_send_room`]; it is
+    /// also requested as SO_SNDBUF.
     pub send_buffer: Option<u32>,
     /// SO_RCVBUF request in bytes.
     pub recv_buffer: Option<u32>,
@@ -105,6 +108,40 @@ fn setsockopt_u32(fd: &impl AsRawFd, level: i32, name: i32, value: u32) -> io::R
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+/// Bytes in the socket's send queue not yet acknowledged by the peer (SIOCOUTQ): sent-but-unacked
+/// plus not-yet-sent.
+pub fn unacknowledged_bytes(fd: &impl AsRawFd) -> io::Result<u64> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one c_int.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if rc == 0 {
+        Ok(queued.max(0) as u64)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Waits until `len` more bytes fit in the device's send buffer (see
+/// [`SocketOptions::send_buffer`]), polling SIOCOUTQ every millisecond while it is full. A frame
+/// larger than the whole buffer waits for an empty queue. Bounded by the caller's write timeout.
+pub async fn wait_for_send_room(
+    stream: &impl AsRawFd,
+    send_buffer: Option<u32>,
+    len: usize,
+) -> io::Result<()> {
+    let Some(limit) = send_buffer else {
+        return Ok(());
+    };
+    let limit = limit as u64;
+    loop {
+        let queued = unacknowledged_bytes(stream)?;
+        if queued == 0 || queued + len as u64 <= limit {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -59,8 +59,14 @@ pub enum FrameError {
     #[error("length prefix {0} exceeds {MAX_FRAME_LEN}")]
     LengthTooLarge(usize),
     /// A well-delimited frame whose payload does not decode.
-    #[error("invalid payload")]
-    Payload(#[from] DecodeError),
+    #[error("invalid payload: {0}")]
+    Payload(DecodeError),
+}
+
+impl From<DecodeError> for FrameError {
+    fn from(e: DecodeError) -> Self {
+        FrameError::Payload(e)
+    }
 }
 
 /// Splits a stream of bytes into readings.
@@ -101,7 +107,7 @@ fn decode_line(buf: &mut BytesMut) -> Result<Option<Reading>, FrameError> {
     let result = if line.is_empty() {
         Err(FrameError::EmptyLine)
     } else {
-        Encoding::Json.decode(line).map_err(FrameError::from)
+        Encoding::Json.decode(line).map_err(FrameError::Payload)
     };
     buf.advance(end + 1);
     result.map(Some)
@@ -123,7 +129,7 @@ fn decode_record(buf: &mut BytesMut) -> Result<Option<Reading>, FrameError> {
     } else {
         Encoding::Binary
             .decode(&buf[2..2 + len])
-            .map_err(FrameError::from)
+            .map_err(FrameError::Payload)
     };
     buf.advance(2 + len);
     result.map(Some)

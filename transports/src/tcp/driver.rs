@@ -22,6 +22,7 @@ pub struct DeviceConnection {
     stream: CountingStream<TcpStream>,
     encoding: Encoding,
     write_timeout: std::time::Duration,
+    send_buffer: Option<u32>,
     frame: Vec<u8>,
 }
 
@@ -43,6 +44,7 @@ impl DeviceConnection {
             stream: CountingStream::new(stream),
             encoding: options.encoding,
             write_timeout: options.write_timeout,
+            send_buffer: options.socket.send_buffer,
             frame: Vec::with_capacity(128),
         })
     }
@@ -52,7 +54,12 @@ impl DeviceConnection {
         self.frame.clear();
         codec::encode_frame(self.encoding, reading, &mut self.frame);
         let payload = self.frame.len() - codec::framing_len(self.encoding);
-        match tokio::time::timeout(self.write_timeout, self.stream.write_all(&self.frame)).await {
+        let write = async {
+            socket::wait_for_send_room(self.stream.get_ref(), self.send_buffer, self.frame.len())
+                .await?;
+            self.stream.write_all(&self.frame).await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
             Ok(Ok(())) => Ok(payload),
             Ok(Err(e)) => Err(LinkError::Write(e.to_string())),
             Err(_) => Err(LinkError::WriteTimeout(self.write_timeout)),

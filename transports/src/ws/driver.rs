@@ -34,6 +34,7 @@ pub struct DeviceConnection {
     ws: WebSocketStream<CountingStream<TcpStream>>,
     encoding: Encoding,
     write_timeout: std::time::Duration,
+    send_buffer: Option<u32>,
 }
 
 impl DeviceConnection {
@@ -73,6 +74,7 @@ impl DeviceConnection {
             ws,
             encoding: options.encoding,
             write_timeout: options.write_timeout,
+            send_buffer: options.socket.send_buffer,
         })
     }
 
@@ -89,7 +91,16 @@ impl DeviceConnection {
             ),
             Encoding::Binary => Message::Binary(payload.into()),
         };
-        match tokio::time::timeout(self.write_timeout, self.ws.send(message)).await {
+        let frame_len = len + super::codec::frame_header_len(len, true);
+        let send_buffer = self.send_buffer;
+        let ws = &mut self.ws;
+        let write = async move {
+            socket::wait_for_send_room(ws.get_ref().get_ref(), send_buffer, frame_len)
+                .await
+                .map_err(WsError::Io)?;
+            ws.send(message).await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
             Ok(Ok(())) => Ok(len),
             Ok(Err(e)) => Err(LinkError::Write(e.to_string())),
             Err(_) => Err(LinkError::WriteTimeout(self.write_timeout)),

@@ -1,0 +1,269 @@
+//! The `fleetbench` binary as a user runs it: real child processes, real sockets on 127.0.0.1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn fleetbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+}
+
+fn write_scenario(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn read_results(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json written");
+    serde_json::from_str(&text).unwrap()
+}
+
+const FOUR_VARIANTS: &str = r#"
+name = "e2e"
+seed = 7
+warmup = "1s"
+duration = "3s"
+
+[fleet]
+devices = 50
+interval = "100ms"
+ramp = "500ms"
+
+[[variants]]
+name = "tcp"
+transport = "tcp"
+
+[[variants]]
+name = "ws"
+transport = "ws"
+
+[[variants]]
+name = "tcp-bin"
+transport = "tcp"
+encoding = "binary"
+
+[[variants]]
+name = "ws-bin"
+transport = "ws"
+encoding = "binary"
+"#;
+
+#[test]
+fn fifty_devices_deliver_every_reading_with_exact_framing() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(dir.path(), FOUR_VARIANTS);
+    let out = dir.path().join("out");
+    let status = fleetbench()
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let results = read_results(&out);
+    assert_eq!(results["schema_version"], 1);
+    assert_eq!(results["complete"], true);
+    assert!(results["machine"]["cores"].as_u64().unwrap() >= 1);
+    let variants = results["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 4);
+    for v in variants {
+        let name = v["name"].as_str().unwrap();
+        let d = &v["delivery"];
+        // 50 devices x 10 readings/s x 3 s, give or take the phase of each device's first reading.
+        let due = d["scheduled"].as_u64().unwrap();
+        assert!((1450..=1550).contains(&due), "{name}: {d}");
+        assert_eq!(d["received"], d["scheduled"], "{name}: {d}");
+        assert_eq!(d["lost"], 0, "{name}: {d}");
+        assert_eq!(d["duplicated"], 0, "{name}: {d}");
+        assert_eq!(d["reordered"], 0, "{name}: {d}");
+        assert_eq!(d["unsent"], 0, "{name}: {d}");
+
+        let per = &v["per_reading"];
+        let expected_framing = match name {
+            "tcp" => 1.0,     // '\n'
+            "tcp-bin" => 2.0, // u16 length prefix
+            _ => 6.0,         // 2-byte header + 4-byte mask, payload <= 125 B
+        };
+        assert_eq!(per["framing_bytes_up"], expected_framing, "{name}: {per}");
+        assert_eq!(per["framing_bytes_down"], 0.0, "{name}: {per}");
+        let payload = per["payload_bytes"].as_f64().unwrap();
+        if name.ends_with("-bin") {
+            assert_eq!(payload, 26.0, "{name}: the binary record is 26 bytes");
+        } else {
+            assert!((60.0..125.0).contains(&payload), "{name}: {per}");
+        }
+        // Every reading is at least one segment up; wire bytes include one header per segment.
+        let segments_up = per["segments_up"].as_f64().unwrap();
+        assert!(segments_up >= 1.0, "{name}: {per}");
+        let header = per["header_bytes_per_segment"].as_f64().unwrap();
+        let wire_up = per["wire_bytes_up"].as_f64().unwrap();
+        assert!(
+            (wire_up - (payload + expected_framing + segments_up * header)).abs() < 0.01,
+            "{name}: wire = payload + framing + headers: {per}"
+        );
+
+        let latency = &v["latency_us"]["corrected"];
+        for k in ["p50", "p90", "p99", "p999", "p9999", "max", "mean"] {
+            assert!(
+                latency[k].as_f64().unwrap() > 0.0,
+                "{name}: {k} in {latency}"
+            );
+        }
+        assert!(latency["p50"].as_u64() <= latency["p99"].as_u64());
+        assert_eq!(latency["count"], d["received"]);
+        assert!(v["throughput_per_s"].as_f64().unwrap() > 450.0, "{name}");
+        assert_eq!(v["setup"]["connections"], 50, "{name}");
+        assert!(
+            v["cost"]["sink"]["cpu_s"].is_number(),
+            "{name}: {}",
+            v["cost"]
+        );
+        assert!(v["cost"]["fleet"]["peak_rss_bytes"].as_u64().unwrap() > 0);
+        assert!(out.join(v["files"]["hlog"].as_str().unwrap()).exists());
+        assert!(out
+            .join(v["files"]["raw"].as_str().unwrap())
+            .join("arrivals.bin")
+            .exists());
+        // The sink's own sockets saw what the devices sent (plus handshakes and FINs).
+        assert!(v["sink"]["bytes_received"].as_f64().unwrap() >= wire_up - segments_up * header);
+    }
+}
+
+#[test]
+fn a_misspelled_key_is_named_with_its_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = FOUR_VARIANTS.replace("devices = 50", "devicez = 50");
+    let line = text.lines().position(|l| l.starts_with("devicez")).unwrap() + 1;
+    let scenario = write_scenario(dir.path(), &text);
+    let output = fleetbench()
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`devicez`"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("scenario.toml:{line}")),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("o").exists(), "nothing is run or written");
+}
+
+#[test]
+fn a_bad_value_is_named_with_its_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = FOUR_VARIANTS.replace("interval = \"100ms\"", "interval = \"fast\"");
+    let scenario = write_scenario(dir.path(), &text);
+    let output = fleetbench()
+        .args(["run", scenario.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("interval"), "{stderr}");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("interval"))
+        .unwrap()
+        + 1;
+    assert!(stderr.contains(&format!(":{line}")), "{stderr}");
+}
+
+#[test]
+fn an_interrupted_run_still_writes_what_it_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = FOUR_VARIANTS
+        .replace("duration = \"3s\"", "duration = \"60s\"")
+        .replace("warmup = \"1s\"", "warmup = \"500ms\"");
+    let scenario = write_scenario(dir.path(), &text);
+    let out = dir.path().join("out");
+    let mut child = fleetbench()
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(3_000));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run stops promptly"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    let results = read_results(&out);
+    assert_eq!(results["complete"], false);
+    let variants = results["variants"].as_array().unwrap();
+    assert_eq!(
+        variants.len(),
+        1,
+        "the variants after the interrupt do not run"
+    );
+    assert_eq!(variants[0]["complete"], false);
+    let received = variants[0]["delivery"]["received"].as_u64().unwrap();
+    assert!(received > 500, "what was measured is kept: {received}");
+    // No fleet or sink is left behind.
+    let leftover = Command::new("pgrep")
+        .args(["-f", &format!("record-dir {}", out.display())])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    assert!(leftover.is_empty(), "children still running: {leftover}");
+}
+
+#[test]
+fn the_published_schema_is_the_one_the_code_writes() {
+    let output = fleetbench().arg("schema").output().unwrap();
+    assert!(output.status.success());
+    let generated: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/results.schema.json"))
+            .expect("harness/results.schema.json is committed"),
+    )
+    .unwrap();
+    assert_eq!(
+        generated, committed,
+        "regenerate with: cargo run -- schema > harness/results.schema.json"
+    );
+    let required = generated["$defs"]["VariantResult"]["required"]
+        .as_array()
+        .unwrap();
+    for key in [
+        "name",
+        "transport",
+        "devices",
+        "delivery",
+        "latency_us",
+        "throughput_per_s",
+        "per_reading",
+        "setup",
+        "cost",
+    ] {
+        assert!(required.iter().any(|r| r == key), "{key}");
+    }
+}

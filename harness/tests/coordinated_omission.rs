@@ -1,0 +1,168 @@
+//! A sink that stalls for 1 s while a device sends 100 readings/s: the corrected latency shows the
+//! stall for every reading due during it; the uncorrected latency, measured from the moment the
+//! blocked device finally sent, hides most of it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use device_emulator::fleet::{ConnectionRecord, FleetObserver, FleetPlan, SendRecord};
+use device_emulator::DeviceProfile;
+use fleetbench::measure::{self, Window};
+use fleetbench::records::Arrival;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpSocket;
+use tokio_util::sync::CancellationToken;
+use transports::tcp::codec::FrameDecoder;
+use transports::{clock, Encoding, TransportKind};
+
+#[derive(Default)]
+struct Sends(Mutex<Vec<SendRecord>>);
+
+impl FleetObserver for Sends {
+    fn reading(&self, record: SendRecord) {
+        self.0.lock().unwrap().push(record);
+    }
+    fn connection(&self, _: ConnectionRecord) {}
+}
+
+const MS: u64 = 1_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_sink_shows_in_corrected_latency_only() {
+    // A sink with a small receive buffer (as a busy backend's would fill), reading normally, then
+    // not at all for one second, then normally again.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1).unwrap(); // the kernel raises it to its minimum
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let target = listener.local_addr().unwrap();
+
+    let start_ns = clock::now_ns() + 200 * MS;
+    let stall_start_ns = start_ns + 1_000 * MS;
+    let stall_end_ns = stall_start_ns + 1_000 * MS;
+    let stop_ns = start_ns + 3_000 * MS;
+
+    let sink = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut decoder = FrameDecoder::new(Encoding::Json);
+        let mut buf = BytesMut::with_capacity(4096);
+        let mut arrivals = Vec::new();
+        let stall_start = clock::Anchor::now().instant_of(stall_start_ns);
+        let mut stalled = false;
+        loop {
+            let read = stream.read_buf(&mut buf);
+            let n = if stalled {
+                tokio::time::timeout(Duration::from_secs(10), read)
+                    .await
+                    .expect("device sends")
+            } else {
+                match tokio::time::timeout_at(stall_start.into(), read).await {
+                    Ok(n) => n,
+                    Err(_) => {
+                        stalled = true;
+                        tokio::time::sleep(Duration::from_nanos(stall_end_ns - clock::now_ns()))
+                            .await;
+                        continue;
+                    }
+                }
+            }
+            .unwrap();
+            let arrived_ns = clock::now_ns();
+            if n == 0 {
+                return arrivals;
+            }
+            while let Some(r) = decoder.decode(&mut buf).unwrap() {
+                arrivals.push(Arrival {
+                    device_id: r.device_id,
+                    seq: r.seq,
+                    scheduled_us: r.scheduled_us,
+                    arrived_ns,
+                });
+            }
+        }
+    });
+
+    let plan = FleetPlan {
+        transport: TransportKind::Tcp,
+        target,
+        encoding: Encoding::Json,
+        devices: 1,
+        first_device_id: 0,
+        seed: 1,
+        start_ns,
+        stop_ns,
+        ramp_ns: 0,
+        interval_ns: 10 * MS,
+        jitter_ns: 0,
+        profile: DeviceProfile::default(),
+        spread_sources: false,
+    };
+    let sends = Arc::new(Sends::default());
+    device_emulator::fleet::run(plan, sends.clone(), CancellationToken::new()).await;
+    let arrivals = tokio::time::timeout(Duration::from_secs(10), sink)
+        .await
+        .unwrap()
+        .unwrap();
+    let sends = sends.0.lock().unwrap().clone();
+
+    let window = Window {
+        start_ns,
+        end_ns: stop_ns,
+    };
+    let figures = measure::readings(&sends, &arrivals, window);
+    assert_eq!(figures.delivery.lost, 0, "{:?}", figures.delivery);
+    assert_eq!(figures.delivery.scheduled, 300);
+
+    let during: Vec<_> = figures
+        .readings
+        .iter()
+        .filter(|r| (stall_start_ns..stall_end_ns).contains(&r.scheduled_ns))
+        .collect();
+    assert!(
+        during.len() >= 99,
+        "{} readings due during the stall",
+        during.len()
+    );
+    // Corrected: every reading due during the stall waited at least until the stall ended.
+    for r in &during {
+        let floor_us = (stall_end_ns - r.scheduled_ns) / 1_000;
+        assert!(
+            r.corrected_us + 1_000 >= floor_us,
+            "seq {} due {} ms into the stall shows only {} µs",
+            r.seq,
+            (r.scheduled_ns - stall_start_ns) / MS,
+            r.corrected_us
+        );
+    }
+    let corrected_over_100ms = during.iter().filter(|r| r.corrected_us > 100_000).count();
+    let uncorrected_over_100ms = during
+        .iter()
+        .filter(|r| r.uncorrected_us.expect("every reading was sent") > 100_000)
+        .count();
+    eprintln!(
+        "due during stall: {}, corrected > 100 ms: {corrected_over_100ms}, uncorrected > 100 ms: {uncorrected_over_100ms}; corrected p99 {} µs, uncorrected p99 {} µs",
+        during.len(),
+        figures.corrected.value_at_quantile(0.99),
+        figures.uncorrected.value_at_quantile(0.99)
+    );
+    assert!(
+        corrected_over_100ms >= 89,
+        "the stall is visible for ~90 of ~100 readings"
+    );
+    // Only what the kernels buffered before the device blocked (its 1,072-byte send buffer plus
+    // the sink's minimum receive buffer) carries the stall in its uncorrected latency.
+    let hidden = during
+        .iter()
+        .filter(|r| r.uncorrected_us.unwrap() < 50_000)
+        .count();
+    assert!(
+        hidden * 10 >= during.len() * 6,
+        "most readings due during the stall look fast when measured from their late send ({hidden} of {})",
+        during.len()
+    );
+    // Over the run (300 readings, ~90 stalled) the histograms tell the two stories.
+    assert!(figures.corrected.value_at_quantile(0.99) > 900_000);
+    assert!(figures.corrected.value_at_quantile(0.75) > 100_000);
+    assert!(figures.uncorrected.value_at_quantile(0.75) < 50_000);
+}
