@@ -47,8 +47,7 @@ pub struct RunOptions {
 pub fn default_out(scenario: &Scenario) -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
-        .replace(':', "")
-        .replace('-', "");
+        .replace([':', '-'], "");
     PathBuf::from("results").join(format!("{}-{}", scenario.name, stamp.trim_end_matches('Z')))
 }
 
@@ -61,7 +60,7 @@ pub fn run(
 ) -> anyhow::Result<RunResult> {
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
-    let profile = scenario.fleet.profile.apply(DeviceProfile::default());
+    let profile = scenario.fleet.device_profile();
     let mut result = RunResult {
         schema_version: SCHEMA_VERSION,
         complete: false,

@@ -1,14 +1,5 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+//! Reports rendered from a run's results folder (`results.json` and the `.hlog` files).
+//!
+//! This crate reads only the results files, never a live run, so any old run can be re-rendered.
+//! Charts, HTML and Markdown arrive with the reports work; until then the harness prints its
+//! terminal table and writes results.json, which is what this crate will read.

@@ -119,8 +119,8 @@ pub enum LinkError {
 pub enum Link {
     /// Raw TCP.
     Tcp(tcp::driver::DeviceConnection),
-    /// WebSocket client.
-    Ws(ws::driver::DeviceConnection),
+    /// WebSocket client (boxed: tungstenite's state is large).
+    Ws(Box<ws::driver::DeviceConnection>),
 }
 
 impl Link {
@@ -138,7 +138,7 @@ impl Link {
                     .map(Link::Tcp),
                 TransportKind::Ws => ws::driver::DeviceConnection::connect(target, options)
                     .await
-                    .map(Link::Ws),
+                    .map(|c| Link::Ws(Box::new(c))),
             }
         };
         let link = tokio::time::timeout(options.connect_timeout, connect)

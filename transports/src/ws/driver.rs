@@ -21,11 +21,15 @@ use crate::{Encoding, Reading};
 const ARDUINO_PROTOCOL: &str = "arduino";
 /// arduinoWebSockets' largest message is 15 KB; allow a little more.
 const MAX_MESSAGE: usize = 16 * 1024;
+/// Read buffer per connection. tungstenite reserves 128 KiB by default, which would dominate a
+/// sink's memory per device for readings of ~100 B; a backend sized for its messages uses less.
+const READ_BUFFER: usize = 4 * 1024;
 
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE))
+        .read_buffer_size(READ_BUFFER)
 }
 
 /// A device's WebSocket client connection: one masked frame per reading, text for JSON and
@@ -123,6 +127,8 @@ impl DeviceConnection {
     }
 }
 
+// The upgrade callback's error type is tungstenite's, and large.
+#[allow(clippy::result_large_err)]
 /// Answers the upgrade (echoing the `arduino` subprotocol when asked), then reads frames until
 /// the device closes, sends something malformed, goes idle or the sink shuts down.
 pub(crate) async fn serve_connection(accepted: Accepted) {
