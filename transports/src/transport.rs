@@ -72,6 +72,19 @@ pub struct LinkOptions {
     pub write_timeout: Duration,
 }
 
+impl LinkOptions {
+    /// Opens the TCP connection every device transport starts with: the device's socket options
+    /// set before the SYN, from its source address, within the connect timeout.
+    pub(crate) async fn dial(
+        &self,
+        target: SocketAddr,
+    ) -> Result<tokio::net::TcpStream, LinkError> {
+        crate::socket::connect(target, self.source, &self.socket, self.connect_timeout)
+            .await
+            .map_err(LinkError::Connect)
+    }
+}
+
 /// What a connection's set-up cost, from the device's socket.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct Setup {

@@ -32,14 +32,7 @@ impl DeviceConnection {
         target: SocketAddr,
         options: &LinkOptions,
     ) -> Result<DeviceConnection, LinkError> {
-        let stream = socket::connect(
-            target,
-            options.source,
-            &options.socket,
-            options.connect_timeout,
-        )
-        .await
-        .map_err(LinkError::Connect)?;
+        let stream = options.dial(target).await?;
         Ok(DeviceConnection {
             stream: CountingStream::new(stream),
             encoding: options.encoding,

@@ -47,14 +47,7 @@ impl DeviceConnection {
         target: SocketAddr,
         options: &LinkOptions,
     ) -> Result<DeviceConnection, LinkError> {
-        let stream = socket::connect(
-            target,
-            options.source,
-            &options.socket,
-            options.connect_timeout,
-        )
-        .await
-        .map_err(LinkError::Connect)?;
+        let stream = options.dial(target).await?;
         let request = http::Request::builder()
             .uri(format!("ws://{target}/"))
             .header("Host", target.to_string())

@@ -1,0 +1,132 @@
+//! A device whose connection is dropped gives it up, waits its fixed retry delay as a firmware
+//! sketch does, reconnects, and carries on with its schedule; what fell due meanwhile is recorded
+//! as not sent, never silently skipped.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use device_emulator::fleet::{ConnectionRecord, FleetObserver, FleetPlan, SendOutcome, SendRecord};
+use device_emulator::DeviceProfile;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use transports::{clock, Encoding, TransportKind};
+
+#[derive(Default)]
+struct Log {
+    sends: Mutex<Vec<SendRecord>>,
+    connections: Mutex<Vec<ConnectionRecord>>,
+}
+
+impl FleetObserver for Log {
+    fn reading(&self, record: SendRecord) {
+        self.sends.lock().unwrap().push(record);
+    }
+    fn connection(&self, record: ConnectionRecord) {
+        self.connections.lock().unwrap().push(record);
+    }
+}
+
+const MS: u64 = 1_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_is_retried_after_the_fixed_delay() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    let backend = tokio::spawn(async move {
+        // First connection: read a few readings, then drop it.
+        let (mut first, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut lines = 0;
+        while lines < 5 {
+            let n = first.read(&mut buf).await.unwrap();
+            lines += buf[..n].iter().filter(|b| **b == b'\n').count();
+        }
+        drop(first);
+        let dropped_ns = clock::now_ns();
+        // Second connection: read until the device closes.
+        let (mut second, _) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("the device reconnects")
+            .unwrap();
+        let mut received = Vec::new();
+        second.read_to_end(&mut received).await.unwrap();
+        (dropped_ns, received.iter().filter(|b| **b == b'\n').count())
+    });
+
+    let retry_delay = Duration::from_millis(300);
+    let start_ns = clock::now_ns() + 50 * MS;
+    let plan = FleetPlan {
+        transport: TransportKind::Tcp,
+        target,
+        encoding: Encoding::Json,
+        devices: 1,
+        first_device_id: 0,
+        seed: 3,
+        start_ns,
+        stop_ns: start_ns + 1_500 * MS,
+        ramp_ns: 0,
+        interval_ns: 20 * MS,
+        jitter_ns: 0,
+        profile: DeviceProfile {
+            retry_delay,
+            ..DeviceProfile::default()
+        },
+        spread_sources: false,
+    };
+    let log = Arc::new(Log::default());
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        device_emulator::fleet::run(plan, log.clone(), CancellationToken::new()),
+    )
+    .await
+    .expect("the fleet finishes");
+    let (dropped_ns, received_after) = backend.await.unwrap();
+
+    let sends = log.sends.lock().unwrap().clone();
+    let connections = log.connections.lock().unwrap().clone();
+    assert_eq!(connections.len(), 2, "{connections:#?}");
+    assert!(
+        connections[0].end.contains("write"),
+        "{}",
+        connections[0].end
+    );
+    assert_eq!(connections[1].end, "stopped");
+
+    // Due instants are untouched by the outage: one every 20 ms, sequence without gaps.
+    assert!(sends
+        .windows(2)
+        .all(|w| w[1].seq == w[0].seq + 1 && w[1].scheduled_ns - w[0].scheduled_ns == 20 * MS));
+    let failed: Vec<_> = sends
+        .iter()
+        .filter(|s| s.outcome == SendOutcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "the write that found the connection gone");
+    let offline = sends
+        .iter()
+        .filter(|s| s.outcome == SendOutcome::Offline)
+        .count();
+    // Roughly retry_delay / interval readings fall due while the device waits to retry.
+    assert!(
+        (12..=17).contains(&offline),
+        "{offline} readings due while offline"
+    );
+
+    let reconnect = connections[1].setup.as_ref().unwrap();
+    assert!(
+        reconnect.started_ns >= failed[0].sent_ns + retry_delay.as_nanos() as u64,
+        "reconnected {} ms after the failure",
+        (reconnect.started_ns - failed[0].sent_ns) / MS
+    );
+    assert!(reconnect.started_ns > dropped_ns);
+    let sent_after = sends
+        .iter()
+        .filter(|s| s.scheduled_ns > reconnect.started_ns)
+        .filter(|s| matches!(s.outcome, SendOutcome::Sent { .. }))
+        .count();
+    assert!(sent_after > 30);
+    assert_eq!(
+        received_after as u64, connections[1].readings_sent,
+        "everything sent on the new connection arrived"
+    );
+}
