@@ -6,7 +6,7 @@ bench scenario="smoke" *args="":
 
 # Run every test (the same command CI runs).
 test:
-    cargo nextest run --workspace --no-fail-fast
+    cargo nextest run --workspace
 
 # Codec benchmarks (criterion).
 bench-codecs:

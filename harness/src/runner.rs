@@ -273,6 +273,16 @@ fn run_variant(
             ));
         }
     }
+    // The backend must have lived through the run: if it died, what the devices saw afterwards
+    // (refused connects, unsent readings) is in the figures, but the variant failed.
+    if let Some(status) = sink.exit_status() {
+        if error.is_none() && !child::interrupted() {
+            error = Some(format!(
+                "the sink exited during the run ({status}); see {}",
+                raw.join("sink.log").display()
+            ));
+        }
+    }
     // The fleet has closed its connections; give the sink a moment to read the last bytes.
     std::thread::sleep(Duration::from_millis(200));
     sink.stop(STOP_GRACE);

@@ -267,3 +267,62 @@ fn the_published_schema_is_the_one_the_code_writes() {
         assert!(required.iter().any(|r| r == key), "{key}");
     }
 }
+
+#[test]
+fn a_backend_that_dies_mid_run_fails_the_variant_and_its_loss_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = FOUR_VARIANTS
+        .split("[[variants]]\nname = \"ws\"")
+        .next()
+        .unwrap()
+        .replace("duration = \"3s\"", "duration = \"4s\"");
+    let scenario = write_scenario(dir.path(), &text);
+    let out = dir.path().join("out");
+    let mut child = fleetbench()
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2_500));
+    let killed = Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &format!("serve tcp .*record-dir {}", out.display()),
+        ])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "the sink process was found and killed");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    let results = read_results(&out);
+    assert_eq!(results["complete"], false);
+    let v = &results["variants"][0];
+    assert!(
+        v["error"].as_str().unwrap().contains("sink exited"),
+        "{}",
+        v["error"]
+    );
+    let d = &v["delivery"];
+    // About half the window fell after the kill: those readings are lost, and most were never
+    // sent because the devices could not reconnect.
+    let lost = d["lost"].as_u64().unwrap();
+    assert!(lost > 500, "{d}");
+    assert!(d["unsent"].as_u64().unwrap() > 400, "{d}");
+    assert_eq!(
+        d["received"].as_u64().unwrap() + lost,
+        d["scheduled"].as_u64().unwrap()
+    );
+    assert!(
+        v["setup"]["failed"].as_object().unwrap().len() >= 1,
+        "{}",
+        v["setup"]
+    );
+}
