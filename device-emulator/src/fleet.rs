@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use transports::mqtt::MqttSettings;
 use transports::socket::SocketOptions;
 use transports::transport::{LinkOptions, LinkStats, Setup};
 use transports::{clock, Encoding, Link, Reading, TransportKind};
@@ -55,6 +56,10 @@ pub struct FleetPlan {
     pub profile: DeviceProfile,
     /// Bind each device to its own source address in 127.0.0.2–127.0.0.251 (loopback targets only).
     pub spread_sources: bool,
+    /// MQTT topic template, credentials, retain and session (MQTT transports only; the
+    /// keep-alive comes from the profile).
+    #[serde(default)]
+    pub mqtt: MqttSettings,
 }
 
 impl FleetPlan {
@@ -88,6 +93,11 @@ impl FleetPlan {
             source,
             connect_timeout: self.profile.connect_timeout,
             write_timeout: self.profile.write_timeout,
+            device_id,
+            mqtt: MqttSettings {
+                keepalive: self.profile.keepalive,
+                ..self.mqtt.clone()
+            },
         }
     }
 }

@@ -26,6 +26,13 @@ pub struct DeviceProfile {
     /// Fixed delay before a device retries a failed or dropped connection, as firmware sketches do.
     #[serde(with = "crate::profile::millis")]
     pub retry_delay: Duration,
+    /// MQTT keep-alive (PubSubClient: 15 s): PINGREQ when nothing has arrived for this long.
+    #[serde(with = "crate::profile::millis", default = "default_keepalive")]
+    pub keepalive: Duration,
+}
+
+fn default_keepalive() -> Duration {
+    Duration::from_secs(15)
 }
 
 impl Default for DeviceProfile {
@@ -38,6 +45,7 @@ impl Default for DeviceProfile {
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             retry_delay: Duration::from_secs(2),
+            keepalive: default_keepalive(),
         }
     }
 }

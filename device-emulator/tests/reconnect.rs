@@ -73,6 +73,7 @@ async fn a_dropped_connection_is_retried_after_the_fixed_delay() {
             ..DeviceProfile::default()
         },
         spread_sources: false,
+        mqtt: Default::default(),
     };
     let log = Arc::new(Log::default());
     tokio::time::timeout(

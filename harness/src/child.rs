@@ -49,12 +49,25 @@ impl ChildProcess {
     /// Starts `exe args…` with stdout piped (for its status lines) and stderr appended to `log`.
     /// The child gets SIGTERM if the harness dies.
     pub fn spawn(name: &str, exe: &Path, args: &[String], log: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with_env(name, exe, args, &[], log)
+    }
+
+    /// As [`spawn`](Self::spawn), with extra environment variables (for secrets, which must not
+    /// appear on a command line).
+    pub fn spawn_with_env(
+        name: &str,
+        exe: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         use std::os::unix::process::CommandExt;
         let stderr =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut command = Command::new(exe);
         command
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);

@@ -6,6 +6,8 @@
 //! - [`measure`]: the measurement core (latency, delivery, overhead), transport-agnostic.
 //! - [`results`]: `results.json`, the public record of a run; [`table`]: its terminal summary.
 //! - [`machine`]: what the run ran on.
+//! - [`broker`]: the embedded MQTT broker (rumqttd), run as `fleetbench broker`.
+pub mod broker;
 pub mod child;
 pub mod machine;
 pub mod measure;

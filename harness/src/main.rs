@@ -52,6 +52,36 @@ enum Command {
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
         idle_timeout: Duration,
     },
+    /// Run the embedded MQTT broker (rumqttd) until SIGINT or SIGTERM.
+    Broker {
+        /// Address to listen on (port 0: a free port, printed as `listening <addr>`).
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        listen: SocketAddr,
+        /// Most client connections at once.
+        #[arg(long, default_value_t = 20_000)]
+        max_connections: usize,
+    },
+    /// Subscribe to a broker and record every reading published (the MQTT receiving end).
+    Collect {
+        /// mqtt-qos0, mqtt-qos1 or mqtt-qos2: the subscription's QoS.
+        #[arg(value_parser = parse_transport)]
+        transport: TransportKind,
+        /// The broker's address.
+        #[arg(long)]
+        broker: SocketAddr,
+        /// Topic template; `{device}` becomes the `+` wildcard.
+        #[arg(long, default_value = "fleet/{device}/reading")]
+        topic: String,
+        /// Keep-alive.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        keepalive: Duration,
+        /// Username (the password comes from the environment variable FLEETBENCH_MQTT_PASSWORD).
+        #[arg(long)]
+        username: Option<String>,
+        /// Write arrival and connection records into this folder.
+        #[arg(long)]
+        record_dir: Option<PathBuf>,
+    },
     /// Run an emulated fleet from a plan (written by `run`; used as its child process).
     Fleet {
         /// The fleet plan (JSON).
@@ -66,8 +96,13 @@ enum Command {
 }
 
 fn parse_transport(s: &str) -> Result<TransportKind, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| format!("unknown transport `{s}` (expected tcp or ws)"))
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        let names: Vec<_> = TransportKind::ALL.iter().map(|k| k.name()).collect();
+        format!(
+            "unknown transport `{s}` (expected one of: {})",
+            names.join(", ")
+        )
+    })
 }
 
 fn parse_encoding(s: &str) -> Result<Encoding, String> {
@@ -98,6 +133,24 @@ fn main() -> ExitCode {
             idle_timeout,
         } => serve(transport, listen, encoding, record_dir, idle_timeout),
         Command::Fleet { plan, record_dir } => fleet(plan, record_dir),
+        Command::Broker {
+            listen,
+            max_connections,
+        } => fleetbench::broker::run_embedded(
+            listen,
+            &fleetbench::broker::BrokerSettings {
+                max_connections,
+                ..Default::default()
+            },
+        ),
+        Command::Collect {
+            transport,
+            broker,
+            topic,
+            keepalive,
+            username,
+            record_dir,
+        } => collect(transport, broker, topic, keepalive, username, record_dir),
         Command::Schema => {
             println!(
                 "{}",
@@ -199,6 +252,41 @@ impl SinkObserver for Tally {
     }
 }
 
+/// Where a receiving end's observations go: record files for a run, or a tally printed at exit
+/// when a sink or collector runs on its own.
+enum Receipts {
+    Recorded(Arc<SinkRecorder>),
+    Tallied(Arc<Tally>),
+}
+
+impl Receipts {
+    fn new(record_dir: Option<&std::path::Path>) -> anyhow::Result<Receipts> {
+        Ok(match record_dir {
+            Some(dir) => Receipts::Recorded(Arc::new(SinkRecorder::create(dir)?)),
+            None => Receipts::Tallied(Arc::default()),
+        })
+    }
+
+    fn observer(&self) -> Arc<dyn SinkObserver> {
+        match self {
+            Receipts::Recorded(r) => r.clone(),
+            Receipts::Tallied(t) => t.clone(),
+        }
+    }
+
+    fn finish(&self) -> anyhow::Result<()> {
+        match self {
+            Receipts::Recorded(r) => r.flush()?,
+            Receipts::Tallied(t) => eprintln!(
+                "received {} readings on {} connections",
+                t.readings.load(std::sync::atomic::Ordering::Relaxed),
+                t.connections.load(std::sync::atomic::Ordering::Relaxed)
+            ),
+        }
+        Ok(())
+    }
+}
+
 fn serve(
     transport: TransportKind,
     listen: SocketAddr,
@@ -206,15 +294,8 @@ fn serve(
     record_dir: Option<PathBuf>,
     idle_timeout: Duration,
 ) -> anyhow::Result<()> {
-    let recorder = match &record_dir {
-        Some(dir) => Some(Arc::new(SinkRecorder::create(dir)?)),
-        None => None,
-    };
-    let tally = Arc::new(Tally::default());
-    let observer: Arc<dyn SinkObserver> = match &recorder {
-        Some(r) => r.clone(),
-        None => tally.clone(),
-    };
+    let receipts = Receipts::new(record_dir.as_deref())?;
+    let observer = receipts.observer();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let socket = if listen.is_ipv4() {
@@ -235,23 +316,15 @@ fn serve(
         };
         transports::transport::serve(transport, listener, options, observer, shutdown).await
     })?;
-    if let Some(r) = recorder {
-        r.flush()?;
-    } else {
-        eprintln!(
-            "served {} readings on {} connections",
-            tally.readings.load(std::sync::atomic::Ordering::Relaxed),
-            tally.connections.load(std::sync::atomic::Ordering::Relaxed)
-        );
-    }
-    Ok(())
+    receipts.finish()
 }
 
 fn fleet(plan: PathBuf, record_dir: PathBuf) -> anyhow::Result<()> {
     use anyhow::Context;
     let text = std::fs::read(&plan).with_context(|| format!("reading {}", plan.display()))?;
-    let plan: device_emulator::FleetPlan =
+    let mut plan: device_emulator::FleetPlan =
         serde_json::from_slice(&text).with_context(|| format!("parsing {}", plan.display()))?;
+    plan.mqtt.password = std::env::var(transports::mqtt::PASSWORD_ENV).ok();
     let recorder = Arc::new(FleetRecorder::create(&record_dir)?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -262,4 +335,59 @@ fn fleet(plan: PathBuf, record_dir: PathBuf) -> anyhow::Result<()> {
     });
     recorder.flush()?;
     Ok(())
+}
+
+fn collect(
+    transport: TransportKind,
+    broker: SocketAddr,
+    topic: String,
+    keepalive: Duration,
+    username: Option<String>,
+    record_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use transports::mqtt::driver::{self, CollectorOptions};
+    let Some(qos) = transport.mqtt_qos() else {
+        anyhow::bail!(
+            "`collect` takes an MQTT transport, not {}",
+            transport.name()
+        );
+    };
+    let receipts = Receipts::new(record_dir.as_deref())?;
+    let observer = receipts.observer();
+    let options = CollectorOptions {
+        qos,
+        mqtt: transports::mqtt::MqttSettings {
+            topic,
+            username,
+            password: std::env::var(transports::mqtt::PASSWORD_ENV).ok(),
+            keepalive,
+            ..Default::default()
+        },
+        subscribers: 1,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        cancel_on_signal(shutdown.clone());
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(driver::collect(
+            broker,
+            options,
+            observer,
+            shutdown.clone(),
+            ready_tx,
+        ));
+        match ready.await {
+            Ok(Ok(())) => println!("ready"),
+            Ok(Err(e)) => {
+                shutdown.cancel();
+                anyhow::bail!("the collector could not subscribe at {broker}: {e}");
+            }
+            Err(_) => anyhow::bail!("the collector stopped before subscribing"),
+        }
+        task.await?;
+        Ok(())
+    })?;
+    receipts.finish()
 }

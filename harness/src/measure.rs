@@ -345,6 +345,9 @@ pub fn sink_summary(reports: &[ConnectionReport]) -> SinkSummary {
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     for r in reports {
         summary.readings += r.readings;
+        if r.rejected > 0 {
+            *errors.entry("rejected_messages".to_string()).or_default() += r.rejected;
+        }
         let kind = match &r.end {
             ConnectionEnd::PeerClosed | ConnectionEnd::Shutdown => None,
             ConnectionEnd::Malformed(_) => Some("malformed"),
@@ -362,6 +365,47 @@ pub fn sink_summary(reports: &[ConnectionReport]) -> SinkSummary {
     }
     summary.errors = errors;
     summary
+}
+
+/// The broker-to-collector leg of MQTT, per reading the collector received: its connections'
+/// counts after the subscription and before DISCONNECT. "Up" is toward the collector.
+pub fn collector_leg(reports: &[ConnectionReport]) -> Option<PerReading> {
+    let mut leg = PerReading::default();
+    let (mut payload, mut app_in, mut app_out) = (0u64, 0u64, 0u64);
+    let (mut bytes_in, mut bytes_out, mut segs_in, mut segs_out) = (0u64, 0u64, 0u64, 0u64);
+    for r in reports {
+        let (Some(ready), Some(end)) = (r.ready_counters, r.final_counters) else {
+            continue;
+        };
+        leg.readings += r.readings;
+        payload += r.payload_bytes;
+        app_in += r
+            .app_bytes_received
+            .saturating_sub(r.ready_app_bytes_received);
+        app_out += r.app_bytes_sent.saturating_sub(r.ready_app_bytes_sent);
+        let d = end.since(&ready);
+        bytes_in += d.bytes_received;
+        bytes_out += d.bytes_sent;
+        segs_in += d.segs_in;
+        segs_out += d.segs_out;
+        leg.header_bytes_per_segment = leg
+            .header_bytes_per_segment
+            .max(end.header_bytes_per_segment());
+        leg.retransmits += end.retransmits;
+    }
+    if leg.readings == 0 {
+        return None;
+    }
+    let per = |v: u64| round3(v as f64 / leg.readings as f64);
+    let header = leg.header_bytes_per_segment;
+    leg.payload_bytes = per(payload);
+    leg.framing_bytes_up = per(app_in.saturating_sub(payload));
+    leg.framing_bytes_down = per(app_out);
+    leg.wire_bytes_up = per(bytes_in + segs_in * header);
+    leg.wire_bytes_down = per(bytes_out + segs_out * header);
+    leg.segments_up = per(segs_in);
+    leg.segments_down = per(segs_out);
+    Some(leg)
 }
 
 #[cfg(test)]

@@ -109,8 +109,16 @@ pub struct VariantResult {
     pub throughput_per_s: f64,
     /// Readings due within the window per second of it.
     pub offered_per_s: f64,
-    /// Steady-state overhead per reading sent, after connection set-up.
+    /// Steady-state overhead per reading sent, after connection set-up, on the device's
+    /// connection (to the sink, or to the broker).
     pub per_reading: PerReading,
+    /// MQTT only: the broker-to-collector leg, per reading received. Here "up" is the readings'
+    /// direction (broker to collector) and "down" the way back (the collector's acks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector_leg: Option<PerReading>,
+    /// MQTT only: the broker used (`embedded rumqttd` or the external address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
     /// Connection set-up, kept apart from the steady state.
     pub setup: SetupCost,
     /// CPU and memory of each process.
@@ -232,8 +240,12 @@ pub struct SetupCost {
 pub struct Cost {
     /// The device fleet.
     pub fleet: ProcessCost,
-    /// The backend under test.
+    /// The receiving end: the sink server (the backend under test for raw TCP and WebSocket),
+    /// or the MQTT collector.
     pub sink: ProcessCost,
+    /// MQTT only: the embedded broker, the backend under test (absent for an external broker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<ProcessCost>,
 }
 
 /// One process's cost, read from /proc.
@@ -262,7 +274,8 @@ pub struct SinkSummary {
     pub connections: u64,
     /// Readings decoded (all, not only the window's).
     pub readings: u64,
-    /// Connections that ended badly, by kind (`malformed`, `io`, `idle_timeout`, …).
+    /// Connections that ended badly, by kind (`malformed`, `io`, `idle_timeout`, …), and
+    /// `rejected_messages`: well-framed messages that were not readings.
     pub errors: BTreeMap<String, u64>,
     /// TCP bytes the sink's sockets received over whole connections, set-up included (the
     /// kernel counts a received FIN as one byte). A cross-check of the device side's counts.

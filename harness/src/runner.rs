@@ -6,6 +6,7 @@
 //! warm-up follow) → window start → window end (last due reading) → fleet drains, reports, exits
 //! → sink is stopped and flushes → figures.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use device_emulator::fleet::{ConnectionRecord, FleetPlan, DRAIN};
 use device_emulator::DeviceProfile;
 use indicatif::{ProgressBar, ProgressStyle};
 use transports::clock;
+use transports::mqtt::MqttSettings;
 use transports::transport::ConnectionReport;
+use transports::Encoding;
 
 use crate::child::{self, ChildProcess};
 use crate::measure::{self, Window};
@@ -24,7 +27,7 @@ use crate::results::{
     Cost, Delivery, Latency, PerReading, ProcessCost, ProfileEcho, RunResult, ScenarioEcho,
     SetupCost, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
 };
-use crate::scenario::{Scenario, VariantConfig};
+use crate::scenario::{BrokerChoice, Scenario, VariantConfig};
 
 /// Time between the fleet saying `ready` and its first connect.
 const START_DELAY: Duration = Duration::from_millis(300);
@@ -133,6 +136,8 @@ fn failed_variant(
         throughput_per_s: 0.0,
         offered_per_s: 0.0,
         per_reading: PerReading::default(),
+        collector_leg: None,
+        broker: None,
         setup: SetupCost::default(),
         cost: Cost::default(),
         sink: SinkSummary::default(),
@@ -156,6 +161,117 @@ fn sleep_until(ns: u64, progress: &ProgressBar, start_ns: u64) -> bool {
     }
 }
 
+/// The processes that receive a variant's readings, and where devices connect.
+struct ReceivingEnd {
+    /// The sink server (raw TCP, WebSocket) or the MQTT collector.
+    receiver: ChildProcess,
+    /// The embedded MQTT broker, when there is one.
+    broker: Option<ChildProcess>,
+    /// Where devices connect: the sink or the broker.
+    target: SocketAddr,
+    /// MQTT only: which broker.
+    broker_desc: Option<String>,
+}
+
+/// Starts the sink, or the broker (if embedded) and the collector, and waits until they are ready.
+fn start_receiving_end(
+    scenario: &Scenario,
+    variant: &VariantConfig,
+    encoding: Encoding,
+    mqtt: Option<&MqttSettings>,
+    secrets: &[(&str, String)],
+    raw: &Path,
+    options: &RunOptions,
+) -> anyhow::Result<ReceivingEnd> {
+    let Some(mqtt) = mqtt else {
+        let mut sink = ChildProcess::spawn(
+            "sink",
+            &options.exe,
+            &[
+                "serve".into(),
+                variant.transport.name().into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--encoding".into(),
+                encoding.name().into(),
+                "--record-dir".into(),
+                raw.display().to_string(),
+            ],
+            &raw.join("sink.log"),
+        )?;
+        let target = sink
+            .expect_line("listening ", READY_TIMEOUT)?
+            .parse()
+            .context("the sink printed an address that does not parse")?;
+        return Ok(ReceivingEnd {
+            receiver: sink,
+            broker: None,
+            target,
+            broker_desc: None,
+        });
+    };
+    let (broker, target, broker_desc) = match variant.broker() {
+        BrokerChoice::Embedded => {
+            // Room for every device, the collector and a margin for reconnects in flight.
+            let max_connections = scenario.fleet.devices as u64 + 64;
+            let mut broker = ChildProcess::spawn(
+                "broker",
+                &options.exe,
+                &[
+                    "broker".into(),
+                    "--listen".into(),
+                    "127.0.0.1:0".into(),
+                    "--max-connections".into(),
+                    max_connections.to_string(),
+                ],
+                &raw.join("broker.log"),
+            )?;
+            let target: SocketAddr = broker
+                .expect_line("listening ", READY_TIMEOUT)?
+                .parse()
+                .context("the broker printed an address that does not parse")?;
+            (Some(broker), target, "embedded rumqttd 0.20".to_string())
+        }
+        BrokerChoice::External(address) => {
+            let target = address
+                .to_socket_addrs()
+                .with_context(|| format!("resolving broker {address}"))?
+                .next()
+                .with_context(|| format!("broker {address} resolves to no address"))?;
+            (None, target, format!("mqtt://{address}"))
+        }
+    };
+    let mut args: Vec<String> = vec![
+        "collect".into(),
+        variant.transport.name().into(),
+        "--broker".into(),
+        target.to_string(),
+        "--record-dir".into(),
+        raw.display().to_string(),
+        "--topic".into(),
+        mqtt.topic.clone(),
+        "--keepalive".into(),
+        format!("{}s", mqtt.keepalive.as_secs()),
+    ];
+    if let Some(user) = &mqtt.username {
+        args.extend(["--username".into(), user.clone()]);
+    }
+    let mut collector = ChildProcess::spawn_with_env(
+        "collector",
+        &options.exe,
+        &args,
+        secrets,
+        &raw.join("collector.log"),
+    )?;
+    collector.expect_line("ready", READY_TIMEOUT)?;
+    Ok(ReceivingEnd {
+        receiver: collector,
+        broker,
+        target,
+        broker_desc: Some(broker_desc),
+    })
+}
+
 fn run_variant(
     scenario: &Scenario,
     variant: &VariantConfig,
@@ -166,26 +282,29 @@ fn run_variant(
     let raw = options.out.join(&raw_rel);
     std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
     let encoding = variant.encoding(&scenario.fleet);
-
-    let mut sink = ChildProcess::spawn(
-        "sink",
-        &options.exe,
-        &[
-            "serve".into(),
-            variant.transport.name().into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--encoding".into(),
-            encoding.name().into(),
-            "--record-dir".into(),
-            raw.display().to_string(),
-        ],
-        &raw.join("sink.log"),
+    let mqtt = variant
+        .transport
+        .mqtt_qos()
+        .map(|_| variant.mqtt_settings(profile));
+    let secrets: Vec<(&str, String)> = mqtt
+        .as_ref()
+        .and_then(|m| m.password.clone())
+        .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
+        .unwrap_or_default();
+    let ReceivingEnd {
+        receiver: mut sink,
+        broker: mut broker_process,
+        target,
+        broker_desc,
+    } = start_receiving_end(
+        scenario,
+        variant,
+        encoding,
+        mqtt.as_ref(),
+        &secrets,
+        &raw,
+        options,
     )?;
-    let target = sink
-        .expect_line("listening ", READY_TIMEOUT)?
-        .parse()
-        .context("the sink printed an address that does not parse")?;
 
     let ready_ns = clock::now_ns();
     let start_ns = ready_ns + (START_DELAY + Duration::from_millis(200)).as_nanos() as u64;
@@ -207,10 +326,11 @@ fn run_variant(
         jitter_ns: scenario.fleet.jitter.as_nanos() as u64,
         profile: profile.clone(),
         spread_sources: true,
+        mqtt: mqtt.clone().unwrap_or_default(),
     };
     let plan_path = raw.join("fleet-plan.json");
     crate::results::write_atomically(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;
-    let mut fleet = ChildProcess::spawn(
+    let mut fleet = ChildProcess::spawn_with_env(
         "fleet",
         &options.exe,
         &[
@@ -220,17 +340,19 @@ fn run_variant(
             "--record-dir".into(),
             raw.display().to_string(),
         ],
+        &secrets,
         &raw.join("fleet.log"),
     )?;
     fleet.expect_line("ready", READY_TIMEOUT)?;
 
-    let sampler = Sampler::start(
-        vec![
-            ("fleet".to_string(), fleet.pid()),
-            ("sink".to_string(), sink.pid()),
-        ],
-        Duration::from_millis(200),
-    );
+    let mut pids = vec![
+        ("fleet".to_string(), fleet.pid()),
+        ("sink".to_string(), sink.pid()),
+    ];
+    if let Some(b) = &broker_process {
+        pids.push(("broker".to_string(), b.pid()));
+    }
+    let sampler = Sampler::start(pids, Duration::from_millis(200));
     sampler.mark("idle");
 
     let total_ms = (window.end_ns - start_ns) / 1_000_000;
@@ -275,17 +397,32 @@ fn run_variant(
     }
     // The backend must have lived through the run: if it died, what the devices saw afterwards
     // (refused connects, unsent readings) is in the figures, but the variant failed.
-    if let Some(status) = sink.exit_status() {
-        if error.is_none() && !child::interrupted() {
-            error = Some(format!(
-                "the sink exited during the run ({status}); see {}",
-                raw.join("sink.log").display()
-            ));
+    let backends = [
+        ("sink", Some(&mut sink)),
+        ("broker", broker_process.as_mut()),
+    ];
+    for (name, process) in backends {
+        let Some(process) = process else { continue };
+        if let Some(status) = process.exit_status() {
+            if error.is_none() && !child::interrupted() {
+                error = Some(format!(
+                    "the {name} exited during the run ({status}); see the logs in {}",
+                    raw.display()
+                ));
+            }
         }
     }
-    // The fleet has closed its connections; give the sink a moment to read the last bytes.
-    std::thread::sleep(Duration::from_millis(200));
+    // The fleet has closed its connections; give the receiving end a moment for the last bytes
+    // (through a broker, the last messages are still being routed).
+    std::thread::sleep(Duration::from_millis(if mqtt.is_some() {
+        500
+    } else {
+        200
+    }));
     sink.stop(STOP_GRACE);
+    if let Some(b) = broker_process.as_mut() {
+        b.stop(STOP_GRACE);
+    }
     let series = sampler.stop();
     progress.finish_and_clear();
 
@@ -310,9 +447,13 @@ fn run_variant(
     )?;
     let (per_reading, setup) = measure::overhead(&fleet_connections);
     let received = figures.delivery.received;
+    let devices = scenario.fleet.devices;
     let cost = Cost {
-        fleet: process_cost(&series, "fleet", window, received, scenario.fleet.devices),
-        sink: process_cost(&series, "sink", window, received, scenario.fleet.devices),
+        fleet: process_cost(&series, "fleet", window, received, devices),
+        sink: process_cost(&series, "sink", window, received, devices),
+        broker: broker_process
+            .as_ref()
+            .map(|_| process_cost(&series, "broker", window, received, devices)),
     };
     let complete = complete && error.is_none() && !child::interrupted();
     Ok(VariantResult {
@@ -321,7 +462,7 @@ fn run_variant(
         firmware_library: variant.transport.firmware_library().to_string(),
         encoding: encoding.name().to_string(),
         nagle: profile.nagle.unwrap_or(variant.transport.library_nagle()),
-        devices: scenario.fleet.devices,
+        devices,
         complete,
         error,
         delivery: figures.delivery.clone(),
@@ -329,6 +470,10 @@ fn run_variant(
         throughput_per_s: (figures.throughput_per_s * 100.0).round() / 100.0,
         offered_per_s: (figures.offered_per_s * 100.0).round() / 100.0,
         per_reading,
+        collector_leg: mqtt
+            .as_ref()
+            .and_then(|_| measure::collector_leg(&sink_connections)),
+        broker: broker_desc,
         setup,
         cost,
         sink: measure::sink_summary(&sink_connections),

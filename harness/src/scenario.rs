@@ -114,6 +114,13 @@ pub struct ProfileOverrides {
         with = "opt_duration_text"
     )]
     pub retry_delay: Option<Duration>,
+    /// MQTT keep-alive (whole seconds, 1 s to 18 h).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub keepalive: Option<Duration>,
 }
 
 impl ProfileOverrides {
@@ -129,6 +136,7 @@ impl ProfileOverrides {
             connect_timeout: self.connect_timeout.unwrap_or(base.connect_timeout),
             write_timeout: self.write_timeout.unwrap_or(base.write_timeout),
             retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
+            keepalive: self.keepalive.unwrap_or(base.keepalive),
         }
     }
 }
@@ -144,9 +152,62 @@ pub struct VariantConfig {
     /// Encoding for this variant; absent means the fleet's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoding: Option<Encoding>,
+    /// MQTT only: `"embedded"` (rumqttd in its own process, the default) or `"mqtt://host:port"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// MQTT only: username sent in CONNECT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// MQTT only: password sent in CONNECT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// MQTT only: topic template with `{device}` (default `fleet/{device}/reading`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// MQTT only: publish retained messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<bool>,
+    /// MQTT only: ask for clean sessions (default true); false keeps persistent sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_session: Option<bool>,
+}
+
+/// Where an MQTT variant's broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// rumqttd, started by the harness in its own process on a free loopback port.
+    Embedded,
+    /// A broker already running at this address.
+    External(String),
 }
 
 impl VariantConfig {
+    /// The broker of an MQTT variant.
+    pub fn broker(&self) -> BrokerChoice {
+        match self.broker.as_deref() {
+            None | Some("embedded") => BrokerChoice::Embedded,
+            Some(url) => BrokerChoice::External(
+                url.strip_prefix("mqtt://")
+                    .unwrap_or(url)
+                    .trim_end_matches('/')
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The MQTT settings of this variant (keep-alive from `profile`).
+    pub fn mqtt_settings(&self, profile: &DeviceProfile) -> transports::mqtt::MqttSettings {
+        let defaults = transports::mqtt::MqttSettings::default();
+        transports::mqtt::MqttSettings {
+            topic: self.topic.clone().unwrap_or(defaults.topic),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            retain: self.retain.unwrap_or(defaults.retain),
+            clean_session: self.clean_session.unwrap_or(defaults.clean_session),
+            keepalive: profile.keepalive,
+        }
+    }
+
     /// The encoding this variant sends: its own if it has one, else the fleet's.
     pub fn encoding(&self, fleet: &FleetConfig) -> Encoding {
         self.encoding.unwrap_or(fleet.encoding)
@@ -388,6 +449,7 @@ fn check(s: &Scenario) -> Result<(), Problem> {
             &path,
             &format!("`name` in [[variants]] #{}", i + 1),
         )?;
+        check_mqtt_keys(variant, i)?;
         if let Some(first) = s.variants[..i].iter().position(|v| v.name == variant.name) {
             return Err(problem(
                 &path,
@@ -397,6 +459,91 @@ fn check(s: &Scenario) -> Result<(), Problem> {
                     i + 1,
                     variant.name,
                     first + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// MQTT keys belong to MQTT variants, and must make sense there.
+fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
+    let at = |name: &str| [key("variants"), Seg::Index(i), key(name)];
+    let given = [
+        ("broker", v.broker.is_some()),
+        ("username", v.username.is_some()),
+        ("password", v.password.is_some()),
+        ("topic", v.topic.is_some()),
+        ("retain", v.retain.is_some()),
+        ("clean_session", v.clean_session.is_some()),
+    ];
+    if v.transport.mqtt_qos().is_none() {
+        if let Some((name, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(problem(
+                &at(name),
+                format!(
+                    "`{name}` in [[variants]] #{} applies only to MQTT transports, not `{}`",
+                    i + 1,
+                    v.transport.name()
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if let BrokerChoice::External(addr) = v.broker() {
+        if v.broker
+            .as_deref()
+            .is_some_and(|b| !b.starts_with("mqtt://"))
+        {
+            return Err(problem(
+                &at("broker"),
+                format!(
+                    "`broker` in [[variants]] #{} must be \"embedded\" or \"mqtt://host:port\", not {:?}",
+                    i + 1,
+                    v.broker.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(problem(
+                &at("broker"),
+                format!("`broker` in [[variants]] #{}: {addr:?} has no port", i + 1),
+            ));
+        }
+    } else if v.username.is_some() || v.password.is_some() {
+        return Err(problem(
+            &at(if v.username.is_some() {
+                "username"
+            } else {
+                "password"
+            }),
+            format!(
+                "credentials in [[variants]] #{} need an external `broker`: the embedded one \
+                 accepts every client",
+                i + 1
+            ),
+        ));
+    }
+    if v.password.is_some() && v.username.is_none() {
+        return Err(problem(
+            &at("password"),
+            format!(
+                "`password` in [[variants]] #{} needs a `username` (MQTT 3.1.1)",
+                i + 1
+            ),
+        ));
+    }
+    if let Some(topic) = &v.topic {
+        if !topic.contains("{device}") || topic.contains(['+', '#']) {
+            return Err(problem(
+                &at("topic"),
+                format!(
+                    "`topic` in [[variants]] #{} must contain `{{device}}` and no wildcards, not {topic:?}",
+                    i + 1
                 ),
             ));
         }
@@ -463,6 +610,18 @@ fn check_profile(p: &ProfileOverrides) -> Result<(), Problem> {
             return Err(problem(
                 &at(name),
                 format!("`{name}` in [fleet.profile] must be longer than zero"),
+            ));
+        }
+    }
+    if let Some(k) = p.keepalive {
+        // CONNECT carries it as whole seconds in 16 bits; 0 would turn keep-alive off.
+        if k.subsec_nanos() != 0 || !(1..=u16::MAX as u64).contains(&k.as_secs()) {
+            return Err(problem(
+                &at("keepalive"),
+                format!(
+                    "`keepalive` in [fleet.profile] must be whole seconds from 1 s to 65535 s, not {}",
+                    humantime::format_duration(k)
+                ),
             ));
         }
     }
@@ -750,6 +909,7 @@ transport = "ws"
                 connect_timeout: Duration::from_secs(3),
                 write_timeout: Duration::from_millis(500),
                 retry_delay: Duration::from_millis(250),
+                keepalive: Duration::from_secs(15),
             }
         );
         assert_eq!(s.variants.len(), 2);
@@ -907,7 +1067,9 @@ transport = "ws"
             "{message}"
         );
         assert!(
-            message.ends_with("unknown value `udp`, expected `tcp` or `ws`"),
+            message.ends_with(
+                "unknown value `udp`, expected one of `tcp`, `ws`, `mqtt-qos0`, `mqtt-qos1`, `mqtt-qos2`"
+            ),
             "{message}"
         );
     }

@@ -104,8 +104,33 @@ const ROWS: &[Row] = &[
     }),
 ];
 
+/// Rows shown when any variant went through an MQTT broker.
+const MQTT_ROWS: &[Row] = &[
+    ("broker", |v| v.broker.clone().unwrap_or_else(|| "-".into())),
+    ("broker CPU / 1k readings", |v| {
+        v.cost.broker.as_ref().map_or_else(|| "-".into(), cost_cpu)
+    }),
+    ("broker RSS / device", |v| {
+        v.cost
+            .broker
+            .as_ref()
+            .map_or_else(|| "-".into(), |c| opt(c.rss_per_device_bytes, bytes))
+    }),
+    ("collector leg wire in / out", |v| {
+        v.collector_leg.as_ref().map_or_else(
+            || "-".into(),
+            |l| format!("{:.1} / {:.1} B", l.wire_bytes_up, l.wire_bytes_down),
+        )
+    }),
+];
+
 /// Renders the table (latency is the corrected one unless said otherwise).
 pub fn render(result: &RunResult) -> String {
+    let mqtt = result.variants.iter().any(|v| v.broker.is_some());
+    let rows: Vec<&Row> = ROWS
+        .iter()
+        .chain(if mqtt { MQTT_ROWS } else { &[] })
+        .collect();
     let label_width = ROWS
         .iter()
         .map(|(l, _)| l.chars().count())
@@ -119,7 +144,7 @@ pub fn render(result: &RunResult) -> String {
             if let Some(e) = &v.error {
                 column.push(format!("FAILED: {e}"));
             }
-            column.extend(ROWS.iter().map(|(_, f)| f(v)));
+            column.extend(rows.iter().map(|(_, f)| f(v)));
             column
         })
         .collect();
@@ -133,10 +158,10 @@ pub fn render(result: &RunResult) -> String {
         let _ = write!(out, "  {:>w$}", c[0]);
     }
     out.push('\n');
-    for (i, (label, _)) in ROWS.iter().enumerate() {
+    for (i, (label, _)) in rows.iter().enumerate() {
         let _ = write!(out, "{label:label_width$}");
         for (c, w) in cells.iter().zip(&widths) {
-            let offset = if c.len() > ROWS.len() + 1 { 2 } else { 1 };
+            let offset = if c.len() > rows.len() + 1 { 2 } else { 1 };
             let _ = write!(
                 out,
                 "  {:>w$}",

@@ -97,6 +97,7 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
         jitter_ns: 0,
         profile: DeviceProfile::default(),
         spread_sources: false,
+        mqtt: Default::default(),
     };
     let sends = Arc::new(Sends::default());
     device_emulator::fleet::run(plan, sends.clone(), CancellationToken::new()).await;

@@ -4,7 +4,7 @@
 //! - [`encoding`]: the two payload encodings (`json`, `binary`), pure code over byte buffers.
 //! - [`clock`]: CLOCK_MONOTONIC timestamps, comparable across processes on one host.
 //! - [`socket`]: socket options of a device profile, TCP_INFO counters, a byte-counting stream.
-//! - [`tcp`], [`ws`]: one module per transport, each a pure `codec` plus one `driver`.
+//! - [`tcp`], [`ws`], [`mqtt`]: one module per transport, each a pure `codec` plus one `driver`.
 //! - [`transport`]: the transport-agnostic face: [`TransportKind`], the device's [`Link`] and the
 //!   receiving end's [`serve`](transport::serve).
 //!
@@ -13,6 +13,7 @@
 
 pub mod clock;
 pub mod encoding;
+pub mod mqtt;
 pub mod reading;
 pub mod socket;
 pub mod tcp;

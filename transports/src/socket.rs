@@ -11,6 +11,8 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -217,13 +219,37 @@ impl SocketCounters {
     }
 }
 
+/// Application byte counts of a [`CountingStream`], readable while another owner (say, an MQTT
+/// client library) holds the stream.
+#[derive(Debug, Default)]
+pub struct StreamCounts {
+    written: AtomicU64,
+    read: AtomicU64,
+    last_read_ns: AtomicU64,
+}
+
+impl StreamCounts {
+    /// Application bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Application bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+
+    /// CLOCK_MONOTONIC ns at which the last read that returned bytes completed.
+    pub fn last_read_ns(&self) -> u64 {
+        self.last_read_ns.load(Ordering::Relaxed)
+    }
+}
+
 /// A stream that counts the application bytes through it and stamps its last read.
 #[derive(Debug)]
 pub struct CountingStream<S> {
     inner: S,
-    written: u64,
-    read: u64,
-    last_read_ns: u64,
+    counts: Arc<StreamCounts>,
 }
 
 impl<S> CountingStream<S> {
@@ -231,30 +257,43 @@ impl<S> CountingStream<S> {
     pub fn new(inner: S) -> Self {
         CountingStream {
             inner,
-            written: 0,
-            read: 0,
-            last_read_ns: 0,
+            counts: Arc::default(),
         }
+    }
+
+    /// Wraps `inner`, adding to `counts` (so the two halves of a split stream share them).
+    pub fn with_counts(inner: S, counts: Arc<StreamCounts>) -> Self {
+        CountingStream { inner, counts }
+    }
+
+    /// The counts, shared.
+    pub fn counts(&self) -> Arc<StreamCounts> {
+        self.counts.clone()
     }
 
     /// Application bytes written so far.
     pub fn bytes_written(&self) -> u64 {
-        self.written
+        self.counts.bytes_written()
     }
 
     /// Application bytes read so far.
     pub fn bytes_read(&self) -> u64 {
-        self.read
+        self.counts.bytes_read()
     }
 
     /// CLOCK_MONOTONIC ns at which the last read that returned bytes completed.
     pub fn last_read_ns(&self) -> u64 {
-        self.last_read_ns
+        self.counts.last_read_ns()
     }
 
     /// The wrapped stream.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped stream, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 }
 
@@ -269,8 +308,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
         if let Poll::Ready(Ok(())) = poll {
             let n = (buf.filled().len() - before) as u64;
             if n > 0 {
-                self.read += n;
-                self.last_read_ns = clock::now_ns();
+                self.counts.read.fetch_add(n, Ordering::Relaxed);
+                self.counts
+                    .last_read_ns
+                    .store(clock::now_ns(), Ordering::Relaxed);
             }
         }
         poll
@@ -285,7 +326,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = poll {
-            self.written += n as u64;
+            self.counts.written.fetch_add(n as u64, Ordering::Relaxed);
         }
         poll
     }

@@ -28,6 +28,15 @@ pub enum TransportKind {
     /// WebSocket, the device as client (arduinoWebSockets): one frame per reading.
     #[serde(rename = "ws")]
     Ws,
+    /// MQTT 3.1.1 at QoS 0 (PubSubClient) through a broker to a subscribed collector.
+    #[serde(rename = "mqtt-qos0")]
+    MqttQos0,
+    /// MQTT 3.1.1 at QoS 1 (arduino-mqtt): publish and subscription at QoS 1.
+    #[serde(rename = "mqtt-qos1")]
+    MqttQos1,
+    /// MQTT 3.1.1 at QoS 2 (arduino-mqtt): publish and subscription at QoS 2.
+    #[serde(rename = "mqtt-qos2")]
+    MqttQos2,
 }
 
 impl TransportKind {
@@ -36,6 +45,28 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => "tcp",
             TransportKind::Ws => "ws",
+            TransportKind::MqttQos0 => "mqtt-qos0",
+            TransportKind::MqttQos1 => "mqtt-qos1",
+            TransportKind::MqttQos2 => "mqtt-qos2",
+        }
+    }
+
+    /// Every transport, in the order reports list them.
+    pub const ALL: [TransportKind; 5] = [
+        TransportKind::Tcp,
+        TransportKind::Ws,
+        TransportKind::MqttQos0,
+        TransportKind::MqttQos1,
+        TransportKind::MqttQos2,
+    ];
+
+    /// The MQTT QoS level, for MQTT transports.
+    pub fn mqtt_qos(self) -> Option<u8> {
+        match self {
+            TransportKind::MqttQos0 => Some(0),
+            TransportKind::MqttQos1 => Some(1),
+            TransportKind::MqttQos2 => Some(2),
+            TransportKind::Tcp | TransportKind::Ws => None,
         }
     }
 
@@ -44,16 +75,15 @@ impl TransportKind {
         match self {
             TransportKind::Tcp => "WiFiClient",
             TransportKind::Ws => "arduinoWebSockets",
+            TransportKind::MqttQos0 => "PubSubClient",
+            TransportKind::MqttQos1 | TransportKind::MqttQos2 => "arduino-mqtt",
         }
     }
 
-    /// Whether that library leaves Nagle's algorithm on (WiFiClient does; arduinoWebSockets
-    /// calls `setNoDelay(true)`).
+    /// Whether that library leaves Nagle's algorithm on (WiFiClient, PubSubClient and
+    /// arduino-mqtt do; arduinoWebSockets calls `setNoDelay(true)`).
     pub fn library_nagle(self) -> bool {
-        match self {
-            TransportKind::Tcp => true,
-            TransportKind::Ws => false,
-        }
+        !matches!(self, TransportKind::Ws)
     }
 }
 
@@ -68,8 +98,12 @@ pub struct LinkOptions {
     pub source: Option<IpAddr>,
     /// Bound on the TCP connect plus the protocol handshake.
     pub connect_timeout: Duration,
-    /// Bound on one send.
+    /// Bound on one send (at MQTT QoS 1 and 2, until it is acknowledged).
     pub write_timeout: Duration,
+    /// The device's id (MQTT client id and topic).
+    pub device_id: u32,
+    /// MQTT topic template, credentials and keep-alive (MQTT transports only).
+    pub mqtt: crate::mqtt::MqttSettings,
 }
 
 impl LinkOptions {
@@ -134,6 +168,8 @@ pub enum Link {
     Tcp(tcp::driver::DeviceConnection),
     /// WebSocket client (boxed: tungstenite's state is large).
     Ws(Box<ws::driver::DeviceConnection>),
+    /// MQTT client.
+    Mqtt(Box<crate::mqtt::driver::DeviceConnection>),
 }
 
 impl Link {
@@ -152,6 +188,12 @@ impl Link {
                 TransportKind::Ws => ws::driver::DeviceConnection::connect(target, options)
                     .await
                     .map(|c| Link::Ws(Box::new(c))),
+                TransportKind::MqttQos0 | TransportKind::MqttQos1 | TransportKind::MqttQos2 => {
+                    let qos = kind.mqtt_qos().unwrap_or(0);
+                    crate::mqtt::driver::DeviceConnection::connect(target, qos, options)
+                        .await
+                        .map(|c| Link::Mqtt(Box::new(c)))
+                }
             }
         };
         let link = tokio::time::timeout(options.connect_timeout, connect)
@@ -174,6 +216,7 @@ impl Link {
         match self {
             Link::Tcp(c) => c.send(reading).await,
             Link::Ws(c) => c.send(reading).await,
+            Link::Mqtt(c) => c.send(reading).await,
         }
     }
 
@@ -182,6 +225,7 @@ impl Link {
         match self {
             Link::Tcp(c) => c.stats(),
             Link::Ws(c) => c.stats(),
+            Link::Mqtt(c) => c.stats(),
         }
     }
 
@@ -191,6 +235,7 @@ impl Link {
             match self {
                 Link::Tcp(c) => c.close().await,
                 Link::Ws(c) => c.close().await,
+                Link::Mqtt(c) => c.close().await,
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
@@ -259,6 +304,18 @@ pub struct ConnectionReport {
     pub final_counters: Option<SocketCounters>,
     /// Why it ended.
     pub end: ConnectionEnd,
+    /// Application bytes received when the transport became ready.
+    #[serde(default)]
+    pub ready_app_bytes_received: u64,
+    /// Application bytes sent when the transport became ready.
+    #[serde(default)]
+    pub ready_app_bytes_sent: u64,
+    /// Messages that arrived well-framed but did not decode as a reading (the connection stays).
+    #[serde(default)]
+    pub rejected: u64,
+    /// Payload bytes of the readings decoded on it.
+    #[serde(default)]
+    pub payload_bytes: u64,
 }
 
 /// Told by a sink what happens on its connections. Called inline from connection tasks: keep it cheap.
@@ -269,7 +326,8 @@ pub trait SinkObserver: Send + Sync + 'static {
     fn closed(&self, report: ConnectionReport);
 }
 
-/// Serves `kind` on `listener` until `shutdown` is cancelled, then closes every connection and
+/// Serves `kind` (raw TCP or WebSocket: MQTT readings are received by
+/// [`crate::mqtt::driver::collect`]) on `listener` until `shutdown` is cancelled, then closes every connection and
 /// returns once each has reported (bounded by two seconds).
 pub async fn serve(
     kind: TransportKind,
@@ -306,6 +364,12 @@ pub async fn serve(
         match kind {
             TransportKind::Tcp => tasks.spawn(tcp::driver::serve_connection(accept)),
             TransportKind::Ws => tasks.spawn(ws::driver::serve_connection(accept)),
+            TransportKind::MqttQos0 | TransportKind::MqttQos1 | TransportKind::MqttQos2 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "MQTT readings go through a broker: use a collector, not a sink",
+                ))
+            }
         };
         while tasks.try_join_next().is_some() {}
     }

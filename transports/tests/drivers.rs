@@ -101,6 +101,8 @@ fn options(kind: TransportKind, encoding: Encoding) -> LinkOptions {
         source: None,
         connect_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
+        device_id: 0,
+        mqtt: Default::default(),
     }
 }
 
@@ -175,6 +177,7 @@ async fn exercise(kind: TransportKind, encoding: Encoding, devices: u32, count: 
                 assert!(payload / count as u64 <= 125);
                 frame_header_len((payload / count as u64) as usize, true) as f64
             }
+            other => unreachable!("{other:?} goes through a broker"),
         };
         assert_eq!(
             framing, expected,
@@ -277,6 +280,7 @@ async fn malformed_frame_closes_only_that_connection() {
                     .expect("the sink closes a connection that is not an upgrade")
                     .ok();
             }
+            other => unreachable!("{other:?} goes through a broker"),
         }
 
         good.send(&reading(1, 1)).await.unwrap();

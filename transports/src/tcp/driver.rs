@@ -142,5 +142,9 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         ready_counters,
         final_counters,
         end,
+        ready_app_bytes_received: 0,
+        ready_app_bytes_sent: 0,
+        rejected: 0,
+        payload_bytes: 0,
     });
 }

@@ -145,6 +145,10 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         ready_counters: None,
         final_counters: None,
         end: ConnectionEnd::PeerClosed,
+        ready_app_bytes_received: 0,
+        ready_app_bytes_sent: 0,
+        rejected: 0,
+        payload_bytes: 0,
     };
     let echo_protocol = |request: &Request, mut response: Response| {
         let asked = request
@@ -186,6 +190,8 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         }
     };
     report.ready_counters = SocketCounters::read(ws.get_ref().get_ref()).ok();
+    report.ready_app_bytes_received = ws.get_ref().bytes_read();
+    report.ready_app_bytes_sent = ws.get_ref().bytes_written();
     report.end = loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,

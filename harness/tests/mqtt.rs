@@ -1,0 +1,412 @@
+//! MQTT at QoS 0, 1 and 2 through the embedded broker (rumqttd, its own process) and a real
+//! mosquitto: delivery, exact bytes on the wire, refusals and loss, all over loopback sockets.
+
+#[path = "support/mosquitto.rs"]
+mod mosquitto;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mosquitto::{Mosquitto, MosquittoConfig};
+use serde_json::Value;
+use transports::mqtt::driver::{collect, CollectorOptions, DeviceConnection};
+use transports::mqtt::MqttSettings;
+use transports::socket::SocketOptions;
+use transports::transport::{ConnectionReport, LinkError, LinkOptions, SinkObserver};
+use transports::{Encoding, Reading};
+
+/// `fleetbench broker` on a free loopback port; killed on drop.
+struct EmbeddedBroker {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl EmbeddedBroker {
+    fn start(max_connections: usize) -> EmbeddedBroker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+            .args(["broker", "--listen", "127.0.0.1:0", "--max-connections"])
+            .arg(max_connections.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("broker ready");
+        let addr = line.strip_prefix("listening ").unwrap().parse().unwrap();
+        EmbeddedBroker { child, addr }
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn link_options(device_id: u32, mqtt: MqttSettings) -> LinkOptions {
+    LinkOptions {
+        encoding: Encoding::Json,
+        socket: SocketOptions {
+            mss: Some(536),
+            nagle: true,
+            send_buffer: Some(1072),
+            recv_buffer: Some(2144),
+        },
+        source: None,
+        connect_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        device_id,
+        mqtt,
+    }
+}
+
+/// Application bytes per publish on the device's connection, both ways, for a 60-byte payload
+/// on the default 24-character topic.
+async fn bytes_per_publish(broker: SocketAddr, qos: u8) -> (u64, u64) {
+    let mut device =
+        DeviceConnection::connect(broker, qos, &link_options(42, MqttSettings::default()))
+            .await
+            .unwrap();
+    let before = device.stats();
+    for _ in 0..20 {
+        device.publish_payload(vec![b'x'; 60]).await.unwrap();
+    }
+    // At QoS 0 nothing comes back to wait for: give the kernel a moment to send.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after = device.stats();
+    let sent = after.app_bytes_sent - before.app_bytes_sent;
+    let received = after.app_bytes_received - before.app_bytes_received;
+    let tcp_sent = after.counters.unwrap().bytes_sent - before.counters.unwrap().bytes_sent;
+    assert_eq!(tcp_sent, sent, "the kernel sent what the driver wrote");
+    device.close().await;
+    (sent / 20, received / 20)
+}
+
+async fn assert_reference_bytes(broker: SocketAddr) {
+    // shared/reference/wire-formats.md: 88 / 94 / 102 bytes per reading at QoS 0 / 1 / 2.
+    assert_eq!(bytes_per_publish(broker, 0).await, (88, 0));
+    assert_eq!(bytes_per_publish(broker, 1).await, (90, 4));
+    assert_eq!(bytes_per_publish(broker, 2).await, (94, 8));
+}
+
+#[tokio::test]
+async fn the_reference_example_is_exact_on_the_wire_with_rumqttd() {
+    let broker = EmbeddedBroker::start(100);
+    assert_reference_bytes(broker.addr).await;
+}
+
+#[tokio::test]
+async fn the_reference_example_is_exact_on_the_wire_with_mosquitto() {
+    let Some(broker) = Mosquitto::start(&MosquittoConfig::default()) else {
+        return;
+    };
+    assert_reference_bytes(broker.addr).await;
+}
+
+#[tokio::test]
+async fn bad_credentials_are_a_connection_error_naming_the_refusal() {
+    let config = MosquittoConfig {
+        password: Some(("fleet".into(), "right".into())),
+        ..MosquittoConfig::default()
+    };
+    let Some(broker) = Mosquitto::start(&config) else {
+        return;
+    };
+    let settings = |password: &str| MqttSettings {
+        username: Some("fleet".into()),
+        password: Some(password.into()),
+        ..MqttSettings::default()
+    };
+    let refused = DeviceConnection::connect(broker.addr, 1, &link_options(1, settings("wrong")))
+        .await
+        .err()
+        .expect("a wrong password is refused");
+    assert!(
+        matches!(&refused, LinkError::Handshake(m) if m.contains("refused")),
+        "{refused}"
+    );
+    let mut ok = DeviceConnection::connect(broker.addr, 1, &link_options(1, settings("right")))
+        .await
+        .expect("the right password is accepted");
+    ok.publish_payload(b"{}".to_vec()).await.unwrap();
+    ok.close().await;
+}
+
+#[derive(Default)]
+struct Collected(Mutex<Vec<Reading>>);
+
+impl SinkObserver for Collected {
+    fn reading(&self, _: u64, reading: &Reading, _: u64) {
+        self.0.lock().unwrap().push(*reading);
+    }
+    fn closed(&self, _: ConnectionReport) {}
+}
+
+#[tokio::test]
+async fn a_late_subscriber_gets_each_devices_last_retained_reading() {
+    let broker = EmbeddedBroker::start(100);
+    let retained = MqttSettings {
+        retain: true,
+        ..MqttSettings::default()
+    };
+    for device_id in 0..3 {
+        let mut device =
+            DeviceConnection::connect(broker.addr, 1, &link_options(device_id, retained.clone()))
+                .await
+                .unwrap();
+        for seq in 0..2 {
+            let reading = Reading {
+                device_id,
+                seq,
+                ..Reading::default()
+            };
+            device.send(&reading).await.unwrap();
+        }
+        device.close().await;
+    }
+    let collected = Arc::new(Collected::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(collect(
+        broker.addr,
+        CollectorOptions {
+            qos: 1,
+            mqtt: MqttSettings::default(),
+            subscribers: 1,
+            connect_timeout: Duration::from_secs(5),
+        },
+        collected.clone(),
+        shutdown.clone(),
+        ready_tx,
+    ));
+    ready.await.unwrap().unwrap();
+    for _ in 0..200 {
+        if collected.0.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    let mut got: Vec<_> = collected
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.device_id, r.seq))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![(0, 1), (1, 1), (2, 1)],
+        "the last reading of each device"
+    );
+}
+
+fn run(dir: &Path, scenario: &str) -> (Option<i32>, Value) {
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, scenario).unwrap();
+    let out = dir.join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(out.join("results.json")).expect("results written");
+    (status.code(), serde_json::from_str(&text).unwrap())
+}
+
+fn three_qos(broker: &str) -> String {
+    let mut s = String::from(
+        "name = \"mqtt\"\nwarmup = \"1s\"\nduration = \"3s\"\n\n[fleet]\ndevices = 50\n\
+         interval = \"100ms\"\nramp = \"500ms\"\n",
+    );
+    for qos in 0..3 {
+        s.push_str(&format!(
+            "\n[[variants]]\nname = \"qos{qos}\"\ntransport = \"mqtt-qos{qos}\"\n{broker}\n"
+        ));
+    }
+    s
+}
+
+fn assert_every_reading_delivered_with_exact_framing(results: &Value, broker_process: bool) {
+    assert_eq!(results["complete"], true);
+    for (qos, v) in results["variants"].as_array().unwrap().iter().enumerate() {
+        let d = &v["delivery"];
+        assert!(d["scheduled"].as_u64().unwrap() >= 1450, "qos{qos}: {d}");
+        assert_eq!(d["received"], d["scheduled"], "qos{qos}: {d}");
+        assert_eq!(d["lost"], 0, "qos{qos}: {d}");
+        assert_eq!(d["duplicated"], 0, "qos{qos}: {d}");
+        let per = &v["per_reading"];
+        assert!(
+            per["payload_bytes"].as_f64().unwrap() < 100.0,
+            "one-byte remaining length"
+        );
+        // PUBLISH framing on a 24-character topic: 1 + 1 + 2 + 24, + 2 for the packet id;
+        // QoS 2 adds PUBREL up and PUBREC + PUBCOMP down.
+        let (up, down) = [(28.0, 0.0), (30.0, 4.0), (34.0, 8.0)][qos];
+        assert_eq!(per["framing_bytes_up"], up, "qos{qos}: {per}");
+        assert_eq!(per["framing_bytes_down"], down, "qos{qos}: {per}");
+        let leg = &v["collector_leg"];
+        // The leg counts every reading the collector got, warm-up included.
+        assert!(
+            leg["readings"].as_u64() >= d["received"].as_u64(),
+            "qos{qos}: {leg}"
+        );
+        assert_eq!(
+            leg["framing_bytes_up"], up,
+            "qos{qos}: broker to collector: {leg}"
+        );
+        assert_eq!(
+            leg["framing_bytes_down"], down,
+            "qos{qos}: collector's acks: {leg}"
+        );
+        assert_eq!(
+            v["cost"]["broker"].is_object(),
+            broker_process,
+            "{}",
+            v["cost"]
+        );
+        assert_eq!(v["setup"]["connections"], 50);
+    }
+}
+
+#[test]
+fn qos_0_1_2_deliver_every_reading_through_the_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, results) = run(dir.path(), &three_qos(""));
+    assert_eq!(code, Some(0));
+    assert_every_reading_delivered_with_exact_framing(&results, true);
+    assert_eq!(results["variants"][0]["broker"], "embedded rumqttd 0.20");
+}
+
+#[test]
+fn qos_0_1_2_deliver_every_reading_through_mosquitto() {
+    let Some(broker) = Mosquitto::start(&MosquittoConfig::default()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (code, results) = run(
+        dir.path(),
+        &three_qos(&format!("broker = \"mqtt://{}\"", broker.addr)),
+    );
+    assert_eq!(code, Some(0));
+    assert_every_reading_delivered_with_exact_framing(&results, false);
+}
+
+#[test]
+fn devices_over_the_brokers_limit_get_connection_errors_and_the_run_finishes() {
+    let config = MosquittoConfig {
+        max_connections: Some(20),
+        ..MosquittoConfig::default()
+    };
+    let Some(broker) = Mosquitto::start(&config) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "name = \"full\"\nwarmup = \"1s\"\nduration = \"2s\"\n[fleet]\ndevices = 40\n\
+         interval = \"200ms\"\n[fleet.profile]\nretry_delay = \"5s\"\n\
+         [[variants]]\nname = \"qos1\"\ntransport = \"mqtt-qos1\"\nbroker = \"mqtt://{}\"\n",
+        broker.addr
+    );
+    let (code, results) = run(dir.path(), &scenario);
+    assert_eq!(
+        code,
+        Some(0),
+        "refused devices are a finding, not a failed run"
+    );
+    let v = &results["variants"][0];
+    let connected = v["setup"]["connections"].as_u64().unwrap();
+    assert_eq!(
+        connected, 19,
+        "the collector holds the 20th connection: {}",
+        v["setup"]
+    );
+    let failed: u64 = v["setup"]["failed"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(failed >= 21, "{}", v["setup"]);
+    let d = &v["delivery"];
+    assert!(d["unsent"].as_u64().unwrap() > 0, "{d}");
+    assert_eq!(
+        d["lost"], d["unsent"],
+        "exactly the readings never sent are lost: {d}"
+    );
+}
+
+#[test]
+fn readings_a_broker_drops_are_lost_not_unsent() {
+    // mosquitto queues at most 20 messages for a subscriber that stops reading; the devices'
+    // publishes are all acknowledged by the broker, so what it drops is loss on its side.
+    let config = MosquittoConfig {
+        max_inflight_messages: 20,
+        max_queued_messages: 20,
+        ..MosquittoConfig::default()
+    };
+    let Some(broker) = Mosquitto::start(&config) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "name = \"drop\"\nwarmup = \"500ms\"\nduration = \"4s\"\n[fleet]\ndevices = 20\n\
+         interval = \"50ms\"\n[[variants]]\nname = \"qos1\"\ntransport = \"mqtt-qos1\"\n\
+         broker = \"mqtt://{}\"\n",
+        broker.addr
+    );
+    let pattern = format!("collect mqtt-qos1 --broker {}", broker.addr);
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2_000));
+        let stop = Command::new("pkill")
+            .args(["-STOP", "-f", &pattern])
+            .status()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1_500));
+        let cont = Command::new("pkill")
+            .args(["-CONT", "-f", &pattern])
+            .status()
+            .unwrap();
+        stop.success() && cont.success()
+    });
+    let (code, results) = run(dir.path(), &scenario);
+    assert!(
+        stopper.join().unwrap(),
+        "the collector was paused and resumed"
+    );
+    assert_eq!(code, Some(0));
+    let d = &results["variants"][0]["delivery"];
+    assert_eq!(
+        d["sent"], d["scheduled"],
+        "every publish was acknowledged: {d}"
+    );
+    assert_eq!(d["unsent"], 0, "{d}");
+    // ~1.5 s x 400 readings/s were due while the collector was paused; all but ~40 were dropped.
+    let lost = d["lost"].as_u64().unwrap();
+    assert!(lost > 300, "{d}");
+    assert_eq!(
+        d["received"].as_u64().unwrap() + lost,
+        d["scheduled"].as_u64().unwrap()
+    );
+}

@@ -1,0 +1,656 @@
+//! The MQTT driver: the only MQTT code that touches sockets. Packets are encoded and decoded by
+//! rumqttc's `mqttbytes`; this module opens sessions on sockets it owns (so each device keeps its
+//! ESP8266 socket profile and its TCP_INFO can be read) and behaves as the firmware libraries do:
+//!
+//! - QoS 0 devices act as PubSubClient: a publish returns once written; PINGREQ goes out when
+//!   nothing has arrived for a keep-alive, even while publishing.
+//! - QoS 1 and 2 devices act as arduino-mqtt: a publish blocks until its PUBACK (QoS 1) or its
+//!   PUBREC, PUBREL, PUBCOMP exchange (QoS 2) completes; the PUBLISH header and topic are written
+//!   apart from the payload, so with Nagle on the payload waits for the first part's ACK.
+//! - The collector subscribes with one filter at the variant's QoS, answers every PUBLISH as
+//!   MQTT 3.1.1 requires, and pings when it has sent nothing for a keep-alive.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::{
+    ConnectReturnCode, Disconnect, Packet, PingReq, PubAck, PubComp, PubRec, PubRel, Publish, QoS,
+    Subscribe, SubscribeReasonCode,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{codec, MqttSettings};
+use crate::socket::{self, CountingStream, SocketCounters, SocketOptions, StreamCounts};
+use crate::transport::{
+    ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats, SinkObserver,
+};
+use crate::{clock, Encoding, Reading};
+
+/// Largest packet accepted from a broker.
+const MAX_PACKET: usize = 16 * 1024;
+
+fn qos_of(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+/// The write half of a session, shared by its owner and its reader task (for PINGREQ and acks).
+struct Writer {
+    half: CountingStream<OwnedWriteHalf>,
+    send_buffer: Option<u32>,
+    last_write_ns: Arc<AtomicU64>,
+}
+
+impl Writer {
+    /// Writes one packet; with `split` the bytes before that offset go in a write of their own.
+    async fn write(&mut self, bytes: &[u8], split: Option<usize>) -> std::io::Result<()> {
+        let parts: &[&[u8]] = match split {
+            Some(at) if at < bytes.len() => &[&bytes[..at], &bytes[at..]],
+            _ => &[bytes],
+        };
+        for part in parts {
+            socket::wait_for_send_room(self.half.get_ref().as_ref(), self.send_buffer, part.len())
+                .await?;
+            self.half.write_all(part).await?;
+        }
+        self.last_write_ns.store(clock::now_ns(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn write_packet(&mut self, packet: &Packet) -> std::io::Result<()> {
+        let mut buf = BytesMut::with_capacity(16);
+        write_into(packet, &mut buf)?;
+        self.write(&buf, None).await
+    }
+}
+
+fn write_into(packet: &Packet, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let result = match packet {
+        Packet::Publish(p) => p.write(buf),
+        Packet::PubAck(p) => p.write(buf),
+        Packet::PubRec(p) => p.write(buf),
+        Packet::PubRel(p) => p.write(buf),
+        Packet::PubComp(p) => p.write(buf),
+        Packet::Subscribe(p) => p.write(buf),
+        Packet::Connect(p) => p.write(buf),
+        Packet::PingReq => PingReq.write(buf),
+        Packet::Disconnect => Disconnect.write(buf),
+        other => {
+            return Err(std::io::Error::other(format!(
+                "not sent by clients: {other:?}"
+            )))
+        }
+    };
+    result.map_err(|e| std::io::Error::other(format!("{e:?}")))
+}
+
+/// The read half of a session and the packets buffered from it.
+struct PacketReader {
+    half: CountingStream<OwnedReadHalf>,
+    buf: BytesMut,
+}
+
+impl PacketReader {
+    /// Reads the next packet (EOF or a malformed packet is an error).
+    async fn next(&mut self) -> Result<Packet, String> {
+        loop {
+            if !self.buf.is_empty() {
+                match Packet::read(&mut self.buf, MAX_PACKET) {
+                    Ok(packet) => return Ok(packet),
+                    Err(rumqttc::Error::InsufficientBytes(_)) => {}
+                    Err(e) => return Err(format!("malformed packet: {e:?}")),
+                }
+            }
+            match self.half.read_buf(&mut self.buf).await {
+                Ok(0) if self.buf.is_empty() => return Err(CLOSED.into()),
+                Ok(0) => return Err("connection closed inside a packet".into()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+}
+
+const CLOSED: &str = "connection closed";
+
+/// An open MQTT session on a socket fleetbench owns.
+struct Session {
+    reader: PacketReader,
+    writer: Arc<Mutex<Writer>>,
+    counts: Arc<StreamCounts>,
+    /// A duplicate of the socket, for TCP_INFO whoever holds the halves.
+    fd: OwnedFd,
+    last_write_ns: Arc<AtomicU64>,
+}
+
+impl Session {
+    /// Sends CONNECT on `stream` and waits for CONNACK.
+    async fn open(
+        stream: TcpStream,
+        client_id: &str,
+        settings: &MqttSettings,
+        send_buffer: Option<u32>,
+    ) -> Result<Session, LinkError> {
+        let fd = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(LinkError::Connect)?;
+        let counts = Arc::new(StreamCounts::default());
+        let (read, write) = stream.into_split();
+        let last_write_ns = Arc::new(AtomicU64::new(clock::now_ns()));
+        let mut session = Session {
+            reader: PacketReader {
+                half: CountingStream::with_counts(read, counts.clone()),
+                buf: BytesMut::with_capacity(4096),
+            },
+            writer: Arc::new(Mutex::new(Writer {
+                half: CountingStream::with_counts(write, counts.clone()),
+                send_buffer,
+                last_write_ns: last_write_ns.clone(),
+            })),
+            counts,
+            fd,
+            last_write_ns,
+        };
+        let mut connect = rumqttc::Connect::new(client_id);
+        connect.keep_alive = settings.keepalive.as_secs().min(u16::MAX as u64) as u16;
+        connect.clean_session = settings.clean_session;
+        if let Some(user) = &settings.username {
+            connect.set_login(user.clone(), settings.password.clone().unwrap_or_default());
+        }
+        session
+            .writer
+            .lock()
+            .await
+            .write_packet(&Packet::Connect(connect))
+            .await
+            .map_err(|e| LinkError::Handshake(format!("sending CONNECT: {e}")))?;
+        match session.reader.next().await {
+            Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok(session),
+            Ok(Packet::ConnAck(ack)) => Err(LinkError::Handshake(format!(
+                "broker refused the connection: {:?}",
+                ack.code
+            ))),
+            Ok(other) => Err(LinkError::Handshake(format!(
+                "expected CONNACK, got {other:?}"
+            ))),
+            Err(e) => Err(LinkError::Handshake(format!("waiting for CONNACK: {e}"))),
+        }
+    }
+
+    /// Splits the session for a reader task: its reader state, the shared writer, the counts
+    /// and the socket's duplicate.
+    fn into_parts(
+        self,
+        keepalive: Duration,
+    ) -> (ReaderState, Arc<Mutex<Writer>>, Arc<StreamCounts>, OwnedFd) {
+        let state = ReaderState {
+            reader: self.reader,
+            writer: self.writer.clone(),
+            keepalive,
+            last_write_ns: self.last_write_ns,
+        };
+        (state, self.writer, self.counts, self.fd)
+    }
+
+    fn stats(&self) -> LinkStats {
+        LinkStats {
+            app_bytes_sent: self.counts.bytes_written(),
+            app_bytes_received: self.counts.bytes_read(),
+            counters: SocketCounters::read(&self.fd).ok(),
+        }
+    }
+}
+
+/// What a device's reader task hands its device.
+#[derive(Debug)]
+enum Inbound {
+    PubAck(u16),
+    PubRec(u16),
+    PubComp(u16),
+    Closed(String),
+}
+
+/// A device's MQTT connection to a broker.
+pub struct DeviceConnection {
+    writer: Arc<Mutex<Writer>>,
+    inbound: mpsc::UnboundedReceiver<Inbound>,
+    reader: JoinHandle<()>,
+    counts: Arc<StreamCounts>,
+    fd: OwnedFd,
+    topic: String,
+    qos: u8,
+    retain: bool,
+    split_publish: bool,
+    encoding: Encoding,
+    write_timeout: Duration,
+    next_pkid: u16,
+}
+
+impl DeviceConnection {
+    /// Connects device `options.device_id` to the broker at `target` and opens its session.
+    pub async fn connect(
+        target: SocketAddr,
+        qos: u8,
+        options: &LinkOptions,
+    ) -> Result<DeviceConnection, LinkError> {
+        let stream = options.dial(target).await?;
+        let settings = &options.mqtt;
+        let session = Session::open(
+            stream,
+            &codec::client_id(options.device_id),
+            settings,
+            options.socket.send_buffer,
+        )
+        .await?;
+        let (tx, inbound) = mpsc::unbounded_channel();
+        let (reader_state, writer, counts, fd) = session.into_parts(settings.keepalive);
+        let reader = tokio::spawn(device_reader(reader_state, tx));
+        Ok(DeviceConnection {
+            writer,
+            inbound,
+            reader,
+            counts,
+            fd,
+            topic: codec::topic(&settings.topic, options.device_id),
+            qos,
+            retain: settings.retain,
+            // arduino-mqtt (QoS 1 and 2) writes header+topic and payload apart; PubSubClient
+            // (QoS 0) writes each packet at once.
+            split_publish: qos > 0,
+            encoding: options.encoding,
+            write_timeout: options.write_timeout,
+            next_pkid: 0,
+        })
+    }
+
+    /// Publishes one reading and, at QoS 1 and 2, waits for its acknowledgement.
+    pub async fn send(&mut self, reading: &Reading) -> Result<usize, LinkError> {
+        let mut payload = Vec::with_capacity(96);
+        self.encoding.encode(reading, &mut payload);
+        let len = payload.len();
+        let timeout = self.write_timeout;
+        match tokio::time::timeout(timeout, self.publish(payload)).await {
+            Ok(result) => result.map(|()| len),
+            Err(_) => Err(LinkError::WriteTimeout(timeout)),
+        }
+    }
+
+    /// Publishes `payload` as it is (for tests of the wire format with the reference payloads)
+    /// and waits as [`send`](Self::send) does. Bounded by the write timeout.
+    pub async fn publish_payload(&mut self, payload: Vec<u8>) -> Result<(), LinkError> {
+        let timeout = self.write_timeout;
+        tokio::time::timeout(timeout, self.publish(payload))
+            .await
+            .map_err(|_| LinkError::WriteTimeout(timeout))?
+    }
+
+    async fn publish(&mut self, payload: Vec<u8>) -> Result<(), LinkError> {
+        let pkid = if self.qos > 0 {
+            self.next_pkid = self.next_pkid % u16::MAX + 1;
+            self.next_pkid
+        } else {
+            0
+        };
+        let mut publish = Publish::new(self.topic.as_str(), qos_of(self.qos), payload);
+        publish.retain = self.retain;
+        publish.pkid = pkid;
+        let mut buf = BytesMut::with_capacity(128);
+        write_into(&Packet::Publish(publish), &mut buf)
+            .map_err(|e| LinkError::Write(e.to_string()))?;
+        let split = if self.split_publish {
+            codec::publish_payload_offset(&buf)
+        } else {
+            None
+        };
+        self.write(&buf, split).await?;
+        match self.qos {
+            0 => Ok(()),
+            1 => {
+                self.expect(|m| matches!(m, Inbound::PubAck(id) if *id == pkid))
+                    .await
+            }
+            _ => {
+                self.expect(|m| matches!(m, Inbound::PubRec(id) if *id == pkid))
+                    .await?;
+                let mut rel = BytesMut::with_capacity(4);
+                write_into(&Packet::PubRel(PubRel::new(pkid)), &mut rel)
+                    .map_err(|e| LinkError::Write(e.to_string()))?;
+                self.write(&rel, None).await?;
+                self.expect(|m| matches!(m, Inbound::PubComp(id) if *id == pkid))
+                    .await
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8], split: Option<usize>) -> Result<(), LinkError> {
+        self.writer
+            .lock()
+            .await
+            .write(bytes, split)
+            .await
+            .map_err(|e| LinkError::Write(e.to_string()))
+    }
+
+    /// Waits for the inbound packet `wanted` picks; others (late acks) are skipped.
+    async fn expect(&mut self, wanted: impl Fn(&Inbound) -> bool) -> Result<(), LinkError> {
+        loop {
+            match self.inbound.recv().await {
+                Some(Inbound::Closed(why)) => return Err(LinkError::Write(why)),
+                None => return Err(LinkError::Write("connection closed".into())),
+                Some(m) if wanted(&m) => return Ok(()),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            app_bytes_sent: self.counts.bytes_written(),
+            app_bytes_received: self.counts.bytes_read(),
+            counters: SocketCounters::read(&self.fd).ok(),
+        }
+    }
+
+    /// Sends DISCONNECT, then FIN.
+    pub async fn close(self) {
+        {
+            let mut writer = self.writer.lock().await;
+            let _ = writer.write_packet(&Packet::Disconnect).await;
+            let _ = writer.half.get_mut().shutdown().await;
+        }
+        self.reader.abort();
+    }
+}
+
+/// The reading side of a session, run by its own task.
+struct ReaderState {
+    reader: PacketReader,
+    writer: Arc<Mutex<Writer>>,
+    keepalive: Duration,
+    last_write_ns: Arc<AtomicU64>,
+}
+
+impl ReaderState {
+    async fn ping(&self) -> Result<(), String> {
+        self.writer
+            .lock()
+            .await
+            .write_packet(&Packet::PingReq)
+            .await
+            .map_err(|e| format!("sending PINGREQ: {e}"))
+    }
+}
+
+/// Reads acks for a device and pings as PubSubClient does: when nothing has arrived for a
+/// keep-alive; with a ping unanswered for another keep-alive, the connection is given up.
+async fn device_reader(mut state: ReaderState, inbound: mpsc::UnboundedSender<Inbound>) {
+    let keepalive = state.keepalive;
+    let mut last_inbound = tokio::time::Instant::now();
+    let mut ping_outstanding = false;
+    let why = loop {
+        let deadline = last_inbound
+            + if ping_outstanding {
+                keepalive * 2
+            } else {
+                keepalive
+            };
+        let packet = tokio::select! {
+            packet = state.reader.next() => packet,
+            _ = tokio::time::sleep_until(deadline) => {
+                if ping_outstanding {
+                    break "no PINGRESP within the keep-alive".to_string();
+                }
+                if let Err(e) = state.ping().await {
+                    break e;
+                }
+                ping_outstanding = true;
+                continue;
+            }
+        };
+        let packet = match packet {
+            Ok(p) => p,
+            Err(e) => break e,
+        };
+        last_inbound = tokio::time::Instant::now();
+        ping_outstanding = false;
+        let message = match packet {
+            Packet::PubAck(a) => Inbound::PubAck(a.pkid),
+            Packet::PubRec(r) => Inbound::PubRec(r.pkid),
+            Packet::PubComp(c) => Inbound::PubComp(c.pkid),
+            _ => continue,
+        };
+        if inbound.send(message).is_err() {
+            return;
+        }
+    };
+    let _ = inbound.send(Inbound::Closed(why));
+}
+
+/// How a collector connects and subscribes.
+#[derive(Clone, Debug)]
+pub struct CollectorOptions {
+    /// QoS of the subscription (the variant's QoS).
+    pub qos: u8,
+    /// Topic template, credentials and keep-alive.
+    pub mqtt: MqttSettings,
+    /// Subscriber connections, each with its own client id (`fleetbench-collector-<n>`).
+    pub subscribers: u32,
+    /// Bound on connect, CONNACK and SUBACK.
+    pub connect_timeout: Duration,
+}
+
+/// Connects `options.subscribers` subscribers to the broker at `broker`, reports every reading
+/// they receive to `observer`, and runs until `shutdown`. `ready` is sent once every subscription
+/// is acknowledged (or the first failure).
+pub async fn collect(
+    broker: SocketAddr,
+    options: CollectorOptions,
+    observer: Arc<dyn SinkObserver>,
+    shutdown: CancellationToken,
+    ready: tokio::sync::oneshot::Sender<Result<(), String>>,
+) {
+    let mut subscribers = Vec::new();
+    let mut first_error = None;
+    for n in 0..options.subscribers {
+        let opened = tokio::time::timeout(options.connect_timeout, subscribe(broker, n, &options))
+            .await
+            .unwrap_or_else(|_| Err(format!("no SUBACK within {:?}", options.connect_timeout)));
+        match opened {
+            Ok(s) => subscribers.push(s),
+            Err(e) => {
+                first_error = Some(format!("subscriber {n}: {e}"));
+                break;
+            }
+        }
+    }
+    let _ = ready.send(match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for subscribed in subscribers {
+        tasks.spawn(run_subscriber(
+            subscribed,
+            options.clone(),
+            observer.clone(),
+            shutdown.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+struct Subscribed {
+    conn: u64,
+    peer: SocketAddr,
+    opened_ns: u64,
+    session: Session,
+    ready: LinkStats,
+}
+
+async fn subscribe(
+    broker: SocketAddr,
+    n: u32,
+    options: &CollectorOptions,
+) -> Result<Subscribed, String> {
+    let opened_ns = clock::now_ns();
+    let stream = socket::connect(
+        broker,
+        None,
+        &SocketOptions::linux_default(),
+        options.connect_timeout,
+    )
+    .await
+    .map_err(|e| format!("connect: {e}"))?;
+    let mut session = Session::open(
+        stream,
+        &format!("fleetbench-collector-{n}"),
+        &options.mqtt,
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let mut subscribe = Subscribe::new(codec::filter(&options.mqtt.topic), qos_of(options.qos));
+    subscribe.pkid = 1;
+    session
+        .writer
+        .lock()
+        .await
+        .write_packet(&Packet::Subscribe(subscribe))
+        .await
+        .map_err(|e| format!("sending SUBSCRIBE: {e}"))?;
+    match session.reader.next().await? {
+        Packet::SubAck(ack)
+            if ack
+                .return_codes
+                .iter()
+                .all(|c| !matches!(c, SubscribeReasonCode::Failure)) => {}
+        other => return Err(format!("subscription refused: {other:?}")),
+    }
+    let ready = session.stats();
+    Ok(Subscribed {
+        conn: n as u64,
+        peer: broker,
+        opened_ns,
+        session,
+        ready,
+    })
+}
+
+/// Receives readings until shutdown; answers PUBLISH at its QoS; pings when it has sent nothing
+/// for a keep-alive.
+async fn run_subscriber(
+    subscribed: Subscribed,
+    options: CollectorOptions,
+    observer: Arc<dyn SinkObserver>,
+    shutdown: CancellationToken,
+) {
+    let Subscribed {
+        conn,
+        peer,
+        opened_ns,
+        session,
+        ready,
+    } = subscribed;
+    let (mut state, writer, counts, fd) = session.into_parts(options.mqtt.keepalive);
+    let anchor = clock::Anchor::now();
+    let mut readings = 0u64;
+    let mut rejected = 0u64;
+    let mut payload_bytes = 0u64;
+    // QoS 2 packet ids received and not yet released: a resent PUBLISH is not a new reading.
+    let mut unreleased: HashSet<u16> = HashSet::new();
+    let end = loop {
+        let last_write = state.last_write_ns.load(Ordering::Relaxed);
+        let ping_at = anchor.instant_of(last_write + state.keepalive.as_nanos() as u64);
+        let packet = tokio::select! {
+            _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
+            packet = state.reader.next() => packet,
+            _ = tokio::time::sleep_until(ping_at.into()) => {
+                match state.ping().await {
+                    Ok(()) => continue,
+                    Err(e) => break ConnectionEnd::Io(e),
+                }
+            }
+        };
+        let packet = match packet {
+            Ok(p) => p,
+            Err(e) if e.starts_with("malformed") => break ConnectionEnd::Malformed(e),
+            Err(e) if e == CLOSED => break ConnectionEnd::PeerClosed,
+            Err(e) => break ConnectionEnd::Io(e),
+        };
+        let reply = match packet {
+            Packet::Publish(publish) => {
+                let arrived_ns = counts.last_read_ns();
+                let fresh = publish.qos != QoS::ExactlyOnce || unreleased.insert(publish.pkid);
+                if fresh {
+                    let encoding = if publish.payload.first() == Some(&b'{') {
+                        Encoding::Json
+                    } else {
+                        Encoding::Binary
+                    };
+                    match encoding.decode(&publish.payload) {
+                        Ok(reading) => {
+                            readings += 1;
+                            payload_bytes += publish.payload.len() as u64;
+                            observer.reading(conn, &reading, arrived_ns);
+                        }
+                        Err(_) => rejected += 1,
+                    }
+                }
+                match publish.qos {
+                    QoS::AtMostOnce => None,
+                    QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(publish.pkid))),
+                    QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(publish.pkid))),
+                }
+            }
+            Packet::PubRel(rel) => {
+                unreleased.remove(&rel.pkid);
+                Some(Packet::PubComp(PubComp::new(rel.pkid)))
+            }
+            _ => None,
+        };
+        if let Some(reply) = reply {
+            if let Err(e) = writer.lock().await.write_packet(&reply).await {
+                break ConnectionEnd::Io(e.to_string());
+            }
+        }
+    };
+    // Counters before the DISCONNECT and FIN: teardown is not steady-state overhead.
+    let final_counters = SocketCounters::read(&fd).ok();
+    let (app_bytes_received, app_bytes_sent) = (counts.bytes_read(), counts.bytes_written());
+    {
+        let mut w = writer.lock().await;
+        let _ = w.write_packet(&Packet::Disconnect).await;
+        let _ = w.half.get_mut().shutdown().await;
+    }
+    observer.closed(ConnectionReport {
+        conn,
+        peer,
+        opened_ns,
+        closed_ns: clock::now_ns(),
+        readings,
+        app_bytes_received,
+        app_bytes_sent,
+        ready_counters: ready.counters,
+        final_counters,
+        end,
+        ready_app_bytes_received: ready.app_bytes_received,
+        ready_app_bytes_sent: ready.app_bytes_sent,
+        rejected,
+        payload_bytes,
+    });
+}
