@@ -517,3 +517,84 @@ mod tests {
         assert_eq!(serde_json::from_str::<ProcSeries>(&json).unwrap(), series);
     }
 }
+
+/// The process listening on `addr` on this machine (an external broker started by hand), found
+/// through the socket's inode in /proc/net/tcp{,6} and the owners' /proc/<pid>/fd links. `None`
+/// when nothing listens there or the owner cannot be read (another user's process, say).
+pub fn pid_listening_on(addr: std::net::SocketAddr) -> Option<u32> {
+    let inode = listening_inode(addr)?;
+    let target = format!("socket:[{inode}]");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|link| link.as_os_str() == target.as_str()) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// The inode of the listening socket bound to `addr` (or to the wildcard address on its port).
+fn listening_inode(addr: std::net::SocketAddr) -> Option<u64> {
+    let table = if addr.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    listening_inode_in(&text, addr)
+}
+
+fn listening_inode_in(table: &str, addr: std::net::SocketAddr) -> Option<u64> {
+    const LISTEN: &str = "0A";
+    let port = format!("{:04X}", addr.port());
+    let wanted_ip = match addr.ip() {
+        // /proc/net/tcp prints the address as the host-order u32 of its network-order bytes.
+        std::net::IpAddr::V4(ip) => format!("{:08X}", u32::from_le_bytes(ip.octets())),
+        std::net::IpAddr::V6(_) => String::new(),
+    };
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+        let (ip, p) = local.split_once(':')?;
+        let ip_matches = wanted_ip.is_empty() || ip == wanted_ip || ip.chars().all(|c| c == '0');
+        (*state == LISTEN && p == port && ip_matches).then(|| inode.parse().ok())?
+    })
+}
+
+#[cfg(test)]
+mod listening_tests {
+    use super::*;
+
+    #[test]
+    fn finds_its_own_listener_and_nothing_on_a_closed_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(pid_listening_on(addr), Some(std::process::id()));
+        drop(listener);
+        assert_eq!(pid_listening_on(addr), None);
+    }
+
+    #[test]
+    fn parses_proc_net_tcp_lines() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:075B 00000000:0000 0A 00000000:00000000 00:00000000 00000000   104        0 31337 1 0000000000000000 100 0 0 10 0\n\
+   1: 0100007F:075B 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000   104        0 4242 1 0000000000000000 100 0 0 10 0\n";
+        let addr = "127.0.0.1:1883".parse().unwrap();
+        assert_eq!(listening_inode_in(table, addr), Some(31337));
+        assert_eq!(
+            listening_inode_in(table, "127.0.0.1:1884".parse().unwrap()),
+            None
+        );
+    }
+}

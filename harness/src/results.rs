@@ -243,7 +243,8 @@ pub struct Cost {
     /// The receiving end: the sink server (the backend under test for raw TCP and WebSocket),
     /// or the MQTT collector.
     pub sink: ProcessCost,
-    /// MQTT only: the embedded broker, the backend under test (absent for an external broker).
+    /// MQTT only: the broker, the backend under test: the embedded one, or an external broker
+    /// listening on this machine (found by its listening socket; absent when elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<ProcessCost>,
 }

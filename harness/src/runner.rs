@@ -171,6 +171,9 @@ struct ReceivingEnd {
     target: SocketAddr,
     /// MQTT only: which broker.
     broker_desc: Option<String>,
+    /// MQTT only: the broker's pid, to sample: the embedded one's, or an external broker's when
+    /// it listens on this machine.
+    broker_pid: Option<u32>,
 }
 
 /// Starts the sink, or the broker (if embedded) and the collector, and waits until they are ready.
@@ -208,6 +211,7 @@ fn start_receiving_end(
             broker: None,
             target,
             broker_desc: None,
+            broker_pid: None,
         });
     };
     let (broker, target, broker_desc) = match variant.broker() {
@@ -230,7 +234,7 @@ fn start_receiving_end(
                 .expect_line("listening ", READY_TIMEOUT)?
                 .parse()
                 .context("the broker printed an address that does not parse")?;
-            (Some(broker), target, "embedded rumqttd 0.20".to_string())
+            (Some(broker), target, "rumqttd 0.20 (embedded)".to_string())
         }
         BrokerChoice::External(address) => {
             let target = address
@@ -240,6 +244,17 @@ fn start_receiving_end(
                 .with_context(|| format!("broker {address} resolves to no address"))?;
             (None, target, format!("mqtt://{address}"))
         }
+    };
+    let broker_pid = match &broker {
+        Some(b) => Some(b.pid()),
+        None => procstat::pid_listening_on(target),
+    };
+    let broker_desc = match (&broker, broker_pid) {
+        (None, Some(pid)) => {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            format!("{} (external, pid {pid})", comm.trim())
+        }
+        _ => broker_desc,
     };
     let mut args: Vec<String> = vec![
         "collect".into(),
@@ -269,6 +284,7 @@ fn start_receiving_end(
         broker,
         target,
         broker_desc: Some(broker_desc),
+        broker_pid,
     })
 }
 
@@ -296,6 +312,7 @@ fn run_variant(
         broker: mut broker_process,
         target,
         broker_desc,
+        broker_pid,
     } = start_receiving_end(
         scenario,
         variant,
@@ -349,8 +366,8 @@ fn run_variant(
         ("fleet".to_string(), fleet.pid()),
         ("sink".to_string(), sink.pid()),
     ];
-    if let Some(b) = &broker_process {
-        pids.push(("broker".to_string(), b.pid()));
+    if let Some(pid) = broker_pid {
+        pids.push(("broker".to_string(), pid));
     }
     let sampler = Sampler::start(pids, Duration::from_millis(200));
     sampler.mark("idle");
@@ -451,9 +468,7 @@ fn run_variant(
     let cost = Cost {
         fleet: process_cost(&series, "fleet", window, received, devices),
         sink: process_cost(&series, "sink", window, received, devices),
-        broker: broker_process
-            .as_ref()
-            .map(|_| process_cost(&series, "broker", window, received, devices)),
+        broker: broker_pid.map(|_| process_cost(&series, "broker", window, received, devices)),
     };
     let complete = complete && error.is_none() && !child::interrupted();
     Ok(VariantResult {
