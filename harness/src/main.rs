@@ -78,6 +78,9 @@ enum Command {
         /// Username (the password comes from the environment variable FLEETBENCH_MQTT_PASSWORD).
         #[arg(long)]
         username: Option<String>,
+        /// Subscribers, each receiving every reading (fan-out).
+        #[arg(long, default_value_t = 1)]
+        subscribers: u32,
         /// Write arrival and connection records into this folder.
         #[arg(long)]
         record_dir: Option<PathBuf>,
@@ -149,8 +152,17 @@ fn main() -> ExitCode {
             topic,
             keepalive,
             username,
+            subscribers,
             record_dir,
-        } => collect(transport, broker, topic, keepalive, username, record_dir),
+        } => collect(
+            transport,
+            broker,
+            topic,
+            keepalive,
+            username,
+            subscribers,
+            record_dir,
+        ),
         Command::Schema => {
             println!(
                 "{}",
@@ -343,6 +355,7 @@ fn collect(
     topic: String,
     keepalive: Duration,
     username: Option<String>,
+    subscribers: u32,
     record_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     use transports::mqtt::driver::{self, CollectorOptions};
@@ -363,7 +376,7 @@ fn collect(
             keepalive,
             ..Default::default()
         },
-        subscribers: 1,
+        subscribers,
         connect_timeout: Duration::from_secs(10),
     };
     let runtime = tokio::runtime::Runtime::new()?;

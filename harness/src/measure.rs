@@ -164,19 +164,29 @@ fn key(device_id: u32, seq: u32) -> u64 {
 ///
 /// A reading counts when it was due within the window (by the due instant it carries). Arrivals
 /// are taken in the order the sink recorded them, which per device is arrival order.
-pub fn readings(sends: &[SendRecord], arrivals: &[Arrival], window: Window) -> ReadingFigures {
+///
+/// With `subscribers` > 1 (MQTT fan-out) every reading is expected once per subscriber, told
+/// apart by the arrival's connection: delivery then counts deliveries (reading x subscriber),
+/// and a reading one subscriber missed is lost for that subscriber alone.
+pub fn readings(
+    sends: &[SendRecord],
+    arrivals: &[Arrival],
+    window: Window,
+    subscribers: u32,
+) -> ReadingFigures {
+    let fan_out = subscribers.max(1) as u64;
     let mut delivery = Delivery::default();
     let mut sent_at: HashMap<u64, u64> = HashMap::with_capacity(sends.len());
     let mut send_lag = new_histogram();
     for s in sends.iter().filter(|s| window.contains(s.scheduled_ns)) {
-        delivery.scheduled += 1;
+        delivery.scheduled += fan_out;
         match s.outcome {
             SendOutcome::Sent { .. } => {
-                delivery.sent += 1;
+                delivery.sent += fan_out;
                 sent_at.insert(key(s.device_id, s.seq), s.sent_ns);
                 send_lag.saturating_record(s.sent_ns.saturating_sub(s.scheduled_ns) / 1_000);
             }
-            SendOutcome::Offline | SendOutcome::Failed => delivery.unsent += 1,
+            SendOutcome::Offline | SendOutcome::Failed => delivery.unsent += fan_out,
         }
     }
 
@@ -186,8 +196,8 @@ pub fn readings(sends: &[SendRecord], arrivals: &[Arrival], window: Window) -> R
     let mut intervals: Vec<_> = (0..seconds)
         .map(|_| (new_histogram(), new_histogram()))
         .collect();
-    let mut seen: HashMap<u64, ()> = HashMap::with_capacity(arrivals.len());
-    let mut highest_seq: HashMap<u32, u32> = HashMap::new();
+    let mut seen: HashMap<(u32, u64), ()> = HashMap::with_capacity(arrivals.len());
+    let mut highest_seq: HashMap<(u32, u32), u32> = HashMap::new();
     let mut in_window_arrivals = 0u64;
     let mut joined = Vec::with_capacity(arrivals.len());
     for a in arrivals {
@@ -196,12 +206,14 @@ pub fn readings(sends: &[SendRecord], arrivals: &[Arrival], window: Window) -> R
             continue;
         }
         let k = key(a.device_id, a.seq);
-        if seen.insert(k, ()).is_some() {
+        // One stream per subscriber under fan-out; otherwise one, whichever connection.
+        let receiver = if fan_out > 1 { a.connection } else { 0 };
+        if seen.insert((receiver, k), ()).is_some() {
             delivery.duplicated += 1;
             continue;
         }
         delivery.received += 1;
-        let highest = highest_seq.entry(a.device_id).or_insert(a.seq);
+        let highest = highest_seq.entry((receiver, a.device_id)).or_insert(a.seq);
         if a.seq < *highest {
             delivery.reordered += 1;
         } else {
@@ -430,6 +442,7 @@ mod tests {
             seq,
             scheduled_us: scheduled_ns / 1_000,
             arrived_ns,
+            connection: 0,
         }
     }
 
@@ -451,7 +464,7 @@ mod tests {
             arrival(1, 2, 13 * S, 13 * S + 3_000), // duplicate
             arrival(1, 99, 5 * S, 5 * S + 1_000),  // warm-up
         ];
-        let f = readings(&sends, &arrivals, window);
+        let f = readings(&sends, &arrivals, window, 1);
         assert_eq!(
             f.delivery,
             Delivery {
@@ -475,7 +488,7 @@ mod tests {
         // Due at 1 s, the device was blocked and sent at 1.5 s, it arrived at 1.5002 s.
         let sends = vec![send(3, 0, S, S + 500_000_000)];
         let arrivals = vec![arrival(3, 0, S, S + 500_200_000)];
-        let f = readings(&sends, &arrivals, window);
+        let f = readings(&sends, &arrivals, window, 1);
         assert!(f.corrected.equivalent(f.corrected.max(), 500_200));
         assert!(f.uncorrected.equivalent(f.uncorrected.max(), 200));
         assert!(f.send_lag.equivalent(f.send_lag.max(), 500_000));
@@ -495,7 +508,7 @@ mod tests {
         let arrivals: Vec<_> = (0..30)
             .map(|i| arrival(0, i, i as u64 * S / 10, i as u64 * S / 10 + 250_000))
             .collect();
-        let f = readings(&sends, &arrivals, window);
+        let f = readings(&sends, &arrivals, window, 1);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.hlog");
         f.write_hlog(&path, "test").unwrap();
@@ -509,5 +522,40 @@ mod tests {
                 .collect();
         assert_eq!(intervals.len(), 6);
         assert_eq!(intervals[0].tag().unwrap().as_str(), "corrected");
+    }
+
+    #[test]
+    fn fan_out_counts_each_subscriber_apart() {
+        let window = Window {
+            start_ns: 0,
+            end_ns: 10 * S,
+        };
+        let sends: Vec<_> = (0..3)
+            .map(|i| send(1, i, S + i as u64 * S, S + i as u64 * S))
+            .collect();
+        let mut arrivals = Vec::new();
+        for (subscriber, seqs) in [(0u32, vec![0, 1, 2]), (1, vec![0, 2, 2])] {
+            for seq in seqs {
+                let mut a = arrival(1, seq, S + seq as u64 * S, S + seq as u64 * S + 1_000);
+                a.connection = subscriber;
+                arrivals.push(a);
+            }
+        }
+        let f = readings(&sends, &arrivals, window, 2);
+        assert_eq!(
+            f.delivery,
+            Delivery {
+                scheduled: 6,
+                sent: 6,
+                unsent: 0,
+                received: 5,
+                lost: 1,
+                duplicated: 1,
+                reordered: 0,
+            }
+        );
+        // With one subscriber the same arrivals are one stream: seq 0 and 2 arrive twice.
+        let one = readings(&sends, &arrivals, window, 1);
+        assert_eq!((one.delivery.received, one.delivery.duplicated), (3, 3));
     }
 }

@@ -1,7 +1,7 @@
 //! The raw records a run leaves behind, one folder per variant, and their writers and readers.
 //!
 //! - `sends.bin`: one 28-byte record per due reading, written by the fleet process.
-//! - `arrivals.bin`: one 24-byte record per reading decoded by the sink process.
+//! - `arrivals.bin`: one 28-byte record per reading decoded by the sink or collector process.
 //! - `fleet-connections.jsonl`, `sink-connections.jsonl`: one JSON line per connection.
 //!
 //! All integers are little-endian; instants are CLOCK_MONOTONIC. Every figure in results.json is
@@ -27,7 +27,7 @@ pub const FLEET_CONNECTIONS: &str = "fleet-connections.jsonl";
 pub const SINK_CONNECTIONS: &str = "sink-connections.jsonl";
 
 const SEND_LEN: usize = 28;
-const ARRIVAL_LEN: usize = 24;
+const ARRIVAL_LEN: usize = 28;
 
 /// A buffered, shared, append-only file.
 pub struct RecordFile(Mutex<BufWriter<File>>);
@@ -115,12 +115,13 @@ impl SinkRecorder {
 }
 
 impl SinkObserver for SinkRecorder {
-    fn reading(&self, _conn: u64, reading: &Reading, arrived_ns: u64) {
+    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64) {
         self.arrivals.append(&encode_arrival(&Arrival {
             device_id: reading.device_id,
             seq: reading.seq,
             scheduled_us: reading.scheduled_us,
             arrived_ns,
+            connection: conn as u32,
         }));
     }
 
@@ -142,6 +143,8 @@ pub struct Arrival {
     pub scheduled_us: u64,
     /// When its last byte was read, ns.
     pub arrived_ns: u64,
+    /// The receiving connection: for an MQTT collector, the subscriber's index.
+    pub connection: u32,
 }
 
 fn encode_send(r: &SendRecord) -> [u8; SEND_LEN] {
@@ -191,6 +194,7 @@ fn encode_arrival(a: &Arrival) -> [u8; ARRIVAL_LEN] {
     b[4..8].copy_from_slice(&a.seq.to_le_bytes());
     b[8..16].copy_from_slice(&a.scheduled_us.to_le_bytes());
     b[16..24].copy_from_slice(&a.arrived_ns.to_le_bytes());
+    b[24..28].copy_from_slice(&a.connection.to_le_bytes());
     b
 }
 
@@ -200,6 +204,7 @@ fn decode_arrival(b: &[u8]) -> Arrival {
         seq: u32::from_le_bytes(b[4..8].try_into().unwrap()),
         scheduled_us: u64::from_le_bytes(b[8..16].try_into().unwrap()),
         arrived_ns: u64::from_le_bytes(b[16..24].try_into().unwrap()),
+        connection: u32::from_le_bytes(b[24..28].try_into().unwrap()),
     }
 }
 

@@ -116,9 +116,13 @@ pub struct VariantResult {
     /// direction (broker to collector) and "down" the way back (the collector's acks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collector_leg: Option<PerReading>,
-    /// MQTT only: the broker used (`embedded rumqttd` or the external address).
+    /// MQTT only: the broker used (`rumqttd 0.20 (embedded)`, or an external one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// MQTT only: subscribers that each receive every reading. Above 1, every `delivery` count
+    /// counts deliveries (reading x subscriber).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<u32>,
     /// Connection set-up, kept apart from the steady state.
     pub setup: SetupCost,
     /// CPU and memory of each process.

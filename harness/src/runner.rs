@@ -138,6 +138,7 @@ fn failed_variant(
         per_reading: PerReading::default(),
         collector_leg: None,
         broker: None,
+        subscribers: None,
         setup: SetupCost::default(),
         cost: Cost::default(),
         sink: SinkSummary::default(),
@@ -214,10 +215,11 @@ fn start_receiving_end(
             broker_pid: None,
         });
     };
+    let subscribers = variant.subscribers.unwrap_or(1);
     let (broker, target, broker_desc) = match variant.broker() {
         BrokerChoice::Embedded => {
-            // Room for every device, the collector and a margin for reconnects in flight.
-            let max_connections = scenario.fleet.devices as u64 + 64;
+            // Room for every device, the subscribers and a margin for reconnects in flight.
+            let max_connections = scenario.fleet.devices as u64 + subscribers as u64 + 64;
             let mut broker = ChildProcess::spawn(
                 "broker",
                 &options.exe,
@@ -267,6 +269,8 @@ fn start_receiving_end(
         mqtt.topic.clone(),
         "--keepalive".into(),
         format!("{}s", mqtt.keepalive.as_secs()),
+        "--subscribers".into(),
+        subscribers.to_string(),
     ];
     if let Some(user) = &mqtt.username {
         args.extend(["--username".into(), user.clone()]);
@@ -456,7 +460,8 @@ fn run_variant(
         );
     }
 
-    let figures = measure::readings(&sends, &arrivals, window);
+    let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
+    let figures = measure::readings(&sends, &arrivals, window, subscribers.unwrap_or(1));
     let hlog = format!("{}.hlog", variant.name);
     figures.write_hlog(
         &options.out.join(&hlog),
@@ -489,6 +494,7 @@ fn run_variant(
             .as_ref()
             .and_then(|_| measure::collector_leg(&sink_connections)),
         broker: broker_desc,
+        subscribers,
         setup,
         cost,
         sink: measure::sink_summary(&sink_connections),

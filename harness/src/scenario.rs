@@ -170,7 +170,13 @@ pub struct VariantConfig {
     /// MQTT only: ask for clean sessions (default true); false keeps persistent sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_session: Option<bool>,
+    /// MQTT only: subscribers receiving every reading (fan-out; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<u32>,
 }
+
+/// Most subscribers an MQTT variant may fan out to.
+pub const MAX_SUBSCRIBERS: u32 = 1_000;
 
 /// Where an MQTT variant's broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -476,6 +482,7 @@ fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
         ("topic", v.topic.is_some()),
         ("retain", v.retain.is_some()),
         ("clean_session", v.clean_session.is_some()),
+        ("subscribers", v.subscribers.is_some()),
     ];
     if v.transport.mqtt_qos().is_none() {
         if let Some((name, _)) = given.iter().find(|(_, set)| *set) {
@@ -527,6 +534,17 @@ fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
                 i + 1
             ),
         ));
+    }
+    if let Some(n) = v.subscribers {
+        if !(1..=MAX_SUBSCRIBERS).contains(&n) {
+            return Err(problem(
+                &at("subscribers"),
+                format!(
+                    "`subscribers` in [[variants]] #{} must be between 1 and {MAX_SUBSCRIBERS}, not {n}",
+                    i + 1
+                ),
+            ));
+        }
     }
     if v.password.is_some() && v.username.is_none() {
         return Err(problem(

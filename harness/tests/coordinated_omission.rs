@@ -78,6 +78,7 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
                     seq: r.seq,
                     scheduled_us: r.scheduled_us,
                     arrived_ns,
+                    connection: 0,
                 });
             }
         }
@@ -111,7 +112,7 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
         start_ns,
         end_ns: stop_ns,
     };
-    let figures = measure::readings(&sends, &arrivals, window);
+    let figures = measure::readings(&sends, &arrivals, window, 1);
     assert_eq!(figures.delivery.lost, 0, "{:?}", figures.delivery);
     assert_eq!(figures.delivery.scheduled, 300);
 

@@ -416,3 +416,23 @@ fn readings_a_broker_drops_are_lost_not_unsent() {
         d["scheduled"].as_u64().unwrap()
     );
 }
+
+#[test]
+fn fan_out_delivers_every_reading_to_every_subscriber() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = "name = \"fan\"\nwarmup = \"1s\"\nduration = \"2s\"\n[fleet]\ndevices = 20\n\
+         interval = \"100ms\"\n[[variants]]\nname = \"qos1x3\"\ntransport = \"mqtt-qos1\"\n\
+         subscribers = 3\n";
+    let (code, results) = run(dir.path(), scenario);
+    assert_eq!(code, Some(0));
+    let v = &results["variants"][0];
+    assert_eq!(v["subscribers"], 3);
+    let d = &v["delivery"];
+    // 20 devices x 10/s x 2 s readings, each delivered to three subscribers.
+    let due = d["scheduled"].as_u64().unwrap();
+    assert_eq!(due % 3, 0, "{d}");
+    assert!((1140..=1260).contains(&due), "{d}");
+    assert_eq!(d["received"], d["scheduled"], "{d}");
+    assert_eq!(d["duplicated"], 0, "{d}");
+    assert_eq!(v["sink"]["connections"], 3, "{}", v["sink"]);
+}
