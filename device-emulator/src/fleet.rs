@@ -54,12 +54,56 @@ pub struct FleetPlan {
     pub jitter_ns: u64,
     /// What each device's socket and firmware loop emulate.
     pub profile: DeviceProfile,
-    /// Bind each device to its own source address in 127.0.0.2–127.0.0.251 (loopback targets only).
+    /// Bind each device to its own source address in 127.0.0.2–127.0.0.251 (loopback targets
+    /// only; devices that listen use [`device_address`] instead).
     pub spread_sources: bool,
     /// MQTT topic template, credentials, retain and session (MQTT transports only; the
     /// keep-alive comes from the profile).
     #[serde(default)]
     pub mqtt: MqttSettings,
+    /// Device-served transports: how long a long-poll request is held before 204, ms.
+    #[serde(default = "default_hold_ms")]
+    pub hold_timeout_ms: u64,
+}
+
+fn default_hold_ms() -> u64 {
+    30_000
+}
+
+/// The loopback address device `device_id` listens on in device-served variants: one host per
+/// device, 127.1.0.0 onwards.
+pub fn device_address(device_id: u32, port: u16) -> SocketAddr {
+    let [_, b, c, d] = (device_id + (1 << 16)).to_be_bytes();
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, b, c, d)), port)
+}
+
+/// Binds every device's listener for a device-served variant, all on one free port (tried a few
+/// times: another run may hold a port on some address). Returns them in device order.
+pub async fn bind_devices(plan: &FleetPlan) -> std::io::Result<Vec<tokio::net::TcpListener>> {
+    use rand::Rng;
+    let mut last_error = None;
+    for _ in 0..8 {
+        let port: u16 = rand::rng().random_range(20_000..60_000);
+        let mut listeners = Vec::with_capacity(plan.devices as usize);
+        let mut failed = None;
+        for index in 0..plan.devices {
+            let addr = device_address(plan.first_device_id + index, port);
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            match socket.bind(addr).and_then(|()| socket.listen(16)) {
+                Ok(listener) => listeners.push(listener),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => return Ok(listeners),
+            Some(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no free port for the devices")))
 }
 
 impl FleetPlan {
@@ -157,21 +201,140 @@ pub trait FleetObserver: Send + Sync + 'static {
 }
 
 /// Runs the fleet until every device has sent its last due reading, drained and closed, or until
-/// `stop` is cancelled (then devices close at once, without the drain).
-pub async fn run(plan: FleetPlan, observer: Arc<dyn FleetObserver>, stop: CancellationToken) {
+/// `stop` is cancelled (then devices close at once, without the drain). Device-served variants
+/// take the devices' `listeners` from [`bind_devices`].
+pub async fn run(
+    plan: FleetPlan,
+    observer: Arc<dyn FleetObserver>,
+    stop: CancellationToken,
+    listeners: Vec<tokio::net::TcpListener>,
+) {
     let plan = Arc::new(plan);
     let pacer = Arc::new(Pacer::start());
     let mut devices = JoinSet::new();
+    let mut listeners = listeners.into_iter();
     for index in 0..plan.devices {
-        devices.spawn(device(
-            plan.clone(),
-            index,
-            pacer.clone(),
-            observer.clone(),
-            stop.clone(),
-        ));
+        if plan.transport.device_listens() {
+            let Some(listener) = listeners.next() else {
+                break;
+            };
+            devices.spawn(serving_device(
+                plan.clone(),
+                index,
+                listener,
+                pacer.clone(),
+                observer.clone(),
+                stop.clone(),
+            ));
+        } else {
+            devices.spawn(device(
+                plan.clone(),
+                index,
+                pacer.clone(),
+                observer.clone(),
+                stop.clone(),
+            ));
+        }
     }
     while devices.join_next().await.is_some() {}
+}
+
+/// A device that serves its readings (SSE, HTTP streaming, long polling, WebSocket server): it
+/// listens from the start, and each due reading goes into its outbox for whichever collectors
+/// are connected (or into its replay buffer, where the transport keeps one).
+async fn serving_device(
+    plan: Arc<FleetPlan>,
+    index: u32,
+    listener: tokio::net::TcpListener,
+    pacer: Arc<Pacer>,
+    observer: Arc<dyn FleetObserver>,
+    stop: CancellationToken,
+) {
+    use transports::served::{self, Outbox, ServedOptions};
+    let device_id = plan.first_device_id + index;
+    let schedule = Schedule::new(&plan.timing(), plan.seed, device_id, index);
+    let mut sensors = SensorModel::new(plan.seed, device_id);
+    // AsyncEventSource keeps 8 messages per client and replays nothing it has not queued; a
+    // long-poll sketch keeps what it has not been asked for yet.
+    let (queue, replay) = match plan.transport {
+        TransportKind::Sse => (8, 8),
+        TransportKind::LongPoll => (64, 64),
+        _ => (8, 0),
+    };
+    let outbox = Outbox::new(queue, replay);
+    let link = plan.link_options(device_id);
+    let options = ServedOptions {
+        encoding: plan.encoding,
+        socket: link.socket,
+        write_timeout: plan.profile.write_timeout,
+        request_timeout: plan.profile.connect_timeout.max(Duration::from_secs(10)),
+        hold_timeout: Duration::from_millis(plan.hold_timeout_ms),
+    };
+    let server_stop = CancellationToken::new();
+    let report_observer = observer.clone();
+    let report = Arc::new(move |c: served::ServedConnection| {
+        report_observer.connection(ConnectionRecord {
+            device_id,
+            setup: c.setup,
+            final_stats: c.setup.map(|_| c.final_stats),
+            readings_sent: c.readings_sent,
+            payload_bytes: c.payload_bytes,
+            end: c.end,
+        });
+    });
+    let server = tokio::spawn(served::serve_device(
+        plan.transport,
+        listener,
+        outbox.clone(),
+        options,
+        report,
+        server_stop.clone(),
+    ));
+    let mut payload = Vec::with_capacity(128);
+    for (seq, due_ns) in schedule {
+        tokio::select! {
+            _ = pacer.sleep_until(due_ns) => {}
+            _ = stop.cancelled() => break,
+        }
+        let values = sensors.sample();
+        let reading = Reading {
+            device_id,
+            seq,
+            scheduled_us: due_ns / 1_000,
+            temperature_dc: values.temperature_dc,
+            humidity_dpct: values.humidity_dpct,
+            pressure_pa: values.pressure_pa,
+            air_quality_dppm: values.air_quality_dppm,
+        };
+        let sent_ns = clock::now_ns();
+        let took = outbox.publish(&reading);
+        payload.clear();
+        plan.encoding.encode(&reading, &mut payload);
+        // Handed over when a collector's queue took it, or when the device keeps it for one
+        // that is not connected or asking right now.
+        let outcome = if took > 0 || replay > 0 {
+            SendOutcome::Sent {
+                payload_bytes: payload.len() as u32,
+            }
+        } else {
+            SendOutcome::Offline
+        };
+        observer.reading(SendRecord {
+            device_id,
+            seq,
+            scheduled_ns: due_ns,
+            sent_ns,
+            outcome,
+        });
+    }
+    if !stop.is_cancelled() {
+        tokio::select! {
+            _ = pacer.sleep_until(plan.stop_ns + DRAIN.as_nanos() as u64) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+    server_stop.cancel();
+    let _ = server.await;
 }
 
 /// An open connection and what it has carried.

@@ -74,11 +74,12 @@ async fn a_dropped_connection_is_retried_after_the_fixed_delay() {
         },
         spread_sources: false,
         mqtt: Default::default(),
+        hold_timeout_ms: 30_000,
     };
     let log = Arc::new(Log::default());
     tokio::time::timeout(
         Duration::from_secs(10),
-        device_emulator::fleet::run(plan, log.clone(), CancellationToken::new()),
+        device_emulator::fleet::run(plan, log.clone(), CancellationToken::new(), Vec::new()),
     )
     .await
     .expect("the fleet finishes");

@@ -61,14 +61,34 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         max_connections: usize,
     },
-    /// Subscribe to a broker and record every reading published (the MQTT receiving end).
+    /// Receive readings as a collector: subscribed to an MQTT broker, or connected to every device
+    /// of a device-served variant (sse, http-stream, long-poll, ws-server).
     Collect {
-        /// mqtt-qos0, mqtt-qos1 or mqtt-qos2: the subscription's QoS.
+        /// mqtt-qos0/1/2 (the subscription's QoS), sse, http-stream, long-poll or ws-server.
         #[arg(value_parser = parse_transport)]
         transport: TransportKind,
-        /// The broker's address.
+        /// MQTT: the broker's address.
         #[arg(long)]
-        broker: SocketAddr,
+        broker: Option<SocketAddr>,
+        /// Device-served: the JSON list of the devices' addresses (written by the fleet).
+        #[arg(long)]
+        devices_file: Option<PathBuf>,
+        /// Device-served: CLOCK_MONOTONIC ns of the run's start; device i is connected to at
+        /// start + ramp x i / devices, a little before it sends.
+        #[arg(long, default_value_t = 0)]
+        start_ns: u64,
+        /// Device-served: the connection ramp.
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        ramp: Duration,
+        /// Device-served: payload encoding.
+        #[arg(long, default_value = "json", value_parser = parse_encoding)]
+        encoding: Encoding,
+        /// Device-served: delay before reconnecting to a device.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        retry: Duration,
+        /// Long polling: the devices' hold timeout (requests wait this long plus 5 s).
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        hold_timeout: Duration,
         /// Topic template; `{device}` becomes the `+` wildcard.
         #[arg(long, default_value = "fleet/{device}/reading")]
         topic: String,
@@ -97,6 +117,9 @@ enum Command {
     /// Print the JSON Schema of results.json.
     Schema,
 }
+
+/// Where a device-serving fleet writes its devices' addresses (in its record folder).
+const DEVICES_FILE: &str = "devices.json";
 
 fn parse_transport(s: &str) -> Result<TransportKind, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
@@ -149,20 +172,49 @@ fn main() -> ExitCode {
         Command::Collect {
             transport,
             broker,
+            devices_file,
+            start_ns,
+            ramp,
+            encoding,
+            retry,
+            hold_timeout,
             topic,
             keepalive,
             username,
             subscribers,
             record_dir,
-        } => collect(
-            transport,
-            broker,
-            topic,
-            keepalive,
-            username,
-            subscribers,
-            record_dir,
-        ),
+        } => match (transport.device_listens(), broker, devices_file) {
+            (false, Some(broker), _) => collect(
+                transport,
+                broker,
+                topic,
+                keepalive,
+                username,
+                subscribers,
+                record_dir,
+            ),
+            (true, _, Some(devices)) => collect_from_devices(
+                transport,
+                &devices,
+                start_ns,
+                ramp,
+                transports::served::CollectOptions {
+                    encoding,
+                    connect_timeout: Duration::from_secs(5),
+                    retry_delay: retry,
+                    response_timeout: hold_timeout + Duration::from_secs(5),
+                },
+                record_dir,
+            ),
+            (false, None, _) => Err(anyhow::anyhow!(
+                "`collect {}` needs --broker",
+                transport.name()
+            )),
+            (true, _, None) => Err(anyhow::anyhow!(
+                "`collect {}` needs --devices-file",
+                transport.name()
+            )),
+        },
         Command::Schema => {
             println!(
                 "{}",
@@ -342,9 +394,29 @@ fn fleet(plan: PathBuf, record_dir: PathBuf) -> anyhow::Result<()> {
     runtime.block_on(async {
         let stop = CancellationToken::new();
         cancel_on_signal(stop.clone());
+        // Devices that serve their readings listen from the start; the collector learns where
+        // from devices.json.
+        let listeners = if plan.transport.device_listens() {
+            let listeners = device_emulator::fleet::bind_devices(&plan)
+                .await
+                .context("binding the devices' listeners")?;
+            let addresses: Vec<String> = listeners
+                .iter()
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| a.to_string())
+                .collect();
+            fleetbench::results::write_atomically(
+                &record_dir.join(DEVICES_FILE),
+                &serde_json::to_vec(&addresses)?,
+            )?;
+            listeners
+        } else {
+            Vec::new()
+        };
         println!("ready");
-        device_emulator::fleet::run(plan, recorder.clone(), stop).await;
-    });
+        device_emulator::fleet::run(plan, recorder.clone(), stop, listeners).await;
+        anyhow::Ok(())
+    })?;
     recorder.flush()?;
     Ok(())
 }
@@ -402,5 +474,55 @@ fn collect(
         task.await?;
         Ok(())
     })?;
+    receipts.finish()
+}
+
+fn collect_from_devices(
+    transport: TransportKind,
+    devices_file: &std::path::Path,
+    start_ns: u64,
+    ramp: Duration,
+    options: transports::served::CollectOptions,
+    record_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text = std::fs::read(devices_file)
+        .with_context(|| format!("reading {}", devices_file.display()))?;
+    let devices: Vec<SocketAddr> = serde_json::from_slice(&text)
+        .with_context(|| format!("parsing {}", devices_file.display()))?;
+    let receipts = Receipts::new(record_dir.as_deref())?;
+    let observer = receipts.observer();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        cancel_on_signal(shutdown.clone());
+        let anchor = transports::clock::Anchor::now();
+        let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        let count = devices.len().max(1) as u64;
+        for (index, device) in devices.into_iter().enumerate() {
+            // Connect a little before the device's slot in the ramp: it listens from the start.
+            let slot = start_ns + ramp.as_nanos() as u64 * index as u64 / count;
+            let at = anchor.instant_of(slot.saturating_sub(200_000_000));
+            let (options, observer, next_conn, shutdown) = (
+                options.clone(),
+                observer.clone(),
+                next_conn.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                transports::served::collect_device(
+                    transport, device, options, observer, next_conn, shutdown,
+                )
+                .await;
+            });
+        }
+        println!("ready");
+        while tasks.join_next().await.is_some() {}
+    });
     receipts.finish()
 }

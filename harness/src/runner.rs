@@ -292,6 +292,47 @@ fn start_receiving_end(
     })
 }
 
+/// Starts the collector of a device-served variant, once the fleet has written where its devices
+/// listen.
+fn start_device_collector(
+    scenario: &Scenario,
+    variant: &VariantConfig,
+    encoding: Encoding,
+    plan: &FleetPlan,
+    raw: &Path,
+    options: &RunOptions,
+) -> anyhow::Result<ReceivingEnd> {
+    let mut collector = ChildProcess::spawn(
+        "collector",
+        &options.exe,
+        &[
+            "collect".into(),
+            variant.transport.name().into(),
+            "--devices-file".into(),
+            raw.join("devices.json").display().to_string(),
+            "--start-ns".into(),
+            plan.start_ns.to_string(),
+            "--ramp".into(),
+            format!("{}ms", scenario.fleet.ramp.as_millis()),
+            "--encoding".into(),
+            encoding.name().into(),
+            "--hold-timeout".into(),
+            format!("{}ms", plan.hold_timeout_ms),
+            "--record-dir".into(),
+            raw.display().to_string(),
+        ],
+        &raw.join("collector.log"),
+    )?;
+    collector.expect_line("ready", READY_TIMEOUT)?;
+    Ok(ReceivingEnd {
+        receiver: collector,
+        broker: None,
+        target: plan.target,
+        broker_desc: None,
+        broker_pid: None,
+    })
+}
+
 fn run_variant(
     scenario: &Scenario,
     variant: &VariantConfig,
@@ -311,21 +352,25 @@ fn run_variant(
         .and_then(|m| m.password.clone())
         .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
         .unwrap_or_default();
-    let ReceivingEnd {
-        receiver: mut sink,
-        broker: mut broker_process,
-        target,
-        broker_desc,
-        broker_pid,
-    } = start_receiving_end(
-        scenario,
-        variant,
-        encoding,
-        mqtt.as_ref(),
-        &secrets,
-        &raw,
-        options,
-    )?;
+    // Devices that serve their readings listen first; the collector connects to them. For the
+    // others the sink (or broker and collector) must be up before the first device connects.
+    let served = variant.transport.device_listens();
+    let early = if served {
+        None
+    } else {
+        Some(start_receiving_end(
+            scenario,
+            variant,
+            encoding,
+            mqtt.as_ref(),
+            &secrets,
+            &raw,
+            options,
+        )?)
+    };
+    let target = early
+        .as_ref()
+        .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |r| r.target);
 
     let ready_ns = clock::now_ns();
     let start_ns = ready_ns + (START_DELAY + Duration::from_millis(200)).as_nanos() as u64;
@@ -348,6 +393,9 @@ fn run_variant(
         profile: profile.clone(),
         spread_sources: true,
         mqtt: mqtt.clone().unwrap_or_default(),
+        hold_timeout_ms: variant
+            .hold_timeout
+            .map_or(30_000, |d| d.as_millis() as u64),
     };
     let plan_path = raw.join("fleet-plan.json");
     crate::results::write_atomically(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;
@@ -365,6 +413,17 @@ fn run_variant(
         &raw.join("fleet.log"),
     )?;
     fleet.expect_line("ready", READY_TIMEOUT)?;
+    let receiving = match early {
+        Some(r) => r,
+        None => start_device_collector(scenario, variant, encoding, &plan, &raw, options)?,
+    };
+    let ReceivingEnd {
+        receiver: mut sink,
+        broker: mut broker_process,
+        target: _,
+        broker_desc,
+        broker_pid,
+    } = receiving;
 
     let mut pids = vec![
         ("fleet".to_string(), fleet.pid()),

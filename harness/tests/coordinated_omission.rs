@@ -99,9 +99,10 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
         profile: DeviceProfile::default(),
         spread_sources: false,
         mqtt: Default::default(),
+        hold_timeout_ms: 30_000,
     };
     let sends = Arc::new(Sends::default());
-    device_emulator::fleet::run(plan, sends.clone(), CancellationToken::new()).await;
+    device_emulator::fleet::run(plan, sends.clone(), CancellationToken::new(), Vec::new()).await;
     let arrivals = tokio::time::timeout(Duration::from_secs(10), sink)
         .await
         .unwrap()

@@ -13,8 +13,10 @@
 
 pub mod clock;
 pub mod encoding;
+pub mod httppost;
 pub mod mqtt;
 pub mod reading;
+pub mod served;
 pub mod socket;
 pub mod tcp;
 pub mod transport;

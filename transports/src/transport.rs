@@ -37,6 +37,22 @@ pub enum TransportKind {
     /// MQTT 3.1.1 at QoS 2 (arduino-mqtt): publish and subscription at QoS 2.
     #[serde(rename = "mqtt-qos2")]
     MqttQos2,
+    /// HTTP POST per reading on a kept-alive connection (ESP8266HTTPClient); the backend
+    /// answers 204.
+    #[serde(rename = "http-post")]
+    HttpPost,
+    /// Server-Sent Events served by the device (AsyncEventSource): one event per reading.
+    #[serde(rename = "sse")]
+    Sse,
+    /// An endless chunked response served by the device (ESP8266WebServer): one chunk per reading.
+    #[serde(rename = "http-stream")]
+    HttpStream,
+    /// Long polling served by the device (ESP8266WebServer): `GET /readings?after=<seq>`.
+    #[serde(rename = "long-poll")]
+    LongPoll,
+    /// WebSocket served by the device (arduinoWebSockets' server): one unmasked frame per reading.
+    #[serde(rename = "ws-server")]
+    WsServer,
 }
 
 impl TransportKind {
@@ -48,16 +64,37 @@ impl TransportKind {
             TransportKind::MqttQos0 => "mqtt-qos0",
             TransportKind::MqttQos1 => "mqtt-qos1",
             TransportKind::MqttQos2 => "mqtt-qos2",
+            TransportKind::HttpPost => "http-post",
+            TransportKind::Sse => "sse",
+            TransportKind::HttpStream => "http-stream",
+            TransportKind::LongPoll => "long-poll",
+            TransportKind::WsServer => "ws-server",
         }
     }
 
+    /// Whether the device listens and the collector connects to it.
+    pub fn device_listens(self) -> bool {
+        matches!(
+            self,
+            TransportKind::Sse
+                | TransportKind::HttpStream
+                | TransportKind::LongPoll
+                | TransportKind::WsServer
+        )
+    }
+
     /// Every transport, in the order reports list them.
-    pub const ALL: [TransportKind; 5] = [
+    pub const ALL: [TransportKind; 10] = [
         TransportKind::Tcp,
         TransportKind::Ws,
         TransportKind::MqttQos0,
         TransportKind::MqttQos1,
         TransportKind::MqttQos2,
+        TransportKind::HttpPost,
+        TransportKind::Sse,
+        TransportKind::HttpStream,
+        TransportKind::LongPoll,
+        TransportKind::WsServer,
     ];
 
     /// The MQTT QoS level, for MQTT transports.
@@ -66,7 +103,7 @@ impl TransportKind {
             TransportKind::MqttQos0 => Some(0),
             TransportKind::MqttQos1 => Some(1),
             TransportKind::MqttQos2 => Some(2),
-            TransportKind::Tcp | TransportKind::Ws => None,
+            _ => None,
         }
     }
 
@@ -77,13 +114,24 @@ impl TransportKind {
             TransportKind::Ws => "arduinoWebSockets",
             TransportKind::MqttQos0 => "PubSubClient",
             TransportKind::MqttQos1 | TransportKind::MqttQos2 => "arduino-mqtt",
+            TransportKind::HttpPost => "ESP8266HTTPClient",
+            TransportKind::Sse => "AsyncEventSource",
+            TransportKind::HttpStream | TransportKind::LongPoll => "ESP8266WebServer",
+            TransportKind::WsServer => "arduinoWebSockets (server)",
         }
     }
 
-    /// Whether that library leaves Nagle's algorithm on (WiFiClient, PubSubClient and
-    /// arduino-mqtt do; arduinoWebSockets calls `setNoDelay(true)`).
+    /// Whether that library leaves Nagle's algorithm on (WiFiClient, PubSubClient, arduino-mqtt
+    /// and ESP8266WebServer do; arduinoWebSockets, ESP8266HTTPClient and AsyncEventSource call
+    /// `setNoDelay(true)`).
     pub fn library_nagle(self) -> bool {
-        !matches!(self, TransportKind::Ws)
+        !matches!(
+            self,
+            TransportKind::Ws
+                | TransportKind::HttpPost
+                | TransportKind::Sse
+                | TransportKind::WsServer
+        )
     }
 }
 
@@ -170,6 +218,8 @@ pub enum Link {
     Ws(Box<ws::driver::DeviceConnection>),
     /// MQTT client.
     Mqtt(Box<crate::mqtt::driver::DeviceConnection>),
+    /// HTTP client POSTing each reading.
+    HttpPost(Box<crate::httppost::driver::DeviceConnection>),
 }
 
 impl Link {
@@ -188,6 +238,18 @@ impl Link {
                 TransportKind::Ws => ws::driver::DeviceConnection::connect(target, options)
                     .await
                     .map(|c| Link::Ws(Box::new(c))),
+                TransportKind::Sse
+                | TransportKind::HttpStream
+                | TransportKind::LongPoll
+                | TransportKind::WsServer => Err(LinkError::Handshake(format!(
+                    "{} is served by the device: it does not connect",
+                    kind.name()
+                ))),
+                TransportKind::HttpPost => {
+                    crate::httppost::driver::DeviceConnection::connect(target, options)
+                        .await
+                        .map(|c| Link::HttpPost(Box::new(c)))
+                }
                 TransportKind::MqttQos0 | TransportKind::MqttQos1 | TransportKind::MqttQos2 => {
                     let qos = kind.mqtt_qos().unwrap_or(0);
                     crate::mqtt::driver::DeviceConnection::connect(target, qos, options)
@@ -217,6 +279,7 @@ impl Link {
             Link::Tcp(c) => c.send(reading).await,
             Link::Ws(c) => c.send(reading).await,
             Link::Mqtt(c) => c.send(reading).await,
+            Link::HttpPost(c) => c.send(reading).await,
         }
     }
 
@@ -226,6 +289,7 @@ impl Link {
             Link::Tcp(c) => c.stats(),
             Link::Ws(c) => c.stats(),
             Link::Mqtt(c) => c.stats(),
+            Link::HttpPost(c) => c.stats(),
         }
     }
 
@@ -236,6 +300,7 @@ impl Link {
                 Link::Tcp(c) => c.close().await,
                 Link::Ws(c) => c.close().await,
                 Link::Mqtt(c) => c.close().await,
+                Link::HttpPost(c) => c.close().await,
             }
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
@@ -364,10 +429,13 @@ pub async fn serve(
         match kind {
             TransportKind::Tcp => tasks.spawn(tcp::driver::serve_connection(accept)),
             TransportKind::Ws => tasks.spawn(ws::driver::serve_connection(accept)),
-            TransportKind::MqttQos0 | TransportKind::MqttQos1 | TransportKind::MqttQos2 => {
+            TransportKind::HttpPost => {
+                tasks.spawn(crate::httppost::driver::serve_connection(accept))
+            }
+            other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    "MQTT readings go through a broker: use a collector, not a sink",
+                    format!("{} is not received by a sink server", other.name()),
                 ))
             }
         };

@@ -1,0 +1,433 @@
+//! Device-served transports: the device listens (as ESP8266WebServer, AsyncEventSource or
+//! arduinoWebSockets' server on port 81 do) and a collector connects to every device.
+//!
+//! - [`outbox`]: the readings a device offers, with bounded per-client queues and a replay buffer.
+//! - [`http`]: the HTTP bytes a device server reads and writes (pure; requests parsed by httparse).
+//! - [`sse`], [`httpstream`], [`longpoll`], [`wsserver`]: one module per transport, each with the
+//!   device's connection handler (`serve`) and the collector's receiver (`receive`).
+//! - Here: the device's accept loop ([`serve_device`]) and the collector's loop over one device
+//!   ([`collect_device`]), which reconnects after a fixed delay as an EventSource does.
+//!
+//! Device servers write their responses by hand, byte for byte what the ESP8266 libraries send;
+//! the collector reads them with hyper's client connection API, so each chunk or event is
+//! stamped when it arrives.
+
+pub mod http;
+pub mod httpstream;
+pub mod longpoll;
+pub mod outbox;
+pub mod sse;
+pub mod wsserver;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+pub use outbox::Outbox;
+
+use crate::socket::{CountingStream, SocketCounters, SocketOptions};
+use crate::transport::{ConnectionEnd, ConnectionReport, LinkStats, Setup, SinkObserver};
+use crate::{clock, Encoding, Reading, TransportKind};
+
+/// How a device serves.
+#[derive(Clone, Debug)]
+pub struct ServedOptions {
+    /// Payload encoding.
+    pub encoding: Encoding,
+    /// Options of accepted sockets: Nagle as the library leaves it and the lwIP send buffer
+    /// (applied to writes with [`crate::socket::wait_for_send_room`]).
+    pub socket: SocketOptions,
+    /// Bound on one write to a collector.
+    pub write_timeout: Duration,
+    /// A collector that sends no request within this long is closed.
+    pub request_timeout: Duration,
+    /// Long polling: how long a request with nothing newer is held before 204.
+    pub hold_timeout: Duration,
+}
+
+/// One collector connection, as the device saw it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServedConnection {
+    /// The collector's address.
+    pub peer: SocketAddr,
+    /// Accept to the first response head (or the WebSocket handshake) written; `None` when the
+    /// connection never got that far.
+    pub setup: Option<Setup>,
+    /// Counts at the end, before the close.
+    pub final_stats: LinkStats,
+    /// Readings written on it.
+    pub readings_sent: u64,
+    /// Their payload bytes.
+    pub payload_bytes: u64,
+    /// How it ended (`"stopped"` when the device shut down).
+    pub end: String,
+}
+
+/// What a per-connection handler gets.
+pub struct DeviceConn {
+    /// The collector's connection.
+    pub stream: CountingStream<TcpStream>,
+    /// Its address.
+    pub peer: SocketAddr,
+    /// The device's readings.
+    pub outbox: Arc<Outbox>,
+    /// How to serve.
+    pub options: ServedOptions,
+    /// The device is shutting down.
+    pub shutdown: CancellationToken,
+    /// When the connection was accepted.
+    pub accepted_ns: u64,
+}
+
+impl DeviceConn {
+    /// Counts now.
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            app_bytes_sent: self.stream.bytes_written(),
+            app_bytes_received: self.stream.bytes_read(),
+            counters: SocketCounters::read(self.stream.get_ref()).ok(),
+        }
+    }
+
+    /// The set-up record at this moment (call once the transport is ready).
+    pub fn ready(&self) -> Setup {
+        Setup {
+            started_ns: self.accepted_ns,
+            ready_ns: clock::now_ns(),
+            stats: self.stats(),
+        }
+    }
+
+    /// Writes `bytes` as a device would: within the lwIP send buffer, bounded by the write
+    /// timeout.
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let timeout = self.options.write_timeout;
+        let send_buffer = self.options.socket.send_buffer;
+        let write = async {
+            crate::socket::wait_for_send_room(self.stream.get_ref(), send_buffer, bytes.len())
+                .await?;
+            self.stream.write_all(bytes).await
+        };
+        tokio::time::timeout(timeout, write)
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))?
+    }
+}
+
+/// Accepts collectors on `listener` and serves `outbox` to each with `kind`'s handler until
+/// `shutdown`; reports every connection to `report` when it ends.
+pub async fn serve_device(
+    kind: TransportKind,
+    listener: TcpListener,
+    outbox: Arc<Outbox>,
+    options: ServedOptions,
+    report: Arc<dyn Fn(ServedConnection) + Send + Sync>,
+    shutdown: CancellationToken,
+) {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(!options.socket.nagle);
+        let conn = DeviceConn {
+            stream: CountingStream::new(stream),
+            peer,
+            outbox: outbox.clone(),
+            options: options.clone(),
+            shutdown: shutdown.clone(),
+            accepted_ns: clock::now_ns(),
+        };
+        let report = report.clone();
+        tasks.spawn(async move {
+            let served = match kind {
+                TransportKind::Sse => sse::serve(conn).await,
+                TransportKind::HttpStream => httpstream::serve(conn).await,
+                TransportKind::LongPoll => longpoll::serve(conn).await,
+                TransportKind::WsServer => wsserver::serve(conn).await,
+                other => ServedConnection {
+                    peer,
+                    setup: None,
+                    final_stats: LinkStats::default(),
+                    readings_sent: 0,
+                    payload_bytes: 0,
+                    end: format!("{} is not served by devices", other.name()),
+                },
+            };
+            report(served);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// What a collector's receiver gets for one connection to one device.
+pub struct CollectorConn<'a> {
+    /// The connection to the device.
+    pub stream: CountingStream<TcpStream>,
+    /// The device's address (for the Host header).
+    pub device: SocketAddr,
+    /// Connection id, unique within the collector.
+    pub conn: u64,
+    /// Where readings go.
+    pub observer: &'a dyn SinkObserver,
+    /// The sequence number of the last reading received from this device, across connections
+    /// (SSE sends it as `Last-Event-ID`, long polling as `after=`).
+    pub last_seq: &'a mut Option<u32>,
+    /// Readings received on this connection.
+    pub readings: u64,
+    /// Their payload bytes.
+    pub payload_bytes: u64,
+    /// Counts when the transport became ready (response head or handshake received).
+    pub ready: Option<LinkStats>,
+    /// Payload encoding.
+    pub encoding: Encoding,
+    /// Long polling: how long to wait for an answer before giving the request up.
+    pub response_timeout: Duration,
+    /// Stop.
+    pub shutdown: CancellationToken,
+}
+
+impl CollectorConn<'_> {
+    /// Records one reading that arrived at `arrived_ns`.
+    pub fn arrived(&mut self, reading: &Reading, payload_len: usize, arrived_ns: u64) {
+        self.readings += 1;
+        self.payload_bytes += payload_len as u64;
+        *self.last_seq = Some(self.last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
+        self.observer.reading(self.conn, reading, arrived_ns);
+    }
+
+    /// Marks the transport ready now.
+    pub fn mark_ready(&mut self) {
+        self.ready = Some(LinkStats {
+            app_bytes_sent: self.stream.bytes_written(),
+            app_bytes_received: self.stream.bytes_read(),
+            counters: SocketCounters::read(self.stream.get_ref()).ok(),
+        });
+    }
+}
+
+/// How a collector connects to devices.
+#[derive(Clone, Debug)]
+pub struct CollectOptions {
+    /// Payload encoding.
+    pub encoding: Encoding,
+    /// Bound on a connect.
+    pub connect_timeout: Duration,
+    /// Delay before reconnecting to a device (an EventSource's retry).
+    pub retry_delay: Duration,
+    /// Long polling: how long to wait for an answer (longer than the device's hold).
+    pub response_timeout: Duration,
+}
+
+/// Receives `kind` from the device at `device` until `shutdown`, reconnecting after
+/// `retry_delay` whenever the connection ends; reports each connection to `observer`.
+pub async fn collect_device(
+    kind: TransportKind,
+    device: SocketAddr,
+    options: CollectOptions,
+    observer: Arc<dyn SinkObserver>,
+    next_conn: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+) {
+    let mut last_seq: Option<u32> = None;
+    let socket = SocketOptions::linux_default();
+    while !shutdown.is_cancelled() {
+        let opened_ns = clock::now_ns();
+        let connect = crate::socket::connect(device, None, &socket, options.connect_timeout);
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            s = connect => s,
+        };
+        let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+        let (end, report) = match stream {
+            Err(e) => (
+                ConnectionEnd::Io(format!("connect: {e}")),
+                None::<(CountingStream<TcpStream>, u64, u64, Option<LinkStats>)>,
+            ),
+            Ok(stream) => {
+                let mut c = CollectorConn {
+                    stream: CountingStream::new(stream),
+                    device,
+                    conn,
+                    observer: observer.as_ref(),
+                    last_seq: &mut last_seq,
+                    readings: 0,
+                    payload_bytes: 0,
+                    ready: None,
+                    encoding: options.encoding,
+                    response_timeout: options.response_timeout,
+                    shutdown: shutdown.clone(),
+                };
+                let end = match kind {
+                    TransportKind::Sse => sse::receive(&mut c).await,
+                    TransportKind::HttpStream => httpstream::receive(&mut c).await,
+                    TransportKind::LongPoll => longpoll::receive(&mut c).await,
+                    TransportKind::WsServer => wsserver::receive(&mut c).await,
+                    other => {
+                        ConnectionEnd::Io(format!("{} is not served by devices", other.name()))
+                    }
+                };
+                let CollectorConn {
+                    stream,
+                    readings,
+                    payload_bytes,
+                    ready,
+                    ..
+                } = c;
+                (end, Some((stream, readings, payload_bytes, ready)))
+            }
+        };
+        if let Some((stream, readings, payload_bytes, ready)) = report {
+            observer.closed(ConnectionReport {
+                conn,
+                peer: device,
+                opened_ns,
+                closed_ns: clock::now_ns(),
+                readings,
+                app_bytes_received: stream.bytes_read(),
+                app_bytes_sent: stream.bytes_written(),
+                ready_counters: ready.and_then(|r| r.counters),
+                final_counters: SocketCounters::read(stream.get_ref()).ok(),
+                end,
+                ready_app_bytes_received: ready.map_or(0, |r| r.app_bytes_received),
+                ready_app_bytes_sent: ready.map_or(0, |r| r.app_bytes_sent),
+                rejected: 0,
+                payload_bytes,
+            });
+        } else {
+            observer.closed(ConnectionReport {
+                conn,
+                peer: device,
+                opened_ns,
+                closed_ns: clock::now_ns(),
+                readings: 0,
+                app_bytes_received: 0,
+                app_bytes_sent: 0,
+                ready_counters: None,
+                final_counters: None,
+                end,
+                ready_app_bytes_received: 0,
+                ready_app_bytes_sent: 0,
+                rejected: 0,
+                payload_bytes: 0,
+            });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(options.retry_delay) => {}
+        }
+    }
+}
+
+/// Counts of a stream another owner holds (hyper, tungstenite): its shared byte counts and
+/// TCP_INFO through the socket's descriptor, which outlives the call.
+pub fn link_stats(counts: &crate::socket::StreamCounts, fd: std::os::fd::RawFd) -> LinkStats {
+    // SAFETY: the caller holds the stream that owns `fd` for the duration of the call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    LinkStats {
+        app_bytes_sent: counts.bytes_written(),
+        app_bytes_received: counts.bytes_read(),
+        counters: SocketCounters::read(&fd).ok(),
+    }
+}
+
+/// Reads one request head from the collector, bounded by the request timeout. On a request that
+/// does not parse, answers 400 (413 when too large) and returns why.
+pub async fn read_request(
+    conn: &mut DeviceConn,
+    buf: &mut Vec<u8>,
+) -> Result<http::Request, String> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + conn.options.request_timeout;
+    loop {
+        match http::parse_request(buf) {
+            Ok(Some((request, len))) => {
+                buf.drain(..len);
+                return Ok(request);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let status = if e == http::RequestError::TooLarge {
+                    413
+                } else {
+                    400
+                };
+                let _ = conn.write(&http::error_response(status)).await;
+                return Err(e.to_string());
+            }
+        }
+        let mut chunk = [0u8; 1024];
+        let read = tokio::select! {
+            _ = conn.shutdown.cancelled() => return Err("stopped".into()),
+            r = tokio::time::timeout_at(deadline, conn.stream.read(&mut chunk)) => r,
+        };
+        match read {
+            Err(_) => return Err("no request within the request timeout".into()),
+            Ok(Ok(0)) => return Err("peer closed".into()),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Streams readings down an open response: first `subscription.replay`, then live ones, each
+/// framed by `frame` (which appends the framed reading and returns its payload length), until
+/// the collector goes away or the device shuts down.
+pub async fn stream_readings(
+    conn: &mut DeviceConn,
+    mut subscription: outbox::Subscription,
+    mut frame: impl FnMut(&Reading, &mut Vec<u8>) -> usize,
+) -> (u64, u64, String) {
+    use tokio::io::AsyncReadExt;
+    let (mut readings, mut payload) = (0u64, 0u64);
+    let mut out = Vec::with_capacity(256);
+    for reading in std::mem::take(&mut subscription.replay) {
+        out.clear();
+        payload += frame(&reading, &mut out) as u64;
+        if let Err(e) = conn.write(&out).await {
+            return (readings, payload, e.to_string());
+        }
+        readings += 1;
+    }
+    let mut sink = [0u8; 256];
+    let end = loop {
+        let reading = tokio::select! {
+            _ = conn.shutdown.cancelled() => break "stopped".to_string(),
+            r = subscription.live.recv() => match r {
+                Some(r) => r,
+                None => break "stopped".to_string(),
+            },
+            // The collector sends nothing more on a streaming response: a read returning means
+            // it closed (or broke the protocol).
+            r = conn.stream.read(&mut sink) => match r {
+                Ok(0) => break "peer closed".to_string(),
+                Ok(_) => break "unexpected bytes from the collector".to_string(),
+                Err(e) => break e.to_string(),
+            },
+        };
+        out.clear();
+        payload += frame(&reading, &mut out) as u64;
+        if let Err(e) = conn.write(&out).await {
+            break e.to_string();
+        }
+        readings += 1;
+    };
+    (readings, payload, end)
+}

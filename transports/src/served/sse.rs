@@ -1,0 +1,224 @@
+//! Server-Sent Events served by the device, as ESPAsyncWebServer's AsyncEventSource does:
+//! `GET /events` answered with `text/event-stream`, one `id: <seq>` / `data: <reading>` event per
+//! reading. A collector that reconnects sends `Last-Event-ID` and the device replays what its
+//! small buffer still holds (8 readings on ESP8266); older readings are lost.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use std::os::fd::AsRawFd;
+
+use super::{
+    http, link_stats, read_request, stream_readings, CollectorConn, DeviceConn, ServedConnection,
+};
+use crate::transport::ConnectionEnd;
+use crate::Encoding;
+
+/// Serves one collector: the event stream, replaying after its `Last-Event-ID`.
+pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
+    let mut buf = Vec::new();
+    let mut served = ServedConnection {
+        peer: conn.peer,
+        setup: None,
+        final_stats: Default::default(),
+        readings_sent: 0,
+        payload_bytes: 0,
+        end: String::new(),
+    };
+    served.end = match read_request(&mut conn, &mut buf).await {
+        Err(e) => e,
+        Ok(req) if req.method != "GET" => {
+            let _ = conn.write(&http::error_response(405)).await;
+            format!("method {} refused", req.method)
+        }
+        Ok(req) if req.path() != "/events" => {
+            let _ = conn.write(&http::error_response(404)).await;
+            format!("path {} refused", req.path())
+        }
+        Ok(_) if conn.options.encoding == Encoding::Binary => {
+            let _ = conn.write(&http::error_response(400)).await;
+            "SSE carries text: the binary encoding cannot be served".to_string()
+        }
+        Ok(req) => {
+            let after = req
+                .header("last-event-id")
+                .and_then(|id| id.trim().parse::<u32>().ok());
+            // Subscribe before the head goes out, so no reading falls between the two.
+            let subscription = conn.outbox.subscribe(after);
+            match conn.write(http::SSE_HEAD).await {
+                Err(e) => e.to_string(),
+                Ok(()) => {
+                    served.setup = Some(conn.ready());
+                    let mut payload = Vec::with_capacity(128);
+                    let (readings, bytes, end) =
+                        stream_readings(&mut conn, subscription, |reading, out| {
+                            payload.clear();
+                            Encoding::Json.encode(reading, &mut payload);
+                            http::sse_event(reading.seq, &payload, out);
+                            payload.len()
+                        })
+                        .await;
+                    served.readings_sent = readings;
+                    served.payload_bytes = bytes;
+                    end
+                }
+            }
+        }
+    };
+    served.final_stats = conn.stats();
+    served
+}
+
+/// One event: its `id` and its `data` (lines joined with `\n`, as the HTML spec says).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The `id:` field.
+    pub id: Option<String>,
+    /// The `data:` field.
+    pub data: Vec<u8>,
+}
+
+/// Takes whole events off the front of `buf` (each ends with a blank line; LF or CRLF).
+pub fn parse_events(buf: &mut Vec<u8>) -> Vec<Event> {
+    let mut events = Vec::new();
+    loop {
+        // An event ends at a blank line: LF LF, or CRLF CRLF.
+        let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+        let crlf = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| (i, 4));
+        let Some((end, len)) = [lf, crlf].into_iter().flatten().min() else {
+            return events;
+        };
+        let block: Vec<u8> = buf.drain(..end + len).collect();
+        let mut event = Event {
+            id: None,
+            data: Vec::new(),
+        };
+        let mut has_data = false;
+        for line in block.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let (field, value) = match line.iter().position(|b| *b == b':') {
+                Some(i) => (
+                    &line[..i],
+                    line[i + 1..].strip_prefix(b" ").unwrap_or(&line[i + 1..]),
+                ),
+                None => (line, &b""[..]),
+            };
+            match field {
+                b"id" => event.id = Some(String::from_utf8_lossy(value).into_owned()),
+                b"data" => {
+                    if has_data {
+                        event.data.push(b'\n');
+                    }
+                    event.data.extend_from_slice(value);
+                    has_data = true;
+                }
+                _ => {}
+            }
+        }
+        if has_data {
+            events.push(event);
+        }
+    }
+}
+
+/// Receives the event stream of one device (an EventSource), sending `Last-Event-ID` when it
+/// has seen readings before.
+pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
+    let (observer, conn, device) = (c.observer, c.conn, c.device);
+    let counts = c.stream.counts();
+    let fd = c.stream.get_ref().as_raw_fd();
+    let shutdown = c.shutdown.clone();
+    let last_seq: &mut Option<u32> = &mut *c.last_seq;
+    let (mut readings, mut payload_bytes, mut ready) = (0u64, 0u64, None);
+    let io = TokioIo::new(&mut c.stream);
+    let end = async {
+        let (mut sender, connection) =
+            match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await {
+                Ok(pair) => pair,
+                Err(e) => return ConnectionEnd::Io(e.to_string()),
+            };
+        let mut connection = std::pin::pin!(connection);
+        let mut request = hyper::Request::get("/events")
+            .header("Host", device.to_string())
+            .header("Accept", "text/event-stream")
+            .header("Cache-Control", "no-cache");
+        if let Some(seq) = *last_seq {
+            request = request.header("Last-Event-ID", seq.to_string());
+        }
+        let request = request.body(Empty::new()).expect("valid request");
+        let response = tokio::select! {
+            r = sender.send_request(request) => match r {
+                Ok(r) => r,
+                Err(e) => return ConnectionEnd::Io(e.to_string()),
+            },
+            c = &mut connection => return ConnectionEnd::Io(format!("connection ended: {c:?}")),
+            _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
+        };
+        if response.status() != 200 {
+            return ConnectionEnd::Malformed(format!("status {}", response.status()));
+        }
+        ready = Some(link_stats(&counts, fd));
+        let mut body = response.into_body();
+        let mut buf = Vec::new();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
+                f = body.frame() => f,
+                c = &mut connection => return match c {
+                    Ok(()) => ConnectionEnd::PeerClosed,
+                    Err(e) => ConnectionEnd::Io(e.to_string()),
+                },
+            };
+            let data = match frame {
+                None => return ConnectionEnd::PeerClosed,
+                Some(Err(e)) => return ConnectionEnd::Io(e.to_string()),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            let arrived_ns = counts.last_read_ns();
+            buf.extend_from_slice(&data);
+            for event in parse_events(&mut buf) {
+                match Encoding::Json.decode(&event.data) {
+                    Ok(reading) => {
+                        readings += 1;
+                        payload_bytes += event.data.len() as u64;
+                        *last_seq = Some(last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
+                        observer.reading(conn, &reading, arrived_ns);
+                    }
+                    Err(e) => return ConnectionEnd::Malformed(e.to_string()),
+                }
+            }
+        }
+    }
+    .await;
+    c.readings += readings;
+    c.payload_bytes += payload_bytes;
+    c.ready = ready;
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_parse_with_lf_crlf_and_multi_line_data() {
+        let mut buf = b"id: 7\ndata: {\"a\":1}\n\nid: 8\r\ndata: x\r\ndata: y\r\n\r\n: comment\n\nid: 9\ndata: part".to_vec();
+        let events = parse_events(&mut buf);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].id.as_deref(), Some("7"));
+        assert_eq!(events[0].data, b"{\"a\":1}");
+        assert_eq!(events[1].id.as_deref(), Some("8"));
+        assert_eq!(events[1].data, b"x\ny", "data lines join with LF");
+        assert_eq!(
+            buf, b"id: 9\ndata: part",
+            "an unfinished event waits; a comment is no event"
+        );
+    }
+}

@@ -1,0 +1,572 @@
+//! The http-post transport over real loopback sockets: every reading arrives, each costs exactly
+//! the request and response bytes the codec states, and bad requests are answered and counted
+//! without disturbing anyone else.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use transports::httppost::codec::{self, NO_CONTENT_LEN};
+use transports::socket::SocketOptions;
+use transports::transport::{
+    serve, ConnectionEnd, ConnectionReport, LinkError, LinkOptions, SinkObserver, SinkOptions,
+};
+use transports::{Encoding, Link, Reading, TransportKind};
+
+const KIND: TransportKind = TransportKind::HttpPost;
+
+#[derive(Default)]
+struct Collected {
+    readings: Mutex<Vec<(u64, Reading, u64)>>,
+    closed: Mutex<Vec<ConnectionReport>>,
+}
+
+impl SinkObserver for Collected {
+    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64) {
+        self.readings
+            .lock()
+            .unwrap()
+            .push((conn, *reading, arrived_ns));
+    }
+    fn closed(&self, report: ConnectionReport) {
+        self.closed.lock().unwrap().push(report);
+    }
+}
+
+struct Sink {
+    addr: SocketAddr,
+    collected: Arc<Collected>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start_sink(idle_timeout: Duration) -> Sink {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let collected = Arc::new(Collected::default());
+    let shutdown = CancellationToken::new();
+    let options = SinkOptions {
+        idle_timeout,
+        ..SinkOptions::default()
+    };
+    let task = tokio::spawn(serve(
+        KIND,
+        listener,
+        options,
+        collected.clone(),
+        shutdown.clone(),
+    ));
+    Sink {
+        addr,
+        collected,
+        shutdown,
+        task,
+    }
+}
+
+impl Sink {
+    async fn stop(self) -> Arc<Collected> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("sink stops")
+            .unwrap()
+            .unwrap();
+        self.collected
+    }
+
+    async fn wait_for_closed(&self, n: usize) {
+        for _ in 0..500 {
+            if self.collected.closed.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "only {} of {n} connections reported",
+            self.collected.closed.lock().unwrap().len()
+        );
+    }
+}
+
+fn options(encoding: Encoding) -> LinkOptions {
+    LinkOptions {
+        encoding,
+        socket: SocketOptions {
+            mss: Some(536),
+            nagle: KIND.library_nagle(),
+            send_buffer: Some(1072),
+            recv_buffer: Some(2144),
+        },
+        source: None,
+        connect_timeout: Duration::from_secs(5),
+        write_timeout: Duration::from_secs(5),
+        device_id: 0,
+        mqtt: Default::default(),
+    }
+}
+
+fn reading(device_id: u32, seq: u32) -> Reading {
+    Reading {
+        device_id,
+        seq,
+        scheduled_us: 1_000_000 + seq as u64,
+        temperature_dc: 220,
+        humidity_dpct: 450,
+        pressure_pa: 101_325,
+        air_quality_dppm: 4125,
+    }
+}
+
+fn payload(encoding: Encoding, reading: &Reading) -> Vec<u8> {
+    let mut out = Vec::new();
+    encoding.encode(reading, &mut out);
+    out
+}
+
+/// The exact request a device writes for `body`.
+fn request(addr: SocketAddr, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec::request_head(&codec::host_port(addr), content_type, body.len(), &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Reads one whole response (as the device frames it) from a raw socket.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, Vec<u8>) {
+    loop {
+        if let Some((status, len)) = codec::parse_response(buf).unwrap() {
+            let response = buf.drain(..len).collect();
+            return (status, response);
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read_buf(buf))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed before a whole response: {buf:?}");
+    }
+}
+
+/// `HTTP/1.1 <status line>`, then hyper's own headers in its order, then the blank line.
+fn assert_hyper_response(response: &[u8], status_line: &str, headers: &[&str]) {
+    let text = std::str::from_utf8(response).unwrap();
+    let mut lines = text.split("\r\n");
+    assert_eq!(lines.next(), Some(status_line), "{text:?}");
+    for header in headers {
+        assert_eq!(lines.next(), Some(*header), "{text:?}");
+    }
+    let date = lines.next().unwrap();
+    assert!(
+        date.starts_with("date: ") && date.ends_with(" GMT") && date.len() == 35,
+        "{text:?}"
+    );
+    assert_eq!(lines.collect::<Vec<_>>(), ["", ""], "{text:?}");
+}
+
+/// `devices` devices POST `count` readings each; every byte each way is accounted for, and each
+/// device's requests add up to `request_bytes`.
+async fn exercise(encoding: Encoding, devices: u32, count: u32, request_bytes: u64) {
+    let sink = start_sink(Duration::from_secs(30)).await;
+    let mut expected_request_bytes = Vec::new();
+    for d in 0..devices {
+        let (mut link, setup) = Link::connect(KIND, sink.addr, &options(encoding))
+            .await
+            .unwrap();
+        assert_eq!(setup.stats.app_bytes_sent, 0, "HTTP has no handshake");
+        assert_eq!(setup.stats.app_bytes_received, 0);
+        let before = setup.stats.counters.expect("TCP_INFO at set-up");
+        let options_len = if before.timestamps { 12 } else { 0 };
+        assert_eq!(before.snd_mss + options_len, 536, "TCP_MAXSEG is honoured");
+        let mut sent = 0u64;
+        for seq in 0..count {
+            let r = reading(d, seq);
+            let body = payload(encoding, &r);
+            assert_eq!(link.send(&r).await.unwrap(), body.len());
+            let head = codec::request_head_len(
+                &codec::host_port(sink.addr),
+                codec::content_type(encoding),
+                body.len(),
+            );
+            sent += (head + body.len()) as u64;
+            let stats = link.stats();
+            assert_eq!(stats.app_bytes_sent, sent, "request {seq}: head + payload");
+            assert_eq!(
+                stats.app_bytes_received,
+                (seq as u64 + 1) * NO_CONTENT_LEN as u64,
+                "response {seq}: hyper's 204"
+            );
+        }
+        let stats = link.stats();
+        let kernel = stats.counters.unwrap().since(&before);
+        assert_eq!(
+            kernel.bytes_sent, stats.app_bytes_sent,
+            "the kernel sent what was written"
+        );
+        assert_eq!(
+            kernel.bytes_received, stats.app_bytes_received,
+            "the kernel received what was read"
+        );
+        assert_eq!(kernel.retransmits, 0);
+        assert_eq!(sent, request_bytes);
+        expected_request_bytes.push(sent);
+        link.close().await;
+    }
+    sink.wait_for_closed(devices as usize).await;
+    let collected = sink.stop().await;
+
+    let readings = collected.readings.lock().unwrap();
+    let mut got: Vec<_> = readings.iter().map(|(_, r, _)| *r).collect();
+    got.sort_by_key(|r| (r.device_id, r.seq));
+    let want: Vec<_> = (0..devices)
+        .flat_map(|d| (0..count).map(move |s| reading(d, s)))
+        .collect();
+    assert_eq!(got, want, "every reading arrives once, intact");
+    assert!(readings.iter().all(|(_, _, arrived)| *arrived > 0));
+
+    let mut closed = collected.closed.lock().unwrap().clone();
+    assert_eq!(
+        closed.len(),
+        devices as usize,
+        "one kept-alive connection per device"
+    );
+    closed.sort_by_key(|c| c.conn);
+    for (report, requests) in closed.iter().zip(&expected_request_bytes) {
+        assert_eq!(report.end, ConnectionEnd::PeerClosed, "{report:?}");
+        assert_eq!(report.readings, count as u64);
+        assert_eq!(report.rejected, 0);
+        assert_eq!(report.app_bytes_received, *requests);
+        assert_eq!(report.app_bytes_sent, count as u64 * NO_CONTENT_LEN as u64);
+        let payloads: u64 = (0..count)
+            .map(|s| payload(encoding, &reading(0, s)).len() as u64)
+            .sum();
+        // Device ids are single digits here, so every device's payloads are the same length.
+        assert_eq!(report.payload_bytes, payloads);
+        // Totals since the SYN: the device may have sent its first request before the accept,
+        // so the snapshot at accept is no baseline. The device's FIN counts one sequence number.
+        let kernel = report.final_counters.unwrap();
+        assert_eq!(kernel.bytes_received, report.app_bytes_received + 1);
+        assert_eq!(kernel.bytes_sent, report.app_bytes_sent);
+    }
+}
+
+#[tokio::test]
+async fn json_readings_arrive_with_exact_request_and_response_bytes() {
+    // Seq 0 to 9: 208 B of head + 82 B of payload; seq 10 to 39: 208 + 83. Each 204 is 64 B.
+    exercise(Encoding::Json, 5, 40, 10 * (208 + 82) + 30 * (208 + 83)).await;
+}
+
+#[tokio::test]
+async fn binary_readings_arrive_with_exact_request_and_response_bytes() {
+    // 216 B of head (`application/octet-stream`) + a 26-byte record.
+    exercise(Encoding::Binary, 5, 40, 40 * (216 + 26)).await;
+}
+
+#[test]
+fn request_sizes_of_the_test_readings() {
+    // `{"id":0,"seq":0,"t":1000000,...,"ppm":412.5}` is 82 bytes; seq 10 to 39 are one digit
+    // longer.
+    let addr: SocketAddr = "127.0.0.1:54321".parse().unwrap();
+    let json = payload(Encoding::Json, &reading(0, 0));
+    assert_eq!(json.len(), 82);
+    assert_eq!(request(addr, codec::JSON, &json).len(), 208 + 82);
+    assert_eq!(payload(Encoding::Json, &reading(0, 39)).len(), 83);
+    let binary = payload(Encoding::Binary, &reading(0, 0));
+    assert_eq!(request(addr, codec::OCTET_STREAM, &binary).len(), 216 + 26);
+}
+
+#[tokio::test]
+async fn the_204_is_hypers_with_a_date_and_the_connection_stays() {
+    let sink = start_sink(Duration::from_secs(30)).await;
+    let mut raw = TcpStream::connect(sink.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for seq in 0..3 {
+        let body = payload(Encoding::Json, &reading(7, seq));
+        raw.write_all(&request(sink.addr, codec::JSON, &body))
+            .await
+            .unwrap();
+        let (status, response) = read_response(&mut raw, &mut buf).await;
+        assert_eq!(status, 204);
+        assert_eq!(response.len(), NO_CONTENT_LEN);
+        // No content-length (a 204 has none) and no connection header (HTTP/1.1 keeps alive).
+        assert_hyper_response(&response, "HTTP/1.1 204 No Content", &[]);
+    }
+    assert!(buf.is_empty());
+    drop(raw);
+    sink.wait_for_closed(1).await;
+    let collected = sink.stop().await;
+    assert_eq!(collected.readings.lock().unwrap().len(), 3);
+    let closed = collected.closed.lock().unwrap();
+    assert_eq!(closed[0].readings, 3);
+    assert_eq!(closed[0].end, ConnectionEnd::PeerClosed);
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_and_the_backend_keeps_serving() {
+    let sink = start_sink(Duration::from_secs(30)).await;
+    let (mut good, _) = Link::connect(KIND, sink.addr, &options(Encoding::Json))
+        .await
+        .unwrap();
+    good.send(&reading(1, 0)).await.unwrap();
+
+    // Well-framed requests that are not readings: answered, counted, connection kept.
+    let mut raw = TcpStream::connect(sink.addr).await.unwrap();
+    let mut buf = Vec::new();
+    raw.write_all(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, response) = read_response(&mut raw, &mut buf).await;
+    assert_eq!(status, 404);
+    assert_hyper_response(&response, "HTTP/1.1 404 Not Found", &["content-length: 0"]);
+
+    raw.write_all(b"PUT /readings HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        .await
+        .unwrap();
+    let (status, response) = read_response(&mut raw, &mut buf).await;
+    assert_eq!(status, 405);
+    assert_hyper_response(
+        &response,
+        "HTTP/1.1 405 Method Not Allowed",
+        &["allow: POST", "content-length: 0"],
+    );
+
+    for (content_type, body) in [
+        (codec::JSON, &b"{\"id\":2,\"seq\":\"zero\"}"[..]),
+        (codec::OCTET_STREAM, &b"too short"[..]),
+        ("text/plain", &b"{not json"[..]),
+    ] {
+        raw.write_all(&request(sink.addr, content_type, body))
+            .await
+            .unwrap();
+        let (status, response) = read_response(&mut raw, &mut buf).await;
+        assert_eq!(status, 400, "{content_type}");
+        assert_hyper_response(
+            &response,
+            "HTTP/1.1 400 Bad Request",
+            &["content-length: 0"],
+        );
+    }
+
+    // A reading on the same connection still arrives; without a Content-Type it is sniffed.
+    let body = payload(Encoding::Json, &reading(2, 0));
+    raw.write_all(&request(sink.addr, codec::JSON, &body))
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut raw, &mut buf).await.0, 204);
+    let binary = payload(Encoding::Binary, &reading(2, 1));
+    let mut untyped = format!(
+        "POST /readings HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        binary.len()
+    )
+    .into_bytes();
+    untyped.extend_from_slice(&binary);
+    raw.write_all(&untyped).await.unwrap();
+    assert_eq!(read_response(&mut raw, &mut buf).await.0, 204);
+
+    // What hyper cannot parse: hyper answers 400 and closes.
+    raw.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest))
+        .await
+        .expect("the backend closes a connection it cannot parse")
+        .ok();
+    assert!(
+        rest.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+        "{rest:?}"
+    );
+
+    // A body far over any reading: 413, then closed.
+    let mut huge = TcpStream::connect(sink.addr).await.unwrap();
+    huge.write_all(b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), huge.read_to_end(&mut rest))
+        .await
+        .expect("the backend closes a connection with an oversized body")
+        .ok();
+    assert!(
+        rest.starts_with(b"HTTP/1.1 413 Payload Too Large\r\n"),
+        "{rest:?}"
+    );
+
+    good.send(&reading(1, 1)).await.unwrap();
+    good.close().await;
+    sink.wait_for_closed(3).await;
+    let collected = sink.stop().await;
+
+    let mut got: Vec<_> = collected
+        .readings
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r, _)| (r.device_id, r.seq))
+        .collect();
+    got.sort();
+    assert_eq!(got, [(1, 0), (1, 1), (2, 0), (2, 1)]);
+
+    let closed = collected.closed.lock().unwrap();
+    let by_conn = |conn: u64| closed.iter().find(|c| c.conn == conn).unwrap();
+    let (good, raw, huge) = (by_conn(0), by_conn(1), by_conn(2));
+    assert_eq!(good.end, ConnectionEnd::PeerClosed, "{good:?}");
+    assert_eq!((good.readings, good.rejected), (2, 0));
+    assert!(matches!(raw.end, ConnectionEnd::Malformed(_)), "{raw:?}");
+    assert_eq!((raw.readings, raw.rejected), (2, 5), "{raw:?}");
+    assert!(matches!(huge.end, ConnectionEnd::Malformed(_)), "{huge:?}");
+    assert_eq!((huge.readings, huge.rejected), (0, 1), "{huge:?}");
+}
+
+/// What a fake backend does once it has read a request.
+#[derive(Clone, Copy, Debug)]
+enum Fake {
+    /// Writes these bytes and keeps the connection open.
+    Answer(&'static [u8]),
+    /// Writes these bytes and closes the connection.
+    AnswerThenClose(&'static [u8]),
+    /// Says nothing.
+    Silent,
+}
+
+/// A one-connection backend that reads one request (a JSON body, so it ends in `}`),
+/// does what it is told, and returns the bytes it received.
+async fn fake_backend(fake: Fake) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut received = Vec::new();
+        while !received.ends_with(b"}") {
+            if stream.read_buf(&mut received).await.unwrap() == 0 {
+                break;
+            }
+        }
+        match fake {
+            Fake::Answer(bytes) => {
+                stream.write_all(bytes).await.unwrap();
+                let _ = stream.read(&mut [0u8; 64]).await;
+            }
+            Fake::AnswerThenClose(bytes) => stream.write_all(bytes).await.unwrap(),
+            Fake::Silent => {
+                let _ = stream.read(&mut [0u8; 64]).await;
+            }
+        }
+        received
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn the_device_writes_the_librarys_exact_request() {
+    let (addr, backend) = fake_backend(Fake::Answer(codec::NO_CONTENT)).await;
+    let (mut link, _) = Link::connect(KIND, addr, &options(Encoding::Json))
+        .await
+        .unwrap();
+    assert_eq!(link.send(&reading(0, 0)).await.unwrap(), 82);
+    link.close().await;
+    let received = backend.await.unwrap();
+    let expected = format!(
+        "POST /readings HTTP/1.1\r\n\
+         Host: 127.0.0.1:{}\r\n\
+         User-Agent: ESP8266HTTPClient\r\n\
+         Accept-Encoding: identity;q=1,chunked;q=0.1,*;q=0\r\n\
+         Connection: keep-alive\r\n\
+         Content-Type: application/json\r\n\
+         Content-Length: 82\r\n\
+         \r\n\
+         {{\"id\":0,\"seq\":0,\"t\":1000000,\"temp\":22,\"humidity\":45,\"pressure\":101325,\"ppm\":412.5}}",
+        addr.port()
+    );
+    assert_eq!(String::from_utf8(received).unwrap(), expected);
+}
+
+#[tokio::test]
+async fn a_send_fails_on_an_error_status_a_chunked_body_a_close_or_silence() {
+    let cases = [
+        (
+            Fake::Answer(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"),
+            "answered 500",
+        ),
+        (
+            Fake::Answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            "Transfer-Encoding",
+        ),
+        (
+            Fake::AnswerThenClose(b"HTTP/1.1 204 No"),
+            "closed the connection inside a response",
+        ),
+        (Fake::AnswerThenClose(b""), "closed the connection"),
+        (Fake::Silent, "timed out"),
+    ];
+    for (fake, expected) in cases {
+        let (addr, backend) = fake_backend(fake).await;
+        let mut options = options(Encoding::Json);
+        options.write_timeout = Duration::from_millis(300);
+        let (mut link, _) = Link::connect(KIND, addr, &options).await.unwrap();
+        let error = link.send(&reading(0, 0)).await.unwrap_err();
+        match (&error, fake) {
+            (LinkError::WriteTimeout(_), Fake::Silent) => {}
+            (LinkError::Write(message), Fake::Answer(_) | Fake::AnswerThenClose(_)) => {
+                assert!(message.contains(expected), "{fake:?}: {message}")
+            }
+            _ => panic!("{fake:?}: {error:?}"),
+        }
+        if let Fake::Silent = fake {
+            // The response may still come: the connection is out of step and refuses to go on.
+            let again = link.send(&reading(0, 1)).await.unwrap_err();
+            assert!(
+                matches!(&again, LinkError::Write(m) if m.contains("cut short")),
+                "{again:?}"
+            );
+        }
+        link.close().await;
+        backend.abort();
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_time_out_and_shutdown_ends_the_rest() {
+    let sink = start_sink(Duration::from_millis(300)).await;
+    let _idle = TcpStream::connect(sink.addr).await.unwrap();
+    sink.wait_for_closed(1).await;
+    assert_eq!(
+        sink.collected.closed.lock().unwrap()[0].end,
+        ConnectionEnd::IdleTimeout
+    );
+    // A body that stops halfway: 408, then closed.
+    let mut stalled = TcpStream::connect(sink.addr).await.unwrap();
+    stalled
+        .write_all(b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\"id")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest))
+        .await
+        .expect("the backend closes a stalled request")
+        .ok();
+    assert!(
+        rest.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
+        "{rest:?}"
+    );
+    sink.wait_for_closed(2).await;
+    assert_eq!(
+        sink.collected.closed.lock().unwrap()[1].end,
+        ConnectionEnd::IdleTimeout
+    );
+
+    let (mut link, _) = Link::connect(KIND, sink.addr, &options(Encoding::Json))
+        .await
+        .unwrap();
+    link.send(&reading(3, 0)).await.unwrap();
+    let collected = sink.stop().await;
+    let closed = collected.closed.lock().unwrap().clone();
+    assert_eq!(closed.len(), 3);
+    assert_eq!(closed[2].end, ConnectionEnd::Shutdown, "{:?}", closed[2]);
+    assert_eq!(closed[2].readings, 1);
+    // The backend closed: the device's next send fails, and the fleet reconnects.
+    assert!(matches!(
+        link.send(&reading(3, 1)).await,
+        Err(LinkError::Write(_))
+    ));
+}
