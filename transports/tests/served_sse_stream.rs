@@ -38,6 +38,14 @@ struct Device {
 }
 
 async fn device(kind: TransportKind, replay: usize) -> Device {
+    device_with_write_timeout(kind, replay, Duration::from_secs(5)).await
+}
+
+async fn device_with_write_timeout(
+    kind: TransportKind,
+    replay: usize,
+    write_timeout: Duration,
+) -> Device {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let outbox = Outbox::new(8, replay);
@@ -52,7 +60,7 @@ async fn device(kind: TransportKind, replay: usize) -> Device {
             send_buffer: Some(1072),
             recv_buffer: None,
         },
-        write_timeout: Duration::from_secs(5),
+        write_timeout,
         request_timeout: Duration::from_secs(5),
         hold_timeout: Duration::from_secs(30),
     };
@@ -257,4 +265,46 @@ async fn malformed_requests_get_a_4xx_and_the_device_keeps_serving() {
         assert_eq!(served.len(), 4, "{served:?}");
         assert_eq!(served.iter().filter(|s| s.setup.is_some()).count(), 1);
     }
+}
+
+#[tokio::test]
+async fn a_stuck_collector_costs_the_device_a_bounded_queue_and_then_its_connection() {
+    let device = device_with_write_timeout(TransportKind::Sse, 8, Duration::from_millis(500)).await;
+    // A client that asks for the stream and never reads it, with a minimal receive window.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1).unwrap();
+    let mut stuck = socket.connect(device.addr).await.unwrap();
+    stuck
+        .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    wait_for_clients(&device.outbox, 1).await;
+    let mut slowest = Duration::ZERO;
+    for seq in 0..600 {
+        let t = std::time::Instant::now();
+        device.outbox.publish(&reading(seq));
+        slowest = slowest.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(5),
+        "a publish never waits on a client: {slowest:?}"
+    );
+    let dropped = device.outbox.dropped();
+    // Once the window closed, the client's queue (8) filled and everything else was dropped.
+    assert!(dropped > 300, "dropped {dropped}");
+    // The device gives the stuck connection up at its write timeout.
+    for _ in 0..300 {
+        if !device.served.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let served = device.served.lock().unwrap().clone();
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert!(served[0].end.contains("timed out"), "{}", served[0].end);
+    assert!(served[0].readings_sent < 200, "{:?}", served[0]);
+    device.stop.cancel();
+    device.task.await.unwrap();
+    drop(stuck);
 }

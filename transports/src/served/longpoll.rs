@@ -371,7 +371,9 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
             other => return ConnectionEnd::Malformed(format!("status {other}")),
         }
         if !open {
-            return closed_by.as_ref().map_or(ConnectionEnd::PeerClosed, ended_by);
+            return closed_by
+                .as_ref()
+                .map_or(ConnectionEnd::PeerClosed, ended_by);
         }
     }
 }
@@ -428,7 +430,10 @@ mod tests {
         }
         let mut body = Vec::new();
         let payload = batch_body(Encoding::Json, &batch, &mut body);
-        assert_eq!(body, [b"[".to_vec(), payloads.join(&b','), b"]".to_vec()].concat());
+        assert_eq!(
+            body,
+            [b"[".to_vec(), payloads.join(&b','), b"]".to_vec()].concat()
+        );
         assert_eq!(payload, payloads.iter().map(Vec::len).sum::<usize>());
         assert_eq!(body.len() - payload, 2 + 2, "[ ] and two commas");
 
@@ -444,8 +449,14 @@ mod tests {
         assert_eq!(poll_after(&get("/readings")), Ok(None));
         assert_eq!(poll_after(&get("/readings?after=")), Ok(None));
         assert_eq!(poll_after(&get("/readings?after=41")), Ok(Some(41)));
-        assert!(matches!(poll_after(&get("/readings?after=x")), Err(Stop::Refuse(400, _))));
-        assert!(matches!(poll_after(&get("/nope")), Err(Stop::Refuse(404, _))));
+        assert!(matches!(
+            poll_after(&get("/readings?after=x")),
+            Err(Stop::Refuse(400, _))
+        ));
+        assert!(matches!(
+            poll_after(&get("/nope")),
+            Err(Stop::Refuse(404, _))
+        ));
         let post = request("POST /readings HTTP/1.1\r\nHost: d\r\n\r\n");
         assert!(matches!(poll_after(&post), Err(Stop::Refuse(405, _))));
     }
@@ -454,6 +465,9 @@ mod tests {
     fn poll_targets_omit_after_until_something_arrived() {
         assert_eq!(poll_target(None), "/readings");
         assert_eq!(poll_target(Some(0)), "/readings?after=0");
-        assert_eq!(poll_target(Some(4_000_000_000)), "/readings?after=4000000000");
+        assert_eq!(
+            poll_target(Some(4_000_000_000)),
+            "/readings?after=4000000000"
+        );
     }
 }

@@ -1,20 +1,353 @@
-//! SKELETON
-use crate::served::{CollectorConn, DeviceConn, ServedConnection};
-use crate::transport::{ConnectionEnd, LinkStats};
+//! WebSocket served by the device, as arduinoWebSockets' `WebSocketsServer` serves it: the
+//! collector upgrades a connection to the device and receives one unmasked frame per reading
+//! (text for JSON, binary for the binary encoding: a 2-byte header up to 125 bytes of payload).
+//!
+//! - Device ([`serve`]): the upgrade request is read and checked here (with
+//!   [`super::longpoll::read_request`]) and the 101 written by hand, byte for byte what
+//!   arduinoWebSockets writes; only then does tungstenite take the stream, as a server without a
+//!   handshake. A request that is not an upgrade is thus answered `400` and closed (tungstenite's
+//!   own handshake would close it without a response). The `arduino` subprotocol is echoed when
+//!   the collector asks for it. Live readings only: arduinoWebSockets keeps no backlog.
+//! - Collector ([`receive`]): tungstenite's client handshake (`GET /`, no subprotocol); it sends
+//!   nothing but pongs and the close frame.
 
-/// Serves one collector connection.
-pub async fn serve(conn: DeviceConn) -> ServedConnection {
-    ServedConnection {
-        peer: conn.peer,
-        setup: None,
-        final_stats: LinkStats::default(),
-        readings_sent: 0,
-        payload_bytes: 0,
-        end: "not built".into(),
+use std::io;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::http::Request;
+use super::longpoll::{finish, read_request, Stop, Tally};
+use super::{CollectorConn, DeviceConn, ServedConnection};
+use crate::socket::{CountingStream, SocketCounters};
+use crate::transport::{ConnectionEnd, LinkStats};
+use crate::ws::codec::{frame_header_len, message_kind, MessageKind};
+use crate::{socket, Encoding, Reading};
+
+/// The subprotocol arduinoWebSockets names.
+pub const ARDUINO_PROTOCOL: &str = "arduino";
+/// arduinoWebSockets' largest message is 15 KB; allow a little more.
+const MAX_MESSAGE: usize = 16 * 1024;
+/// Read buffer per connection (tungstenite's default of 128 KiB is far more than frames of
+/// ~100 B need).
+const READ_BUFFER: usize = 4 * 1024;
+/// Bound on a closing handshake.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+        .read_buffer_size(READ_BUFFER)
+}
+
+/// Checks an upgrade request (RFC 6455 §4.2.1, as arduinoWebSockets checks it: `Upgrade:
+/// websocket`, `Connection: Upgrade`, version 13, a key) and returns the 101 that accepts it, or
+/// what is wrong with it.
+pub fn accept(request: &Request) -> Result<Vec<u8>, String> {
+    let has_token = |name: &str, token: &str| {
+        request.headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case(name)
+                && v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    if request.method != "GET" {
+        return Err(format!(
+            "not a WebSocket upgrade: {} {}",
+            request.method, request.target
+        ));
+    }
+    if !has_token("upgrade", "websocket") {
+        return Err("not a WebSocket upgrade: no Upgrade: websocket".into());
+    }
+    if !has_token("connection", "upgrade") {
+        return Err("not a WebSocket upgrade: no Connection: Upgrade".into());
+    }
+    if request.header("sec-websocket-version").map(str::trim) != Some("13") {
+        return Err("not a WebSocket upgrade: Sec-WebSocket-Version is not 13".into());
+    }
+    let key = match request.header("sec-websocket-key").map(str::trim) {
+        Some(key) if !key.is_empty() => key,
+        _ => return Err("not a WebSocket upgrade: no Sec-WebSocket-Key".into()),
+    };
+    Ok(switching_protocols(
+        key,
+        has_token("sec-websocket-protocol", ARDUINO_PROTOCOL),
+    ))
+}
+
+/// arduinoWebSockets' 101 for `key`, naming the `arduino` subprotocol when `arduino`.
+pub fn switching_protocols(key: &str, arduino: bool) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nServer: arduino-WebSocketsServer\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    if arduino {
+        head.push_str("Sec-WebSocket-Protocol: ");
+        head.push_str(ARDUINO_PROTOCOL);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+fn stats_of(stream: &CountingStream<TcpStream>) -> LinkStats {
+    LinkStats {
+        app_bytes_sent: stream.bytes_written(),
+        app_bytes_received: stream.bytes_read(),
+        counters: SocketCounters::read(stream.get_ref()).ok(),
     }
 }
 
-/// Receives from one device connection.
-pub async fn receive(_c: &mut CollectorConn<'_>) -> ConnectionEnd {
-    ConnectionEnd::Io("not built".into())
+/// How a served WebSocket ended.
+enum Ending {
+    /// The device closes: send a close frame and wait for the collector's.
+    Ours(String),
+    /// The collector sent a close frame: send the reply.
+    Theirs,
+    /// The connection is gone or broken: nothing more to send.
+    Broken(String),
+}
+
+/// Serves one collector connection: the upgrade, then every live reading as one frame, until the
+/// collector closes, a write fails or the device shuts down.
+pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
+    let mut tally = Tally::default();
+    let mut buf = Vec::with_capacity(512);
+    let request = match read_request(&mut conn, &mut buf).await {
+        Ok(request) => request,
+        Err(stop) => return finish(conn, tally, stop).await,
+    };
+    let response = match accept(&request) {
+        Ok(response) => response,
+        Err(why) => return finish(conn, tally, Stop::Refuse(400, why)).await,
+    };
+    if let Err(e) = conn.write(&response).await {
+        return finish(conn, tally, Stop::End(format!("write failed: {e}"))).await;
+    }
+    tally.setup = Some(conn.ready());
+    let DeviceConn {
+        stream,
+        peer,
+        outbox,
+        options,
+        shutdown,
+        ..
+    } = conn;
+    let mut subscription = outbox.subscribe(None);
+    // Bytes after the request head (a client does not send frames before the 101, but may).
+    let mut ws =
+        WebSocketStream::from_partially_read(stream, buf, Role::Server, Some(config())).await;
+    let ending = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ending::Ours("stopped".into()),
+            reading = subscription.live.recv() => {
+                let Some(reading) = reading else {
+                    break Ending::Ours("outbox gone".into());
+                };
+                match send(&mut ws, &reading, &options).await {
+                    Ok(len) => {
+                        tally.readings_sent += 1;
+                        tally.payload_bytes += len as u64;
+                    }
+                    Err(why) => break Ending::Broken(why),
+                }
+            }
+            // Reading also answers pings (tungstenite queues the pong and flushes it here).
+            message = ws.next() => match message {
+                Some(Ok(Message::Close(_))) => break Ending::Theirs,
+                Some(Ok(_)) => {}
+                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                    break Ending::Broken("peer closed".into())
+                }
+                Some(Err(WsError::Io(e))) => break Ending::Broken(format!("read failed: {e}")),
+                Some(Err(e)) => break Ending::Broken(format!("malformed frame: {e}")),
+            },
+        }
+    };
+    drop(subscription);
+    let final_stats = stats_of(ws.get_ref());
+    let end = match ending {
+        Ending::Ours(end) => {
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                ws.close(None).await?;
+                while ws.next().await.transpose()?.is_some() {}
+                Ok::<_, WsError>(())
+            })
+            .await;
+            end
+        }
+        Ending::Theirs => {
+            // Flushes the close reply tungstenite queued.
+            let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(None)).await;
+            "peer closed".into()
+        }
+        Ending::Broken(end) => end,
+    };
+    ServedConnection {
+        peer,
+        setup: tally.setup,
+        final_stats,
+        readings_sent: tally.readings_sent,
+        payload_bytes: tally.payload_bytes,
+        end,
+    }
+}
+
+/// Sends one reading as one frame, flushed, once the device's send buffer has room for it and
+/// within the write timeout; returns the payload length.
+async fn send(
+    ws: &mut WebSocketStream<CountingStream<TcpStream>>,
+    reading: &Reading,
+    options: &super::ServedOptions,
+) -> Result<usize, String> {
+    let encoding = options.encoding;
+    let mut payload = Vec::with_capacity(crate::encoding::json::MAX_LEN);
+    encoding.encode(reading, &mut payload);
+    let len = payload.len();
+    let message = match message_kind(encoding) {
+        MessageKind::Text => Message::Text(
+            payload
+                .try_into()
+                .map_err(|_| "JSON payload is not UTF-8".to_string())?,
+        ),
+        MessageKind::Binary => Message::Binary(payload.into()),
+    };
+    let frame_len = len + frame_header_len(len, false);
+    let send_buffer = options.socket.send_buffer;
+    let write = async {
+        socket::wait_for_send_room(ws.get_ref().get_ref(), send_buffer, frame_len)
+            .await
+            .map_err(WsError::Io)?;
+        ws.send(message).await
+    };
+    match tokio::time::timeout(options.write_timeout, write).await {
+        Ok(Ok(())) => Ok(len),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!("write timed out after {:?}", options.write_timeout)),
+    }
+}
+
+/// Receives one device connection: every message is one reading, stamped when its last byte
+/// was read.
+pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
+    let url = format!("ws://{}/", c.device);
+    let handshake = tokio_tungstenite::client_async_with_config(url, &mut c.stream, Some(config()));
+    let handshake = tokio::select! {
+        _ = c.shutdown.cancelled() => return ConnectionEnd::Shutdown,
+        handshake = tokio::time::timeout(c.response_timeout, handshake) => handshake,
+    };
+    let mut ws = match handshake {
+        Ok(Ok((ws, _response))) => ws,
+        Ok(Err(WsError::Io(e))) => return ConnectionEnd::Io(e.to_string()),
+        Ok(Err(e)) => return ConnectionEnd::HandshakeFailed(e.to_string()),
+        Err(_) => {
+            return ConnectionEnd::HandshakeFailed(format!(
+                "no 101 within {:?}",
+                c.response_timeout
+            ))
+        }
+    };
+    // What `CollectorConn::mark_ready` and `arrived` do, on fields: tungstenite holds `c.stream`,
+    // so the methods cannot be called while the WebSocket lives.
+    let stream = ws.get_ref();
+    c.ready = Some(LinkStats {
+        app_bytes_sent: stream.bytes_written(),
+        app_bytes_received: stream.bytes_read(),
+        counters: SocketCounters::read(stream.get_ref()).ok(),
+    });
+    loop {
+        let message = tokio::select! {
+            _ = c.shutdown.cancelled() => {
+                let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                    ws.close(None).await?;
+                    while ws.next().await.transpose()?.is_some() {}
+                    Ok::<_, WsError>(())
+                })
+                .await;
+                return ConnectionEnd::Shutdown;
+            }
+            message = ws.next() => message,
+        };
+        let (decoded, len) = match &message {
+            Some(Ok(Message::Text(text))) => (Encoding::Json.decode(text.as_bytes()), text.len()),
+            Some(Ok(Message::Binary(bytes))) => (Encoding::Binary.decode(bytes), bytes.len()),
+            Some(Ok(Message::Close(_))) => {
+                let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(None)).await;
+                return ConnectionEnd::PeerClosed;
+            }
+            Some(Ok(_)) => continue,
+            None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                return ConnectionEnd::PeerClosed
+            }
+            Some(Err(WsError::Io(e))) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return ConnectionEnd::PeerClosed
+            }
+            Some(Err(WsError::Io(e))) => return ConnectionEnd::Io(e.to_string()),
+            Some(Err(e)) => return ConnectionEnd::Malformed(e.to_string()),
+        };
+        let reading = match decoded {
+            Ok(reading) => reading,
+            Err(e) => return ConnectionEnd::Malformed(e.to_string()),
+        };
+        let arrived_ns = ws.get_ref().last_read_ns();
+        c.readings += 1;
+        c.payload_bytes += len as u64;
+        *c.last_seq = Some(c.last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
+        c.observer.reading(c.conn, &reading, arrived_ns);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::served::http::parse_request;
+
+    fn request(raw: &str) -> Request {
+        parse_request(raw.as_bytes()).unwrap().unwrap().0
+    }
+
+    const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: d:81\r\nConnection: Upgrade\r\n\
+        Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+    #[test]
+    fn the_101_is_arduinowebsockets_one() {
+        let plain = accept(&request(&format!("{UPGRADE}\r\n"))).unwrap();
+        assert_eq!(
+            String::from_utf8(plain.clone()).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nServer: arduino-WebSocketsServer\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            "RFC 6455's example key"
+        );
+        assert_eq!(plain.len(), 190);
+        let asked = format!("{UPGRADE}Sec-WebSocket-Protocol: chat, arduino\r\n\r\n");
+        let echoed = accept(&request(&asked)).unwrap();
+        assert_eq!(
+            echoed.len(),
+            190 + "Sec-WebSocket-Protocol: arduino\r\n".len()
+        );
+        let other = format!("{UPGRADE}Sec-WebSocket-Protocol: chat\r\n\r\n");
+        assert_eq!(accept(&request(&other)).unwrap(), plain);
+    }
+
+    #[test]
+    fn requests_that_are_not_upgrades_are_refused() {
+        assert!(accept(&request("GET / HTTP/1.1\r\nHost: d\r\n\r\n")).is_err());
+        let no_key = UPGRADE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+        assert!(accept(&request(&format!("{no_key}\r\n"))).is_err());
+        let old = UPGRADE.replace("Version: 13", "Version: 8");
+        assert!(accept(&request(&format!("{old}\r\n"))).is_err());
+        let post = UPGRADE.replace("GET", "POST");
+        assert!(accept(&request(&format!("{post}\r\n"))).is_err());
+        let keep_alive = UPGRADE.replace("Connection: Upgrade", "Connection: keep-alive, Upgrade");
+        assert!(accept(&request(&format!("{keep_alive}\r\n"))).is_ok());
+    }
 }
