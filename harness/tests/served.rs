@@ -76,3 +76,28 @@ fn http_post_delivers_every_reading_with_the_librarys_exact_bytes() {
     assert_eq!(per["framing_bytes_down"], 64.0, "{per}");
     assert_eq!(v["firmware_library"], "ESP8266HTTPClient");
 }
+
+#[test]
+fn long_poll_and_ws_server_deliver_every_reading_of_fifty_devices() {
+    let results = run(&[("long-poll", "long-poll"), ("ws-server", "ws-server")]);
+    assert_eq!(results["complete"], true);
+    for v in results["variants"].as_array().unwrap() {
+        assert_all_delivered(v);
+        let per = &v["per_reading"];
+        let up = per["framing_bytes_up"].as_f64().unwrap();
+        let down = per["framing_bytes_down"].as_f64().unwrap();
+        match v["name"].as_str().unwrap() {
+            // Unmasked server frames: a 2-byte header for payloads up to 125 bytes.
+            "ws-server" => {
+                assert_eq!(up, 2.0, "{per}");
+                assert_eq!(down, 0.0, "{per}");
+            }
+            // Every answer costs its 200 head (95-96 B) and `[`, `]`, shared by the readings in
+            // it; every cycle a request head (56 + digits of `after`) from the collector.
+            _ => {
+                assert!((40.0..=98.0).contains(&up), "{per}");
+                assert!((25.0..=61.0).contains(&down), "{per}");
+            }
+        }
+    }
+}

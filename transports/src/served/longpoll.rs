@@ -19,7 +19,7 @@
 //! [`http::NO_CONTENT`]), shared by the readings in that response; a JSON batch adds `[`, `]` and
 //! a `,` between readings, a binary batch nothing.
 //!
-//! [`read_request`], [`Stop`], [`Tally`] and [`finish`] are shared with [`super::wsserver`],
+//! `read_request`, `Stop`, `Tally` and `finish` are shared with [`super::wsserver`],
 //! whose upgrade request is read the same way.
 
 use std::io;
@@ -79,6 +79,9 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
             Ok(after) => after,
             Err(stop) => break stop,
         };
+        // Ready once the first poll is in: holding it until a reading exists is the transport
+        // at work, not its set-up (and every answer's head is counted per reading).
+        tally.setup.get_or_insert_with(|| conn.ready());
         let batch = match next_batch(&mut conn, &mut buf, after).await {
             Ok(batch) => batch,
             Err(stop) => break stop,
@@ -198,7 +201,6 @@ async fn answer(conn: &mut DeviceConn, batch: &[Reading], tally: &mut Tally) -> 
     let failed = |e: io::Error| Stop::End(format!("write failed: {e}"));
     if batch.is_empty() {
         conn.write(http::NO_CONTENT).await.map_err(failed)?;
-        tally.setup.get_or_insert_with(|| conn.ready());
         return Ok(());
     }
     let encoding = conn.options.encoding;
@@ -206,7 +208,6 @@ async fn answer(conn: &mut DeviceConn, batch: &[Reading], tally: &mut Tally) -> 
     let payload = batch_body(encoding, batch, &mut body);
     let head = http::ok_head(http::content_type(encoding), body.len());
     conn.write(&head).await.map_err(failed)?;
-    tally.setup.get_or_insert_with(|| conn.ready());
     conn.write(&body).await.map_err(failed)?;
     tally.readings_sent += batch.len() as u64;
     tally.payload_bytes += payload as u64;
@@ -308,15 +309,16 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
             Ok(request) => request,
             Err(e) => return ConnectionEnd::Io(format!("request: {e}")),
         };
+        let first = c.ready.is_none();
         let exchange = async {
             sender.ready().await?;
             let response = sender.send_request(request).await?;
             // The transport is ready once the first response head is in.
-            let at_head = LinkStats {
+            let at_head = first.then(|| LinkStats {
                 app_bytes_sent: counts.bytes_written(),
                 app_bytes_received: counts.bytes_read(),
                 counters: SocketCounters::read(&socket).ok(),
-            };
+            });
             let status = response.status();
             let body = response.into_body().collect().await?.to_bytes();
             Ok::<_, hyper::Error>((status, at_head, body, counts.last_read_ns()))
@@ -342,8 +344,8 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
             Ok(answer) => answer,
             Err(e) => return ended_by(closed_by.as_ref().unwrap_or(&e)),
         };
-        if c.ready.is_none() {
-            c.ready = Some(at_head);
+        if at_head.is_some() {
+            c.ready = at_head;
         }
         match status {
             StatusCode::OK => {

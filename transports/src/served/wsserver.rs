@@ -3,7 +3,7 @@
 //! (text for JSON, binary for the binary encoding: a 2-byte header up to 125 bytes of payload).
 //!
 //! - Device ([`serve`]): the upgrade request is read and checked here (with
-//!   [`super::longpoll::read_request`]) and the 101 written by hand, byte for byte what
+//!   `longpoll::read_request`) and the 101 written by hand, byte for byte what
 //!   arduinoWebSockets writes; only then does tungstenite take the stream, as a server without a
 //!   handshake. A request that is not an upgrade is thus answered `400` and closed (tungstenite's
 //!   own handshake would close it without a response). The `arduino` subprotocol is echoed when
@@ -128,6 +128,8 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         Ok(response) => response,
         Err(why) => return finish(conn, tally, Stop::Refuse(400, why)).await,
     };
+    // A client from the moment its 101 is written, as arduinoWebSockets marks it connected.
+    let mut subscription = conn.outbox.subscribe(None);
     if let Err(e) = conn.write(&response).await {
         return finish(conn, tally, Stop::End(format!("write failed: {e}"))).await;
     }
@@ -135,12 +137,10 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
     let DeviceConn {
         stream,
         peer,
-        outbox,
         options,
         shutdown,
         ..
     } = conn;
-    let mut subscription = outbox.subscribe(None);
     // Bytes after the request head (a client does not send frames before the 101, but may).
     let mut ws =
         WebSocketStream::from_partially_read(stream, buf, Role::Server, Some(config())).await;
@@ -184,8 +184,9 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
             end
         }
         Ending::Theirs => {
-            // Flushes the close reply tungstenite queued.
-            let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(None)).await;
+            // Sends the close reply tungstenite queued (a close frame cannot be sent after the
+            // peer's).
+            let _ = tokio::time::timeout(CLOSE_WAIT, ws.flush()).await;
             "peer closed".into()
         }
         Ending::Broken(end) => end,
@@ -279,7 +280,8 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
             Some(Ok(Message::Text(text))) => (Encoding::Json.decode(text.as_bytes()), text.len()),
             Some(Ok(Message::Binary(bytes))) => (Encoding::Binary.decode(bytes), bytes.len()),
             Some(Ok(Message::Close(_))) => {
-                let _ = tokio::time::timeout(CLOSE_WAIT, ws.close(None)).await;
+                // Sends the close reply tungstenite queued.
+                let _ = tokio::time::timeout(CLOSE_WAIT, ws.flush()).await;
                 return ConnectionEnd::PeerClosed;
             }
             Some(Ok(_)) => continue,
