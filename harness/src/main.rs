@@ -33,6 +33,14 @@ enum Command {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Do not render report.html, summary.md and the charts at the end.
+        #[arg(long)]
+        no_report: bool,
+    },
+    /// Render report.html, summary.md and charts/ from a results folder (any past run).
+    Report {
+        /// The results folder (holding results.json).
+        dir: PathBuf,
     },
     /// Serve a sink (the backend under test) until SIGINT or SIGTERM.
     Serve {
@@ -150,7 +158,21 @@ fn main() -> ExitCode {
             scenario,
             out,
             quiet,
-        } => return run(scenario, out, quiet),
+            no_report,
+        } => return run(scenario, out, quiet, no_report),
+        Command::Report { dir } => {
+            return match reports::render(&dir) {
+                Ok(rendered) => {
+                    println!("report: {}", rendered.html.display());
+                    println!("summary: {}", rendered.markdown.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve {
             transport,
             listen,
@@ -233,7 +255,7 @@ fn main() -> ExitCode {
 }
 
 /// Exit codes: 0 complete, 2 bad scenario, 3 the run failed, 130 interrupted (results written).
-fn run(path: PathBuf, out: Option<PathBuf>, quiet: bool) -> ExitCode {
+fn run(path: PathBuf, out: Option<PathBuf>, quiet: bool, no_report: bool) -> ExitCode {
     let scenario = match scenario::load(&path) {
         Ok(s) => s,
         Err(e) => {
@@ -258,6 +280,15 @@ fn run(path: PathBuf, out: Option<PathBuf>, quiet: bool) -> ExitCode {
         Ok(result) => {
             print!("{}", table::render(&result));
             println!("results: {}", options.out.join("results.json").display());
+            if !no_report {
+                match reports::render(&options.out) {
+                    Ok(rendered) => println!("report: {}", rendered.html.display()),
+                    Err(e) => {
+                        eprintln!("error: the report could not be rendered: {e}");
+                        return ExitCode::from(3);
+                    }
+                }
+            }
             if child::interrupted() {
                 ExitCode::from(130)
             } else if result.complete {

@@ -1,5 +1,115 @@
-//! Reports rendered from a run's results folder (`results.json` and the `.hlog` files).
+//! Reports rendered from a run's results folder: charts, a self-contained HTML report and a
+//! Markdown summary.
 //!
-//! This crate reads only the results files, never a live run, so any old run can be re-rendered.
-//! Charts, HTML and Markdown arrive with the reports work; until then the harness prints its
-//! terminal table and writes results.json, which is what this crate will read.
+//! This crate reads only the results files (`results.json` and the `<variant>.hlog` interval logs),
+//! never a live run and never the harness's types, so any old run can be re-rendered. One call,
+//! [`render`], does everything:
+//!
+//! - `results` — serde types for what this crate reads of results.json (lenient: optional fields
+//!   may be missing, unknown fields are ignored) and [`ReportError`].
+//! - `hlog` — the interval logs merged into one corrected and one uncorrected histogram per
+//!   variant, turned into percentile spectra.
+//! - `palette` — one fixed colour per transport, shared by every chart and the HTML table.
+//! - `charts` — the six charts, each drawn once by the same code onto an SVG and a bitmap
+//!   backend (text laid out with the bundled DejaVu Sans, no system fonts).
+//! - `table` — the side-by-side summary (one column per variant) as plain cells; `html` and
+//!   `markdown` render it, with the charts, into `report.html` and `summary.md`.
+//! - `output` — atomic writes (temporary file, sync, rename).
+//!
+//! Nothing here measures or recomputes a figure the harness published, except the percentile
+//! spectrum, which only the histograms hold.
+
+mod charts;
+mod format;
+mod hlog;
+mod html;
+mod markdown;
+mod output;
+mod palette;
+mod results;
+mod table;
+
+use std::path::{Path, PathBuf};
+
+pub use results::ReportError;
+
+/// File name of the HTML report inside a results folder.
+pub const HTML_FILE: &str = "report.html";
+/// File name of the Markdown summary inside a results folder.
+pub const MARKDOWN_FILE: &str = "summary.md";
+/// Folder, inside a results folder, that holds the charts.
+pub const CHARTS_DIR: &str = "charts";
+
+/// What [`render`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// The self-contained HTML report (`report.html`).
+    pub html: PathBuf,
+    /// The Markdown summary (`summary.md`) that links the PNG charts.
+    pub markdown: PathBuf,
+    /// Every chart, in the order the reports show them.
+    pub charts: Vec<Chart>,
+}
+
+/// One chart, written twice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chart {
+    /// Its name, also the files' stem: `latency-spectrum`, `latency-over-time`,
+    /// `throughput-over-time`, `overhead`, `cost`, `delivery`.
+    pub name: String,
+    /// `charts/<name>.svg`.
+    pub svg: PathBuf,
+    /// `charts/<name>.png`.
+    pub png: PathBuf,
+}
+
+/// Renders the reports of the run in `results_dir` into that folder: `report.html`, `summary.md`
+/// and `charts/<name>.svg` and `.png` for each chart. Every file is written atomically, so a
+/// reader never sees half a report; files of an earlier rendering are replaced.
+pub fn render(results_dir: &Path) -> Result<Rendered, ReportError> {
+    let run = results::read(results_dir)?;
+    let spectra = run
+        .variants
+        .iter()
+        .map(|v| hlog::read_spectra(results_dir, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = charts::Report::new(&run, &spectra);
+
+    let charts_dir = results_dir.join(CHARTS_DIR);
+    std::fs::create_dir_all(&charts_dir).map_err(|source| ReportError::Write {
+        path: charts_dir.clone(),
+        source,
+    })?;
+
+    let mut drawn = Vec::with_capacity(charts::ALL.len());
+    let mut written = Vec::with_capacity(charts::ALL.len());
+    for kind in charts::ALL {
+        let svg_text = charts::svg(kind, &report)?;
+        let png_bytes = charts::png(kind, &report)?;
+        let chart = Chart {
+            name: kind.name().to_owned(),
+            svg: charts_dir.join(format!("{}.svg", kind.name())),
+            png: charts_dir.join(format!("{}.png", kind.name())),
+        };
+        output::write(&chart.svg, svg_text.as_bytes())?;
+        output::write(&chart.png, &png_bytes)?;
+        drawn.push(html::Figure {
+            kind,
+            svg: svg_text,
+            caption: charts::caption(kind, &report),
+        });
+        written.push(chart);
+    }
+
+    let summary = table::summary(&run);
+    let html = results_dir.join(HTML_FILE);
+    output::write(&html, html::page(&run, &summary, &drawn).as_bytes())?;
+    let markdown = results_dir.join(MARKDOWN_FILE);
+    output::write(&markdown, markdown::page(&run, &summary).as_bytes())?;
+
+    Ok(Rendered {
+        html,
+        markdown,
+        charts: written,
+    })
+}

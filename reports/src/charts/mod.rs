@@ -1,0 +1,261 @@
+//! The six charts, each drawn by one function generic over the plotters backend, so the SVG and
+//! the PNG of a chart come from the same code and always agree.
+//!
+//! - `frame` — what every chart shares: fonts, title, legends, axes in log or linear space,
+//!   horizontal bar rows.
+//! - `spectrum` — `latency-spectrum`; `timeline` — `latency-over-time` and
+//!   `throughput-over-time`; `bars` — `overhead`, `cost` and `delivery`.
+//!
+//! Text is laid out (and, in PNGs, rasterised) with DejaVu Sans bundled in `assets/` and
+//! registered with plotters under the family `sans-serif`; no system font is ever looked up.
+//! SVGs name the family `sans-serif`, so a browser draws them with its own sans-serif font.
+
+mod bars;
+mod frame;
+mod spectrum;
+mod timeline;
+
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::hlog::Spectra;
+use crate::palette::{self, Rgb};
+use crate::results::{ReportError, Run, Variant};
+
+/// Size of every chart, pixels (the SVG's user units).
+pub const SIZE: (u32, u32) = (900, 500);
+
+/// DejaVu Sans (Bitstream Vera licence, see `assets/DejaVuSans-LICENSE.txt`).
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// A chart of the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Percentile spectrum per variant, corrected and uncorrected.
+    Spectrum,
+    /// p50 and p99 per second per variant.
+    LatencyOverTime,
+    /// Arrivals per second per variant.
+    ThroughputOverTime,
+    /// Bytes and segments per reading.
+    Overhead,
+    /// CPU and memory per process.
+    Cost,
+    /// Lost, duplicated and reordered readings.
+    Delivery,
+}
+
+/// Every chart, in the order the reports show them.
+pub const ALL: [Kind; 6] = [
+    Kind::Spectrum,
+    Kind::LatencyOverTime,
+    Kind::ThroughputOverTime,
+    Kind::Overhead,
+    Kind::Cost,
+    Kind::Delivery,
+];
+
+impl Kind {
+    /// The chart's name and file stem.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Spectrum => "latency-spectrum",
+            Kind::LatencyOverTime => "latency-over-time",
+            Kind::ThroughputOverTime => "throughput-over-time",
+            Kind::Overhead => "overhead",
+            Kind::Cost => "cost",
+            Kind::Delivery => "delivery",
+        }
+    }
+
+    /// The chart's title, drawn on it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::Spectrum => "Latency by percentile",
+            Kind::LatencyOverTime => "Latency per second (corrected)",
+            Kind::ThroughputOverTime => "Readings arriving per second",
+            Kind::Overhead => "Bytes and segments per reading",
+            Kind::Cost => "CPU and memory per process",
+            Kind::Delivery => "Delivery",
+        }
+    }
+
+    /// What the chart shows, for a caption under it.
+    pub fn caption(self) -> &'static str {
+        match self {
+            Kind::Spectrum => {
+                "Latency at each percentile, from the due instant (solid, corrected for \
+                 coordinated omission) and from the instant the send began (dashed). The x axis \
+                 counts nines: each step right is ten times rarer. Built from the variants' \
+                 HdrHistogram interval logs."
+            }
+            Kind::LatencyOverTime => {
+                "Median (top) and 99th percentile (bottom) of the corrected latency of the \
+                 readings that arrived in each second of the measured window."
+            }
+            Kind::ThroughputOverTime => {
+                "Readings that arrived in each second of the measured window; the dashed grey \
+                 line is the rate the fleet offered."
+            }
+            Kind::Overhead => {
+                "Steady-state bytes per reading on the device's connection, up (device to \
+                 backend) and down (backend to device): the payload, the protocol's framing, and \
+                 the TCP/IP headers (wire bytes minus payload and framing); on the right, TCP \
+                 segments per reading, pure ACKs included."
+            }
+            Kind::Cost => {
+                "CPU time per 1,000 readings received and resident memory added per device, for \
+                 each process of a variant: the device fleet, the receiving end (sink server or \
+                 collector) and the MQTT broker when it ran on this machine. CPU is counted in \
+                 clock ticks, so small figures are coarse."
+            }
+            Kind::Delivery => {
+                "Readings due in the window that never arrived (unsent ones included), arrived \
+                 more than once, or arrived after a later one from the same device."
+            }
+        }
+    }
+}
+
+/// What a chart says under it in the HTML report: [`Kind::caption`], plus a note when some
+/// variant's spectrum had to come from the summary percentiles.
+pub fn caption(kind: Kind, report: &Report) -> String {
+    let mut text = kind.caption().to_owned();
+    if kind == Kind::Spectrum {
+        let coarse: Vec<&str> = report
+            .series
+            .iter()
+            .filter(|s| s.spectra.from_summary)
+            .map(|s| s.variant.name.as_str())
+            .collect();
+        if !coarse.is_empty() {
+            text.push_str(&format!(
+                " No interval log for {}: drawn through the summary percentiles only.",
+                coarse.join(", ")
+            ));
+        }
+    }
+    text
+}
+
+/// Everything the charts draw, with each variant's colour and label resolved once.
+pub struct Report<'a> {
+    /// The run.
+    pub run: &'a Run,
+    /// One entry per variant, in the run's order.
+    pub series: Vec<Series<'a>>,
+}
+
+/// One variant as the charts show it.
+pub struct Series<'a> {
+    /// Its figures.
+    pub variant: &'a Variant,
+    /// Its spectra.
+    pub spectra: &'a Spectra,
+    /// Its colour.
+    pub colour: RGBColor,
+}
+
+impl<'a> Report<'a> {
+    /// Pairs each variant of `run` with its spectra and colour.
+    pub fn new(run: &'a Run, spectra: &'a [Spectra]) -> Report<'a> {
+        let colours = palette::variants(run.variants.iter().map(|v| v.transport.as_str()));
+        let series = run
+            .variants
+            .iter()
+            .zip(spectra)
+            .zip(colours)
+            .map(|((variant, spectra), Rgb(r, g, b))| Series {
+                variant,
+                spectra,
+                colour: RGBColor(r, g, b),
+            })
+            .collect();
+        Report { run, series }
+    }
+}
+
+/// A drawing failure, whatever the backend.
+type DrawResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Draws `kind` as an SVG document.
+pub fn svg(kind: Kind, report: &Report) -> Result<String, ReportError> {
+    register_font(kind)?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+        draw(kind, &root, report).map_err(|e| render_error(kind, e))?;
+        root.present().map_err(|e| render_error(kind, e.into()))?;
+    }
+    Ok(text)
+}
+
+/// Draws `kind` as a PNG image.
+pub fn png(kind: Kind, report: &Report) -> Result<Vec<u8>, ReportError> {
+    register_font(kind)?;
+    let (w, h) = SIZE;
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+        draw(kind, &root, report).map_err(|e| render_error(kind, e))?;
+        root.present().map_err(|e| render_error(kind, e.into()))?;
+    }
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut encoder = png::Encoder::new(&mut out, w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::Fast);
+    let encoded = encoder
+        .write_header()
+        .and_then(|mut writer| {
+            writer.write_image_data(&rgb)?;
+            writer.finish()
+        })
+        .map_err(|e| render_error(kind, e.into()));
+    encoded.map(|()| out)
+}
+
+fn draw<DB: DrawingBackend>(
+    kind: Kind,
+    root: &DrawingArea<DB, Shift>,
+    report: &Report,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let area = frame::title(root, kind.title())?;
+    match kind {
+        Kind::Spectrum => spectrum::draw(&area, report),
+        Kind::LatencyOverTime => timeline::latency(&area, report),
+        Kind::ThroughputOverTime => timeline::throughput(&area, report),
+        Kind::Overhead => bars::overhead(&area, report),
+        Kind::Cost => bars::cost(&area, report),
+        Kind::Delivery => bars::delivery(&area, report),
+    }
+}
+
+fn render_error(kind: Kind, e: Box<dyn std::error::Error + Send + Sync>) -> ReportError {
+    ReportError::Render {
+        chart: kind.name(),
+        reason: e.to_string(),
+    }
+}
+
+/// Registers the bundled font with plotters, once per process.
+fn register_font(kind: Kind) -> Result<(), ReportError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(frame::FAMILY, FontStyle::Normal, FONT).is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ReportError::Render {
+            chart: kind.name(),
+            reason: "the bundled font DejaVuSans.ttf did not load".to_owned(),
+        })
+    }
+}

@@ -1,0 +1,95 @@
+//! `latency-spectrum`: latency against percentile, one colour per variant, the corrected spectrum
+//! solid and the uncorrected one dashed. The x axis counts nines (`log10(1 / (1 - q))`), so p50,
+//! p90, p99 and p99.9 are evenly spread as in HdrHistogram's plots; latency is on a log scale.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::frame::{self, Axis, Stroke, Ticked};
+use super::{DrawResult, Report, SIZE};
+
+/// Draws the chart into `area` (under the title).
+pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Report) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (plot, legend) = area.split_horizontally(SIZE.0 - frame::LEGEND_WIDTH);
+    let points = || {
+        report
+            .series
+            .iter()
+            .flat_map(|s| s.spectra.corrected.iter().chain(&s.spectra.uncorrected))
+    };
+    if points().next().is_none() {
+        return frame::message(area, &[("no latency was recorded".to_owned(), 20.0)]);
+    }
+    let ms = |us: f64| (us / 1000.0).max(0.001);
+    let min = points().map(|p| ms(p.1)).fold(f64::INFINITY, f64::min);
+    let max = points().map(|p| ms(p.1)).fold(0.0, f64::max);
+    let y = Axis::log(min, max);
+    let widest = points().map(|p| p.0).fold(0.0, f64::max);
+    let x_max = widest.ceil().clamp(2.0, 7.0);
+    let mut x_ticks = vec![0.0, 2f64.log10()];
+    x_ticks.extend((1..=x_max as i32).map(f64::from));
+
+    let mut chart = ChartBuilder::on(&plot)
+        .margin(10)
+        .margin_right(20)
+        .x_label_area_size(45)
+        .y_label_area_size(62)
+        .build_cartesian_2d(Ticked::new(0.0..x_max, x_ticks), y.range())?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (ms, log scale)")
+        .x_label_formatter(&|n| percentile_label(*n))
+        .y_label_formatter(&|t| y.label(*t))
+        .label_style(frame::font(13.0))
+        .axis_desc_style(frame::font(15.0))
+        .bold_line_style(RGBColor(0xe0, 0xe0, 0xe0))
+        .axis_style(frame::MUTED)
+        .draw()?;
+
+    for s in &report.series {
+        let style = s.colour.stroke_width(2);
+        let line = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+            pts.iter().map(|(n, us)| (*n, y.map(ms(*us)))).collect()
+        };
+        chart.draw_series(DashedLineSeries::new(
+            line(&s.spectra.uncorrected),
+            7,
+            5,
+            style,
+        ))?;
+        chart.draw_series(LineSeries::new(line(&s.spectra.corrected), style))?;
+    }
+    frame::legend(
+        &legend,
+        &report.series,
+        &[
+            ("corrected", Stroke::Solid),
+            ("uncorrected", Stroke::Dashed),
+        ],
+    )
+}
+
+/// `0%`, `50%`, `90%`, `99%`, `99.9%`, … for a position on the nines axis.
+fn percentile_label(nines: f64) -> String {
+    let q = 100.0 * (1.0 - 10f64.powf(-nines));
+    let decimals = (nines.round() as i64 - 2).max(0) as usize;
+    format!("{q:.decimals$}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile_label;
+
+    #[test]
+    fn nines_are_labelled_as_percentiles() {
+        let labels: Vec<String> = [0.0, 2f64.log10(), 1.0, 2.0, 3.0, 4.0]
+            .iter()
+            .map(|n| percentile_label(*n))
+            .collect();
+        assert_eq!(labels, ["0%", "50%", "90%", "99%", "99.9%", "99.99%"]);
+    }
+}

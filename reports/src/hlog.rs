@@ -1,0 +1,165 @@
+//! A variant's HdrHistogram interval log (`<variant>.hlog`) turned into percentile spectra.
+//!
+//! The harness writes one interval per second, tagged `corrected` and `uncorrected`, values in
+//! µs. Here every interval of a tag is merged into one histogram and sampled along the "nines"
+//! axis (`log10(1 / (1 - q))`), the way HdrHistogram's own plots show a spectrum. When a variant
+//! has no interval log (a failed variant, or a folder someone pruned) its spectrum falls back to
+//! the summary percentiles in results.json; a log that exists but does not decode is an error.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use base64::Engine as _;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::Histogram;
+
+use crate::results::{Percentiles, ReportError, Variant};
+
+/// Spacing of the spectrum's samples along the nines axis.
+const STEP_NINES: f64 = 0.05;
+
+/// One point of a spectrum: nines (`0` is the median's left end, `2` is p99) and latency in µs.
+pub type Point = (f64, f64);
+
+/// A variant's latency spectra.
+#[derive(Clone, Debug, Default)]
+pub struct Spectra {
+    /// From the due instant.
+    pub corrected: Vec<Point>,
+    /// From the instant the send began.
+    pub uncorrected: Vec<Point>,
+    /// True when the points come from the summary percentiles, not the interval log.
+    pub from_summary: bool,
+}
+
+/// Reads the spectra of `variant` from its interval log in `dir`.
+pub fn read_spectra(dir: &Path, variant: &Variant) -> Result<Spectra, ReportError> {
+    let file = if variant.files.hlog.is_empty() {
+        format!("{}.hlog", variant.name)
+    } else {
+        variant.files.hlog.clone()
+    };
+    let path = dir.join(file);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Spectra {
+                corrected: from_summary(&variant.latency_us.corrected),
+                uncorrected: from_summary(&variant.latency_us.uncorrected),
+                from_summary: true,
+            })
+        }
+        Err(source) => return Err(ReportError::Read { path, source }),
+    };
+    let (corrected, uncorrected) = merge(&bytes).map_err(|reason| ReportError::Hlog {
+        path: path.clone(),
+        reason,
+    })?;
+    Ok(Spectra {
+        corrected: spectrum(&corrected),
+        uncorrected: spectrum(&uncorrected),
+        from_summary: false,
+    })
+}
+
+/// Merges every interval of the log into a `corrected` and an `uncorrected` histogram.
+fn merge(log: &[u8]) -> Result<(Histogram<u64>, Histogram<u64>), String> {
+    let new = || Histogram::<u64>::new(3).expect("3 significant digits is valid");
+    let (mut corrected, mut uncorrected) = (new(), new());
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(log) {
+        let entry = entry.map_err(|e| format!("unparsable line: {e:?}"))?;
+        let LogEntry::Interval(interval) = entry else {
+            continue;
+        };
+        let target = match interval.tag().map(|t| t.as_str()) {
+            Some("corrected") => &mut corrected,
+            Some("uncorrected") => &mut uncorrected,
+            _ => continue,
+        };
+        let at = interval.start_timestamp().as_secs_f64();
+        let encoded = base64::engine::general_purpose::STANDARD
+            .decode(interval.encoded_histogram())
+            .map_err(|e| format!("interval at {at:.3} s: bad base64: {e}"))?;
+        let histogram: Histogram<u64> = deserializer
+            .deserialize(&mut Cursor::new(encoded))
+            .map_err(|e| format!("interval at {at:.3} s: bad histogram: {e:?}"))?;
+        target
+            .add(&histogram)
+            .map_err(|e| format!("interval at {at:.3} s: cannot merge: {e:?}"))?;
+    }
+    Ok((corrected, uncorrected))
+}
+
+/// Samples `h` from the median's left end (nines 0) to the point where one value remains
+/// (nines `log10(count)`), ending at the maximum.
+fn spectrum(h: &Histogram<u64>) -> Vec<Point> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let last = (h.len() as f64).log10().max(STEP_NINES);
+    let steps = (last / STEP_NINES).floor() as usize;
+    let mut points: Vec<Point> = (0..=steps)
+        .map(|i| {
+            let nines = i as f64 * STEP_NINES;
+            let q = 1.0 - 10f64.powf(-nines);
+            (nines, h.value_at_quantile(q) as f64)
+        })
+        .collect();
+    // The last step may fall on the end itself: then that sample becomes the maximum.
+    match points.last_mut() {
+        Some(end) if (end.0 - last).abs() < 1e-9 => end.1 = h.max() as f64,
+        _ => points.push((last, h.max() as f64)),
+    }
+    points
+}
+
+/// A coarse spectrum from the summary percentiles: min, p50 … p99.99, max.
+fn from_summary(p: &Percentiles) -> Vec<Point> {
+    if p.count == 0 {
+        return Vec::new();
+    }
+    let last = (p.count as f64).log10().max(0.5);
+    let mut points = vec![(0.0, p.min as f64)];
+    for (nines, value) in [
+        (2f64.log10(), p.p50),
+        (1.0, p.p90),
+        (2.0, p.p99),
+        (3.0, p.p999),
+        (4.0, p.p9999),
+    ] {
+        if nines < last {
+            points.push((nines, value as f64));
+        }
+    }
+    points.push((last, p.max as f64));
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spectrum_rises_to_the_maximum_at_log_count() {
+        let mut h = Histogram::<u64>::new(3).unwrap();
+        for v in 1..=1000 {
+            h.record(v).unwrap();
+        }
+        let s = spectrum(&h);
+        assert_eq!(s.first().unwrap().0, 0.0);
+        let (x, y) = *s.last().unwrap();
+        assert!((x - 3.0).abs() < 1e-9 && y == 1000.0);
+        assert!(s.windows(2).all(|w| w[0].1 <= w[1].1 && w[0].0 < w[1].0));
+        // nines 1 is p90, nines 2 is p99.
+        let at = |n: f64| s.iter().find(|p| (p.0 - n).abs() < 1e-9).unwrap().1;
+        assert!((at(1.0) - 900.0).abs() <= 1.0 && (at(2.0) - 990.0).abs() <= 1.0);
+    }
+
+    #[test]
+    fn garbage_in_a_log_is_an_error() {
+        let log = b"Tag=corrected,0.000,1.000,0.381,HISTFAAAAnotbase64!!\n";
+        assert!(merge(log).is_err());
+    }
+}

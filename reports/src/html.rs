@@ -1,0 +1,266 @@
+//! `report.html`: one self-contained page. The charts' SVG is inlined, the CSS is inline, and
+//! there is no script, no web font and no reference to anything outside the file, so the report
+//! opens the same offline, attached to a mail or years later. Every text taken from results.json
+//! is escaped.
+
+use std::fmt::Write as _;
+
+use crate::charts::Kind;
+use crate::format::{count, sig3};
+use crate::results::Run;
+use crate::table::Summary;
+
+const STYLE: &str = "\
+:root{color-scheme:light}
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;color:#222;\
+background:#fff;margin:0 auto;padding:1.5rem 2rem 3rem;max-width:1200px;line-height:1.4}
+h1{font-size:1.6rem;margin:0 0 .2rem}
+h2{font-size:1.2rem;margin:2rem 0 .6rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.sub{color:#666;margin:0}
+.banner{background:#fdecea;border:2px solid #c62828;color:#7f1d1d;padding:.8rem 1rem;\
+margin:1rem 0;border-radius:4px}
+.banner ul{margin:.4rem 0 0}
+.facts{display:flex;flex-wrap:wrap;gap:1rem 3rem}
+.facts h2{border:0;margin-top:1.2rem}
+dl{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;margin:0}
+dt{color:#666}
+dd{margin:0}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;font-size:.9rem}
+th,td{padding:.25rem .7rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+th[scope=row]{text-align:left;font-weight:normal;color:#444}
+thead th{border-bottom:2px solid #999;vertical-align:bottom}
+tr.section th{text-align:left;background:#f5f5f5;font-weight:600;padding-top:.5rem}
+td.failed,th.failed{background:#fff4f4}
+.swatch{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;\
+vertical-align:-.05em}
+figure{margin:1.5rem 0 2rem}
+figure svg{width:100%;max-width:900px;height:auto;display:block}
+figcaption{color:#555;max-width:900px;font-size:.9rem;margin-top:.3rem}
+pre{background:#f7f7f7;padding:.8rem;overflow-x:auto;font-size:.85rem}
+footer{color:#888;font-size:.8rem;margin-top:3rem}
+";
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A chart as the page shows it.
+pub struct Figure {
+    /// Which chart.
+    pub kind: Kind,
+    /// Its SVG document.
+    pub svg: String,
+    /// The text under it.
+    pub caption: String,
+}
+
+/// The whole page, with the charts in report order.
+pub fn page(run: &Run, summary: &Summary, charts: &[Figure]) -> String {
+    let s = &run.scenario;
+    let mut h =
+        String::with_capacity(64 * 1024 + charts.iter().map(|c| c.svg.len()).sum::<usize>());
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>fleetbench: {}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n",
+        escape(&s.name)
+    );
+    let _ = write!(
+        h,
+        "<header>\n<h1>fleetbench: {}</h1>\n<p class=\"sub\">{} variant{} · started {}</p>\n</header>\n",
+        escape(&s.name),
+        run.variants.len(),
+        if run.variants.len() == 1 { "" } else { "s" },
+        escape(&run.started_at)
+    );
+    if !run.complete {
+        banner(&mut h, run);
+    }
+    facts(&mut h, run);
+    h.push_str("<h2>Summary</h2>\n<div class=\"scroll\">\n");
+    table(&mut h, summary);
+    h.push_str("</div>\n<h2>Charts</h2>\n");
+    for f in charts {
+        let _ = write!(
+            h,
+            "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n",
+            f.kind.name(),
+            inline_svg(&f.svg, f.kind.title()),
+            escape(&f.caption)
+        );
+    }
+    if !s.text.is_empty() {
+        let _ = write!(
+            h,
+            "<details>\n<summary>Scenario file {}</summary>\n<pre>{}</pre>\n</details>\n",
+            escape(&s.file),
+            escape(&s.text)
+        );
+    }
+    h.push_str(
+        "<footer>Rendered from results.json and the variants' interval logs by fleetbench's \
+         reports crate. Charts are also in charts/ as SVG and PNG.</footer>\n</body>\n</html>\n",
+    );
+    h
+}
+
+fn banner(h: &mut String, run: &Run) {
+    h.push_str(
+        "<div class=\"banner\" role=\"alert\"><strong>Incomplete run.</strong> The run was \
+         interrupted or a variant failed: the figures cover only what was measured.",
+    );
+    let failed: Vec<_> = run.variants.iter().filter(|v| !v.complete).collect();
+    if !failed.is_empty() {
+        h.push_str("\n<ul>\n");
+        for v in failed {
+            let _ = writeln!(
+                h,
+                "<li><strong>{}</strong>: {}</li>",
+                escape(&v.name),
+                escape(v.error.as_deref().unwrap_or("did not complete"))
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+    h.push_str("</div>\n");
+}
+
+fn facts(h: &mut String, run: &Run) {
+    let s = &run.scenario;
+    let m = &run.machine;
+    let scenario = [
+        ("name", escape(&s.name)),
+        ("file", escape(&s.file)),
+        ("devices", count(u64::from(s.devices))),
+        ("interval", format!("{} ms", sig3(s.interval_ms))),
+        ("jitter", format!("{} ms", sig3(s.jitter_ms))),
+        (
+            "window",
+            format!(
+                "{} s, after {} s warm-up",
+                sig3(s.duration_s),
+                sig3(s.warmup_s)
+            ),
+        ),
+        ("connect ramp", format!("{} s", sig3(s.ramp_s))),
+        ("seed", s.seed.to_string()),
+    ];
+    let machine = [
+        ("CPU", escape(&m.cpu_model)),
+        ("cores", m.cores.to_string()),
+        ("kernel", escape(&m.kernel)),
+        ("OS", escape(&m.os)),
+        ("host", escape(&m.hostname)),
+        ("fleetbench", escape(&m.fleetbench_version)),
+        ("git revision", escape(&m.git_revision)),
+        (
+            "TCP timestamps",
+            match m.tcp_timestamps {
+                Some(true) => "on (12 header bytes per segment)".to_owned(),
+                Some(false) => "off".to_owned(),
+                None => "unknown".to_owned(),
+            },
+        ),
+    ];
+    h.push_str("<section class=\"facts\">\n");
+    for (title, items) in [("Scenario", &scenario[..]), ("Machine", &machine[..])] {
+        let _ = write!(h, "<div>\n<h2>{title}</h2>\n<dl>\n");
+        for (k, v) in items {
+            let _ = writeln!(h, "<dt>{k}</dt><dd>{v}</dd>");
+        }
+        h.push_str("</dl>\n</div>\n");
+    }
+    h.push_str("</section>\n");
+}
+
+fn table(h: &mut String, summary: &Summary) {
+    let failed = |i: usize| !summary.columns[i].complete;
+    let class = |i: usize| if failed(i) { " class=\"failed\"" } else { "" };
+    h.push_str("<table>\n<thead>\n<tr><th></th>");
+    for (i, c) in summary.columns.iter().enumerate() {
+        let _ = write!(
+            h,
+            "<th scope=\"col\"{}><span class=\"swatch\" style=\"background:{}\"></span>{}{}</th>",
+            class(i),
+            c.colour.hex(),
+            escape(&c.name),
+            if c.complete { "" } else { " (incomplete)" }
+        );
+    }
+    h.push_str("</tr>\n</thead>\n<tbody>\n");
+    for section in &summary.sections {
+        let _ = writeln!(
+            h,
+            "<tr class=\"section\"><th colspan=\"{}\">{}</th></tr>",
+            summary.columns.len() + 1,
+            escape(section.title)
+        );
+        for row in &section.rows {
+            let _ = write!(h, "<tr><th scope=\"row\">{}</th>", escape(&row.label));
+            for (i, cell) in row.cells.iter().enumerate() {
+                let _ = write!(h, "<td{}>{}</td>", class(i), escape(cell));
+            }
+            h.push_str("</tr>\n");
+        }
+    }
+    h.push_str("</tbody>\n</table>\n");
+}
+
+/// A chart's SVG document as an element of the page: no XML namespace attribute (HTML needs
+/// none, and the page then names no URL at all), sized by CSS, labelled for screen readers.
+fn inline_svg(svg: &str, title: &str) -> String {
+    let body = svg
+        .trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
+        .trim();
+    let Some(end) = body.find('>') else {
+        return String::new();
+    };
+    let open = &body[..end];
+    let view_box = open
+        .split("viewBox=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("0 0 900 500");
+    format!(
+        "<svg viewBox=\"{}\" role=\"img\" aria-label=\"{}\">{}",
+        escape(view_box),
+        escape(title),
+        &body[end + 1..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape(r#"<script>alert("x") & 'y'</script>"#),
+            "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn inlined_svg_keeps_the_view_box_and_drops_the_namespace() {
+        let svg = "<svg width=\"900\" height=\"500\" viewBox=\"0 0 900 500\" \
+                   xmlns=\"http://www.w3.org/2000/svg\">\n<rect/>\n</svg>\n";
+        let inline = inline_svg(svg, "T");
+        assert!(inline.starts_with("<svg viewBox=\"0 0 900 500\" role=\"img\" aria-label=\"T\">"));
+        assert!(inline.contains("<rect/>") && !inline.contains("http"));
+    }
+}

@@ -1,0 +1,129 @@
+//! `summary.md`: the summary table in GitHub-flavoured Markdown and the PNG charts linked by
+//! relative path (`charts/<name>.png`), ready to paste into a pull-request comment.
+
+use std::fmt::Write as _;
+
+use crate::charts::{Kind, ALL};
+use crate::format::{count, sig3};
+use crate::results::Run;
+use crate::table::Summary;
+use crate::CHARTS_DIR;
+
+/// Escapes the characters that would format text or break a table cell.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The whole summary.
+pub fn page(run: &Run, summary: &Summary) -> String {
+    let s = &run.scenario;
+    let m = &run.machine;
+    let mut md = String::with_capacity(8 * 1024);
+    let _ = writeln!(md, "## fleetbench: {}\n", escape(&s.name));
+    if !run.complete {
+        md.push_str(
+            "> [!WARNING]\n> **Incomplete run.** The run was interrupted or a variant failed: \
+             the figures cover only what was measured.\n",
+        );
+        for v in run.variants.iter().filter(|v| !v.complete) {
+            let _ = writeln!(
+                md,
+                "> - **{}**: {}",
+                escape(&v.name),
+                escape(v.error.as_deref().unwrap_or("did not complete"))
+            );
+        }
+        md.push('\n');
+    }
+    let _ = writeln!(
+        md,
+        "{} devices, one reading every {} ms, {} s window after {} s warm-up, seed {}; \
+         started {}.  ",
+        count(u64::from(s.devices)),
+        sig3(s.interval_ms),
+        sig3(s.duration_s),
+        sig3(s.warmup_s),
+        s.seed,
+        escape(&run.started_at)
+    );
+    let _ = writeln!(
+        md,
+        "{}, {} cores, {}, kernel {}; fleetbench {} ({}).\n",
+        escape(&m.cpu_model),
+        m.cores,
+        escape(&m.os),
+        escape(&m.kernel),
+        escape(&m.fleetbench_version),
+        escape(&m.git_revision)
+    );
+
+    md.push('|');
+    md.push_str(" |");
+    for c in &summary.columns {
+        let _ = write!(
+            md,
+            " {}{} |",
+            escape(&c.name),
+            if c.complete { "" } else { " (incomplete)" }
+        );
+    }
+    md.push_str("\n|:---|");
+    for _ in &summary.columns {
+        md.push_str("---:|");
+    }
+    md.push('\n');
+    for section in &summary.sections {
+        let _ = write!(md, "| **{}** |", escape(section.title));
+        md.push_str(&" |".repeat(summary.columns.len()));
+        md.push('\n');
+        for row in &section.rows {
+            let _ = write!(md, "| {} |", escape(&row.label));
+            for cell in &row.cells {
+                let _ = write!(md, " {} |", escape(cell));
+            }
+            md.push('\n');
+        }
+    }
+
+    md.push_str("\n### Charts\n\n");
+    for kind in ALL {
+        chart(&mut md, kind);
+    }
+    md
+}
+
+fn chart(md: &mut String, kind: Kind) {
+    let _ = writeln!(
+        md,
+        "![{}]({CHARTS_DIR}/{}.png)\n",
+        kind.title(),
+        kind.name()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn table_breaking_characters_are_escaped() {
+        assert_eq!(escape("a|b"), "a\\|b");
+        assert_eq!(escape("<img src=x>"), "&lt;img src=x&gt;");
+        assert_eq!(escape("*x*_y_"), "\\*x\\*\\_y\\_");
+        assert_eq!(escape("one\ntwo"), "one two");
+    }
+}

@@ -1,0 +1,299 @@
+//! The side-by-side summary: one column per variant, rows grouped in sections, every cell already
+//! formatted text. `html` and `markdown` render the same table, so the two never disagree.
+//!
+//! Units live in the row labels. A row that only some variants have (broker, collector leg)
+//! appears when any variant has it, with "–" for the others.
+
+use crate::format::{count, mib, ms, percent, sig3};
+use crate::palette::{self, Rgb};
+use crate::results::{PerReading, ProcessCost, Run, Variant};
+
+/// The whole table.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// One per variant, in the run's order.
+    pub columns: Vec<Column>,
+    /// Groups of rows.
+    pub sections: Vec<Section>,
+}
+
+/// A variant's column header.
+#[derive(Clone, Debug)]
+pub struct Column {
+    /// Variant name.
+    pub name: String,
+    /// Its colour in the charts.
+    pub colour: Rgb,
+    /// Whether the variant ran to the end.
+    pub complete: bool,
+}
+
+/// A titled group of rows.
+#[derive(Clone, Debug)]
+pub struct Section {
+    /// Its heading.
+    pub title: &'static str,
+    /// Its rows.
+    pub rows: Vec<Row>,
+}
+
+/// One figure across the variants.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// What the figure is, with its unit.
+    pub label: String,
+    /// One cell per column.
+    pub cells: Vec<String>,
+}
+
+const NONE: &str = "–";
+
+/// Builds the summary table of `run`.
+pub fn summary(run: &Run) -> Summary {
+    let vs = &run.variants;
+    let colours = palette::variants(vs.iter().map(|v| v.transport.as_str()));
+    let columns = vs
+        .iter()
+        .zip(&colours)
+        .map(|(v, c)| Column {
+            name: v.name.clone(),
+            colour: *c,
+            complete: v.complete,
+        })
+        .collect();
+
+    let row = |label: &str, f: &dyn Fn(&Variant) -> String| Row {
+        label: label.to_owned(),
+        cells: vs.iter().map(f).collect(),
+    };
+    let any = |f: &dyn Fn(&Variant) -> bool| vs.iter().any(f);
+
+    let mut variant = vec![
+        row("transport", &|v| v.transport.clone()),
+        row("firmware library", &|v| v.firmware_library.clone()),
+        row("encoding", &|v| v.encoding.clone()),
+        row("Nagle", &|v| if v.nagle { "on" } else { "off" }.to_owned()),
+        row("devices", &|v| count(u64::from(v.devices))),
+        row("status", &|v| match (&v.error, v.complete) {
+            (Some(e), _) => format!("failed: {e}"),
+            (None, true) => "complete".to_owned(),
+            (None, false) => "incomplete".to_owned(),
+        }),
+    ];
+    if any(&|v| v.broker.is_some()) {
+        variant.push(row("broker", &|v| {
+            v.broker.clone().unwrap_or_else(|| NONE.to_owned())
+        }));
+    }
+    if any(&|v| v.subscribers.is_some_and(|s| s != 1)) {
+        variant.push(row("subscribers", &|v| {
+            v.subscribers.map_or(NONE.to_owned(), |s| s.to_string())
+        }));
+    }
+
+    let delivery = vec![
+        row("readings due", &|v| count(v.delivery.scheduled)),
+        row("received", &|v| {
+            let d = &v.delivery;
+            format!(
+                "{} ({})",
+                count(d.received),
+                percent(d.received, d.scheduled)
+            )
+        }),
+        row("lost (unsent included)", &|v| {
+            let d = &v.delivery;
+            if d.lost == 0 {
+                "0".to_owned()
+            } else {
+                format!("{} ({} unsent)", count(d.lost), count(d.unsent))
+            }
+        }),
+        row("duplicated", &|v| count(v.delivery.duplicated)),
+        row("reordered", &|v| count(v.delivery.reordered)),
+        row("receiving end: connections", &|v| count(v.sink.connections)),
+        row("receiving end: errors", &|v| by_kind(v.sink.errors.iter())),
+    ];
+
+    let lat = |f: fn(&Variant) -> u64| move |v: &Variant| lat_cell(v, f);
+    let latency = vec![
+        row("p50 (ms)", &lat(|v| v.latency_us.corrected.p50)),
+        row("p90 (ms)", &lat(|v| v.latency_us.corrected.p90)),
+        row("p99 (ms)", &lat(|v| v.latency_us.corrected.p99)),
+        row("p99.9 (ms)", &lat(|v| v.latency_us.corrected.p999)),
+        row("max (ms)", &lat(|v| v.latency_us.corrected.max)),
+        row("uncorrected p99 (ms)", &|v| {
+            if v.latency_us.uncorrected.count == 0 {
+                NONE.to_owned()
+            } else {
+                ms(v.latency_us.uncorrected.p99)
+            }
+        }),
+        row("device send lag p99 (ms)", &|v| {
+            if v.latency_us.send_lag.count == 0 {
+                NONE.to_owned()
+            } else {
+                ms(v.latency_us.send_lag.p99)
+            }
+        }),
+    ];
+
+    let throughput = vec![
+        row("received (readings/s)", &|v| sig3(v.throughput_per_s)),
+        row("offered (readings/s)", &|v| sig3(v.offered_per_s)),
+    ];
+
+    let mut bytes = leg_rows(vs, |v| Some(&v.per_reading));
+    if any(&|v| v.collector_leg.is_some()) {
+        for mut r in leg_rows(vs, |v| v.collector_leg.as_ref())
+            .into_iter()
+            .skip(3)
+        {
+            r.label = format!("collector leg: {}", r.label);
+            bytes.push(r);
+        }
+    }
+
+    let setup = vec![
+        row("connections", &|v| count(v.setup.connections)),
+        row("time p50 / p99 (ms)", &|v| {
+            let t = &v.setup.time_us;
+            if t.count == 0 {
+                NONE.to_owned()
+            } else {
+                format!("{} / {}", ms(t.p50), ms(t.p99))
+            }
+        }),
+        row("wire bytes up / down per connection", &|v| {
+            format!(
+                "{} / {}",
+                sig3(v.setup.wire_bytes_up),
+                sig3(v.setup.wire_bytes_down)
+            )
+        }),
+        row("failed connects", &|v| by_kind(v.setup.failed.iter())),
+        row("dropped connections", &|v| by_kind(v.setup.dropped.iter())),
+    ];
+
+    let mut cost = vec![
+        row("fleet CPU (ms per 1,000 readings)", &|v| cpu(&v.cost.fleet)),
+        row("sink / collector CPU (ms per 1,000 readings)", &|v| {
+            cpu(&v.cost.sink)
+        }),
+    ];
+    let has_broker = any(&|v| v.cost.broker.is_some());
+    if has_broker {
+        cost.push(row("broker CPU (ms per 1,000 readings)", &|v| {
+            v.cost.broker.as_ref().map_or(NONE.to_owned(), cpu)
+        }));
+    }
+    cost.push(row("fleet RSS per device (KiB)", &|v| rss(&v.cost.fleet)));
+    cost.push(row("sink / collector RSS per device (KiB)", &|v| {
+        rss(&v.cost.sink)
+    }));
+    if has_broker {
+        cost.push(row("broker RSS per device (KiB)", &|v| {
+            v.cost.broker.as_ref().map_or(NONE.to_owned(), rss)
+        }));
+    }
+    cost.push(row("peak RSS fleet / sink (MiB)", &|v| {
+        format!("{} / {}", peak(&v.cost.fleet), peak(&v.cost.sink))
+    }));
+    if has_broker {
+        cost.push(row("peak RSS broker (MiB)", &|v| {
+            v.cost.broker.as_ref().map_or(NONE.to_owned(), peak)
+        }));
+    }
+
+    Summary {
+        columns,
+        sections: vec![
+            Section {
+                title: "Variant",
+                rows: variant,
+            },
+            Section {
+                title: "Delivery",
+                rows: delivery,
+            },
+            Section {
+                title: "Latency, corrected (from the due instant)",
+                rows: latency,
+            },
+            Section {
+                title: "Throughput",
+                rows: throughput,
+            },
+            Section {
+                title: "Per reading, steady state (device's connection)",
+                rows: bytes,
+            },
+            Section {
+                title: "Connection set-up",
+                rows: setup,
+            },
+            Section {
+                title: "Cost",
+                rows: cost,
+            },
+        ],
+    }
+}
+
+fn lat_cell(v: &Variant, f: fn(&Variant) -> u64) -> String {
+    if v.latency_us.corrected.count == 0 {
+        NONE.to_owned()
+    } else {
+        ms(f(v))
+    }
+}
+
+/// Payload, framing, wire bytes and segments of one leg.
+fn leg_rows(vs: &[Variant], leg: fn(&Variant) -> Option<&PerReading>) -> Vec<Row> {
+    let row = |label: &str, f: &dyn Fn(&PerReading) -> String| Row {
+        label: label.to_owned(),
+        cells: vs
+            .iter()
+            .map(|v| leg(v).map_or(NONE.to_owned(), f))
+            .collect(),
+    };
+    let pair = |a: f64, b: f64| format!("{} / {}", sig3(a), sig3(b));
+    vec![
+        row("readings counted", &|p| count(p.readings)),
+        row("payload (B)", &|p| sig3(p.payload_bytes)),
+        row("framing up / down (B)", &|p| {
+            pair(p.framing_bytes_up, p.framing_bytes_down)
+        }),
+        row("wire up / down (B, TCP/IP headers included)", &|p| {
+            pair(p.wire_bytes_up, p.wire_bytes_down)
+        }),
+        row("segments up / down", &|p| {
+            pair(p.segments_up, p.segments_down)
+        }),
+        row("retransmits", &|p| count(p.retransmits)),
+    ]
+}
+
+fn by_kind<'a>(kinds: impl Iterator<Item = (&'a String, &'a u64)>) -> String {
+    let kinds: Vec<_> = kinds.collect();
+    let total: u64 = kinds.iter().map(|(_, n)| **n).sum();
+    if total == 0 {
+        return "0".to_owned();
+    }
+    let detail: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    format!("{} ({})", count(total), detail.join(", "))
+}
+
+fn cpu(p: &ProcessCost) -> String {
+    p.cpu_s_per_1000_readings
+        .map_or(NONE.to_owned(), |s| sig3(s * 1000.0))
+}
+
+fn rss(p: &ProcessCost) -> String {
+    p.rss_per_device_bytes
+        .map_or(NONE.to_owned(), |b| sig3(b / 1024.0))
+}
+
+fn peak(p: &ProcessCost) -> String {
+    p.peak_rss_bytes.map_or(NONE.to_owned(), mib)
+}
