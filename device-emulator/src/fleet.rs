@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use transports::mqtt::MqttSettings;
 use transports::socket::SocketOptions;
 use transports::transport::{LinkOptions, LinkStats, Setup};
-use transports::{clock, Encoding, Link, Reading, TransportKind};
+use transports::{clock, Encoding, Link, TransportKind};
 
 use crate::pacer::Pacer;
 use crate::schedule::{Schedule, Timing};
@@ -297,15 +297,7 @@ async fn serving_device(
             _ = stop.cancelled() => break,
         }
         let values = sensors.sample();
-        let reading = Reading {
-            device_id,
-            seq,
-            scheduled_us: due_ns / 1_000,
-            temperature_dc: values.temperature_dc,
-            humidity_dpct: values.humidity_dpct,
-            pressure_pa: values.pressure_pa,
-            air_quality_dppm: values.air_quality_dppm,
-        };
+        let reading = values.reading(device_id, seq, due_ns);
         let sent_ns = clock::now_ns();
         let took = outbox.publish(&reading);
         payload.clear();
@@ -413,15 +405,7 @@ async fn device(
         // Sensors are read whether or not the reading can be sent, so values never depend on
         // the network.
         let values = sensors.sample();
-        let reading = Reading {
-            device_id,
-            seq,
-            scheduled_us: due_ns / 1_000,
-            temperature_dc: values.temperature_dc,
-            humidity_dpct: values.humidity_dpct,
-            pressure_pa: values.pressure_pa,
-            air_quality_dppm: values.air_quality_dppm,
-        };
+        let reading = values.reading(device_id, seq, due_ns);
         let mut record = SendRecord {
             device_id,
             seq,

@@ -20,6 +20,21 @@ pub struct SensorValues {
     pub air_quality_dppm: u16,
 }
 
+impl SensorValues {
+    /// The reading of device `device_id` with these values, number `seq`, due at `due_ns`.
+    pub fn reading(&self, device_id: u32, seq: u32, due_ns: u64) -> transports::Reading {
+        transports::Reading {
+            device_id,
+            seq,
+            scheduled_us: due_ns / 1_000,
+            temperature_dc: self.temperature_dc,
+            humidity_dpct: self.humidity_dpct,
+            pressure_pa: self.pressure_pa,
+            air_quality_dppm: self.air_quality_dppm,
+        }
+    }
+}
+
 /// The evolving state of one device's sensors.
 #[derive(Clone, Debug)]
 pub struct SensorModel {

@@ -3,13 +3,11 @@
 //! answered with an endless chunked response, one chunk per reading (framing: the hex length
 //! and two CRLFs). Nothing is replayed: readings due while no collector is connected are lost.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use std::os::fd::AsRawFd;
+use http_body_util::Empty;
 
 use super::{
-    http, link_stats, read_request, stream_readings, CollectorConn, DeviceConn, ServedConnection,
+    http, read_request, receive_stream, stream_readings, CollectorConn, DeviceConn,
+    ServedConnection,
 };
 use crate::transport::ConnectionEnd;
 
@@ -65,77 +63,24 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
 }
 
 /// Receives one device's chunked stream; each reading is stamped when its last byte is read.
+/// hyper hands over a chunk's data as it reads it, possibly in pieces: readings are delimited by
+/// their own syntax (flat JSON objects, fixed-size records).
 pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
-    let (observer, conn, device, encoding) = (c.observer, c.conn, c.device, c.encoding);
-    let counts = c.stream.counts();
-    let fd = c.stream.get_ref().as_raw_fd();
-    let shutdown = c.shutdown.clone();
-    let last_seq: &mut Option<u32> = &mut *c.last_seq;
-    let (mut readings, mut payload_bytes, mut ready) = (0u64, 0u64, None);
-    let io = TokioIo::new(&mut c.stream);
-    let end = async {
-        let (mut sender, connection) =
-            match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await {
-                Ok(pair) => pair,
-                Err(e) => return ConnectionEnd::Io(e.to_string()),
-            };
-        let mut connection = std::pin::pin!(connection);
-        let request = hyper::Request::get("/stream")
-            .header("Host", device.to_string())
-            .body(Empty::new())
-            .expect("valid request");
-        let response = tokio::select! {
-            r = sender.send_request(request) => match r {
-                Ok(r) => r,
-                Err(e) => return ConnectionEnd::Io(e.to_string()),
-            },
-            c = &mut connection => return ConnectionEnd::Io(format!("connection ended: {c:?}")),
-            _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
-        };
-        if response.status() != 200 {
-            return ConnectionEnd::Malformed(format!("status {}", response.status()));
-        }
-        ready = Some(link_stats(&counts, fd));
-        let mut body = response.into_body();
-        let mut buf = Vec::new();
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
-                f = body.frame() => f,
-                c = &mut connection => return match c {
-                    Ok(()) => ConnectionEnd::PeerClosed,
-                    Err(e) => ConnectionEnd::Io(e.to_string()),
-                },
-            };
-            let data = match frame {
-                None => return ConnectionEnd::PeerClosed,
-                Some(Err(e)) => return ConnectionEnd::Malformed(e.to_string()),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            let arrived_ns = counts.last_read_ns();
-            // hyper hands over a chunk's data as it reads it, possibly in pieces: readings are
-            // delimited by their own syntax (flat JSON objects, fixed-size records).
-            buf.extend_from_slice(&data);
-            for payload in http::split_readings(&mut buf, encoding) {
-                match encoding.decode(&payload) {
-                    Ok(reading) => {
-                        readings += 1;
-                        payload_bytes += payload.len() as u64;
-                        *last_seq = Some(last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
-                        observer.reading(conn, &reading, arrived_ns);
-                    }
-                    Err(e) => return ConnectionEnd::Malformed(e.to_string()),
-                }
-            }
-        }
-    }
-    .await;
-    c.readings += readings;
-    c.payload_bytes += payload_bytes;
-    c.ready = ready;
-    end
+    let encoding = c.encoding;
+    let request = hyper::Request::get("/stream")
+        .header("Host", c.device.to_string())
+        .body(Empty::new())
+        .expect("valid request");
+    receive_stream(c, request, |buf| {
+        http::split_readings(buf, encoding)
+            .into_iter()
+            .map(|payload| {
+                encoding
+                    .decode(&payload)
+                    .map(|reading| (reading, payload.len()))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    })
+    .await
 }

@@ -431,3 +431,82 @@ pub async fn stream_readings(
     };
     (readings, payload, end)
 }
+
+/// Sends `request` to the device with hyper's client connection API and reads the endless
+/// response body: `extract` takes whole readings (with their payload lengths) off the front of
+/// the bytes received so far, and each is recorded with the instant its last byte was read.
+/// Used by the streaming transports (SSE, HTTP streaming).
+pub(crate) async fn receive_stream(
+    c: &mut CollectorConn<'_>,
+    request: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+    mut extract: impl FnMut(&mut Vec<u8>) -> Result<Vec<(Reading, usize)>, String>,
+) -> ConnectionEnd {
+    use http_body_util::BodyExt;
+    use std::os::fd::AsRawFd;
+    let (observer, conn) = (c.observer, c.conn);
+    let counts = c.stream.counts();
+    let fd = c.stream.get_ref().as_raw_fd();
+    let shutdown = c.shutdown.clone();
+    // hyper holds the stream: the tallies are kept here and written back at the end.
+    let last_seq: &mut Option<u32> = &mut *c.last_seq;
+    let (mut readings, mut payload_bytes, mut ready) = (0u64, 0u64, None);
+    let io = hyper_util::rt::TokioIo::new(&mut c.stream);
+    let end = async {
+        let (mut sender, connection) = match hyper::client::conn::http1::handshake(io).await {
+            Ok(pair) => pair,
+            Err(e) => return ConnectionEnd::Io(e.to_string()),
+        };
+        let mut connection = std::pin::pin!(connection);
+        let response = tokio::select! {
+            r = sender.send_request(request) => match r {
+                Ok(r) => r,
+                Err(e) => return ConnectionEnd::Io(e.to_string()),
+            },
+            c = &mut connection => return ConnectionEnd::Io(format!("connection ended: {c:?}")),
+            _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
+        };
+        if response.status() != 200 {
+            return ConnectionEnd::Malformed(format!("status {}", response.status()));
+        }
+        ready = Some(link_stats(&counts, fd));
+        let mut body = response.into_body();
+        let mut buf = Vec::new();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
+                f = body.frame() => f,
+                c = &mut connection => return match c {
+                    Ok(()) => ConnectionEnd::PeerClosed,
+                    Err(e) => ConnectionEnd::Io(e.to_string()),
+                },
+            };
+            let data = match frame {
+                None => return ConnectionEnd::PeerClosed,
+                Some(Err(e)) => return ConnectionEnd::Malformed(e.to_string()),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            let arrived_ns = counts.last_read_ns();
+            buf.extend_from_slice(&data);
+            match extract(&mut buf) {
+                Err(e) => return ConnectionEnd::Malformed(e),
+                Ok(found) => {
+                    for (reading, len) in found {
+                        readings += 1;
+                        payload_bytes += len as u64;
+                        *last_seq = Some(last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
+                        observer.reading(conn, &reading, arrived_ns);
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    c.readings += readings;
+    c.payload_bytes += payload_bytes;
+    c.ready = ready;
+    end
+}

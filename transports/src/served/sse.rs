@@ -3,13 +3,11 @@
 //! reading. A collector that reconnects sends `Last-Event-ID` and the device replays what its
 //! small buffer still holds (8 readings on ESP8266); older readings are lost.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use std::os::fd::AsRawFd;
+use http_body_util::Empty;
 
 use super::{
-    http, link_stats, read_request, stream_readings, CollectorConn, DeviceConn, ServedConnection,
+    http, read_request, receive_stream, stream_readings, CollectorConn, DeviceConn,
+    ServedConnection,
 };
 use crate::transport::ConnectionEnd;
 use crate::Encoding;
@@ -127,80 +125,26 @@ pub fn parse_events(buf: &mut Vec<u8>) -> Vec<Event> {
 /// Receives the event stream of one device (an EventSource), sending `Last-Event-ID` when it
 /// has seen readings before.
 pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
-    let (observer, conn, device) = (c.observer, c.conn, c.device);
-    let counts = c.stream.counts();
-    let fd = c.stream.get_ref().as_raw_fd();
-    let shutdown = c.shutdown.clone();
-    let last_seq: &mut Option<u32> = &mut *c.last_seq;
-    let (mut readings, mut payload_bytes, mut ready) = (0u64, 0u64, None);
-    let io = TokioIo::new(&mut c.stream);
-    let end = async {
-        let (mut sender, connection) =
-            match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io).await {
-                Ok(pair) => pair,
-                Err(e) => return ConnectionEnd::Io(e.to_string()),
-            };
-        let mut connection = std::pin::pin!(connection);
-        let mut request = hyper::Request::get("/events")
-            .header("Host", device.to_string())
-            .header("Accept", "text/event-stream")
-            .header("Cache-Control", "no-cache");
-        if let Some(seq) = *last_seq {
-            request = request.header("Last-Event-ID", seq.to_string());
-        }
-        let request = request.body(Empty::new()).expect("valid request");
-        let response = tokio::select! {
-            r = sender.send_request(request) => match r {
-                Ok(r) => r,
-                Err(e) => return ConnectionEnd::Io(e.to_string()),
-            },
-            c = &mut connection => return ConnectionEnd::Io(format!("connection ended: {c:?}")),
-            _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
-        };
-        if response.status() != 200 {
-            return ConnectionEnd::Malformed(format!("status {}", response.status()));
-        }
-        ready = Some(link_stats(&counts, fd));
-        let mut body = response.into_body();
-        let mut buf = Vec::new();
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
-                f = body.frame() => f,
-                c = &mut connection => return match c {
-                    Ok(()) => ConnectionEnd::PeerClosed,
-                    Err(e) => ConnectionEnd::Io(e.to_string()),
-                },
-            };
-            let data = match frame {
-                None => return ConnectionEnd::PeerClosed,
-                Some(Err(e)) => return ConnectionEnd::Io(e.to_string()),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            let arrived_ns = counts.last_read_ns();
-            buf.extend_from_slice(&data);
-            for event in parse_events(&mut buf) {
-                match Encoding::Json.decode(&event.data) {
-                    Ok(reading) => {
-                        readings += 1;
-                        payload_bytes += event.data.len() as u64;
-                        *last_seq = Some(last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
-                        observer.reading(conn, &reading, arrived_ns);
-                    }
-                    Err(e) => return ConnectionEnd::Malformed(e.to_string()),
-                }
-            }
-        }
+    let mut request = hyper::Request::get("/events")
+        .header("Host", c.device.to_string())
+        .header("Accept", "text/event-stream")
+        .header("Cache-Control", "no-cache");
+    if let Some(seq) = *c.last_seq {
+        request = request.header("Last-Event-ID", seq.to_string());
     }
-    .await;
-    c.readings += readings;
-    c.payload_bytes += payload_bytes;
-    c.ready = ready;
-    end
+    let request = request.body(Empty::new()).expect("valid request");
+    receive_stream(c, request, |buf| {
+        parse_events(buf)
+            .into_iter()
+            .map(|event| {
+                Encoding::Json
+                    .decode(&event.data)
+                    .map(|reading| (reading, event.data.len()))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    })
+    .await
 }
 
 #[cfg(test)]
