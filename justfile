@@ -15,3 +15,23 @@ bench-codecs:
 # Regenerate the published results.json schema after changing the results types.
 schema:
     cargo run -- schema > harness/results.schema.json
+
+# Run a scenario and compare it with its committed baseline (baselines/<scenario>), gated by the
+# scenario's [gate] table (or the default gate). Exit: 0 pass, 1 regression, 2 usage, 3 run failed.
+gate scenario="gate":
+    #!/usr/bin/env bash
+    set -uo pipefail
+    out="results/gate-{{scenario}}-$(date -u +%Y%m%dT%H%M%SZ)"
+    cargo run --release -q -- run "scenarios/{{scenario}}.toml" --out "$out" --quiet --no-report
+    rc=$?
+    if [ "$rc" -eq 2 ]; then exit 2; fi
+    if [ "$rc" -ne 0 ]; then echo "gate: the run failed (exit $rc); see $out" >&2; exit 3; fi
+    cargo run --release -q -- compare "baselines/{{scenario}}" "$out" --gate
+
+# Run a scenario and save it as its committed baseline (baselines/<scenario>).
+baseline scenario="gate":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    out="results/baseline-{{scenario}}-$(date -u +%Y%m%dT%H%M%SZ)"
+    cargo run --release -q -- run "scenarios/{{scenario}}.toml" --out "$out" --quiet --no-report
+    cargo run --release -q -- baseline save "$out" "{{scenario}}"

@@ -7,8 +7,10 @@
 //! - [`results`]: `results.json`, the public record of a run; [`table`]: its terminal summary.
 //! - [`machine`]: what the run ran on.
 //! - [`broker`]: the embedded MQTT broker (rumqttd), run as `fleetbench broker`.
+pub mod baseline;
 pub mod broker;
 pub mod child;
+pub mod compare;
 pub mod machine;
 pub mod measure;
 pub mod procstat;

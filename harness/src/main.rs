@@ -36,6 +36,34 @@ enum Command {
         /// Do not render report.html, summary.md and the charts at the end.
         #[arg(long)]
         no_report: bool,
+        /// Run each variant this many times, interleaved (overrides the scenario's
+        /// `repetitions`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        repetitions: Option<u32>,
+    },
+    /// Compare a candidate run with a baseline, metric by metric; with --gate, fail on
+    /// regressions. Exit codes: 0 pass, 1 regression, 2 usage or configuration error, 3 the
+    /// candidate run failed.
+    Compare {
+        /// The baseline: a results folder (or a saved baseline, e.g. baselines/smoke).
+        baseline: PathBuf,
+        /// The candidate: a results folder.
+        candidate: PathBuf,
+        /// Gate on regressions. Alone: the candidate scenario's [gate] table, or the default
+        /// gate (corrected p99 +10 %, throughput -5 %, payload and framing bytes exact, no lost
+        /// reading). With a file: that thresholds file.
+        #[arg(long, num_args = 0..=1, value_name = "THRESHOLDS")]
+        #[allow(clippy::option_option)]
+        gate: Option<Option<PathBuf>>,
+        /// Folder for compare.md, compare.html, compare.json, compare-junit.xml and
+        /// compare-bmf.json (default: the candidate's folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Keep runs as baselines to compare later runs with.
+    Baseline {
+        #[command(subcommand)]
+        action: BaselineAction,
     },
     /// Render report.html, summary.md and charts/ from a results folder (any past run).
     Report {
@@ -126,6 +154,20 @@ enum Command {
     Schema,
 }
 
+#[derive(Subcommand)]
+enum BaselineAction {
+    /// Save a complete run's results.json and interval logs as baseline NAME.
+    Save {
+        /// The results folder of the run.
+        results: PathBuf,
+        /// The baseline's name, e.g. the scenario's.
+        name: String,
+        /// Folder of baselines (committed with the project).
+        #[arg(long, default_value = fleetbench::baseline::DEFAULT_DIR)]
+        dir: PathBuf,
+    },
+}
+
 /// Where a device-serving fleet writes its devices' addresses (in its record folder).
 const DEVICES_FILE: &str = "devices.json";
 
@@ -159,7 +201,28 @@ fn main() -> ExitCode {
             out,
             quiet,
             no_report,
-        } => return run(scenario, out, quiet, no_report),
+            repetitions,
+        } => return run(scenario, out, quiet, no_report, repetitions),
+        Command::Compare {
+            baseline,
+            candidate,
+            gate,
+            out,
+        } => return compare(baseline, candidate, gate, out),
+        Command::Baseline {
+            action: BaselineAction::Save { results, name, dir },
+        } => {
+            return match fleetbench::baseline::save(&results, &name, &dir) {
+                Ok(path) => {
+                    println!("baseline: {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Report { dir } => {
             return match reports::render(&dir) {
                 Ok(rendered) => {
@@ -255,14 +318,23 @@ fn main() -> ExitCode {
 }
 
 /// Exit codes: 0 complete, 2 bad scenario, 3 the run failed, 130 interrupted (results written).
-fn run(path: PathBuf, out: Option<PathBuf>, quiet: bool, no_report: bool) -> ExitCode {
-    let scenario = match scenario::load(&path) {
+fn run(
+    path: PathBuf,
+    out: Option<PathBuf>,
+    quiet: bool,
+    no_report: bool,
+    repetitions: Option<u32>,
+) -> ExitCode {
+    let mut scenario = match scenario::load(&path) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(n) = repetitions {
+        scenario.repetitions = n;
+    }
     child::catch_interrupts();
     let options = runner::RunOptions {
         out: out.unwrap_or_else(|| runner::default_out(&scenario)),
@@ -270,10 +342,11 @@ fn run(path: PathBuf, out: Option<PathBuf>, quiet: bool, no_report: bool) -> Exi
         progress: !quiet,
     };
     eprintln!(
-        "fleetbench: {} — {} devices, {} variant(s), results in {}",
+        "fleetbench: {} — {} devices, {} variant(s) x {} repetition(s), results in {}",
         scenario.name,
         scenario.fleet.devices,
         scenario.variants.len(),
+        scenario.repetitions,
         options.out.display()
     );
     match runner::run(&scenario, &path, &options) {
@@ -301,6 +374,70 @@ fn run(path: PathBuf, out: Option<PathBuf>, quiet: bool, no_report: bool) -> Exi
             eprintln!("error: {e:#}");
             ExitCode::from(3)
         }
+    }
+}
+
+/// Exit codes: 0 pass (or no gate), 1 a gated regression, 2 the runs cannot be compared or the
+/// gate is malformed, 3 the candidate run failed.
+fn compare(
+    baseline: PathBuf,
+    candidate: PathBuf,
+    gate: Option<Option<PathBuf>>,
+    out: Option<PathBuf>,
+) -> ExitCode {
+    use fleetbench::compare::{self, files, output, CompareError};
+    let exit = |e: CompareError| {
+        eprintln!("error: {e}");
+        ExitCode::from(match e {
+            CompareError::Unusable(_) => 2,
+            CompareError::RunFailed(_) => 3,
+        })
+    };
+    let (base_run, cand_run) = match (files::read_run(&baseline), files::read_run(&candidate)) {
+        (Ok(b), Ok(c)) => (b, c),
+        (Err(e), _) | (_, Err(e)) => return exit(e),
+    };
+    let choice = match gate {
+        None => files::GateChoice::Off,
+        Some(None) => files::GateChoice::FromScenario,
+        Some(Some(p)) => files::GateChoice::File(p),
+    };
+    let gate = match files::resolve_gate(&choice, &cand_run) {
+        Ok(g) => g,
+        Err(e) => return exit(e),
+    };
+    let comparison = match compare::compare(
+        &base_run,
+        &baseline.display().to_string(),
+        &cand_run,
+        &candidate.display().to_string(),
+        gate.as_ref().map(|(g, _)| g),
+    ) {
+        Ok(c) => c,
+        Err(e) => return exit(e),
+    };
+    print!("{}", output::terminal(&comparison));
+    if let Some((_, source)) = &gate {
+        println!("gate: {source}");
+    }
+    let base_dir = files::results_dir(&baseline);
+    let cand_dir = files::results_dir(&candidate);
+    let out = out.unwrap_or_else(|| cand_dir.clone());
+    match files::write_all(&out, &comparison, &base_dir, &cand_dir) {
+        Ok(written) => {
+            for path in written {
+                println!("wrote {}", path.display());
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
+    if comparison.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

@@ -134,26 +134,38 @@ impl ReadingFigures {
     /// Writes the per-second histograms as an HdrHistogram interval log (values in µs; the max
     /// column is in ms), tagged `corrected` and `uncorrected`.
     pub fn write_hlog(&self, path: &Path, comment: &str) -> io::Result<()> {
-        let mut out = Vec::new();
-        let mut serializer = V2DeflateSerializer::new();
-        {
-            let mut log = IntervalLogWriterBuilder::new()
-                .add_comment(comment)
-                .add_comment(
-                    "values are latencies in microseconds; intervals start at the window start",
-                )
-                .with_max_value_divisor(1000.0)
-                .begin_log_with(&mut out, &mut serializer)?;
-            for (i, (corrected, uncorrected)) in self.intervals.iter().enumerate() {
-                let start = Duration::from_secs(i as u64);
-                for (h, tag) in [(corrected, "corrected"), (uncorrected, "uncorrected")] {
-                    log.write_histogram(h, start, Duration::from_secs(1), Tag::new(tag))
-                        .map_err(|e| io::Error::other(format!("{e:?}")))?;
-                }
+        let intervals: Vec<_> = self.intervals.iter().map(|(c, u)| (c, u)).collect();
+        write_interval_log(path, comment, &intervals, Duration::from_secs(1))
+    }
+}
+
+/// Writes `(corrected, uncorrected)` histogram pairs as an HdrHistogram interval log, each pair
+/// one interval of `length` after the previous (values in µs; the max column in ms).
+pub fn write_interval_log(
+    path: &Path,
+    comment: &str,
+    intervals: &[(&Histogram<u64>, &Histogram<u64>)],
+    length: Duration,
+) -> io::Result<()> {
+    let mut out = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    {
+        let mut log = IntervalLogWriterBuilder::new()
+            .add_comment(comment)
+            .add_comment(
+                "values are latencies in microseconds; intervals start at the window start",
+            )
+            .with_max_value_divisor(1000.0)
+            .begin_log_with(&mut out, &mut serializer)?;
+        for (i, (corrected, uncorrected)) in intervals.iter().enumerate() {
+            let start = length * i as u32;
+            for (h, tag) in [(corrected, "corrected"), (uncorrected, "uncorrected")] {
+                log.write_histogram(h, start, length, Tag::new(tag))
+                    .map_err(|e| io::Error::other(format!("{e:?}")))?;
             }
         }
-        crate::results::write_atomically(path, &out)
     }
+    crate::results::write_atomically(path, &out)
 }
 
 fn key(device_id: u32, seq: u32) -> u64 {

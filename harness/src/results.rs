@@ -57,8 +57,15 @@ pub struct ScenarioEcho {
     pub ramp_s: f64,
     /// The device profile emulated (defaults with the scenario's overrides applied).
     pub profile: ProfileEcho,
+    /// Times each variant ran (interleaved: every variant once, then again).
+    #[serde(default = "one")]
+    pub repetitions: u32,
     /// The scenario file's text.
     pub text: String,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The device profile as run.
@@ -133,6 +140,76 @@ pub struct VariantResult {
     pub per_second: Vec<SecondStats>,
     /// Files beside results.json that hold this variant's raw data.
     pub files: VariantFiles,
+    /// Each repetition's own figures, in the order run (one entry when the scenario runs each
+    /// variant once). The figures above pool them: counts add up, latency percentiles come from
+    /// the merged histograms, overhead from every connection of every repetition.
+    #[serde(default)]
+    pub repetitions: Vec<Repetition>,
+}
+
+/// One repetition of a variant: the figures of that run alone.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Repetition {
+    /// 1-based: the scenario's repetitions run interleaved (every variant once, then again).
+    pub index: u32,
+    /// False when this repetition was interrupted or failed.
+    pub complete: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Readings due in this repetition's window and what became of them.
+    pub delivery: Delivery,
+    /// Latency in µs, as for the variant.
+    pub latency_us: Latency,
+    /// Readings arriving within the window per second of it.
+    pub throughput_per_s: f64,
+    /// Readings due within the window per second of it.
+    pub offered_per_s: f64,
+    /// Steady-state overhead per reading sent.
+    pub per_reading: PerReading,
+    /// MQTT only: the broker-to-collector leg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector_leg: Option<PerReading>,
+    /// Connection set-up.
+    pub setup: SetupCost,
+    /// CPU and memory of each process.
+    pub cost: Cost,
+    /// What the receiving end saw.
+    pub sink: SinkSummary,
+    /// This repetition's interval log and raw folder.
+    pub files: VariantFiles,
+}
+
+impl Repetition {
+    /// The repetition a single run of a variant is.
+    pub fn of(index: u32, v: &VariantResult) -> Repetition {
+        Repetition {
+            index,
+            complete: v.complete,
+            error: v.error.clone(),
+            delivery: v.delivery.clone(),
+            latency_us: v.latency_us.clone(),
+            throughput_per_s: v.throughput_per_s,
+            offered_per_s: v.offered_per_s,
+            per_reading: v.per_reading.clone(),
+            collector_leg: v.collector_leg.clone(),
+            setup: v.setup.clone(),
+            cost: v.cost.clone(),
+            sink: v.sink.clone(),
+            files: v.files.clone(),
+        }
+    }
+}
+
+impl VariantResult {
+    /// The repetitions to compare: those recorded, or (for results written before repetitions
+    /// existed) the variant itself as the only one.
+    pub fn repetitions_or_self(&self) -> Vec<Repetition> {
+        if self.repetitions.is_empty() {
+            vec![Repetition::of(1, self)]
+        } else {
+            self.repetitions.clone()
+        }
+    }
 }
 
 /// Delivery of the readings due within the window, per device sequence.
@@ -307,7 +384,9 @@ pub struct SecondStats {
 /// Where a variant's raw data lies, relative to results.json.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct VariantFiles {
-    /// HdrHistogram interval log of corrected and uncorrected latency (µs), one interval per second.
+    /// HdrHistogram interval log of corrected and uncorrected latency (µs): one interval per
+    /// second of a repetition's window; a variant run several times has one interval per
+    /// repetition (that repetition's whole window) and each repetition its own per-second log.
     pub hlog: String,
     /// Folder with sends.bin, arrivals.bin and the connection logs.
     pub raw: String,

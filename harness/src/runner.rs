@@ -24,10 +24,11 @@ use crate::measure::{self, Window};
 use crate::procstat::{self, ProcSeries, Sampler};
 use crate::records;
 use crate::results::{
-    Cost, Delivery, Latency, PerReading, ProcessCost, ProfileEcho, RunResult, ScenarioEcho,
-    SetupCost, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
+    Cost, Delivery, Latency, PerReading, ProcessCost, ProfileEcho, Repetition, RunResult,
+    ScenarioEcho, SecondStats, SetupCost, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
 };
 use crate::scenario::{BrokerChoice, Scenario, VariantConfig};
+use hdrhistogram::Histogram;
 
 /// Time between the fleet saying `ready` and its first connect.
 const START_DELAY: Duration = Duration::from_millis(300);
@@ -72,24 +73,223 @@ pub fn run(
         started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         variants: Vec::new(),
     };
-    for variant in &scenario.variants {
-        if child::interrupted() {
-            break;
+    let repetitions = scenario.repetitions.max(1);
+    let mut measured: Vec<Vec<Measured>> = scenario.variants.iter().map(|_| Vec::new()).collect();
+    // Interleaved: every variant once, then again, so drift of the machine touches all alike.
+    'runs: for index in 1..=repetitions {
+        for (i, variant) in scenario.variants.iter().enumerate() {
+            if child::interrupted() {
+                break 'runs;
+            }
+            let repetition = (repetitions > 1).then_some((index, repetitions));
+            let m =
+                run_variant(scenario, variant, &profile, options, repetition).unwrap_or_else(|e| {
+                    Measured::failed(failed_variant(
+                        scenario,
+                        variant,
+                        &profile,
+                        format!("{e:#}"),
+                    ))
+                });
+            measured[i].push(m);
+            // Keep what has been measured on disk after every run.
+            result.variants = pool_all(scenario, &measured, options)?;
+            result.write(&options.out)?;
         }
-        let outcome = run_variant(scenario, variant, &profile, options);
-        let v = match outcome {
-            Ok(v) => v,
-            Err(e) => failed_variant(scenario, variant, &profile, format!("{e:#}")),
-        };
-        result.variants.push(v);
-        // Keep what has been measured on disk after every variant.
-        result.write(&options.out)?;
     }
+    result.variants = pool_all(scenario, &measured, options)?;
     result.complete = !child::interrupted()
         && result.variants.len() == scenario.variants.len()
         && result.variants.iter().all(|v| v.complete);
     result.write(&options.out)?;
     Ok(result)
+}
+
+/// One run of one variant: its figures, and what they came from, to pool repetitions exactly.
+struct Measured {
+    result: VariantResult,
+    /// Corrected, uncorrected and send-lag latency over the window (absent if it failed early).
+    histograms: Option<[Histogram<u64>; 3]>,
+    fleet_connections: Vec<ConnectionRecord>,
+    sink_connections: Vec<ConnectionReport>,
+}
+
+impl Measured {
+    fn failed(result: VariantResult) -> Measured {
+        Measured {
+            result,
+            histograms: None,
+            fleet_connections: Vec::new(),
+            sink_connections: Vec::new(),
+        }
+    }
+}
+
+/// The variants measured so far, each with its repetitions pooled.
+fn pool_all(
+    scenario: &Scenario,
+    measured: &[Vec<Measured>],
+    options: &RunOptions,
+) -> anyhow::Result<Vec<VariantResult>> {
+    measured
+        .iter()
+        .filter(|runs| !runs.is_empty())
+        .map(|runs| pool(scenario, runs, options))
+        .collect()
+}
+
+/// One variant's figures over all its repetitions: counts add up, latency comes from the merged
+/// histograms, overhead from every connection of every repetition, CPU per reading from the sums.
+fn pool(
+    scenario: &Scenario,
+    runs: &[Measured],
+    options: &RunOptions,
+) -> anyhow::Result<VariantResult> {
+    let repetitions: Vec<Repetition> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Repetition::of(i as u32 + 1, &m.result))
+        .collect();
+    let mut v = runs[0].result.clone();
+    if scenario.repetitions <= 1 {
+        v.repetitions = repetitions;
+        return Ok(v);
+    }
+    let errors: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            m.result
+                .error
+                .as_ref()
+                .map(|e| format!("repetition {}: {e}", i + 1))
+        })
+        .collect();
+    v.complete =
+        runs.len() as u32 == scenario.repetitions && runs.iter().all(|m| m.result.complete);
+    v.error = (!errors.is_empty()).then(|| errors.join("; "));
+    v.delivery = Delivery::default();
+    for m in runs {
+        let d = &m.result.delivery;
+        v.delivery.scheduled += d.scheduled;
+        v.delivery.sent += d.sent;
+        v.delivery.unsent += d.unsent;
+        v.delivery.received += d.received;
+        v.delivery.lost += d.lost;
+        v.delivery.duplicated += d.duplicated;
+        v.delivery.reordered += d.reordered;
+    }
+    let measured: Vec<&Measured> = runs.iter().filter(|m| m.histograms.is_some()).collect();
+    let mut merged = [
+        measure::new_histogram(),
+        measure::new_histogram(),
+        measure::new_histogram(),
+    ];
+    for m in &measured {
+        for (into, from) in merged.iter_mut().zip(m.histograms.iter().flatten()) {
+            into.add(from).expect("histograms share their bounds");
+        }
+    }
+    v.latency_us = Latency {
+        corrected: measure::percentiles(&merged[0]),
+        uncorrected: measure::percentiles(&merged[1]),
+        send_lag: measure::percentiles(&merged[2]),
+    };
+    let mean = |f: fn(&VariantResult) -> f64| {
+        let n = measured.len().max(1) as f64;
+        (measured.iter().map(|m| f(&m.result)).sum::<f64>() / n * 100.0).round() / 100.0
+    };
+    v.throughput_per_s = mean(|r| r.throughput_per_s);
+    v.offered_per_s = mean(|r| r.offered_per_s);
+    let fleet_connections: Vec<ConnectionRecord> = runs
+        .iter()
+        .flat_map(|m| m.fleet_connections.iter().cloned())
+        .collect();
+    let sink_connections: Vec<ConnectionReport> = runs
+        .iter()
+        .flat_map(|m| m.sink_connections.iter().cloned())
+        .collect();
+    (v.per_reading, v.setup) = measure::overhead(&fleet_connections);
+    if v.collector_leg.is_some() {
+        v.collector_leg = measure::collector_leg(&sink_connections);
+    }
+    v.sink = measure::sink_summary(&sink_connections);
+    let costs: Vec<&Cost> = runs.iter().map(|m| &m.result.cost).collect();
+    let received: Vec<u64> = runs.iter().map(|m| m.result.delivery.received).collect();
+    v.cost = Cost {
+        fleet: pool_cost(costs.iter().map(|c| Some(&c.fleet)), &received),
+        sink: pool_cost(costs.iter().map(|c| Some(&c.sink)), &received),
+        broker: costs
+            .iter()
+            .any(|c| c.broker.is_some())
+            .then(|| pool_cost(costs.iter().map(|c| c.broker.as_ref()), &received)),
+    };
+    let window_s =
+        scenario.duration.as_secs().max(1) as u32 + u32::from(scenario.duration.subsec_nanos() > 0);
+    v.per_second = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| {
+            m.result.per_second.iter().map(move |s| SecondStats {
+                second: s.second + i as u32 * window_s,
+                ..s.clone()
+            })
+        })
+        .collect();
+    let hlog = format!("{}.hlog", v.name);
+    let intervals: Vec<_> = measured
+        .iter()
+        .filter_map(|m| m.histograms.as_ref().map(|h| (&h[0], &h[1])))
+        .collect();
+    measure::write_interval_log(
+        &options.out.join(&hlog),
+        &format!(
+            "fleetbench {} variant {}: one interval per repetition",
+            scenario.name, v.name
+        ),
+        &intervals,
+        scenario.duration,
+    )?;
+    v.files = VariantFiles {
+        hlog,
+        raw: PathBuf::from("raw").join(&v.name).display().to_string(),
+    };
+    v.repetitions = repetitions;
+    Ok(v)
+}
+
+/// One process's cost over repetitions: CPU summed and divided by all readings received, peak
+/// RSS the highest, the other memory figures the median repetition's.
+fn pool_cost<'a>(
+    costs: impl Iterator<Item = Option<&'a ProcessCost>>,
+    received: &[u64],
+) -> ProcessCost {
+    let costs: Vec<(Option<&ProcessCost>, u64)> = costs.zip(received.iter().copied()).collect();
+    let present: Vec<(&ProcessCost, u64)> = costs
+        .iter()
+        .filter_map(|(c, r)| c.map(|c| (c, *r)))
+        .collect();
+    let cpu: Vec<(f64, u64)> = present
+        .iter()
+        .filter_map(|(c, r)| c.cpu_s.map(|s| (s, *r)))
+        .collect();
+    let cpu_s = (!cpu.is_empty()).then(|| cpu.iter().map(|(s, _)| s).sum::<f64>());
+    let readings: u64 = cpu.iter().map(|(_, r)| r).sum();
+    let median = |f: fn(&ProcessCost) -> Option<f64>| {
+        crate::compare::stats::median(&present.iter().filter_map(|(c, _)| f(c)).collect::<Vec<_>>())
+    };
+    ProcessCost {
+        cpu_s: cpu_s.map(|c| (c * 1e4).round() / 1e4),
+        cpu_s_per_1000_readings: cpu_s
+            .filter(|_| readings > 0)
+            .map(|c| (c / readings as f64 * 1e3 * 1e5).round() / 1e5),
+        cpu_resolution_s: present.first().map_or(0.0, |(c, _)| c.cpu_resolution_s),
+        peak_rss_bytes: present.iter().filter_map(|(c, _)| c.peak_rss_bytes).max(),
+        idle_rss_bytes: median(|c| c.idle_rss_bytes.map(|b| b as f64)).map(|b| b as u64),
+        window_end_rss_bytes: median(|c| c.window_end_rss_bytes.map(|b| b as f64))
+            .map(|b| b as u64),
+        rss_per_device_bytes: median(|c| c.rss_per_device_bytes),
+    }
 }
 
 fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEcho {
@@ -103,6 +303,7 @@ fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEc
         interval_ms: scenario.fleet.interval.as_secs_f64() * 1e3,
         jitter_ms: scenario.fleet.jitter.as_secs_f64() * 1e3,
         ramp_s: scenario.fleet.ramp.as_secs_f64(),
+        repetitions: scenario.repetitions,
         profile: ProfileEcho {
             mss: profile.mss,
             nagle: profile.nagle,
@@ -144,6 +345,7 @@ fn failed_variant(
         sink: SinkSummary::default(),
         per_second: Vec::new(),
         files: VariantFiles::default(),
+        repetitions: Vec::new(),
     }
 }
 
@@ -338,8 +540,12 @@ fn run_variant(
     variant: &VariantConfig,
     profile: &DeviceProfile,
     options: &RunOptions,
-) -> anyhow::Result<VariantResult> {
-    let raw_rel = PathBuf::from("raw").join(&variant.name);
+    repetition: Option<(u32, u32)>,
+) -> anyhow::Result<Measured> {
+    let mut raw_rel = PathBuf::from("raw").join(&variant.name);
+    if let Some((index, _)) = repetition {
+        raw_rel = raw_rel.join(format!("r{index}"));
+    }
     let raw = options.out.join(&raw_rel);
     std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
     let encoding = variant.encoding(&scenario.fleet);
@@ -446,7 +652,10 @@ fn run_variant(
             .expect("valid template")
             .progress_chars("=> "),
     );
-    progress.set_prefix(variant.name.clone());
+    progress.set_prefix(match repetition {
+        Some((index, of)) => format!("{} {index}/{of}", variant.name),
+        None => variant.name.clone(),
+    });
     progress.set_message("warming up");
     let mut complete = sleep_until(window.start_ns, &progress, start_ns);
     sampler.mark("window_start");
@@ -521,7 +730,10 @@ fn run_variant(
 
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
     let figures = measure::readings(&sends, &arrivals, window, subscribers.unwrap_or(1));
-    let hlog = format!("{}.hlog", variant.name);
+    let hlog = match repetition {
+        Some((index, _)) => format!("{}.r{index}.hlog", variant.name),
+        None => format!("{}.hlog", variant.name),
+    };
     figures.write_hlog(
         &options.out.join(&hlog),
         &format!("fleetbench {} variant {}", scenario.name, variant.name),
@@ -535,7 +747,7 @@ fn run_variant(
         broker: broker_pid.map(|_| process_cost(&series, "broker", window, received, devices)),
     };
     let complete = complete && error.is_none() && !child::interrupted();
-    Ok(VariantResult {
+    let result = VariantResult {
         name: variant.name.clone(),
         transport: variant.transport.name().to_string(),
         firmware_library: variant.transport.firmware_library().to_string(),
@@ -562,6 +774,13 @@ fn run_variant(
             hlog,
             raw: raw_rel.display().to_string(),
         },
+        repetitions: Vec::new(),
+    };
+    Ok(Measured {
+        result,
+        histograms: Some([figures.corrected, figures.uncorrected, figures.send_lag]),
+        fleet_connections,
+        sink_connections,
     })
 }
 

@@ -43,8 +43,22 @@ pub struct Scenario {
     pub duration: Duration,
     /// The devices and how they behave (`[fleet]`).
     pub fleet: FleetConfig,
+    /// Times each variant runs, interleaved (every variant once, then again), so that drift of
+    /// the machine spreads over all of them; comparisons need 3 or more.
+    #[serde(default = "default_repetitions")]
+    pub repetitions: u32,
     /// What to measure under this fleet, one run each (`[[variants]]`).
     pub variants: Vec<VariantConfig>,
+    /// Thresholds `fleetbench compare --gate` applies to runs of this scenario (`[gate]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::compare::gate::GateConfig>,
+}
+
+/// Most repetitions a scenario may ask for.
+pub const MAX_REPETITIONS: u32 = 100;
+
+fn default_repetitions() -> u32 {
+    1
 }
 
 /// The emulated devices: how many, how often they send and how they connect (`[fleet]`).
@@ -419,6 +433,29 @@ fn check(s: &Scenario) -> Result<(), Problem> {
             &[key("duration")],
             "`duration` must be longer than zero: it is the measured window".to_owned(),
         ));
+    }
+
+    if !(1..=MAX_REPETITIONS).contains(&s.repetitions) {
+        return Err(problem(
+            &[key("repetitions")],
+            format!(
+                "`repetitions` must be between 1 and {MAX_REPETITIONS}, not {}",
+                s.repetitions
+            ),
+        ));
+    }
+    if let Some(gate) = &s.gate {
+        if let Err(message) = gate.check() {
+            return Err(problem(&[key("gate")], message));
+        }
+        for name in gate.variants.keys() {
+            if !s.variants.iter().any(|v| &v.name == name) {
+                return Err(problem(
+                    &[key("gate"), key("variants"), key(name)],
+                    format!("[gate.variants.{name}] names no variant of this scenario"),
+                ));
+            }
+        }
     }
 
     let fleet = &s.fleet;
@@ -940,6 +977,39 @@ transport = "ws"
         let err = parse(text, "scenarios/x.toml").expect_err("the scenario should be rejected");
         println!("{err}");
         err
+    }
+
+    #[test]
+    fn repetitions_and_a_gate_table() {
+        let text = MINIMAL.replace(
+            "duration = \"8s\"\n",
+            "duration = \"8s\"\nrepetitions = 5\n",
+        )
+            + "\n[gate]\nconfidence = 0.9\n[gate.thresholds]\nlatency_p99 = 15\nlost = 0\n\
+             [gate.variants.ws]\nlost = 3\n";
+        let s = parse(&text, "x.toml").unwrap();
+        assert_eq!(s.repetitions, 5);
+        let gate = s.gate.unwrap();
+        assert_eq!(gate.thresholds.latency_p99, Some(15.0));
+        assert_eq!(gate.for_variant("ws").lost, Some(3.0));
+        assert_eq!(parse(MINIMAL, "x.toml").unwrap().repetitions, 1);
+    }
+
+    #[test]
+    fn bad_repetitions_and_gate_keys_are_named_with_their_lines() {
+        let err = error(&MINIMAL.replace(
+            "duration = \"8s\"\n",
+            "duration = \"8s\"\nrepetitions = 0\n",
+        ));
+        assert_eq!((err.key(), err.line()), (Some("repetitions"), Some(3)));
+        let err = error(
+            &(MINIMAL.to_string() + "\n[gate.thresholds]\nlatency_p99 = 10\nlatency_p98 = 5\n"),
+        );
+        assert_eq!(err.line(), Some(18), "{err}");
+        assert!(err.to_string().contains("latency_p98"), "{err}");
+        let err = error(&(MINIMAL.to_string() + "\n[gate.variants.wss]\nlost = 1\n"));
+        assert!(err.to_string().contains("names no variant"), "{err}");
+        assert_eq!(err.line(), Some(16), "{err}");
     }
 
     #[test]

@@ -222,7 +222,7 @@ fn table(h: &mut String, summary: &Summary) {
 
 /// A chart's SVG document as an element of the page: no XML namespace attribute (HTML needs
 /// none, and the page then names no URL at all), sized by CSS, labelled for screen readers.
-fn inline_svg(svg: &str, title: &str) -> String {
+pub fn inline_svg(svg: &str, title: &str) -> String {
     let body = svg
         .trim_start_matches("<?xml version=\"1.0\" encoding=\"UTF-8\"?>")
         .trim();

@@ -15,11 +15,14 @@
 //! - `table` — the side-by-side summary (one column per variant) as plain cells; `html` and
 //!   `markdown` render it, with the charts, into `report.html` and `summary.md`.
 //! - `output` — atomic writes (temporary file, sync, rename).
+//! - [`compare`] — `compare.html` for two runs: the harness's verdicts as a table and, per
+//!   variant, both latency spectra on one chart (baseline dashed, candidate solid).
 //!
 //! Nothing here measures or recomputes a figure the harness published, except the percentile
 //! spectrum, which only the histograms hold.
 
 mod charts;
+pub mod compare;
 mod format;
 mod hlog;
 mod html;

@@ -5,6 +5,7 @@
 //!   horizontal bar rows.
 //! - `spectrum` — `latency-spectrum`; `timeline` — `latency-over-time` and
 //!   `throughput-over-time`; `bars` — `overhead`, `cost` and `delivery`.
+//! - [`compare_svg`] — compare.html's chart: one variant's spectrum in two runs (SVG only).
 //!
 //! Text is laid out (and, in PNGs, rasterised) with DejaVu Sans bundled in `assets/` and
 //! registered with plotters under the family `sans-serif`; no system font is ever looked up.
@@ -20,7 +21,7 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::hlog::Spectra;
+use crate::hlog::{Point, Spectra};
 use crate::palette::{self, Rgb};
 use crate::results::{ReportError, Run, Variant};
 
@@ -215,6 +216,43 @@ pub fn png(kind: Kind, report: &Report) -> Result<Vec<u8>, ReportError> {
         })
         .map_err(|e| render_error(kind, e.into()));
     encoded.map(|()| out)
+}
+
+/// Name of compare.html's spectrum chart, for errors.
+const COMPARE_SPECTRUM: &str = "compare-spectrum";
+
+/// Draws `variant`'s corrected latency spectrum in two runs as an SVG document titled `title`:
+/// the baseline dashed (`stroke-dasharray`), the candidate solid, both in `colour`.
+pub fn compare_svg(
+    title: &str,
+    variant: &Variant,
+    colour: Rgb,
+    baseline: &[Point],
+    candidate: &Spectra,
+) -> Result<String, ReportError> {
+    register_font(Kind::Spectrum)?;
+    let Rgb(r, g, b) = colour;
+    let series = Series {
+        variant,
+        spectra: candidate,
+        colour: RGBColor(r, g, b),
+    };
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+        let drawn: DrawResult = (|| {
+            root.fill(&WHITE)?;
+            let area = frame::title(&root, title)?;
+            spectrum::pair(&area, &series, baseline)?;
+            root.present()?;
+            Ok(())
+        })();
+        drawn.map_err(|e| ReportError::Render {
+            chart: COMPARE_SPECTRUM,
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(spectrum::dash_marked(&text))
 }
 
 fn draw<DB: DrawingBackend>(

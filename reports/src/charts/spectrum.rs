@@ -1,25 +1,118 @@
 //! `latency-spectrum`: latency against percentile, one colour per variant, the corrected spectrum
 //! solid and the uncorrected one dashed. The x axis counts nines (`log10(1 / (1 - q))`), so p50,
 //! p90, p99 and p99.9 are evenly spread as in HdrHistogram's plots; latency is on a log scale.
+//!
+//! [`pair`] draws the same axes for one variant of two runs (compare.html): the baseline's
+//! corrected spectrum dashed, the candidate's solid.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::frame::{self, Axis, Stroke, Ticked};
-use super::{DrawResult, Report, SIZE};
+use super::{DrawResult, Report, Series, SIZE};
+use crate::hlog::Point;
+
+/// Opacity that marks a line to be dashed by the SVG itself: [`pair`] draws the baseline as one
+/// polyline of this opacity and [`dash_marked`] gives it a `stroke-dasharray`. (Plotters' SVG
+/// backend has no dash attribute; its `DashedLineSeries` writes one polyline per dash.)
+const DASH_MARK: f64 = 0.996;
+
+/// How a line of the chart is drawn.
+#[derive(Clone, Copy)]
+enum Dash {
+    /// One solid line.
+    Solid,
+    /// Short solid segments, on any backend.
+    Segments,
+    /// One line marked with [`DASH_MARK`], dashed by [`dash_marked`]: SVG only.
+    Marked,
+}
+
+/// One line of the chart.
+struct Line<'a> {
+    points: &'a [Point],
+    colour: RGBColor,
+    dash: Dash,
+}
 
 /// Draws the chart into `area` (under the title).
 pub fn draw<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Report) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
-    let (plot, legend) = area.split_horizontally(SIZE.0 - frame::LEGEND_WIDTH);
-    let points = || {
-        report
-            .series
-            .iter()
-            .flat_map(|s| s.spectra.corrected.iter().chain(&s.spectra.uncorrected))
+    let lines: Vec<Line> = report
+        .series
+        .iter()
+        .flat_map(|s| {
+            [
+                (&s.spectra.uncorrected, Dash::Segments),
+                (&s.spectra.corrected, Dash::Solid),
+            ]
+            .map(|(points, dash)| Line {
+                points,
+                colour: s.colour,
+                dash,
+            })
+        })
+        .collect();
+    plot(
+        area,
+        &lines,
+        &report.series,
+        &[
+            ("corrected", Stroke::Solid),
+            ("uncorrected", Stroke::Dashed),
+        ],
+    )
+}
+
+/// Draws one variant's corrected spectrum in two runs into `area` (under the title): `baseline`
+/// dashed, the candidate (`candidate.spectra`) solid, both in the candidate's colour. The dashes
+/// are the SVG's own: pass the document through [`dash_marked`].
+pub fn pair<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    candidate: &Series,
+    baseline: &[Point],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let line = |points, dash| Line {
+        points,
+        colour: candidate.colour,
+        dash,
     };
+    plot(
+        area,
+        &[
+            line(baseline, Dash::Marked),
+            line(&candidate.spectra.corrected, Dash::Solid),
+        ],
+        std::slice::from_ref(candidate),
+        &[("baseline", Stroke::Dashed), ("candidate", Stroke::Solid)],
+    )
+}
+
+/// `svg` with the lines [`pair`] marked for dashing given a `stroke-dasharray`.
+pub fn dash_marked(svg: &str) -> String {
+    svg.replace(
+        &format!("opacity=\"{DASH_MARK}\""),
+        "opacity=\"1\" stroke-dasharray=\"7 5\"",
+    )
+}
+
+/// The axes, `lines` in order, and a legend of `series` and line `styles`.
+fn plot<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    lines: &[Line],
+    series: &[Series],
+    styles: &[(&str, Stroke)],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (plot, legend) = area.split_horizontally(SIZE.0 - frame::LEGEND_WIDTH);
+    let points = || lines.iter().flat_map(|l| l.points);
     if points().next().is_none() {
         return frame::message(area, &[("no latency was recorded".to_owned(), 20.0)]);
     }
@@ -50,27 +143,23 @@ where
         .axis_style(frame::MUTED)
         .draw()?;
 
-    for s in &report.series {
-        let style = s.colour.stroke_width(2);
-        let line = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
-            pts.iter().map(|(n, us)| (*n, y.map(ms(*us)))).collect()
+    for line in lines {
+        let style = line.colour.stroke_width(2);
+        let pts: Vec<(f64, f64)> = line
+            .points
+            .iter()
+            .map(|(n, us)| (*n, y.map(ms(*us))))
+            .collect();
+        match line.dash {
+            Dash::Solid => chart.draw_series(LineSeries::new(pts, style))?,
+            Dash::Segments => chart.draw_series(DashedLineSeries::new(pts, 7, 5, style))?,
+            Dash::Marked => chart.draw_series(LineSeries::new(
+                pts,
+                line.colour.mix(DASH_MARK).stroke_width(2),
+            ))?,
         };
-        chart.draw_series(DashedLineSeries::new(
-            line(&s.spectra.uncorrected),
-            7,
-            5,
-            style,
-        ))?;
-        chart.draw_series(LineSeries::new(line(&s.spectra.corrected), style))?;
     }
-    frame::legend(
-        &legend,
-        &report.series,
-        &[
-            ("corrected", Stroke::Solid),
-            ("uncorrected", Stroke::Dashed),
-        ],
-    )
+    frame::legend(&legend, series, styles)
 }
 
 /// `0%`, `50%`, `90%`, `99%`, `99.9%`, … for a position on the nines axis.

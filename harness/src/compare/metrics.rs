@@ -1,0 +1,301 @@
+//! What `fleetbench compare` compares: every metric, how to read it from a repetition, which way
+//! is better, and how it varies between runs.
+
+use crate::results::Repetition;
+
+/// How a metric behaves between two runs of the same build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Varies with the machine (latency, throughput, CPU, memory): judged on the spread across
+    /// repetitions and a practical threshold in percent.
+    Spread,
+    /// Set by the protocols (bytes and segments per reading): judged on the pooled value, with a
+    /// threshold in percent and the baseline's own range across repetitions as tolerance.
+    Exact,
+    /// Readings that went wrong (lost, duplicated, reordered): the threshold is the most the
+    /// candidate may have, summed over its repetitions.
+    Count,
+}
+
+/// Which direction is an improvement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Better {
+    /// Smaller is better (latency, bytes, CPU).
+    Lower,
+    /// Larger is better (throughput).
+    Higher,
+}
+
+/// One comparable figure.
+pub struct Metric {
+    /// Key in thresholds files, compare.json and Bencher measures.
+    pub id: &'static str,
+    /// How tables name it.
+    pub label: &'static str,
+    /// Unit of its values.
+    pub unit: &'static str,
+    /// How it is judged.
+    pub kind: Kind,
+    /// Which way is better.
+    pub better: Better,
+    /// Threshold used for verdicts when no gate sets one: percent, or a count for [`Kind::Count`].
+    pub default_threshold: f64,
+    /// Its value in one repetition (or in a variant's pooled figures), if it has one.
+    pub value: fn(&Repetition) -> Option<f64>,
+}
+
+fn nonzero(v: f64) -> Option<f64> {
+    (v > 0.0).then_some(v)
+}
+
+fn ms_per_1000(cpu: Option<f64>) -> Option<f64> {
+    cpu.map(|s| s * 1e3)
+}
+
+/// Every metric, in the order tables show them.
+pub const ALL: &[Metric] = &[
+    Metric {
+        id: "latency_p50",
+        label: "corrected p50",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 10.0,
+        value: |r| (r.latency_us.corrected.count > 0).then_some(r.latency_us.corrected.p50 as f64),
+    },
+    Metric {
+        id: "latency_p90",
+        label: "corrected p90",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 10.0,
+        value: |r| (r.latency_us.corrected.count > 0).then_some(r.latency_us.corrected.p90 as f64),
+    },
+    Metric {
+        id: "latency_p99",
+        label: "corrected p99",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 10.0,
+        value: |r| (r.latency_us.corrected.count > 0).then_some(r.latency_us.corrected.p99 as f64),
+    },
+    Metric {
+        id: "latency_p999",
+        label: "corrected p99.9",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| (r.latency_us.corrected.count > 0).then_some(r.latency_us.corrected.p999 as f64),
+    },
+    Metric {
+        id: "latency_max",
+        label: "corrected max",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 50.0,
+        value: |r| (r.latency_us.corrected.count > 0).then_some(r.latency_us.corrected.max as f64),
+    },
+    Metric {
+        id: "throughput",
+        label: "throughput",
+        unit: "readings/s",
+        kind: Kind::Spread,
+        better: Better::Higher,
+        default_threshold: 5.0,
+        value: |r| Some(r.throughput_per_s),
+    },
+    Metric {
+        id: "setup_time_p50",
+        label: "set-up time p50",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| (r.setup.time_us.count > 0).then_some(r.setup.time_us.p50 as f64),
+    },
+    Metric {
+        id: "fleet_cpu",
+        label: "fleet CPU per 1,000 readings",
+        unit: "ms",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| ms_per_1000(r.cost.fleet.cpu_s_per_1000_readings),
+    },
+    Metric {
+        id: "sink_cpu",
+        label: "sink CPU per 1,000 readings",
+        unit: "ms",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| ms_per_1000(r.cost.sink.cpu_s_per_1000_readings),
+    },
+    Metric {
+        id: "broker_cpu",
+        label: "broker CPU per 1,000 readings",
+        unit: "ms",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| ms_per_1000(r.cost.broker.as_ref()?.cpu_s_per_1000_readings),
+    },
+    Metric {
+        id: "fleet_rss_per_device",
+        label: "fleet RSS per device",
+        unit: "B",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| r.cost.fleet.rss_per_device_bytes,
+    },
+    Metric {
+        id: "sink_rss_per_device",
+        label: "sink RSS per device",
+        unit: "B",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| r.cost.sink.rss_per_device_bytes,
+    },
+    Metric {
+        id: "payload_bytes",
+        label: "payload per reading",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| nonzero(r.per_reading.payload_bytes),
+    },
+    Metric {
+        id: "framing_bytes_up",
+        label: "framing up per reading",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| (r.per_reading.readings > 0).then_some(r.per_reading.framing_bytes_up),
+    },
+    Metric {
+        id: "framing_bytes_down",
+        label: "framing down per reading",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| (r.per_reading.readings > 0).then_some(r.per_reading.framing_bytes_down),
+    },
+    Metric {
+        id: "wire_bytes_up",
+        label: "wire bytes up per reading",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 2.0,
+        value: |r| nonzero(r.per_reading.wire_bytes_up),
+    },
+    Metric {
+        id: "wire_bytes_down",
+        label: "wire bytes down per reading",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 2.0,
+        value: |r| nonzero(r.per_reading.wire_bytes_down),
+    },
+    Metric {
+        id: "segments_up",
+        label: "segments up per reading",
+        unit: "segments",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 2.0,
+        value: |r| nonzero(r.per_reading.segments_up),
+    },
+    Metric {
+        id: "segments_down",
+        label: "segments down per reading",
+        unit: "segments",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 2.0,
+        value: |r| nonzero(r.per_reading.segments_down),
+    },
+    Metric {
+        id: "setup_bytes_up",
+        label: "set-up bytes up per connection",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| (r.setup.connections > 0).then_some(r.setup.app_bytes_up),
+    },
+    Metric {
+        id: "setup_bytes_down",
+        label: "set-up bytes down per connection",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| (r.setup.connections > 0).then_some(r.setup.app_bytes_down),
+    },
+    Metric {
+        id: "lost",
+        label: "lost readings",
+        unit: "readings",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| Some(r.delivery.lost as f64),
+    },
+    Metric {
+        id: "duplicated",
+        label: "duplicated readings",
+        unit: "readings",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| Some(r.delivery.duplicated as f64),
+    },
+    Metric {
+        id: "reordered",
+        label: "reordered readings",
+        unit: "readings",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| Some(r.delivery.reordered as f64),
+    },
+];
+
+/// The metric with this id.
+pub fn find(id: &str) -> Option<&'static Metric> {
+    ALL.iter().find(|m| m.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_every_one_has_a_threshold_key() {
+        let mut ids: Vec<_> = ALL.iter().map(|m| m.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), ALL.len());
+        for m in ALL {
+            assert!(
+                super::super::gate::Thresholds::KEYS.contains(&m.id),
+                "{} has no key in thresholds files",
+                m.id
+            );
+        }
+        assert_eq!(super::super::gate::Thresholds::KEYS.len(), ALL.len());
+    }
+}
