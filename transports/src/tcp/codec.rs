@@ -25,16 +25,21 @@ pub fn framing_len(encoding: Encoding) -> usize {
     }
 }
 
-/// Appends one framed reading to `out`.
-pub fn encode_frame(encoding: Encoding, reading: &Reading, out: &mut Vec<u8>) {
+/// Appends one framed reading to `out`; returns the payload's length (the rest is framing).
+pub fn encode_frame(encoding: Encoding, reading: &Reading, out: &mut Vec<u8>) -> usize {
     match encoding {
         Encoding::Json => {
+            let start = out.len();
             encoding.encode(reading, out);
+            let payload = out.len() - start;
             out.push(b'\n');
+            payload
         }
         Encoding::Binary => {
             out.extend_from_slice(&(RECORD_LEN as u16).to_le_bytes());
+            let start = out.len();
             encoding.encode(reading, out);
+            out.len() - start
         }
     }
 }
@@ -157,8 +162,13 @@ mod tests {
     }
 
     fn frame(encoding: Encoding, reading: &Reading) -> Vec<u8> {
-        let mut out = Vec::new();
-        encode_frame(encoding, reading, &mut out);
+        let mut out = vec![b'x'];
+        let payload = encode_frame(encoding, reading, &mut out);
+        let mut alone = Vec::new();
+        encoding.encode(reading, &mut alone);
+        assert_eq!(payload, alone.len());
+        assert_eq!(out.len() - 1 - payload, framing_len(encoding));
+        out.remove(0);
         out
     }
 

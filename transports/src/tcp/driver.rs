@@ -45,8 +45,7 @@ impl DeviceConnection {
     /// Writes one framed reading; returns the payload length.
     pub async fn send(&mut self, reading: &Reading) -> Result<usize, LinkError> {
         self.frame.clear();
-        codec::encode_frame(self.encoding, reading, &mut self.frame);
-        let payload = self.frame.len() - codec::framing_len(self.encoding);
+        let payload = codec::encode_frame(self.encoding, reading, &mut self.frame);
         let write = async {
             socket::wait_for_send_room(self.stream.get_ref(), self.send_buffer, self.frame.len())
                 .await?;
