@@ -11,6 +11,7 @@ pub mod baseline;
 pub mod broker;
 pub mod child;
 pub mod compare;
+pub mod hardware;
 pub mod machine;
 pub mod measure;
 pub mod procstat;

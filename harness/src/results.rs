@@ -57,6 +57,9 @@ pub struct ScenarioEcho {
     pub ramp_s: f64,
     /// The device profile emulated (defaults with the scenario's overrides applied).
     pub profile: ProfileEcho,
+    /// `emulated`, or `hardware` when real devices ran the firmware.
+    #[serde(default = "emulated")]
+    pub source: String,
     /// Times each variant ran (interleaved: every variant once, then again).
     #[serde(default = "one")]
     pub repetitions: u32,
@@ -66,6 +69,10 @@ pub struct ScenarioEcho {
 
 fn one() -> u32 {
     1
+}
+
+fn emulated() -> String {
+    "emulated".to_string()
 }
 
 /// The device profile as run.
@@ -140,11 +147,54 @@ pub struct VariantResult {
     pub per_second: Vec<SecondStats>,
     /// Files beside results.json that hold this variant's raw data.
     pub files: VariantFiles,
+    /// Hardware runs only: the devices, their clocks, free heap and WiFi signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareSummary>,
     /// Each repetition's own figures, in the order run (one entry when the scenario runs each
     /// variant once). The figures above pool them: counts add up, latency percentiles come from
     /// the merged histograms, overhead from every connection of every repetition.
     #[serde(default)]
     pub repetitions: Vec<Repetition>,
+}
+
+/// The real devices of a hardware run, as the control channel saw them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HardwareSummary {
+    /// Devices the scenario waited for.
+    pub devices_expected: u32,
+    /// Control connections closed for a malformed line or a silent device.
+    pub control_errors: u64,
+    /// Readings that arrived from a device without a clock estimate (left out of every figure).
+    pub arrivals_without_clock: u64,
+    /// Every device that said hello for this variant.
+    pub devices: Vec<HardwareDevice>,
+}
+
+/// One real device.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HardwareDevice {
+    /// Device id.
+    pub device_id: u32,
+    /// Where its control channel came from.
+    pub address: String,
+    /// Its clock minus the harness's at the first estimate, µs (readings' `t` are moved by it).
+    pub offset_us: Option<f64>,
+    /// How fast the offset changes, parts per million.
+    pub drift_ppm: Option<f64>,
+    /// Half the round trip of the worst estimate used: each latency is within this of the truth.
+    pub uncertainty_us: Option<f64>,
+    /// Rounds of clock probes the estimate rests on.
+    pub clock_samples: u32,
+    /// Status reports received.
+    pub status_reports: u32,
+    /// Lowest free heap reported, bytes.
+    pub free_heap_min: Option<u32>,
+    /// Last free heap reported, bytes.
+    pub free_heap_last: Option<u32>,
+    /// Median WiFi RSSI reported, dBm.
+    pub rssi_dbm_median: Option<f64>,
+    /// Last WiFi RSSI reported, dBm.
+    pub rssi_dbm_last: Option<i32>,
 }
 
 /// One repetition of a variant: the figures of that run alone.

@@ -20,6 +20,7 @@ use transports::transport::ConnectionReport;
 use transports::Encoding;
 
 use crate::child::{self, ChildProcess};
+use crate::hardware;
 use crate::measure::{self, Window};
 use crate::procstat::{self, ProcSeries, Sampler};
 use crate::records;
@@ -27,7 +28,7 @@ use crate::results::{
     Cost, Delivery, Latency, PerReading, ProcessCost, ProfileEcho, Repetition, RunResult,
     ScenarioEcho, SecondStats, SetupCost, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
 };
-use crate::scenario::{BrokerChoice, Scenario, VariantConfig};
+use crate::scenario::{BrokerChoice, FleetSource, Scenario, VariantConfig};
 use hdrhistogram::Histogram;
 
 /// Time between the fleet saying `ready` and its first connect.
@@ -73,6 +74,15 @@ pub fn run(
         started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         variants: Vec::new(),
     };
+    let control = match scenario.fleet.source {
+        FleetSource::Hardware => Some(ControlServer::start(
+            scenario
+                .fleet
+                .control_address()
+                .context("a hardware fleet names `listen`")?,
+        )?),
+        FleetSource::Emulated => None,
+    };
     let repetitions = scenario.repetitions.max(1);
     let mut measured: Vec<Vec<Measured>> = scenario.variants.iter().map(|_| Vec::new()).collect();
     // Interleaved: every variant once, then again, so drift of the machine touches all alike.
@@ -82,15 +92,20 @@ pub fn run(
                 break 'runs;
             }
             let repetition = (repetitions > 1).then_some((index, repetitions));
-            let m =
-                run_variant(scenario, variant, &profile, options, repetition).unwrap_or_else(|e| {
-                    Measured::failed(failed_variant(
-                        scenario,
-                        variant,
-                        &profile,
-                        format!("{e:#}"),
-                    ))
-                });
+            let m = match &control {
+                Some(control) => {
+                    run_hardware_variant(scenario, variant, &profile, options, repetition, control)
+                }
+                None => run_variant(scenario, variant, &profile, options, repetition),
+            };
+            let m = m.unwrap_or_else(|e| {
+                Measured::failed(failed_variant(
+                    scenario,
+                    variant,
+                    &profile,
+                    format!("{e:#}"),
+                ))
+            });
             measured[i].push(m);
             // Keep what has been measured on disk after every run.
             result.variants = pool_all(scenario, &measured, options)?;
@@ -103,6 +118,285 @@ pub fn run(
         && result.variants.iter().all(|v| v.complete);
     result.write(&options.out)?;
     Ok(result)
+}
+
+/// The control channel of a hardware run, served on a thread of its own for the whole run.
+struct ControlServer {
+    state: hardware::control::Shared,
+    address: SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ControlServer {
+    fn start(address: SocketAddr) -> anyhow::Result<ControlServer> {
+        let listener = std::net::TcpListener::bind(address)
+            .with_context(|| format!("listening for device control channels on {address}"))?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let state = hardware::control::Shared::default();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let thread = {
+            let (state, shutdown) = (state.clone(), shutdown.clone());
+            std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a tokio runtime");
+                    runtime.block_on(async {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => hardware::control::serve(l, state, shutdown).await,
+                            Err(e) => eprintln!("error: the control channel listener: {e}"),
+                        }
+                    });
+                })?
+        };
+        Ok(ControlServer {
+            state,
+            address,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One variant with real devices: the backend listens where the scenario says, the devices of
+/// this variant (by their HELLO) are waited for, the window runs on the harness clock, and their
+/// readings' due instants are moved to it with each device's clock model before measuring.
+fn run_hardware_variant(
+    scenario: &Scenario,
+    variant: &VariantConfig,
+    profile: &DeviceProfile,
+    options: &RunOptions,
+    repetition: Option<(u32, u32)>,
+    control: &ControlServer,
+) -> anyhow::Result<Measured> {
+    let mut raw_rel = PathBuf::from("raw").join(&variant.name);
+    if let Some((index, _)) = repetition {
+        raw_rel = raw_rel.join(format!("r{index}"));
+    }
+    let raw = options.out.join(&raw_rel);
+    std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
+    let encoding = variant.encoding(&scenario.fleet);
+    let mqtt = variant
+        .transport
+        .mqtt_qos()
+        .map(|_| variant.mqtt_settings(profile));
+    let secrets: Vec<(&str, String)> = mqtt
+        .as_ref()
+        .and_then(|m| m.password.clone())
+        .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
+        .unwrap_or_default();
+    let ReceivingEnd {
+        receiver: mut sink,
+        broker: mut broker_process,
+        target,
+        broker_desc,
+        broker_pid,
+    } = start_receiving_end(
+        scenario,
+        variant,
+        encoding,
+        mqtt.as_ref(),
+        &secrets,
+        &raw,
+        options,
+    )?;
+    let expected = scenario.fleet.devices;
+    let transport = variant.transport.name();
+    let ours = |state: &hardware::control::ControlState| -> Vec<u32> {
+        state
+            .devices
+            .iter()
+            .filter(|(_, d)| d.variant == transport && !d.samples.is_empty())
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    if options.progress {
+        eprintln!(
+            "{}: waiting for {expected} device(s) running `{transport}` (backend {target}, \
+             control channel {})",
+            variant.name, control.address
+        );
+    }
+    let wait = scenario
+        .fleet
+        .wait_for_devices
+        .unwrap_or(Duration::from_secs(120));
+    let wait_until = clock::now_ns() + wait.as_nanos() as u64;
+    loop {
+        let ready = ours(&control.state.lock().unwrap()).len() as u32;
+        if ready >= expected || child::interrupted() || clock::now_ns() >= wait_until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let present = ours(&control.state.lock().unwrap());
+    if present.is_empty() {
+        sink.stop(STOP_GRACE);
+        if let Some(b) = broker_process.as_mut() {
+            b.stop(STOP_GRACE);
+        }
+        bail!(
+            "no device running `{transport}` said HELLO on the control channel {} within {}",
+            control.address,
+            humantime::format_duration(wait)
+        );
+    }
+
+    let mut pids = vec![("sink".to_string(), sink.pid())];
+    if let Some(pid) = broker_pid {
+        pids.push(("broker".to_string(), pid));
+    }
+    let sampler = Sampler::start(pids, Duration::from_millis(200));
+    sampler.mark("idle");
+    let start_ns = clock::now_ns();
+    let window = Window {
+        start_ns: start_ns + scenario.warmup.as_nanos() as u64,
+        end_ns: start_ns + (scenario.warmup + scenario.duration).as_nanos() as u64,
+    };
+    let progress = if options.progress {
+        ProgressBar::new((window.end_ns - start_ns) / 1_000_000)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_prefix(variant.name.clone());
+    let mut complete = sleep_until(window.start_ns, &progress, start_ns);
+    sampler.mark("window_start");
+    complete = complete && sleep_until(window.end_ns, &progress, start_ns);
+    sampler.mark("window_end");
+    // Readings due just before the window's end are still on their way.
+    let drain_until = clock::now_ns() + (DRAIN + Duration::from_secs(1)).as_nanos() as u64;
+    complete = complete && sleep_until(drain_until, &progress, start_ns);
+    progress.finish_and_clear();
+    let mut error = None;
+    for (name, process) in [
+        ("sink", Some(&mut sink)),
+        ("broker", broker_process.as_mut()),
+    ] {
+        let Some(process) = process else { continue };
+        if let Some(status) = process.exit_status() {
+            if !child::interrupted() {
+                error.get_or_insert(format!(
+                    "the {name} exited during the run ({status}); see the logs in {}",
+                    raw.display()
+                ));
+            }
+        }
+    }
+    sink.stop(STOP_GRACE);
+    if let Some(b) = broker_process.as_mut() {
+        b.stop(STOP_GRACE);
+    }
+    let series = sampler.stop();
+
+    let (devices, control_errors) = {
+        let state = control.state.lock().unwrap();
+        let devices: std::collections::BTreeMap<u32, hardware::control::DeviceControl> = state
+            .devices
+            .iter()
+            .filter(|(_, d)| d.variant == transport)
+            .map(|(id, d)| (*id, d.clone()))
+            .collect();
+        (devices, state.errors)
+    };
+    let models = hardware::clock_models(&devices);
+    crate::results::write_atomically(
+        &raw.join("clocks.json"),
+        &serde_json::to_vec_pretty(&devices)?,
+    )?;
+    let arrivals = records::read_arrivals(&raw.join(records::ARRIVALS))?;
+    let sink_connections: Vec<ConnectionReport> =
+        records::read_jsonl(&raw.join(records::SINK_CONNECTIONS))?;
+    let (arrivals, without_clock) = hardware::to_harness_clock(&arrivals, &models);
+    let due = hardware::due_readings(&arrivals, window);
+    let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
+    let mut figures = measure::readings(&due, &arrivals, window, subscribers.unwrap_or(1));
+    // When each send began is not known on hardware: no uncorrected latency, no send lag.
+    figures.uncorrected.reset();
+    figures.send_lag.reset();
+    for (_, u) in &mut figures.intervals {
+        u.reset();
+    }
+    let hlog = match repetition {
+        Some((index, _)) => format!("{}.r{index}.hlog", variant.name),
+        None => format!("{}.hlog", variant.name),
+    };
+    figures.write_hlog(
+        &options.out.join(&hlog),
+        &format!(
+            "fleetbench {} variant {} (hardware; due instants moved to the harness clock)",
+            scenario.name, variant.name
+        ),
+    )?;
+    let received = figures.delivery.received;
+    let cost = Cost {
+        fleet: ProcessCost::default(),
+        sink: process_cost(&series, "sink", window, received, present.len() as u32),
+        broker: broker_pid
+            .map(|_| process_cost(&series, "broker", window, received, present.len() as u32)),
+    };
+    if (present.len() as u32) < expected && error.is_none() {
+        error = Some(format!(
+            "{} of {expected} device(s) running `{transport}` said HELLO within {}",
+            present.len(),
+            humantime::format_duration(wait)
+        ));
+    }
+    let complete = complete && error.is_none() && !child::interrupted();
+    let result = VariantResult {
+        name: variant.name.clone(),
+        transport: transport.to_string(),
+        firmware_library: variant.transport.firmware_library().to_string(),
+        encoding: encoding.name().to_string(),
+        nagle: profile.nagle.unwrap_or(variant.transport.library_nagle()),
+        devices: present.len() as u32,
+        complete,
+        error,
+        delivery: figures.delivery.clone(),
+        latency_us: figures.latency(),
+        throughput_per_s: (figures.throughput_per_s * 100.0).round() / 100.0,
+        offered_per_s: (figures.offered_per_s * 100.0).round() / 100.0,
+        per_reading: PerReading::default(),
+        collector_leg: mqtt
+            .as_ref()
+            .and_then(|_| measure::collector_leg(&sink_connections)),
+        broker: broker_desc,
+        subscribers,
+        setup: SetupCost::default(),
+        cost,
+        sink: measure::sink_summary(&sink_connections),
+        per_second: figures.per_second(),
+        files: VariantFiles {
+            hlog,
+            raw: raw_rel.display().to_string(),
+        },
+        hardware: Some(hardware::summary(
+            expected,
+            &devices,
+            &models,
+            control_errors,
+            without_clock,
+        )),
+        repetitions: Vec::new(),
+    };
+    Ok(Measured {
+        result,
+        histograms: Some([figures.corrected, figures.uncorrected, figures.send_lag]),
+        fleet_connections: Vec::new(),
+        sink_connections,
+    })
 }
 
 /// One run of one variant: its figures, and what they came from, to pool repetitions exactly.
@@ -304,6 +598,10 @@ fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEc
         jitter_ms: scenario.fleet.jitter.as_secs_f64() * 1e3,
         ramp_s: scenario.fleet.ramp.as_secs_f64(),
         repetitions: scenario.repetitions,
+        source: match scenario.fleet.source {
+            FleetSource::Emulated => "emulated".to_string(),
+            FleetSource::Hardware => "hardware".to_string(),
+        },
         profile: ProfileEcho {
             mss: profile.mss,
             nagle: profile.nagle,
@@ -345,6 +643,7 @@ fn failed_variant(
         sink: SinkSummary::default(),
         per_second: Vec::new(),
         files: VariantFiles::default(),
+        hardware: None,
         repetitions: Vec::new(),
     }
 }
@@ -389,6 +688,11 @@ fn start_receiving_end(
     raw: &Path,
     options: &RunOptions,
 ) -> anyhow::Result<ReceivingEnd> {
+    // Loopback on a free port, unless real devices must reach it (an address the user named).
+    let listen = scenario
+        .fleet
+        .listen
+        .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
     let Some(mqtt) = mqtt else {
         let mut sink = ChildProcess::spawn(
             "sink",
@@ -397,7 +701,7 @@ fn start_receiving_end(
                 "serve".into(),
                 variant.transport.name().into(),
                 "--listen".into(),
-                "127.0.0.1:0".into(),
+                listen.clone(),
                 "--encoding".into(),
                 encoding.name().into(),
                 "--record-dir".into(),
@@ -428,16 +732,21 @@ fn start_receiving_end(
                 &[
                     "broker".into(),
                     "--listen".into(),
-                    "127.0.0.1:0".into(),
+                    listen.clone(),
                     "--max-connections".into(),
                     max_connections.to_string(),
                 ],
                 &raw.join("broker.log"),
             )?;
-            let target: SocketAddr = broker
-                .expect_line("listening ", READY_TIMEOUT)?
-                .parse()
-                .context("the broker printed an address that does not parse")?;
+            let mut target: SocketAddr =
+                broker
+                    .expect_line("listening ", READY_TIMEOUT)?
+                    .parse()
+                    .context("the broker printed an address that does not parse")?;
+            // A broker on every interface is reached by the collector over loopback.
+            if target.ip().is_unspecified() {
+                target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
             (Some(broker), target, "rumqttd 0.20 (embedded)".to_string())
         }
         BrokerChoice::External(address) => {
@@ -774,6 +1083,7 @@ fn run_variant(
             hlog,
             raw: raw_rel.display().to_string(),
         },
+        hardware: None,
         repetitions: Vec::new(),
     };
     Ok(Measured {

@@ -10,6 +10,7 @@
 //!
 //! Durations are written as strings in humantime syntax: `"2s"`, `"100ms"`, `"1m 30s"`.
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -82,9 +83,49 @@ pub struct FleetConfig {
     /// Changes to the ESP8266 [`DeviceProfile`] defaults (`[fleet.profile]`).
     #[serde(default)]
     pub profile: ProfileOverrides,
+    /// `"emulated"` (the default: fleetbench runs the devices) or `"hardware"` (real ESP8266s
+    /// running `firmware/` connect from the network; `devices` is how many to wait for).
+    #[serde(default)]
+    pub source: FleetSource,
+    /// Hardware only: the address the backend (sink or broker) listens on. Required, since it is
+    /// not loopback: naming it is the opt-in to serve the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Hardware only: the control channel's address (default: `listen`'s address, port 7900).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<SocketAddr>,
+    /// Hardware only: how long to wait for every device to say hello (default 120 s).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub wait_for_devices: Option<Duration>,
 }
 
+/// Where a scenario's devices come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetSource {
+    /// fleetbench's device emulator, on loopback.
+    #[default]
+    Emulated,
+    /// Real devices running `firmware/`.
+    Hardware,
+}
+
+/// Port of the hardware control channel when `control` is not given.
+pub const DEFAULT_CONTROL_PORT: u16 = 7900;
+
 impl FleetConfig {
+    /// Hardware only: where the control channel listens.
+    pub fn control_address(&self) -> Option<SocketAddr> {
+        self.control.or_else(|| {
+            self.listen
+                .map(|l| SocketAddr::new(l.ip(), DEFAULT_CONTROL_PORT))
+        })
+    }
+
     /// The device profile of this fleet: the ESP8266 defaults with this fleet's overrides applied.
     pub fn device_profile(&self) -> DeviceProfile {
         self.profile.apply(DeviceProfile::default())
@@ -485,6 +526,7 @@ fn check(s: &Scenario) -> Result<(), Problem> {
         ));
     }
     check_profile(&fleet.profile)?;
+    check_source(s)?;
 
     if s.variants.is_empty() {
         return Err(problem(
@@ -512,6 +554,54 @@ fn check(s: &Scenario) -> Result<(), Problem> {
                     first + 1
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Hardware keys belong to hardware fleets; a hardware fleet names where to listen and runs only
+/// transports where the device connects.
+fn check_source(s: &Scenario) -> Result<(), Problem> {
+    let fleet = &s.fleet;
+    match fleet.source {
+        FleetSource::Emulated => {
+            for (name, given) in [
+                ("listen", fleet.listen.is_some()),
+                ("control", fleet.control.is_some()),
+                ("wait_for_devices", fleet.wait_for_devices.is_some()),
+            ] {
+                if given {
+                    return Err(problem(
+                        &[key("fleet"), key(name)],
+                        format!("`{name}` in [fleet] applies only to `source = \"hardware\"`"),
+                    ));
+                }
+            }
+        }
+        FleetSource::Hardware => {
+            if fleet.listen.is_none() {
+                return Err(problem(
+                    &[key("fleet"), key("source")],
+                    "a hardware fleet needs `listen` in [fleet]: the address the backend listens \
+                     on for the devices, e.g. \"0.0.0.0:7878\" (named explicitly, since it is \
+                     not loopback)"
+                        .to_owned(),
+                ));
+            }
+            for (i, v) in s.variants.iter().enumerate() {
+                if v.transport.device_listens() {
+                    return Err(problem(
+                        &[key("variants"), Seg::Index(i), key("transport")],
+                        format!(
+                            "`transport` in [[variants]] #{}: `{}` is served by the device; \
+                             hardware runs support transports where the device connects (tcp, \
+                             ws, http-post, mqtt-qos0/1/2)",
+                            i + 1,
+                            v.transport.name()
+                        ),
+                    ));
+                }
+            }
         }
     }
     Ok(())
@@ -1013,6 +1103,37 @@ transport = "ws"
     }
 
     #[test]
+    fn hardware_fleets_name_where_to_listen_and_run_device_connecting_transports() {
+        let hw = MINIMAL.replace(
+            "interval = \"100ms\"\n",
+            "interval = \"100ms\"\nsource = \"hardware\"\nlisten = \"0.0.0.0:7878\"\n",
+        );
+        let s = parse(&hw, "x.toml").unwrap();
+        assert_eq!(s.fleet.source, FleetSource::Hardware);
+        assert_eq!(
+            s.fleet.control_address(),
+            Some("0.0.0.0:7900".parse().unwrap())
+        );
+
+        let err = error(&MINIMAL.replace(
+            "interval = \"100ms\"\n",
+            "interval = \"100ms\"\nsource = \"hardware\"\n",
+        ));
+        assert_eq!(err.key(), Some("fleet.source"));
+        assert!(err.to_string().contains("needs `listen`"), "{err}");
+
+        let err = error(&MINIMAL.replace(
+            "interval = \"100ms\"\n",
+            "interval = \"100ms\"\nlisten = \"0.0.0.0:7878\"\n",
+        ));
+        assert_eq!((err.key(), err.line()), (Some("fleet.listen"), Some(7)));
+
+        let err = error(&hw.replace("transport = \"ws\"", "transport = \"sse\""));
+        assert_eq!(err.key(), Some("variants[1].transport"));
+        assert!(err.to_string().contains("served by the device"), "{err}");
+    }
+
+    #[test]
     fn full_file() {
         let s = parse(FULL, "full.toml").unwrap();
         assert_eq!(s.name, "full");
@@ -1090,7 +1211,8 @@ transport = "ws"
         assert_eq!(
             err.to_string(),
             "scenarios/x.toml:5: unknown key `devicez` in [fleet] (expected one of: devices, \
-             interval, jitter, ramp, encoding, profile)"
+             interval, jitter, ramp, encoding, profile, source, listen, control, \
+             wait_for_devices)"
         );
     }
 

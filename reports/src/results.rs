@@ -180,6 +180,9 @@ pub struct Variant {
     pub per_second: Vec<Second>,
     #[serde(default)]
     pub files: Files,
+    /// Hardware runs only: the real devices.
+    #[serde(default)]
+    pub hardware: Option<Hardware>,
 }
 
 /// Delivery of the readings due within the window.
@@ -351,4 +354,22 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("name"), "{err}");
     }
+}
+
+/// The real devices of a hardware run.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Hardware {
+    #[serde(default)]
+    pub devices: Vec<HardwareDevice>,
+}
+
+/// One real device: its clock estimate, free heap and WiFi signal.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct HardwareDevice {
+    #[serde(default)]
+    pub uncertainty_us: Option<f64>,
+    #[serde(default)]
+    pub free_heap_min: Option<u32>,
+    #[serde(default)]
+    pub rssi_dbm_median: Option<f64>,
 }

@@ -49,6 +49,20 @@ pub struct Row {
 const NONE: &str = "–";
 
 /// Builds the summary table of `run`.
+/// The worst of a figure over a hardware variant's devices (`pick` keeps the worse of two).
+fn hardware_worst(
+    v: &Variant,
+    figure: impl Fn(&crate::results::HardwareDevice) -> Option<f64>,
+    pick: fn(f64, f64) -> f64,
+) -> Option<f64> {
+    v.hardware
+        .as_ref()?
+        .devices
+        .iter()
+        .filter_map(figure)
+        .reduce(pick)
+}
+
 pub fn summary(run: &Run) -> Summary {
     let vs = &run.variants;
     let colours = palette::variants(vs.iter().map(|v| v.transport.as_str()));
@@ -83,6 +97,20 @@ pub fn summary(run: &Run) -> Summary {
     if any(&|v| v.broker.is_some()) {
         variant.push(row("broker", &|v| {
             v.broker.clone().unwrap_or_else(|| NONE.to_owned())
+        }));
+    }
+    if any(&|v| v.hardware.is_some()) {
+        variant.push(row("device clock uncertainty (worst)", &|v| {
+            hardware_worst(v, |d| d.uncertainty_us, f64::max)
+                .map_or(NONE.to_owned(), |u| format!("± {u:.0} µs"))
+        }));
+        variant.push(row("device free heap (lowest)", &|v| {
+            hardware_worst(v, |d| d.free_heap_min.map(f64::from), f64::min)
+                .map_or(NONE.to_owned(), |h| format!("{} B", count(h as u64)))
+        }));
+        variant.push(row("device WiFi RSSI (weakest median)", &|v| {
+            hardware_worst(v, |d| d.rssi_dbm_median, f64::min)
+                .map_or(NONE.to_owned(), |r| format!("{r:.0} dBm"))
         }));
     }
     if any(&|v| v.subscribers.is_some_and(|s| s != 1)) {

@@ -1,0 +1,228 @@
+//! A hardware run over loopback: test devices that speak exactly what `firmware/` sends (the
+//! control channel's HELLO, probe answers and status lines; readings as WiFiClient prints them,
+//! stamped with the device's own clock) are measured with their clock offsets applied.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use transports::{clock, Encoding, Reading};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn connect(port: u16, stop: &AtomicBool) -> Option<TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// A device whose clock reads `offset_us` more than the harness's, as `micros64()` would.
+struct TestDevice {
+    id: u32,
+    offset_us: u64,
+    /// Readings whose sequence number is a multiple of this are never sent (0: none skipped).
+    skip_every: u32,
+}
+
+impl TestDevice {
+    fn micros(&self) -> u64 {
+        clock::now_ns() / 1_000 + self.offset_us
+    }
+
+    /// The control channel: HELLO, then answer each probe at once, a status line every second.
+    fn control(&self, port: u16, stop: &AtomicBool) {
+        let Some(stream) = connect(port, stop) else {
+            return;
+        };
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        writeln!(writer, "HELLO {} tcp", self.id).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut last_status = Instant::now() - Duration::from_secs(2);
+        let mut line = String::new();
+        while !stop.load(Ordering::Relaxed) {
+            if last_status.elapsed() >= Duration::from_secs(1) {
+                let heap = 41_000 - self.id;
+                let rssi = -60 - self.id as i32;
+                if writeln!(writer, "S {} {heap} {rssi}", self.micros()).is_err() {
+                    return;
+                }
+                last_status = Instant::now();
+            }
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) => return,
+                Ok(_) if line == "T\n" => {
+                    if writeln!(writer, "T {}", self.micros()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => panic!("unexpected control line {line:?}"),
+                Err(_) => {} // read timeout: time for a status line
+            }
+        }
+    }
+
+    /// Readings every 100 ms on raw TCP, one JSON line each, `t` from the device's clock.
+    fn readings(&self, port: u16, stop: &AtomicBool) {
+        let Some(mut stream) = connect(port, stop) else {
+            return;
+        };
+        let mut frame = Vec::new();
+        let mut next = Instant::now();
+        let mut seq = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now < next {
+                std::thread::sleep(next - now);
+            }
+            next += Duration::from_millis(100);
+            if self.skip_every == 0 || seq % self.skip_every != 0 {
+                let reading = Reading {
+                    device_id: self.id,
+                    seq,
+                    scheduled_us: self.micros(),
+                    temperature_dc: 220,
+                    humidity_dpct: 450,
+                    pressure_pa: 101_325,
+                    air_quality_dppm: 4_125,
+                };
+                frame.clear();
+                transports::tcp::codec::encode_frame(Encoding::Json, &reading, &mut frame);
+                if stream.write_all(&frame).is_err() {
+                    return;
+                }
+            }
+            seq += 1;
+        }
+    }
+}
+
+#[test]
+fn real_devices_are_measured_on_the_harness_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, control) = (free_port(), free_port());
+    let scenario = dir.path().join("hardware.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "bench-hw"
+warmup = "1s"
+duration = "3s"
+
+[fleet]
+source = "hardware"
+listen = "127.0.0.1:{listen}"
+control = "127.0.0.1:{control}"
+wait_for_devices = "20s"
+devices = 3
+interval = "100ms"
+
+[[variants]]
+name = "tcp"
+transport = "tcp"
+"#
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Clocks far from the harness's, as boot-relative micros64() are.
+    let devices: Vec<Arc<TestDevice>> = [(0, 5_000_000_000, 0), (1, 9_123_456_789, 0), (2, 42, 10)]
+        .into_iter()
+        .map(|(id, offset_us, skip_every)| {
+            Arc::new(TestDevice {
+                id,
+                offset_us,
+                skip_every,
+            })
+        })
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for d in &devices {
+        let (d1, s1) = (d.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || d1.control(control, &s1)));
+        let (d2, s2) = (d.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || d2.readings(listen, &s2)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the hardware run did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(status.code(), Some(0));
+
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["scenario"]["source"], "hardware");
+    let v = &results["variants"][0];
+    let hw = &v["hardware"];
+    println!(
+        "hardware: {hw}\ndelivery: {}\nlatency: {}",
+        v["delivery"], v["latency_us"]["corrected"]
+    );
+    assert_eq!(hw["devices"].as_array().unwrap().len(), 3, "{hw}");
+    for (d, truth) in hw["devices"].as_array().unwrap().iter().zip(&devices) {
+        let offset = d["offset_us"].as_f64().unwrap();
+        let uncertainty = d["uncertainty_us"].as_f64().unwrap();
+        assert!(
+            (offset - truth.offset_us as f64).abs() <= uncertainty + 100.0,
+            "device {}: offset {offset} ± {uncertainty}, truth {}",
+            truth.id,
+            truth.offset_us
+        );
+        assert!(uncertainty < 5_000.0, "{d}");
+        assert_eq!(d["free_heap_min"], 41_000 - truth.id);
+        assert_eq!(d["rssi_dbm_last"], -60 - truth.id as i64);
+    }
+    // Loopback: latency is small once the offsets are applied (without them it would be the
+    // offsets themselves, seconds to hours).
+    let p50 = v["latency_us"]["corrected"]["p50"].as_u64().unwrap();
+    let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
+    assert!(p50 < 10_000 && p99 < 50_000, "p50 {p50} p99 {p99}");
+    // No send instants on hardware: no uncorrected figure.
+    assert_eq!(v["latency_us"]["uncorrected"]["count"], 0);
+    // 3 devices x 10/s x 3 s; device 2 skips every 10th reading: about 3 lost, none duplicated.
+    let delivery = &v["delivery"];
+    let received = delivery["received"].as_u64().unwrap();
+    let lost = delivery["lost"].as_u64().unwrap();
+    assert!((80..=92).contains(&received), "{delivery}");
+    assert!((2..=4).contains(&lost), "{delivery}");
+    assert_eq!(delivery["duplicated"], 0);
+    assert!(out.join("raw/tcp/clocks.json").exists());
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("device free heap (lowest)") && report.contains("40,998 B"));
+    assert!(report.contains("device WiFi RSSI (weakest median)") && report.contains("-62 dBm"));
+}
