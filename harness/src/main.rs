@@ -87,6 +87,10 @@ enum Command {
         /// Close a connection that sends nothing for this long.
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
         idle_timeout: Duration,
+        /// Raw TCP echo mode: ask each device for a reading (`?`) this often and measure the
+        /// round trip.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        echo_interval: Option<Duration>,
     },
     /// Run the embedded MQTT broker (rumqttd) until SIGINT or SIGTERM.
     Broker {
@@ -242,7 +246,15 @@ fn main() -> ExitCode {
             encoding,
             record_dir,
             idle_timeout,
-        } => serve(transport, listen, encoding, record_dir, idle_timeout),
+            echo_interval,
+        } => serve(
+            transport,
+            listen,
+            encoding,
+            record_dir,
+            idle_timeout,
+            echo_interval,
+        ),
         Command::Fleet { plan, record_dir } => fleet(plan, record_dir),
         Command::Broker {
             listen,
@@ -525,6 +537,7 @@ fn serve(
     encoding: Encoding,
     record_dir: Option<PathBuf>,
     idle_timeout: Duration,
+    echo_interval: Option<Duration>,
 ) -> anyhow::Result<()> {
     let receipts = Receipts::new(record_dir.as_deref())?;
     let observer = receipts.observer();
@@ -544,6 +557,7 @@ fn serve(
         let options = SinkOptions {
             encoding,
             idle_timeout,
+            echo_interval,
             ..SinkOptions::default()
         };
         transports::transport::serve(transport, listener, options, observer, shutdown).await

@@ -319,7 +319,12 @@ fn run_hardware_variant(
     let arrivals = records::read_arrivals(&raw.join(records::ARRIVALS))?;
     let sink_connections: Vec<ConnectionReport> =
         records::read_jsonl(&raw.join(records::SINK_CONNECTIONS))?;
-    let (arrivals, without_clock) = hardware::to_harness_clock(&arrivals, &models);
+    // Echo mode: the sink already stamped each reading with its probe's instant.
+    let (arrivals, without_clock) = if variant.echo == Some(true) {
+        (arrivals, 0)
+    } else {
+        hardware::to_harness_clock(&arrivals, &models)
+    };
     let due = hardware::due_readings(&arrivals, window);
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
     let mut figures = measure::readings(&due, &arrivals, window, subscribers.unwrap_or(1));
@@ -706,7 +711,15 @@ fn start_receiving_end(
                 encoding.name().into(),
                 "--record-dir".into(),
                 raw.display().to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                variant
+                    .echo
+                    .filter(|e| *e)
+                    .map(|_| format!("--echo-interval={}ms", scenario.fleet.interval.as_millis())),
+            )
+            .collect::<Vec<String>>(),
             &raw.join("sink.log"),
         )?;
         let target = sink

@@ -236,6 +236,11 @@ pub struct VariantConfig {
         with = "opt_duration_text"
     )]
     pub hold_timeout: Option<Duration>,
+    /// Raw TCP on hardware only: echo mode (`firmware/`'s `tcp-echo`). The sink asks each device
+    /// for a reading every `interval` and latency is the round trip on the harness's clock, with
+    /// no clock sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<bool>,
 }
 
 /// Most subscribers an MQTT variant may fan out to.
@@ -565,6 +570,15 @@ fn check_source(s: &Scenario) -> Result<(), Problem> {
     let fleet = &s.fleet;
     match fleet.source {
         FleetSource::Emulated => {
+            if let Some(i) = s.variants.iter().position(|v| v.echo.is_some()) {
+                return Err(problem(
+                    &[key("variants"), Seg::Index(i), key("echo")],
+                    format!(
+                        "`echo` in [[variants]] #{} applies only to `source = \"hardware\"`",
+                        i + 1
+                    ),
+                ));
+            }
             for (name, given) in [
                 ("listen", fleet.listen.is_some()),
                 ("control", fleet.control.is_some()),
@@ -589,6 +603,12 @@ fn check_source(s: &Scenario) -> Result<(), Problem> {
                 ));
             }
             for (i, v) in s.variants.iter().enumerate() {
+                if v.echo == Some(true) && v.transport != TransportKind::Tcp {
+                    return Err(problem(
+                        &[key("variants"), Seg::Index(i), key("echo")],
+                        format!("`echo` in [[variants]] #{} applies only to tcp", i + 1),
+                    ));
+                }
                 if v.transport.device_listens() {
                     return Err(problem(
                         &[key("variants"), Seg::Index(i), key("transport")],
@@ -1127,6 +1147,20 @@ transport = "ws"
             "interval = \"100ms\"\nlisten = \"0.0.0.0:7878\"\n",
         ));
         assert_eq!((err.key(), err.line()), (Some("fleet.listen"), Some(7)));
+
+        let err = error(&hw.replace("transport = \"ws\"", "transport = \"ws\"\necho = true"));
+        assert_eq!(err.key(), Some("variants[1].echo"));
+        let err =
+            error(&MINIMAL.replace("transport = \"tcp\"", "transport = \"tcp\"\necho = true"));
+        assert!(
+            err.to_string().contains("only to `source = \"hardware\"`"),
+            "{err}"
+        );
+        assert!(parse(
+            &hw.replace("transport = \"tcp\"", "transport = \"tcp\"\necho = true"),
+            "x"
+        )
+        .is_ok());
 
         let err = error(&hw.replace("transport = \"ws\"", "transport = \"sse\""));
         assert_eq!(err.key(), Some("variants[1].transport"));

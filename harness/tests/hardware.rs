@@ -81,6 +81,39 @@ impl TestDevice {
         }
     }
 
+    /// Echo mode (`tcp-echo`): one reading for each `?` the sink writes.
+    fn echo_readings(&self, port: u16, stop: &AtomicBool) {
+        let Some(mut stream) = connect(port, stop) else {
+            return;
+        };
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut frame = Vec::new();
+        let mut byte = [0u8; 1];
+        let mut seq = 0;
+        while !stop.load(Ordering::Relaxed) {
+            match std::io::Read::read(&mut stream, &mut byte) {
+                Ok(0) => return,
+                Ok(_) => assert_eq!(&byte, b"?"),
+                Err(_) => continue,
+            }
+            let reading = Reading {
+                device_id: self.id,
+                seq,
+                scheduled_us: self.micros(),
+                ..Reading::default()
+            };
+            seq += 1;
+            frame.clear();
+            transports::tcp::codec::encode_frame(Encoding::Json, &reading, &mut frame);
+            if stream.write_all(&frame).is_err() {
+                return;
+            }
+        }
+    }
+
     /// Readings every 100 ms on raw TCP, one JSON line each, `t` from the device's clock.
     fn readings(&self, port: u16, stop: &AtomicBool) {
         let Some(mut stream) = connect(port, stop) else {
@@ -225,4 +258,85 @@ transport = "tcp"
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("device free heap (lowest)") && report.contains("40,998 B"));
     assert!(report.contains("device WiFi RSSI (weakest median)") && report.contains("-62 dBm"));
+}
+
+#[test]
+fn echo_mode_measures_the_round_trip_without_clock_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, control) = (free_port(), free_port());
+    let scenario = dir.path().join("echo.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "bench-echo"
+warmup = "1s"
+duration = "2s"
+
+[fleet]
+source = "hardware"
+listen = "127.0.0.1:{listen}"
+control = "127.0.0.1:{control}"
+wait_for_devices = "20s"
+devices = 2
+interval = "100ms"
+
+[[variants]]
+name = "tcp-echo"
+transport = "tcp"
+echo = true
+"#
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--quiet",
+            "--no-report",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for id in 0..2 {
+        // Wildly wrong clocks: echo mode must not care.
+        let device = Arc::new(TestDevice {
+            id,
+            offset_us: 77_000_000_000 * (id as u64 + 1),
+            skip_every: 0,
+        });
+        let (d1, s1) = (device.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || d1.control(control, &s1)));
+        let (d2, s2) = (device, stop.clone());
+        threads.push(std::thread::spawn(move || d2.echo_readings(listen, &s2)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the echo run did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(status.code(), Some(0));
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let v = &results["variants"][0];
+    println!("echo: {} {}", v["delivery"], v["latency_us"]["corrected"]);
+    // 2 devices x 10 probes/s x 2 s, each answered.
+    let received = v["delivery"]["received"].as_u64().unwrap();
+    assert!((36..=42).contains(&received), "{}", v["delivery"]);
+    assert_eq!(v["delivery"]["lost"], 0);
+    let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
+    assert!(p99 < 50_000, "round trip p99 {p99} µs");
+    assert!(v["latency_us"]["corrected"]["min"].as_u64().unwrap() > 0);
 }

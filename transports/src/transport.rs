@@ -316,6 +316,11 @@ pub struct SinkOptions {
     pub idle_timeout: Duration,
     /// Bound on a protocol handshake.
     pub handshake_timeout: Duration,
+    /// Raw TCP only, echo mode (hardware runs of `firmware/`'s `tcp-echo`): every this often the
+    /// sink writes `?` to the device, which answers with one reading; each reading is reported
+    /// as due at the instant of the oldest unanswered `?`, so its latency is the round trip on
+    /// the sink's own clock, with no clock sync.
+    pub echo_interval: Option<Duration>,
 }
 
 impl Default for SinkOptions {
@@ -324,6 +329,7 @@ impl Default for SinkOptions {
             encoding: Encoding::Json,
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(5),
+            echo_interval: None,
         }
     }
 }

@@ -84,6 +84,9 @@ pub(crate) struct Accepted {
     pub shutdown: CancellationToken,
 }
 
+/// What the sink writes to ask an echo-mode device for a reading.
+pub const ECHO_PROBE: &[u8] = b"?";
+
 /// Reads frames until the device closes, sends garbage, goes idle or the sink shuts down.
 pub(crate) async fn serve_connection(accepted: Accepted) {
     let Accepted {
@@ -100,9 +103,29 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
     let mut buf = BytesMut::with_capacity(4096);
     let mut decoder = FrameDecoder::new(options.encoding);
     let mut readings = 0u64;
+    // Echo mode: probes written and not yet answered, oldest first.
+    let mut probes = std::collections::VecDeque::new();
+    let mut echo = options.echo_interval.map(|every| {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
     let end = 'conn: loop {
         let read = tokio::select! {
             _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
+            _ = async { echo.as_mut().expect("echo mode").tick().await }, if echo.is_some() => {
+                let probe_ns = crate::clock::now_ns();
+                let write = tokio::time::timeout(options.handshake_timeout, async {
+                    stream.write_all(ECHO_PROBE).await?;
+                    stream.flush().await
+                });
+                match write.await {
+                    Ok(Ok(())) => probes.push_back(probe_ns),
+                    Ok(Err(e)) => break ConnectionEnd::Io(e.to_string()),
+                    Err(_) => break ConnectionEnd::Io("echo probe write timed out".into()),
+                }
+                continue;
+            }
             read = tokio::time::timeout(options.idle_timeout, stream.read_buf(&mut buf)) => read,
         };
         match read {
@@ -120,8 +143,16 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         let arrived_ns = stream.last_read_ns();
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(reading)) => {
+                Ok(Some(mut reading)) => {
                     readings += 1;
+                    if echo.is_some() {
+                        let Some(probe_ns) = probes.pop_front() else {
+                            break 'conn ConnectionEnd::Malformed(
+                                "a reading in echo mode without a probe to answer".into(),
+                            );
+                        };
+                        reading.scheduled_us = probe_ns / 1_000;
+                    }
                     observer.reading(conn, &reading, arrived_ns);
                 }
                 Ok(None) => break,
