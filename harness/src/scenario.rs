@@ -1547,9 +1547,22 @@ transport = "ws"
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         for file in ["smoke.toml", "esp8266-home.toml"] {
             let s = load(&dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(format!("{}.toml", s.name), file);
             let names: Vec<_> = s.variants.iter().map(|v| v.name.as_str()).collect();
             assert_eq!(names, ["tcp", "ws"]);
         }
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let s = load(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(
+                    Some(s.name.as_str()),
+                    path.file_stem().and_then(|s| s.to_str()),
+                    "a scenario is named as its file"
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 8, "{seen} scenarios");
     }
 }
