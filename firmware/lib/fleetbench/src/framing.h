@@ -1,0 +1,87 @@
+// What each transport wraps a payload in, where a sketch writes the bytes itself, and the MQTT
+// names. Each function matches a Rust function byte for byte (named on each); the host tests check
+// them against firmware/vectors/readings.json, which the Rust side generates.
+//
+// Transports whose library frames the payload (WebSocket frames, MQTT packets, AsyncEventSource
+// events, ESP8266HTTPClient requests) need only the payload from encoding.h.
+#ifndef FLEETBENCH_FRAMING_H
+#define FLEETBENCH_FRAMING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "encoding.h"
+#include "reading.h"
+#include "ring.h"
+
+namespace fleetbench {
+
+// ---- Raw TCP (transports/src/tcp/codec.rs) ----
+
+// The longest raw TCP frame: a JSON line with its newline (a binary frame is 2 + 26).
+const size_t TCP_FRAME_MAX_LEN = JSON_MAX_LEN + 1;
+
+// One framed reading (tcp::codec::encode_frame): the JSON payload then '\n', or the binary
+// record's length as a little-endian u16 then the record.
+size_t frame_tcp(Encoding encoding, const Reading& r, uint8_t* out, size_t cap);
+
+// Echo mode: how many readings the bytes received ask for (one per '?'; anything else is ignored).
+size_t count_echo_requests(const uint8_t* data, size_t len);
+
+// ---- Device-served HTTP (transports/src/served/http.rs) ----
+
+// The Content-Type of a payload encoding (http::content_type).
+const char* content_type(Encoding encoding);
+
+// One SSE event (http::sse_event): "id: <seq>\ndata: <payload>\n\n". The payload must be one line.
+size_t frame_sse_event(uint32_t seq, const char* payload, size_t len, char* out, size_t cap);
+
+// One HTTP chunk (http::chunk): "<lowercase hex length>\r\n<data>\r\n".
+size_t frame_chunk(const uint8_t* data, size_t len, uint8_t* out, size_t cap);
+
+// The longest chunk of one payload: 2 hex digits, two CRLFs.
+const size_t CHUNK_MAX_LEN = PAYLOAD_MAX_LEN + 6;
+
+// The head of an endless chunked response (http::stream_head).
+size_t format_stream_head(const char* content_type, char* out, size_t cap);
+
+// The head of a long-poll answer with a body of `body_len` bytes (http::ok_head).
+size_t format_ok_head(const char* content_type, size_t body_len, char* out, size_t cap);
+
+// A long-poll answer with nothing newer (http::NO_CONTENT), and its length.
+extern const char NO_CONTENT[];
+const size_t NO_CONTENT_LEN = 51;
+
+// The body of a long-poll answer (longpoll::batch_body) carrying ring readings from index `from`
+// on: a JSON array of the payloads, or the binary records back to back. Takes as many readings as
+// fit in `cap` (at least one, else returns 0) and says how many in *taken; the collector asks
+// again at once for the rest.
+size_t format_batch_body(Encoding encoding, const ReadingRing& ring, size_t from, uint8_t* out,
+                         size_t cap, size_t* taken);
+
+// What a long-poll `after` query value says (longpoll's poll_after).
+enum AfterQuery {
+  AFTER_NONE,     // absent or empty: the collector has nothing yet
+  AFTER_VALUE,    // a sequence number
+  AFTER_INVALID,  // anything else: answer 400
+};
+AfterQuery parse_after(const char* value, size_t len, uint32_t* after);
+
+// ---- MQTT (transports/src/mqtt/codec.rs) ----
+
+// The default topic template.
+extern const char MQTT_TOPIC_TEMPLATE[];
+
+// A device's name in topics (mqtt::codec::device_name): "esp-" and at least six digits.
+size_t format_device_name(uint32_t device_id, char* out, size_t cap);
+
+// A device's MQTT client id (mqtt::codec::client_id): "esp8266-" and at least four digits.
+size_t format_mqtt_client_id(uint32_t device_id, char* out, size_t cap);
+
+// The topic a device publishes to (mqtt::codec::topic): `tmpl` with every "{device}" replaced by
+// the device's name. NUL-terminated when there is room.
+size_t format_mqtt_topic(const char* tmpl, uint32_t device_id, char* out, size_t cap);
+
+}  // namespace fleetbench
+
+#endif

@@ -1,0 +1,93 @@
+// The user's include/config.h, with a default for every setting it leaves out.
+#ifndef FLEETBENCH_GLUE_SETTINGS_H
+#define FLEETBENCH_GLUE_SETTINGS_H
+
+#if __has_include("config.h")
+#include "config.h"
+#else
+#error "include/config.h is missing: copy include/config.example.h to include/config.h and fill it in"
+#endif
+
+#if !defined(FLEETBENCH_WIFI_SSID) || !defined(FLEETBENCH_HOST)
+#error "include/config.h must define FLEETBENCH_WIFI_SSID and FLEETBENCH_HOST"
+#endif
+
+#ifndef FLEETBENCH_WIFI_PASSWORD
+#define FLEETBENCH_WIFI_PASSWORD ""
+#endif
+#ifndef FLEETBENCH_WIFI_NO_SLEEP
+#define FLEETBENCH_WIFI_NO_SLEEP 0
+#endif
+#ifndef FLEETBENCH_DATA_PORT
+#define FLEETBENCH_DATA_PORT 7878
+#endif
+#ifndef FLEETBENCH_CONTROL_PORT
+#define FLEETBENCH_CONTROL_PORT 7900
+#endif
+#ifndef FLEETBENCH_MQTT_HOST
+#define FLEETBENCH_MQTT_HOST FLEETBENCH_HOST
+#endif
+#ifndef FLEETBENCH_MQTT_PORT
+#define FLEETBENCH_MQTT_PORT FLEETBENCH_DATA_PORT
+#endif
+#ifndef FLEETBENCH_MQTT_TOPIC
+#define FLEETBENCH_MQTT_TOPIC "fleet/{device}/reading"
+#endif
+#ifndef FLEETBENCH_MQTT_USER
+#define FLEETBENCH_MQTT_USER ""
+#endif
+#ifndef FLEETBENCH_MQTT_PASSWORD
+#define FLEETBENCH_MQTT_PASSWORD ""
+#endif
+#ifndef FLEETBENCH_DEVICE_ID
+#define FLEETBENCH_DEVICE_ID 1
+#endif
+#ifndef FLEETBENCH_INTERVAL_MS
+#define FLEETBENCH_INTERVAL_MS 5000
+#endif
+#ifndef FLEETBENCH_JITTER_MS
+#define FLEETBENCH_JITTER_MS 0
+#endif
+#ifndef FLEETBENCH_ENCODING_BINARY
+#define FLEETBENCH_ENCODING_BINARY 0
+#endif
+#ifndef FLEETBENCH_SEED
+#define FLEETBENCH_SEED 1
+#endif
+#ifndef FLEETBENCH_RETRY_DELAY_MS
+#define FLEETBENCH_RETRY_DELAY_MS 2000
+#endif
+// Bound on a TCP connect and on one blocking write (the emulator's connect and write timeouts).
+#ifndef FLEETBENCH_TIMEOUT_MS
+#define FLEETBENCH_TIMEOUT_MS 5000
+#endif
+#ifndef FLEETBENCH_SERVE_PORT
+#define FLEETBENCH_SERVE_PORT 80
+#endif
+#ifndef FLEETBENCH_WS_SERVER_PORT
+#define FLEETBENCH_WS_SERVER_PORT 81
+#endif
+#ifndef FLEETBENCH_HOLD_MS
+#define FLEETBENCH_HOLD_MS 30000
+#endif
+#ifndef FLEETBENCH_DHT_PIN
+#define FLEETBENCH_DHT_PIN D4
+#endif
+#ifndef FLEETBENCH_MQ135_SUPPLY_V
+#define FLEETBENCH_MQ135_SUPPLY_V 5.0
+#endif
+#ifndef FLEETBENCH_MQ135_FULL_SCALE_V
+#define FLEETBENCH_MQ135_FULL_SCALE_V 4.9
+#endif
+#ifndef FLEETBENCH_MQ135_LOAD_KOHM
+#define FLEETBENCH_MQ135_LOAD_KOHM 1.0
+#endif
+#ifndef FLEETBENCH_MQ135_R0_KOHM
+#define FLEETBENCH_MQ135_R0_KOHM 7.6
+#endif
+// Real sensors are re-read at most this often, and only when no reading is due soon.
+#ifndef FLEETBENCH_SENSOR_REFRESH_MS
+#define FLEETBENCH_SENSOR_REFRESH_MS 2000
+#endif
+
+#endif

@@ -1,0 +1,86 @@
+// long-poll: the device answers GET /readings?after=<seq> on FLEETBENCH_SERVE_PORT
+// (ESP8266WebServer, kept alive) with every reading newer than <seq> it still holds (the last 64):
+// at once when it has some, else as soon as the next one is due, or 204 after FLEETBENCH_HOLD_MS.
+// Without `after` the collector gets everything held. The answer's head and body go out in two
+// writes, byte for byte as the emulator writes them.
+//
+// While a request is held the handler keeps the sketch going itself (app::service, readings):
+// ESP8266WebServer serves one client at a time and a handler must return before the next one.
+#include <ESP8266WebServer.h>
+#include <ESP8266WiFi.h>
+
+#include "../glue/app.h"
+
+namespace {
+
+ESP8266WebServer g_server(FLEETBENCH_SERVE_PORT);
+fleetbench::Reading g_kept[64];
+fleetbench::ReadingRing g_ring(g_kept, 64);
+// One answer's body: ~15 JSON readings or 78 binary ones; the collector asks again at once for
+// the rest.
+uint8_t g_body[2048];
+
+void take_due_readings() {
+  fleetbench::Reading r;
+  while (app::next_reading(&r)) {
+    g_ring.push(r);
+  }
+}
+
+void handle_readings() {
+  bool has_after = false;
+  uint32_t after = 0;
+  if (g_server.hasArg("after")) {
+    const String& value = g_server.arg("after");
+    switch (fleetbench::parse_after(value.c_str(), value.length(), &after)) {
+      case fleetbench::AFTER_NONE:
+        break;
+      case fleetbench::AFTER_VALUE:
+        has_after = true;
+        break;
+      case fleetbench::AFTER_INVALID:
+        g_server.send(400, "text/plain", "");
+        return;
+    }
+  }
+  WiFiClient client = g_server.client();
+  const uint64_t hold_until = app::now_us() + static_cast<uint64_t>(FLEETBENCH_HOLD_MS) * 1000;
+  size_t from = g_ring.first_newer(has_after, after);
+  while (from == g_ring.size()) {
+    if (!client.connected()) {
+      return;
+    }
+    if (app::now_us() >= hold_until) {
+      client.write(reinterpret_cast<const uint8_t*>(fleetbench::NO_CONTENT),
+                   fleetbench::NO_CONTENT_LEN);
+      return;
+    }
+    yield();
+    app::service();
+    take_due_readings();
+    from = g_ring.first_newer(has_after, after);
+  }
+  size_t taken = 0;
+  size_t body_len = fleetbench::format_batch_body(app::encoding(), g_ring, from, g_body,
+                                                  sizeof g_body, &taken);
+  char head[128];
+  size_t head_len = fleetbench::format_ok_head(fleetbench::content_type(app::encoding()),
+                                               body_len, head, sizeof head);
+  client.write(reinterpret_cast<const uint8_t*>(head), head_len);
+  client.write(g_body, body_len);
+}
+
+}  // namespace
+
+void setup() {
+  app::begin("long-poll");
+  g_server.on("/readings", HTTP_GET, handle_readings);
+  g_server.onNotFound([] { g_server.send(404, "text/plain", ""); });
+  g_server.begin();
+}
+
+void loop() {
+  app::service();
+  g_server.handleClient();
+  take_due_readings();
+}

@@ -1,0 +1,67 @@
+// tcp: raw TCP on WiFiClient, one framed reading per write (a JSON line, or a length-prefixed
+// binary record), Nagle left on as WiFiClient leaves it.
+//
+// tcp-echo (-D FLEETBENCH_ECHO): the device sends nothing on its own schedule; each '?' the
+// server writes on the data connection is answered at once with one reading stamped on arrival.
+#include <ESP8266WiFi.h>
+
+#include "../glue/app.h"
+
+namespace {
+
+WiFiClient g_data;
+fleetbench::Reconnect g_reconnect(app::kRetryDelayUs);
+
+void keep_connected() {
+  if (!app::wifi_up() || !g_reconnect.should_connect(g_data.connected(), app::now_us())) {
+    return;
+  }
+  g_data.setTimeout(app::kTimeoutMs);  // bounds the connect and each write
+  if (g_data.connect(FLEETBENCH_HOST, FLEETBENCH_DATA_PORT)) {
+    Serial.println("tcp: connected");
+  } else {
+    g_data.stop();
+    g_reconnect.failed(app::now_us());
+  }
+}
+
+void send(const fleetbench::Reading& r) {
+  uint8_t frame[fleetbench::TCP_FRAME_MAX_LEN];
+  size_t len = fleetbench::frame_tcp(app::encoding(), r, frame, sizeof frame);
+  if (g_data.write(frame, len) != len) {
+    Serial.println("tcp: write failed");
+    g_data.stop();
+    g_reconnect.failed(app::now_us());
+  }
+}
+
+}  // namespace
+
+// HELLO names the transport, `tcp`, in echo builds too: the harness matches boards to a variant
+// by transport, and the scenario's `echo = true` says the mode.
+void setup() { app::begin("tcp"); }
+
+void loop() {
+  app::service();
+  keep_connected();
+#ifdef FLEETBENCH_ECHO
+  uint8_t received[32];
+  while (g_data.connected() && g_data.available() > 0) {
+    int got = g_data.read(received, sizeof received);
+    if (got <= 0) {
+      break;
+    }
+    size_t asked = fleetbench::count_echo_requests(received, static_cast<size_t>(got));
+    for (size_t i = 0; i < asked && g_data.connected(); ++i) {
+      send(app::echo_reading());
+    }
+  }
+#else
+  fleetbench::Reading r;
+  while (app::next_reading(&r)) {
+    if (g_data.connected()) {
+      send(r);
+    }
+  }
+#endif
+}

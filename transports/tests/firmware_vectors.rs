@@ -1,0 +1,526 @@
+//! The ESP8266 firmware's portable C++ core (`firmware/lib/fleetbench`) must encode and frame
+//! readings byte for byte as this crate does.
+//!
+//! - `vectors_match_the_rust_codec`: `firmware/vectors/readings.json` holds a fixed list of
+//!   readings (zeros, maxima, negative temperatures, every digit length, every tenths rounding
+//!   case) with what this crate makes of each: payloads, raw TCP frames, SSE events, HTTP chunks,
+//!   long-poll bodies, response heads and MQTT names. The file must be exactly what the code below
+//!   generates; `FLEETBENCH_BLESS_VECTORS=1` rewrites it instead.
+//! - `firmware_host_tests_pass`: checks the core is C++11 without exceptions or RTTI (the ESP8266
+//!   toolchain's floor), builds `firmware/test-host` with the core using
+//!   `g++ -std=c++17 -Wall -Wextra -Werror -O1`, and runs it over the same file.
+//!
+//! Byte strings other than the JSON payload and MQTT names are lowercase hex, so the C++ side
+//! needs no JSON string escapes beyond the basics.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use transports::mqtt::codec as mqtt;
+use transports::served::{http, longpoll};
+use transports::tcp::codec as tcp;
+use transports::{Encoding, Reading};
+
+/// Set to `1` to rewrite the vectors file from the Rust codec.
+const BLESS_ENV: &str = "FLEETBENCH_BLESS_VECTORS";
+
+/// The whole vectors file.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Vectors {
+    comment: String,
+    readings: Vec<ReadingVector>,
+    batches: Vec<BatchVector>,
+    heads: Vec<HeadVector>,
+    no_content: String,
+    topics: Vec<TopicVector>,
+}
+
+/// One reading and every byte string made from it alone.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct ReadingVector {
+    name: String,
+    device_id: u32,
+    seq: u32,
+    t_us: u64,
+    temperature_dc: i16,
+    humidity_dpct: u16,
+    pressure_pa: u32,
+    air_quality_dppm: u16,
+    /// The JSON payload, as text.
+    json: String,
+    /// The binary record.
+    binary: String,
+    /// Raw TCP frames (`tcp::codec::encode_frame`).
+    tcp_json: String,
+    tcp_binary: String,
+    /// The SSE event of the JSON payload (`http::sse_event`).
+    sse: String,
+    /// HTTP chunks of each payload (`http::chunk`).
+    chunk_json: String,
+    chunk_binary: String,
+    /// `mqtt::codec::client_id` and the default topic.
+    mqtt_client_id: String,
+    mqtt_topic: String,
+}
+
+/// A long-poll answer's body (`longpoll::batch_body`) for `readings[from..from + count]`.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct BatchVector {
+    from: usize,
+    count: usize,
+    json: String,
+    binary: String,
+}
+
+/// Response heads a device writes for one content type.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct HeadVector {
+    content_type: String,
+    body_len: usize,
+    /// `http::ok_head(content_type, body_len)`.
+    ok_head: String,
+    /// `http::stream_head(content_type)`.
+    stream_head: String,
+}
+
+/// `mqtt::codec::topic(template, device_id)`.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct TopicVector {
+    template: String,
+    device_id: u32,
+    topic: String,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("transports/ sits in the workspace root")
+        .to_path_buf()
+}
+
+fn vectors_path() -> PathBuf {
+    repo_root().join("firmware/vectors/readings.json")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reading(
+    device_id: u32,
+    seq: u32,
+    t_us: u64,
+    temperature_dc: i16,
+    humidity_dpct: u16,
+    pressure_pa: u32,
+    air_quality_dppm: u16,
+) -> Reading {
+    Reading {
+        device_id,
+        seq,
+        scheduled_us: t_us,
+        temperature_dc,
+        humidity_dpct,
+        pressure_pa,
+        air_quality_dppm,
+    }
+}
+
+/// The fixed readings, named.
+fn readings() -> Vec<(String, Reading)> {
+    let mut list: Vec<(String, Reading)> = [
+        ("zero", reading(0, 0, 0, 0, 0, 0, 0)),
+        (
+            "documented sample",
+            reading(7, 42, 1_234_567_890, 220, 450, 101_325, 4125),
+        ),
+        (
+            "widest (json::MAX_LEN)",
+            reading(
+                u32::MAX,
+                u32::MAX,
+                u64::MAX,
+                i16::MIN,
+                u16::MAX,
+                u32::MAX,
+                u16::MAX,
+            ),
+        ),
+        (
+            "maxima",
+            reading(
+                u32::MAX,
+                u32::MAX,
+                u64::MAX,
+                i16::MAX,
+                u16::MAX,
+                u32::MAX,
+                u16::MAX,
+            ),
+        ),
+        (
+            "binary byte order",
+            reading(
+                0x0403_0201,
+                0x0807_0605,
+                0x100f_0e0d_0c0b_0a09,
+                -2,
+                0x1413,
+                0x1817_1615,
+                0x1a19,
+            ),
+        ),
+        (
+            "a day of uptime",
+            reading(42, 17_280, 86_400_000_123, 230, 470, 100_912, 4031),
+        ),
+        (
+            "fresh boot",
+            reading(1, 0, 3_512_345, 210, 550, 101_150, 3977),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, r)| (name.to_string(), r))
+    .collect();
+
+    // Temperatures: every rounding case of tenths, both signs, and the i16 extremes.
+    const TEMPS: [i16; 33] = [
+        1, 5, 9, 10, 11, 19, 99, 100, 101, 105, 995, 999, 1000, 1234, 9999, 10_000, 32_767, -1, -5,
+        -9, -10, -11, -19, -99, -100, -105, -999, -1000, -1234, -32_767, -32_768, 0, -50,
+    ];
+    // Unsigned tenths for humidity and air quality.
+    const TENTHS: [u16; 20] = [
+        0, 1, 5, 9, 10, 11, 99, 100, 101, 105, 995, 999, 1000, 1234, 9999, 10_000, 32_767, 32_768,
+        65_534, 65_535,
+    ];
+    // Pressures at byte boundaries.
+    const PRESSURES: [u32; 11] = [
+        0,
+        255,
+        256,
+        65_535,
+        65_536,
+        16_777_215,
+        16_777_216,
+        (1 << 31) - 1,
+        1 << 31,
+        101_325,
+        30_000,
+    ];
+    for (i, &temp) in TEMPS.iter().enumerate() {
+        // `t` takes every length from 1 to 20 digits, alternately 10^(n-1) and 10^n - 1.
+        let t_digits = (i % 20) as u32 + 1;
+        let t = if i % 2 == 0 || t_digits == 20 {
+            10u64.pow(t_digits - 1)
+        } else {
+            10u64.pow(t_digits) - 1
+        };
+        // `id` and `seq` take every length from 1 to 10 digits.
+        let u32_digits = (i % 10) as u32 + 1;
+        let device_id = 10u32.pow(u32_digits - 1);
+        let seq = 10u64
+            .pow(u32_digits)
+            .saturating_sub(1)
+            .min(u64::from(u32::MAX)) as u32;
+        let r = reading(
+            device_id,
+            seq,
+            t,
+            temp,
+            TENTHS[i % TENTHS.len()],
+            PRESSURES[i % PRESSURES.len()],
+            TENTHS[(i + 7) % TENTHS.len()],
+        );
+        list.push((format!("edge {i}: temp {temp}, t of {t_digits} digits"), r));
+    }
+    list
+}
+
+fn encode(encoding: Encoding, r: &Reading) -> Vec<u8> {
+    let mut out = Vec::new();
+    encoding.encode(r, &mut out);
+    out
+}
+
+/// What the Rust codec makes of the fixed inputs.
+fn generate() -> Vectors {
+    let list = readings();
+    let readings = list
+        .iter()
+        .map(|(name, r)| {
+            let json = encode(Encoding::Json, r);
+            let binary = encode(Encoding::Binary, r);
+            let frame = |encoding| {
+                let mut out = Vec::new();
+                tcp::encode_frame(encoding, r, &mut out);
+                hex(&out)
+            };
+            let chunk = |payload: &[u8]| {
+                let mut out = Vec::new();
+                http::chunk(payload, &mut out);
+                hex(&out)
+            };
+            let mut sse = Vec::new();
+            http::sse_event(r.seq, &json, &mut sse);
+            ReadingVector {
+                name: name.clone(),
+                device_id: r.device_id,
+                seq: r.seq,
+                t_us: r.scheduled_us,
+                temperature_dc: r.temperature_dc,
+                humidity_dpct: r.humidity_dpct,
+                pressure_pa: r.pressure_pa,
+                air_quality_dppm: r.air_quality_dppm,
+                json: String::from_utf8(json.clone()).expect("JSON payloads are ASCII"),
+                binary: hex(&binary),
+                tcp_json: frame(Encoding::Json),
+                tcp_binary: frame(Encoding::Binary),
+                sse: hex(&sse),
+                chunk_json: chunk(&json),
+                chunk_binary: chunk(&binary),
+                mqtt_client_id: mqtt::client_id(r.device_id),
+                mqtt_topic: mqtt::topic(
+                    &transports::mqtt::MqttSettings::default().topic,
+                    r.device_id,
+                ),
+            }
+        })
+        .collect();
+
+    let batches = [(0, 1), (0, 3), (2, 2), (5, 8), (10, 1), (20, 20)]
+        .into_iter()
+        .map(|(from, count)| {
+            let batch: Vec<Reading> = list[from..from + count].iter().map(|(_, r)| *r).collect();
+            let body = |encoding| {
+                let mut out = Vec::new();
+                longpoll::batch_body(encoding, &batch, &mut out);
+                hex(&out)
+            };
+            BatchVector {
+                from,
+                count,
+                json: body(Encoding::Json),
+                binary: body(Encoding::Binary),
+            }
+        })
+        .collect();
+
+    let mut heads = Vec::new();
+    for encoding in [Encoding::Json, Encoding::Binary] {
+        let content_type = http::content_type(encoding);
+        for body_len in [0, 9, 10, 127, 128, 4096, 65_536] {
+            heads.push(HeadVector {
+                content_type: content_type.to_string(),
+                body_len,
+                ok_head: hex(&http::ok_head(content_type, body_len)),
+                stream_head: hex(&http::stream_head(content_type)),
+            });
+        }
+    }
+
+    let mut topics = Vec::new();
+    for template in [
+        "fleet/{device}/reading",
+        "{device}",
+        "plain/topic",
+        "a/{device}/b/{device}",
+        "x{device",
+        "{device}{device}",
+    ] {
+        for device_id in [0, 42, 999_999, 1_000_000, u32::MAX] {
+            topics.push(TopicVector {
+                template: template.to_string(),
+                device_id,
+                topic: mqtt::topic(template, device_id),
+            });
+        }
+    }
+
+    Vectors {
+        comment: "Generated by transports/tests/firmware_vectors.rs from the Rust codec; \
+                  FLEETBENCH_BLESS_VECTORS=1 rewrites it. Byte strings other than json and the \
+                  MQTT names are lowercase hex."
+            .to_string(),
+        readings,
+        batches,
+        heads,
+        no_content: hex(http::NO_CONTENT),
+        topics,
+    }
+}
+
+/// Where `found` first differs from `want` (a JSON path, with both values), or `None`.
+fn first_difference<T: Serialize>(want: &T, found: &T) -> Option<String> {
+    fn walk(path: &str, want: &serde_json::Value, found: &serde_json::Value) -> Option<String> {
+        use serde_json::Value;
+        match (want, found) {
+            (Value::Object(w), Value::Object(f)) if w.len() == f.len() => w
+                .iter()
+                .find_map(|(key, wv)| walk(&format!("{path}.{key}"), wv, f.get(key)?)),
+            (Value::Array(w), Value::Array(f)) if w.len() == f.len() => w
+                .iter()
+                .zip(f)
+                .enumerate()
+                .find_map(|(i, (wv, fv))| walk(&format!("{path}[{i}]"), wv, fv)),
+            _ if want == found => None,
+            _ => Some(format!(
+                "{} is {found} in the file, the Rust codec gives {want}",
+                if path.is_empty() { "the value" } else { path }
+            )),
+        }
+    }
+    let want = serde_json::to_value(want).expect("vectors serialize");
+    let found = serde_json::to_value(found).expect("vectors serialize");
+    walk("", &want, &found)
+}
+
+fn render(vectors: &Vectors) -> String {
+    let mut text = serde_json::to_string_pretty(vectors).expect("vectors serialize");
+    text.push('\n');
+    text
+}
+
+#[test]
+fn vectors_match_the_rust_codec() {
+    let expected = generate();
+    let path = vectors_path();
+    if std::env::var(BLESS_ENV).as_deref() == Ok("1") {
+        std::fs::write(&path, render(&expected)).expect("write the vectors file");
+        eprintln!("rewrote {}", path.display());
+        return;
+    }
+    let bless = format!(
+        "to regenerate it: {BLESS_ENV}=1 cargo nextest run -p transports --test firmware_vectors"
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; {bless}", path.display()));
+    let found: Vectors = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}; {bless}", path.display()));
+
+    assert!(
+        expected.readings.len() >= 40,
+        "keep at least 40 reading vectors"
+    );
+    assert_eq!(
+        found.readings.len(),
+        expected.readings.len(),
+        "reading count differs; {bless}"
+    );
+    for (i, (want, got)) in expected.readings.iter().zip(&found.readings).enumerate() {
+        if let Some(diff) = first_difference(want, got) {
+            panic!(
+                "reading vector {i} ({}) differs from the Rust codec: {diff}; {bless}",
+                want.name
+            );
+        }
+    }
+    let sections = [
+        (
+            "batches",
+            first_difference(&expected.batches, &found.batches),
+        ),
+        ("heads", first_difference(&expected.heads, &found.heads)),
+        (
+            "no_content",
+            first_difference(&expected.no_content, &found.no_content),
+        ),
+        ("topics", first_difference(&expected.topics, &found.topics)),
+    ];
+    for (section, diff) in sections {
+        if let Some(diff) = diff {
+            panic!("\"{section}\" differs from the Rust codec: {diff}; {bless}");
+        }
+    }
+    assert_eq!(found, expected, "vectors file differs; {bless}");
+    assert!(
+        text == render(&expected),
+        "{} holds the right values but not as the generator writes them; {bless}",
+        path.display()
+    );
+}
+
+/// Runs `cmd`, failing the test with its output unless it succeeds; returns its stdout.
+fn run(cmd: &mut Command, what: &str) -> String {
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{cmd:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// The `.cpp` files directly in `dir`, sorted.
+fn cpp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "cpp"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .cpp files in {}", dir.display());
+    files
+}
+
+#[test]
+fn firmware_host_tests_pass() {
+    let gxx = "g++";
+    match Command::new(gxx).arg("--version").output() {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!(
+            "`{gxx} --version` failed ({}): the firmware host tests need a working g++",
+            output.status
+        ),
+        Err(e) => panic!(
+            "g++ not found ({e}): the firmware host tests (firmware/test-host) need it; \
+             install it (Debian: apt-get install g++) and run again"
+        ),
+    }
+    let root = repo_root();
+    let core = root.join("firmware/lib/fleetbench/src");
+    let tests = root.join("firmware/test-host");
+    let core_sources = cpp_files(&core);
+
+    // The core must build for the ESP8266 toolchain too: C++11, no exceptions, no RTTI.
+    run(
+        Command::new(gxx)
+            .args([
+                "-std=c++11",
+                "-pedantic",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-fno-exceptions",
+                "-fno-rtti",
+                "-fsyntax-only",
+            ])
+            .args(&core_sources),
+        "checking the core as C++11",
+    );
+
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("firmware-host-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).expect("create the build directory");
+    let binary = out_dir.join("host-tests");
+    run(
+        Command::new(gxx)
+            .args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-O1", "-I"])
+            .arg(&core)
+            .args(cpp_files(&tests))
+            .args(&core_sources)
+            .arg("-o")
+            .arg(&binary),
+        "building firmware/test-host",
+    );
+    let stdout = run(
+        Command::new(&binary).arg(vectors_path()),
+        "running firmware/test-host",
+    );
+    println!("{stdout}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
