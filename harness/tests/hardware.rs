@@ -45,7 +45,7 @@ impl TestDevice {
     }
 
     /// The control channel: HELLO, then answer each probe at once, a status line every second.
-    fn control(&self, port: u16, stop: &AtomicBool) {
+    fn control(&self, port: u16, stop: &AtomicBool, transport: &str) {
         let Some(stream) = connect(port, stop) else {
             return;
         };
@@ -54,7 +54,7 @@ impl TestDevice {
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
         let mut writer = stream.try_clone().unwrap();
-        writeln!(writer, "HELLO {} tcp", self.id).unwrap();
+        writeln!(writer, "HELLO {} {transport}", self.id).unwrap();
         let mut reader = BufReader::new(stream);
         let mut last_status = Instant::now() - Duration::from_secs(2);
         let mut line = String::new();
@@ -199,7 +199,7 @@ transport = "tcp"
     let mut threads = Vec::new();
     for d in &devices {
         let (d1, s1) = (d.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || d1.control(control, &s1)));
+        threads.push(std::thread::spawn(move || d1.control(control, &s1, "tcp")));
         let (d2, s2) = (d.clone(), stop.clone());
         threads.push(std::thread::spawn(move || d2.readings(listen, &s2)));
     }
@@ -311,7 +311,7 @@ echo = true
             skip_every: 0,
         });
         let (d1, s1) = (device.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || d1.control(control, &s1)));
+        threads.push(std::thread::spawn(move || d1.control(control, &s1, "tcp")));
         let (d2, s2) = (device, stop.clone());
         threads.push(std::thread::spawn(move || d2.echo_readings(listen, &s2)));
     }
@@ -339,4 +339,142 @@ echo = true
     let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
     assert!(p99 < 50_000, "round trip p99 {p99} µs");
     assert!(v["latency_us"]["corrected"]["min"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn mqtt_boards_publish_through_the_embedded_broker_on_the_named_address() {
+    use transports::mqtt::driver::DeviceConnection;
+    use transports::mqtt::MqttSettings;
+    use transports::socket::SocketOptions;
+    use transports::transport::LinkOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, control) = (free_port(), free_port());
+    let scenario = dir.path().join("mqtt-hw.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "mqtt-hw"
+warmup = "1s"
+duration = "2s"
+
+[fleet]
+source = "hardware"
+listen = "127.0.0.1:{listen}"
+control = "127.0.0.1:{control}"
+wait_for_devices = "20s"
+devices = 2
+interval = "100ms"
+
+[[variants]]
+name = "qos1"
+transport = "mqtt-qos1"
+"#
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--quiet",
+            "--no-report",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for id in 0..2u32 {
+        let device = Arc::new(TestDevice {
+            id,
+            offset_us: 3_000_000_000 + id as u64 * 1_000_000,
+            skip_every: 0,
+        });
+        let (d1, s1) = (device.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            d1.control(control, &s1, "mqtt-qos1")
+        }));
+        let (d2, s2) = (device, stop.clone());
+        // As arduino-mqtt on a board: QoS 1, each publish waits for its PUBACK.
+        threads.push(std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let options = LinkOptions {
+                    encoding: Encoding::Json,
+                    socket: SocketOptions {
+                        mss: Some(536),
+                        nagle: true,
+                        send_buffer: Some(1072),
+                        recv_buffer: Some(2144),
+                    },
+                    source: None,
+                    connect_timeout: Duration::from_secs(2),
+                    write_timeout: Duration::from_secs(2),
+                    device_id: d2.id,
+                    mqtt: MqttSettings::default(),
+                };
+                let target = format!("127.0.0.1:{listen}").parse().unwrap();
+                let mut device = loop {
+                    if s2.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match DeviceConnection::connect(target, 1, &options).await {
+                        Ok(d) => break d,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                };
+                let mut seq = 0;
+                let mut ticker = tokio::time::interval(Duration::from_millis(100));
+                while !s2.load(Ordering::Relaxed) {
+                    ticker.tick().await;
+                    let reading = Reading {
+                        device_id: d2.id,
+                        seq,
+                        scheduled_us: d2.micros(),
+                        ..Reading::default()
+                    };
+                    seq += 1;
+                    if device.send(&reading).await.is_err() {
+                        return;
+                    }
+                }
+                device.close().await;
+            });
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the MQTT hardware run did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(status.code(), Some(0));
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let v = &results["variants"][0];
+    println!("mqtt: {} {}", v["delivery"], v["latency_us"]["corrected"]);
+    assert_eq!(v["hardware"]["devices"].as_array().unwrap().len(), 2);
+    assert!(v["broker"].as_str().unwrap().contains("rumqttd"));
+    let received = v["delivery"]["received"].as_u64().unwrap();
+    assert!((36..=42).contains(&received), "{}", v["delivery"]);
+    assert_eq!(v["delivery"]["lost"], 0);
+    // QoS 1 with Nagle on, as the library runs it: tens of ms at worst on loopback, not seconds.
+    let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
+    assert!(p99 < 200_000, "p99 {p99} µs");
 }
