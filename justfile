@@ -16,8 +16,8 @@ bench-codecs:
 schema:
     cargo run -- schema > harness/results.schema.json
 
-# Run a scenario and compare it with its committed baseline (baselines/<scenario>), gated by the
-# scenario's [gate] table (or the default gate). Exit: 0 pass, 1 regression, 2 usage, 3 run failed.
+# Exit codes: 0 pass, 1 regression, 2 usage or configuration error, 3 the run failed.
+# Run a scenario and compare it with baselines/<scenario> under its [gate] (or the default gate).
 gate scenario="gate":
     #!/usr/bin/env bash
     set -uo pipefail
