@@ -198,21 +198,26 @@ fn run_hardware_variant(
         .and_then(|m| m.password.clone())
         .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
         .unwrap_or_default();
-    let ReceivingEnd {
-        receiver: mut sink,
-        broker: mut broker_process,
-        target,
-        broker_desc,
-        broker_pid,
-    } = start_receiving_end(
-        scenario,
-        variant,
-        encoding,
-        mqtt.as_ref(),
-        &secrets,
-        &raw,
-        options,
-    )?;
+    // Boards that serve their readings are connected to once they have said where they are;
+    // for the others the backend must be up before they connect.
+    let served = variant.transport.device_listens();
+    let early = if served {
+        None
+    } else {
+        Some(start_receiving_end(
+            scenario,
+            variant,
+            encoding,
+            mqtt.as_ref(),
+            &secrets,
+            &raw,
+            options,
+        )?)
+    };
+    let target = early
+        .as_ref()
+        .map(|r| r.target.to_string())
+        .unwrap_or_else(|| format!("each board, port {}", variant.device_port()));
     let expected = scenario.fleet.devices;
     let transport = variant.transport.name();
     let ours = |state: &hardware::control::ControlState| -> Vec<u32> {
@@ -244,9 +249,11 @@ fn run_hardware_variant(
     }
     let present = ours(&control.state.lock().unwrap());
     if present.is_empty() {
-        sink.stop(STOP_GRACE);
-        if let Some(b) = broker_process.as_mut() {
-            b.stop(STOP_GRACE);
+        if let Some(mut r) = early {
+            r.receiver.stop(STOP_GRACE);
+            if let Some(b) = r.broker.as_mut() {
+                b.stop(STOP_GRACE);
+            }
         }
         bail!(
             "no device running `{transport}` said HELLO on the control channel {} within {}",
@@ -255,6 +262,44 @@ fn run_hardware_variant(
         );
     }
 
+    let receiving = match early {
+        Some(r) => r,
+        None => {
+            // Where each board serves: the address its control channel came from.
+            let addresses: Vec<SocketAddr> = {
+                let state = control.state.lock().unwrap();
+                present
+                    .iter()
+                    .filter_map(|id| state.devices.get(id)?.address)
+                    .map(|a| SocketAddr::new(a.ip(), variant.device_port()))
+                    .collect()
+            };
+            crate::results::write_atomically(
+                &raw.join("devices.json"),
+                &serde_json::to_vec_pretty(&addresses)?,
+            )?;
+            start_device_collector(
+                scenario,
+                variant,
+                encoding,
+                (
+                    clock::now_ns(),
+                    variant
+                        .hold_timeout
+                        .map_or(30_000, |d| d.as_millis() as u64),
+                ),
+                &raw,
+                options,
+            )?
+        }
+    };
+    let ReceivingEnd {
+        receiver: mut sink,
+        broker: mut broker_process,
+        target: _,
+        broker_desc,
+        broker_pid,
+    } = receiving;
     let mut pids = vec![("sink".to_string(), sink.pid())];
     if let Some(pid) = broker_pid {
         pids.push(("broker".to_string(), pid));
@@ -822,7 +867,7 @@ fn start_device_collector(
     scenario: &Scenario,
     variant: &VariantConfig,
     encoding: Encoding,
-    plan: &FleetPlan,
+    (start_ns, hold_timeout_ms): (u64, u64),
     raw: &Path,
     options: &RunOptions,
 ) -> anyhow::Result<ReceivingEnd> {
@@ -835,13 +880,13 @@ fn start_device_collector(
             "--devices-file".into(),
             raw.join("devices.json").display().to_string(),
             "--start-ns".into(),
-            plan.start_ns.to_string(),
+            start_ns.to_string(),
             "--ramp".into(),
             format!("{}ms", scenario.fleet.ramp.as_millis()),
             "--encoding".into(),
             encoding.name().into(),
             "--hold-timeout".into(),
-            format!("{}ms", plan.hold_timeout_ms),
+            format!("{hold_timeout_ms}ms"),
             "--record-dir".into(),
             raw.display().to_string(),
         ],
@@ -851,7 +896,7 @@ fn start_device_collector(
     Ok(ReceivingEnd {
         receiver: collector,
         broker: None,
-        target: plan.target,
+        target: SocketAddr::from(([127, 0, 0, 1], 0)),
         broker_desc: None,
         broker_pid: None,
     })
@@ -943,7 +988,14 @@ fn run_variant(
     fleet.expect_line("ready", READY_TIMEOUT)?;
     let receiving = match early {
         Some(r) => r,
-        None => start_device_collector(scenario, variant, encoding, &plan, &raw, options)?,
+        None => start_device_collector(
+            scenario,
+            variant,
+            encoding,
+            (plan.start_ns, plan.hold_timeout_ms),
+            &raw,
+            options,
+        )?,
     };
     let ReceivingEnd {
         receiver: mut sink,

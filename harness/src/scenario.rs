@@ -241,6 +241,10 @@ pub struct VariantConfig {
     /// no clock sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo: Option<bool>,
+    /// Device-served transports on hardware: the port each board serves on (default 80, and 81
+    /// for ws-server, as `firmware/` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_port: Option<u16>,
 }
 
 /// Most subscribers an MQTT variant may fan out to.
@@ -256,6 +260,16 @@ pub enum BrokerChoice {
 }
 
 impl VariantConfig {
+    /// Device-served transports on hardware: the port each board serves on.
+    pub fn device_port(&self) -> u16 {
+        self.device_port
+            .unwrap_or(if self.transport == TransportKind::WsServer {
+                81
+            } else {
+                80
+            })
+    }
+
     /// The broker of an MQTT variant.
     pub fn broker(&self) -> BrokerChoice {
         match self.broker.as_deref() {
@@ -570,6 +584,15 @@ fn check_source(s: &Scenario) -> Result<(), Problem> {
     let fleet = &s.fleet;
     match fleet.source {
         FleetSource::Emulated => {
+            if let Some(i) = s.variants.iter().position(|v| v.device_port.is_some()) {
+                return Err(problem(
+                    &[key("variants"), Seg::Index(i), key("device_port")],
+                    format!(
+                        "`device_port` in [[variants]] #{} applies only to `source = \"hardware\"`",
+                        i + 1
+                    ),
+                ));
+            }
             if let Some(i) = s.variants.iter().position(|v| v.echo.is_some()) {
                 return Err(problem(
                     &[key("variants"), Seg::Index(i), key("echo")],
@@ -609,15 +632,13 @@ fn check_source(s: &Scenario) -> Result<(), Problem> {
                         format!("`echo` in [[variants]] #{} applies only to tcp", i + 1),
                     ));
                 }
-                if v.transport.device_listens() {
+                if v.device_port.is_some() && !v.transport.device_listens() {
                     return Err(problem(
-                        &[key("variants"), Seg::Index(i), key("transport")],
+                        &[key("variants"), Seg::Index(i), key("device_port")],
                         format!(
-                            "`transport` in [[variants]] #{}: `{}` is served by the device; \
-                             hardware runs support transports where the device connects (tcp, \
-                             ws, http-post, mqtt-qos0/1/2)",
-                            i + 1,
-                            v.transport.name()
+                            "`device_port` in [[variants]] #{} applies only to transports the \
+                             board serves (sse, http-stream, long-poll, ws-server)",
+                            i + 1
                         ),
                     ));
                 }
@@ -1162,9 +1183,17 @@ transport = "ws"
         )
         .is_ok());
 
-        let err = error(&hw.replace("transport = \"ws\"", "transport = \"sse\""));
-        assert_eq!(err.key(), Some("variants[1].transport"));
-        assert!(err.to_string().contains("served by the device"), "{err}");
+        let sse = parse(
+            &hw.replace("transport = \"ws\"", "transport = \"sse\""),
+            "x",
+        )
+        .unwrap();
+        assert_eq!(sse.variants[1].device_port(), 80);
+        let err = error(&hw.replace(
+            "transport = \"ws\"",
+            "transport = \"ws\"\ndevice_port = 8080",
+        ));
+        assert_eq!(err.key(), Some("variants[1].device_port"));
     }
 
     #[test]

@@ -49,6 +49,11 @@ impl TestDevice {
         let Some(stream) = connect(port, stop) else {
             return;
         };
+        self.control_on(stream, stop, transport);
+    }
+
+    /// The control channel on a connected stream.
+    fn control_on(&self, stream: TcpStream, stop: &AtomicBool, transport: &str) {
         stream.set_nodelay(true).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_millis(200)))
@@ -477,4 +482,167 @@ transport = "mqtt-qos1"
     // QoS 1 with Nagle on, as the library runs it: tens of ms at worst on loopback, not seconds.
     let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
     assert!(p99 < 200_000, "p99 {p99} µs");
+}
+
+#[test]
+fn boards_that_serve_sse_are_found_by_their_control_channel_and_collected() {
+    use transports::served::{serve_device, Outbox, ServedOptions};
+    use transports::socket::SocketOptions;
+    use transports::TransportKind;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, control, serve_port) = (free_port(), free_port(), free_port());
+    let scenario = dir.path().join("sse-hw.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"name = "sse-hw"
+warmup = "1s"
+duration = "2s"
+
+[fleet]
+source = "hardware"
+listen = "127.0.0.1:{listen}"
+control = "127.0.0.1:{control}"
+wait_for_devices = "20s"
+devices = 2
+interval = "100ms"
+
+[[variants]]
+name = "sse"
+transport = "sse"
+device_port = {serve_port}
+"#
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--quiet",
+            "--no-report",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for id in 0..2u32 {
+        // Each board has its own address, as on a LAN: it serves there and its control channel
+        // comes from there.
+        let ip = std::net::Ipv4Addr::new(127, 1, 0, 10 + id as u8);
+        let device = Arc::new(TestDevice {
+            id,
+            offset_us: 600_000_000 * (id as u64 + 1),
+            skip_every: 0,
+        });
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind((ip, serve_port))
+                    .await
+                    .unwrap();
+                let outbox = Outbox::new(8, 8);
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let server = tokio::spawn(serve_device(
+                    TransportKind::Sse,
+                    listener,
+                    outbox.clone(),
+                    ServedOptions {
+                        encoding: Encoding::Json,
+                        socket: SocketOptions {
+                            mss: Some(536),
+                            nagle: false,
+                            send_buffer: Some(1072),
+                            recv_buffer: Some(2144),
+                        },
+                        write_timeout: Duration::from_secs(2),
+                        request_timeout: Duration::from_secs(10),
+                        hold_timeout: Duration::from_secs(30),
+                    },
+                    Arc::new(|_| {}),
+                    shutdown.clone(),
+                ));
+                // The harness's control channel comes up when the run starts: retry until then.
+                let mut attempts = 0;
+                let control_stream = loop {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.bind((ip, 0).into()).unwrap();
+                    match socket
+                        .connect(format!("127.0.0.1:{control}").parse().unwrap())
+                        .await
+                    {
+                        Ok(stream) => break stream.into_std().unwrap(),
+                        Err(e) => {
+                            attempts += 1;
+                            assert!(attempts < 400, "no control channel: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                };
+                control_stream.set_nonblocking(false).unwrap();
+                let (d, s) = (device.clone(), stop.clone());
+                let control_thread =
+                    std::thread::spawn(move || d.control_on(control_stream, &s, "sse"));
+                let mut ticker = tokio::time::interval(Duration::from_millis(100));
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    ticker.tick().await;
+                    outbox.publish(&Reading {
+                        device_id: device.id,
+                        seq,
+                        scheduled_us: device.micros(),
+                        ..Reading::default()
+                    });
+                    seq += 1;
+                }
+                shutdown.cancel();
+                let _ = server.await;
+                control_thread.join().unwrap();
+            });
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the SSE hardware run did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(status.code(), Some(0));
+    let devices: Vec<String> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("raw/sse/devices.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        devices,
+        [
+            format!("127.1.0.10:{serve_port}"),
+            format!("127.1.0.11:{serve_port}")
+        ]
+    );
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let v = &results["variants"][0];
+    println!("sse: {} {}", v["delivery"], v["latency_us"]["corrected"]);
+    let received = v["delivery"]["received"].as_u64().unwrap();
+    assert!((36..=42).contains(&received), "{}", v["delivery"]);
+    assert_eq!(v["delivery"]["lost"], 0);
+    let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
+    assert!(p99 < 50_000, "p99 {p99} µs");
 }
