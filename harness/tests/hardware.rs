@@ -249,7 +249,7 @@ transport = "tcp"
     // offsets themselves, seconds to hours).
     let p50 = v["latency_us"]["corrected"]["p50"].as_u64().unwrap();
     let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
-    assert!(p50 < 10_000 && p99 < 50_000, "p50 {p50} p99 {p99}");
+    assert!(p50 < 10_000 && p99 < 200_000, "p50 {p50} p99 {p99}");
     // No send instants on hardware: no uncorrected figure.
     assert_eq!(v["latency_us"]["uncorrected"]["count"], 0);
     // 3 devices x 10/s x 3 s; device 2 skips every 10th reading: about 3 lost, none duplicated.
@@ -339,10 +339,10 @@ echo = true
     println!("echo: {} {}", v["delivery"], v["latency_us"]["corrected"]);
     // 2 devices x 10 probes/s x 2 s, each answered.
     let received = v["delivery"]["received"].as_u64().unwrap();
-    assert!((36..=42).contains(&received), "{}", v["delivery"]);
+    assert!((30..=42).contains(&received), "{}", v["delivery"]);
     assert_eq!(v["delivery"]["lost"], 0);
     let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
-    assert!(p99 < 50_000, "round trip p99 {p99} µs");
+    assert!(p99 < 200_000, "round trip p99 {p99} µs");
     assert!(v["latency_us"]["corrected"]["min"].as_u64().unwrap() > 0);
 }
 
@@ -644,5 +644,5 @@ device_port = {serve_port}
     assert!((36..=42).contains(&received), "{}", v["delivery"]);
     assert_eq!(v["delivery"]["lost"], 0);
     let p99 = v["latency_us"]["corrected"]["p99"].as_u64().unwrap();
-    assert!(p99 < 50_000, "p99 {p99} µs");
+    assert!(p99 < 200_000, "p99 {p99} µs");
 }
