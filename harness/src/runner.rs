@@ -120,6 +120,43 @@ pub fn run(
     Ok(result)
 }
 
+/// Where one run of one variant keeps its files, relative to the results folder and not.
+struct VariantFolders {
+    /// `raw/<variant>` (or `raw/<variant>/r<k>` with repetitions), relative.
+    raw_rel: PathBuf,
+    /// The same inside the results folder; created.
+    raw: PathBuf,
+    /// `<variant>.hlog` (or `<variant>.r<k>.hlog` with repetitions).
+    hlog: String,
+}
+
+impl VariantFolders {
+    fn create(
+        variant: &VariantConfig,
+        repetition: Option<(u32, u32)>,
+        options: &RunOptions,
+    ) -> anyhow::Result<VariantFolders> {
+        let mut raw_rel = PathBuf::from("raw").join(&variant.name);
+        let hlog = match repetition {
+            Some((index, _)) => {
+                raw_rel = raw_rel.join(format!("r{index}"));
+                format!("{}.r{index}.hlog", variant.name)
+            }
+            None => format!("{}.hlog", variant.name),
+        };
+        let raw = options.out.join(&raw_rel);
+        std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
+        Ok(VariantFolders { raw_rel, raw, hlog })
+    }
+}
+
+/// The environment that hands an MQTT password to child processes (never their command line).
+fn mqtt_secrets(mqtt: Option<&MqttSettings>) -> Vec<(&'static str, String)> {
+    mqtt.and_then(|m| m.password.clone())
+        .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
+        .unwrap_or_default()
+}
+
 /// The control channel of a hardware run, served on a thread of its own for the whole run.
 struct ControlServer {
     state: hardware::control::Shared,
@@ -182,22 +219,14 @@ fn run_hardware_variant(
     repetition: Option<(u32, u32)>,
     control: &ControlServer,
 ) -> anyhow::Result<Measured> {
-    let mut raw_rel = PathBuf::from("raw").join(&variant.name);
-    if let Some((index, _)) = repetition {
-        raw_rel = raw_rel.join(format!("r{index}"));
-    }
-    let raw = options.out.join(&raw_rel);
-    std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
+    let VariantFolders { raw_rel, raw, hlog } =
+        VariantFolders::create(variant, repetition, options)?;
     let encoding = variant.encoding(&scenario.fleet);
     let mqtt = variant
         .transport
         .mqtt_qos()
         .map(|_| variant.mqtt_settings(profile));
-    let secrets: Vec<(&str, String)> = mqtt
-        .as_ref()
-        .and_then(|m| m.password.clone())
-        .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
-        .unwrap_or_default();
+    let secrets = mqtt_secrets(mqtt.as_ref());
     // Boards that serve their readings are connected to once they have said where they are;
     // for the others the backend must be up before they connect.
     let served = variant.transport.device_listens();
@@ -379,10 +408,6 @@ fn run_hardware_variant(
     for (_, u) in &mut figures.intervals {
         u.reset();
     }
-    let hlog = match repetition {
-        Some((index, _)) => format!("{}.r{index}.hlog", variant.name),
-        None => format!("{}.hlog", variant.name),
-    };
     figures.write_hlog(
         &options.out.join(&hlog),
         &format!(
@@ -909,22 +934,14 @@ fn run_variant(
     options: &RunOptions,
     repetition: Option<(u32, u32)>,
 ) -> anyhow::Result<Measured> {
-    let mut raw_rel = PathBuf::from("raw").join(&variant.name);
-    if let Some((index, _)) = repetition {
-        raw_rel = raw_rel.join(format!("r{index}"));
-    }
-    let raw = options.out.join(&raw_rel);
-    std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
+    let VariantFolders { raw_rel, raw, hlog } =
+        VariantFolders::create(variant, repetition, options)?;
     let encoding = variant.encoding(&scenario.fleet);
     let mqtt = variant
         .transport
         .mqtt_qos()
         .map(|_| variant.mqtt_settings(profile));
-    let secrets: Vec<(&str, String)> = mqtt
-        .as_ref()
-        .and_then(|m| m.password.clone())
-        .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
-        .unwrap_or_default();
+    let secrets = mqtt_secrets(mqtt.as_ref());
     // Devices that serve their readings listen first; the collector connects to them. For the
     // others the sink (or broker and collector) must be up before the first device connects.
     let served = variant.transport.device_listens();
@@ -1104,10 +1121,6 @@ fn run_variant(
 
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
     let figures = measure::readings(&sends, &arrivals, window, subscribers.unwrap_or(1));
-    let hlog = match repetition {
-        Some((index, _)) => format!("{}.r{index}.hlog", variant.name),
-        None => format!("{}.hlog", variant.name),
-    };
     figures.write_hlog(
         &options.out.join(&hlog),
         &format!("fleetbench {} variant {}", scenario.name, variant.name),

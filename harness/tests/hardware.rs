@@ -4,7 +4,8 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,44 @@ fn connect(port: u16, stop: &AtomicBool) -> Option<TcpStream> {
         std::thread::sleep(Duration::from_millis(50));
     }
     None
+}
+
+/// Starts `fleetbench run` on `scenario`, results in `<dir>/out`; with or without its report.
+fn start_run(dir: &Path, scenario: &Path, report: bool) -> (PathBuf, Child) {
+    let out = dir.join("out");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
+    command.args(["run", scenario.to_str().unwrap(), "--quiet"]);
+    if !report {
+        command.arg("--no-report");
+    }
+    let run = command
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (out, run)
+}
+
+/// Waits (at most a minute) for the run to end, then stops and joins the test boards.
+fn finish(
+    mut run: Child,
+    stop: &AtomicBool,
+    boards: Vec<std::thread::JoinHandle<()>>,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the hardware run did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stop.store(true, Ordering::Relaxed);
+    for board in boards {
+        board.join().unwrap();
+    }
+    status
 }
 
 /// A device whose clock reads `offset_us` more than the harness's, as `micros64()` would.
@@ -181,13 +220,7 @@ transport = "tcp"
         ),
     )
     .unwrap();
-    let out = dir.path().join("out");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["run", scenario.to_str().unwrap(), "--quiet", "--out"])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (out, run) = start_run(dir.path(), &scenario, true);
 
     // Clocks far from the harness's, as boot-relative micros64() are.
     let devices: Vec<Arc<TestDevice>> = [(0, 5_000_000_000, 0), (1, 9_123_456_789, 0), (2, 42, 10)]
@@ -208,18 +241,7 @@ transport = "tcp"
         let (d2, s2) = (d.clone(), stop.clone());
         threads.push(std::thread::spawn(move || d2.readings(listen, &s2)));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the hardware run did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
+    let status = finish(run, &stop, threads);
     assert_eq!(status.code(), Some(0));
 
     let results: Value =
@@ -293,19 +315,7 @@ echo = true
         ),
     )
     .unwrap();
-    let out = dir.path().join("out");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args([
-            "run",
-            scenario.to_str().unwrap(),
-            "--quiet",
-            "--no-report",
-            "--out",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (out, run) = start_run(dir.path(), &scenario, false);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for id in 0..2 {
@@ -320,18 +330,7 @@ echo = true
         let (d2, s2) = (device, stop.clone());
         threads.push(std::thread::spawn(move || d2.echo_readings(listen, &s2)));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the echo run did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
+    let status = finish(run, &stop, threads);
     assert_eq!(status.code(), Some(0));
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
@@ -378,19 +377,7 @@ transport = "mqtt-qos1"
         ),
     )
     .unwrap();
-    let out = dir.path().join("out");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args([
-            "run",
-            scenario.to_str().unwrap(),
-            "--quiet",
-            "--no-report",
-            "--out",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (out, run) = start_run(dir.path(), &scenario, false);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for id in 0..2u32 {
@@ -454,21 +441,7 @@ transport = "mqtt-qos1"
             });
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the MQTT hardware run did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
+    let status = finish(run, &stop, threads);
     assert_eq!(status.code(), Some(0));
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
@@ -516,19 +489,7 @@ device_port = {serve_port}
         ),
     )
     .unwrap();
-    let out = dir.path().join("out");
-    let mut run = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args([
-            "run",
-            scenario.to_str().unwrap(),
-            "--quiet",
-            "--no-report",
-            "--out",
-        ])
-        .arg(&out)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (out, run) = start_run(dir.path(), &scenario, false);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for id in 0..2u32 {
@@ -610,21 +571,7 @@ device_port = {serve_port}
             });
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the SSE hardware run did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
+    let status = finish(run, &stop, threads);
     assert_eq!(status.code(), Some(0));
     let devices: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(out.join("raw/sse/devices.json")).unwrap())
