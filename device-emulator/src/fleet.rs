@@ -119,6 +119,20 @@ impl FleetPlan {
         }
     }
 
+    /// The emulated devices' clock at the CLOCK_MONOTONIC instant `ns`: microseconds since the
+    /// plan's start, as a board's `micros()` counts from boot. Readings carry it as their due
+    /// instant (`t`), so a payload's length follows from the scenario alone, never from how long
+    /// the host has been up.
+    pub fn device_us(&self, ns: u64) -> u64 {
+        (ns / 1_000).saturating_sub(self.start_ns / 1_000)
+    }
+
+    /// The CLOCK_MONOTONIC microsecond of a device clock reading: the inverse of
+    /// [`device_us`](Self::device_us), which the harness applies to every arrival of the run.
+    pub fn monotonic_us(&self, device_us: u64) -> u64 {
+        self.start_ns / 1_000 + device_us
+    }
+
     fn link_options(&self, device_id: u32) -> LinkOptions {
         let source = match self.target.ip() {
             IpAddr::V4(ip) if self.spread_sources && ip.is_loopback() => Some(IpAddr::V4(
@@ -297,7 +311,7 @@ async fn serving_device(
             _ = stop.cancelled() => break,
         }
         let values = sensors.sample();
-        let reading = values.reading(device_id, seq, due_ns);
+        let reading = values.reading(device_id, seq, plan.device_us(due_ns));
         let sent_ns = clock::now_ns();
         let took = outbox.publish(&reading);
         payload.clear();
@@ -405,7 +419,7 @@ async fn device(
         // Sensors are read whether or not the reading can be sent, so values never depend on
         // the network.
         let values = sensors.sample();
-        let reading = values.reading(device_id, seq, due_ns);
+        let reading = values.reading(device_id, seq, plan.device_us(due_ns));
         let mut record = SendRecord {
             device_id,
             seq,
@@ -453,5 +467,59 @@ async fn device(
         };
         observer.connection(conn.record(device_id, end.to_string()));
         conn.link.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_starting_at(start_ns: u64) -> FleetPlan {
+        FleetPlan {
+            transport: TransportKind::Tcp,
+            target: SocketAddr::from(([127, 0, 0, 1], 9)),
+            encoding: Encoding::Json,
+            devices: 1,
+            first_device_id: 0,
+            seed: 1,
+            start_ns,
+            stop_ns: start_ns + 10_000_000_000,
+            ramp_ns: 0,
+            interval_ns: 100_000_000,
+            jitter_ns: 0,
+            profile: DeviceProfile::default(),
+            spread_sources: false,
+            mqtt: MqttSettings::default(),
+            hold_timeout_ms: 30_000,
+        }
+    }
+
+    #[test]
+    fn the_device_clock_counts_from_the_start_and_maps_back_to_the_microsecond() {
+        let plan = plan_starting_at(5_000_123_456);
+        assert_eq!(plan.device_us(plan.start_ns), 0);
+        for due_ns in [5_000_123_456, 5_000_124_455, 5_100_000_000, 14_999_999_999] {
+            assert_eq!(plan.monotonic_us(plan.device_us(due_ns)), due_ns / 1_000);
+        }
+    }
+
+    #[test]
+    fn payload_length_does_not_depend_on_the_host_uptime() {
+        // One plan on a host up for 5 s, one on a host up for 50 days: the same readings.
+        let lengths = |plan: &FleetPlan| {
+            let mut sensors = SensorModel::new(plan.seed, 0);
+            (0..100u32)
+                .map(|seq| {
+                    let due_ns = plan.start_ns + u64::from(seq) * plan.interval_ns;
+                    let reading = sensors.sample().reading(0, seq, plan.device_us(due_ns));
+                    let mut payload = Vec::new();
+                    plan.encoding.encode(&reading, &mut payload);
+                    payload
+                })
+                .collect::<Vec<_>>()
+        };
+        let fresh = plan_starting_at(5_000_000_000);
+        let old = plan_starting_at(50 * 86_400 * 1_000_000_000);
+        assert_eq!(lengths(&fresh), lengths(&old));
     }
 }

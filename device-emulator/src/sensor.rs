@@ -21,12 +21,13 @@ pub struct SensorValues {
 }
 
 impl SensorValues {
-    /// The reading of device `device_id` with these values, number `seq`, due at `due_ns`.
-    pub fn reading(&self, device_id: u32, seq: u32, due_ns: u64) -> transports::Reading {
+    /// The reading of device `device_id` with these values, number `seq`, due when the device's
+    /// own clock read `due_us` (see [`FleetPlan::device_us`](crate::fleet::FleetPlan::device_us)).
+    pub fn reading(&self, device_id: u32, seq: u32, due_us: u64) -> transports::Reading {
         transports::Reading {
             device_id,
             seq,
-            scheduled_us: due_ns / 1_000,
+            scheduled_us: due_us,
             temperature_dc: self.temperature_dc,
             humidity_dpct: self.humidity_dpct,
             pressure_pa: self.pressure_pa,

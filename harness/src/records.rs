@@ -139,7 +139,8 @@ pub struct Arrival {
     pub device_id: u32,
     /// Sequence number from the reading.
     pub seq: u32,
-    /// The due instant the reading carries, µs.
+    /// The due instant the reading carries, µs on the device's clock as recorded; the runner
+    /// moves it to CLOCK_MONOTONIC before measuring.
     pub scheduled_us: u64,
     /// When its last byte was read, ns.
     pub arrived_ns: u64,

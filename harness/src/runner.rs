@@ -1107,7 +1107,11 @@ fn run_variant(
     progress.finish_and_clear();
 
     let sends = records::read_sends(&raw.join(records::SENDS))?;
-    let arrivals = records::read_arrivals(&raw.join(records::ARRIVALS))?;
+    // Readings carry the devices' clock (µs since the plan's start): back to CLOCK_MONOTONIC.
+    let mut arrivals = records::read_arrivals(&raw.join(records::ARRIVALS))?;
+    for a in &mut arrivals {
+        a.scheduled_us = plan.monotonic_us(a.scheduled_us);
+    }
     let fleet_connections: Vec<ConnectionRecord> =
         records::read_jsonl(&raw.join(records::FLEET_CONNECTIONS))?;
     let sink_connections: Vec<ConnectionReport> =

@@ -76,7 +76,8 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
                 arrivals.push(Arrival {
                     device_id: r.device_id,
                     seq: r.seq,
-                    scheduled_us: r.scheduled_us,
+                    // The device's clock counts from the plan's start.
+                    scheduled_us: start_ns / 1_000 + r.scheduled_us,
                     arrived_ns,
                     connection: 0,
                 });

@@ -10,8 +10,10 @@ pub struct Reading {
     pub device_id: u32,
     /// Per-device sequence number, starting at 0 and increasing by one per scheduled reading.
     pub seq: u32,
-    /// The instant this reading was *scheduled* to be sent, in microseconds on CLOCK_MONOTONIC
-    /// (see [`crate::clock`]). Latency is measured from here.
+    /// The instant this reading was *scheduled* to be sent, in microseconds on the sending
+    /// device's clock: an emulated device counts from its fleet's start, a board from its boot.
+    /// The harness moves it to CLOCK_MONOTONIC (see [`crate::clock`]) before measuring latency
+    /// from here.
     pub scheduled_us: u64,
     /// Temperature in tenths of a degree Celsius (DHT11: whole degrees, so a multiple of 10).
     pub temperature_dc: i16,
