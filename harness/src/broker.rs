@@ -308,36 +308,19 @@ fn connect_packet(client_id: &str, keep_alive: u16) -> Vec<u8> {
 /// File descriptors the broker needs besides one per connection (listener, runtime, logs).
 const SPARE_FDS: u64 = 64;
 
-/// Raises this process's soft limit on open files to its hard limit, and warns if that still
-/// cannot hold `max_connections` sockets. Past the limit rumqttd's accept loop fails with EMFILE
-/// and logs an error for every attempt while the connection waits in the backlog.
+/// Raises this process's open-file limit (see [`crate::child::raise_open_file_limit`]) and warns
+/// if that still cannot hold `max_connections` sockets. Past the limit rumqttd's accept loop fails
+/// with EMFILE and logs an error for every attempt while the connection waits in the backlog.
 fn raise_fd_limit(max_connections: usize) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                limit = raised;
-            }
-        }
-    }
     let needed = max_connections as u64 + SPARE_FDS;
-    if limit.rlim_cur != libc::RLIM_INFINITY && limit.rlim_cur < needed {
-        tracing::warn!(
-            open_files = limit.rlim_cur,
-            needed,
-            "the open-file limit is below max_connections; raise it (ulimit -n) for large fleets"
-        );
+    if let Some(open_files) = crate::child::raise_open_file_limit() {
+        if open_files < needed {
+            tracing::warn!(
+                open_files,
+                needed,
+                "the open-file limit is below max_connections; raise it (ulimit -n) for large fleets"
+            );
+        }
     }
 }
 

@@ -199,6 +199,8 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    // Every process of a run opens a socket per device: the fleet, the sink, the collector.
+    child::raise_open_file_limit();
     let outcome = match cli.command {
         Command::Run {
             scenario,
@@ -346,6 +348,12 @@ fn run(
     };
     if let Some(n) = repetitions {
         scenario.repetitions = n;
+    }
+    if let Some(open_files) = child::raise_open_file_limit() {
+        if let Err(e) = runner::check_open_files(&scenario, open_files) {
+            eprintln!("error: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
     }
     child::catch_interrupts();
     let options = runner::RunOptions {

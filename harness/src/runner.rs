@@ -56,6 +56,36 @@ pub fn default_out(scenario: &Scenario) -> PathBuf {
     PathBuf::from("results").join(format!("{}-{}", scenario.name, stamp.trim_end_matches('Z')))
 }
 
+/// Descriptors a process of the run needs besides its per-device sockets (listeners, the
+/// runtime, logs and record files).
+const SPARE_FILES: u64 = 64;
+
+/// Refuses an emulated fleet that one process cannot hold within `open_files` descriptors (the
+/// limit each child gets): every device is a socket in the fleet (two for a device that
+/// serves: its listener and its collector's connection), and the sink, collector or broker
+/// holds one per device too. Past the limit connects fail with EMFILE and the run would only
+/// report them as lost readings, so it is better not started. Hardware runs open no fleet.
+pub fn check_open_files(scenario: &Scenario, open_files: u64) -> Result<(), String> {
+    if scenario.fleet.source != FleetSource::Emulated {
+        return Ok(());
+    }
+    let devices = u64::from(scenario.fleet.devices);
+    for variant in &scenario.variants {
+        let per_device = if variant.transport.device_listens() { 2 } else { 1 };
+        let needed = devices * per_device + SPARE_FILES;
+        if needed > open_files {
+            let most = (open_files.saturating_sub(SPARE_FILES)) / per_device;
+            return Err(format!(
+                "`fleet.devices = {devices}`: variant `{}` needs about {needed} open files in one \
+                 process and this machine allows {open_files} (ulimit -n); a fleet is not split \
+                 across processes yet, so this transport can run at most {most} devices here",
+                variant.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Runs every variant of `scenario` and writes results.json (also when interrupted, then with
 /// `complete: false`). Errors only when nothing could be written.
 pub fn run(

@@ -162,6 +162,45 @@ fn a_misspelled_key_is_named_with_its_line_and_exit_code_2() {
 }
 
 #[test]
+fn a_fleet_too_big_for_the_open_file_limit_is_refused_before_it_runs() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    // 700 devices fit 1,000 descriptors as clients, not as servers (listener + connection each).
+    let text = format!(
+        "{}\n[[variants]]\nname = \"sse\"\ntransport = \"sse\"\n",
+        FOUR_VARIANTS.replace("devices = 50", "devices = 700")
+    );
+    let scenario = write_scenario(dir.path(), &text);
+    let mut command = fleetbench();
+    command.args([
+        "run",
+        scenario.to_str().unwrap(),
+        "--out",
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    // SAFETY: setrlimit is async-signal-safe and touches only the child about to exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1_000,
+                rlim_max: 1_000,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`fleet.devices = 700`"), "{stderr}");
+    assert!(stderr.contains("variant `sse`"), "{stderr}");
+    assert!(stderr.contains("allows 1000"), "{stderr}");
+    assert!(!dir.path().join("o").exists(), "nothing is run or written");
+}
+
+#[test]
 fn a_bad_value_is_named_with_its_line_and_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let text = FOUR_VARIANTS.replace("interval = \"100ms\"", "interval = \"fast\"");
