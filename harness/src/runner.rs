@@ -71,7 +71,11 @@ pub fn check_open_files(scenario: &Scenario, open_files: u64) -> Result<(), Stri
     }
     let devices = u64::from(scenario.fleet.devices);
     for variant in &scenario.variants {
-        let per_device = if variant.transport.device_listens() { 2 } else { 1 };
+        let per_device = if variant.transport.device_listens() {
+            2
+        } else {
+            1
+        };
         let needed = devices * per_device + SPARE_FILES;
         if needed > open_files {
             let most = (open_files.saturating_sub(SPARE_FILES)) / per_device;

@@ -79,10 +79,13 @@ fn link_options(device_id: u32, mqtt: MqttSettings) -> LinkOptions {
 async fn bytes_per_publish(broker: SocketAddr, qos: u8) -> ((u64, u64), DeviceConnection) {
     // Ids of one width, so the topic stays 24 characters.
     let device_id = 40 + u32::from(qos);
-    let mut device =
-        DeviceConnection::connect(broker, qos, &link_options(device_id, MqttSettings::default()))
-            .await
-            .unwrap();
+    let mut device = DeviceConnection::connect(
+        broker,
+        qos,
+        &link_options(device_id, MqttSettings::default()),
+    )
+    .await
+    .unwrap();
     let before = device.stats();
     for _ in 0..20 {
         device
