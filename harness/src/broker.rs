@@ -305,14 +305,11 @@ fn connect_packet(client_id: &str, keep_alive: u16) -> Vec<u8> {
     packet
 }
 
-/// File descriptors the broker needs besides one per connection (listener, runtime, logs).
-const SPARE_FDS: u64 = 64;
-
 /// Raises this process's open-file limit (see [`crate::child::raise_open_file_limit`]) and warns
 /// if that still cannot hold `max_connections` sockets. Past the limit rumqttd's accept loop fails
 /// with EMFILE and logs an error for every attempt while the connection waits in the backlog.
 fn raise_fd_limit(max_connections: usize) {
-    let needed = max_connections as u64 + SPARE_FDS;
+    let needed = max_connections as u64 + crate::child::SPARE_FILES;
     if let Some(open_files) = crate::child::raise_open_file_limit() {
         if open_files < needed {
             tracing::warn!(

@@ -33,6 +33,10 @@ pub fn catch_interrupts() {
     }
 }
 
+/// Descriptors a process of the run needs besides one socket per device or connection
+/// (listeners, the runtime, logs and record files).
+pub const SPARE_FILES: u64 = 64;
+
 /// Raises this process's soft limit on open files to its hard limit and returns the limit now
 /// in force, `None` when unlimited or unreadable. Every socket is a descriptor, so the fleet, the
 /// sink, the collector and the broker each call this before they open one per device; children

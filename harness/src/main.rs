@@ -200,7 +200,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     // Every process of a run opens a socket per device: the fleet, the sink, the collector.
-    child::raise_open_file_limit();
+    let open_files = child::raise_open_file_limit();
     let outcome = match cli.command {
         Command::Run {
             scenario,
@@ -208,7 +208,7 @@ fn main() -> ExitCode {
             quiet,
             no_report,
             repetitions,
-        } => return run(scenario, out, quiet, no_report, repetitions),
+        } => return run(scenario, out, quiet, no_report, repetitions, open_files),
         Command::Compare {
             baseline,
             candidate,
@@ -338,6 +338,7 @@ fn run(
     quiet: bool,
     no_report: bool,
     repetitions: Option<u32>,
+    open_files: Option<u64>,
 ) -> ExitCode {
     let mut scenario = match scenario::load(&path) {
         Ok(s) => s,
@@ -349,7 +350,7 @@ fn run(
     if let Some(n) = repetitions {
         scenario.repetitions = n;
     }
-    if let Some(open_files) = child::raise_open_file_limit() {
+    if let Some(open_files) = open_files {
         if let Err(e) = runner::check_open_files(&scenario, open_files) {
             eprintln!("error: {}: {e}", path.display());
             return ExitCode::from(2);

@@ -56,10 +56,6 @@ pub fn default_out(scenario: &Scenario) -> PathBuf {
     PathBuf::from("results").join(format!("{}-{}", scenario.name, stamp.trim_end_matches('Z')))
 }
 
-/// Descriptors a process of the run needs besides its per-device sockets (listeners, the
-/// runtime, logs and record files).
-const SPARE_FILES: u64 = 64;
-
 /// Refuses an emulated fleet that one process cannot hold within `open_files` descriptors (the
 /// limit each child gets): every device is a socket in the fleet (two for a device that
 /// serves: its listener and its collector's connection), and the sink, collector or broker
@@ -76,9 +72,9 @@ pub fn check_open_files(scenario: &Scenario, open_files: u64) -> Result<(), Stri
         } else {
             1
         };
-        let needed = devices * per_device + SPARE_FILES;
+        let needed = devices * per_device + child::SPARE_FILES;
         if needed > open_files {
-            let most = (open_files.saturating_sub(SPARE_FILES)) / per_device;
+            let most = (open_files.saturating_sub(child::SPARE_FILES)) / per_device;
             return Err(format!(
                 "`fleet.devices = {devices}`: variant `{}` needs about {needed} open files in one \
                  process and this machine allows {open_files} (ulimit -n); a fleet is not split \

@@ -43,6 +43,24 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
     let stall_end_ns = stall_start_ns + 1_000 * MS;
     let stop_ns = start_ns + 3_000 * MS;
 
+    let plan = FleetPlan {
+        transport: TransportKind::Tcp,
+        target,
+        encoding: Encoding::Json,
+        devices: 1,
+        first_device_id: 0,
+        seed: 1,
+        start_ns,
+        stop_ns,
+        ramp_ns: 0,
+        interval_ns: 10 * MS,
+        jitter_ns: 0,
+        profile: DeviceProfile::default(),
+        spread_sources: false,
+        mqtt: Default::default(),
+        hold_timeout_ms: 30_000,
+    };
+    let device_clock = plan.clone();
     let sink = tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
         let mut decoder = FrameDecoder::new(Encoding::Json);
@@ -76,8 +94,8 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
                 arrivals.push(Arrival {
                     device_id: r.device_id,
                     seq: r.seq,
-                    // The device's clock counts from the plan's start.
-                    scheduled_us: start_ns / 1_000 + r.scheduled_us,
+                    // Readings carry the device's clock; the runner moves it back the same way.
+                    scheduled_us: device_clock.monotonic_us(r.scheduled_us),
                     arrived_ns,
                     connection: 0,
                 });
@@ -85,23 +103,6 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
         }
     });
 
-    let plan = FleetPlan {
-        transport: TransportKind::Tcp,
-        target,
-        encoding: Encoding::Json,
-        devices: 1,
-        first_device_id: 0,
-        seed: 1,
-        start_ns,
-        stop_ns,
-        ramp_ns: 0,
-        interval_ns: 10 * MS,
-        jitter_ns: 0,
-        profile: DeviceProfile::default(),
-        spread_sources: false,
-        mqtt: Default::default(),
-        hold_timeout_ms: 30_000,
-    };
     let sends = Arc::new(Sends::default());
     device_emulator::fleet::run(plan, sends.clone(), CancellationToken::new(), Vec::new()).await;
     let arrivals = tokio::time::timeout(Duration::from_secs(10), sink)
