@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use device_emulator::fleet::{ConnectionRecord, SendOutcome, SendRecord};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 use transports::transport::{ConnectionEnd, ConnectionReport};
 
@@ -39,6 +39,20 @@ pub struct Window {
 impl Window {
     fn contains(&self, ns: u64) -> bool {
         (self.start_ns..self.end_ns).contains(&ns)
+    }
+
+    /// The window as measured: whole when the run went on to its end (`complete`), otherwise
+    /// cut at this instant, so an interrupted run's rates and per-second figures cover the time
+    /// that elapsed, not the time that was planned.
+    pub fn until_interrupted(self, complete: bool) -> Window {
+        if complete {
+            return self;
+        }
+        let now = transports::clock::now_ns();
+        Window {
+            start_ns: self.start_ns,
+            end_ns: now.clamp(self.start_ns, self.end_ns),
+        }
     }
 
     fn seconds(&self) -> f64 {
@@ -100,8 +114,9 @@ pub struct ReadingFigures {
     pub throughput_per_s: f64,
     /// Due readings per second of the window.
     pub offered_per_s: f64,
-    /// Per second of the window (by arrival): corrected and uncorrected latency.
-    pub intervals: Vec<(Histogram<u64>, Histogram<u64>)>,
+    /// Per second of the window (by arrival): arrivals and latency, with both histograms kept
+    /// compressed for the interval log.
+    pub seconds: Vec<Second>,
     /// Every first arrival of a reading due in the window, in arrival order.
     pub readings: Vec<ReadingLatency>,
 }
@@ -118,25 +133,91 @@ impl ReadingFigures {
 
     /// Arrivals and corrected latency per second.
     pub fn per_second(&self) -> Vec<SecondStats> {
-        self.intervals
-            .iter()
-            .enumerate()
-            .map(|(i, (corrected, _))| SecondStats {
-                second: i as u32,
-                arrivals: corrected.len(),
-                p50_us: corrected.value_at_quantile(0.5),
-                p99_us: corrected.value_at_quantile(0.99),
-                max_us: corrected.max(),
-            })
-            .collect()
+        self.seconds.iter().map(|s| s.stats.clone()).collect()
+    }
+
+    /// Forgets the uncorrected latency and the send lag (a hardware run cannot know when a send
+    /// began): the histograms and the per-second ones are emptied.
+    pub fn forget_send_instants(&mut self) {
+        self.uncorrected.reset();
+        self.send_lag.reset();
+        let empty = compress(&new_histogram());
+        for s in &mut self.seconds {
+            s.uncorrected.clone_from(&empty);
+        }
     }
 
     /// Writes the per-second histograms as an HdrHistogram interval log (values in µs; the max
     /// column is in ms), tagged `corrected` and `uncorrected`.
     pub fn write_hlog(&self, path: &Path, comment: &str) -> io::Result<()> {
-        let intervals: Vec<_> = self.intervals.iter().map(|(c, u)| (c, u)).collect();
-        write_interval_log(path, comment, &intervals, Duration::from_secs(1))
+        let mut out = Vec::new();
+        let mut serializer = V2DeflateSerializer::new();
+        {
+            let mut log = begin_interval_log(&mut out, &mut serializer, comment)?;
+            for (i, second) in self.seconds.iter().enumerate() {
+                let start = Duration::from_secs(i as u64);
+                for (bytes, tag) in [
+                    (&second.corrected, "corrected"),
+                    (&second.uncorrected, "uncorrected"),
+                ] {
+                    log.write_histogram(
+                        &decompress(bytes)?,
+                        start,
+                        Duration::from_secs(1),
+                        Tag::new(tag),
+                    )
+                    .map_err(|e| io::Error::other(format!("{e:?}")))?;
+                }
+            }
+        }
+        crate::results::write_atomically(path, &out)
     }
+}
+
+/// One second of the window: its figures, and its two histograms compressed (a few hundred
+/// bytes, where a live histogram of this range holds some 100 KiB), so that a long run keeps
+/// one second's worth of histograms in memory at a time.
+#[derive(Clone, Debug)]
+pub struct Second {
+    /// Arrivals and corrected latency in this second.
+    pub stats: SecondStats,
+    /// Corrected latency, V2 deflate serialized.
+    corrected: Vec<u8>,
+    /// Uncorrected latency, V2 deflate serialized.
+    uncorrected: Vec<u8>,
+}
+
+fn compress(h: &Histogram<u64>) -> Vec<u8> {
+    let mut out = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut out)
+        .expect("serializing a histogram into memory");
+    out
+}
+
+fn decompress(bytes: &[u8]) -> io::Result<Histogram<u64>> {
+    hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut io::Cursor::new(bytes))
+        .map_err(|e| io::Error::other(format!("a per-second histogram: {e:?}")))
+}
+
+fn begin_interval_log<'a>(
+    out: &'a mut Vec<u8>,
+    serializer: &'a mut V2DeflateSerializer,
+    comment: &str,
+) -> io::Result<
+    hdrhistogram::serialization::interval_log::IntervalLogWriter<
+        'a,
+        'a,
+        Vec<u8>,
+        V2DeflateSerializer,
+    >,
+> {
+    IntervalLogWriterBuilder::new()
+        .add_comment(comment)
+        .add_comment("values are latencies in microseconds; intervals start at the window start")
+        .with_max_value_divisor(1000.0)
+        .begin_log_with(out, serializer)
 }
 
 /// Writes `(corrected, uncorrected)` histogram pairs as an HdrHistogram interval log, each pair
@@ -150,13 +231,7 @@ pub fn write_interval_log(
     let mut out = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     {
-        let mut log = IntervalLogWriterBuilder::new()
-            .add_comment(comment)
-            .add_comment(
-                "values are latencies in microseconds; intervals start at the window start",
-            )
-            .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut out, &mut serializer)?;
+        let mut log = begin_interval_log(&mut out, &mut serializer, comment)?;
         for (i, (corrected, uncorrected)) in intervals.iter().enumerate() {
             let start = length * i as u32;
             for (h, tag) in [(corrected, "corrected"), (uncorrected, "uncorrected")] {
@@ -204,10 +279,6 @@ pub fn readings(
 
     let mut corrected = new_histogram();
     let mut uncorrected = new_histogram();
-    let seconds = (window.end_ns - window.start_ns).div_ceil(1_000_000_000) as usize;
-    let mut intervals: Vec<_> = (0..seconds)
-        .map(|_| (new_histogram(), new_histogram()))
-        .collect();
     let mut seen: HashMap<(u32, u64), ()> = HashMap::with_capacity(arrivals.len());
     let mut highest_seq: HashMap<(u32, u32), u32> = HashMap::new();
     let mut in_window_arrivals = 0u64;
@@ -241,12 +312,6 @@ pub fn readings(
         }
         if window.contains(a.arrived_ns) {
             in_window_arrivals += 1;
-            let second = ((a.arrived_ns - window.start_ns) / 1_000_000_000) as usize;
-            let (c, u) = &mut intervals[second];
-            c.saturating_record(corrected_us);
-            if let Some(v) = uncorrected_us {
-                u.saturating_record(v);
-            }
         }
         joined.push(ReadingLatency {
             device_id: a.device_id,
@@ -261,17 +326,68 @@ pub fn readings(
     // records) still count as received; lost never goes negative.
     delivery.scheduled = delivery.scheduled.max(delivery.received);
     delivery.lost = delivery.scheduled - delivery.received;
-    let offered_per_s = delivery.scheduled as f64 / window.seconds();
+    let per_s = |count: u64| {
+        if window.seconds() > 0.0 {
+            count as f64 / window.seconds()
+        } else {
+            0.0
+        }
+    };
     ReadingFigures {
+        offered_per_s: per_s(delivery.scheduled),
+        throughput_per_s: per_s(in_window_arrivals),
+        seconds: per_second(&joined, window),
         delivery,
         corrected,
         uncorrected,
         send_lag,
-        throughput_per_s: in_window_arrivals as f64 / window.seconds(),
-        offered_per_s,
-        intervals,
         readings: joined,
     }
+}
+
+/// The window's seconds by arrival, built one second at a time from the joined readings: memory
+/// grows with the seconds the window spans (the runner ends an interrupted window where it
+/// stopped), by a few hundred bytes each.
+fn per_second(joined: &[ReadingLatency], window: Window) -> Vec<Second> {
+    let seconds = (window.end_ns.saturating_sub(window.start_ns)).div_ceil(1_000_000_000) as u32;
+    // (second, index): sorted, each second's arrivals together and in arrival order.
+    let mut order: Vec<(u32, u32)> = joined
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| window.contains(r.arrived_ns))
+        .map(|(i, r)| {
+            let second = (r.arrived_ns - window.start_ns) / 1_000_000_000;
+            (second as u32, i as u32)
+        })
+        .collect();
+    order.sort_unstable();
+    let mut corrected = new_histogram();
+    let mut uncorrected = new_histogram();
+    let mut next = order.iter().peekable();
+    (0..seconds)
+        .map(|second| {
+            corrected.reset();
+            uncorrected.reset();
+            while let Some((_, i)) = next.next_if(|(s, _)| *s == second) {
+                let r = &joined[*i as usize];
+                corrected.saturating_record(r.corrected_us);
+                if let Some(u) = r.uncorrected_us {
+                    uncorrected.saturating_record(u);
+                }
+            }
+            Second {
+                stats: SecondStats {
+                    second,
+                    arrivals: corrected.len(),
+                    p50_us: corrected.value_at_quantile(0.5),
+                    p99_us: corrected.value_at_quantile(0.99),
+                    max_us: corrected.max(),
+                },
+                corrected: compress(&corrected),
+                uncorrected: compress(&uncorrected),
+            }
+        })
+        .collect()
 }
 
 fn round3(v: f64) -> f64 {
@@ -534,6 +650,51 @@ mod tests {
                 .collect();
         assert_eq!(intervals.len(), 6);
         assert_eq!(intervals[0].tag().unwrap().as_str(), "corrected");
+    }
+
+    #[test]
+    fn per_second_figures_are_kept_compressed_and_follow_the_measured_window() {
+        let sends: Vec<_> = (0..100)
+            .map(|i| send(0, i, i as u64 * S / 50, i as u64 * S / 50))
+            .collect();
+        let arrivals: Vec<_> = (0..100)
+            .map(|i| {
+                arrival(
+                    0,
+                    i,
+                    i as u64 * S / 50,
+                    i as u64 * S / 50 + (i as u64 + 1) * 100_000,
+                )
+            })
+            .collect();
+        // An hour planned, cut after 2.5 s: three seconds, not 3,600.
+        let planned = Window {
+            start_ns: 0,
+            end_ns: 3_600 * S,
+        };
+        let cut = Window {
+            start_ns: 0,
+            end_ns: 2 * S + S / 2,
+        };
+        assert_eq!(planned.until_interrupted(true), planned);
+        let f = readings(&sends, &arrivals, cut, 1);
+        assert_eq!(f.seconds.len(), 3);
+        let per_second = f.per_second();
+        assert_eq!(per_second.iter().map(|s| s.arrivals).sum::<u64>(), 100);
+        assert_eq!(per_second[2].arrivals, 0);
+        for s in &f.seconds {
+            // A live histogram of 1 µs..60 s at 3 digits holds over 100 KiB.
+            assert!(
+                s.corrected.len() + s.uncorrected.len() < 2_048,
+                "{}",
+                s.corrected.len()
+            );
+        }
+        // The compressed histograms are the ones the interval log carries.
+        let first = decompress(&f.seconds[0].corrected).unwrap();
+        assert_eq!(first.len(), per_second[0].arrivals);
+        assert_eq!(first.max(), per_second[0].max_us);
+        assert_eq!(f.offered_per_s, 40.0);
     }
 
     #[test]

@@ -366,7 +366,7 @@ fn run_hardware_variant(
     let sampler = Sampler::start(pids, Duration::from_millis(200));
     sampler.mark("idle");
     let start_ns = clock::now_ns();
-    let window = Window {
+    let mut window = Window {
         start_ns: start_ns + scenario.warmup.as_nanos() as u64,
         end_ns: start_ns + (scenario.warmup + scenario.duration).as_nanos() as u64,
     };
@@ -380,6 +380,7 @@ fn run_hardware_variant(
     sampler.mark("window_start");
     complete = complete && sleep_until(window.end_ns, &progress, start_ns);
     sampler.mark("window_end");
+    window = window.until_interrupted(complete);
     // Readings due just before the window's end are still on their way.
     let drain_until = clock::now_ns() + (DRAIN + Duration::from_secs(1)).as_nanos() as u64;
     complete = complete && sleep_until(drain_until, &progress, start_ns);
@@ -433,11 +434,7 @@ fn run_hardware_variant(
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
     let mut figures = measure::readings(&due, &arrivals, window, subscribers.unwrap_or(1));
     // When each send began is not known on hardware: no uncorrected latency, no send lag.
-    figures.uncorrected.reset();
-    figures.send_lag.reset();
-    for (_, u) in &mut figures.intervals {
-        u.reset();
-    }
+    figures.forget_send_instants();
     figures.write_hlog(
         &options.out.join(&hlog),
         &format!(
@@ -994,7 +991,7 @@ fn run_variant(
 
     let ready_ns = clock::now_ns();
     let start_ns = ready_ns + (START_DELAY + Duration::from_millis(200)).as_nanos() as u64;
-    let window = Window {
+    let mut window = Window {
         start_ns: start_ns + scenario.warmup.as_nanos() as u64,
         end_ns: start_ns + (scenario.warmup + scenario.duration).as_nanos() as u64,
     };
@@ -1084,6 +1081,7 @@ fn run_variant(
     complete = complete && sleep_until(window.end_ns, &progress, start_ns);
     sampler.mark("window_end");
     progress.set_message("draining");
+    window = window.until_interrupted(complete);
 
     let mut error = None;
     if complete {
