@@ -6,6 +6,10 @@
 //! an MQTT CONNECT, prints `listening <addr>`, then sleeps in `sigwait` until SIGINT or SIGTERM and
 //! returns; the process exiting is what stops the broker.
 //!
+//! rumqttd 0.20 delivers a message at the subscription's QoS even when it was published at a lower
+//! one (MQTT 3.1.1 §3.3.5 asks for the lower of the two), and keeps each subscribed filter's
+//! messages in memory up to a bound set here ([`BrokerSettings`]); README lists both deviations.
+//!
 //! This module leaves to others: what the devices publish (the transports), measuring (the
 //! harness samples this process from outside), and logging (rumqttd logs through `tracing`; the
 //! binary's subscriber decides what is shown).
@@ -31,13 +35,45 @@ const MAX_OUTGOING_PACKET_COUNT: u64 = 200;
 /// Client id of the readiness probe; chosen so that no emulated device uses it.
 const PROBE_CLIENT_ID: &str = "fleetbench-probe";
 
+/// Default bytes in one segment of a filter's log ([`BrokerSettings::max_segment_size`]).
+pub const DEFAULT_SEGMENT_SIZE: usize = 1024 * 1024;
+
+/// Default segments a filter's log keeps besides the one being written
+/// ([`BrokerSettings::max_segment_count`]).
+pub const DEFAULT_SEGMENT_COUNT: usize = 4;
+
+/// rumqttd's bookkeeping per message held in a filter's log, beyond the message's own bytes, as an
+/// upper estimate: its 232-byte entry (the publish, its unused v5 properties and a timestamp), up to
+/// twice that while a segment's vector doubles, and the unused tail of the read buffer the
+/// message's bytes still pin.
+pub const LOG_ENTRY_OVERHEAD: u64 = 500;
+
+/// Memory one client connection costs rumqttd whatever the configuration, as an upper estimate:
+/// two 10 KiB socket buffers, a 200-packet queue each way (392 and 248 bytes a slot; the outgoing
+/// one may take one more read of `MAX_OUTGOING_PACKET_COUNT`) and its session. Measured: about
+/// 45 KiB idle, 90 KiB for a device that has published.
+pub const CONNECTION_MEMORY: u64 = 200 * 1024;
+
 /// Settings of the embedded broker, sized from the scenario.
 ///
-/// Memory note: rumqttd keeps every subscribed filter's messages in an in-memory log of up to
-/// `max_segment_count + 1` segments of `max_segment_size` bytes and drops the oldest segment only
-/// when that is full. Delivered messages stay in the log, so the broker's memory grows towards
-/// that bound during a long run (about 1.1 GiB per filter with the defaults). A subscriber that
-/// falls further behind than the log holds skips the dropped messages.
+/// Memory bound: rumqttd keeps every subscribed filter's messages in an in-memory log of up to
+/// `max_segment_count + 1` segments of `max_segment_size` bytes ([`log_capacity`]), counting a
+/// message as 4 + topic + payload bytes, and keeps delivered messages there too. When the segment
+/// being written is full and the log holds `max_segment_count` others, the oldest is dropped: a
+/// subscriber whose cursor was in it skips ahead to the oldest message kept (rumqttd logs a
+/// cursor jump) and what it skipped counts as lost. Besides the log, each connection costs up to
+/// [`CONNECTION_MEMORY`], which rumqttd does not let us cap, and each topic a small entry (and its
+/// retained message); nothing grows with time or load. So the broker's resident memory stays under
+/// about
+///
+/// `16 MiB + filters × log_memory(m) + connections × CONNECTION_MEMORY`
+///
+/// for messages of `m` counted bytes ([`log_memory`]). fleetbench subscribes one filter per
+/// variant; with the defaults and ~106-byte readings (an 83-byte JSON reading on
+/// `fleet/NNNNN/reading`) the log holds 4–5 MiB, 40,000–50,000 readings, in under 30 MiB.
+///
+/// [`log_capacity`]: BrokerSettings::log_capacity
+/// [`log_memory`]: BrokerSettings::log_memory
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BrokerSettings {
     /// Most MQTT sessions at once; the router refuses the one after (see [`run_embedded`]).
@@ -51,9 +87,12 @@ pub struct BrokerSettings {
     pub max_payload_size: usize,
     /// Time a client has to send CONNECT after its TCP connection was accepted.
     pub connection_timeout_ms: u16,
-    /// Size in bytes of one segment of a filter's in-memory log (at least 1024).
+    /// Size in bytes of one segment of a filter's in-memory log (at least 1024). rumqttd's own
+    /// default (100 MiB, with 10 segments) let the log reach 1.1 GiB counted, several GiB resident.
     pub max_segment_size: usize,
-    /// Segments kept per filter besides the one being written (at least 1).
+    /// Segments kept per filter besides the one being written (at least 1): the history a
+    /// subscriber that fell behind can still catch up on is between this many segments and one
+    /// more.
     pub max_segment_count: usize,
 }
 
@@ -64,13 +103,27 @@ impl Default for BrokerSettings {
             max_inflight_count: 100,
             max_payload_size: 16 * 1024,
             connection_timeout_ms: 10_000,
-            max_segment_size: 100 * 1024 * 1024,
-            max_segment_count: 10,
+            max_segment_size: DEFAULT_SEGMENT_SIZE,
+            max_segment_count: DEFAULT_SEGMENT_COUNT,
         }
     }
 }
 
 impl BrokerSettings {
+    /// The most bytes one filter's log holds, counting a message as 4 + topic + payload bytes:
+    /// `(max_segment_count + 1) × max_segment_size` (a segment may overrun by one message).
+    pub fn log_capacity(&self) -> u64 {
+        (self.max_segment_count as u64 + 1) * self.max_segment_size as u64
+    }
+
+    /// Upper estimate of the memory one filter's full log takes when its messages count
+    /// `message_bytes` each (4 + topic + payload): each message's bytes plus
+    /// [`LOG_ENTRY_OVERHEAD`].
+    pub fn log_memory(&self, message_bytes: u64) -> u64 {
+        let messages = self.log_capacity() / message_bytes.max(1) + 1;
+        messages * (message_bytes + LOG_ENTRY_OVERHEAD)
+    }
+
     /// Rejects values rumqttd would panic on (in its router thread) or that make every
     /// connection fail.
     fn check(&self) -> anyhow::Result<()> {
@@ -423,7 +476,8 @@ mod tests {
         assert_eq!(server.connections.max_payload_size, 16 * 1024);
         assert_eq!(server.connections.connection_timeout_ms, 10_000);
         assert_eq!(config.router.max_connections, 20_000);
-        assert_eq!(config.router.max_segment_size, 100 * 1024 * 1024);
+        assert_eq!(config.router.max_segment_size, 1024 * 1024);
+        assert_eq!(config.router.max_segment_count, 4);
     }
 
     #[test]

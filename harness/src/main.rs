@@ -100,6 +100,13 @@ enum Command {
         /// Most client connections at once.
         #[arg(long, default_value_t = 20_000)]
         max_connections: usize,
+        /// Bytes in one segment of each subscribed filter's in-memory log; with
+        /// --max-segment-count it caps the broker's memory (README: Embedded broker deviations).
+        #[arg(long, default_value_t = fleetbench::broker::DEFAULT_SEGMENT_SIZE)]
+        max_segment_size: usize,
+        /// Segments a filter's log keeps besides the one being written.
+        #[arg(long, default_value_t = fleetbench::broker::DEFAULT_SEGMENT_COUNT)]
+        max_segment_count: usize,
     },
     /// Receive readings as a collector: subscribed to an MQTT broker, or connected to every device
     /// of a device-served variant (sse, http-stream, long-poll, ws-server).
@@ -261,10 +268,14 @@ fn main() -> ExitCode {
         Command::Broker {
             listen,
             max_connections,
+            max_segment_size,
+            max_segment_count,
         } => fleetbench::broker::run_embedded(
             listen,
             &fleetbench::broker::BrokerSettings {
                 max_connections,
+                max_segment_size,
+                max_segment_count,
                 ..Default::default()
             },
         ),
