@@ -5,12 +5,13 @@
 //!   samples their CPU and memory ([`procstat`]) and turns their [`records`] into results.
 //! - [`measure`]: the measurement core (latency, delivery, overhead), transport-agnostic.
 //! - [`results`]: `results.json`, the public record of a run; [`table`]: its terminal summary.
-//! - [`machine`]: what the run ran on.
+//! - [`machine`]: what the run ran on; [`disk`]: the raw records' size, estimated before a run.
 //! - [`broker`]: the embedded MQTT broker (rumqttd), run as `fleetbench broker`.
 pub mod baseline;
 pub mod broker;
 pub mod child;
 pub mod compare;
+pub mod disk;
 pub mod hardware;
 pub mod machine;
 pub mod measure;

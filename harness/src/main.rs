@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use fleetbench::records::{FleetRecorder, SinkRecorder};
-use fleetbench::{child, runner, scenario, table};
+use fleetbench::{child, disk, runner, scenario, table};
 use tokio_util::sync::CancellationToken;
 use transports::transport::{SinkObserver, SinkOptions};
 use transports::{Encoding, TransportKind};
@@ -381,6 +381,35 @@ fn run(
         scenario.repetitions,
         options.out.display()
     );
+    let needed = disk::estimate(&scenario);
+    let free = match disk::free_bytes(&options.out) {
+        Ok(free) => free,
+        Err(e) => {
+            eprintln!(
+                "error: the free space for {} cannot be read: {e}",
+                options.out.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    eprintln!(
+        "fleetbench: raw records need about {} for {} readings ({} per million); {} free",
+        disk::human(needed.bytes),
+        needed.readings,
+        disk::human(disk::Estimate::PER_MILLION_READINGS),
+        disk::human(free)
+    );
+    if needed.bytes > free {
+        eprintln!(
+            "error: {}: the run needs about {} for its raw records and the disk of {} has {} \
+             free; free some space, pick another --out, or shorten `duration` or the fleet",
+            path.display(),
+            disk::human(needed.bytes),
+            options.out.display(),
+            disk::human(free)
+        );
+        return ExitCode::from(2);
+    }
     match runner::run(&scenario, &path, &options) {
         Ok(result) => {
             print!("{}", table::render(&result));

@@ -26,8 +26,10 @@ pub const FLEET_CONNECTIONS: &str = "fleet-connections.jsonl";
 /// See [`SENDS`].
 pub const SINK_CONNECTIONS: &str = "sink-connections.jsonl";
 
-const SEND_LEN: usize = 28;
-const ARRIVAL_LEN: usize = 28;
+/// Bytes of one record in `sends.bin`.
+pub const SEND_LEN: usize = 28;
+/// Bytes of one record in `arrivals.bin`.
+pub const ARRIVAL_LEN: usize = 28;
 
 /// A buffered, shared, append-only file.
 pub struct RecordFile(Mutex<BufWriter<File>>);

@@ -24,6 +24,11 @@ use transports::{Encoding, TransportKind};
 /// Most devices one scenario may ask for.
 pub const MAX_DEVICES: u32 = 1_000_000;
 
+/// Longest measured window and warm-up a scenario may ask for (7 days). A run keeps a few
+/// hundred bytes per second of the window in memory and its raw records on disk; past a week a
+/// typo (`"99999h"`) is far likelier than a plan.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Longest scenario or variant name; names end up in folder names.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -493,6 +498,18 @@ fn check(s: &Scenario) -> Result<(), Problem> {
             &[key("duration")],
             "`duration` must be longer than zero: it is the measured window".to_owned(),
         ));
+    }
+    for (name, value) in [("duration", s.duration), ("warmup", s.warmup)] {
+        if value > MAX_DURATION {
+            return Err(problem(
+                &[key(name)],
+                format!(
+                    "`{name}` must be at most {} (7 days), not {}",
+                    humantime::format_duration(MAX_DURATION),
+                    humantime::format_duration(value)
+                ),
+            ));
+        }
     }
 
     if !(1..=MAX_REPETITIONS).contains(&s.repetitions) {
@@ -1494,6 +1511,14 @@ transport = "ws"
         assert_eq!((err.line(), err.key()), (Some(2), Some("duration")));
         let err = error(&MINIMAL.replace("\"100ms\"", "\"0ms\""));
         assert_eq!((err.line(), err.key()), (Some(6), Some("fleet.interval")));
+    }
+
+    #[test]
+    fn durations_past_a_week() {
+        let err = error(&MINIMAL.replace("\"8s\"", "\"99999999999h\""));
+        assert_eq!((err.line(), err.key()), (Some(2), Some("duration")));
+        assert!(err.to_string().contains("at most 7days"), "{err}");
+        assert!(parse(&MINIMAL.replace("\"8s\"", "\"7days\""), "x.toml").is_ok());
     }
 
     #[test]
