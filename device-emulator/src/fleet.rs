@@ -1,7 +1,8 @@
 //! [`run`]: a fleet of emulated devices, each a light task that connects, follows its open-loop
 //! [`Schedule`], reads its sensors and sends every due reading over its transport [`Link`].
 //!
-//! Devices report every due reading (sent or not, with the instant the send began) and every
+//! Devices report every due reading (sent or not, with the instant the send began and whether a
+//! broker acknowledged it) and every
 //! connection (set-up cost, final counters, how it ended) to a [`FleetObserver`]. Turning those
 //! reports into figures is the harness's job.
 
@@ -14,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use transports::mqtt::MqttSettings;
 use transports::socket::SocketOptions;
-use transports::transport::{LinkOptions, LinkStats, Setup};
+use transports::transport::{BrokerAck, LinkOptions, LinkStats, Setup};
 use transports::{clock, Encoding, Link, TransportKind};
 
 use crate::pacer::Pacer;
@@ -187,6 +188,9 @@ pub struct SendRecord {
     pub sent_ns: u64,
     /// What happened.
     pub outcome: SendOutcome,
+    /// Whether a broker acknowledged taking it over (MQTT QoS 1 and 2; recorded whatever the
+    /// outcome, since a QoS 2 send can fail after its PUBREC).
+    pub broker_ack: BrokerAck,
 }
 
 /// One connection of a device, or one failed attempt.
@@ -331,6 +335,7 @@ async fn serving_device(
             scheduled_ns: due_ns,
             sent_ns,
             outcome,
+            broker_ack: BrokerAck::NotExpected,
         });
     }
     if !stop.is_cancelled() {
@@ -426,6 +431,11 @@ async fn device(
             scheduled_ns: due_ns,
             sent_ns: 0,
             outcome: SendOutcome::Offline,
+            broker_ack: if plan.transport.broker_acknowledges() {
+                BrokerAck::Missing
+            } else {
+                BrokerAck::NotExpected
+            },
         };
         if let Some(conn) = open.as_mut() {
             record.sent_ns = clock::now_ns();
@@ -433,6 +443,7 @@ async fn device(
                 result = conn.link.send(&reading) => result,
                 _ = stop.cancelled() => break,
             };
+            record.broker_ack = conn.link.broker_ack();
             match result {
                 Ok(payload) => {
                     conn.readings_sent += 1;

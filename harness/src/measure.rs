@@ -3,7 +3,8 @@
 //! - Latency: every reading due within the window, from its due instant to its arrival
 //!   (corrected) and from the instant its send began (uncorrected), into HdrHistograms of µs with
 //!   3 significant digits up to 60 s.
-//! - Delivery: per device sequence, what was due, sent, received, lost, duplicated, reordered.
+//! - Delivery: per device sequence, what was due, sent, received, lost, duplicated, reordered;
+//!   each lost reading by where it was lost, from its send record (see [`readings`]).
 //! - Overhead: connection counters after set-up and before close, per reading sent.
 //!
 //! Inputs are what [`crate::records`] reads back; outputs are [`crate::results`] values.
@@ -17,6 +18,7 @@ use device_emulator::fleet::{ConnectionRecord, SendOutcome, SendRecord};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
+use transports::transport::BrokerAck;
 use transports::transport::{ConnectionEnd, ConnectionReport};
 
 use crate::records::Arrival;
@@ -255,6 +257,11 @@ fn key(device_id: u32, seq: u32) -> u64 {
 /// With `subscribers` > 1 (MQTT fan-out) every reading is expected once per subscriber, told
 /// apart by the arrival's connection: delivery then counts deliveries (reading x subscriber),
 /// and a reading one subscriber missed is lost for that subscriber alone.
+///
+/// Every lost delivery is put down to where its reading was lost, from its send record: a
+/// broker acknowledged it (`lost_by_broker`), else it was sent (`lost_in_flight`), else not
+/// (`lost_unsent`). So `lost` is their sum, and `scheduled = received + lost`. `lost_by_broker`
+/// is `None` unless some send record in the window awaited a broker's acknowledgement.
 pub fn readings(
     sends: &[SendRecord],
     arrivals: &[Arrival],
@@ -282,6 +289,8 @@ pub fn readings(
     let mut seen: HashMap<(u32, u64), ()> = HashMap::with_capacity(arrivals.len());
     let mut highest_seq: HashMap<(u32, u32), u32> = HashMap::new();
     let mut in_window_arrivals = 0u64;
+    // How many receivers each reading reached.
+    let mut receivers_of: HashMap<u64, u64> = HashMap::with_capacity(sends.len());
     let mut joined = Vec::with_capacity(arrivals.len());
     for a in arrivals {
         let scheduled_ns = a.scheduled_us.saturating_mul(1_000);
@@ -296,6 +305,7 @@ pub fn readings(
             continue;
         }
         delivery.received += 1;
+        *receivers_of.entry(k).or_default() += 1;
         let highest = highest_seq.entry((receiver, a.device_id)).or_insert(a.seq);
         if a.seq < *highest {
             delivery.reordered += 1;
@@ -322,10 +332,7 @@ pub fn readings(
             uncorrected_us,
         });
     }
-    // Readings seen at the sink but missing from the send log (a device outside the fleet's
-    // records) still count as received; lost never goes negative.
-    delivery.scheduled = delivery.scheduled.max(delivery.received);
-    delivery.lost = delivery.scheduled - delivery.received;
+    split_loss(&mut delivery, sends, window, fan_out, &receivers_of);
     let per_s = |count: u64| {
         if window.seconds() > 0.0 {
             count as f64 / window.seconds()
@@ -388,6 +395,39 @@ fn per_second(joined: &[ReadingLatency], window: Window) -> Vec<Second> {
             }
         })
         .collect()
+}
+
+/// Sets `lost` and its split from each due reading's send record and the receivers it reached.
+/// Arrivals no send record explains (a reading missing from the send log, or more receivers
+/// than subscribers) count as received and as due, so lost never goes negative.
+fn split_loss(
+    delivery: &mut Delivery,
+    sends: &[SendRecord],
+    window: Window,
+    fan_out: u64,
+    receivers_of: &HashMap<u64, u64>,
+) {
+    let (mut unsent, mut in_flight, mut by_broker) = (0u64, 0u64, 0u64);
+    let mut broker_acknowledges = false;
+    let mut explained = 0u64;
+    for s in sends.iter().filter(|s| window.contains(s.scheduled_ns)) {
+        let reached = receivers_of
+            .get(&key(s.device_id, s.seq))
+            .map_or(0, |n| (*n).min(fan_out));
+        explained += reached;
+        let missing = fan_out - reached;
+        broker_acknowledges |= s.broker_ack != BrokerAck::NotExpected;
+        match (s.broker_ack, s.outcome) {
+            (BrokerAck::Received, _) => by_broker += missing,
+            (_, SendOutcome::Sent { .. }) => in_flight += missing,
+            (_, SendOutcome::Offline | SendOutcome::Failed) => unsent += missing,
+        }
+    }
+    delivery.scheduled += delivery.received.saturating_sub(explained);
+    delivery.lost = unsent + in_flight + by_broker;
+    delivery.lost_unsent = Some(unsent);
+    delivery.lost_in_flight = Some(in_flight);
+    delivery.lost_by_broker = broker_acknowledges.then_some(by_broker);
 }
 
 fn round3(v: f64) -> f64 {
@@ -561,7 +601,30 @@ mod tests {
             scheduled_ns,
             sent_ns,
             outcome: SendOutcome::Sent { payload_bytes: 80 },
+            broker_ack: BrokerAck::NotExpected,
         }
+    }
+
+    /// A send record of a transport a broker acknowledges.
+    fn acked(mut s: SendRecord, outcome: SendOutcome, broker_ack: BrokerAck) -> SendRecord {
+        s.outcome = outcome;
+        s.broker_ack = broker_ack;
+        s
+    }
+
+    fn first_ten_seconds() -> Window {
+        Window {
+            start_ns: 0,
+            end_ns: 10 * S,
+        }
+    }
+
+    /// Both identities of delivery: due = received + lost, lost = the sum of its split.
+    fn assert_adds_up(d: &Delivery) {
+        let split =
+            d.lost_unsent.unwrap() + d.lost_in_flight.unwrap() + d.lost_by_broker.unwrap_or(0);
+        assert_eq!(d.lost, split, "{d:?}");
+        assert_eq!(d.scheduled, d.received + d.lost, "{d:?}");
     }
 
     fn arrival(device_id: u32, seq: u32, scheduled_ns: u64, arrived_ns: u64) -> Arrival {
@@ -601,10 +664,77 @@ mod tests {
                 unsent: 1,
                 received: 3,
                 lost: 2,
+                lost_unsent: Some(1),
+                lost_in_flight: Some(1),
+                lost_by_broker: None,
                 duplicated: 1,
                 reordered: 1,
             }
         );
+        assert_adds_up(&f.delivery);
+    }
+
+    #[test]
+    fn loss_is_put_down_to_the_device_the_way_or_the_broker() {
+        let window = first_ten_seconds();
+        let due = |seq: u32| send(1, seq, S + seq as u64 * S, S + seq as u64 * S);
+        let sent = SendOutcome::Sent { payload_bytes: 80 };
+        let sends = vec![
+            acked(due(0), sent, BrokerAck::Received), // arrived
+            acked(due(1), sent, BrokerAck::Received), // the broker dropped it
+            acked(due(2), sent, BrokerAck::Missing),  // never reached the broker, or its ack
+            acked(due(3), SendOutcome::Offline, BrokerAck::Missing),
+            // QoS 2: PUBREC came, then PUBCOMP did not: the broker had it.
+            acked(due(4), SendOutcome::Failed, BrokerAck::Received),
+            // The send timed out, yet the reading got through: unsent, not lost.
+            acked(due(5), SendOutcome::Failed, BrokerAck::Missing),
+        ];
+        let arrivals = vec![
+            arrival(1, 0, S, S + 1_000),
+            arrival(1, 5, 6 * S, 6 * S + 1_000),
+        ];
+        let d = readings(&sends, &arrivals, window, 1).delivery;
+        assert_eq!((d.scheduled, d.sent, d.unsent, d.received), (6, 3, 3, 2));
+        assert_eq!(d.lost, 4);
+        assert_eq!(d.lost_unsent, Some(1));
+        assert_eq!(d.lost_in_flight, Some(1));
+        assert_eq!(d.lost_by_broker, Some(2));
+        assert_adds_up(&d);
+    }
+
+    #[test]
+    fn a_broker_split_is_known_when_any_reading_awaited_an_ack_even_with_none_lost() {
+        let window = first_ten_seconds();
+        let sends = vec![acked(
+            send(1, 0, S, S),
+            SendOutcome::Offline,
+            BrokerAck::Missing,
+        )];
+        let d = readings(&sends, &[], window, 1).delivery;
+        assert_eq!(d.lost_by_broker, Some(0));
+        assert_eq!(d.lost_unsent, Some(1));
+        assert_adds_up(&d);
+    }
+
+    #[test]
+    fn arrivals_no_send_record_explains_count_as_due_and_received() {
+        let window = first_ten_seconds();
+        // Seq 1 is missing from the send log (the fleet was stopped mid-send); seq 0 reached a
+        // third connection with two subscribers (a subscriber that reconnected under another id).
+        let sends = vec![send(1, 0, S, S), send(1, 2, 3 * S, 3 * S)];
+        let mut arrivals = Vec::new();
+        for connection in 0..3 {
+            let mut a = arrival(1, 0, S, S + 1_000);
+            a.connection = connection;
+            arrivals.push(a);
+        }
+        arrivals.push(arrival(1, 1, 2 * S, 2 * S + 1_000));
+        let d = readings(&sends, &arrivals, window, 2).delivery;
+        assert_eq!(d.received, 4);
+        // Seq 2 reached neither subscriber.
+        assert_eq!((d.lost, d.lost_in_flight), (2, Some(2)));
+        assert_eq!(d.scheduled, 6);
+        assert_adds_up(&d);
     }
 
     #[test]
@@ -723,10 +853,23 @@ mod tests {
                 unsent: 0,
                 received: 5,
                 lost: 1,
+                lost_unsent: Some(0),
+                lost_in_flight: Some(1),
+                lost_by_broker: None,
                 duplicated: 1,
                 reordered: 0,
             }
         );
+        assert_adds_up(&f.delivery);
+        // Had the broker acknowledged seq 1, the one subscriber's miss is the broker's.
+        let mut acked_sends = sends.clone();
+        for s in &mut acked_sends {
+            s.broker_ack = BrokerAck::Received;
+        }
+        let by_broker = readings(&acked_sends, &arrivals, window, 2).delivery;
+        assert_eq!(by_broker.lost_by_broker, Some(1));
+        assert_eq!(by_broker.lost_in_flight, Some(0));
+        assert_adds_up(&by_broker);
         // With one subscriber the same arrivals are one stream: seq 0 and 2 arrive twice.
         let one = readings(&sends, &arrivals, window, 1);
         assert_eq!((one.delivery.received, one.delivery.duplicated), (3, 3));

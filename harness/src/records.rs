@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use device_emulator::fleet::{ConnectionRecord, FleetObserver, SendOutcome, SendRecord};
-use transports::transport::{ConnectionReport, SinkObserver};
+use transports::transport::{BrokerAck, ConnectionReport, SinkObserver};
 use transports::Reading;
 
 /// File names inside a variant's raw folder.
@@ -150,6 +150,9 @@ pub struct Arrival {
     pub connection: u32,
 }
 
+/// A send record: device id (u32), seq (u32), due ns (u64), send began ns (u64), outcome (u8:
+/// 0 sent, 1 offline, 2 failed), broker acknowledgement (u8: 0 none expected, 1 missing,
+/// 2 received; always 0 in files written before it was recorded), payload bytes (u16).
 fn encode_send(r: &SendRecord) -> [u8; SEND_LEN] {
     let (outcome, payload) = match r.outcome {
         SendOutcome::Sent { payload_bytes } => (0u8, payload_bytes.min(u16::MAX as u32) as u16),
@@ -162,6 +165,11 @@ fn encode_send(r: &SendRecord) -> [u8; SEND_LEN] {
     b[8..16].copy_from_slice(&r.scheduled_ns.to_le_bytes());
     b[16..24].copy_from_slice(&r.sent_ns.to_le_bytes());
     b[24] = outcome;
+    b[25] = match r.broker_ack {
+        BrokerAck::NotExpected => 0,
+        BrokerAck::Missing => 1,
+        BrokerAck::Received => 2,
+    };
     b[26..28].copy_from_slice(&payload.to_le_bytes());
     b
 }
@@ -182,12 +190,26 @@ fn decode_send(b: &[u8]) -> io::Result<SendRecord> {
             ))
         }
     };
+    let broker_ack = [
+        BrokerAck::NotExpected,
+        BrokerAck::Missing,
+        BrokerAck::Received,
+    ]
+    .get(b[25] as usize)
+    .copied()
+    .ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown broker acknowledgement {}", b[25]),
+        )
+    })?;
     Ok(SendRecord {
         device_id: u32_at(0),
         seq: u32_at(4),
         scheduled_ns: u64_at(8),
         sent_ns: u64_at(16),
         outcome,
+        broker_ack,
     })
 }
 
@@ -280,6 +302,7 @@ mod tests {
                 scheduled_ns: 10,
                 sent_ns: 12,
                 outcome: SendOutcome::Sent { payload_bytes: 88 },
+                broker_ack: BrokerAck::NotExpected,
             },
             SendRecord {
                 device_id: 7,
@@ -287,6 +310,23 @@ mod tests {
                 scheduled_ns: 20,
                 sent_ns: 0,
                 outcome: SendOutcome::Offline,
+                broker_ack: BrokerAck::Missing,
+            },
+            SendRecord {
+                device_id: 7,
+                seq: 3,
+                scheduled_ns: 30,
+                sent_ns: 31,
+                outcome: SendOutcome::Sent { payload_bytes: 90 },
+                broker_ack: BrokerAck::Received,
+            },
+            SendRecord {
+                device_id: 7,
+                seq: 4,
+                scheduled_ns: 40,
+                sent_ns: 41,
+                outcome: SendOutcome::Failed,
+                broker_ack: BrokerAck::Received,
             },
         ];
         for s in sends {
@@ -304,5 +344,20 @@ mod tests {
         assert!(read_arrivals(&dir.path().join(ARRIVALS))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn send_records_from_before_broker_acks_read_as_none_expected() {
+        // A record as written before byte 25 carried the acknowledgement: always 0 there.
+        let mut old = [0u8; SEND_LEN];
+        old[0..4].copy_from_slice(&7u32.to_le_bytes());
+        old[24] = 0;
+        old[26..28].copy_from_slice(&88u16.to_le_bytes());
+        let record = decode_send(&old).unwrap();
+        assert_eq!(record.broker_ack, BrokerAck::NotExpected);
+        assert_eq!(record.outcome, SendOutcome::Sent { payload_bytes: 88 });
+        old[25] = 9;
+        let error = decode_send(&old).unwrap_err().to_string();
+        assert!(error.contains("broker acknowledgement 9"), "{error}");
     }
 }

@@ -273,8 +273,21 @@ pub struct Delivery {
     pub unsent: u64,
     /// Distinct readings that arrived.
     pub received: u64,
-    /// Due but never arrived (`scheduled - received`), unsent ones included.
+    /// Due but never arrived (`scheduled - received`), unsent ones included. Split by where
+    /// the reading was lost: `lost = lost_unsent + lost_in_flight + lost_by_broker`.
     pub lost: u64,
+    /// Of `lost`: never handed over (device offline or its send failed). Absent in results
+    /// written before the split, and in hardware runs (a board does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_unsent: Option<u64>,
+    /// Of `lost`: handed to the transport and never arrived, with no broker acknowledgement
+    /// (absent as `lost_unsent` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_in_flight: Option<u64>,
+    /// Of `lost`: accepted by the broker (PUBACK at MQTT QoS 1, PUBREC at QoS 2) and never
+    /// delivered to the collector. Absent where the device cannot know: no broker, or QoS 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_by_broker: Option<u64>,
     /// Arrivals of a reading already received.
     pub duplicated: u64,
     /// Arrivals with a lower sequence number than one already received from that device.

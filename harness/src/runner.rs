@@ -435,6 +435,10 @@ fn run_hardware_variant(
     let mut figures = measure::readings(&due, &arrivals, window, subscribers.unwrap_or(1));
     // When each send began is not known on hardware: no uncorrected latency, no send lag.
     figures.forget_send_instants();
+    // Nor whether a board sent a reading, or its broker acknowledged it: lost is not split.
+    figures.delivery.lost_unsent = None;
+    figures.delivery.lost_in_flight = None;
+    figures.delivery.lost_by_broker = None;
     figures.write_hlog(
         &options.out.join(&hlog),
         &format!(
@@ -575,6 +579,14 @@ fn pool(
         v.delivery.duplicated += d.duplicated;
         v.delivery.reordered += d.reordered;
     }
+    let split = |part: fn(&Delivery) -> Option<u64>| {
+        runs.iter()
+            .map(|m| part(&m.result.delivery))
+            .sum::<Option<u64>>()
+    };
+    v.delivery.lost_unsent = split(|d| d.lost_unsent);
+    v.delivery.lost_in_flight = split(|d| d.lost_in_flight);
+    v.delivery.lost_by_broker = split(|d| d.lost_by_broker);
     let measured: Vec<&Measured> = runs.iter().filter(|m| m.histograms.is_some()).collect();
     let mut merged = [
         measure::new_histogram(),

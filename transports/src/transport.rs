@@ -107,6 +107,12 @@ impl TransportKind {
         }
     }
 
+    /// Whether a broker acknowledges taking each reading over (MQTT QoS 1 with PUBACK, QoS 2
+    /// with PUBREC), so the device knows which readings the broker accepted.
+    pub fn broker_acknowledges(self) -> bool {
+        matches!(self, TransportKind::MqttQos1 | TransportKind::MqttQos2)
+    }
+
     /// The ESP8266 firmware library this transport emulates.
     pub fn firmware_library(self) -> &'static str {
         match self {
@@ -188,6 +194,20 @@ pub struct LinkStats {
     pub app_bytes_received: u64,
     /// TCP_INFO now, if the socket still answers.
     pub counters: Option<SocketCounters>,
+}
+
+/// Whether a broker acknowledged taking a reading over: MQTT's PUBACK (QoS 1) or PUBREC (QoS 2,
+/// the broker has taken ownership). PUBCOMP is not needed: after PUBREC a loss is the broker's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BrokerAck {
+    /// The transport has no such acknowledgement (no broker, or MQTT QoS 0).
+    #[default]
+    NotExpected,
+    /// The transport has one and it never came: the reading was not sent, or its send failed or
+    /// timed out before the acknowledgement.
+    Missing,
+    /// It came: the broker accepted the reading.
+    Received,
 }
 
 /// Why a device's link failed.
@@ -280,6 +300,15 @@ impl Link {
             Link::Ws(c) => c.send(reading).await,
             Link::Mqtt(c) => c.send(reading).await,
             Link::HttpPost(c) => c.send(reading).await,
+        }
+    }
+
+    /// Whether the broker acknowledged the last reading [`send`](Self::send) was given, whatever
+    /// the send returned (a QoS 2 send can fail after PUBREC).
+    pub fn broker_ack(&self) -> BrokerAck {
+        match self {
+            Link::Mqtt(c) => c.broker_ack(),
+            Link::Tcp(_) | Link::Ws(_) | Link::HttpPost(_) => BrokerAck::NotExpected,
         }
     }
 

@@ -101,6 +101,7 @@ fn sent(device_id: u32, seq: u32, scheduled_ns: u64) -> SendRecord {
         scheduled_ns,
         sent_ns: scheduled_ns,
         outcome: SendOutcome::Sent { payload_bytes: 0 },
+        broker_ack: transports::transport::BrokerAck::NotExpected,
     }
 }
 

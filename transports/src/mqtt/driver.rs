@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::{codec, MqttSettings};
 use crate::socket::{self, CountingStream, SocketCounters, SocketOptions, StreamCounts};
 use crate::transport::{
-    ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats, SinkObserver,
+    BrokerAck, ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats, SinkObserver,
 };
 use crate::{clock, Encoding, Reading};
 
@@ -238,6 +238,9 @@ pub struct DeviceConnection {
     encoding: Encoding,
     write_timeout: Duration,
     next_pkid: u16,
+    /// Whether the broker acknowledged the last publish (set as soon as PUBACK or PUBREC comes,
+    /// so a send that times out later still knows).
+    last_ack: BrokerAck,
 }
 
 impl DeviceConnection {
@@ -274,6 +277,7 @@ impl DeviceConnection {
             encoding: options.encoding,
             write_timeout: options.write_timeout,
             next_pkid: 0,
+            last_ack: BrokerAck::NotExpected,
         })
     }
 
@@ -316,16 +320,24 @@ impl DeviceConnection {
         } else {
             None
         };
+        self.last_ack = if self.qos > 0 {
+            BrokerAck::Missing
+        } else {
+            BrokerAck::NotExpected
+        };
         self.write(&buf, split).await?;
         match self.qos {
             0 => Ok(()),
             1 => {
                 self.expect(|m| matches!(m, Inbound::PubAck(id) if *id == pkid))
-                    .await
+                    .await?;
+                self.last_ack = BrokerAck::Received;
+                Ok(())
             }
             _ => {
                 self.expect(|m| matches!(m, Inbound::PubRec(id) if *id == pkid))
                     .await?;
+                self.last_ack = BrokerAck::Received;
                 let mut rel = BytesMut::with_capacity(4);
                 write_into(&Packet::PubRel(PubRel::new(pkid)), &mut rel)
                     .map_err(|e| LinkError::Write(e.to_string()))?;
@@ -355,6 +367,11 @@ impl DeviceConnection {
                 Some(_) => {}
             }
         }
+    }
+
+    /// Whether the broker acknowledged the last publish (PUBACK at QoS 1, PUBREC at QoS 2).
+    pub fn broker_ack(&self) -> BrokerAck {
+        self.last_ack
     }
 
     /// Counts so far.
