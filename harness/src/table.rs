@@ -46,6 +46,16 @@ const ROWS: &[Row] = &[
             v.delivery.lost, v.delivery.duplicated, v.delivery.reordered
         )
     }),
+    ("lost unsent / in flight / broker", |v| {
+        let known = |n: Option<u64>| n.map_or_else(|| "-".to_string(), |n| n.to_string());
+        let d = &v.delivery;
+        format!(
+            "{} / {} / {}",
+            known(d.lost_unsent),
+            known(d.lost_in_flight),
+            known(d.lost_by_broker)
+        )
+    }),
     ("throughput", |v| format!("{:.1} /s", v.throughput_per_s)),
     ("latency p50", |v| latency(v.latency_us.corrected.p50)),
     ("latency p90", |v| latency(v.latency_us.corrected.p90)),

@@ -194,6 +194,11 @@ pub struct Delivery {
     pub unsent: u64,
     pub received: u64,
     pub lost: u64,
+    /// Of `lost`, by where (absent where not known): never sent, sent and never arrived,
+    /// accepted by the broker and never delivered.
+    pub lost_unsent: Option<u64>,
+    pub lost_in_flight: Option<u64>,
+    pub lost_by_broker: Option<u64>,
     pub duplicated: u64,
     pub reordered: u64,
 }

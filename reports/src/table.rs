@@ -119,7 +119,7 @@ pub fn summary(run: &Run) -> Summary {
         }));
     }
 
-    let delivery = vec![
+    let mut delivery = vec![
         row("readings due", &|v| count(v.delivery.scheduled)),
         row("received", &|v| {
             let d = &v.delivery;
@@ -129,19 +129,36 @@ pub fn summary(run: &Run) -> Summary {
                 percent(d.received, d.scheduled)
             )
         }),
-        row("lost (unsent included)", &|v| {
+        row("lost", &|v| {
             let d = &v.delivery;
             if d.lost == 0 {
                 "0".to_owned()
             } else {
-                format!("{} ({} unsent)", count(d.lost), count(d.unsent))
+                format!("{} ({})", count(d.lost), percent(d.lost, d.scheduled))
             }
         }),
+    ];
+    // Where readings were lost, when any were.
+    if any(&|v| v.delivery.lost > 0) {
+        delivery.push(row(
+            "lost: never sent (device offline or send failed)",
+            &|v| known(v.delivery.lost_unsent),
+        ));
+        delivery.push(row("lost: sent, never arrived", &|v| {
+            known(v.delivery.lost_in_flight)
+        }));
+        if any(&|v| v.delivery.lost_by_broker.is_some()) {
+            delivery.push(row("lost: accepted by the broker, never delivered", &|v| {
+                known(v.delivery.lost_by_broker)
+            }));
+        }
+    }
+    delivery.extend([
         row("duplicated", &|v| count(v.delivery.duplicated)),
         row("reordered", &|v| count(v.delivery.reordered)),
         row("receiving end: connections", &|v| count(v.sink.connections)),
         row("receiving end: errors", &|v| by_kind(v.sink.errors.iter())),
-    ];
+    ]);
 
     let lat = |f: fn(&Variant) -> u64| move |v: &Variant| lat_cell(v, f);
     let latency = vec![
@@ -312,6 +329,11 @@ fn by_kind<'a>(kinds: impl Iterator<Item = (&'a String, &'a u64)>) -> String {
     format!("{} ({})", count(total), detail.join(", "))
 }
 
+/// A count that may not be known (older results, hardware runs, no broker).
+fn known(n: Option<u64>) -> String {
+    n.map_or(NONE.to_owned(), count)
+}
+
 fn cpu(p: &ProcessCost) -> String {
     p.cpu_s_per_1000_readings
         .map_or(NONE.to_owned(), |s| sig3(s * 1000.0))
@@ -324,4 +346,59 @@ fn rss(p: &ProcessCost) -> String {
 
 fn peak(p: &ProcessCost) -> String {
     p.peak_rss_bytes.map_or(NONE.to_owned(), mib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery_rows(run: &Run) -> Vec<Row> {
+        let summary = summary(run);
+        let section = summary.sections.iter().find(|s| s.title == "Delivery");
+        section.unwrap().rows.clone()
+    }
+
+    fn cells<'a>(rows: &'a [Row], label: &str) -> Option<&'a [String]> {
+        rows.iter()
+            .find(|r| r.label.starts_with(label))
+            .map(|r| r.cells.as_slice())
+    }
+
+    #[test]
+    fn lost_is_shown_by_where_and_unknown_parts_as_a_dash() {
+        let run: Run = serde_json::from_str(
+            r#"{"schema_version":1,"complete":true,"scenario":{},"variants":[
+                {"name":"tcp","transport":"tcp","delivery":{"scheduled":100,"received":95,
+                 "lost":5,"lost_unsent":2,"lost_in_flight":3}},
+                {"name":"qos1","transport":"mqtt-qos1","delivery":{"scheduled":100,
+                 "received":90,"lost":10,"lost_unsent":1,"lost_in_flight":2,"lost_by_broker":7}},
+                {"name":"old","transport":"tcp","delivery":{"scheduled":100,"received":99,
+                 "lost":1}}]}"#,
+        )
+        .unwrap();
+        let rows = delivery_rows(&run);
+        assert_eq!(
+            cells(&rows, "lost").unwrap(),
+            ["5 (5 %)", "10 (10 %)", "1 (1 %)"]
+        );
+        assert_eq!(cells(&rows, "lost: never sent").unwrap(), ["2", "1", NONE]);
+        assert_eq!(cells(&rows, "lost: sent, never").unwrap(), ["3", "2", NONE]);
+        assert_eq!(
+            cells(&rows, "lost: accepted by the broker").unwrap(),
+            [NONE, "7", NONE]
+        );
+    }
+
+    #[test]
+    fn without_loss_the_split_rows_are_left_out() {
+        let run: Run = serde_json::from_str(
+            r#"{"schema_version":1,"complete":true,"scenario":{},"variants":[
+                {"name":"qos1","transport":"mqtt-qos1","delivery":{"scheduled":100,
+                 "received":100,"lost":0,"lost_unsent":0,"lost_in_flight":0,"lost_by_broker":0}}]}"#,
+        )
+        .unwrap();
+        let rows = delivery_rows(&run);
+        assert_eq!(cells(&rows, "lost").unwrap(), ["0"]);
+        assert!(cells(&rows, "lost: ").is_none());
+    }
 }

@@ -83,6 +83,9 @@ thresholds!(
     setup_bytes_up,
     setup_bytes_down,
     lost,
+    lost_unsent,
+    lost_in_flight,
+    lost_by_broker,
     duplicated,
     reordered,
 );

@@ -13,8 +13,8 @@ pub enum Kind {
     /// Set by the protocols (bytes and segments per reading): judged on the pooled value, with a
     /// threshold in percent and the baseline's own range across repetitions as tolerance.
     Exact,
-    /// Readings that went wrong (lost, duplicated, reordered): the threshold is the most the
-    /// candidate may have, summed over its repetitions.
+    /// Readings that went wrong (lost, and lost by where; duplicated, reordered): the threshold
+    /// is the most the candidate may have, summed over its repetitions.
     Count,
 }
 
@@ -253,6 +253,33 @@ pub const ALL: &[Metric] = &[
         better: Better::Lower,
         default_threshold: 0.0,
         value: |r| Some(r.delivery.lost as f64),
+    },
+    Metric {
+        id: "lost_unsent",
+        label: "lost: never sent",
+        unit: "readings",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| r.delivery.lost_unsent.map(|n| n as f64),
+    },
+    Metric {
+        id: "lost_in_flight",
+        label: "lost: sent, never arrived",
+        unit: "readings",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| r.delivery.lost_in_flight.map(|n| n as f64),
+    },
+    Metric {
+        id: "lost_by_broker",
+        label: "lost: dropped by the broker",
+        unit: "readings",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| r.delivery.lost_by_broker.map(|n| n as f64),
     },
     Metric {
         id: "duplicated",

@@ -49,6 +49,15 @@ fn bar(s: &Series, segments: Vec<(f64, usize)>, label: String) -> Bar {
     }
 }
 
+/// A one-segment bar left white inside the variant's outline: a figure outside the key.
+fn outlined_bar(s: &Series, value: f64, label: String) -> Bar {
+    Bar {
+        segments: vec![(value, WHITE)],
+        outline: s.colour,
+        label,
+    }
+}
+
 /// Splits the area under the title into the chart and the key strip under it.
 fn with_key<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -189,7 +198,9 @@ where
     frame::key(&key, &key_items(&labels), "bars top to bottom")
 }
 
-/// Lost, duplicated and reordered readings per variant, or a sentence when there are none.
+/// Lost readings per variant, stacked by where they were lost (never sent, sent and never
+/// arrived, dropped by the broker), then duplicated and reordered ones; or a sentence when there
+/// are none.
 pub fn delivery<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Report) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -226,20 +237,29 @@ where
                     "every reading delivered once, in order".to_owned(),
                 )];
             }
+            // The lost bar stacks where readings were lost, when the results say.
+            let lost = match (d.lost_unsent, d.lost_in_flight) {
+                (Some(unsent), Some(in_flight)) => vec![
+                    (unsent as f64, 0),
+                    (in_flight as f64, 1),
+                    (d.lost_by_broker.unwrap_or(0) as f64, 2),
+                ],
+                _ => vec![(d.lost as f64, 0)],
+            };
             vec![
                 bar(
                     s,
-                    vec![(d.lost as f64, 0)],
+                    lost,
                     format!("lost {} ({})", count(d.lost), percent(d.lost, d.scheduled)),
                 ),
-                bar(
+                outlined_bar(
                     s,
-                    vec![(d.duplicated as f64, 1)],
+                    d.duplicated as f64,
                     format!("duplicated {}", count(d.duplicated)),
                 ),
-                bar(
+                outlined_bar(
                     s,
-                    vec![(d.reordered as f64, 2)],
+                    d.reordered as f64,
                     format!("reordered {}", count(d.reordered)),
                 ),
             ]
@@ -252,5 +272,9 @@ where
         "readings",
         "readings due in the window",
     )?;
-    frame::key(&key, &key_items(&["lost", "duplicated", "reordered"]), "")
+    frame::key(
+        &key,
+        &key_items(&["never sent", "sent, never arrived", "dropped by the broker"]),
+        "lost, by where; duplicated and reordered outlined",
+    )
 }

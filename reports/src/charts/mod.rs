@@ -113,8 +113,11 @@ impl Kind {
                  clock ticks, so small figures are coarse."
             }
             Kind::Delivery => {
-                "Readings due in the window that never arrived (unsent ones included), arrived \
-                 more than once, or arrived after a later one from the same device."
+                "Readings due in the window that never arrived, by where they were lost: never \
+                 sent (the device was offline or its send failed), sent and never arrived, or \
+                 accepted by the MQTT broker (PUBACK at QoS 1, PUBREC at QoS 2) and never \
+                 delivered; then readings that arrived more than once, or after a later one from \
+                 the same device."
             }
         }
     }
