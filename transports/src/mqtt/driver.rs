@@ -6,7 +6,9 @@
 //!   nothing has arrived for a keep-alive, even while publishing.
 //! - QoS 1 and 2 devices act as arduino-mqtt: a publish blocks until its PUBACK (QoS 1) or its
 //!   PUBREC, PUBREL, PUBCOMP exchange (QoS 2) completes; the PUBLISH header and topic are written
-//!   apart from the payload, so with Nagle on the payload waits for the first part's ACK.
+//!   apart from the payload, so with Nagle on the payload waits for the first part's ACK. The
+//!   device notes whether PUBACK or PUBREC came (the broker accepted the reading), even when the
+//!   send fails after it.
 //! - The collector subscribes with one filter at the variant's QoS, answers every PUBLISH as
 //!   MQTT 3.1.1 requires, and pings when it has sent nothing for a keep-alive.
 
