@@ -1003,9 +1003,13 @@ fn run_variant(
 
     let ready_ns = clock::now_ns();
     let start_ns = ready_ns + (START_DELAY + Duration::from_millis(200)).as_nanos() as u64;
+    // Whole microseconds: an arrival carries its due instant in µs, a send record in ns, and a
+    // reading due in the window must be in it by both.
+    let whole_us = |ns: u64| ns / 1_000 * 1_000;
+    let start_ns = whole_us(start_ns);
     let mut window = Window {
-        start_ns: start_ns + scenario.warmup.as_nanos() as u64,
-        end_ns: start_ns + (scenario.warmup + scenario.duration).as_nanos() as u64,
+        start_ns: whole_us(start_ns + scenario.warmup.as_nanos() as u64),
+        end_ns: whole_us(start_ns + (scenario.warmup + scenario.duration).as_nanos() as u64),
     };
     let plan = FleetPlan {
         transport: variant.transport,
