@@ -1,8 +1,10 @@
 //! Child processes of a run (the sink or broker, the fleet): spawned so that they die with the
-//! harness, awaited with bounds, killed when dropped.
+//! harness, awaited with bounds, killed when dropped. A child that dies is described by its name,
+//! its exit status or signal, the last `error: …` line of its log (each process prints one when
+//! it fails) and the log's path.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -74,6 +76,7 @@ pub struct ChildProcess {
     name: String,
     child: Child,
     lines: mpsc::Receiver<String>,
+    log: PathBuf,
 }
 
 impl ChildProcess {
@@ -126,7 +129,31 @@ impl ChildProcess {
             name: name.to_string(),
             child,
             lines,
+            log: log.to_path_buf(),
         })
+    }
+
+    /// What the process is in the run: `sink`, `collector`, `broker` or `fleet`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// If it has exited: `the <name> exited <when> (<status>): <its last error line>; see <log>`.
+    pub fn exited(&mut self, when: &str) -> Option<String> {
+        let status = self.exit_status()?;
+        Some(self.describe_exit(when, status))
+    }
+
+    fn describe_exit(&self, when: &str, status: std::process::ExitStatus) -> String {
+        let cause = last_error_line(&self.log)
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        format!(
+            "the {} exited {when} ({}){cause}; see {}",
+            self.name,
+            describe_status(status),
+            self.log.display()
+        )
     }
 
     /// The child's pid.
@@ -146,15 +173,21 @@ impl ChildProcess {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    bail!("{} did not say {prefix:?} within {timeout:?}", self.name)
+                    bail!(
+                        "the {} did not say {prefix:?} within {timeout:?}; see {}",
+                        self.name,
+                        self.log.display()
+                    )
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().ok();
-                    bail!(
-                        "{} exited ({}) before saying {prefix:?}",
-                        self.name,
-                        status.map_or("unknown status".into(), |s| s.to_string())
-                    )
+                    // Its stdout closed: it is exiting, so this wait is short.
+                    match self.child.wait() {
+                        Ok(status) => bail!(self.describe_exit("during start-up", status)),
+                        Err(e) => bail!(
+                            "the {} closed its output and cannot be waited for: {e}",
+                            self.name
+                        ),
+                    }
                 }
             }
         }
@@ -198,11 +231,95 @@ impl ChildProcess {
     }
 }
 
+/// `exit status 1`, or `killed by signal 9 (SIGKILL)`.
+pub fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => {
+            let name = match signal {
+                libc::SIGKILL => " (SIGKILL)",
+                libc::SIGTERM => " (SIGTERM)",
+                libc::SIGINT => " (SIGINT)",
+                libc::SIGSEGV => " (SIGSEGV)",
+                libc::SIGABRT => " (SIGABRT)",
+                libc::SIGBUS => " (SIGBUS)",
+                _ => "",
+            };
+            format!("killed by signal {signal}{name}")
+        }
+        (None, None) => status.to_string(),
+    }
+}
+
+/// The last line of `log` that starts with `error: `, without that prefix: a failed process's own
+/// account of why (with the OS error), as `fleetbench` prints it before exiting.
+pub fn last_error_line(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .map(|l| l.trim().to_string())
+}
+
 impl Drop for ChildProcess {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_that_fails_at_start_up_is_named_with_its_status_and_its_error_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("collector.log");
+        let mut child = ChildProcess::spawn(
+            "collector",
+            Path::new("/bin/sh"),
+            &[
+                "-c".into(),
+                "echo 'error: earlier' >&2; echo 'error: connecting to 127.0.0.1:1: \
+                 Connection refused (os error 111)' >&2; exit 3"
+                    .into(),
+            ],
+            &log,
+        )
+        .unwrap();
+        let e = child
+            .expect_line("ready", Duration::from_secs(60))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "the collector exited during start-up (exit status 3): connecting to \
+                 127.0.0.1:1: Connection refused (os error 111); see {}",
+                log.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_killed_child_is_named_with_its_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("broker.log");
+        let mut child =
+            ChildProcess::spawn("broker", Path::new("/bin/sleep"), &["600".into()], &log).unwrap();
+        // SAFETY: our own child's pid.
+        unsafe { libc::kill(child.pid() as libc::pid_t, libc::SIGKILL) };
+        assert!(child.wait_for_exit(Duration::from_secs(60)));
+        assert_eq!(
+            child.exited("during the run").unwrap(),
+            format!(
+                "the broker exited during the run (killed by signal 9 (SIGKILL)); see {}",
+                log.display()
+            )
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleetbench::records::{FleetRecorder, SinkRecorder};
+use fleetbench::records::{FleetRecorder, Flusher, SinkRecorder};
 use fleetbench::{child, disk, runner, scenario, table};
 use tokio_util::sync::CancellationToken;
 use transports::transport::{SinkObserver, SinkOptions};
@@ -545,31 +545,36 @@ impl SinkObserver for Tally {
     }
 }
 
-/// Where a receiving end's observations go: record files for a run, or a tally printed at exit
-/// when a sink or collector runs on its own.
+/// Where a receiving end's observations go: record files for a run (flushed every second), or a
+/// tally printed at exit when a sink or collector runs on its own.
 enum Receipts {
-    Recorded(Arc<SinkRecorder>),
+    Recorded(Arc<SinkRecorder>, Flusher),
     Tallied(Arc<Tally>),
 }
 
 impl Receipts {
     fn new(record_dir: Option<&std::path::Path>) -> anyhow::Result<Receipts> {
         Ok(match record_dir {
-            Some(dir) => Receipts::Recorded(Arc::new(SinkRecorder::create(dir)?)),
+            Some(dir) => {
+                let recorder = Arc::new(SinkRecorder::create(dir)?);
+                let flusher = Flusher::start(recorder.clone(), dir)?;
+                Receipts::Recorded(recorder, flusher)
+            }
             None => Receipts::Tallied(Arc::default()),
         })
     }
 
     fn observer(&self) -> Arc<dyn SinkObserver> {
         match self {
-            Receipts::Recorded(r) => r.clone(),
+            Receipts::Recorded(r, _) => r.clone(),
             Receipts::Tallied(t) => t.clone(),
         }
     }
 
-    fn finish(&self) -> anyhow::Result<()> {
+    /// Flushes to disk and marks a clean stop (a run's receiving end), or prints the tally.
+    fn finish(self) -> anyhow::Result<()> {
         match self {
-            Receipts::Recorded(r) => r.flush()?,
+            Receipts::Recorded(_, flusher) => flusher.finish()?,
             Receipts::Tallied(t) => eprintln!(
                 "received {} readings on {} connections",
                 t.readings.load(std::sync::atomic::Ordering::Relaxed),
@@ -588,6 +593,7 @@ fn serve(
     idle_timeout: Duration,
     echo_interval: Option<Duration>,
 ) -> anyhow::Result<()> {
+    use anyhow::Context;
     let receipts = Receipts::new(record_dir.as_deref())?;
     let observer = receipts.observer();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -598,8 +604,12 @@ fn serve(
             tokio::net::TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
-        socket.bind(listen)?;
-        let listener = socket.listen(4096)?;
+        socket
+            .bind(listen)
+            .with_context(|| format!("binding {listen}"))?;
+        let listener = socket
+            .listen(4096)
+            .with_context(|| format!("listening on {listen}"))?;
         println!("listening {}", listener.local_addr()?);
         let shutdown = CancellationToken::new();
         cancel_on_signal(shutdown.clone());
@@ -609,7 +619,9 @@ fn serve(
             echo_interval,
             ..SinkOptions::default()
         };
-        transports::transport::serve(transport, listener, options, observer, shutdown).await
+        transports::transport::serve(transport, listener, options, observer, shutdown)
+            .await
+            .context("serving")
     })?;
     receipts.finish()
 }
@@ -698,7 +710,7 @@ fn collect(
             Ok(Ok(())) => println!("ready"),
             Ok(Err(e)) => {
                 shutdown.cancel();
-                anyhow::bail!("the collector could not subscribe at {broker}: {e}");
+                anyhow::bail!("the collector could not subscribe: {e}");
             }
             Err(_) => anyhow::bail!("the collector stopped before subscribing"),
         }

@@ -3,15 +3,24 @@
 //! - `sends.bin`: one 28-byte record per due reading, written by the fleet process.
 //! - `arrivals.bin`: one 28-byte record per reading decoded by the sink or collector process.
 //! - `fleet-connections.jsonl`, `sink-connections.jsonl`: one JSON line per connection.
+//! - `receiver-flushed.json`: when the receiving end last handed its records to the kernel, and
+//!   whether it stopped cleanly (see [`FlushMark`]).
 //!
 //! All integers are little-endian; instants are CLOCK_MONOTONIC. Every figure in results.json is
 //! computed from these files by [`crate::measure`], so each one can be traced back and recomputed.
-//! Writers buffer and must be [`flush`](RecordFile::flush)ed before the process exits.
+//! Writers buffer and must be [`flush`](RecordFile::flush)ed before the process exits; a receiving
+//! end also hands what it recorded to the kernel at least once a second ([`Flusher`]), so a
+//! process killed mid-run loses at most its last second of records, and [`at_risk`] counts the
+//! readings that may have gone with it.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use device_emulator::fleet::{ConnectionRecord, FleetObserver, SendOutcome, SendRecord};
 use transports::transport::{BrokerAck, ConnectionReport, SinkObserver};
@@ -25,6 +34,11 @@ pub const ARRIVALS: &str = "arrivals.bin";
 pub const FLEET_CONNECTIONS: &str = "fleet-connections.jsonl";
 /// See [`SENDS`].
 pub const SINK_CONNECTIONS: &str = "sink-connections.jsonl";
+/// See [`SENDS`].
+pub const RECEIVER_FLUSHED: &str = "receiver-flushed.json";
+
+/// How often a receiving end hands its records to the kernel.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Bytes of one record in `sends.bin`.
 pub const SEND_LEN: usize = 28;
@@ -35,11 +49,13 @@ pub const ARRIVAL_LEN: usize = 28;
 pub struct RecordFile(Mutex<BufWriter<File>>);
 
 impl RecordFile {
-    /// Creates (truncates) `path`.
+    /// Creates (truncates) `path`; the error names it.
     pub fn create(path: &Path) -> io::Result<RecordFile> {
+        let file = File::create(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
         Ok(RecordFile(Mutex::new(BufWriter::with_capacity(
             256 * 1024,
-            File::create(path)?,
+            file,
         ))))
     }
 
@@ -53,6 +69,12 @@ impl RecordFile {
         let mut w = self.0.lock().unwrap();
         w.flush()?;
         w.get_ref().sync_data()
+    }
+
+    /// Hands what is buffered to the kernel without waiting for the disk: it survives the
+    /// process being killed (not the machine crashing), and recording waits only for a copy.
+    pub fn write_out(&self) -> io::Result<()> {
+        self.0.lock().unwrap().flush()
     }
 }
 
@@ -114,6 +136,12 @@ impl SinkRecorder {
         self.arrivals.flush()?;
         self.connections.flush()
     }
+
+    /// Hands both files' buffers to the kernel (see [`RecordFile::write_out`]).
+    pub fn write_out(&self) -> io::Result<()> {
+        self.arrivals.write_out()?;
+        self.connections.write_out()
+    }
 }
 
 impl SinkObserver for SinkRecorder {
@@ -132,6 +160,137 @@ impl SinkObserver for SinkRecorder {
         line.push(b'\n');
         self.connections.append(&line);
     }
+}
+
+/// When a receiving end last handed its records to the kernel (`receiver-flushed.json`, written
+/// atomically): every arrival it recorded before `flushed_ns` is in `arrivals.bin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushMark {
+    /// CLOCK_MONOTONIC ns taken before that flush began.
+    pub flushed_ns: u64,
+    /// True once it flushed for the last time and stopped cleanly; false while it runs, so a
+    /// process that was killed (or crashed) leaves `false`.
+    pub stopped: bool,
+}
+
+impl FlushMark {
+    /// Writes the mark into `dir` atomically.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        let json = serde_json::to_vec(self).expect("a flush mark serializes");
+        crate::results::write_atomically(&dir.join(RECEIVER_FLUSHED), &json)
+    }
+
+    /// Reads the mark in `dir`; `None` when there is none (a receiving end that never started).
+    pub fn read(dir: &Path) -> io::Result<Option<FlushMark>> {
+        let path = dir.join(RECEIVER_FLUSHED);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Hands a receiving end's records to the kernel every [`FLUSH_EVERY`] on a thread of its own
+/// and marks each flush in a [`FlushMark`]; [`finish`](Flusher::finish) flushes to disk and
+/// marks a clean stop.
+pub struct Flusher {
+    recorder: Arc<SinkRecorder>,
+    dir: PathBuf,
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Marks `dir` (nothing recorded yet) and starts flushing `recorder` every second.
+    pub fn start(recorder: Arc<SinkRecorder>, dir: &Path) -> io::Result<Flusher> {
+        FlushMark {
+            flushed_ns: transports::clock::now_ns(),
+            stopped: false,
+        }
+        .write(dir)?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = {
+            let (recorder, dir) = (recorder.clone(), dir.to_path_buf());
+            std::thread::Builder::new()
+                .name("flusher".into())
+                .spawn(move || {
+                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(FLUSH_EVERY)
+                    {
+                        let flushed_ns = transports::clock::now_ns();
+                        let marked = recorder.write_out().and_then(|()| {
+                            FlushMark {
+                                flushed_ns,
+                                stopped: false,
+                            }
+                            .write(&dir)
+                        });
+                        if let Err(e) = marked {
+                            tracing::error!("flushing the records in {}: {e}", dir.display());
+                        }
+                    }
+                })?
+        };
+        Ok(Flusher {
+            recorder,
+            dir: dir.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread, flushes everything to disk and marks a clean stop.
+    pub fn finish(mut self) -> io::Result<()> {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let flushed_ns = transports::clock::now_ns();
+        self.recorder.flush()?;
+        FlushMark {
+            flushed_ns,
+            stopped: true,
+        }
+        .write(&self.dir)
+    }
+}
+
+/// Readings a receiving end may have taken and lost with its buffer, when it did not stop
+/// cleanly: those due in `window` that the fleet sent at or after `flushed_ns` (its last flush)
+/// and that it did not record, counted per subscriber under fan-out as delivery is. Readings
+/// sent before that instant but still in flight are not counted; some of those counted may
+/// never have arrived at all.
+pub fn at_risk(
+    sends: &[SendRecord],
+    arrivals: &[Arrival],
+    window: crate::measure::Window,
+    flushed_ns: u64,
+    subscribers: u32,
+) -> u64 {
+    let fan_out = subscribers.max(1);
+    let recorded: HashSet<(u32, u32, u32)> = arrivals
+        .iter()
+        .map(|a| {
+            let receiver = if fan_out > 1 { a.connection } else { 0 };
+            (receiver, a.device_id, a.seq)
+        })
+        .collect();
+    sends
+        .iter()
+        .filter(|s| (window.start_ns..window.end_ns).contains(&s.scheduled_ns))
+        .filter(|s| matches!(s.outcome, SendOutcome::Sent { .. }) && s.sent_ns >= flushed_ns)
+        .map(|s| {
+            (0..fan_out)
+                .filter(|r| !recorded.contains(&(*r, s.device_id, s.seq)))
+                .count() as u64
+        })
+        .sum()
 }
 
 /// One reading as the sink saw it.
@@ -359,5 +518,72 @@ mod tests {
         old[25] = 9;
         let error = decode_send(&old).unwrap_err().to_string();
         assert!(error.contains("broker acknowledgement 9"), "{error}");
+    }
+
+    #[test]
+    fn a_receiving_end_flushes_every_second_and_marks_a_clean_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Arc::new(SinkRecorder::create(dir.path()).unwrap());
+        let flusher = Flusher::start(recorder.clone(), dir.path()).unwrap();
+        let started = FlushMark::read(dir.path()).unwrap().unwrap();
+        assert!(!started.stopped);
+        let reading = Reading {
+            device_id: 3,
+            seq: 1,
+            scheduled_us: 5,
+            ..Reading::default()
+        };
+        recorder.reading(0, &reading, 99);
+        // Not one record is written out before a flush; the flusher's comes within a second,
+        // waited for with a generous bound and no assumption on when.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while read_arrivals(&dir.path().join(ARRIVALS))
+            .unwrap()
+            .is_empty()
+        {
+            assert!(std::time::Instant::now() < deadline, "no flush within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mark = FlushMark::read(dir.path()).unwrap().unwrap();
+        assert!(!mark.stopped);
+        flusher.finish().unwrap();
+        let last = FlushMark::read(dir.path()).unwrap().unwrap();
+        assert!(last.stopped && last.flushed_ns >= mark.flushed_ns);
+    }
+
+    #[test]
+    fn readings_sent_after_the_last_flush_and_not_recorded_are_at_risk() {
+        let window = crate::measure::Window {
+            start_ns: 100,
+            end_ns: 1_000,
+        };
+        let send = |seq: u32, scheduled_ns: u64, sent_ns: u64, outcome: SendOutcome| SendRecord {
+            device_id: 1,
+            seq,
+            scheduled_ns,
+            sent_ns,
+            outcome,
+        };
+        let sent = SendOutcome::Sent { payload_bytes: 80 };
+        let sends = [
+            send(1, 200, 210, sent),               // before the flush
+            send(2, 300, 500, sent),               // after, recorded
+            send(3, 400, 600, sent),               // after, not recorded: at risk
+            send(4, 450, 0, SendOutcome::Offline), // never sent
+            send(5, 2_000, 2_010, sent),           // outside the window
+        ];
+        let arrival = |seq: u32, connection: u32| Arrival {
+            device_id: 1,
+            seq,
+            scheduled_us: 0,
+            arrived_ns: 0,
+            connection,
+        };
+        assert_eq!(at_risk(&sends, &[arrival(2, 0)], window, 450, 1), 1);
+        // Under fan-out each subscriber's missing copy counts.
+        assert_eq!(
+            at_risk(&sends, &[arrival(2, 0), arrival(3, 1)], window, 450, 2),
+            2
+        );
     }
 }

@@ -386,17 +386,13 @@ fn run_hardware_variant(
     complete = complete && sleep_until(drain_until, &progress, start_ns);
     progress.finish_and_clear();
     let mut error = None;
-    for (name, process) in [
-        ("sink", Some(&mut sink)),
-        ("broker", broker_process.as_mut()),
-    ] {
-        let Some(process) = process else { continue };
-        if let Some(status) = process.exit_status() {
+    for process in [Some(&mut sink), broker_process.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(exited) = process.exited("during the run") {
             if !child::interrupted() {
-                error.get_or_insert(format!(
-                    "the {name} exited during the run ({status}); see the logs in {}",
-                    raw.display()
-                ));
+                error.get_or_insert(exited);
             }
         }
     }
@@ -621,7 +617,13 @@ fn pool(
     if v.collector_leg.is_some() {
         v.collector_leg = measure::collector_leg(&sink_connections);
     }
-    v.sink = measure::sink_summary(&sink_connections);
+    v.sink = SinkSummary {
+        at_risk: runs
+            .iter()
+            .filter_map(|m| m.result.sink.at_risk)
+            .reduce(|a, b| a + b),
+        ..measure::sink_summary(&sink_connections)
+    };
     let costs: Vec<&Cost> = runs.iter().map(|m| &m.result.cost).collect();
     let received: Vec<u64> = runs.iter().map(|m| m.result.delivery.received).collect();
     v.cost = Cost {
@@ -1111,28 +1113,19 @@ fn run_variant(
         }
     }
     fleet.stop(STOP_GRACE);
-    if let Some(status) = fleet.exit_status() {
-        if !status.success() && error.is_none() && !child::interrupted() {
-            error = Some(format!(
-                "the fleet process failed ({status}); see {}",
-                raw.join("fleet.log").display()
-            ));
-        }
+    if fleet.exit_status().is_some_and(|s| !s.success()) && !child::interrupted() {
+        error = error.or(fleet.exited("with a failure"));
     }
-    // The backend must have lived through the run: if it died, what the devices saw afterwards
-    // (refused connects, unsent readings) is in the figures, but the variant failed.
-    let backends = [
-        ("sink", Some(&mut sink)),
-        ("broker", broker_process.as_mut()),
-    ];
-    for (name, process) in backends {
-        let Some(process) = process else { continue };
-        if let Some(status) = process.exit_status() {
+    // The receiving end and the broker must have lived through the run: if one died, what the
+    // devices saw afterwards (refused connects, unsent readings) is in the figures, but the
+    // variant failed, and the process that died is named.
+    for process in [Some(&mut sink), broker_process.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(exited) = process.exited("during the run") {
             if error.is_none() && !child::interrupted() {
-                error = Some(format!(
-                    "the {name} exited during the run ({status}); see the logs in {}",
-                    raw.display()
-                ));
+                error = Some(exited);
             }
         }
     }
@@ -1160,6 +1153,18 @@ fn run_variant(
         records::read_jsonl(&raw.join(records::FLEET_CONNECTIONS))?;
     let sink_connections: Vec<ConnectionReport> =
         records::read_jsonl(&raw.join(records::SINK_CONNECTIONS))?;
+    let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
+    // A receiving end that did not stop cleanly lost what it had not flushed.
+    let at_risk = match records::FlushMark::read(&raw)? {
+        Some(mark) if mark.stopped => None,
+        mark => Some(records::at_risk(
+            &sends,
+            &arrivals,
+            window,
+            mark.map_or(0, |m| m.flushed_ns),
+            subscribers.unwrap_or(1),
+        )),
+    };
     if sends.is_empty() && error.is_none() && !child::interrupted() {
         bail!(
             "the fleet recorded no readings; see {}",
@@ -1167,7 +1172,6 @@ fn run_variant(
         );
     }
 
-    let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
     let figures = measure::readings(&sends, &arrivals, window, subscribers.unwrap_or(1));
     figures.write_hlog(
         &options.out.join(&hlog),
@@ -1203,7 +1207,10 @@ fn run_variant(
         subscribers,
         setup,
         cost,
-        sink: measure::sink_summary(&sink_connections),
+        sink: SinkSummary {
+            at_risk,
+            ..measure::sink_summary(&sink_connections)
+        },
         per_second: figures.per_second(),
         files: VariantFiles {
             hlog,

@@ -150,10 +150,12 @@ pub fn render(result: &RunResult) -> String {
         .variants
         .iter()
         .map(|v| {
-            let mut column = vec![v.name.clone()];
-            if let Some(e) = &v.error {
-                column.push(format!("FAILED: {e}"));
-            }
+            // The whole error is printed below the table, where it has room.
+            let mut column = vec![match (v.complete, &v.error) {
+                (true, _) => v.name.clone(),
+                (false, Some(_)) => format!("{} (FAILED)", v.name),
+                (false, None) => format!("{} (INCOMPLETE)", v.name),
+            }];
             column.extend(rows.iter().map(|(_, f)| f(v)));
             column
         })
@@ -171,17 +173,65 @@ pub fn render(result: &RunResult) -> String {
     for (i, (label, _)) in rows.iter().enumerate() {
         let _ = write!(out, "{label:label_width$}");
         for (c, w) in cells.iter().zip(&widths) {
-            let offset = if c.len() > rows.len() + 1 { 2 } else { 1 };
-            let _ = write!(
-                out,
-                "  {:>w$}",
-                c.get(i + offset).map_or("", String::as_str)
-            );
+            let _ = write!(out, "  {:>w$}", c[i + 1]);
         }
         out.push('\n');
+    }
+    out.push_str(&notes(result));
+    out
+}
+
+/// Below the table, one line per variant that failed or did not complete, with its whole error
+/// (which names the process and its own cause), and one per receiving end that did not stop
+/// cleanly, with the readings that were at risk.
+fn notes(result: &RunResult) -> String {
+    let mut out = String::new();
+    for v in &result.variants {
+        if let Some(e) = &v.error {
+            let _ = writeln!(out, "{}: FAILED: {e}", v.name);
+        } else if !v.complete {
+            let _ = writeln!(out, "{}: INCOMPLETE: interrupted", v.name);
+        }
+        if let Some(n) = v.sink.at_risk {
+            let _ = writeln!(
+                out,
+                "{}: the receiving end did not stop cleanly: {n} reading(s) sent after its last \
+                 flush were not recorded (at risk; counted as lost)",
+                v.name
+            );
+        }
     }
     if !result.complete {
         out.push_str("INCOMPLETE: the run was interrupted or a variant failed; figures cover what was measured.\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_variant_is_marked_and_its_whole_error_printed_below() {
+        let text = include_str!("../../baselines/gate/results.json");
+        let mut result: RunResult = serde_json::from_str(text).unwrap();
+        let error = "the collector exited during start-up (exit status 3): subscriber 0: \
+                     connecting to 127.0.0.1:1: Connection refused (os error 111); see \
+                     raw/mqtt-qos1/collector.log";
+        result.complete = false;
+        result.variants[0].complete = false;
+        result.variants[0].error = Some(error.into());
+        result.variants[0].sink.at_risk = Some(42);
+        let table = render(&result);
+        assert!(
+            table.lines().next().unwrap().contains("(FAILED)"),
+            "{table}"
+        );
+        assert!(table.contains(&format!("{}: FAILED: {error}", result.variants[0].name)));
+        assert!(
+            table.contains("42 reading(s) sent after its last flush"),
+            "{table}"
+        );
+        assert!(table.contains("INCOMPLETE: the run was interrupted or a variant failed"));
+    }
 }

@@ -131,7 +131,7 @@ fn banner(h: &mut String, run: &Run) {
                 h,
                 "<li><strong>{}</strong>: {}</li>",
                 escape(&v.name),
-                escape(v.error.as_deref().unwrap_or("did not complete"))
+                escape(&v.failure())
             );
         }
         h.push_str("</ul>\n");

@@ -40,12 +40,7 @@ pub fn page(run: &Run, summary: &Summary) -> String {
              the figures cover only what was measured.\n",
         );
         for v in run.variants.iter().filter(|v| !v.complete) {
-            let _ = writeln!(
-                md,
-                "> - **{}**: {}",
-                escape(&v.name),
-                escape(v.error.as_deref().unwrap_or("did not complete"))
-            );
+            let _ = writeln!(md, "> - **{}**: {}", escape(&v.name), escape(&v.failure()));
         }
         md.push('\n');
     }

@@ -294,6 +294,27 @@ pub struct ProcessCost {
 pub struct Sink {
     pub connections: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Readings sent after the receiving end's last flush and not recorded, when it did not stop
+    /// cleanly.
+    pub at_risk: Option<u64>,
+}
+
+impl Variant {
+    /// Why the variant did not complete, with the readings at risk when its receiving end did
+    /// not stop cleanly.
+    pub fn failure(&self) -> String {
+        let mut text = self
+            .error
+            .clone()
+            .unwrap_or_else(|| "did not complete".to_string());
+        if let Some(n) = self.sink.at_risk {
+            text.push_str(&format!(
+                " ({n} reading(s) sent after the receiving end's last flush were not recorded: \
+                 at risk, counted as lost)"
+            ));
+        }
+        text
+    }
 }
 
 /// One second of the window.

@@ -10,7 +10,9 @@
 //!   device notes whether PUBACK or PUBREC came (the broker accepted the reading), even when the
 //!   send fails after it.
 //! - The collector subscribes with one filter at the variant's QoS, answers every PUBLISH as
-//!   MQTT 3.1.1 requires, and pings when it has sent nothing for a keep-alive.
+//!   MQTT 3.1.1 requires, and pings when it has sent nothing for a keep-alive. Each subscriber
+//!   keeps a persistent session under a fixed client id and reconnects (and resubscribes) when
+//!   its connection drops, until shutdown, so what the broker queued for it meanwhile arrives.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -136,6 +138,8 @@ struct Session {
     /// A duplicate of the socket, for TCP_INFO whoever holds the halves.
     fd: OwnedFd,
     last_write_ns: Arc<AtomicU64>,
+    /// The broker's CONNACK said it resumed a session it kept for this client id.
+    session_present: bool,
 }
 
 impl Session {
@@ -166,6 +170,7 @@ impl Session {
             counts,
             fd,
             last_write_ns,
+            session_present: false,
         };
         let mut connect = rumqttc::Connect::new(client_id);
         connect.keep_alive = settings.keepalive.as_secs().min(u16::MAX as u64) as u16;
@@ -181,7 +186,10 @@ impl Session {
             .await
             .map_err(|e| LinkError::Handshake(format!("sending CONNECT: {e}")))?;
         match session.reader.next().await {
-            Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => Ok(session),
+            Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
+                session.session_present = ack.session_present;
+                Ok(session)
+            }
             Ok(Packet::ConnAck(ack)) => Err(LinkError::Handshake(format!(
                 "broker refused the connection: {:?}",
                 ack.code
@@ -465,17 +473,94 @@ async fn device_reader(mut state: ReaderState, inbound: mpsc::UnboundedSender<In
 pub struct CollectorOptions {
     /// QoS of the subscription (the variant's QoS).
     pub qos: u8,
-    /// Topic template, credentials and keep-alive.
+    /// Topic template, credentials and keep-alive (`clean_session` is ignored: subscribers
+    /// always keep a persistent session).
     pub mqtt: MqttSettings,
-    /// Subscriber connections, each with its own client id (`fleetbench-collector-<n>`).
+    /// Subscribers, each with its own fixed client id (`fleetbench-collector-<n>`).
     pub subscribers: u32,
-    /// Bound on connect, CONNACK and SUBACK.
+    /// Bound on each connect, CONNACK and SUBACK.
     pub connect_timeout: Duration,
+}
+
+/// The first delay before a subscriber reconnects; each failed attempt doubles it.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest delay between a subscriber's reconnect attempts.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Delays between a subscriber's reconnect attempts: doubling from [`RETRY_FIRST`] up to
+/// [`RETRY_MAX`], and back to the first once a subscription is acknowledged.
+#[derive(Debug)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: RETRY_FIRST }
+    }
+
+    /// The delay before the next attempt.
+    fn delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(RETRY_MAX);
+        delay
+    }
+
+    /// A subscription was acknowledged: the next drop starts again from the first delay.
+    fn reset(&mut self) {
+        self.next = RETRY_FIRST;
+    }
+}
+
+/// A subscriber's MQTT session state, which outlives its connections (clean session off): the
+/// QoS 2 packet ids it acknowledged with PUBREC and the broker has not yet released. No I/O.
+#[derive(Debug, Default)]
+struct SubscriberSession {
+    unreleased: HashSet<u16>,
+}
+
+impl SubscriberSession {
+    /// A connection was accepted; `session_present` is the CONNACK's flag. A broker that kept
+    /// no session (a first connect, or a broker restarted) will not release the old ids.
+    fn connected(&mut self, session_present: bool) {
+        if !session_present {
+            self.unreleased.clear();
+        }
+    }
+
+    /// An incoming PUBLISH: whether it is a reading to record, and the reply its QoS needs.
+    /// At QoS 2 a PUBLISH whose id is still unreleased was recorded already (MQTT 3.1.1
+    /// §4.3.3, method B); at QoS 1 a redelivery is recorded again, and the measurement counts it
+    /// as a duplicate, as the broker did deliver it twice.
+    fn publish(&mut self, qos: QoS, pkid: u16) -> (bool, Option<Packet>) {
+        match qos {
+            QoS::AtMostOnce => (true, None),
+            QoS::AtLeastOnce => (true, Some(Packet::PubAck(PubAck::new(pkid)))),
+            QoS::ExactlyOnce => (
+                self.unreleased.insert(pkid),
+                Some(Packet::PubRec(PubRec::new(pkid))),
+            ),
+        }
+    }
+
+    /// An incoming PUBREL: the id is released; the reply is PUBCOMP (also for an id already
+    /// released, as a resent PUBREL after a reconnect needs).
+    fn pubrel(&mut self, pkid: u16) -> Packet {
+        self.unreleased.remove(&pkid);
+        Packet::PubComp(PubComp::new(pkid))
+    }
+}
+
+/// The client id of subscriber `n`, the same on every connection so its session persists.
+fn subscriber_id(n: u32) -> String {
+    format!("fleetbench-collector-{n}")
 }
 
 /// Connects `options.subscribers` subscribers to the broker at `broker`, reports every reading
 /// they receive to `observer`, and runs until `shutdown`. `ready` is sent once every subscription
-/// is acknowledged (or the first failure).
+/// is acknowledged (or the first failure, after which nothing more is tried). A subscriber whose
+/// connection drops reconnects with its persistent session until `shutdown`; each connection is
+/// reported to `observer` on its own.
 pub async fn collect(
     broker: SocketAddr,
     options: CollectorOptions,
@@ -486,9 +571,11 @@ pub async fn collect(
     let mut subscribers = Vec::new();
     let mut first_error = None;
     for n in 0..options.subscribers {
-        let opened = tokio::time::timeout(options.connect_timeout, subscribe(broker, n, &options))
-            .await
-            .unwrap_or_else(|_| Err(format!("no SUBACK within {:?}", options.connect_timeout)));
+        // A session left by an earlier run under this client id would replay its queue.
+        let opened = match forget_session(broker, n, &options).await {
+            Ok(()) => subscribe(broker, n, &options).await,
+            Err(e) => Err(e),
+        };
         match opened {
             Ok(s) => subscribers.push(s),
             Err(e) => {
@@ -497,13 +584,18 @@ pub async fn collect(
             }
         }
     }
+    let failed = first_error.is_some();
     let _ = ready.send(match first_error {
         Some(e) => Err(e),
         None => Ok(()),
     });
+    if failed {
+        return;
+    }
     let mut tasks = tokio::task::JoinSet::new();
     for subscribed in subscribers {
         tasks.spawn(run_subscriber(
+            broker,
             subscribed,
             options.clone(),
             observer.clone(),
@@ -513,52 +605,108 @@ pub async fn collect(
     while tasks.join_next().await.is_some() {}
 }
 
+/// One subscriber's connection, subscribed and acknowledged.
 struct Subscribed {
     conn: u64,
     peer: SocketAddr,
     opened_ns: u64,
     session: Session,
     ready: LinkStats,
+    /// Packets that arrived before the SUBACK, with their read instants, in order.
+    early: Vec<(Packet, u64)>,
 }
 
-async fn subscribe(
-    broker: SocketAddr,
-    n: u32,
-    options: &CollectorOptions,
-) -> Result<Subscribed, String> {
-    let opened_ns = clock::now_ns();
-    let stream = socket::connect(
+/// Connects to `broker` with Linux's default socket options, bounded by the connect timeout.
+async fn dial(broker: SocketAddr, options: &CollectorOptions) -> Result<TcpStream, String> {
+    socket::connect(
         broker,
         None,
         &SocketOptions::linux_default(),
         options.connect_timeout,
     )
     .await
-    .map_err(|e| format!("connect: {e}"))?;
-    let mut session = Session::open(
-        stream,
-        &format!("fleetbench-collector-{n}"),
-        &options.mqtt,
-        None,
+    .map_err(|e| format!("connecting to {broker}: {e}"))
+}
+
+/// Connects subscriber `n` with a clean session and disconnects: the broker drops any session
+/// it kept under that client id.
+async fn forget_session(
+    broker: SocketAddr,
+    n: u32,
+    options: &CollectorOptions,
+) -> Result<(), String> {
+    let stream = dial(broker, options).await?;
+    let mut settings = options.mqtt.clone();
+    settings.clean_session = true;
+    let bound = options.connect_timeout;
+    let session = tokio::time::timeout(
+        bound,
+        Session::open(stream, &subscriber_id(n), &settings, None),
     )
     .await
+    .map_err(|_| format!("no CONNACK within {bound:?}"))?
     .map_err(|e| e.to_string())?;
-    let mut subscribe = Subscribe::new(codec::filter(&options.mqtt.topic), qos_of(options.qos));
-    subscribe.pkid = 1;
-    session
-        .writer
-        .lock()
+    let mut writer = session.writer.lock().await;
+    writer
+        .write_packet(&Packet::Disconnect)
         .await
-        .write_packet(&Packet::Subscribe(subscribe))
+        .map_err(|e| format!("sending DISCONNECT: {e}"))?;
+    let _ = writer.half.get_mut().shutdown().await;
+    Ok(())
+}
+
+/// Opens subscriber `n`'s persistent session and subscribes unless the broker resumed it (then
+/// it kept the subscription, and delivers what it queued meanwhile). Each step is bounded by the
+/// connect timeout.
+async fn subscribe(
+    broker: SocketAddr,
+    n: u32,
+    options: &CollectorOptions,
+) -> Result<Subscribed, String> {
+    let opened_ns = clock::now_ns();
+    let bound = options.connect_timeout;
+    let stream = dial(broker, options).await?;
+    let mut settings = options.mqtt.clone();
+    settings.clean_session = false;
+    let mut session = tokio::time::timeout(
+        bound,
+        Session::open(stream, &subscriber_id(n), &settings, None),
+    )
+    .await
+    .map_err(|_| format!("no CONNACK within {bound:?}"))?
+    .map_err(|e| e.to_string())?;
+    let mut early = Vec::new();
+    // A broker that resumed the session kept its subscription; one that did not (a first
+    // connect, or a broker restarted) needs it again.
+    if !session.session_present {
+        let mut subscribe = Subscribe::new(codec::filter(&options.mqtt.topic), qos_of(options.qos));
+        subscribe.pkid = 1;
+        session
+            .writer
+            .lock()
+            .await
+            .write_packet(&Packet::Subscribe(subscribe))
+            .await
+            .map_err(|e| format!("sending SUBSCRIBE: {e}"))?;
+        // Messages the broker routes before its SUBACK are kept, with their read instants, for
+        // the receive loop.
+        let suback = tokio::time::timeout(bound, async {
+            loop {
+                match session.reader.next().await? {
+                    Packet::SubAck(ack) => return Ok::<_, String>(ack),
+                    packet => early.push((packet, session.counts.last_read_ns())),
+                }
+            }
+        })
         .await
-        .map_err(|e| format!("sending SUBSCRIBE: {e}"))?;
-    match session.reader.next().await? {
-        Packet::SubAck(ack)
-            if ack
-                .return_codes
-                .iter()
-                .all(|c| !matches!(c, SubscribeReasonCode::Failure)) => {}
-        other => return Err(format!("subscription refused: {other:?}")),
+        .map_err(|_| format!("no SUBACK within {bound:?}"))??;
+        if suback
+            .return_codes
+            .iter()
+            .any(|c| matches!(c, SubscribeReasonCode::Failure))
+        {
+            return Err(format!("subscription refused: {suback:?}"));
+        }
     }
     let ready = session.stats();
     Ok(Subscribed {
@@ -567,54 +715,123 @@ async fn subscribe(
         opened_ns,
         session,
         ready,
+        early,
     })
 }
 
-/// Receives readings until shutdown; answers PUBLISH at its QoS; pings when it has sent nothing
-/// for a keep-alive.
+/// Runs subscriber `first.conn` until shutdown: receives on its connection, and when that drops,
+/// reconnects (after a bounded, doubling delay) and resubscribes, keeping its session state.
 async fn run_subscriber(
-    subscribed: Subscribed,
+    broker: SocketAddr,
+    first: Subscribed,
     options: CollectorOptions,
     observer: Arc<dyn SinkObserver>,
     shutdown: CancellationToken,
 ) {
+    let n = first.conn as u32;
+    let mut session = SubscriberSession::default();
+    let mut backoff = Backoff::new();
+    let mut next = Some(first);
+    loop {
+        let subscribed = match next.take() {
+            Some(s) => s,
+            None => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.delay()) => {}
+                }
+                let attempt = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    attempt = subscribe(broker, n, &options) => attempt,
+                };
+                match attempt {
+                    Ok(s) => {
+                        tracing::warn!(subscriber = n, "reconnected and resubscribed");
+                        s
+                    }
+                    Err(e) => {
+                        tracing::warn!(subscriber = n, "reconnecting: {e}");
+                        continue;
+                    }
+                }
+            }
+        };
+        backoff.reset();
+        session.connected(subscribed.session.session_present);
+        let end = receive(subscribed, &mut session, &options, &*observer, &shutdown).await;
+        if matches!(end, ConnectionEnd::Shutdown) || shutdown.is_cancelled() {
+            return;
+        }
+        tracing::warn!(subscriber = n, "connection ended ({end:?}); reconnecting");
+    }
+}
+
+/// Receives readings on one connection until shutdown or until it drops; answers PUBLISH at its
+/// QoS; pings when it has sent nothing for a keep-alive and gives up when a ping goes unanswered
+/// for another. Reports the connection to `observer` and returns how it ended.
+async fn receive(
+    subscribed: Subscribed,
+    session_state: &mut SubscriberSession,
+    options: &CollectorOptions,
+    observer: &dyn SinkObserver,
+    shutdown: &CancellationToken,
+) -> ConnectionEnd {
     let Subscribed {
         conn,
         peer,
         opened_ns,
         session,
         ready,
+        early,
     } = subscribed;
     let (mut state, writer, counts, fd) = session.into_parts(options.mqtt.keepalive);
     let anchor = clock::Anchor::now();
+    let keepalive = state.keepalive;
+    let mut early = early.into_iter();
     let mut readings = 0u64;
     let mut rejected = 0u64;
     let mut payload_bytes = 0u64;
-    // QoS 2 packet ids received and not yet released: a resent PUBLISH is not a new reading.
-    let mut unreleased: HashSet<u16> = HashSet::new();
+    // The instant a PINGREQ went out with nothing received since.
+    let mut ping_sent: Option<tokio::time::Instant> = None;
     let end = loop {
-        let last_write = state.last_write_ns.load(Ordering::Relaxed);
-        let ping_at = anchor.instant_of(last_write + state.keepalive.as_nanos() as u64);
-        let packet = tokio::select! {
-            _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
-            packet = state.reader.next() => packet,
-            _ = tokio::time::sleep_until(ping_at.into()) => {
-                match state.ping().await {
-                    Ok(()) => continue,
-                    Err(e) => break ConnectionEnd::Io(e),
-                }
+        let wake = match ping_sent {
+            Some(sent) => sent + keepalive,
+            None => {
+                let last_write = state.last_write_ns.load(Ordering::Relaxed);
+                anchor
+                    .instant_of(last_write + keepalive.as_nanos() as u64)
+                    .into()
             }
         };
-        let packet = match packet {
+        let next = match early.next() {
+            Some((packet, read_ns)) => Ok((packet, read_ns)),
+            None => tokio::select! {
+                _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
+                packet = state.reader.next() => packet.map(|p| (p, counts.last_read_ns())),
+                _ = tokio::time::sleep_until(wake) => {
+                    if ping_sent.is_some() {
+                        break ConnectionEnd::Io("no PINGRESP within the keep-alive".into());
+                    }
+                    match state.ping().await {
+                        Ok(()) => {
+                            ping_sent = Some(tokio::time::Instant::now());
+                            continue;
+                        }
+                        Err(e) => break ConnectionEnd::Io(e),
+                    }
+                }
+            },
+        };
+        let (packet, arrived_ns) = match next {
             Ok(p) => p,
             Err(e) if e.starts_with("malformed") => break ConnectionEnd::Malformed(e),
             Err(e) if e == CLOSED => break ConnectionEnd::PeerClosed,
             Err(e) => break ConnectionEnd::Io(e),
         };
+        ping_sent = None;
         let reply = match packet {
             Packet::Publish(publish) => {
-                let arrived_ns = counts.last_read_ns();
-                let fresh = publish.qos != QoS::ExactlyOnce || unreleased.insert(publish.pkid);
+                let (fresh, reply) = session_state.publish(publish.qos, publish.pkid);
                 if fresh {
                     let encoding = if publish.payload.first() == Some(&b'{') {
                         Encoding::Json
@@ -630,16 +847,9 @@ async fn run_subscriber(
                         Err(_) => rejected += 1,
                     }
                 }
-                match publish.qos {
-                    QoS::AtMostOnce => None,
-                    QoS::AtLeastOnce => Some(Packet::PubAck(PubAck::new(publish.pkid))),
-                    QoS::ExactlyOnce => Some(Packet::PubRec(PubRec::new(publish.pkid))),
-                }
+                reply
             }
-            Packet::PubRel(rel) => {
-                unreleased.remove(&rel.pkid);
-                Some(Packet::PubComp(PubComp::new(rel.pkid)))
-            }
+            Packet::PubRel(rel) => Some(session_state.pubrel(rel.pkid)),
             _ => None,
         };
         if let Some(reply) = reply {
@@ -651,7 +861,7 @@ async fn run_subscriber(
     // Counters before the DISCONNECT and FIN: teardown is not steady-state overhead.
     let final_counters = SocketCounters::read(&fd).ok();
     let (app_bytes_received, app_bytes_sent) = (counts.bytes_read(), counts.bytes_written());
-    {
+    if matches!(end, ConnectionEnd::Shutdown) {
         let mut w = writer.lock().await;
         let _ = w.write_packet(&Packet::Disconnect).await;
         let _ = w.half.get_mut().shutdown().await;
@@ -666,10 +876,70 @@ async fn run_subscriber(
         app_bytes_sent,
         ready_counters: ready.counters,
         final_counters,
-        end,
+        end: end.clone(),
         ready_app_bytes_received: ready.app_bytes_received,
         ready_app_bytes_sent: ready.app_bytes_sent,
         rejected,
         payload_bytes,
     });
+    end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_bound_and_resets_after_a_subscription() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.delay()).collect();
+        assert_eq!(delays[0], RETRY_FIRST);
+        assert_eq!(delays[1], RETRY_FIRST * 2);
+        assert!(delays.windows(2).all(|w| w[1] >= w[0]));
+        assert_eq!(*delays.last().unwrap(), RETRY_MAX);
+        backoff.reset();
+        assert_eq!(backoff.delay(), RETRY_FIRST);
+    }
+
+    #[test]
+    fn qos2_redelivery_of_an_unreleased_id_is_not_a_new_reading() {
+        let mut s = SubscriberSession::default();
+        s.connected(false);
+        let (fresh, reply) = s.publish(QoS::ExactlyOnce, 7);
+        assert!(fresh);
+        assert_eq!(reply, Some(Packet::PubRec(PubRec::new(7))));
+        // The connection drops before PUBREL; the broker kept the session and resends (DUP).
+        s.connected(true);
+        assert_eq!(
+            s.publish(QoS::ExactlyOnce, 7),
+            (false, Some(Packet::PubRec(PubRec::new(7))))
+        );
+        assert_eq!(s.pubrel(7), Packet::PubComp(PubComp::new(7)));
+        // Released: the id may now carry a new message.
+        assert!(s.publish(QoS::ExactlyOnce, 7).0);
+        // A PUBREL resent after a reconnect is completed again.
+        assert_eq!(s.pubrel(7), Packet::PubComp(PubComp::new(7)));
+        assert_eq!(s.pubrel(7), Packet::PubComp(PubComp::new(7)));
+    }
+
+    #[test]
+    fn a_broker_without_the_session_forgets_unreleased_ids() {
+        let mut s = SubscriberSession::default();
+        assert!(s.publish(QoS::ExactlyOnce, 3).0);
+        // The broker restarted: its new session reuses id 3 for a new message.
+        s.connected(false);
+        assert!(s.publish(QoS::ExactlyOnce, 3).0);
+    }
+
+    #[test]
+    fn qos1_and_qos0_publishes_are_always_recorded() {
+        let mut s = SubscriberSession::default();
+        assert_eq!(
+            s.publish(QoS::AtLeastOnce, 9),
+            (true, Some(Packet::PubAck(PubAck::new(9))))
+        );
+        // A DUP redelivery is recorded again: the measurement counts it as a duplicate.
+        assert!(s.publish(QoS::AtLeastOnce, 9).0);
+        assert_eq!(s.publish(QoS::AtMostOnce, 0), (true, None));
+    }
 }
