@@ -710,7 +710,7 @@ fn collect(
             Ok(Ok(())) => println!("ready"),
             Ok(Err(e)) => {
                 shutdown.cancel();
-                anyhow::bail!("the collector could not subscribe: {e}");
+                anyhow::bail!("{e}");
             }
             Err(_) => anyhow::bail!("the collector stopped before subscribing"),
         }

@@ -551,6 +551,9 @@ impl SubscriberSession {
     }
 }
 
+/// Bound on ending a subscriber's session at shutdown, within the runner's stop grace.
+const FORGET_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The client id of subscriber `n`, the same on every connection so its session persists.
 fn subscriber_id(n: u32) -> String {
     format!("fleetbench-collector-{n}")
@@ -571,10 +574,17 @@ pub async fn collect(
     let mut subscribers = Vec::new();
     let mut first_error = None;
     for n in 0..options.subscribers {
-        // A session left by an earlier run under this client id would replay its queue.
-        let opened = match forget_session(broker, n, &options).await {
-            Ok(()) => subscribe(broker, n, &options).await,
-            Err(e) => Err(e),
+        let opened = match subscribe(broker, n, &options).await {
+            // A session an earlier collector left under this client id (one that did not stop
+            // cleanly) would replay its queue: dropped, and a fresh one opened.
+            Ok(stale) if stale.session.session_present => {
+                drop(stale);
+                match forget_session(broker, n, &options).await {
+                    Ok(()) => subscribe(broker, n, &options).await,
+                    Err(e) => Err(e),
+                }
+            }
+            opened => opened,
         };
         match opened {
             Ok(s) => subscribers.push(s),
@@ -628,8 +638,8 @@ async fn dial(broker: SocketAddr, options: &CollectorOptions) -> Result<TcpStrea
     .map_err(|e| format!("connecting to {broker}: {e}"))
 }
 
-/// Connects subscriber `n` with a clean session and disconnects: the broker drops any session
-/// it kept under that client id.
+/// Connects subscriber `n` with a clean session and disconnects: the broker drops the session it
+/// kept under that client id.
 async fn forget_session(
     broker: SocketAddr,
     n: u32,
@@ -760,6 +770,11 @@ async fn run_subscriber(
         session.connected(subscribed.session.session_present);
         let end = receive(subscribed, &mut session, &options, &*observer, &shutdown).await;
         if matches!(end, ConnectionEnd::Shutdown) || shutdown.is_cancelled() {
+            // Leave no session behind to queue messages on the broker for nobody.
+            let forget = tokio::time::timeout(FORGET_TIMEOUT, forget_session(broker, n, &options));
+            if let Ok(Err(e)) | Err(e) = forget.await.map_err(|_| "timed out".to_string()) {
+                tracing::warn!(subscriber = n, "ending the persistent session: {e}");
+            }
             return;
         }
         tracing::warn!(subscriber = n, "connection ended ({end:?}); reconnecting");
