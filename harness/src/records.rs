@@ -563,6 +563,7 @@ mod tests {
             scheduled_ns,
             sent_ns,
             outcome,
+            broker_ack: BrokerAck::NotExpected,
         };
         let sent = SendOutcome::Sent { payload_bytes: 80 };
         let sends = [
