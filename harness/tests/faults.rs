@@ -235,6 +235,11 @@ fn a_broker_killed_for_3_s_loses_only_what_could_not_be_sent_or_the_old_broker_h
     assert!(unsent > 0, "devices could not send for 3 s: {d}");
     assert_eq!(d["unsent"], unsent, "{d}");
     assert_eq!(d["lost"], unsent + held_by_a_broker, "{d}");
+    // And results say where: unsent, or sent and lost with a broker (acknowledged or in flight).
+    assert_eq!(d["lost_unsent"], unsent, "{d}");
+    let with_a_broker =
+        d["lost_in_flight"].as_u64().unwrap() + d["lost_by_broker"].as_u64().unwrap();
+    assert_eq!(with_a_broker, held_by_a_broker, "{d}");
 }
 
 #[test]
