@@ -6,8 +6,8 @@
 //!   case) with what this crate makes of each: payloads, raw TCP frames, SSE events, HTTP chunks,
 //!   long-poll bodies, response heads and MQTT names. The file must be exactly what the code below
 //!   generates; `FLEETBENCH_BLESS_VECTORS=1` rewrites it instead.
-//! - `firmware_host_tests_pass`: checks the core is C++11 without exceptions or RTTI (the ESP8266
-//!   toolchain's floor), builds `firmware/test-host` with the core using
+//! - `firmware_host_tests_pass_under_gxx`: checks the core is C++11 without exceptions or RTTI
+//!   (the ESP8266 toolchain's floor), builds `firmware/test-host` with the core using
 //!   `g++ -std=c++17 -Wall -Wextra -Werror -O1`, and runs it over the same file.
 //!
 //! Byte strings other than the JSON payload and MQTT names are lowercase hex, so the C++ side
@@ -468,7 +468,7 @@ fn cpp_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn firmware_host_tests_pass() {
+fn firmware_host_tests_pass_under_gxx() {
     let gxx = "g++";
     match Command::new(gxx).arg("--version").output() {
         Ok(output) if output.status.success() => {}
@@ -478,7 +478,9 @@ fn firmware_host_tests_pass() {
         ),
         Err(e) => panic!(
             "g++ not found ({e}): the firmware host tests (firmware/test-host) need it; \
-             install it (Debian: apt-get install g++) and run again"
+             install the test prerequisites with `apt-get install -y mosquitto chromium g++`, \
+             or skip the tests that need them: `NEXTEST_PROFILE=without-tools cargo nextest \
+             run --workspace` (README, Quick start)"
         ),
     }
     let root = repo_root();

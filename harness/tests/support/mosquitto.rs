@@ -3,8 +3,9 @@
 //!
 //! Include it with `#[path = "support/mosquitto.rs"] mod mosquitto;`. It only runs the broker;
 //! speaking MQTT to it is the test's business. Without mosquitto installed, [`Mosquitto::start`]
-//! returns None (and says so on stderr) so the test can skip, except in CI (`CI=true`), where a
-//! missing broker is a failure.
+//! fails the test with the install command: a missing tool is never a pass. A test that starts
+//! mosquitto has `mosquitto` in its name, so the `without-tools` nextest profile
+//! (.config/nextest.toml) can skip it.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -62,12 +63,12 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts mosquitto with `config` and waits until it accepts TCP connections.
     ///
-    /// None (and a message on stderr) when mosquitto is not installed, so a developer without it
-    /// sees the test skip loudly; in CI (env CI=true) it panics instead: CI installs it. Panics,
-    /// with the broker's log, if it does not come up.
-    pub fn start(config: &MosquittoConfig) -> Option<Mosquitto> {
+    /// Panics, naming the install command, when mosquitto is not installed; panics, with the
+    /// broker's log, if it does not come up.
+    pub fn start(config: &MosquittoConfig) -> Mosquitto {
+        assert_named_for_the_filter();
         let exe = find_program("mosquitto", "/usr/sbin/mosquitto")
-            .or_else(|| unavailable("mosquitto"))?;
+            .unwrap_or_else(|| missing("mosquitto"));
         let dir = tempfile::Builder::new()
             .prefix("fleetbench-mosquitto-")
             .tempdir()
@@ -76,7 +77,7 @@ impl Mosquitto {
         let password_file = match &config.password {
             Some((user, password)) => {
                 let tool = find_program("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
-                    .or_else(|| unavailable("mosquitto_passwd"))?;
+                    .unwrap_or_else(|| missing("mosquitto_passwd"));
                 Some(write_password_file(&tool, dir.path(), user, password))
             }
             None => None,
@@ -105,7 +106,7 @@ impl Mosquitto {
                 .spawn()
                 .unwrap_or_else(|e| panic!("spawning {}: {e}", exe.display()));
             match wait_listening(addr, &mut child, deadline) {
-                Ok(()) => return Some(Mosquitto { addr, child, dir }),
+                Ok(()) => return Mosquitto { addr, child, dir },
                 Err(exited) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -316,11 +317,27 @@ fn find_program(name: &str, usual: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Skips loudly (None) outside CI; panics in CI, which installs mosquitto.
-fn unavailable<T>(program: &str) -> Option<T> {
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{program} is not installed, and CI must install it (apt-get install mosquitto)");
+/// Fails the test: `program` (part of mosquitto) is not installed.
+fn missing(program: &str) -> ! {
+    panic!(
+        "{program} is not installed (looked in /usr/sbin, /usr/bin and PATH). This test needs \
+         mosquitto; install the test prerequisites with `apt-get install -y mosquitto chromium \
+         g++`, or skip the tests that need them: `NEXTEST_PROFILE=without-tools cargo nextest \
+         run --workspace` (README, Quick start)"
+    )
+}
+
+/// Panics unless the running test has `mosquitto` in its name: the `without-tools` nextest
+/// profile skips tests by that name, and a test it missed would fail there instead of skipping.
+/// libtest runs each test on a thread named after it.
+fn assert_named_for_the_filter() {
+    let thread = std::thread::current();
+    let Some(name) = thread.name() else { return };
+    if name != "main" {
+        assert!(
+            name.contains("mosquitto"),
+            "test `{name}` starts mosquitto, so its name must contain `mosquitto` (the \
+             without-tools profile in .config/nextest.toml skips tests by that name)"
+        );
     }
-    eprintln!("SKIPPING: {program} is not installed; `apt-get install mosquitto` to run this test");
-    None
 }
