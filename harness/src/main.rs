@@ -41,20 +41,23 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         repetitions: Option<u32>,
     },
-    /// Compare a candidate run with a baseline, metric by metric; with --gate, fail on
-    /// regressions. Exit codes: 0 pass, 1 regression, 2 usage or configuration error, 3 the
-    /// candidate run failed.
+    /// Compare a candidate run with a baseline, metric by metric; with --gate or --thresholds,
+    /// fail on regressions. Exit codes: 0 pass, 1 regression, 2 usage or configuration error, 3
+    /// the candidate run failed.
     Compare {
         /// The baseline: a results folder (or a saved baseline, e.g. baselines/smoke).
         baseline: PathBuf,
         /// The candidate: a results folder.
         candidate: PathBuf,
-        /// Gate on regressions. Alone: the candidate scenario's [gate] table, or the default
-        /// gate (corrected p99 +10 %, throughput -5 %, payload and framing bytes exact, no lost
-        /// reading). With a file: that thresholds file.
-        #[arg(long, num_args = 0..=1, value_name = "THRESHOLDS")]
-        #[allow(clippy::option_option)]
-        gate: Option<Option<PathBuf>>,
+        /// Gate on regressions under the candidate scenario's [gate] table, or the default gate
+        /// (corrected p99 +10 %, throughput -5 %, payload and framing bytes exact, no lost
+        /// reading).
+        #[arg(long)]
+        gate: bool,
+        /// Gate on regressions under the thresholds in FILE (TOML, the shape of a scenario's
+        /// [gate] table); implies --gate.
+        #[arg(long, value_name = "FILE")]
+        thresholds: Option<PathBuf>,
         /// Folder for compare.md, compare.html, compare.json, compare-junit.xml and
         /// compare-bmf.json (default: the candidate's folder).
         #[arg(long)]
@@ -220,8 +223,16 @@ fn main() -> ExitCode {
             baseline,
             candidate,
             gate,
+            thresholds,
             out,
-        } => return compare(baseline, candidate, gate, out),
+        } => {
+            let gate = match (thresholds, gate) {
+                (Some(file), _) => fleetbench::compare::files::GateChoice::File(file),
+                (None, true) => fleetbench::compare::files::GateChoice::FromScenario,
+                (None, false) => fleetbench::compare::files::GateChoice::Off,
+            };
+            return compare(baseline, candidate, gate, out);
+        }
         Command::Baseline {
             action: BaselineAction::Save { results, name, dir },
         } => {
@@ -443,7 +454,7 @@ fn run(
 fn compare(
     baseline: PathBuf,
     candidate: PathBuf,
-    gate: Option<Option<PathBuf>>,
+    gate: fleetbench::compare::files::GateChoice,
     out: Option<PathBuf>,
 ) -> ExitCode {
     use fleetbench::compare::{self, files, output, CompareError};
@@ -458,12 +469,7 @@ fn compare(
         (Ok(b), Ok(c)) => (b, c),
         (Err(e), _) | (_, Err(e)) => return exit(e),
     };
-    let choice = match gate {
-        None => files::GateChoice::Off,
-        Some(None) => files::GateChoice::FromScenario,
-        Some(Some(p)) => files::GateChoice::File(p),
-    };
-    let gate = match files::resolve_gate(&choice, &cand_run) {
+    let gate = match files::resolve_gate(&gate, &cand_run) {
         Ok(g) => g,
         Err(e) => return exit(e),
     };

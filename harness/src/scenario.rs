@@ -312,8 +312,8 @@ impl VariantConfig {
 /// The `Display` form is one line, `file:line: message`, with the line left out when unknown.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    /// The file could not be read.
-    #[error("cannot read scenario file {}", path.display())]
+    /// The file could not be read; the message says why (`No such file or directory`).
+    #[error("cannot read scenario file {}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -540,7 +540,8 @@ fn check(s: &Scenario) -> Result<(), Problem> {
         return Err(problem(
             &[key("fleet"), key("devices")],
             format!(
-                "`devices` in [fleet] must be between 1 and {MAX_DEVICES}, not {}",
+                // MAX_DEVICES, written with separators (the test zero_devices_and_too_many).
+                "`devices` in [fleet] must be between 1 and 1,000,000, not {}",
                 fleet.devices
             ),
         ));
@@ -734,14 +735,25 @@ fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
                 ),
             ));
         }
-        if addr
-            .rsplit_once(':')
-            .and_then(|(_, p)| p.parse::<u16>().ok())
-            .is_none()
-        {
+        let port = addr.rsplit_once(':').map(|(_, p)| p);
+        if !port.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
             return Err(problem(
                 &at("broker"),
                 format!("`broker` in [[variants]] #{}: {addr:?} has no port", i + 1),
+            ));
+        }
+        if port
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_none_or(|p| p == 0)
+        {
+            return Err(problem(
+                &at("broker"),
+                format!(
+                    "`broker` in [[variants]] #{}: port {} in {addr:?} is out of range (1 to \
+                     65535)",
+                    i + 1,
+                    port.unwrap_or_default()
+                ),
             ));
         }
     } else if v.username.is_some() || v.password.is_some() {
@@ -1499,10 +1511,16 @@ transport = "ws"
         assert_eq!(err.key(), Some("fleet.devices"));
         assert!(err
             .to_string()
-            .contains("`devices` in [fleet] must be between 1 and 1000000, not 0"));
+            .contains("`devices` in [fleet] must be between 1 and 1,000,000, not 0"));
 
         let err = error(&MINIMAL.replace("devices = 50", "devices = 1_000_001"));
         assert_eq!(err.line(), Some(5));
+        assert!(err
+            .to_string()
+            .contains("between 1 and 1,000,000, not 1000001"));
+        // The message's bound is the bound.
+        assert_eq!(MAX_DEVICES, 1_000_000);
+        parse(&MINIMAL.replace("devices = 50", "devices = 1_000_000"), "t").unwrap();
     }
 
     #[test]
@@ -1586,12 +1604,37 @@ transport = "ws"
     }
 
     #[test]
+    fn a_broker_port_out_of_range_is_named() {
+        let mqtt = |broker: &str| {
+            MINIMAL.replace(
+                "name = \"ws\"\ntransport = \"ws\"\n",
+                &format!("name = \"q\"\ntransport = \"mqtt-qos1\"\nbroker = \"{broker}\"\n"),
+            )
+        };
+        let err = error(&mqtt("mqtt://127.0.0.1:99999"));
+        assert_eq!(
+            (err.line(), err.key()),
+            (Some(15), Some("variants[1].broker"))
+        );
+        assert!(
+            err.to_string()
+                .contains("port 99999 in \"127.0.0.1:99999\" is out of range (1 to 65535)"),
+            "{err}"
+        );
+        let err = error(&mqtt("mqtt://127.0.0.1:0"));
+        assert!(err.to_string().contains("out of range"), "{err}");
+        let err = error(&mqtt("mqtt://127.0.0.1"));
+        assert!(err.to_string().contains("has no port"), "{err}");
+        parse(&mqtt("mqtt://127.0.0.1:65535"), "t").unwrap();
+    }
+
+    #[test]
     fn missing_file() {
         let err = load(Path::new("/nonexistent/x.toml")).unwrap_err();
         assert!(matches!(err, ScenarioError::Io { .. }));
         assert_eq!(
             err.to_string(),
-            "cannot read scenario file /nonexistent/x.toml"
+            "cannot read scenario file /nonexistent/x.toml: No such file or directory (os error 2)"
         );
         assert_eq!(err.line(), None);
     }

@@ -173,7 +173,7 @@ fn one_more_byte_of_framing_per_reading_fails_the_gate() {
         dir.path(),
         &base,
         &cand,
-        &["--gate", gate.to_str().unwrap()],
+        &["--thresholds", gate.to_str().unwrap()],
     );
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     let json = out.json.unwrap();
@@ -184,7 +184,7 @@ fn one_more_byte_of_framing_per_reading_fails_the_gate() {
         dir.path(),
         &cand,
         &base,
-        &["--gate", gate.to_str().unwrap()],
+        &["--thresholds", gate.to_str().unwrap()],
     );
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     assert_eq!(
@@ -205,6 +205,37 @@ fn lost_readings_fail_the_default_gate() {
     let out = compare(dir.path(), &base, &cand, &["--gate"]);
     assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
     assert_eq!(verdict(&out.json.unwrap(), "qos2", "lost"), "worse");
+
+    // --gate is a switch: the two folders after it are baseline and candidate.
+    let out = dir.path().join("compare-out");
+    std::fs::remove_dir_all(&out).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args(["compare", "--gate"])
+        .arg(&base)
+        .arg(&cand)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("gate: "), "{stdout}");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(verdict(&json, "qos2", "lost"), "worse");
+
+    // A thresholds file after --gate, as the old flag took it, is a usage error.
+    let gate = dir.path().join("gate.toml");
+    std::fs::write(&gate, "[thresholds]\nlost = 0\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args(["compare", "--gate"])
+        .arg(&gate)
+        .arg(&base)
+        .arg(&cand)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
 }
 
 #[test]
@@ -269,7 +300,7 @@ fn runs_that_cannot_be_compared_exit_2_with_a_clear_message() {
         dir.path(),
         &good,
         &good,
-        &["--gate", gate.to_str().unwrap()],
+        &["--thresholds", gate.to_str().unwrap()],
     );
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(

@@ -61,9 +61,9 @@ pub fn read_run(path: &Path) -> Result<RunResult, CompareError> {
 pub enum GateChoice {
     /// None: report only.
     Off,
-    /// `--gate` alone: the candidate scenario's `[gate]`, else [`GateConfig::default_gate`].
+    /// `--gate`: the candidate scenario's `[gate]`, else [`GateConfig::default_gate`].
     FromScenario,
-    /// `--gate <file>`.
+    /// `--thresholds <file>`.
     File(PathBuf),
 }
 

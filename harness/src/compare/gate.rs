@@ -1,6 +1,6 @@
 //! Gate configuration: which metrics may fail a comparison, and by how much.
 //!
-//! The same table is read from a thresholds file (`--gate thresholds.toml`) or from a scenario's
+//! The same table is read from a thresholds file (`--thresholds thresholds.toml`) or from a scenario's
 //! `[gate]` table:
 //!
 //! ```toml
