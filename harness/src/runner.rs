@@ -456,6 +456,13 @@ fn run_hardware_variant(
             humantime::format_duration(wait)
         ));
     }
+    if received == 0 && error.is_none() && !child::interrupted() {
+        error = Some(format!(
+            "no reading from the {} device(s) running `{transport}` arrived in the window at {}",
+            present.len(),
+            target
+        ));
+    }
     let complete = complete && error.is_none() && !child::interrupted();
     let result = VariantResult {
         name: variant.name.clone(),

@@ -288,6 +288,44 @@ transport = "tcp"
 }
 
 #[test]
+fn a_hardware_run_in_which_nothing_arrived_is_incomplete() {
+    let (listen, control) = (free_port(), free_port());
+    let text = format!(
+        "name = \"silent-hw\"\nwarmup = \"500ms\"\nduration = \"1s\"\n[fleet]\n\
+         source = \"hardware\"\nlisten = \"127.0.0.1:{listen}\"\n\
+         control = \"127.0.0.1:{control}\"\nwait_for_devices = \"20s\"\ndevices = 1\n\
+         interval = \"100ms\"\n[[variants]]\nname = \"tcp\"\ntransport = \"tcp\"\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("silent-hw.toml");
+    std::fs::write(&scenario, text).unwrap();
+    let (out, run) = start_run(dir.path(), &scenario, false);
+    // The board says HELLO and answers probes, but never sends a reading.
+    let device = Arc::new(TestDevice {
+        id: 0,
+        offset_us: 42,
+        skip_every: 0,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let (d, s) = (device.clone(), stop.clone());
+    let board = std::thread::spawn(move || d.control(control, &s, "tcp"));
+    let status = finish(run, &stop, vec![board]);
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "nothing delivered is a failed variant"
+    );
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let v = &results["variants"][0];
+    assert_eq!(results["complete"], false);
+    assert_eq!(v["complete"], false);
+    assert_eq!(v["delivery"]["received"], 0);
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("no reading"), "{error}");
+}
+
+#[test]
 fn echo_mode_measures_the_round_trip_without_clock_sync() {
     let dir = tempfile::tempdir().unwrap();
     let (listen, control) = (free_port(), free_port());
