@@ -24,12 +24,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario: every variant in turn, then print a table and write results.
+    #[command(after_help = RUN_EXIT_CODES)]
     Run {
         /// Scenario file (TOML), e.g. scenarios/smoke.toml.
         scenario: PathBuf,
-        /// Results folder (default: results/<scenario>-<UTC timestamp>).
+        /// Results folder (default: results/<scenario>-<UTC timestamp>). One that already holds
+        /// a run's results (results.json or raw/) is refused unless --force.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the run already in --out: its results.json, raw/, interval logs, report,
+        /// summary, charts and comparisons are removed before this run starts.
+        #[arg(long)]
+        force: bool,
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
@@ -182,6 +188,28 @@ enum BaselineAction {
     },
 }
 
+/// `run --help`'s list of exit codes; [`run`] returns them.
+const RUN_EXIT_CODES: &str = "Exit codes:
+  0    complete: every variant ran to its end
+  2    bad scenario, a fleet too big for the open-file limit, or --out holds a run (see --force);
+       nothing was run
+  3    a variant failed or was incomplete, or results could not be written
+  130  interrupted (Ctrl-C); what was measured is written";
+
+/// What a run writes into its results folder, files and folders; `run --force` removes them.
+const RUN_OUTPUTS: [&str; 10] = [
+    "results.json",
+    "raw",
+    "report.html",
+    "summary.md",
+    "charts",
+    "compare.md",
+    "compare.html",
+    "compare.json",
+    "compare-junit.xml",
+    "compare-bmf.json",
+];
+
 /// Where a device-serving fleet writes its devices' addresses (in its record folder).
 const DEVICES_FILE: &str = "devices.json";
 
@@ -215,10 +243,14 @@ fn main() -> ExitCode {
         Command::Run {
             scenario,
             out,
+            force,
             quiet,
             no_report,
             repetitions,
-        } => return run(scenario, out, quiet, no_report, repetitions, open_files),
+        } => {
+            let out = OutFolder { path: out, force };
+            return run(scenario, out, quiet, no_report, repetitions, open_files);
+        }
         Command::Compare {
             baseline,
             candidate,
@@ -353,10 +385,60 @@ fn main() -> ExitCode {
     }
 }
 
-/// Exit codes: 0 complete, 2 bad scenario, 3 the run failed, 130 interrupted (results written).
+/// `run --out` and `--force`.
+struct OutFolder {
+    /// The folder asked for; None: a new timestamped one.
+    path: Option<PathBuf>,
+    /// Replace a run already there.
+    force: bool,
+}
+
+impl OutFolder {
+    /// Makes `dir` ready for a new run: refused (Err, naming the folder) if it holds a run's
+    /// results and `force` is off; with `force`, that run's files are removed.
+    fn prepare(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let held = ["results.json", "raw"]
+            .iter()
+            .any(|name| dir.join(name).symlink_metadata().is_ok());
+        if !held {
+            return Ok(());
+        }
+        if !self.force {
+            anyhow::bail!(
+                "{} already holds a run's results (results.json or raw/); choose another --out, \
+                 or pass --force to replace that run",
+                dir.display()
+            );
+        }
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("listing {}", dir.display()))?
+                .path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if !RUN_OUTPUTS.contains(&name) && !name.ends_with(".hlog") {
+                continue;
+            }
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("removing {}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Exit codes: [`RUN_EXIT_CODES`].
 fn run(
     path: PathBuf,
-    out: Option<PathBuf>,
+    out: OutFolder,
     quiet: bool,
     no_report: bool,
     repetitions: Option<u32>,
@@ -378,9 +460,17 @@ fn run(
             return ExitCode::from(2);
         }
     }
+    let out_dir = out
+        .path
+        .clone()
+        .unwrap_or_else(|| runner::default_out(&scenario));
+    if let Err(e) = out.prepare(&out_dir) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     child::catch_interrupts();
     let options = runner::RunOptions {
-        out: out.unwrap_or_else(|| runner::default_out(&scenario)),
+        out: out_dir,
         exe: std::env::current_exe().expect("own executable path"),
         progress: !quiet,
     };

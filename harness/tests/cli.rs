@@ -366,3 +366,77 @@ fn a_backend_that_dies_mid_run_fails_the_variant_and_its_loss_is_counted() {
         v["setup"]
     );
 }
+
+#[test]
+fn an_out_folder_holding_a_run_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"again\"\nwarmup = \"200ms\"\nduration = \"1s\"\n[fleet]\ndevices = 2\n\
+         interval = \"100ms\"\n[[variants]]\nname = \"tcp\"\ntransport = \"tcp\"\n",
+    );
+    // An earlier run's files, and one of the user's own.
+    let out = dir.path().join("o");
+    std::fs::create_dir_all(out.join("raw/old-variant")).unwrap();
+    std::fs::write(out.join("results.json"), "{\"earlier\": true}").unwrap();
+    std::fs::write(out.join("old-variant.hlog"), "").unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let run = |extra: &[&str]| {
+        fleetbench()
+            .args(["run", scenario.to_str().unwrap(), "--quiet", "--no-report"])
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    let output = run(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{} already holds a run's results", out.display()))
+            && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.json")).unwrap(),
+        "{\"earlier\": true}",
+        "nothing is run or written"
+    );
+
+    let output = run(&["--force"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results = read_results(&out);
+    assert_eq!(results["variants"][0]["name"], "tcp");
+    assert!(!out.join("raw/old-variant").exists(), "the old run is gone");
+    assert!(
+        !out.join("old-variant.hlog").exists(),
+        "the old run is gone"
+    );
+    assert!(out.join("tcp.hlog").exists());
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn run_help_lists_the_exit_codes() {
+    let output = fleetbench().args(["run", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for code in ["0 ", "2 ", "3 ", "130 "] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(code)),
+            "exit code {code}missing:\n{help}"
+        );
+    }
+    assert!(help.contains("Exit codes:"), "{help}");
+}
