@@ -1640,6 +1640,16 @@ transport = "ws"
     }
 
     #[test]
+    fn smoke_toml_names_every_transport() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/smoke.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        for kind in TransportKind::ALL {
+            let quoted = format!("\"{}\"", kind.name());
+            assert!(text.contains(&quoted), "smoke.toml does not name {quoted}");
+        }
+    }
+
+    #[test]
     fn shipped_scenarios_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
         for file in ["smoke.toml", "esp8266-home.toml"] {
