@@ -644,17 +644,23 @@ impl SinkObserver for Tally {
 /// Where a receiving end's observations go: record files for a run (flushed every second), or a
 /// tally printed at exit when a sink or collector runs on its own.
 enum Receipts {
-    Recorded(Arc<SinkRecorder>, Flusher),
+    Recorded(Arc<SinkRecorder>, Flusher, PathBuf),
     Tallied(Arc<Tally>),
 }
 
 impl Receipts {
+    /// Records into `record_dir` (created if missing), or tallies without one.
     fn new(record_dir: Option<&std::path::Path>) -> anyhow::Result<Receipts> {
+        use anyhow::Context;
         Ok(match record_dir {
             Some(dir) => {
-                let recorder = Arc::new(SinkRecorder::create(dir)?);
-                let flusher = Flusher::start(recorder.clone(), dir)?;
-                Receipts::Recorded(recorder, flusher)
+                let recorder = std::fs::create_dir_all(dir)
+                    .and_then(|()| SinkRecorder::create(dir))
+                    .with_context(|| format!("creating the record folder {}", dir.display()))?;
+                let recorder = Arc::new(recorder);
+                let flusher = Flusher::start(recorder.clone(), dir)
+                    .with_context(|| format!("writing the records in {}", dir.display()))?;
+                Receipts::Recorded(recorder, flusher, dir.to_owned())
             }
             None => Receipts::Tallied(Arc::default()),
         })
@@ -662,7 +668,7 @@ impl Receipts {
 
     fn observer(&self) -> Arc<dyn SinkObserver> {
         match self {
-            Receipts::Recorded(r, _) => r.clone(),
+            Receipts::Recorded(r, _, _) => r.clone(),
             Receipts::Tallied(t) => t.clone(),
         }
     }
@@ -670,7 +676,12 @@ impl Receipts {
     /// Flushes to disk and marks a clean stop (a run's receiving end), or prints the tally.
     fn finish(self) -> anyhow::Result<()> {
         match self {
-            Receipts::Recorded(_, flusher) => flusher.finish()?,
+            Receipts::Recorded(_, flusher, dir) => {
+                use anyhow::Context;
+                flusher
+                    .finish()
+                    .with_context(|| format!("writing the records in {}", dir.display()))?
+            }
             Receipts::Tallied(t) => eprintln!(
                 "received {} readings on {} connections",
                 t.readings.load(std::sync::atomic::Ordering::Relaxed),
@@ -728,7 +739,10 @@ fn fleet(plan: PathBuf, record_dir: PathBuf) -> anyhow::Result<()> {
     let mut plan: device_emulator::FleetPlan =
         serde_json::from_slice(&text).with_context(|| format!("parsing {}", plan.display()))?;
     plan.mqtt.password = std::env::var(transports::mqtt::PASSWORD_ENV).ok();
-    let recorder = Arc::new(FleetRecorder::create(&record_dir)?);
+    let recorder = Arc::new(
+        FleetRecorder::create(&record_dir)
+            .with_context(|| format!("creating the records in {}", record_dir.display()))?,
+    );
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let stop = CancellationToken::new();
@@ -756,7 +770,9 @@ fn fleet(plan: PathBuf, record_dir: PathBuf) -> anyhow::Result<()> {
         device_emulator::fleet::run(plan, recorder.clone(), stop, listeners).await;
         anyhow::Ok(())
     })?;
-    recorder.flush()?;
+    recorder
+        .flush()
+        .with_context(|| format!("writing the records in {}", record_dir.display()))?;
     Ok(())
 }
 

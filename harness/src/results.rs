@@ -467,6 +467,7 @@ pub fn schema() -> serde_json::Value {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
+/// An error (a missing folder, a full disk) names `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -483,10 +484,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
-    if result.is_err() {
+    result.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
+    })
 }
 
 impl RunResult {
@@ -503,5 +504,21 @@ impl RunResult {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failed_atomic_write_names_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing/results.json");
+        let err = super::write_atomically(&path, b"{}").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            err.to_string()
+                .starts_with(&format!("writing {}: ", path.display())),
+            "{err}"
+        );
     }
 }

@@ -440,3 +440,23 @@ fn run_help_lists_the_exit_codes() {
     }
     assert!(help.contains("Exit codes:"), "{help}");
 }
+
+#[test]
+fn a_record_folder_that_cannot_be_created_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let records = file.join("records");
+    let output = fleetbench()
+        .args(["serve", "tcp", "--listen", "127.0.0.1:0", "--record-dir"])
+        .arg(&records)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("creating the record folder {}", records.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Not a directory"), "{stderr}");
+}
