@@ -3,6 +3,11 @@
 //! Sets `FLEETBENCH_GIT_REVISION` to `git rev-parse --short=12 HEAD`, with `-dirty` appended when
 //! `git status --porcelain` lists anything, or to `unknown` when git is missing or this is not a
 //! checkout (a crate tarball, say).
+//!
+//! It never writes to the repository, and it does not watch git's index: a plain `git status`
+//! rewrites the index when it refreshes stat data, so a script that ran it and watched the index
+//! made its own next build stale, and each profile (dev, test, release) invalidated the others:
+//! the first release build after the test suite recompiled the harness and everything linking it.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,15 +16,12 @@ fn main() {
     let revision = revision(&manifest_dir).unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=FLEETBENCH_GIT_REVISION={revision}");
 
-    // Rerun when HEAD moves (checkout, commit), the index changes (add, commit) or the sources
-    // change, so that `-dirty` follows edits to the code that goes into the binary. `--git-path`
-    // finds the files in worktrees too; plain `../.git` is the fallback.
+    // Rerun when HEAD moves (checkout, commit) or the sources change, so that `-dirty` follows
+    // edits to the code that goes into the binary. Not on the index: any git command (a shell
+    // prompt's `git status`) may rewrite it without changing what is committed or edited.
+    // `--git-path` finds the files in worktrees too; plain `../.git` is the fallback.
     let mut watched = Vec::new();
-    let mut git_files = vec![
-        "HEAD".to_owned(),
-        "index".to_owned(),
-        "packed-refs".to_owned(),
-    ];
+    let mut git_files = vec!["HEAD".to_owned(), "packed-refs".to_owned()];
     git_files.extend(git_output(&manifest_dir, &["symbolic-ref", "-q", "HEAD"]));
     for file in git_files {
         match git_output(&manifest_dir, &["rev-parse", "--git-path", &file]) {
@@ -45,8 +47,9 @@ fn main() {
 /// `abcdef123456` or `abcdef123456-dirty`; `None` when git fails.
 fn revision(dir: &Path) -> Option<String> {
     let head = git_output(dir, &["rev-parse", "--short=12", "HEAD"])?;
+    // --no-optional-locks: status must not refresh and rewrite the index.
     let status = Command::new("git")
-        .args(["status", "--porcelain"])
+        .args(["--no-optional-locks", "status", "--porcelain"])
         .current_dir(dir)
         .output()
         .ok()
