@@ -191,7 +191,8 @@ enum BaselineAction {
 /// `run --help`'s list of exit codes; [`run`] returns them.
 const RUN_EXIT_CODES: &str = "Exit codes:
   0    complete: every variant ran to its end
-  2    bad scenario, a fleet too big for the open-file limit, or --out holds a run (see --force);
+  2    bad scenario, a fleet too big for the open-file limit, raw records the results disk has
+       no room for, or --out holds a run (see --force);
        nothing was run
   3    a variant failed or was incomplete, or results could not be written
   130  interrupted (Ctrl-C); what was measured is written";
