@@ -441,6 +441,7 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
     let (mut readings, mut payload) = (0u64, 0u64);
     let (mut app_up, mut app_down) = (0u64, 0u64);
     let (mut bytes_up, mut bytes_down, mut segs_up, mut segs_down) = (0u64, 0u64, 0u64, 0u64);
+    let mut retransmitted_up = 0u64;
     let (mut set_app_up, mut set_app_down) = (0u64, 0u64);
     let (mut set_bytes_up, mut set_bytes_down, mut set_segs_up, mut set_segs_down) =
         (0u64, 0u64, 0u64, 0u64);
@@ -474,6 +475,7 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
         if let Some(end_counters) = end.counters {
             let d = end_counters.since(&set_counters);
             bytes_up += d.bytes_sent;
+            retransmitted_up += d.bytes_retransmitted;
             bytes_down += d.bytes_received;
             segs_up += d.segs_out;
             segs_down += d.segs_in;
@@ -493,6 +495,7 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
         framing_bytes_up: per(app_up.saturating_sub(payload)),
         framing_bytes_down: per(app_down),
         wire_bytes_up: per(bytes_up + segs_up * header),
+        retransmitted_bytes_up: per(retransmitted_up),
         wire_bytes_down: per(bytes_down + segs_down * header),
         segments_up: per(segs_up),
         segments_down: per(segs_down),

@@ -340,8 +340,13 @@ pub struct PerReading {
     pub framing_bytes_up: f64,
     /// Protocol bytes the sink wrote toward the device.
     pub framing_bytes_down: f64,
-    /// TCP payload bytes plus IP+TCP headers of every segment the device sent (TCP_INFO).
+    /// TCP payload bytes plus IP+TCP headers of every segment the device sent (TCP_INFO),
+    /// retransmissions included.
     pub wire_bytes_up: f64,
+    /// The part of `wire_bytes_up`'s payload that the device's retransmissions carried
+    /// (`tcpi_bytes_retrans`): wire up = payload + framing up + this + segments up × header.
+    #[serde(default)]
+    pub retransmitted_bytes_up: f64,
     /// The same for segments the device received.
     pub wire_bytes_down: f64,
     /// Segments the device sent, pure ACKs included.

@@ -152,6 +152,11 @@ pub async fn wait_for_send_room(
 pub struct SocketCounters {
     /// Payload bytes sent, retransmissions included (`tcpi_bytes_sent`).
     pub bytes_sent: u64,
+    /// Payload bytes sent again: the part of `bytes_sent` that retransmissions carried
+    /// (`tcpi_bytes_retrans`). `bytes_sent - bytes_retransmitted` is what the application wrote
+    /// and the kernel has sent.
+    #[serde(default)]
+    pub bytes_retransmitted: u64,
     /// Payload bytes received (`tcpi_bytes_received`).
     pub bytes_received: u64,
     /// Segments sent, pure ACKs and SYN/FIN included (`tcpi_segs_out`).
@@ -186,6 +191,7 @@ impl SocketCounters {
         }
         Ok(SocketCounters {
             bytes_sent: info.tcpi_bytes_sent,
+            bytes_retransmitted: info.tcpi_bytes_retrans,
             bytes_received: info.tcpi_bytes_received,
             segs_out: info.tcpi_segs_out as u64,
             segs_in: info.tcpi_segs_in as u64,
@@ -209,6 +215,9 @@ impl SocketCounters {
     pub fn since(&self, earlier: &SocketCounters) -> SocketCounters {
         SocketCounters {
             bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            bytes_retransmitted: self
+                .bytes_retransmitted
+                .saturating_sub(earlier.bytes_retransmitted),
             bytes_received: self.bytes_received.saturating_sub(earlier.bytes_received),
             segs_out: self.segs_out.saturating_sub(earlier.segs_out),
             segs_in: self.segs_in.saturating_sub(earlier.segs_in),

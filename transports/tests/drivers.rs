@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use transports::socket::SocketOptions;
 use transports::transport::{
-    serve, ConnectionEnd, ConnectionReport, LinkOptions, SinkObserver, SinkOptions,
+    serve, ConnectionEnd, ConnectionReport, LinkOptions, LinkStats, SinkObserver, SinkOptions,
 };
 use transports::ws::codec::frame_header_len;
 use transports::{Encoding, Link, Reading, TransportKind};
@@ -140,22 +140,26 @@ async fn exercise(kind: TransportKind, encoding: Encoding, devices: u32, count: 
         for seq in 0..count {
             payload += link.send(&reading(d, seq)).await.unwrap() as u64;
         }
-        // With Nagle on, the last writes may still sit in the send buffer: wait for the kernel.
+        // With Nagle on, the last writes may still sit in the send buffer until the peer's ACK
+        // lets them go: wait for the kernel (a bound, not a speed test).
+        let written = |stats: &LinkStats| stats.app_bytes_sent - setup.stats.app_bytes_sent;
+        // Retransmissions (a loaded machine can delay a loopback ACK past the tail-loss probe)
+        // put bytes on the wire twice; the kernel counts them apart, so what it sent once is exact.
+        let sent_once = |stats: &LinkStats| {
+            let d = stats.counters.unwrap().since(&counters);
+            d.bytes_sent - d.bytes_retransmitted
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let mut stats = link.stats();
-        for _ in 0..200 {
-            if stats.counters.unwrap().bytes_sent - counters.bytes_sent
-                == stats.app_bytes_sent - setup.stats.app_bytes_sent
-            {
-                break;
-            }
+        while sent_once(&stats) < written(&stats) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the kernel never sent the last writes: {stats:?}"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
             stats = link.stats();
         }
-        steady.push((
-            stats.app_bytes_sent - setup.stats.app_bytes_sent,
-            payload,
-            stats.counters.unwrap().bytes_sent - counters.bytes_sent,
-        ));
+        steady.push((written(&stats), payload, sent_once(&stats)));
         link.close().await;
     }
     sink.wait_for_readings((devices * count) as usize).await;

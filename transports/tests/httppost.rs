@@ -201,15 +201,17 @@ async fn exercise(encoding: Encoding, devices: u32, count: u32, request_bytes: u
         }
         let stats = link.stats();
         let kernel = stats.counters.unwrap().since(&before);
+        // A loaded machine can delay a loopback ACK past the tail-loss probe, and the kernel
+        // sends a segment twice; it counts the retransmitted bytes apart, so the rest is exact.
         assert_eq!(
-            kernel.bytes_sent, stats.app_bytes_sent,
-            "the kernel sent what was written"
+            kernel.bytes_sent - kernel.bytes_retransmitted,
+            stats.app_bytes_sent,
+            "the kernel sent what was written, retransmissions apart: {kernel:?}"
         );
         assert_eq!(
             kernel.bytes_received, stats.app_bytes_received,
             "the kernel received what was read"
         );
-        assert_eq!(kernel.retransmits, 0);
         assert_eq!(sent, request_bytes);
         expected_request_bytes.push(sent);
         link.close().await;
@@ -248,7 +250,11 @@ async fn exercise(encoding: Encoding, devices: u32, count: u32, request_bytes: u
         // so the snapshot at accept is no baseline. The device's FIN counts one sequence number.
         let kernel = report.final_counters.unwrap();
         assert_eq!(kernel.bytes_received, report.app_bytes_received + 1);
-        assert_eq!(kernel.bytes_sent, report.app_bytes_sent);
+        assert_eq!(
+            kernel.bytes_sent - kernel.bytes_retransmitted,
+            report.app_bytes_sent,
+            "{kernel:?}"
+        );
     }
 }
 
@@ -502,7 +508,11 @@ async fn a_send_fails_on_an_error_status_a_chunked_body_a_close_or_silence() {
     for (fake, expected) in cases {
         let (addr, backend) = fake_backend(fake).await;
         let mut options = options(Encoding::Json);
-        options.write_timeout = Duration::from_millis(300);
+        if let Fake::Silent = fake {
+            // Only silence is meant to time out; a backend that answers gets the usual 5 s, so
+            // a busy machine cannot turn its answer into a timeout.
+            options.write_timeout = Duration::from_millis(300);
+        }
         let (mut link, _) = Link::connect(KIND, addr, &options).await.unwrap();
         let error = link.send(&reading(0, 0)).await.unwrap_err();
         match (&error, fake) {
@@ -555,15 +565,20 @@ async fn idle_connections_time_out_and_shutdown_ends_the_rest() {
         ConnectionEnd::IdleTimeout
     );
 
+    assert_eq!(sink.stop().await.closed.lock().unwrap().len(), 2);
+
+    // Shutdown ends a live connection. Its own sink idles out only after 30 s, so however slowly
+    // the machine gets from the send to the shutdown, the end is the shutdown.
+    let sink = start_sink(Duration::from_secs(30)).await;
     let (mut link, _) = Link::connect(KIND, sink.addr, &options(Encoding::Json))
         .await
         .unwrap();
     link.send(&reading(3, 0)).await.unwrap();
     let collected = sink.stop().await;
     let closed = collected.closed.lock().unwrap().clone();
-    assert_eq!(closed.len(), 3);
-    assert_eq!(closed[2].end, ConnectionEnd::Shutdown, "{:?}", closed[2]);
-    assert_eq!(closed[2].readings, 1);
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].end, ConnectionEnd::Shutdown, "{:?}", closed[0]);
+    assert_eq!(closed[0].readings, 1);
     // The backend closed: the device's next send fails, and the fleet reconnects.
     assert!(matches!(
         link.send(&reading(3, 1)).await,
