@@ -217,8 +217,9 @@ async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
     buf
 }
 
-/// Publishes 50 readings 10 ms apart to a device a collector is connected to, then checks that
-/// each arrived once and in order, and what both ends counted.
+/// Publishes 50 readings to a device a collector is connected to, at most four ahead of the
+/// collector (the device's queue of 16 never fills, however slowly the collector runs), then
+/// checks that each arrived once and in order, and what both ends counted.
 async fn delivers_every_reading(kind: TransportKind, encoding: Encoding) {
     const COUNT: u32 = 50;
     let device = start_device(kind, encoding, Outbox::new(16, 64), Duration::from_secs(5)).await;
@@ -231,8 +232,10 @@ async fn delivers_every_reading(kind: TransportKind, encoding: Encoding) {
     .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     for seq in 0..COUNT {
+        collector
+            .wait_for_readings((seq as usize).saturating_sub(4))
+            .await;
         device.outbox.publish(&reading(seq));
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     collector.wait_for_readings(COUNT as usize).await;
     if kind == LONG_POLL {
@@ -320,12 +323,14 @@ async fn delivers_every_reading(kind: TransportKind, encoding: Encoding) {
             6
         );
         assert_eq!(report.ready_app_bytes_sent, upgrade.len() as u64);
-        assert_eq!(report.ready_app_bytes_received, 190);
         assert_eq!(report.app_bytes_sent - report.ready_app_bytes_sent, 6);
-        // … and the device's 2-byte close reply.
-        assert_eq!(
-            report.app_bytes_received - report.ready_app_bytes_received,
-            steady_sent + 2
+        // The 101, every frame and the device's 2-byte close reply. The collector is ready once
+        // tungstenite has the 101; frames that arrived in the same read are already counted
+        // then, so the split depends on the scheduler and only its bounds are asserted.
+        assert_eq!(report.app_bytes_received, 190 + steady_sent + 2);
+        assert!(
+            (190..=190 + steady_sent).contains(&report.ready_app_bytes_received),
+            "{report:?}"
         );
     }
 }
@@ -465,7 +470,14 @@ async fn long_poll_idle_device_answers_204_and_the_cycle_goes_on() {
 
     let collector = start_collector(LONG_POLL, device.addr, encoding);
     collector.wait_for_readings(1).await;
-    // Let the held poll (after=0) run out at least once.
+    // The answer's subscription ends before the answer is written, so one client now is the
+    // next poll (after=0), held. Let it run out at least once: the device's hold timer and this
+    // sleep are on this test's one thread and the hold's deadline is the earlier, so the timer
+    // fires and the 204 is written before this task runs again, however late both wake.
+    until("the poll after reading 0 to be held", || {
+        device.outbox.clients() == 1
+    })
+    .await;
     tokio::time::sleep(hold + hold / 2).await;
     device.outbox.publish(&reading(1));
     collector.wait_for_readings(2).await;
@@ -681,11 +693,9 @@ async fn device_shutdown_closes_both_kinds_cleanly() {
         assert_eq!(report.readings, 1);
         if kind == WS_SERVER {
             let frame = (payload(encoding, 0).len() + 2) as u64;
-            // The device's close frame after the reading; the collector's masked reply.
-            assert_eq!(
-                report.app_bytes_received - report.ready_app_bytes_received,
-                frame + 2
-            );
+            // The 101 (190 B), the reading, the device's close frame; the collector's masked
+            // reply. (The reading may share a read with the 101: only the total is exact.)
+            assert_eq!(report.app_bytes_received, 190 + frame + 2);
             assert_eq!(report.app_bytes_sent - report.ready_app_bytes_sent, 6);
         }
     }
