@@ -1,4 +1,4 @@
-# fleetbench — `just bench smoke`, `just test`.
+# fleetbench — `just bench smoke`, `just test`, `just stress`.
 
 # Run scenarios/<scenario>.toml with a release build.
 bench scenario="smoke" *args="":
@@ -7,6 +7,31 @@ bench scenario="smoke" *args="":
 # Run every test (the same command CI runs).
 test:
     cargo nextest run --workspace
+
+# Run every test three times in a row while stress-ng loads the machine; fails if any round fails.
+stress rounds="3":
+    #!/usr/bin/env bash
+    set -uo pipefail
+    if ! command -v stress-ng >/dev/null; then
+        echo "stress: stress-ng is not installed (apt-get install stress-ng)" >&2
+        exit 2
+    fi
+    # Build first, so the rounds time the tests and not the compiler.
+    cargo nextest run --workspace --no-run || exit 1
+    stress-ng --cpu 2 --io 1 --timeout 0 --quiet &
+    load=$!
+    stop_load() { kill "$load" 2>/dev/null; wait "$load" 2>/dev/null; }
+    trap stop_load EXIT
+    trap 'exit 130' INT TERM
+    echo "stress: stress-ng --cpu 2 --io 1 running (pid $load)"
+    failed=0
+    for round in $(seq 1 {{rounds}}); do
+        start=$(date +%s)
+        if cargo nextest run --workspace; then verdict=passed; else verdict=FAILED; failed=$((failed + 1)); fi
+        echo "stress: round $round of {{rounds}} $verdict in $(( $(date +%s) - start )) s"
+    done
+    if [ "$failed" -ne 0 ]; then echo "stress: $failed of {{rounds}} rounds failed" >&2; exit 1; fi
+    echo "stress: all {{rounds}} rounds passed under load"
 
 # Codec benchmarks (criterion).
 bench-codecs:

@@ -6,6 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "support/mid_run.rs"]
+mod mid_run;
+use mid_run::{sleep_until_ns, wait_for_plan};
+
 fn fleetbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleetbench"))
 }
@@ -14,29 +18,6 @@ fn write_scenario(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("scenario.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// Waits (at most a minute) until the run in `out` has written `variant`'s fleet plan, which it
-/// does once that variant's sink is up; returns the plan's start (CLOCK_MONOTONIC ns).
-fn wait_for_plan(out: &Path, variant: &str) -> u64 {
-    let path = out.join("raw").join(variant).join("fleet-plan.json");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        // Written atomically: once it exists, it is whole.
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let plan: Value = serde_json::from_str(&text).unwrap();
-            return plan["start_ns"].as_u64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "no {}", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Sleeps until CLOCK_MONOTONIC (the clock of the plan) reads `ns`.
-fn sleep_until_ns(ns: u64) {
-    std::thread::sleep(Duration::from_nanos(
-        ns.saturating_sub(transports::clock::now_ns()),
-    ));
 }
 
 fn read_results(dir: &Path) -> Value {
