@@ -321,8 +321,14 @@ async fn serving_device(
         payload.clear();
         plan.encoding.encode(&reading, &mut payload);
         // Handed over when a collector's queue took it, or when the device keeps it for one
-        // that is not connected or asking right now.
-        let outcome = if took > 0 || replay > 0 {
+        // that is between polls (a first poll takes the whole buffer) or that will resume after
+        // its last event. Before any SSE client has connected nothing can ask for it (a first
+        // EventSource connection replays nothing): unsent, the device offline to the collector.
+        let kept = match plan.transport {
+            TransportKind::LongPoll => true,
+            _ => outbox.keeps_for_resume(),
+        };
+        let outcome = if took > 0 || kept {
             SendOutcome::Sent {
                 payload_bytes: payload.len() as u32,
             }

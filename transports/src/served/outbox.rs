@@ -24,6 +24,8 @@ pub struct Outbox {
 struct Inner {
     replay: VecDeque<Reading>,
     clients: Vec<mpsc::Sender<Reading>>,
+    /// A client has subscribed at least once, so one can come back for what it missed.
+    resumable: bool,
 }
 
 /// A client's view of an [`Outbox`]: readings to replay, then the live queue.
@@ -42,6 +44,7 @@ impl Outbox {
             inner: Mutex::new(Inner {
                 replay: VecDeque::with_capacity(replay_len),
                 clients: Vec::new(),
+                resumable: false,
             }),
             queue_per_client: queue_per_client.max(1),
             replay_len,
@@ -76,6 +79,13 @@ impl Outbox {
         took
     }
 
+    /// Whether a reading published now can still reach a collector later, from the replay
+    /// buffer: only when the outbox keeps one and a client has subscribed before, since a client
+    /// that comes back resumes after its last reading while a first client replays nothing.
+    pub fn keeps_for_resume(&self) -> bool {
+        self.replay_len > 0 && self.inner.lock().unwrap().resumable
+    }
+
     /// Subscribes a client that has seen every reading up to `after` (by sequence number; `None`
     /// for a new client, which replays nothing).
     pub fn subscribe(&self, after: Option<u32>) -> Subscription {
@@ -91,6 +101,7 @@ impl Outbox {
             None => Vec::new(),
         };
         inner.clients.push(tx);
+        inner.resumable = true;
         Subscription { replay, live }
     }
 
@@ -164,6 +175,24 @@ mod tests {
         assert!(outbox.subscribe(Some(19)).replay.is_empty());
         assert!(outbox.subscribe(None).replay.is_empty());
         assert_eq!(outbox.newer_than(Some(17)).len(), 2);
+    }
+
+    #[test]
+    fn readings_are_kept_for_resume_once_a_client_has_been_there() {
+        let outbox = Outbox::new(8, 8);
+        outbox.publish(&r(0));
+        assert!(!outbox.keeps_for_resume(), "no client yet: none can resume");
+        let sub = outbox.subscribe(None);
+        drop(sub);
+        assert_eq!(outbox.publish(&r(1)), 0);
+        assert!(
+            outbox.keeps_for_resume(),
+            "the client can come back after 0"
+        );
+        assert!(
+            !Outbox::new(8, 0).keeps_for_resume(),
+            "nothing is kept without a buffer"
+        );
     }
 
     #[test]
