@@ -38,6 +38,15 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child may take to stop and flush after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// How often the processes' CPU and memory are sampled: every 200 ms, or for a long run often
+/// enough for some 2,000 samples (at most every 5 s), so the samples a run keeps grow with its
+/// length by a bounded amount. Figures need only the samples at the marks (window start and end)
+/// and the kernel's own peak (VmHWM); the periodic ones find a process that died.
+fn sample_period(scenario: &Scenario) -> Duration {
+    ((scenario.warmup + scenario.duration) / 2_000)
+        .clamp(Duration::from_millis(200), Duration::from_secs(5))
+}
+
 /// How to run.
 pub struct RunOptions {
     /// Results folder; created if missing.
@@ -363,7 +372,7 @@ fn run_hardware_variant(
     if let Some(pid) = broker_pid {
         pids.push(("broker".to_string(), pid));
     }
-    let sampler = Sampler::start(pids, Duration::from_millis(200));
+    let sampler = Sampler::start(pids, sample_period(scenario));
     sampler.mark("idle");
     let start_ns = clock::now_ns();
     let mut window = Window {
@@ -1081,7 +1090,7 @@ fn run_variant(
     if let Some(pid) = broker_pid {
         pids.push(("broker".to_string(), pid));
     }
-    let sampler = Sampler::start(pids, Duration::from_millis(200));
+    let sampler = Sampler::start(pids, sample_period(scenario));
     sampler.mark("idle");
 
     let total_ms = (window.end_ns - start_ns) / 1_000_000;
