@@ -136,7 +136,7 @@ enum Command {
         /// Device-served: the connection ramp.
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         ramp: Duration,
-        /// Device-served: payload encoding.
+        /// Payload encoding the devices send (MQTT and device-served alike).
         #[arg(long, default_value = "json", value_parser = parse_encoding)]
         encoding: Encoding,
         /// Device-served: delay before reconnecting to a device.
@@ -341,9 +341,14 @@ fn main() -> ExitCode {
             (false, Some(broker), _) => collect(
                 transport,
                 broker,
-                topic,
-                keepalive,
-                username,
+                encoding,
+                transports::mqtt::MqttSettings {
+                    topic,
+                    username,
+                    password: std::env::var(transports::mqtt::PASSWORD_ENV).ok(),
+                    keepalive,
+                    ..Default::default()
+                },
                 subscribers,
                 record_dir,
             ),
@@ -780,9 +785,8 @@ fn fleet(plan: PathBuf, record_dir: PathBuf) -> anyhow::Result<()> {
 fn collect(
     transport: TransportKind,
     broker: SocketAddr,
-    topic: String,
-    keepalive: Duration,
-    username: Option<String>,
+    encoding: Encoding,
+    mqtt: transports::mqtt::MqttSettings,
     subscribers: u32,
     record_dir: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -797,14 +801,9 @@ fn collect(
     let observer = receipts.observer();
     let options = CollectorOptions {
         qos,
-        mqtt: transports::mqtt::MqttSettings {
-            topic,
-            username,
-            password: std::env::var(transports::mqtt::PASSWORD_ENV).ok(),
-            keepalive,
-            ..Default::default()
-        },
+        mqtt,
         subscribers,
+        encoding,
         connect_timeout: Duration::from_secs(10),
     };
     let runtime = tokio::runtime::Runtime::new()?;

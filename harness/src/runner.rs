@@ -922,6 +922,8 @@ fn start_receiving_end(
         format!("{}s", mqtt.keepalive.as_secs()),
         "--subscribers".into(),
         subscribers.to_string(),
+        "--encoding".into(),
+        encoding.name().into(),
     ];
     if let Some(user) = &mqtt.username {
         args.extend(["--username".into(), user.clone()]);

@@ -175,6 +175,7 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
         broker.1,
         CollectorOptions {
             qos: 1,
+            encoding: Encoding::Json,
             mqtt: MqttSettings::default(),
             subscribers: 1,
             connect_timeout: Duration::from_secs(5),

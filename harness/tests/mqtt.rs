@@ -218,6 +218,7 @@ async fn a_late_subscriber_gets_each_devices_last_retained_reading() {
         broker.addr,
         CollectorOptions {
             qos: 1,
+            encoding: Encoding::Json,
             mqtt: MqttSettings::default(),
             subscribers: 1,
             connect_timeout: Duration::from_secs(5),
@@ -251,6 +252,69 @@ async fn a_late_subscriber_gets_each_devices_last_retained_reading() {
         vec![(0, 1), (1, 1), (2, 1)],
         "the last reading of each device"
     );
+}
+
+/// Binary readings open with the device id in little-endian: ids 123, 379 and 635 start with
+/// `{`, which a collector guessing the encoding would take for JSON and reject.
+#[tokio::test]
+async fn binary_readings_of_devices_whose_id_starts_like_json_are_collected() {
+    let broker = EmbeddedBroker::start(100);
+    let retained = MqttSettings {
+        retain: true,
+        ..MqttSettings::default()
+    };
+    // Retained, and the publishers stay connected (see the test above): the subscriber gets each
+    // reading whenever it comes in, with no race against the publishes.
+    let mut devices = Vec::new();
+    for device_id in [123, 379, 635] {
+        let mut options = link_options(device_id, retained.clone());
+        options.encoding = Encoding::Binary;
+        let mut device = DeviceConnection::connect(broker.addr, 1, &options)
+            .await
+            .unwrap();
+        let reading = Reading {
+            device_id,
+            seq: 7,
+            ..Reading::default()
+        };
+        device.send(&reading).await.unwrap();
+        devices.push(device);
+    }
+    let collected = Arc::new(Collected::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(collect(
+        broker.addr,
+        CollectorOptions {
+            qos: 1,
+            encoding: Encoding::Binary,
+            mqtt: MqttSettings::default(),
+            subscribers: 1,
+            connect_timeout: Duration::from_secs(5),
+        },
+        collected.clone(),
+        shutdown.clone(),
+        ready_tx,
+    ));
+    ready.await.unwrap().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while collected.0.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    for device in devices {
+        device.close().await;
+    }
+    let mut got: Vec<_> = collected
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.device_id, r.seq))
+        .collect();
+    got.sort();
+    assert_eq!(got, vec![(123, 7), (379, 7), (635, 7)]);
 }
 
 fn run(dir: &Path, scenario: &str) -> (Option<i32>, Value) {

@@ -478,6 +478,8 @@ pub struct CollectorOptions {
     pub mqtt: MqttSettings,
     /// Subscribers, each with its own fixed client id (`fleetbench-collector-<n>`).
     pub subscribers: u32,
+    /// The payload encoding the devices publish.
+    pub encoding: Encoding,
     /// Bound on each connect, CONNACK and SUBACK.
     pub connect_timeout: Duration,
 }
@@ -848,12 +850,9 @@ async fn receive(
             Packet::Publish(publish) => {
                 let (fresh, reply) = session_state.publish(publish.qos, publish.pkid);
                 if fresh {
-                    let encoding = if publish.payload.first() == Some(&b'{') {
-                        Encoding::Json
-                    } else {
-                        Encoding::Binary
-                    };
-                    match encoding.decode(&publish.payload) {
+                    // Told, never guessed: a binary reading opens with the device id, and ids
+                    // 123, 379, … begin with `{`.
+                    match options.encoding.decode(&publish.payload) {
                         Ok(reading) => {
                             readings += 1;
                             payload_bytes += publish.payload.len() as u64;
