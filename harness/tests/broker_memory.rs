@@ -3,63 +3,31 @@
 //! a publisher outruns a stalled subscriber, and it delivers at the subscription's QoS whatever
 //! the publish's QoS.
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/embedded_broker.rs"]
+mod embedded_broker;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use embedded_broker::EmbeddedBroker;
 use fleetbench::broker::BrokerSettings;
 
 /// Bound on every network wait of these tests (a CONNACK, a SUBACK, the PINGRESP after the
 /// stream); far above what a loaded machine needs, and never part of an assertion.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// `fleetbench broker` on a free loopback port with extra arguments; killed on drop.
-struct Broker {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Broker {
-    fn start(extra: &[&str]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-            .args(["broker", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning fleetbench broker");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(WAIT).expect("broker printed `listening`");
-        let addr = line.strip_prefix("listening ").unwrap().parse().unwrap();
-        Broker { child, addr }
-    }
-
-    /// A line of the broker's /proc status in bytes (`VmRSS:` now, `VmHWM:` the peak so far).
-    fn status_bytes(&self, key: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-        let kib: u64 = line[key.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .unwrap();
-        kib * 1024
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A line of the broker's /proc status in bytes (`VmRSS:` now, `VmHWM:` the peak so far).
+fn status_bytes(broker: &EmbeddedBroker, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", broker.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+    let kib: u64 = line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kib * 1024
 }
 
 /// The remaining-length field of MQTT's fixed header.
@@ -192,11 +160,11 @@ const MARGIN: u64 = 8 * MIB;
 /// Publishes `LOAD` times the default log's capacity of readings at QoS 0 while a subscriber
 /// that stopped reading holds the filter, waits (PINGREQ) until the broker has handled them all,
 /// and returns how much the broker's peak resident memory grew from before the first publish.
-fn growth_under_overload(broker: &Broker) -> u64 {
+fn growth_under_overload(broker: &EmbeddedBroker) -> u64 {
     let mut subscriber = Client::connect(broker.addr, "stalled-collector");
     subscriber.subscribe(FILTER, 0);
     let mut publisher = Client::connect(broker.addr, "device-00001");
-    let before = broker.status_bytes("VmRSS:");
+    let before = status_bytes(broker, "VmRSS:");
     let one = publish(TOPIC, 0, &[b'x'; PAYLOAD_BYTES]);
     let batch = one.repeat(1000);
     let messages = LOAD * BrokerSettings::default().log_capacity() / COUNTED_BYTES;
@@ -205,7 +173,7 @@ fn growth_under_overload(broker: &Broker) -> u64 {
     }
     publisher.send(&one.repeat((messages % 1000) as usize));
     publisher.ping();
-    let peak = broker.status_bytes("VmHWM:");
+    let peak = status_bytes(broker, "VmHWM:");
     // The subscriber stays subscribed (and unread) until the peak is read.
     drop(subscriber);
     let growth = peak.saturating_sub(before);
@@ -219,7 +187,7 @@ fn growth_under_overload(broker: &Broker) -> u64 {
 
 #[test]
 fn memory_stays_under_the_documented_bound_when_a_subscriber_stalls() {
-    let broker = Broker::start(&[]);
+    let broker = EmbeddedBroker::start("127.0.0.1:0", &[]);
     let settings = BrokerSettings::default();
     let bound = settings.log_memory(COUNTED_BYTES) + MARGIN;
     let growth = growth_under_overload(&broker);
@@ -237,12 +205,15 @@ fn memory_stays_under_the_documented_bound_when_a_subscriber_stalls() {
 #[test]
 fn without_the_bound_the_same_load_exceeds_it() {
     // rumqttd's own defaults: 10 + 1 segments of 100 MiB keep every reading of this load.
-    let broker = Broker::start(&[
-        "--max-segment-size",
-        "104857600",
-        "--max-segment-count",
-        "10",
-    ]);
+    let broker = EmbeddedBroker::start(
+        "127.0.0.1:0",
+        &[
+            "--max-segment-size",
+            "104857600",
+            "--max-segment-count",
+            "10",
+        ],
+    );
     let bound = BrokerSettings::default().log_memory(COUNTED_BYTES) + MARGIN;
     let growth = growth_under_overload(&broker);
     assert!(
@@ -265,7 +236,7 @@ fn rumqttd_delivers_at_the_subscriptions_qos_not_the_lower_of_the_two() {
     // subscription's. rumqttd 0.20 uses the subscription's, so QoS 0 and 1 publishes reach a
     // QoS 2 subscriber at QoS 2. If this fails after an upgrade, the deviation is fixed: update
     // README ("Embedded broker deviations") and this test.
-    let broker = Broker::start(&[]);
+    let broker = EmbeddedBroker::start("127.0.0.1:0", &[]);
     let mut subscribers: Vec<(u8, Client)> = (0..=2)
         .map(|qos| {
             let mut client = Client::connect(broker.addr, &format!("subscriber-qos{qos}"));

@@ -4,10 +4,11 @@
 //! broker, and `lost` is always the sum of its parts. Nothing here depends on how fast the
 //! machine is: every wait is for an event, with a bound.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+#[path = "support/embedded_broker.rs"]
+mod embedded_broker;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use device_emulator::fleet::{
     self, ConnectionRecord, FleetObserver, FleetPlan, SendOutcome, SendRecord,
 };
 use device_emulator::DeviceProfile;
+use embedded_broker::EmbeddedBroker;
 use fleetbench::measure::{self, Window};
 use fleetbench::records::{self, FleetRecorder, SinkRecorder};
 use serde_json::Value;
@@ -27,39 +29,6 @@ use transports::transport::{BrokerAck, ConnectionReport, LinkOptions, SinkObserv
 use transports::{clock, Encoding, Reading, TransportKind};
 
 const MS: u64 = 1_000_000;
-
-/// `fleetbench broker` on a free loopback port; killed on drop. Its ready line comes within the
-/// broker's own start-up bound, or it exits and the read ends.
-struct Broker(Child, SocketAddr);
-
-impl Broker {
-    fn start() -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-            .args(["broker", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("broker ready line: {line:?}"))
-            .parse()
-            .unwrap();
-        Broker(child, addr)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Records the fleet's sends to `sends.bin` and says when the broker first acknowledged one.
 struct Sends {
@@ -124,17 +93,18 @@ fn assert_loss_adds_up(d: &fleetbench::results::Delivery) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_the_broker() {
-    let broker = Broker::start();
+    let broker = EmbeddedBroker::start("127.0.0.1:0", &[]);
     let dir = tempfile::tempdir().unwrap();
     // The barrier device connects first, so it never takes a connection slot a device freed.
-    let mut barrier_device = DeviceConnection::connect(broker.1, 1, &link_options(BARRIER_DEVICE))
-        .await
-        .unwrap();
+    let mut barrier_device =
+        DeviceConnection::connect(broker.addr, 1, &link_options(BARRIER_DEVICE))
+            .await
+            .unwrap();
 
     let start_ns = clock::now_ns() + 100 * MS;
     let plan = FleetPlan {
         transport: TransportKind::MqttQos1,
-        target: broker.1,
+        target: broker.addr,
         encoding: Encoding::Json,
         devices: 3,
         first_device_id: 0,
@@ -172,14 +142,8 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
     let shutdown = CancellationToken::new();
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
     let collector = tokio::spawn(collect(
-        broker.1,
-        CollectorOptions {
-            qos: 1,
-            encoding: Encoding::Json,
-            mqtt: MqttSettings::default(),
-            subscribers: 1,
-            connect_timeout: Duration::from_secs(5),
-        },
+        broker.addr,
+        CollectorOptions::new(1, Encoding::Json),
         arrivals.clone(),
         shutdown.clone(),
         ready_tx,

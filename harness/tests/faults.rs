@@ -6,14 +6,17 @@
 //! deadlines), never by sleeping for a result; the assertions are identities over the raw records
 //! that hold whatever the machine's speed.
 
+#[path = "support/embedded_broker.rs"]
+mod embedded_broker;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use device_emulator::fleet::{FleetPlan, SendOutcome};
+use embedded_broker::EmbeddedBroker;
 use fleetbench::records::{self, FlushMark};
 use serde_json::Value;
 use transports::clock;
@@ -119,34 +122,6 @@ fn kill_and_wait(pid: u32) {
     );
 }
 
-/// `fleetbench broker --listen addr`, started by the test (as a user restarting a broker would);
-/// killed on drop.
-struct Broker(Child);
-
-impl Broker {
-    fn start(addr: SocketAddr) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-            .args(["broker", "--listen", &addr.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), format!("listening {addr}"));
-        Broker(child)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_broker_killed_for_3_s_loses_only_what_could_not_be_sent_or_the_old_broker_held() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,7 +141,9 @@ fn a_broker_killed_for_3_s_loses_only_what_could_not_be_sent_or_the_old_broker_h
     kill_and_wait(broker);
     let dead_ns = clock::now_ns();
     std::thread::sleep(Duration::from_secs(3)); // the fault itself: 3 s without a broker
-    let restarted = Broker::start(plan.target);
+                                                // Started by the test, as a user restarting a broker would.
+    let restarted = EmbeddedBroker::start(&plan.target.to_string(), &[]);
+    assert_eq!(restarted.addr, plan.target);
     let (code, stdout, results) = run.finish();
     drop(restarted);
 

@@ -1,18 +1,20 @@
 //! MQTT at QoS 0, 1 and 2 through the embedded broker (rumqttd, its own process) and a real
 //! mosquitto: delivery, exact bytes on the wire, refusals and loss, all over loopback sockets.
 
+#[path = "support/embedded_broker.rs"]
+mod embedded_broker;
 #[path = "support/mid_run.rs"]
 mod mid_run;
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use embedded_broker::EmbeddedBroker;
 use mosquitto::{Mosquitto, MosquittoConfig};
 use serde_json::Value;
 use transports::mqtt::driver::{collect, CollectorOptions, DeviceConnection};
@@ -20,43 +22,6 @@ use transports::mqtt::MqttSettings;
 use transports::socket::SocketOptions;
 use transports::transport::{ConnectionReport, LinkError, LinkOptions, SinkObserver};
 use transports::{Encoding, Reading};
-
-/// `fleetbench broker` on a free loopback port; killed on drop.
-struct EmbeddedBroker {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl EmbeddedBroker {
-    fn start(max_connections: usize) -> EmbeddedBroker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--max-connections"])
-            .arg(max_connections.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(15))
-            .expect("broker ready");
-        let addr = line.strip_prefix("listening ").unwrap().parse().unwrap();
-        EmbeddedBroker { child, addr }
-    }
-}
-
-impl Drop for EmbeddedBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn link_options(device_id: u32, mqtt: MqttSettings) -> LinkOptions {
     LinkOptions {
@@ -138,7 +103,7 @@ async fn assert_reference_bytes(broker: SocketAddr) {
 
 #[tokio::test]
 async fn the_reference_example_is_exact_on_the_wire_with_rumqttd() {
-    let broker = EmbeddedBroker::start(100);
+    let broker = EmbeddedBroker::start("127.0.0.1:0", &["--max-connections", "100"]);
     assert_reference_bytes(broker.addr).await;
 }
 
@@ -185,58 +150,58 @@ impl SinkObserver for Collected {
     fn closed(&self, _: ConnectionReport) {}
 }
 
-#[tokio::test]
-async fn a_late_subscriber_gets_each_devices_last_retained_reading() {
-    let broker = EmbeddedBroker::start(100);
+/// Publishes `readings` retained at QoS 1 in `encoding` through the embedded broker, one device
+/// connection each, then subscribes a collector and returns what it collected once it holds
+/// `expected` readings (or a minute has passed), as (device id, seq), sorted.
+///
+/// Retained, and the publishers stay connected until the subscriber is in, so the subscriber gets
+/// each reading whenever it comes in, with no race against the publishes. (rumqttd 0.20 reports a
+/// client that sends DISCONNECT and closes as gone twice, and if a new client has taken over the
+/// freed connection id in between, the second report disconnects the newcomer.)
+async fn collect_retained(
+    encoding: Encoding,
+    readings: &[Reading],
+    expected: usize,
+) -> Vec<(u32, u32)> {
+    let broker = EmbeddedBroker::start("127.0.0.1:0", &["--max-connections", "100"]);
     let retained = MqttSettings {
         retain: true,
         ..MqttSettings::default()
     };
-    // The publishers stay connected until the subscriber is in: rumqttd 0.20 reports a client that
-    // sends DISCONNECT and closes as gone twice, and if a new client has taken over the freed
-    // connection id in between, the second report disconnects the newcomer.
-    let mut devices = Vec::new();
-    for device_id in 0..3 {
-        let mut device =
-            DeviceConnection::connect(broker.addr, 1, &link_options(device_id, retained.clone()))
+    let mut devices: Vec<(u32, DeviceConnection)> = Vec::new();
+    for reading in readings {
+        if !devices.iter().any(|(id, _)| *id == reading.device_id) {
+            let mut options = link_options(reading.device_id, retained.clone());
+            options.encoding = encoding;
+            let device = DeviceConnection::connect(broker.addr, 1, &options)
                 .await
                 .unwrap();
-        for seq in 0..2 {
-            let reading = Reading {
-                device_id,
-                seq,
-                ..Reading::default()
-            };
-            device.send(&reading).await.unwrap();
+            devices.push((reading.device_id, device));
         }
-        devices.push(device);
+        let (_, device) = devices
+            .iter_mut()
+            .find(|(id, _)| *id == reading.device_id)
+            .unwrap();
+        device.send(reading).await.unwrap();
     }
     let collected = Arc::new(Collected::default());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (ready_tx, ready) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(collect(
         broker.addr,
-        CollectorOptions {
-            qos: 1,
-            encoding: Encoding::Json,
-            mqtt: MqttSettings::default(),
-            subscribers: 1,
-            connect_timeout: Duration::from_secs(5),
-        },
+        CollectorOptions::new(1, encoding),
         collected.clone(),
         shutdown.clone(),
         ready_tx,
     ));
     ready.await.unwrap().unwrap();
-    for _ in 0..200 {
-        if collected.0.lock().unwrap().len() >= 3 {
-            break;
-        }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while collected.0.lock().unwrap().len() < expected && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     shutdown.cancel();
     task.await.unwrap();
-    for device in devices {
+    for (_, device) in devices {
         device.close().await;
     }
     let mut got: Vec<_> = collected
@@ -247,8 +212,24 @@ async fn a_late_subscriber_gets_each_devices_last_retained_reading() {
         .map(|r| (r.device_id, r.seq))
         .collect();
     got.sort();
+    got
+}
+
+fn reading(device_id: u32, seq: u32) -> Reading {
+    Reading {
+        device_id,
+        seq,
+        ..Reading::default()
+    }
+}
+
+#[tokio::test]
+async fn a_late_subscriber_gets_each_devices_last_retained_reading() {
+    let readings: Vec<_> = (0..3)
+        .flat_map(|device_id| (0..2).map(move |seq| reading(device_id, seq)))
+        .collect();
     assert_eq!(
-        got,
+        collect_retained(Encoding::Json, &readings, 3).await,
         vec![(0, 1), (1, 1), (2, 1)],
         "the last reading of each device"
     );
@@ -258,63 +239,11 @@ async fn a_late_subscriber_gets_each_devices_last_retained_reading() {
 /// `{`, which a collector guessing the encoding would take for JSON and reject.
 #[tokio::test]
 async fn binary_readings_of_devices_whose_id_starts_like_json_are_collected() {
-    let broker = EmbeddedBroker::start(100);
-    let retained = MqttSettings {
-        retain: true,
-        ..MqttSettings::default()
-    };
-    // Retained, and the publishers stay connected (see the test above): the subscriber gets each
-    // reading whenever it comes in, with no race against the publishes.
-    let mut devices = Vec::new();
-    for device_id in [123, 379, 635] {
-        let mut options = link_options(device_id, retained.clone());
-        options.encoding = Encoding::Binary;
-        let mut device = DeviceConnection::connect(broker.addr, 1, &options)
-            .await
-            .unwrap();
-        let reading = Reading {
-            device_id,
-            seq: 7,
-            ..Reading::default()
-        };
-        device.send(&reading).await.unwrap();
-        devices.push(device);
-    }
-    let collected = Arc::new(Collected::default());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let (ready_tx, ready) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(collect(
-        broker.addr,
-        CollectorOptions {
-            qos: 1,
-            encoding: Encoding::Binary,
-            mqtt: MqttSettings::default(),
-            subscribers: 1,
-            connect_timeout: Duration::from_secs(5),
-        },
-        collected.clone(),
-        shutdown.clone(),
-        ready_tx,
-    ));
-    ready.await.unwrap().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while collected.0.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    shutdown.cancel();
-    task.await.unwrap();
-    for device in devices {
-        device.close().await;
-    }
-    let mut got: Vec<_> = collected
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|r| (r.device_id, r.seq))
-        .collect();
-    got.sort();
-    assert_eq!(got, vec![(123, 7), (379, 7), (635, 7)]);
+    let readings = [reading(123, 7), reading(379, 7), reading(635, 7)];
+    assert_eq!(
+        collect_retained(Encoding::Binary, &readings, 3).await,
+        vec![(123, 7), (379, 7), (635, 7)]
+    );
 }
 
 fn run(dir: &Path, scenario: &str) -> (Option<i32>, Value) {

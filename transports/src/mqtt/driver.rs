@@ -484,6 +484,20 @@ pub struct CollectorOptions {
     pub connect_timeout: Duration,
 }
 
+impl CollectorOptions {
+    /// One subscriber at `qos` for readings in `encoding`, on the default topic, keep-alive and
+    /// credentials, with connects bounded by 5 s.
+    pub fn new(qos: u8, encoding: Encoding) -> CollectorOptions {
+        CollectorOptions {
+            qos,
+            mqtt: MqttSettings::default(),
+            subscribers: 1,
+            encoding,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The first delay before a subscriber reconnects; each failed attempt doubles it.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 /// The longest delay between a subscriber's reconnect attempts.
