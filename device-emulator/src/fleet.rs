@@ -200,8 +200,12 @@ pub struct ConnectionRecord {
     pub device_id: u32,
     /// Set-up cost, when the connection came up.
     pub setup: Option<Setup>,
-    /// Counts at the end (after the drain), when the connection came up.
+    /// Counts at the end (after the drain, before the close), when the connection came up.
     pub final_stats: Option<LinkStats>,
+    /// Counts after the close (the transport's closing bytes and FIN both ways), when the close
+    /// finished within its bound.
+    #[serde(default)]
+    pub closed_stats: Option<LinkStats>,
     /// Readings sent on it.
     pub readings_sent: u64,
     /// Payload bytes of those readings.
@@ -295,6 +299,7 @@ async fn serving_device(
             device_id,
             setup: c.setup,
             final_stats: c.setup.map(|_| c.final_stats),
+            closed_stats: c.closed_stats,
             readings_sent: c.readings_sent,
             payload_bytes: c.payload_bytes,
             end: c.end,
@@ -363,15 +368,35 @@ struct Open {
 }
 
 impl Open {
-    fn record(&self, device_id: u32, end: String) -> ConnectionRecord {
+    /// Closes the link as the firmware would and records the connection: its counts before the
+    /// close and after it.
+    async fn close(self, device_id: u32, end: String) -> ConnectionRecord {
+        let final_stats = self.link.stats();
+        let closed_stats = self.link.close().await;
         ConnectionRecord {
             device_id,
             setup: Some(self.setup),
-            final_stats: Some(self.link.stats()),
+            final_stats: Some(final_stats),
+            closed_stats,
             readings_sent: self.readings_sent,
             payload_bytes: self.payload_bytes,
             end,
         }
+    }
+
+    /// Records a broken connection and closes it in the background, uncounted.
+    fn abandon(self, device_id: u32, end: String) -> ConnectionRecord {
+        let record = ConnectionRecord {
+            device_id,
+            setup: Some(self.setup),
+            final_stats: Some(self.link.stats()),
+            closed_stats: None,
+            readings_sent: self.readings_sent,
+            payload_bytes: self.payload_bytes,
+            end,
+        };
+        tokio::spawn(self.link.close());
+        record
     }
 }
 
@@ -415,6 +440,7 @@ async fn device(
                         device_id,
                         setup: None,
                         final_stats: None,
+                        closed_stats: None,
                         readings_sent: 0,
                         payload_bytes: 0,
                         end: e.to_string(),
@@ -460,9 +486,10 @@ async fn device(
                 }
                 Err(e) => {
                     record.outcome = SendOutcome::Failed;
+                    // A broken connection's close is not waited for (nor counted): the device
+                    // goes on at once, as before.
                     let conn = open.take().unwrap();
-                    observer.connection(conn.record(device_id, e.to_string()));
-                    conn.link.close().await;
+                    observer.connection(conn.abandon(device_id, e.to_string()));
                     retry_at_ns = clock::now_ns() + plan.profile.retry_delay.as_nanos() as u64;
                 }
             }
@@ -482,8 +509,7 @@ async fn device(
         } else {
             "stopped"
         };
-        observer.connection(conn.record(device_id, end.to_string()));
-        conn.link.close().await;
+        observer.connection(conn.close(device_id, end.to_string()).await);
     }
 }
 

@@ -443,7 +443,7 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
     let (mut bytes_up, mut bytes_down, mut segs_up, mut segs_down) = (0u64, 0u64, 0u64, 0u64);
     let mut retransmitted_up = 0u64;
     let (mut set_app_up, mut set_app_down) = (0u64, 0u64);
-    let (mut set_bytes_up, mut set_bytes_down, mut set_segs_up, mut set_segs_down) =
+    let (mut set_wire_up, mut set_wire_down, mut set_segs_up, mut set_segs_down) =
         (0u64, 0u64, 0u64, 0u64);
     let mut header = 0u64;
     let mut retransmits = 0u64;
@@ -460,10 +460,12 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
         set_app_up += s.stats.app_bytes_sent;
         set_app_down += s.stats.app_bytes_received;
         let set_counters = s.stats.counters.unwrap_or_default();
-        set_bytes_up += set_counters.bytes_sent;
-        set_bytes_down += set_counters.bytes_received;
-        set_segs_up += set_counters.segs_out;
-        set_segs_down += set_counters.segs_in;
+        // From the socket's creation: the SYN and SYN-ACK with their options, and the SYN-ACK
+        // an accepting device sent, included.
+        set_wire_up += set_counters.wire_bytes_out();
+        set_wire_down += set_counters.wire_bytes_in();
+        set_segs_up += set_counters.segments_out();
+        set_segs_down += set_counters.segments_in();
         header = header.max(set_counters.header_bytes_per_segment());
         let Some(end) = &c.final_stats else { continue };
         readings += c.readings_sent;
@@ -512,8 +514,8 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
     setup.time_us = percentiles(&setup_time);
     setup.app_bytes_up = per_conn(set_app_up);
     setup.app_bytes_down = per_conn(set_app_down);
-    setup.wire_bytes_up = per_conn(set_bytes_up + set_segs_up * header);
-    setup.wire_bytes_down = per_conn(set_bytes_down + set_segs_down * header);
+    setup.wire_bytes_up = per_conn(set_wire_up);
+    setup.wire_bytes_down = per_conn(set_wire_down);
     setup.segments_up = per_conn(set_segs_up);
     setup.segments_down = per_conn(set_segs_down);
     (per_reading, setup)
@@ -543,7 +545,7 @@ pub fn sink_summary(reports: &[ConnectionReport]) -> SinkSummary {
         }
         if let Some(end) = r.final_counters {
             summary.bytes_received += end.bytes_received;
-            summary.segments_out += end.segs_out;
+            summary.segments_out += end.segments_out();
         }
     }
     summary.errors = errors;

@@ -22,8 +22,10 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::clock;
 
-/// `tcpi_options` bit: timestamps negotiated (linux/tcp.h).
+/// `tcpi_options` bits (linux/tcp.h): timestamps, SACK and window scaling negotiated.
 const TCPI_OPT_TIMESTAMPS: u8 = 1;
+const TCPI_OPT_SACK: u8 = 2;
+const TCPI_OPT_WSCALE: u8 = 4;
 
 /// IPv4 + TCP header bytes of a segment without options.
 pub const IP_TCP_HEADER_BYTES: u64 = 40;
@@ -169,17 +171,41 @@ pub struct SocketCounters {
     pub timestamps: bool,
     /// The MSS this end sends with (`tcpi_snd_mss`).
     pub snd_mss: u32,
+    /// IP+TCP header bytes of the connection's SYN and of its SYN-ACK (each): options laid out as
+    /// Linux writes them for what was negotiated (MSS, SACK permitted, timestamps, window scale),
+    /// 60 B with Linux defaults. 0 in records written before it was kept.
+    #[serde(default)]
+    pub syn_header_bytes: u64,
+    /// This end accepted the connection. Linux sends the SYN-ACK from the listener's request
+    /// socket, so the accepted socket's `segs_out` leaves it out; [`segments_out`](Self::segments_out)
+    /// puts it back.
+    #[serde(default)]
+    pub passive: bool,
+    /// The counts run from the socket's creation, handshake included (a snapshot from
+    /// [`read`](Self::read)); `false` for a difference of two snapshots ([`since`](Self::since)).
+    #[serde(default)]
+    pub from_open: bool,
 }
 
 impl SocketCounters {
-    /// Reads TCP_INFO of a connected socket.
+    /// Reads TCP_INFO of a socket this end connected.
     pub fn read(fd: &impl AsRawFd) -> io::Result<SocketCounters> {
+        Self::read_raw(fd.as_raw_fd(), false)
+    }
+
+    /// Reads TCP_INFO of a socket this end accepted.
+    pub fn read_accepted(fd: &impl AsRawFd) -> io::Result<SocketCounters> {
+        Self::read_raw(fd.as_raw_fd(), true)
+    }
+
+    /// Reads TCP_INFO of descriptor `fd`; `passive` when this end accepted the connection.
+    pub fn read_raw(fd: std::os::fd::RawFd, passive: bool) -> io::Result<SocketCounters> {
         // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes.
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
         let rc = unsafe {
             libc::getsockopt(
-                fd.as_raw_fd(),
+                fd,
                 libc::IPPROTO_TCP,
                 libc::TCP_INFO,
                 &mut info as *mut libc::tcp_info as *mut libc::c_void,
@@ -198,6 +224,9 @@ impl SocketCounters {
             retransmits: info.tcpi_total_retrans as u64,
             timestamps: info.tcpi_options & TCPI_OPT_TIMESTAMPS != 0,
             snd_mss: info.tcpi_snd_mss,
+            syn_header_bytes: syn_header_bytes(info.tcpi_options),
+            passive,
+            from_open: true,
         })
     }
 
@@ -224,8 +253,85 @@ impl SocketCounters {
             retransmits: self.retransmits.saturating_sub(earlier.retransmits),
             timestamps: self.timestamps,
             snd_mss: self.snd_mss,
+            syn_header_bytes: self.syn_header_bytes,
+            passive: self.passive,
+            from_open: false,
         }
     }
+
+    /// Segments this end sent, the SYN-ACK of an accepted socket included.
+    pub fn segments_out(&self) -> u64 {
+        self.segs_out + u64::from(self.passive && self.from_open)
+    }
+
+    /// Segments this end received (`segs_in` counts the SYN or SYN-ACK already).
+    pub fn segments_in(&self) -> u64 {
+        self.segs_in
+    }
+
+    /// IP+TCP bytes this end sent: payload, every segment's header and, in a snapshot from the
+    /// socket's creation, the handshake segment's longer options.
+    pub fn wire_bytes_out(&self) -> u64 {
+        self.bytes_sent + self.segments_out() * self.header_bytes_per_segment() + self.syn_extra()
+    }
+
+    /// IP+TCP bytes this end received, counted as [`wire_bytes_out`](Self::wire_bytes_out).
+    pub fn wire_bytes_in(&self) -> u64 {
+        self.bytes_received
+            + self.segments_in() * self.header_bytes_per_segment()
+            + self.syn_extra()
+    }
+
+    /// What one SYN (or SYN-ACK) carries beyond an ordinary segment's header, when the counts
+    /// include the handshake: each end sends one of the two and receives the other.
+    fn syn_extra(&self) -> u64 {
+        if self.from_open {
+            self.syn_header_bytes
+                .saturating_sub(self.header_bytes_per_segment())
+        } else {
+            0
+        }
+    }
+}
+
+/// How long a closing end waits for the peer to close its side too.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads and discards until the peer's FIN (or an error), within [`CLOSE_WAIT`]; whether the
+/// peer closed. Call after sending one's own FIN, so the counts read next hold the whole close.
+pub async fn await_peer_close(stream: &mut (impl AsyncRead + Unpin)) -> bool {
+    use tokio::io::AsyncReadExt;
+    let drain = async {
+        let mut buf = [0u8; 512];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    };
+    tokio::time::timeout(CLOSE_WAIT, drain)
+        .await
+        .unwrap_or(false)
+}
+
+/// IP+TCP header bytes of a SYN or SYN-ACK with the options Linux writes for `tcpi_options`:
+/// MSS (4 B); SACK permitted and timestamps together in 12 B (timestamps alone also 12 with two
+/// NOPs, SACK permitted alone 4 with two NOPs); window scale 4 B with its NOP.
+pub fn syn_header_bytes(tcpi_options: u8) -> u64 {
+    let timestamps = tcpi_options & TCPI_OPT_TIMESTAMPS != 0;
+    let sack = tcpi_options & TCPI_OPT_SACK != 0;
+    let window_scale = tcpi_options & TCPI_OPT_WSCALE != 0;
+    let options =
+        4 + if timestamps {
+            12
+        } else if sack {
+            4
+        } else {
+            0
+        } + if window_scale { 4 } else { 0 };
+    IP_TCP_HEADER_BYTES + options
 }
 
 /// Application byte counts of a [`CountingStream`], readable while another owner (say, an MQTT

@@ -322,8 +322,10 @@ impl Link {
         }
     }
 
-    /// Closes the connection as the firmware would (a WebSocket close frame, then FIN). Bounded.
-    pub async fn close(self) {
+    /// Closes the connection as the firmware would (a WebSocket close frame, MQTT's DISCONNECT,
+    /// then FIN) and waits for the peer to close its side; returns the counts after the close,
+    /// or `None` when the close did not finish within its bound.
+    pub async fn close(self) -> Option<LinkStats> {
         let close = async {
             match self {
                 Link::Tcp(c) => c.close().await,
@@ -332,7 +334,9 @@ impl Link {
                 Link::HttpPost(c) => c.close().await,
             }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), close).await;
+        tokio::time::timeout(2 * crate::socket::CLOSE_WAIT, close)
+            .await
+            .ok()
     }
 }
 

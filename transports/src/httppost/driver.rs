@@ -123,9 +123,12 @@ impl DeviceConnection {
         }
     }
 
-    /// Sends FIN.
-    pub async fn close(mut self) {
-        let _ = self.stream.shutdown().await;
+    /// Sends FIN and waits (bounded) for the backend's; returns the counts after the close.
+    pub async fn close(mut self) -> LinkStats {
+        if self.stream.shutdown().await.is_ok() {
+            socket::await_peer_close(&mut self.stream).await;
+        }
+        self.stats()
     }
 }
 
@@ -302,7 +305,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         observer,
         shutdown,
     } = accepted;
-    let ready_counters = SocketCounters::read(&stream).ok();
+    let ready_counters = SocketCounters::read_accepted(&stream).ok();
     // hyper owns the stream and closes it when it is done; a second descriptor of the socket
     // keeps it open until the final TCP_INFO has been read.
     let counters_fd: Option<OwnedFd> = stream.as_fd().try_clone_to_owned().ok();
@@ -340,7 +343,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
     };
     let final_counters = counters_fd
         .as_ref()
-        .and_then(|fd| SocketCounters::read(fd).ok());
+        .and_then(|fd| SocketCounters::read_accepted(fd).ok());
     drop(counters_fd);
     let tally = std::mem::take(&mut *backend.tally());
     let end = match (tally.end, result) {

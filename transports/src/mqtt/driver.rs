@@ -393,14 +393,18 @@ impl DeviceConnection {
         }
     }
 
-    /// Sends DISCONNECT, then FIN.
-    pub async fn close(self) {
+    /// Sends DISCONNECT, then FIN (as PubSubClient's and arduino-mqtt's `disconnect()`), and
+    /// waits (bounded) for the broker to close its side; returns the counts after the close.
+    pub async fn close(mut self) -> LinkStats {
         {
             let mut writer = self.writer.lock().await;
             let _ = writer.write_packet(&Packet::Disconnect).await;
             let _ = writer.half.get_mut().shutdown().await;
         }
+        // The reader task ends at the broker's FIN.
+        let _ = tokio::time::timeout(crate::socket::CLOSE_WAIT, &mut self.reader).await;
         self.reader.abort();
+        self.stats()
     }
 }
 

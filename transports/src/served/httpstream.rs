@@ -18,6 +18,7 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         peer: conn.peer,
         setup: None,
         final_stats: Default::default(),
+        closed_stats: None,
         readings_sent: 0,
         payload_bytes: 0,
         end: String::new(),

@@ -260,6 +260,7 @@ pub(super) async fn finish(mut conn: DeviceConn, tally: Tally, stop: Stop) -> Se
         peer: conn.peer,
         setup: tally.setup,
         final_stats,
+        closed_stats: None,
         readings_sent: tally.readings_sent,
         payload_bytes: tally.payload_bytes,
         end,

@@ -60,6 +60,9 @@ pub struct ServedConnection {
     pub setup: Option<Setup>,
     /// Counts at the end, before the close.
     pub final_stats: LinkStats,
+    /// Counts after the close (the transport's closing bytes, FIN both ways), when the device
+    /// closed and the close finished within its bound; `None` otherwise.
+    pub closed_stats: Option<LinkStats>,
     /// Readings written on it.
     pub readings_sent: u64,
     /// Their payload bytes.
@@ -90,7 +93,7 @@ impl DeviceConn {
         LinkStats {
             app_bytes_sent: self.stream.bytes_written(),
             app_bytes_received: self.stream.bytes_read(),
-            counters: SocketCounters::read(self.stream.get_ref()).ok(),
+            counters: SocketCounters::read_accepted(self.stream.get_ref()).ok(),
         }
     }
 
@@ -162,6 +165,7 @@ pub async fn serve_device(
                     peer,
                     setup: None,
                     final_stats: LinkStats::default(),
+                    closed_stats: None,
                     readings_sent: 0,
                     payload_bytes: 0,
                     end: format!("{} is not served by devices", other.name()),

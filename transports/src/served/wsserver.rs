@@ -101,7 +101,7 @@ fn stats_of(stream: &CountingStream<TcpStream>) -> LinkStats {
     LinkStats {
         app_bytes_sent: stream.bytes_written(),
         app_bytes_received: stream.bytes_read(),
-        counters: SocketCounters::read(stream.get_ref()).ok(),
+        counters: SocketCounters::read_accepted(stream.get_ref()).ok(),
     }
 }
 
@@ -195,6 +195,7 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         peer,
         setup: tally.setup,
         final_stats,
+        closed_stats: None,
         readings_sent: tally.readings_sent,
         payload_bytes: tally.payload_bytes,
         end,

@@ -67,9 +67,12 @@ impl DeviceConnection {
         }
     }
 
-    /// Sends FIN.
-    pub async fn close(mut self) {
-        let _ = self.stream.shutdown().await;
+    /// Sends FIN and waits (bounded) for the sink's; returns the counts after the close.
+    pub async fn close(mut self) -> LinkStats {
+        if self.stream.shutdown().await.is_ok() {
+            socket::await_peer_close(&mut self.stream).await;
+        }
+        self.stats()
     }
 }
 
@@ -98,7 +101,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         observer,
         shutdown,
     } = accepted;
-    let ready_counters = SocketCounters::read(&stream).ok();
+    let ready_counters = SocketCounters::read_accepted(&stream).ok();
     let mut stream = CountingStream::new(stream);
     let mut buf = BytesMut::with_capacity(4096);
     let mut decoder = FrameDecoder::new(options.encoding);
@@ -160,7 +163,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
             }
         }
     };
-    let final_counters = SocketCounters::read(stream.get_ref()).ok();
+    let final_counters = SocketCounters::read_accepted(stream.get_ref()).ok();
     observer.closed(ConnectionReport {
         conn,
         peer,

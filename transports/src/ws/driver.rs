@@ -8,6 +8,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -114,9 +116,22 @@ impl DeviceConnection {
         }
     }
 
-    /// Sends a close frame, then FIN.
-    pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+    /// Closes as arduinoWebSockets' `disconnect()` does (WebSockets.cpp `clientDisconnect`): a
+    /// Close frame with status 1000, then FIN at once (`tcp->stop()`), without waiting for the
+    /// sink's Close. Then waits (bounded) for the sink's Close and FIN; returns the counts after.
+    pub async fn close(mut self) -> LinkStats {
+        let normal = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        if self.ws.send(Message::Close(Some(normal))).await.is_ok() {
+            use tokio::io::AsyncWriteExt;
+            if self.ws.get_mut().shutdown().await.is_ok() {
+                let drain = async { while let Some(Ok(_)) = self.ws.next().await {} };
+                let _ = tokio::time::timeout(socket::CLOSE_WAIT, drain).await;
+            }
+        }
+        self.stats()
     }
 }
 
@@ -189,9 +204,10 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
             return;
         }
     };
-    report.ready_counters = SocketCounters::read(ws.get_ref().get_ref()).ok();
+    report.ready_counters = SocketCounters::read_accepted(ws.get_ref().get_ref()).ok();
     report.ready_app_bytes_received = ws.get_ref().bytes_read();
     report.ready_app_bytes_sent = ws.get_ref().bytes_written();
+    let mut close_received = false;
     report.end = loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
@@ -207,7 +223,10 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         let decoded = match &message {
             Message::Text(text) => Encoding::Json.decode(text.as_bytes()),
             Message::Binary(bytes) => Encoding::Binary.decode(bytes),
-            Message::Close(_) => break ConnectionEnd::PeerClosed,
+            Message::Close(_) => {
+                close_received = true;
+                break ConnectionEnd::PeerClosed;
+            }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
         match decoded {
@@ -218,10 +237,16 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
             Err(e) => break ConnectionEnd::Malformed(e.to_string()),
         }
     };
+    // Counted before the close is answered, so the close stays out of the steady state.
     let stream = ws.get_ref();
-    report.final_counters = SocketCounters::read(stream.get_ref()).ok();
+    report.final_counters = SocketCounters::read_accepted(stream.get_ref()).ok();
     report.app_bytes_received = stream.bytes_read();
     report.app_bytes_sent = stream.bytes_written();
     report.closed_ns = crate::clock::now_ns();
+    if close_received {
+        // A well-behaved server answers Close with Close (RFC 6455 §5.5.1; tungstenite queued
+        // it on reading the device's) and then closes the TCP connection.
+        let _ = tokio::time::timeout(socket::CLOSE_WAIT, ws.close(None)).await;
+    }
     observer.closed(report);
 }
