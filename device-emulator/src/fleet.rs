@@ -154,10 +154,21 @@ impl FleetPlan {
             write_timeout: self.profile.write_timeout,
             device_id,
             mqtt: MqttSettings {
-                keepalive: self.profile.keepalive,
+                keepalive: self.keepalive(),
                 ..self.mqtt.clone()
             },
         }
+    }
+}
+
+impl FleetPlan {
+    /// The MQTT keep-alive the devices use: the profile's, else their library's.
+    pub fn keepalive(&self) -> Duration {
+        self.profile.keepalive.unwrap_or_else(|| {
+            self.transport
+                .library_keepalive()
+                .unwrap_or(MqttSettings::default().keepalive)
+        })
     }
 }
 
@@ -544,6 +555,33 @@ mod tests {
         for due_ns in [5_000_123_456, 5_000_124_455, 5_100_000_000, 14_999_999_999] {
             assert_eq!(plan.monotonic_us(plan.device_us(due_ns)), due_ns / 1_000);
         }
+    }
+
+    #[test]
+    fn mqtt_devices_keep_alive_as_their_library_unless_the_profile_says() {
+        let keepalive = |transport, profile: Option<u64>| {
+            let mut plan = plan_starting_at(0);
+            plan.transport = transport;
+            plan.profile.keepalive = profile.map(Duration::from_secs);
+            plan.link_options(0).mqtt.keepalive
+        };
+        // PubSubClient's MQTT_KEEPALIVE; arduino-mqtt's MQTTClient::keepAlive.
+        assert_eq!(
+            keepalive(TransportKind::MqttQos0, None),
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            keepalive(TransportKind::MqttQos1, None),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            keepalive(TransportKind::MqttQos2, None),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            keepalive(TransportKind::MqttQos1, Some(30)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -26,13 +26,13 @@ pub struct DeviceProfile {
     /// Fixed delay before a device retries a failed or dropped connection, as firmware sketches do.
     #[serde(with = "crate::profile::millis")]
     pub retry_delay: Duration,
-    /// MQTT keep-alive (PubSubClient: 15 s): PINGREQ when nothing has arrived for this long.
-    #[serde(with = "crate::profile::millis", default = "default_keepalive")]
-    pub keepalive: Duration,
-}
-
-fn default_keepalive() -> Duration {
-    Duration::from_secs(15)
+    /// MQTT keep-alive: PINGREQ when nothing has arrived for this long. `None` means "as the
+    /// transport's firmware library does" ([`TransportKind::library_keepalive`]: 15 s for
+    /// PubSubClient, 10 s for arduino-mqtt).
+    ///
+    /// [`TransportKind::library_keepalive`]: transports::TransportKind::library_keepalive
+    #[serde(with = "crate::profile::opt_millis", default)]
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for DeviceProfile {
@@ -45,7 +45,7 @@ impl Default for DeviceProfile {
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
             retry_delay: Duration::from_secs(2),
-            keepalive: default_keepalive(),
+            keepalive: None,
         }
     }
 }
@@ -62,5 +62,23 @@ pub(crate) mod millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Optional durations as whole milliseconds (or `null`) in the serialized plan.
+pub(crate) mod opt_millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }

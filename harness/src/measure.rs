@@ -23,7 +23,7 @@ use transports::transport::{ConnectionEnd, ConnectionReport};
 
 use crate::records::Arrival;
 use crate::results::{
-    Delivery, Latency, PerReading, Percentiles, SecondStats, SetupCost, SinkSummary,
+    CloseCost, Delivery, Latency, PerReading, Percentiles, SecondStats, SetupCost, SinkSummary,
 };
 
 /// Largest latency a histogram tracks, µs (60 s); larger values are recorded as 60 s.
@@ -519,6 +519,46 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
     setup.segments_up = per_conn(set_segs_up);
     setup.segments_down = per_conn(set_segs_down);
     (per_reading, setup)
+}
+
+/// Close cost per connection, from the device side's counts before and after each close that
+/// finished within its bound.
+pub fn close_cost(connections: &[ConnectionRecord]) -> CloseCost {
+    let mut close = CloseCost::default();
+    let (mut app_up, mut app_down) = (0u64, 0u64);
+    let (mut wire_up, mut wire_down, mut segs_up, mut segs_down) = (0u64, 0u64, 0u64, 0u64);
+    for c in connections {
+        let (Some(before), Some(after)) = (&c.final_stats, &c.closed_stats) else {
+            continue;
+        };
+        let (Some(b), Some(a)) = (before.counters, after.counters) else {
+            continue;
+        };
+        close.connections += 1;
+        app_up += after.app_bytes_sent.saturating_sub(before.app_bytes_sent);
+        app_down += after
+            .app_bytes_received
+            .saturating_sub(before.app_bytes_received);
+        let d = a.since(&b);
+        wire_up += d.wire_bytes_out();
+        wire_down += d.wire_bytes_in();
+        segs_up += d.segments_out();
+        segs_down += d.segments_in();
+    }
+    let per = |v: u64| {
+        if close.connections == 0 {
+            0.0
+        } else {
+            round3(v as f64 / close.connections as f64)
+        }
+    };
+    close.app_bytes_up = per(app_up);
+    close.app_bytes_down = per(app_down);
+    close.wire_bytes_up = per(wire_up);
+    close.wire_bytes_down = per(wire_down);
+    close.segments_up = per(segs_up);
+    close.segments_down = per(segs_down);
+    close
 }
 
 /// What the receiving end's connection reports add up to.

@@ -92,6 +92,10 @@ pub struct ProfileEcho {
     pub write_timeout_ms: u64,
     /// Delay before a reconnect, ms.
     pub retry_delay_ms: u64,
+    /// MQTT keep-alive, ms; `null` means each MQTT library's default (PubSubClient 15 s,
+    /// arduino-mqtt 10 s).
+    #[serde(default)]
+    pub keepalive_ms: Option<u64>,
 }
 
 /// The figures of one variant.
@@ -139,6 +143,9 @@ pub struct VariantResult {
     pub subscribers: Option<u32>,
     /// Connection set-up, kept apart from the steady state.
     pub setup: SetupCost,
+    /// Connection close, kept apart from the steady state and set-up.
+    #[serde(default)]
+    pub close: CloseCost,
     /// CPU and memory of each process.
     pub cost: Cost,
     /// What the receiving end saw: connections, errors, its own socket counters.
@@ -221,6 +228,9 @@ pub struct Repetition {
     pub collector_leg: Option<PerReading>,
     /// Connection set-up.
     pub setup: SetupCost,
+    /// Connection close.
+    #[serde(default)]
+    pub close: CloseCost,
     /// CPU and memory of each process.
     pub cost: Cost,
     /// What the receiving end saw.
@@ -243,6 +253,7 @@ impl Repetition {
             per_reading: v.per_reading.clone(),
             collector_leg: v.collector_leg.clone(),
             setup: v.setup.clone(),
+            close: v.close.clone(),
             cost: v.cost.clone(),
             sink: v.sink.clone(),
             files: v.files.clone(),
@@ -381,6 +392,28 @@ pub struct SetupCost {
     /// Segments sent by the device during set-up, per connection.
     pub segments_up: f64,
     /// Segments received by the device during set-up, per connection.
+    pub segments_down: f64,
+}
+
+/// Connection close: the transport's closing bytes (a WebSocket Close each way, MQTT's
+/// DISCONNECT, HTTP's closing chunk) and the FIN exchange, per connection closed at the end of
+/// the run, from the device's socket between the end of the steady state and the peer's FIN.
+/// Kept apart from the steady state and from set-up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CloseCost {
+    /// Connections whose close finished within its bound (the figures are per one of them).
+    pub connections: u64,
+    /// Application bytes the device wrote while closing.
+    pub app_bytes_up: f64,
+    /// Application bytes the device read while closing.
+    pub app_bytes_down: f64,
+    /// Wire bytes the device sent while closing.
+    pub wire_bytes_up: f64,
+    /// Wire bytes the device received while closing.
+    pub wire_bytes_down: f64,
+    /// Segments the device sent while closing.
+    pub segments_up: f64,
+    /// Segments the device received while closing.
     pub segments_down: f64,
 }
 

@@ -493,6 +493,7 @@ fn run_hardware_variant(
         broker: broker_desc,
         subscribers,
         setup: SetupCost::default(),
+        close: Default::default(),
         cost,
         sink: measure::sink_summary(&sink_connections),
         per_second: figures.per_second(),
@@ -630,6 +631,7 @@ fn pool(
         .flat_map(|m| m.sink_connections.iter().cloned())
         .collect();
     (v.per_reading, v.setup) = measure::overhead(&fleet_connections);
+    v.close = measure::close_cost(&fleet_connections);
     if v.collector_leg.is_some() {
         v.collector_leg = measure::collector_leg(&sink_connections);
     }
@@ -742,6 +744,7 @@ fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEc
             connect_timeout_ms: profile.connect_timeout.as_millis() as u64,
             write_timeout_ms: profile.write_timeout.as_millis() as u64,
             retry_delay_ms: profile.retry_delay.as_millis() as u64,
+            keepalive_ms: profile.keepalive.map(|k| k.as_millis() as u64),
         },
         text: std::fs::read_to_string(file).unwrap_or_default(),
     }
@@ -771,6 +774,7 @@ fn failed_variant(
         broker: None,
         subscribers: None,
         setup: SetupCost::default(),
+        close: Default::default(),
         cost: Cost::default(),
         sink: SinkSummary::default(),
         per_second: Vec::new(),
@@ -1224,6 +1228,7 @@ fn run_variant(
         broker: broker_desc,
         subscribers,
         setup,
+        close: measure::close_cost(&fleet_connections),
         cost,
         sink: SinkSummary {
             at_risk,

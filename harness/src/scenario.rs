@@ -196,7 +196,7 @@ impl ProfileOverrides {
             connect_timeout: self.connect_timeout.unwrap_or(base.connect_timeout),
             write_timeout: self.write_timeout.unwrap_or(base.write_timeout),
             retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
-            keepalive: self.keepalive.unwrap_or(base.keepalive),
+            keepalive: self.keepalive.or(base.keepalive),
         }
     }
 }
@@ -297,7 +297,11 @@ impl VariantConfig {
             password: self.password.clone(),
             retain: self.retain.unwrap_or(defaults.retain),
             clean_session: self.clean_session.unwrap_or(defaults.clean_session),
-            keepalive: profile.keepalive,
+            keepalive: profile.keepalive.unwrap_or_else(|| {
+                self.transport
+                    .library_keepalive()
+                    .unwrap_or(defaults.keepalive)
+            }),
         }
     }
 
@@ -1248,7 +1252,7 @@ transport = "ws"
                 connect_timeout: Duration::from_secs(3),
                 write_timeout: Duration::from_millis(500),
                 retry_delay: Duration::from_millis(250),
-                keepalive: Duration::from_secs(15),
+                keepalive: None,
             }
         );
         assert_eq!(s.variants.len(), 2);

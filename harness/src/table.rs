@@ -92,6 +92,16 @@ const ROWS: &[Row] = &[
             v.setup.wire_bytes_up, v.setup.wire_bytes_down
         )
     }),
+    ("close wire up / down", |v| {
+        if v.close.connections == 0 {
+            "-".to_string()
+        } else {
+            format!(
+                "{:.0} / {:.0} B",
+                v.close.wire_bytes_up, v.close.wire_bytes_down
+            )
+        }
+    }),
     ("fleet CPU / 1k readings", |v| cost_cpu(&v.cost.fleet)),
     ("sink CPU / 1k readings", |v| cost_cpu(&v.cost.sink)),
     ("fleet RSS / device", |v| {

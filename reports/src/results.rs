@@ -173,6 +173,8 @@ pub struct Variant {
     #[serde(default)]
     pub setup: Setup,
     #[serde(default)]
+    pub close: Close,
+    #[serde(default)]
     pub cost: Cost,
     #[serde(default)]
     pub sink: Sink,
@@ -260,6 +262,17 @@ pub struct Setup {
     pub time_us: Percentiles,
     pub app_bytes_up: f64,
     pub app_bytes_down: f64,
+    pub wire_bytes_up: f64,
+    pub wire_bytes_down: f64,
+    pub segments_up: f64,
+    pub segments_down: f64,
+}
+
+/// Connection close.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Close {
+    pub connections: u64,
     pub wire_bytes_up: f64,
     pub wire_bytes_down: f64,
     pub segments_up: f64,

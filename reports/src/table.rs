@@ -216,6 +216,17 @@ pub fn summary(run: &Run) -> Summary {
                 sig3(v.setup.wire_bytes_down)
             )
         }),
+        row("close wire bytes up / down per connection", &|v| {
+            if v.close.connections == 0 {
+                NONE.to_owned()
+            } else {
+                format!(
+                    "{} / {}",
+                    sig3(v.close.wire_bytes_up),
+                    sig3(v.close.wire_bytes_down)
+                )
+            }
+        }),
         row("failed connects", &|v| by_kind(v.setup.failed.iter())),
         row("dropped connections", &|v| by_kind(v.setup.dropped.iter())),
     ];

@@ -26,6 +26,11 @@ use crate::clock;
 const TCPI_OPT_TIMESTAMPS: u8 = 1;
 const TCPI_OPT_SACK: u8 = 2;
 const TCPI_OPT_WSCALE: u8 = 4;
+/// `tcpi_state` values (linux/tcp_states.h) past the peer's FIN.
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LAST_ACK: u8 = 9;
+const TCP_CLOSING: u8 = 11;
 
 /// IPv4 + TCP header bytes of a segment without options.
 pub const IP_TCP_HEADER_BYTES: u64 = 40;
@@ -159,7 +164,8 @@ pub struct SocketCounters {
     /// and the kernel has sent.
     #[serde(default)]
     pub bytes_retransmitted: u64,
-    /// Payload bytes received (`tcpi_bytes_received`).
+    /// Payload bytes received: `tcpi_bytes_received`, less the one sequence number the peer's
+    /// FIN takes, which the kernel counts as a byte received.
     pub bytes_received: u64,
     /// Segments sent, pure ACKs and SYN/FIN included (`tcpi_segs_out`).
     pub segs_out: u64,
@@ -185,6 +191,9 @@ pub struct SocketCounters {
     /// [`read`](Self::read)); `false` for a difference of two snapshots ([`since`](Self::since)).
     #[serde(default)]
     pub from_open: bool,
+    /// The peer's FIN has arrived (and is left out of `bytes_received`).
+    #[serde(default)]
+    pub fin_received: bool,
 }
 
 impl SocketCounters {
@@ -215,10 +224,16 @@ impl SocketCounters {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
+        // States past the peer's FIN. A socket that closed both ways is in CLOSE, which a reset
+        // also leads to: there the caller says what it read ([`with_peer_fin`](Self::with_peer_fin)).
+        let fin_received = matches!(
+            info.tcpi_state,
+            TCP_TIME_WAIT | TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING
+        );
         Ok(SocketCounters {
             bytes_sent: info.tcpi_bytes_sent,
             bytes_retransmitted: info.tcpi_bytes_retrans,
-            bytes_received: info.tcpi_bytes_received,
+            bytes_received: info.tcpi_bytes_received - u64::from(fin_received),
             segs_out: info.tcpi_segs_out as u64,
             segs_in: info.tcpi_segs_in as u64,
             retransmits: info.tcpi_total_retrans as u64,
@@ -227,7 +242,18 @@ impl SocketCounters {
             syn_header_bytes: syn_header_bytes(info.tcpi_options),
             passive,
             from_open: true,
+            fin_received,
         })
+    }
+
+    /// These counts, read after this end read the peer's FIN (end of stream): the FIN's
+    /// sequence number is taken out of `bytes_received` if the socket's state did not show it.
+    pub fn with_peer_fin(mut self) -> SocketCounters {
+        if !self.fin_received {
+            self.fin_received = true;
+            self.bytes_received = self.bytes_received.saturating_sub(1);
+        }
+        self
     }
 
     /// IPv4 + TCP header bytes per segment on this connection.
@@ -256,6 +282,7 @@ impl SocketCounters {
             syn_header_bytes: self.syn_header_bytes,
             passive: self.passive,
             from_open: false,
+            fin_received: self.fin_received,
         }
     }
 

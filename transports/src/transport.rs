@@ -127,6 +127,17 @@ impl TransportKind {
         }
     }
 
+    /// The MQTT keep-alive that library uses unless the sketch sets one: PubSubClient's
+    /// `MQTT_KEEPALIVE` is 15 s, arduino-mqtt's `MQTTClient::keepAlive` 10 s. `None` for
+    /// transports without one.
+    pub fn library_keepalive(self) -> Option<Duration> {
+        match self {
+            TransportKind::MqttQos0 => Some(Duration::from_secs(15)),
+            TransportKind::MqttQos1 | TransportKind::MqttQos2 => Some(Duration::from_secs(10)),
+            _ => None,
+        }
+    }
+
     /// Whether that library leaves Nagle's algorithm on (WiFiClient, PubSubClient, arduino-mqtt
     /// and ESP8266WebServer do; arduinoWebSockets, ESP8266HTTPClient and AsyncEventSource call
     /// `setNoDelay(true)`).
@@ -194,6 +205,15 @@ pub struct LinkStats {
     pub app_bytes_received: u64,
     /// TCP_INFO now, if the socket still answers.
     pub counters: Option<SocketCounters>,
+}
+
+impl LinkStats {
+    /// These counts, read after this end read the peer's FIN (see
+    /// [`SocketCounters::with_peer_fin`]).
+    pub fn with_peer_fin(mut self) -> LinkStats {
+        self.counters = self.counters.map(SocketCounters::with_peer_fin);
+        self
+    }
 }
 
 /// Whether a broker acknowledged taking a reading over: MQTT's PUBACK (QoS 1) or PUBREC (QoS 2,

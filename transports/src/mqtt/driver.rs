@@ -402,9 +402,16 @@ impl DeviceConnection {
             let _ = writer.half.get_mut().shutdown().await;
         }
         // The reader task ends at the broker's FIN.
-        let _ = tokio::time::timeout(crate::socket::CLOSE_WAIT, &mut self.reader).await;
+        let peer_closed = tokio::time::timeout(crate::socket::CLOSE_WAIT, &mut self.reader)
+            .await
+            .is_ok();
         self.reader.abort();
-        self.stats()
+        let stats = self.stats();
+        if peer_closed {
+            stats.with_peer_fin()
+        } else {
+            stats
+        }
     }
 }
 

@@ -69,10 +69,14 @@ impl DeviceConnection {
 
     /// Sends FIN and waits (bounded) for the sink's; returns the counts after the close.
     pub async fn close(mut self) -> LinkStats {
-        if self.stream.shutdown().await.is_ok() {
-            socket::await_peer_close(&mut self.stream).await;
+        let peer_closed = self.stream.shutdown().await.is_ok()
+            && socket::await_peer_close(&mut self.stream).await;
+        let stats = self.stats();
+        if peer_closed {
+            stats.with_peer_fin()
+        } else {
+            stats
         }
-        self.stats()
     }
 }
 

@@ -124,14 +124,31 @@ impl DeviceConnection {
             code: CloseCode::Normal,
             reason: "".into(),
         };
+        let mut peer_closed = false;
         if self.ws.send(Message::Close(Some(normal))).await.is_ok() {
             use tokio::io::AsyncWriteExt;
             if self.ws.get_mut().shutdown().await.is_ok() {
-                let drain = async { while let Some(Ok(_)) = self.ws.next().await {} };
-                let _ = tokio::time::timeout(socket::CLOSE_WAIT, drain).await;
+                // The sink's Close, then the end of the stream at its FIN.
+                let drain = async {
+                    loop {
+                        match self.ws.next().await {
+                            Some(Ok(_)) => {}
+                            None | Some(Err(WsError::ConnectionClosed)) => return true,
+                            Some(Err(_)) => return false,
+                        }
+                    }
+                };
+                peer_closed = tokio::time::timeout(socket::CLOSE_WAIT, drain)
+                    .await
+                    .unwrap_or(false);
             }
         }
-        self.stats()
+        let stats = self.stats();
+        if peer_closed {
+            stats.with_peer_fin()
+        } else {
+            stats
+        }
     }
 }
 
@@ -246,7 +263,9 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
     if close_received {
         // A well-behaved server answers Close with Close (RFC 6455 §5.5.1; tungstenite queued
         // it on reading the device's) and then closes the TCP connection.
-        let _ = tokio::time::timeout(socket::CLOSE_WAIT, ws.close(None)).await;
+        // (Sink::close flushes the queued reply; `WebSocketStream::close` would send a second
+        // Close, which tungstenite refuses after the peer's.)
+        let _ = tokio::time::timeout(socket::CLOSE_WAIT, SinkExt::close(&mut ws)).await;
     }
     observer.closed(report);
 }
