@@ -88,10 +88,11 @@ pub async fn bind_devices(plan: &FleetPlan) -> std::io::Result<Vec<tokio::net::T
         let mut listeners = Vec::with_capacity(plan.devices as usize);
         let mut failed = None;
         for index in 0..plan.devices {
-            let addr = device_address(plan.first_device_id + index, port);
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.set_reuseaddr(true)?;
-            match socket.bind(addr).and_then(|()| socket.listen(16)) {
+            let device_id = plan.first_device_id + index;
+            let addr = device_address(device_id, port);
+            // The device profile (MSS, buffers) is set before listen: accepted sockets inherit it.
+            let socket = plan.link_options(device_id).socket;
+            match transports::socket::listen(addr, &socket, 16) {
                 Ok(listener) => listeners.push(listener),
                 Err(e) => {
                     failed = Some(e);

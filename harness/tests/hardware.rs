@@ -551,9 +551,14 @@ device_port = {serve_port}
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind((ip, serve_port))
-                    .await
-                    .unwrap();
+                let socket = SocketOptions {
+                    mss: Some(536),
+                    nagle: false,
+                    send_buffer: Some(1072),
+                    recv_buffer: Some(2144),
+                };
+                let listener =
+                    transports::socket::listen((ip, serve_port).into(), &socket, 16).unwrap();
                 let outbox = Outbox::new(8, 8);
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let server = tokio::spawn(serve_device(
@@ -562,12 +567,7 @@ device_port = {serve_port}
                     outbox.clone(),
                     ServedOptions {
                         encoding: Encoding::Json,
-                        socket: SocketOptions {
-                            mss: Some(536),
-                            nagle: false,
-                            send_buffer: Some(1072),
-                            recv_buffer: Some(2144),
-                        },
+                        socket,
                         write_timeout: Duration::from_secs(2),
                         request_timeout: Duration::from_secs(10),
                         hold_timeout: Duration::from_secs(30),

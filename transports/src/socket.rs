@@ -1,6 +1,7 @@
 //! Sockets as the emulated device sets them up, and what the kernel says they carried.
 //!
-//! - [`SocketOptions`]: TCP_MAXSEG, Nagle and buffer sizes set before connect.
+//! - [`SocketOptions`]: TCP_MAXSEG, Nagle and buffer sizes set before connect ([`connect`]) or
+//!   before listen ([`listen`], for devices that serve).
 //! - [`SocketCounters`]: a TCP_INFO snapshot (bytes and segments each way, retransmissions).
 //! - [`CountingStream`]: wraps a stream, counts application bytes each way and stamps the instant
 //!   of the last read, so a driver knows when a frame's last byte arrived.
@@ -99,6 +100,40 @@ pub async fn connect(
             format!("connect to {target} timed out after {timeout:?}"),
         )),
     }
+}
+
+/// Binds a listening socket at `addr` as a device that serves sets it up: the profile's
+/// TCP_MAXSEG and buffer sizes are set before `listen`, so every connection it accepts has them
+/// from its SYN-ACK on (Linux copies them from the listener to the accepted socket; a board's
+/// lwIP applies its one MSS to every connection). Nagle is per accepted socket: see
+/// [`apply_accepted`].
+pub fn listen(
+    addr: SocketAddr,
+    options: &SocketOptions,
+    backlog: u32,
+) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    if let Some(mss) = options.mss {
+        setsockopt_u32(&socket, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss)?;
+    }
+    if let Some(bytes) = options.send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = options.recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Sets what is per connection on a socket a device accepted: Nagle as the library leaves it.
+pub fn apply_accepted(stream: &TcpStream, options: &SocketOptions) -> io::Result<()> {
+    stream.set_nodelay(!options.nagle)
 }
 
 fn setsockopt_u32(fd: &impl AsRawFd, level: i32, name: i32, value: u32) -> io::Result<()> {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use transports::served::longpoll::{batch_body, poll_target};
 use transports::served::{
@@ -82,16 +82,18 @@ async fn start_device(
     outbox: Arc<Outbox>,
     hold: Duration,
 ) -> Device {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let socket = SocketOptions {
+        mss: Some(536),
+        nagle: kind.library_nagle(),
+        send_buffer: Some(1072),
+        recv_buffer: Some(2144),
+    };
+    // As the fleet binds devices: the profile set on the listener, before listen.
+    let listener = transports::socket::listen("127.0.0.1:0".parse().unwrap(), &socket, 16).unwrap();
     let addr = listener.local_addr().unwrap();
     let options = ServedOptions {
         encoding,
-        socket: SocketOptions {
-            mss: Some(536),
-            nagle: kind.library_nagle(),
-            send_buffer: Some(1072),
-            recv_buffer: Some(2144),
-        },
+        socket,
         write_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
         hold_timeout: hold,
@@ -194,7 +196,7 @@ fn answer(encoding: Encoding, seqs: impl IntoIterator<Item = u32>) -> Vec<u8> {
     let batch: Vec<Reading> = seqs.into_iter().map(reading).collect();
     let mut body = Vec::new();
     batch_body(encoding, &batch, &mut body);
-    let mut out = http::ok_head(http::content_type(encoding), body.len());
+    let mut out = http::ok_head(http::content_type(encoding), body.len(), true);
     out.extend_from_slice(&body);
     out
 }
@@ -308,8 +310,9 @@ async fn delivers_every_reading(kind: TransportKind, encoding: Encoding) {
         assert_eq!(framing, 2);
         let steady_sent = served.final_stats.app_bytes_sent - setup.stats.app_bytes_sent;
         assert_eq!(steady_sent, payload_total + framing * COUNT as u64);
-        // The 101 and tungstenite's upgrade request (a 24-character key).
-        assert_eq!(setup.stats.app_bytes_sent, 190);
+        // The 101 and the ping after it (the library's handshake), and tungstenite's upgrade
+        // request (a 24-character key).
+        assert_eq!(setup.stats.app_bytes_sent, 190 + 2);
         let upgrade = format!(
             "GET / HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {}\r\n\r\n",
@@ -317,19 +320,21 @@ async fn delivers_every_reading(kind: TransportKind, encoding: Encoding) {
             "k".repeat(24)
         );
         assert_eq!(setup.stats.app_bytes_received, upgrade.len() as u64);
-        // The collector closed: its masked, empty close frame is all the device read after.
+        // After the handshake the device read the collector's pong to its ping (masked, empty:
+        // 6 B, counted in the steady state) and its masked, empty close frame (6 B).
         assert_eq!(
             served.final_stats.app_bytes_received - setup.stats.app_bytes_received,
-            6
+            6 + 6
         );
         assert_eq!(report.ready_app_bytes_sent, upgrade.len() as u64);
-        assert_eq!(report.app_bytes_sent - report.ready_app_bytes_sent, 6);
-        // The 101, every frame and the device's 2-byte close reply. The collector is ready once
-        // tungstenite has the 101; frames that arrived in the same read are already counted
-        // then, so the split depends on the scheduler and only its bounds are asserted.
-        assert_eq!(report.app_bytes_received, 190 + steady_sent + 2);
+        assert_eq!(report.app_bytes_sent - report.ready_app_bytes_sent, 6 + 6);
+        // The 101, the ping, every frame and the device's Close 1000 reply (4 B, as
+        // arduinoWebSockets answers any Close). The collector is ready once tungstenite has the
+        // 101; frames that arrived in the same read are already counted then, so the split
+        // depends on the scheduler and only its bounds are asserted.
+        assert_eq!(report.app_bytes_received, 190 + 2 + steady_sent + 4);
         assert!(
-            (190..=190 + steady_sent).contains(&report.ready_app_bytes_received),
+            (190..=190 + 2 + steady_sent).contains(&report.ready_app_bytes_received),
             "{report:?}"
         );
     }
@@ -369,7 +374,7 @@ async fn long_poll_backlog_is_one_answer_with_exact_bytes() {
     let expected = answer(encoding, 0..5);
     let payloads: Vec<Vec<u8>> = (0..5).map(|s| payload(encoding, s)).collect();
     let body = [b"[".to_vec(), payloads.join(&b','), b"]".to_vec()].concat();
-    let head = http::ok_head("application/json", body.len());
+    let head = http::ok_head("application/json", body.len(), true);
     assert_eq!(expected, [head.clone(), body.clone()].concat());
 
     // Byte for byte, from a raw socket sending the head hyper sends.
@@ -620,6 +625,10 @@ async fn ws_server_frames_and_refusal_on_the_wire() {
         String::from_utf8(read_exactly(&mut raw, switching.len()).await).unwrap(),
         switching
     );
+    // arduinoWebSockets pings right after its 101: unmasked, no payload.
+    assert_eq!(read_exactly(&mut raw, 2).await, [0x89, 0x00]);
+    // As a client would, answer it: a masked, empty pong.
+    raw.write_all(&[0x8a, 0x80, 5, 6, 7, 8]).await.unwrap();
     until("the WebSocket client", || device.outbox.clients() == 1).await;
     for seq in 0..3 {
         device.outbox.publish(&reading(seq));
@@ -636,9 +645,10 @@ async fn ws_server_frames_and_refusal_on_the_wire() {
     ping.extend(b"hi".iter().zip(mask).map(|(b, m)| b ^ m));
     raw.write_all(&ping).await.unwrap();
     assert_eq!(read_exactly(&mut raw, 4).await, [0x8a, 0x02, b'h', b'i']);
-    // A masked close frame gets the close reply; the device then closes.
+    // A masked close frame gets Close 1000 (arduinoWebSockets' `clientDisconnect(client,
+    // 1000)`, whatever the collector's code); the device then closes.
     raw.write_all(&[0x88, 0x80, 9, 9, 9, 9]).await.unwrap();
-    assert_eq!(read_to_end(&mut raw).await, [0x88, 0x00]);
+    assert_eq!(read_to_end(&mut raw).await, [0x88, 0x02, 0x03, 0xe8]);
     device.wait_for_reports(2).await;
     let reports = device.stop().await;
 
@@ -652,12 +662,17 @@ async fn ws_server_frames_and_refusal_on_the_wire() {
     assert_eq!(served.end, "peer closed");
     assert_eq!(served.readings_sent, 3);
     let setup = served.setup.unwrap();
-    assert_eq!(setup.stats.app_bytes_sent, switching.len() as u64);
+    assert_eq!(setup.stats.app_bytes_sent, switching.len() as u64 + 2);
     assert_eq!(setup.stats.app_bytes_received, upgrade.len() as u64);
     assert_eq!(
         served.final_stats.app_bytes_sent - setup.stats.app_bytes_sent,
         served.payload_bytes + 2 * 3 + 4,
         "three 2-byte headers and the pong"
+    );
+    assert_eq!(
+        served.final_stats.app_bytes_received - setup.stats.app_bytes_received,
+        6 + 8 + 6,
+        "the pong to the device's ping, the ping, the close"
     );
 }
 
@@ -691,12 +706,79 @@ async fn device_shutdown_closes_both_kinds_cleanly() {
         assert_eq!(report.conn, 0);
         assert_eq!(report.end, ConnectionEnd::PeerClosed, "{kind:?}");
         assert_eq!(report.readings, 1);
+        // The device's close is counted apart, after the collector's FIN: its closing bytes,
+        // its FIN, and the collector's (with, on a WebSocket, its Close reply).
+        let before = reports[0].final_stats;
+        let after = reports[0]
+            .closed_stats
+            .unwrap_or_else(|| panic!("{kind:?}: the close finished: {:?}", reports[0]));
+        let (before_counts, after_counts) = (before.counters.unwrap(), after.counters.unwrap());
+        assert!(after_counts.passive, "read as an accepted socket");
+        assert!(
+            after_counts.segs_out > before_counts.segs_out,
+            "the device's FIN"
+        );
+        assert!(
+            after_counts.segs_in > before_counts.segs_in,
+            "the collector's FIN"
+        );
+        let (closing_sent, closing_received) = (
+            after.app_bytes_sent - before.app_bytes_sent,
+            after.app_bytes_received - before.app_bytes_received,
+        );
         if kind == WS_SERVER {
+            // Close 1000 (4 B) from the device; tungstenite's masked echo of it (8 B).
+            assert_eq!((closing_sent, closing_received), (4, 8));
             let frame = (payload(encoding, 0).len() + 2) as u64;
-            // The 101 (190 B), the reading, the device's close frame; the collector's masked
-            // reply. (The reading may share a read with the 101: only the total is exact.)
-            assert_eq!(report.app_bytes_received, 190 + frame + 2);
-            assert_eq!(report.app_bytes_sent - report.ready_app_bytes_sent, 6);
+            // The 101 (190 B), the ping, the reading, the device's Close 1000; the collector's
+            // pong and its masked Close reply. (The reading may share a read with the 101: only
+            // the total is exact.)
+            assert_eq!(report.app_bytes_received, 190 + 2 + frame + 4);
+            assert_eq!(report.app_bytes_sent - report.ready_app_bytes_sent, 6 + 8);
+        } else {
+            // Long polling closes with FIN alone.
+            assert_eq!((closing_sent, closing_received), (0, 0));
         }
     }
+}
+
+/// The device profile reaches the sockets a device accepts: its MSS (536, less the 12-byte
+/// timestamp option Linux adds) and so a long-poll answer of 11 readings (over 536 B) goes out
+/// in more than one segment, as from a board.
+#[tokio::test]
+async fn long_poll_answers_go_out_in_segments_of_the_profile_mss() {
+    let encoding = Encoding::Json;
+    let outbox = Outbox::new(16, 64);
+    for seq in 0..11 {
+        outbox.publish(&reading(seq));
+    }
+    let device = start_device(LONG_POLL, encoding, outbox, Duration::from_secs(5)).await;
+    let expected = answer(encoding, 0..11);
+    let mut raw = TcpStream::connect(device.addr).await.unwrap();
+    raw.write_all(poll_head(device.addr, None).as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(read_exactly(&mut raw, expected.len()).await, expected);
+    let client = transports::socket::SocketCounters::read(&raw).unwrap();
+    drop(raw);
+    device.wait_for_reports(1).await;
+    let reports = device.stop().await;
+
+    let counters = reports[0].final_stats.counters.expect("TCP_INFO");
+    let options = if counters.timestamps { 12 } else { 0 };
+    assert_eq!(
+        counters.snd_mss + options,
+        536,
+        "the profile's MSS: {counters:?}"
+    );
+    assert!(expected.len() > 536, "{} B", expected.len());
+    // Segments the client received besides the SYN-ACK: at least the answer over the MSS.
+    let data_segments = client.segs_in - 1;
+    let least = expected.len().div_ceil(counters.snd_mss as usize) as u64;
+    assert!(least >= 2);
+    assert!(
+        data_segments >= least,
+        "{data_segments} < {least}: {client:?}"
+    );
+    assert_eq!(client.bytes_received, expected.len() as u64);
 }

@@ -1,5 +1,14 @@
 //! The HTTP a device server speaks, as bytes: request heads parsed with httparse, and the exact
 //! response heads, SSE events and chunks the ESP8266 libraries write. Pure; no I/O.
+//!
+//! Checked against:
+//! - ESP8266WebServer (Arduino core 3.1.2, `ESP8266WebServer-impl.h`): `_prepareHeader` writes
+//!   the status line, `Content-Type`, then `Content-Length` or (for `CONTENT_LENGTH_UNKNOWN`)
+//!   `Accept-Ranges: none` and `Transfer-Encoding: chunked`, then `Connection` and, when kept
+//!   alive, `Keep-Alive: timeout=2000` (`HTTP_MAX_CLOSE_WAIT`). `send` writes the head and the
+//!   body in two writes; `sendContent` writes a chunk in three (`%zx\r\n`, the data, `\r\n`).
+//! - AsyncEventSource (ESP32Async/ESPAsyncWebServer 3.x, `AsyncEventSource.cpp`
+//!   `generateEventMessage`, `WebResponses.cpp` `_assembleHead`).
 
 use std::io::Write;
 
@@ -15,6 +24,8 @@ pub struct Request {
     pub target: String,
     /// Headers in order, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
 }
 
 impl Request {
@@ -31,6 +42,16 @@ impl Request {
             .filter_map(|kv| kv.split_once('='))
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v)
+    }
+
+    /// Whether ESP8266WebServer keeps the connection after answering (`_parseRequest`): by
+    /// default for HTTP/1.1 and later; a `Connection` header decides when present (only
+    /// `keep-alive` keeps it).
+    pub fn keeps_alive(&self) -> bool {
+        match self.header("connection") {
+            Some(value) => value.trim().eq_ignore_ascii_case("keep-alive"),
+            None => self.version > 0,
+        }
     }
 
     /// A header's value (names compared case-insensitively).
@@ -82,6 +103,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RequestErro
                 method: req.method.unwrap_or_default().to_string(),
                 target: req.path.unwrap_or_default().to_string(),
                 headers,
+                version: req.version.unwrap_or(1),
             };
             let has_body = request
                 .header("content-length")
@@ -109,55 +131,153 @@ pub fn error_response(status: u16) -> Vec<u8> {
         .into_bytes()
 }
 
-/// AsyncEventSource's response head.
-pub const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-Cache-Control: no-cache\r\nConnection: keep-alive\r\n\r\n";
+/// AsyncEventSource's response head: `AsyncEventSourceResponse` adds `Cache-Control` and
+/// `Connection`, then `_assembleHead` adds `Accept-Ranges: none` (any HTTP/1.1 response) and the
+/// content type, in that order. (ESP32Async 3.x spells the names so; me-no-dev's 3.6.0 wrote them
+/// in lower case, the same length.)
+pub const SSE_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\
+Accept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n";
 
-/// One SSE event: `id: <seq>\ndata: <payload>\n\n` (the payload must be one line).
+/// One SSE event as `generateEventMessage` writes it for `send(payload, NULL, seq)`: `id: <seq>\n`
+/// (left out when the id is 0: the library writes the line only for a non-zero id), then
+/// `data: <payload>\n\n` (the payload must be one line).
 pub fn sse_event(seq: u32, payload: &[u8], out: &mut Vec<u8>) {
-    let _ = write!(out, "id: {seq}\ndata: ");
+    if seq != 0 {
+        let _ = write!(out, "id: {seq}\n");
+    }
+    out.extend_from_slice(b"data: ");
     out.extend_from_slice(payload);
     out.extend_from_slice(b"\n\n");
 }
 
-/// Framing bytes of an SSE event for `seq`: the `id:` line, `data: ` and the two newlines.
+/// Framing bytes of an SSE event for `seq`: the `id:` line (none for 0), `data: ` and the two
+/// newlines.
 pub fn sse_framing(seq: u32) -> usize {
-    "id: ".len() + seq.to_string().len() + 1 + "data: ".len() + 2
+    let id = if seq == 0 {
+        0
+    } else {
+        "id: ".len() + seq.to_string().len() + 1
+    };
+    id + "data: ".len() + 2
 }
 
-/// ESP8266WebServer's head for a response of unknown length (`CONTENT_LENGTH_UNKNOWN`), sent as
-/// chunks.
-pub fn stream_head(content_type: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\
-         Connection: close\r\n\r\n"
-    )
-    .into_bytes()
+/// ESP8266WebServer's `HTTP_MAX_CLOSE_WAIT` in ms: how long it waits for a client to close
+/// after a response, advertised as `Keep-Alive: timeout=`.
+pub const WEB_SERVER_CLOSE_WAIT_MS: u32 = 2000;
+
+/// How ESP8266WebServer's response announces its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    /// `Content-Length: <n>` (`send` with a body of `n` bytes, 0 for none).
+    Known(usize),
+    /// `setContentLength(CONTENT_LENGTH_UNKNOWN)` to an HTTP/1.1 client: chunked.
+    Chunked,
 }
 
-/// One chunk: `<hex length>\r\n<data>\r\n`.
+/// The reason phrase ESP8266WebServer's `responseCodeToString` gives `status`.
+fn web_server_reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Request Entity Too Large",
+        _ => "",
+    }
+}
+
+/// The head ESP8266WebServer's `_prepareHeader` writes for an HTTP/1.1 client: status line,
+/// `Content-Type` (empty for `send(code)`, whose null type becomes an empty `String`), the length
+/// (`Content-Length`, or `Accept-Ranges: none` and `Transfer-Encoding: chunked`), `Connection`,
+/// and `Keep-Alive: timeout=2000` when `keep_alive`.
+pub fn web_server_head(
+    status: u16,
+    content_type: &str,
+    body: BodyLength,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\n",
+        web_server_reason(status)
+    );
+    match body {
+        BodyLength::Known(len) => {
+            head.push_str(&format!("Content-Length: {len}\r\n"));
+        }
+        BodyLength::Chunked => {
+            head.push_str("Accept-Ranges: none\r\nTransfer-Encoding: chunked\r\n");
+        }
+    }
+    if keep_alive {
+        head.push_str(&format!(
+            "Connection: keep-alive\r\nKeep-Alive: timeout={WEB_SERVER_CLOSE_WAIT_MS}\r\n\r\n"
+        ));
+    } else {
+        head.push_str("Connection: close\r\n\r\n");
+    }
+    head.into_bytes()
+}
+
+/// The head of an http-stream response (`setContentLength(CONTENT_LENGTH_UNKNOWN)` then
+/// `send(200, type, "")`: the empty body writes no chunk).
+pub fn stream_head(content_type: &str, keep_alive: bool) -> Vec<u8> {
+    web_server_head(200, content_type, BodyLength::Chunked, keep_alive)
+}
+
+/// The first write of `sendContent` on a chunked response: the data's length in lower-case hex
+/// and CRLF. The data follows in a second write and `\r\n` in a third.
+pub fn chunk_size_line(len: usize) -> Vec<u8> {
+    format!("{len:x}\r\n").into_bytes()
+}
+
+/// What ends a chunk (the third write of `sendContent`).
+pub const CHUNK_END: &[u8] = b"\r\n";
+
+/// The writes of one `sendContent(data)` on a chunked response, in order.
+pub fn chunk_writes(data: &[u8]) -> [Vec<u8>; 3] {
+    [
+        chunk_size_line(data.len()),
+        data.to_vec(),
+        CHUNK_END.to_vec(),
+    ]
+}
+
+/// One chunk's bytes: `<hex length>\r\n<data>\r\n` (the three writes of `sendContent`
+/// together).
 pub fn chunk(data: &[u8], out: &mut Vec<u8>) {
-    let _ = write!(out, "{:x}\r\n", data.len());
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
+    for part in chunk_writes(data) {
+        out.extend_from_slice(&part);
+    }
 }
 
 /// Framing bytes of a chunk of `len` bytes.
 pub fn chunk_framing(len: usize) -> usize {
-    format!("{len:x}").len() + 4
+    chunk_size_line(len).len() + CHUNK_END.len()
 }
 
-/// The head of a long-poll answer with a body of `len` bytes.
-pub fn ok_head(content_type: &str, len: usize) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\
-         Connection: keep-alive\r\n\r\n"
-    )
-    .into_bytes()
+/// The last chunk as ESP8266WebServer ends a chunked response (`sendContent("")`, from
+/// `_finalizeResponse` or `chunkedResponseFinalize`): `0\r\n` and `\r\n`, two writes (the empty
+/// data writes nothing).
+pub const LAST_CHUNK_WRITES: [&[u8]; 2] = [b"0\r\n", b"\r\n"];
+
+/// The head of a long-poll answer with a body of `len` bytes (`send(200, type, body)`; the body
+/// follows in a second write).
+pub fn ok_head(content_type: &str, len: usize, keep_alive: bool) -> Vec<u8> {
+    web_server_head(200, content_type, BodyLength::Known(len), keep_alive)
 }
 
-/// A long-poll answer with nothing newer.
-pub const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n";
+/// A long-poll answer with nothing newer, kept alive: `send(204)`, whose missing content type
+/// is written as an empty `Content-Type`.
+pub const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\nContent-Type: \r\nContent-Length: 0\r\n\
+Connection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n";
+
+/// A long-poll answer with nothing newer: [`NO_CONTENT`], or with `Connection: close` when the
+/// collector asked to close.
+pub fn no_content(keep_alive: bool) -> Vec<u8> {
+    web_server_head(204, "", BodyLength::Known(0), keep_alive)
+}
 
 /// The content type of a payload encoding.
 pub fn content_type(encoding: crate::Encoding) -> &'static str {
@@ -225,18 +345,81 @@ mod tests {
     }
 
     #[test]
-    fn sse_and_chunk_framing_are_exact() {
+    fn sse_events_are_async_event_source_ones() {
         let mut out = Vec::new();
         sse_event(42, b"{\"a\":1}", &mut out);
         assert_eq!(out, b"id: 42\ndata: {\"a\":1}\n\n");
         assert_eq!(out.len() - 7, sse_framing(42));
         assert_eq!(sse_framing(7), 14);
+        // generateEventMessage writes no id line for id 0.
         out.clear();
+        sse_event(0, b"{\"a\":1}", &mut out);
+        assert_eq!(out, b"data: {\"a\":1}\n\n");
+        assert_eq!(
+            sse_framing(0),
+            8,
+            "wire-formats.md: data: and the blank line"
+        );
+        assert_eq!(
+            SSE_HEAD,
+            b"HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\
+Accept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n"
+        );
+        assert_eq!(SSE_HEAD.len(), 122);
+    }
+
+    #[test]
+    fn chunks_are_send_content_writes() {
+        let mut out = Vec::new();
         chunk(&[b'x'; 60], &mut out);
         assert_eq!(&out[..4], b"3c\r\n");
         assert_eq!(out.len() - 60, 6, "wire-formats.md: 6 B for a 60 B chunk");
         assert_eq!(chunk_framing(60), 6);
         assert_eq!(chunk_framing(300), 7);
+        let [size, data, end] = chunk_writes(b"{\"a\":1}");
+        assert_eq!(size, b"7\r\n");
+        assert_eq!(data, b"{\"a\":1}");
+        assert_eq!(end, b"\r\n");
+        assert_eq!(
+            LAST_CHUNK_WRITES.concat(),
+            b"0\r\n\r\n",
+            "wire-formats.md: 5 B"
+        );
+    }
+
+    #[test]
+    fn web_server_heads_are_prepare_header_ones() {
+        assert_eq!(
+            String::from_utf8(stream_head("application/json", true)).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nAccept-Ranges: none\r\n\
+             Transfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n"
+        );
+        assert_eq!(
+            String::from_utf8(ok_head("application/json", 923, true)).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 923\r\n\
+             Connection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n"
+        );
+        assert_eq!(
+            String::from_utf8(ok_head("application/octet-stream", 60, false)).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 60\r\n\
+             Connection: close\r\n\r\n"
+        );
+        assert_eq!(no_content(true), NO_CONTENT);
+        assert_eq!(NO_CONTENT.len(), 112);
+        assert_eq!(
+            no_content(false),
+            b"HTTP/1.1 204 No Content\r\nContent-Type: \r\nContent-Length: 0\r\n\
+Connection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn keep_alive_follows_the_version_and_the_connection_header() {
+        let req = |raw: &str| parse_request(raw.as_bytes()).unwrap().unwrap().0;
+        assert!(req("GET / HTTP/1.1\r\nHost: d\r\n\r\n").keeps_alive());
+        assert!(!req("GET / HTTP/1.0\r\nHost: d\r\n\r\n").keeps_alive());
+        assert!(req("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keeps_alive());
+        assert!(!req("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keeps_alive());
     }
 
     #[test]

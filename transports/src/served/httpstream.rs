@@ -1,7 +1,9 @@
 //! HTTP streaming served by the device, as an ESP8266WebServer sketch does with
-//! `setContentLength(CONTENT_LENGTH_UNKNOWN)` and `sendContent` per reading: `GET /stream`
-//! answered with an endless chunked response, one chunk per reading (framing: the hex length
-//! and two CRLFs). Nothing is replayed: readings due while no collector is connected are lost.
+//! `setContentLength(CONTENT_LENGTH_UNKNOWN)`, `send(200, type, "")` and `sendContent` per
+//! reading: `GET /stream` answered with a chunked response, one chunk per reading (framing: the
+//! hex length and two CRLFs, in three writes as `sendContent` makes them), ended by the last
+//! chunk when the device stops. Nothing is replayed: readings due while no collector is
+//! connected are lost.
 
 use http_body_util::Empty;
 
@@ -23,6 +25,7 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         payload_bytes: 0,
         end: String::new(),
     };
+    let mut stopped = false;
     served.end = match read_request(&mut conn, &mut buf).await {
         Err(e) => e,
         Ok(req) if req.method != "GET" => {
@@ -33,33 +36,37 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
             let _ = conn.write(&http::error_response(404)).await;
             format!("path {} refused", req.path())
         }
-        Ok(_) => {
+        Ok(req) => {
             let encoding = conn.options.encoding;
             let subscription = conn.outbox.subscribe(None);
-            match conn
-                .write(&http::stream_head(http::content_type(encoding)))
-                .await
-            {
+            let head = http::stream_head(http::content_type(encoding), req.keeps_alive());
+            match conn.write(&head).await {
                 Err(e) => e.to_string(),
                 Ok(()) => {
                     served.setup = Some(conn.ready());
-                    let mut payload = Vec::with_capacity(128);
-                    let (readings, bytes, end) =
-                        stream_readings(&mut conn, subscription, |reading, out| {
-                            payload.clear();
-                            encoding.encode(reading, &mut payload);
-                            http::chunk(&payload, out);
-                            payload.len()
-                        })
-                        .await;
-                    served.readings_sent = readings;
-                    served.payload_bytes = bytes;
-                    end
+                    let streamed = stream_readings(&mut conn, subscription, |reading, writes| {
+                        let mut payload = Vec::with_capacity(128);
+                        encoding.encode(reading, &mut payload);
+                        let len = payload.len();
+                        let [size, data, end] = http::chunk_writes(&payload);
+                        writes.extend([size, data, end]);
+                        len
+                    })
+                    .await;
+                    served.readings_sent = streamed.readings;
+                    served.payload_bytes = streamed.payload_bytes;
+                    stopped = streamed.stopped;
+                    streamed.end
                 }
             }
         }
     };
     served.final_stats = conn.stats();
+    if stopped {
+        // The handler returns: ESP8266WebServer ends the chunked response (`sendContent("")`)
+        // and the connection closes.
+        served.closed_stats = conn.close(&http::LAST_CHUNK_WRITES).await;
+    }
     served
 }
 

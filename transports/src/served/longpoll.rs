@@ -8,7 +8,9 @@
 //!   published meanwhile waits in the outbox's replay buffer (whose size is the caller's choice)
 //!   and what falls out of it is lost. A request without `after` (or with an empty one) gets
 //!   everything the buffer holds. The answer is written as ESP8266WebServer's `send` writes it:
-//!   the head, then the body, in two writes (with Nagle on, the body waits for the head's ACK).
+//!   the head ([`http::ok_head`], with `Keep-Alive: timeout=2000`), then the body, in two writes
+//!   (with Nagle on, the body waits for the head's ACK); nothing newer is `send(204)`
+//!   ([`http::NO_CONTENT`]). When the device stops, it closes with FIN.
 //!   Anything but `GET /readings` gets a 4xx and the connection is closed.
 //! - Collector ([`receive`]): hyper's HTTP/1 client connection over the counting stream; it asks
 //!   again as soon as an answer is complete. Its request carries nothing but `Host`:
@@ -52,6 +54,9 @@ pub(super) enum Stop {
     Refuse(u16, String),
     /// Close without answering.
     End(String),
+    /// The device is shutting down: it closes the connection (FIN) and waits for the
+    /// collector's.
+    Stopped,
 }
 
 /// What a device wrote on one connection so far.
@@ -86,13 +91,11 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
             Ok(batch) => batch,
             Err(stop) => break stop,
         };
-        if let Err(stop) = answer(&mut conn, &batch, &mut tally).await {
+        let keep_alive = request.keeps_alive();
+        if let Err(stop) = answer(&mut conn, &batch, keep_alive, &mut tally).await {
             break stop;
         }
-        if request
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-        {
+        if !keep_alive {
             break Stop::End("collector asked to close".into());
         }
     };
@@ -119,7 +122,7 @@ pub(super) async fn read_request(
             Err(e) => return Err(Stop::Refuse(400, e.to_string())),
         }
         let read = tokio::select! {
-            _ = conn.shutdown.cancelled() => return Err(Stop::End("stopped".into())),
+            _ = conn.shutdown.cancelled() => return Err(Stop::Stopped),
             read = tokio::time::timeout_at(deadline, conn.stream.read(&mut chunk)) => read,
         };
         match read {
@@ -173,7 +176,7 @@ async fn next_batch(
     let mut chunk = [0u8; 512];
     let first = loop {
         tokio::select! {
-            _ = conn.shutdown.cancelled() => return Err(Stop::End("stopped".into())),
+            _ = conn.shutdown.cancelled() => return Err(Stop::Stopped),
             _ = tokio::time::sleep_until(deadline) => break None,
             reading = subscription.live.recv() => break reading,
             read = conn.stream.read(&mut chunk) => match read {
@@ -196,17 +199,26 @@ async fn next_batch(
     Ok(batch)
 }
 
-/// Writes the answer: 204 for an empty batch, else the head and then the body.
-async fn answer(conn: &mut DeviceConn, batch: &[Reading], tally: &mut Tally) -> Result<(), Stop> {
+/// Writes the answer as ESP8266WebServer's `send` does: 204 (`send(204)`, one write) for an
+/// empty batch, else the head and then the body (`send(200, type, body)`, two writes).
+/// `Connection` says whether the device keeps the connection.
+async fn answer(
+    conn: &mut DeviceConn,
+    batch: &[Reading],
+    keep_alive: bool,
+    tally: &mut Tally,
+) -> Result<(), Stop> {
     let failed = |e: io::Error| Stop::End(format!("write failed: {e}"));
     if batch.is_empty() {
-        conn.write(http::NO_CONTENT).await.map_err(failed)?;
+        conn.write(&http::no_content(keep_alive))
+            .await
+            .map_err(failed)?;
         return Ok(());
     }
     let encoding = conn.options.encoding;
     let mut body = Vec::with_capacity(batch.len() * (crate::encoding::json::MAX_LEN + 1) + 2);
     let payload = batch_body(encoding, batch, &mut body);
-    let head = http::ok_head(http::content_type(encoding), body.len());
+    let head = http::ok_head(http::content_type(encoding), body.len(), keep_alive);
     conn.write(&head).await.map_err(failed)?;
     conn.write(&body).await.map_err(failed)?;
     tally.readings_sent += batch.len() as u64;
@@ -237,16 +249,19 @@ pub fn batch_body(encoding: Encoding, batch: &[Reading], out: &mut Vec<u8>) -> u
 }
 
 /// Ends a device connection: a refusal is answered and the connection lingers until the
-/// collector has read it; the counts are taken before the close.
+/// collector has read it; a device that stops closes (FIN, as ESP8266WebServer's client stop)
+/// and counts the close apart. `final_stats` are the counts before the close.
 pub(super) async fn finish(mut conn: DeviceConn, tally: Tally, stop: Stop) -> ServedConnection {
-    let (end, refused) = match stop {
-        Stop::End(end) => (end, false),
+    let (end, refused, stopped) = match stop {
+        Stop::End(end) => (end, false, false),
+        Stop::Stopped => ("stopped".to_string(), false, true),
         Stop::Refuse(status, end) => {
             let _ = conn.write(&http::error_response(status)).await;
-            (end, true)
+            (end, true, false)
         }
     };
     let final_stats = conn.stats();
+    let closed_stats = if stopped { conn.close(&[]).await } else { None };
     if refused {
         let _ = tokio::time::timeout(LINGER, async {
             conn.stream.shutdown().await?;
@@ -260,7 +275,7 @@ pub(super) async fn finish(mut conn: DeviceConn, tally: Tally, stop: Stop) -> Se
         peer: conn.peer,
         setup: tally.setup,
         final_stats,
-        closed_stats: None,
+        closed_stats,
         readings_sent: tally.readings_sent,
         payload_bytes: tally.payload_bytes,
         end,

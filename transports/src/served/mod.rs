@@ -106,6 +106,21 @@ impl DeviceConn {
         }
     }
 
+    /// Closes as the device's library does when the device stops: `closing` (each one write:
+    /// the transport's closing bytes, if any), then FIN; waits (bounded by
+    /// [`crate::socket::CLOSE_WAIT`]) for the collector's FIN. Returns the counts after the
+    /// close, or `None` when it did not finish within its bounds.
+    pub async fn close(&mut self, closing: &[&[u8]]) -> Option<LinkStats> {
+        use tokio::io::AsyncWriteExt;
+        for bytes in closing {
+            self.write(bytes).await.ok()?;
+        }
+        self.stream.shutdown().await.ok()?;
+        crate::socket::await_peer_close(&mut self.stream)
+            .await
+            .then(|| self.stats())
+    }
+
     /// Writes `bytes` as a device would: within the lwIP send buffer, bounded by the write
     /// timeout.
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -124,7 +139,9 @@ impl DeviceConn {
 }
 
 /// Accepts collectors on `listener` and serves `outbox` to each with `kind`'s handler until
-/// `shutdown`; reports every connection to `report` when it ends.
+/// `shutdown`; reports every connection to `report` when it ends. Bind `listener` with
+/// [`crate::socket::listen`] and the same socket options, so accepted sockets carry the device
+/// profile's MSS and buffers.
 pub async fn serve_device(
     kind: TransportKind,
     listener: TcpListener,
@@ -145,7 +162,8 @@ pub async fn serve_device(
                 }
             },
         };
-        let _ = stream.set_nodelay(!options.socket.nagle);
+        // MSS and buffers came from the listener (`socket::listen`).
+        let _ = crate::socket::apply_accepted(&stream, &options.socket);
         let conn = DeviceConn {
             stream: CountingStream::new(stream),
             peer,
@@ -391,49 +409,78 @@ pub async fn read_request(
     }
 }
 
+/// What [`stream_readings`] did.
+#[derive(Debug)]
+pub struct Streamed {
+    /// Readings written.
+    pub readings: u64,
+    /// Their payload bytes.
+    pub payload_bytes: u64,
+    /// Why it stopped.
+    pub end: String,
+    /// The device is shutting down (the connection is still open; the device closes it).
+    pub stopped: bool,
+}
+
 /// Streams readings down an open response: first `subscription.replay`, then live ones, each
-/// framed by `frame` (which appends the framed reading and returns its payload length), until
-/// the collector goes away or the device shuts down.
+/// framed by `frame` (which appends the writes of one reading, in order, and returns its payload
+/// length), until the collector goes away or the device shuts down.
 pub async fn stream_readings(
     conn: &mut DeviceConn,
     mut subscription: outbox::Subscription,
-    mut frame: impl FnMut(&Reading, &mut Vec<u8>) -> usize,
-) -> (u64, u64, String) {
+    mut frame: impl FnMut(&Reading, &mut Vec<Vec<u8>>) -> usize,
+) -> Streamed {
     use tokio::io::AsyncReadExt;
-    let (mut readings, mut payload) = (0u64, 0u64);
-    let mut out = Vec::with_capacity(256);
-    for reading in std::mem::take(&mut subscription.replay) {
-        out.clear();
-        payload += frame(&reading, &mut out) as u64;
-        if let Err(e) = conn.write(&out).await {
-            return (readings, payload, e.to_string());
-        }
-        readings += 1;
-    }
+    let mut streamed = Streamed {
+        readings: 0,
+        payload_bytes: 0,
+        end: String::new(),
+        stopped: false,
+    };
+    let mut writes = Vec::with_capacity(3);
+    let replay = std::mem::take(&mut subscription.replay);
+    let mut replay = replay.into_iter();
     let mut sink = [0u8; 256];
-    let end = loop {
-        let reading = tokio::select! {
-            _ = conn.shutdown.cancelled() => break "stopped".to_string(),
-            r = subscription.live.recv() => match r {
-                Some(r) => r,
-                None => break "stopped".to_string(),
-            },
-            // The collector sends nothing more on a streaming response: a read returning means
-            // it closed (or broke the protocol).
-            r = conn.stream.read(&mut sink) => match r {
-                Ok(0) => break "peer closed".to_string(),
-                Ok(_) => break "unexpected bytes from the collector".to_string(),
-                Err(e) => break e.to_string(),
+    loop {
+        let reading = match replay.next() {
+            Some(reading) => reading,
+            None => tokio::select! {
+                _ = conn.shutdown.cancelled() => {
+                    streamed.stopped = true;
+                    streamed.end = "stopped".into();
+                    break;
+                }
+                r = subscription.live.recv() => match r {
+                    Some(r) => r,
+                    None => {
+                        streamed.end = "outbox gone".into();
+                        break;
+                    }
+                },
+                // The collector sends nothing more on a streaming response: a read returning
+                // means it closed (or broke the protocol).
+                r = conn.stream.read(&mut sink) => {
+                    streamed.end = match r {
+                        Ok(0) => "peer closed".to_string(),
+                        Ok(_) => "unexpected bytes from the collector".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    break;
+                }
             },
         };
-        out.clear();
-        payload += frame(&reading, &mut out) as u64;
-        if let Err(e) = conn.write(&out).await {
-            break e.to_string();
+        writes.clear();
+        let payload = frame(&reading, &mut writes);
+        for bytes in &writes {
+            if let Err(e) = conn.write(bytes).await {
+                streamed.end = e.to_string();
+                return streamed;
+            }
         }
-        readings += 1;
-    };
-    (readings, payload, end)
+        streamed.readings += 1;
+        streamed.payload_bytes += payload as u64;
+    }
+    streamed
 }
 
 /// Sends `request` to the device with hyper's client connection API and reads the endless

@@ -1,6 +1,6 @@
 //! Server-Sent Events served by the device, as ESPAsyncWebServer's AsyncEventSource does:
 //! `GET /events` answered with `text/event-stream`, one `id: <seq>` / `data: <reading>` event per
-//! reading. A collector that reconnects sends `Last-Event-ID` and the device replays what its
+//! reading (no `id:` for seq 0: the library writes none for id 0). A collector that reconnects sends `Last-Event-ID` and the device replays what its
 //! small buffer still holds (8 readings on ESP8266); older readings are lost.
 
 use http_body_util::Empty;
@@ -24,6 +24,7 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         payload_bytes: 0,
         end: String::new(),
     };
+    let mut stopped = false;
     served.end = match read_request(&mut conn, &mut buf).await {
         Err(e) => e,
         Ok(req) if req.method != "GET" => {
@@ -39,33 +40,73 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
             "SSE carries text: the binary encoding cannot be served".to_string()
         }
         Ok(req) => {
+            // AsyncEventSourceClient takes the header with atoi: what does not parse, and 0, is
+            // 0, which the sketch's onConnect takes as "nothing seen" and replays nothing for.
             let after = req
                 .header("last-event-id")
-                .and_then(|id| id.trim().parse::<u32>().ok());
+                .and_then(|id| id.trim().parse::<u32>().ok())
+                .filter(|id| *id != 0);
             // Subscribe before the head goes out, so no reading falls between the two.
-            let subscription = conn.outbox.subscribe(after);
+            let mut subscription = conn.outbox.subscribe(after);
             match conn.write(http::SSE_HEAD).await {
                 Err(e) => e.to_string(),
                 Ok(()) => {
                     served.setup = Some(conn.ready());
-                    let mut payload = Vec::with_capacity(128);
-                    let (readings, bytes, end) =
-                        stream_readings(&mut conn, subscription, |reading, out| {
-                            payload.clear();
-                            Encoding::Json.encode(reading, &mut payload);
-                            http::sse_event(reading.seq, &payload, out);
-                            payload.len()
-                        })
-                        .await;
-                    served.readings_sent = readings;
-                    served.payload_bytes = bytes;
-                    end
+                    let replay = std::mem::take(&mut subscription.replay);
+                    match write_replay(&mut conn, &replay).await {
+                        Err(e) => e.to_string(),
+                        Ok(payload) => {
+                            let mut json = Vec::with_capacity(128);
+                            let streamed =
+                                stream_readings(&mut conn, subscription, |reading, writes| {
+                                    json.clear();
+                                    Encoding::Json.encode(reading, &mut json);
+                                    let mut event = Vec::with_capacity(json.len() + 24);
+                                    http::sse_event(reading.seq, &json, &mut event);
+                                    writes.push(event);
+                                    json.len()
+                                })
+                                .await;
+                            served.readings_sent = replay.len() as u64 + streamed.readings;
+                            served.payload_bytes = payload + streamed.payload_bytes;
+                            stopped = streamed.stopped;
+                            streamed.end
+                        }
+                    }
                 }
             }
         }
     };
     served.final_stats = conn.stats();
+    if stopped {
+        // AsyncEventSource closes its clients with a plain TCP close: FIN, nothing before it.
+        served.closed_stats = conn.close(&[]).await;
+    }
     served
+}
+
+/// Writes the readings replayed to a collector that resumed, as AsyncEventSource's queue sends
+/// what the sketch's onConnect queues: the first event at once (the queue was empty), the rest
+/// held until that one is acknowledged and then written together (they go out in segments of
+/// up to the MSS). Returns their payload bytes.
+async fn write_replay(conn: &mut DeviceConn, replay: &[crate::Reading]) -> std::io::Result<u64> {
+    let mut payload = 0u64;
+    let mut json = Vec::with_capacity(128);
+    let mut batch = Vec::new();
+    for (i, reading) in replay.iter().enumerate() {
+        json.clear();
+        Encoding::Json.encode(reading, &mut json);
+        payload += json.len() as u64;
+        http::sse_event(reading.seq, &json, &mut batch);
+        if i == 0 {
+            conn.write(&batch).await?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        conn.write(&batch).await?;
+    }
+    Ok(payload)
 }
 
 /// One event: its `id` and its `data` (lines joined with `\n`, as the HTML spec says).
@@ -130,7 +171,9 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
         .header("Host", c.device.to_string())
         .header("Accept", "text/event-stream")
         .header("Cache-Control", "no-cache");
-    if let Some(seq) = *c.last_seq {
+    // An EventSource sends the last `id:` it saw; the event of reading 0 carries none (see
+    // `http::sse_event`), so after it alone there is nothing to send.
+    if let Some(seq) = c.last_seq.filter(|seq| *seq != 0) {
         request = request.header("Last-Event-ID", seq.to_string());
     }
     let request = request.body(Empty::new()).expect("valid request");

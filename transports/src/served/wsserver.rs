@@ -6,17 +6,20 @@
 //!   `longpoll::read_request`) and the 101 written by hand, byte for byte what
 //!   arduinoWebSockets writes; only then does tungstenite take the stream, as a server without a
 //!   handshake. A request that is not an upgrade is thus answered `400` and closed (tungstenite's
-//!   own handshake would close it without a response). The `arduino` subprotocol is echoed when
-//!   the collector asks for it. Live readings only: arduinoWebSockets keeps no backlog.
+//!   own handshake would close it without a response). The 101 names the `arduino` subprotocol
+//!   when the collector asked for any, and a ping follows it at once, as the library sends them.
+//!   Live readings only: arduinoWebSockets keeps no backlog. A device that stops sends Close
+//!   (1000) and FIN, and counts the close apart.
 //! - Collector ([`receive`]): tungstenite's client handshake (`GET /`, no subprotocol); it sends
-//!   nothing but pongs and the close frame.
+//!   nothing but the pong to the device's ping and the Close reply.
 
 use std::io;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -30,13 +33,19 @@ use crate::{socket, Encoding, Reading};
 
 /// The subprotocol arduinoWebSockets names.
 pub const ARDUINO_PROTOCOL: &str = "arduino";
+/// The ping arduinoWebSockets' server sends right after its 101 (`handleHeader`:
+/// `sendFrame(client, WSop_ping)`): FIN, opcode 9, unmasked, no payload; its own write.
+pub const PING_AFTER_UPGRADE: [u8; 2] = [0x89, 0x00];
+/// The Close frame of arduinoWebSockets' server `disconnect()` (`clientDisconnect(client, 1000)`):
+/// FIN, opcode 8, unmasked, status 1000; one write, then the TCP connection is stopped.
+pub const CLOSE_NORMAL: [u8; 4] = [0x88, 0x02, 0x03, 0xe8];
 /// arduinoWebSockets' largest message is 15 KB; allow a little more.
 const MAX_MESSAGE: usize = 16 * 1024;
 /// Read buffer per connection (tungstenite's default of 128 KiB is far more than frames of
 /// ~100 B need).
 const READ_BUFFER: usize = 4 * 1024;
 /// Bound on a closing handshake.
-const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const CLOSE_WAIT: std::time::Duration = socket::CLOSE_WAIT;
 
 fn config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -74,13 +83,17 @@ pub fn accept(request: &Request) -> Result<Vec<u8>, String> {
         Some(key) if !key.is_empty() => key,
         _ => return Err("not a WebSocket upgrade: no Sec-WebSocket-Key".into()),
     };
-    Ok(switching_protocols(
-        key,
-        has_token("sec-websocket-protocol", ARDUINO_PROTOCOL),
-    ))
+    // The server names its own protocol whenever the client asked for any (`cProtocol` not
+    // empty), whatever it asked for.
+    let asked_protocol = request
+        .header("sec-websocket-protocol")
+        .is_some_and(|p| !p.trim().is_empty());
+    Ok(switching_protocols(key, asked_protocol))
 }
 
-/// arduinoWebSockets' 101 for `key`, naming the `arduino` subprotocol when `arduino`.
+/// arduinoWebSockets' 101 for `key` (`handleHeader`): `Server`, `Upgrade`, `Connection`,
+/// `Sec-WebSocket-Version`, `Sec-WebSocket-Accept`, then, when the client asked for a
+/// subprotocol, `Sec-WebSocket-Protocol: arduino` (the server's default protocol).
 pub fn switching_protocols(key: &str, arduino: bool) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 101 Switching Protocols\r\nServer: arduino-WebSocketsServer\r\n\
@@ -133,6 +146,11 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
     if let Err(e) = conn.write(&response).await {
         return finish(conn, tally, Stop::End(format!("write failed: {e}"))).await;
     }
+    if let Err(e) = conn.write(&PING_AFTER_UPGRADE).await {
+        return finish(conn, tally, Stop::End(format!("write failed: {e}"))).await;
+    }
+    // Set up once the library's handshake is done: the 101 and its ping written. (The
+    // collector's pong arrives later and counts in the steady state.)
     tally.setup = Some(conn.ready());
     let DeviceConn {
         stream,
@@ -173,20 +191,22 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
     };
     drop(subscription);
     let final_stats = stats_of(ws.get_ref());
+    let mut closed_stats = None;
     let end = match ending {
         Ending::Ours(end) => {
-            let _ = tokio::time::timeout(CLOSE_WAIT, async {
-                ws.close(None).await?;
-                while ws.next().await.transpose()?.is_some() {}
-                Ok::<_, WsError>(())
-            })
-            .await;
+            closed_stats = close_normally(&mut ws, &options).await;
             end
         }
         Ending::Theirs => {
-            // Sends the close reply tungstenite queued (a close frame cannot be sent after the
-            // peer's).
-            let _ = tokio::time::timeout(CLOSE_WAIT, ws.flush()).await;
+            // arduinoWebSockets answers any Close with `clientDisconnect(client, 1000)`: Close
+            // 1000 and a TCP stop, not an echo of the collector's frame. Written past
+            // tungstenite, whose queued echo is never sent.
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                use tokio::io::AsyncWriteExt;
+                ws.get_mut().write_all(&CLOSE_NORMAL).await?;
+                ws.get_mut().shutdown().await
+            })
+            .await;
             "peer closed".into()
         }
         Ending::Broken(end) => end,
@@ -195,11 +215,37 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         peer,
         setup: tally.setup,
         final_stats,
-        closed_stats: None,
+        closed_stats,
         readings_sent: tally.readings_sent,
         payload_bytes: tally.payload_bytes,
         end,
     }
+}
+
+/// Closes as arduinoWebSockets' server `disconnect()` does: [`CLOSE_NORMAL`], then FIN at once
+/// (`tcp->stop()`), without waiting for the collector's Close. Then waits (bounded) for the
+/// collector's Close and FIN; returns the counts after, or `None` when the close did not finish.
+async fn close_normally(
+    ws: &mut WebSocketStream<CountingStream<TcpStream>>,
+    options: &super::ServedOptions,
+) -> Option<LinkStats> {
+    use tokio::io::AsyncWriteExt;
+    let normal = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    tokio::time::timeout(options.write_timeout, ws.send(Message::Close(Some(normal))))
+        .await
+        .ok()?
+        .ok()?;
+    ws.get_mut().shutdown().await.ok()?;
+    // The collector's Close (tungstenite answers ours and then ends the stream), then its FIN.
+    let drained = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await
+    .is_ok();
+    (drained && socket::await_peer_close(ws.get_mut()).await).then(|| stats_of(ws.get_ref()))
 }
 
 /// Sends one reading as one frame, flushed, once the device's send buffer has room for it and
@@ -337,8 +383,12 @@ mod tests {
             echoed.len(),
             190 + "Sec-WebSocket-Protocol: arduino\r\n".len()
         );
+        // arduinoWebSockets names its own protocol whenever one was asked for.
         let other = format!("{UPGRADE}Sec-WebSocket-Protocol: chat\r\n\r\n");
-        assert_eq!(accept(&request(&other)).unwrap(), plain);
+        assert_eq!(accept(&request(&other)).unwrap(), echoed);
+        assert!(String::from_utf8(echoed)
+            .unwrap()
+            .ends_with("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: arduino\r\n\r\n"));
     }
 
     #[test]
