@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use transports::served::http;
 use transports::served::{self, CollectOptions, Outbox, ServedConnection, ServedOptions};
 use transports::socket::SocketOptions;
+use transports::transport::ConnectionEnd;
 use transports::transport::{ConnectionReport, SinkObserver};
 use transports::{Encoding, Reading, TransportKind};
 
@@ -46,7 +48,14 @@ async fn device_with_write_timeout(
     replay: usize,
     write_timeout: Duration,
 ) -> Device {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // The ESP8266 profile, set on the listener as the fleet binds devices.
+    let socket = SocketOptions {
+        mss: Some(536),
+        nagle: kind.library_nagle(),
+        send_buffer: Some(1072),
+        recv_buffer: Some(2144),
+    };
+    let listener = transports::socket::listen("127.0.0.1:0".parse().unwrap(), &socket, 16).unwrap();
     let addr = listener.local_addr().unwrap();
     let outbox = Outbox::new(8, replay);
     let served = Arc::new(Mutex::new(Vec::new()));
@@ -54,12 +63,7 @@ async fn device_with_write_timeout(
     let stop = CancellationToken::new();
     let options = ServedOptions {
         encoding: Encoding::Json,
-        socket: SocketOptions {
-            mss: None,
-            nagle: kind.library_nagle(),
-            send_buffer: Some(1072),
-            recv_buffer: None,
-        },
+        socket,
         write_timeout,
         request_timeout: Duration::from_secs(5),
         hold_timeout: Duration::from_secs(30),
@@ -179,11 +183,21 @@ async fn delivers_with_exact_framing(kind: TransportKind) {
     let s = &served[0];
     assert_eq!(s.readings_sent, 200);
     let setup = s.setup.expect("the response head went out");
+    // Set-up: the library's head, nothing else.
+    let head = match kind {
+        TransportKind::Sse => http::SSE_HEAD.to_vec(),
+        _ => http::stream_head("application/json", true),
+    };
+    assert_eq!(setup.stats.app_bytes_sent, head.len() as u64, "{kind:?}");
     let streamed = s.final_stats.app_bytes_sent - setup.stats.app_bytes_sent;
     let framing = streamed - s.payload_bytes;
     let expected: usize = match kind {
-        // `id: <seq>\n`, `data: ` and the blank line.
-        TransportKind::Sse => (0..200).map(transports::served::http::sse_framing).sum(),
+        // `id: <seq>\n` (none for seq 0), `data: ` and the blank line.
+        TransportKind::Sse => {
+            let framing: usize = (0..200).map(http::sse_framing).sum();
+            assert_eq!(framing, 8 + 9 * 14 + 90 * 15 + 100 * 16);
+            framing
+        }
         // `<hex length>\r\n` and `\r\n`: 2 hex digits for payloads of 16..255 bytes.
         _ => {
             assert!((16..256).contains(&(s.payload_bytes / 200)));
@@ -330,4 +344,201 @@ async fn a_stuck_collector_costs_the_device_a_bounded_queue_and_then_its_connect
     device.stop.cancel();
     device.task.await.unwrap();
     drop(stuck);
+}
+
+fn json(seq: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    Encoding::Json.encode(&reading(seq), &mut out);
+    out
+}
+
+async fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
+        .await
+        .expect("the device sends")
+        .unwrap();
+    buf
+}
+
+async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
+        .await
+        .expect("the device closes")
+        .unwrap();
+    buf
+}
+
+/// AsyncEventSource's bytes on the wire: its head, an event without `id:` for reading 0 (the
+/// library writes the line only for a non-zero id), `id: 1` for reading 1; and a collector that
+/// sends `Last-Event-ID: 0` gets nothing replayed (the sketch takes 0 as nothing seen).
+#[tokio::test]
+async fn sse_events_are_async_event_source_bytes() {
+    let device = device(TransportKind::Sse, 8).await;
+    let mut raw = TcpStream::connect(device.addr).await.unwrap();
+    raw.write_all(b"GET /events HTTP/1.1\r\nHost: d\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(read_exactly(&mut raw, http::SSE_HEAD.len()).await).unwrap(),
+        "HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\
+         Accept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n"
+    );
+    wait_for_clients(&device.outbox, 1).await;
+    device.outbox.publish(&reading(0));
+    device.outbox.publish(&reading(1));
+    let expected = [
+        b"data: ".to_vec(),
+        json(0),
+        b"\n\nid: 1\ndata: ".to_vec(),
+        json(1),
+        b"\n\n".to_vec(),
+    ]
+    .concat();
+    assert_eq!(read_exactly(&mut raw, expected.len()).await, expected);
+    drop(raw);
+
+    // Resuming with Last-Event-ID 0 replays nothing: the next bytes are the live reading 2.
+    let mut resumed = TcpStream::connect(device.addr).await.unwrap();
+    resumed
+        .write_all(b"GET /events HTTP/1.1\r\nHost: d\r\nLast-Event-ID: 0\r\n\r\n")
+        .await
+        .unwrap();
+    read_exactly(&mut resumed, http::SSE_HEAD.len()).await;
+    wait_for_clients(&device.outbox, 1).await;
+    device.outbox.publish(&reading(2));
+    let live = [b"id: 2\ndata: ".to_vec(), json(2), b"\n\n".to_vec()].concat();
+    assert_eq!(read_exactly(&mut resumed, live.len()).await, live);
+    drop(resumed);
+    device.stop.cancel();
+    device.task.await.unwrap();
+}
+
+/// A replay of several readings (over 536 B) leaves the device in segments of the profile's MSS,
+/// as from a board: the first event at once, the rest together once it is acknowledged.
+#[tokio::test]
+async fn sse_replay_goes_out_in_segments_of_the_profile_mss() {
+    let device = device(TransportKind::Sse, 8).await;
+    for seq in 0..10 {
+        device.outbox.publish(&reading(seq));
+    }
+    // Resuming after 1: 2..9 are replayed (the buffer keeps 8).
+    let mut raw = TcpStream::connect(device.addr).await.unwrap();
+    raw.write_all(b"GET /events HTTP/1.1\r\nHost: d\r\nLast-Event-ID: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut replay = Vec::new();
+    for seq in 2..10 {
+        http::sse_event(seq, &json(seq), &mut replay);
+    }
+    assert!(replay.len() > 536, "{} B", replay.len());
+    let expected = [http::SSE_HEAD.to_vec(), replay].concat();
+    assert_eq!(read_exactly(&mut raw, expected.len()).await, expected);
+    let client = transports::socket::SocketCounters::read(&raw).unwrap();
+    drop(raw);
+    for _ in 0..500 {
+        if !device.served.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    device.stop.cancel();
+    device.task.await.unwrap();
+    let served = device.served.lock().unwrap().clone();
+    assert_eq!(served[0].readings_sent, 8, "{served:?}");
+    let counters = served[0].final_stats.counters.expect("TCP_INFO");
+    let options = if counters.timestamps { 12 } else { 0 };
+    assert_eq!(
+        counters.snd_mss + options,
+        536,
+        "the profile's MSS: {counters:?}"
+    );
+    // Segments the client received besides the SYN-ACK: at least the bytes over the MSS.
+    let least = expected.len().div_ceil(counters.snd_mss as usize) as u64;
+    assert!(least >= 2);
+    assert!(client.segs_in - 1 >= least, "{client:?}");
+    assert_eq!(client.bytes_received, expected.len() as u64);
+}
+
+/// ESP8266WebServer's bytes on the wire for `setContentLength(CONTENT_LENGTH_UNKNOWN)`,
+/// `send(200, type, "")` and `sendContent` per reading; when the device stops, the last chunk
+/// (`0\r\n\r\n`) and FIN.
+#[tokio::test]
+async fn http_stream_is_esp8266_web_server_bytes_and_ends_with_the_last_chunk() {
+    let device = device(TransportKind::HttpStream, 0).await;
+    let mut raw = TcpStream::connect(device.addr).await.unwrap();
+    raw.write_all(b"GET /stream HTTP/1.1\r\nHost: d\r\n\r\n")
+        .await
+        .unwrap();
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nAccept-Ranges: none\r\n\
+        Transfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n";
+    assert_eq!(
+        String::from_utf8(read_exactly(&mut raw, head.len()).await).unwrap(),
+        head
+    );
+    wait_for_clients(&device.outbox, 1).await;
+    for seq in 0..2 {
+        device.outbox.publish(&reading(seq));
+        let payload = json(seq);
+        let chunk = [
+            format!("{:x}\r\n", payload.len()).into_bytes(),
+            payload,
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        assert_eq!(read_exactly(&mut raw, chunk.len()).await, chunk);
+    }
+    device.stop.cancel();
+    assert_eq!(read_to_end(&mut raw).await, b"0\r\n\r\n");
+    drop(raw);
+    device.task.await.unwrap();
+    let served = device.served.lock().unwrap().clone();
+    assert_eq!(served[0].end, "stopped");
+    let closed = served[0].closed_stats.expect("the close finished");
+    assert_eq!(
+        closed.app_bytes_sent - served[0].final_stats.app_bytes_sent,
+        5
+    );
+}
+
+/// A device that stops closes as its library does and counts the close apart: http-stream's
+/// last chunk then FIN, SSE's FIN alone; the collector sees the stream end and closes too.
+#[tokio::test]
+async fn device_stop_closes_the_stream_and_counts_the_close_apart() {
+    for (kind, closing) in [(TransportKind::HttpStream, 5), (TransportKind::Sse, 0)] {
+        let device = device(kind, 8).await;
+        let collector = collector(kind, device.addr, Duration::from_secs(30));
+        wait_for_clients(&device.outbox, 1).await;
+        publish(&device.outbox, &collector.collected, 0..3).await;
+        wait_for_readings(&collector.collected, 3).await;
+        device.stop.cancel();
+        device.task.await.unwrap();
+        for _ in 0..1000 {
+            if !collector.collected.closed.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        collector.stop.cancel();
+        collector.task.await.unwrap();
+        let served = device.served.lock().unwrap().clone();
+        assert_eq!(served.len(), 1, "{served:?}");
+        assert_eq!(served[0].end, "stopped");
+        let before = served[0].final_stats;
+        let after = served[0].closed_stats.expect("the close finished");
+        assert_eq!(
+            after.app_bytes_sent - before.app_bytes_sent,
+            closing,
+            "{kind:?}"
+        );
+        assert_eq!(after.app_bytes_received, before.app_bytes_received);
+        let (b, a) = (before.counters.unwrap(), after.counters.unwrap());
+        assert!(a.passive);
+        assert!(a.segs_out > b.segs_out, "the device's FIN");
+        assert!(a.segs_in > b.segs_in, "the collector's FIN");
+        let closed = collector.collected.closed.lock().unwrap();
+        assert_eq!(closed[0].end, ConnectionEnd::PeerClosed, "{kind:?}");
+        assert_eq!(closed[0].readings, 3);
+    }
 }
