@@ -77,9 +77,9 @@ struct BatchVector {
 struct HeadVector {
     content_type: String,
     body_len: usize,
-    /// `http::ok_head(content_type, body_len)`.
+    /// `http::ok_head(content_type, body_len, true)` (kept alive).
     ok_head: String,
-    /// `http::stream_head(content_type)`.
+    /// `http::stream_head(content_type, true)` (kept alive).
     stream_head: String,
 }
 
@@ -313,8 +313,8 @@ fn generate() -> Vectors {
             heads.push(HeadVector {
                 content_type: content_type.to_string(),
                 body_len,
-                ok_head: hex(&http::ok_head(content_type, body_len)),
-                stream_head: hex(&http::stream_head(content_type)),
+                ok_head: hex(&http::ok_head(content_type, body_len, true)),
+                stream_head: hex(&http::stream_head(content_type, true)),
             });
         }
     }
