@@ -144,7 +144,7 @@ Accept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n";
 /// `data: <payload>\n\n` (the payload must be one line).
 pub fn sse_event(seq: u32, payload: &[u8], out: &mut Vec<u8>) {
     if seq != 0 {
-        let _ = write!(out, "id: {seq}\n");
+        let _ = writeln!(out, "id: {seq}");
     }
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(payload);
