@@ -121,13 +121,14 @@ fn long_poll_and_ws_server_deliver_every_reading_of_fifty_devices() {
                 assert_eq!(up, 2.0, "{per}");
                 assert_eq!(down, 0.0, "{per}");
             }
-            // Every answer costs its 200 head (95-96 B) and `[`, `]`, shared by the readings in
+            // Every answer costs its 200 head (121-122 B: ESP8266WebServer's, `Keep-Alive`
+            // included) and `[`, `]`, shared by the readings in
             // it, and a comma per further reading; every cycle a request head (56 + digits of
             // `after`) from the collector. How many readings an answer carries depends on how
             // soon the collector polls again (the scheduler's business), so only the bounds of
             // one reading per answer (the most) and of ever larger answers are asserted.
             _ => {
-                assert!(up > 1.0 && up <= 98.0, "{per}");
+                assert!(up > 1.0 && up <= 124.0, "{per}");
                 assert!(down > 0.0 && down <= 61.0, "{per}");
             }
         }

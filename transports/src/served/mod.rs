@@ -118,7 +118,7 @@ impl DeviceConn {
         self.stream.shutdown().await.ok()?;
         crate::socket::await_peer_close(&mut self.stream)
             .await
-            .then(|| self.stats())
+            .then(|| self.stats().with_peer_fin())
     }
 
     /// Writes `bytes` as a device would: within the lwIP send buffer, bounded by the write

@@ -245,7 +245,8 @@ async fn close_normally(
     })
     .await
     .is_ok();
-    (drained && socket::await_peer_close(ws.get_mut()).await).then(|| stats_of(ws.get_ref()))
+    (drained && socket::await_peer_close(ws.get_mut()).await)
+        .then(|| stats_of(ws.get_ref()).with_peer_fin())
 }
 
 /// Sends one reading as one frame, flushed, once the device's send buffer has room for it and
