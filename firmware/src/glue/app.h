@@ -26,8 +26,9 @@ const uint32_t kTimeoutMs = FLEETBENCH_TIMEOUT_MS;
 // reports `tcp`).
 void begin(const char* variant);
 
-// Keeps the control channel and the sensor cache going. Never blocks for long: a control connect
-// or a sensor read only happens when no reading is due soon.
+// Keeps the control channel and the sensor cache going. Holds no reading up: a sensor read only
+// happens when no reading is due soon, and a control connect only in the gap before the next one
+// (except a connect given its full timeout after three chances were cut short: see control.h).
 void service();
 
 // When a reading is due: takes it (sequence number, due instant, current sensor values) and

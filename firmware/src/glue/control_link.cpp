@@ -8,11 +8,6 @@ namespace app {
 
 namespace {
 
-// A connect to an absent host blocks up to this long, so it only starts when no reading is due
-// within the budget.
-const uint32_t kControlConnectTimeoutMs = 1000;
-const uint64_t kControlConnectBudgetUs = 1500000;
-
 WiFiClient g_control;
 fleetbench::ControlSession* g_session = nullptr;
 
@@ -36,11 +31,14 @@ void control_service(const fleetbench::Schedule& schedule) {
   char line[fleetbench::CONTROL_LINE_MAX];
   uint64_t now = now_us();
   bool connected = g_control.connected();
-  if (g_session->should_connect(connected, now)) {
-    if (!schedule.clear_for(now, kControlConnectBudgetUs)) {
-      return;  // try again once the next reading is out
-    }
-    g_control.setTimeout(kControlConnectTimeoutMs);
+  // When to connect, and for how long the connect may block, is the session's: in the gap after a
+  // reading, never past the next one, at any interval (see ControlSession::connect_budget_us).
+  const uint64_t next_due = schedule.started() ? schedule.next_due_us() : UINT64_MAX;
+  uint64_t budget_us =
+      g_session->connect_budget_us(connected, now, next_due, schedule.interval_us());
+  if (budget_us > 0) {
+    uint64_t timeout_ms = budget_us / 1000;
+    g_control.setTimeout(static_cast<unsigned long>(timeout_ms > 0 ? timeout_ms : 1));
     if (g_control.connect(FLEETBENCH_HOST, FLEETBENCH_CONTROL_PORT)) {
       // Probe replies must leave at once, not wait for an ACK of the previous line.
       g_control.setNoDelay(true);

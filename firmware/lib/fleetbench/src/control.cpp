@@ -77,7 +77,9 @@ ControlSession::ControlSession(uint32_t device_id, const char* variant)
       variant_(variant),
       reconnect_(CONTROL_RETRY_US),
       status_(CONTROL_STATUS_US),
-      up_(false) {}
+      up_(false),
+      attempt_short_(false),
+      short_chances_(0) {}
 
 bool ControlSession::should_connect(bool connected, uint64_t now_us) {
   if (!connected && up_) {
@@ -87,13 +89,42 @@ bool ControlSession::should_connect(bool connected, uint64_t now_us) {
   return reconnect_.should_connect(connected, now_us);
 }
 
+uint64_t ControlSession::connect_budget_us(bool connected, uint64_t now_us, uint64_t next_due_us,
+                                           uint64_t interval_us) {
+  if (!should_connect(connected, now_us)) {
+    return 0;
+  }
+  const uint64_t gap = next_due_us > now_us ? next_due_us - now_us : 0;
+  if (gap >= CONTROL_CONNECT_TIMEOUT_US + CONTROL_CONNECT_MARGIN_US ||
+      short_chances_ >= CONTROL_SHORT_CHANCES) {
+    attempt_short_ = false;
+    return CONTROL_CONNECT_TIMEOUT_US;
+  }
+  if (gap < interval_us / 2) {
+    return 0;  // wait for the gap after the next reading
+  }
+  const uint64_t usable = gap > CONTROL_CONNECT_MARGIN_US ? gap - CONTROL_CONNECT_MARGIN_US : 0;
+  if (usable < CONTROL_CONNECT_MIN_US) {
+    // Readings come too fast for any connect between them: a skipped chance.
+    ++short_chances_;
+    reconnect_.failed(now_us);
+    return 0;
+  }
+  attempt_short_ = true;
+  return usable;
+}
+
 void ControlSession::connect_failed(uint64_t now_us) {
   up_ = false;
+  short_chances_ = attempt_short_ ? short_chances_ + 1 : 0;
+  attempt_short_ = false;
   reconnect_.failed(now_us);
 }
 
 size_t ControlSession::connected(uint64_t now_us, char* out, size_t cap) {
   up_ = true;
+  attempt_short_ = false;
+  short_chances_ = 0;
   reader_.reset();
   reconnect_.should_connect(true, now_us);
   status_.restart(now_us);

@@ -8,7 +8,8 @@
 //
 // <micros64> is decimal microseconds since boot: the clock of every reading's `t`, so the
 // harness can estimate each device's offset from its probes' round trips. The connection stays
-// open; when it drops the device reconnects 5 s later, without holding up readings.
+// open; when it drops the device reconnects 5 s later (ControlSession::connect_budget_us says
+// when, and how long that connect may block).
 //
 // The line formats and the session (what to write when) are here; the socket is the sketch's.
 #ifndef FLEETBENCH_CONTROL_H
@@ -26,6 +27,20 @@ const uint64_t CONTROL_RETRY_US = 5000000;
 const uint64_t CONTROL_STATUS_US = 10000000;
 // The longest line either side writes or reads, newline included.
 const size_t CONTROL_LINE_MAX = 64;
+
+// A connect blocks the loop until it succeeds, fails or times out (WiFiClient::setTimeout).
+// The longest a control connect may block.
+const uint64_t CONTROL_CONNECT_TIMEOUT_US = 1000000;
+// The loop's time left between the end of a connect and the next due reading.
+const uint64_t CONTROL_CONNECT_MARGIN_US = 20000;
+// The shortest connect timeout worth trying (a LAN round trip, even with modem sleep, is less).
+const uint64_t CONTROL_CONNECT_MIN_US = 50000;
+// After this many chances in a row that were cut short by the schedule (a connect that failed
+// within the gap before the next reading, or a gap too short to try), the next connect gets the
+// full CONTROL_CONNECT_TIMEOUT_US even if readings fall due meanwhile; they go out late, with
+// their own due instants. So a board says HELLO within about (this + 1) × CONTROL_RETRY_US at
+// any reading interval.
+const uint32_t CONTROL_SHORT_CHANCES = 3;
 
 // "HELLO <device_id> <variant>\n".
 size_t format_hello(uint32_t device_id, const char* variant, char* out, size_t cap);
@@ -73,8 +88,21 @@ class ControlSession {
  public:
   ControlSession(uint32_t device_id, const char* variant);
 
-  // True when the sketch should open the connection now (see Reconnect, with a 5 s delay).
+  // True when a connect is due (see Reconnect, with a 5 s delay); connect_budget_us says whether
+  // to start it now.
   bool should_connect(bool connected, uint64_t now_us);
+  // Whether to start the control connect now, and for how long it may block: 0 = not now, else
+  // the connect timeout, µs. `next_due_us` is when the next reading falls due (UINT64_MAX when
+  // none is scheduled, as in echo mode) and `interval_us` the reading interval.
+  //
+  // A connect that fits before the next reading with CONTROL_CONNECT_TIMEOUT_US and the margin
+  // gets the full timeout. Otherwise the connect waits for the largest gap, the first half of an
+  // interval (just after a reading went out), and gets the gap less the margin, so it never holds
+  // a reading up; when that is below CONTROL_CONNECT_MIN_US the chance is skipped (and counts as
+  // a failure, retried 5 s later). After CONTROL_SHORT_CHANCES such chances in a row, the next
+  // connect gets the full timeout whatever the schedule.
+  uint64_t connect_budget_us(bool connected, uint64_t now_us, uint64_t next_due_us,
+                             uint64_t interval_us);
   // The connect failed.
   void connect_failed(uint64_t now_us);
   // The connection is up: returns the HELLO line to write, and starts the status period.
@@ -93,6 +121,10 @@ class ControlSession {
   Periodic status_;
   LineReader reader_;
   bool up_;
+  // Whether the connect in progress was given less than CONTROL_CONNECT_TIMEOUT_US.
+  bool attempt_short_;
+  // Chances in a row cut short by the schedule (see CONTROL_SHORT_CHANCES).
+  uint32_t short_chances_;
 };
 
 }  // namespace fleetbench

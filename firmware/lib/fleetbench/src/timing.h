@@ -28,6 +28,8 @@ class Schedule {
 
   // The due instant of the next reading (meaningful once started).
   uint64_t next_due_us() const { return next_due_us_; }
+  // The time between readings.
+  uint64_t interval_us() const { return interval_us_; }
 
   // Whether no reading falls due before now + span: time for something that blocks (a sensor
   // read, a control-channel connect). True when the schedule has not started.
