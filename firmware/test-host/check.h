@@ -32,6 +32,7 @@ std::string printable(const std::string& s);
 void vectors(const char* path);
 void framing();
 void control();
+void echo();
 void timing();
 void sensor();
 

@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
       {"vectors", [] { test::vectors(vectors_path); }},
       {"framing", test::framing},
       {"control", test::control},
+      {"echo", test::echo},
       {"timing", test::timing},
       {"sensor", test::sensor},
   };

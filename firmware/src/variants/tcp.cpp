@@ -45,17 +45,10 @@ void loop() {
   app::service();
   keep_connected();
 #ifdef FLEETBENCH_ECHO
-  uint8_t received[32];
-  while (g_data.connected() && g_data.available() > 0) {
-    int got = g_data.read(received, sizeof received);
-    if (got <= 0) {
-      break;
-    }
-    size_t asked = fleetbench::count_echo_requests(received, static_cast<size_t>(got));
-    for (size_t i = 0; i < asked && g_data.connected(); ++i) {
-      send(app::echo_reading());
-    }
-  }
+  fleetbench::answer_echo_requests(g_data, [] {
+    send(app::echo_reading());
+    return g_data.connected() != 0;
+  });
 #else
   fleetbench::Reading r;
   while (app::next_reading(&r)) {

@@ -4,6 +4,8 @@
 //
 // - reading.h:  the Reading every transport carries (transports/src/reading.rs).
 // - encoding.h: the `json` and `binary` payloads, byte for byte as the Rust codec writes them.
+// - echo.h:     echo mode: one answer per `?` read from the sketch's client (a template over
+//               WiFiClient's calls; the sketch passes the client in).
 // - framing.h:  what each transport wraps a payload in where the sketch writes it itself (raw TCP
 //               frames, SSE events, HTTP chunks and heads, long-poll bodies) and the MQTT names.
 // - ring.h:     the last readings a device-served sketch keeps for replay.
@@ -20,6 +22,7 @@
 #define FLEETBENCH_H
 
 #include "control.h"
+#include "echo.h"
 #include "encoding.h"
 #include "framing.h"
 #include "random.h"
