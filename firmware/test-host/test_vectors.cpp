@@ -1,5 +1,5 @@
 // Every vector in firmware/vectors/readings.json (generated from the Rust codec) must come out of
-// the core byte for byte: payloads, raw TCP frames, SSE events, chunks, long-poll bodies, heads
+// the core byte for byte: payloads, raw TCP frames, SSE events, chunks, long-poll bodies, content types
 // and MQTT names. A failure names the vector.
 #include <cstring>
 #include <fstream>
@@ -145,18 +145,16 @@ void check_batches(const std::vector<json::Value>& batches,
   }
 }
 
-void check_heads(const std::vector<json::Value>& heads) {
-  for (const json::Value& h : heads) {
-    const std::string& type = h["content_type"].string();
-    const std::size_t body_len = h["body_len"].u64();
-    char out[256];
-    std::size_t len = fleetbench::format_ok_head(type.c_str(), body_len, out, sizeof out);
-    CHECK_EQ_CTX(hex(out, len), h["ok_head"].string(), "ok head " << type << " " << body_len);
-    len = fleetbench::format_stream_head(type.c_str(), out, sizeof out);
-    CHECK_EQ_CTX(hex(out, len), h["stream_head"].string(), "stream head " << type);
+void check_content_types(const std::vector<json::Value>& types) {
+  for (const json::Value& t : types) {
+    const std::string& name = t["encoding"].string();
+    fleetbench::Encoding encoding = name == "binary" ? fleetbench::ENCODING_BINARY
+                                                     : fleetbench::ENCODING_JSON;
+    CHECK_EQ_CTX(std::string(fleetbench::encoding_name(encoding)), name, "encoding name");
+    CHECK_EQ_CTX(std::string(fleetbench::content_type(encoding)), t["content_type"].string(),
+                 "content type of " << name);
   }
-  CHECK_EQ(std::string(fleetbench::content_type(fleetbench::ENCODING_JSON)),
-           std::string("application/json"));
+  CHECK_EQ(types.size(), std::size_t{2});
 }
 
 void check_topics(const std::vector<json::Value>& topics) {
@@ -182,10 +180,8 @@ void vectors(const char* path) {
   const std::vector<json::Value>& readings = doc["readings"].array();
   check_readings(readings);
   check_batches(doc["batches"].array(), readings);
-  check_heads(doc["heads"].array());
+  check_content_types(doc["content_types"].array());
   check_topics(doc["topics"].array());
-  CHECK_EQ(hex(fleetbench::NO_CONTENT, fleetbench::NO_CONTENT_LEN), doc["no_content"].string());
-  CHECK_EQ(std::strlen(fleetbench::NO_CONTENT), fleetbench::NO_CONTENT_LEN);
   std::cout << "vectors: " << readings.size() << " readings\n";
 }
 

@@ -1,7 +1,20 @@
 // http-stream: the device answers GET /stream on FLEETBENCH_SERVE_PORT (ESP8266WebServer) with an
-// endless chunked response, one chunk per reading. The head and each chunk are written in one
-// write each, byte for byte as the emulator writes them; Nagle stays on, as ESP8266WebServer
-// leaves it. Nothing is replayed: readings due while no collector is connected are lost.
+// endless chunked response, one chunk per reading, all written by the library:
+// chunkedResponseModeStart (setContentLength(CONTENT_LENGTH_UNKNOWN), then send(200, type, ""))
+// writes the head, and sendContent each chunk. Nagle stays on, as ESP8266WebServer leaves it.
+// Nothing is replayed: readings due while no collector is connected are lost.
+//
+// What core 3.1.2 writes (ESP8266WebServer-impl.h, _prepareHeader and sendContent), for an
+// HTTP/1.1 request without `Connection: close`:
+//   HTTP/1.1 200 OK\r\n
+//   Content-Type: application/json\r\n          (application/octet-stream for binary)
+//   Accept-Ranges: none\r\n
+//   Transfer-Encoding: chunked\r\n
+//   Connection: keep-alive\r\n                   ("close", and no Keep-Alive line, when the
+//   Keep-Alive: timeout=2000\r\n                  request said so or another client waits)
+//   \r\n
+// in one write; then per reading "<hex length>\r\n", the payload and "\r\n" in three writes; and
+// "0\r\n\r\n" when the handler returns.
 //
 // ESP8266WebServer serves one client at a time and a handler must return before the next one, so
 // the handler keeps the sketch going itself (app::service, readings) while it streams.
@@ -15,15 +28,13 @@ namespace {
 ESP8266WebServer g_server(FLEETBENCH_SERVE_PORT);
 
 void handle_stream() {
-  WiFiClient client = g_server.client();
-  char head[128];
-  size_t head_len = fleetbench::format_stream_head(fleetbench::content_type(app::encoding()),
-                                                   head, sizeof head);
-  if (client.write(reinterpret_cast<const uint8_t*>(head), head_len) != head_len) {
-    client.stop();
+  if (!g_server.chunkedResponseModeStart(200, fleetbench::content_type(app::encoding()))) {
+    // An HTTP/1.0 request: no chunked encoding.
+    g_server.send(505, "text/plain", "");
     return;
   }
   Serial.println("http-stream: collector connected");
+  WiFiClient& client = g_server.client();
   while (client.connected()) {
     // The collector sends nothing more on a streaming response: bytes from it end the stream.
     if (client.available() > 0) {
@@ -34,16 +45,10 @@ void handle_stream() {
     while (app::next_reading(&r)) {
       uint8_t payload[fleetbench::PAYLOAD_MAX_LEN + 1];
       size_t len = fleetbench::encode(app::encoding(), r, payload, sizeof payload);
-      uint8_t chunk[fleetbench::CHUNK_MAX_LEN];
-      size_t chunk_len = fleetbench::frame_chunk(payload, len, chunk, sizeof chunk);
-      if (client.write(chunk, chunk_len) != chunk_len) {
-        client.stop();
-        return;
-      }
+      g_server.sendContent(reinterpret_cast<const char*>(payload), len);
     }
     yield();
   }
-  client.stop();
   Serial.println("http-stream: collector gone");
 }
 

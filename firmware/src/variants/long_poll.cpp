@@ -1,8 +1,15 @@
 // long-poll: the device answers GET /readings?after=<seq> on FLEETBENCH_SERVE_PORT
 // (ESP8266WebServer, kept alive) with every reading newer than <seq> it still holds (the last 64):
 // at once when it has some, else as soon as the next one is due, or 204 after FLEETBENCH_HOLD_MS.
-// Without `after` the collector gets everything held. The answer's head and body go out in two
-// writes, byte for byte as the emulator writes them.
+// Without `after` the collector gets everything held. ESP8266WebServer writes every answer
+// (send), its head and body in two writes. What core 3.1.2 writes (ESP8266WebServer-impl.h,
+// _prepareHeader) for an HTTP/1.1 request without `Connection: close`:
+//   readings:  HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: <n>\r\n
+//              Connection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n, then the body
+//   none:      HTTP/1.1 204 No Content\r\nContent-Type: text/html\r\nContent-Length: 0\r\n
+//              Connection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n
+// (application/octet-stream for binary; `Connection: close` and no Keep-Alive line when the
+// request said so or another client waits).
 //
 // While a request is held the handler keeps the sketch going itself (app::service, readings):
 // ESP8266WebServer serves one client at a time and a handler must return before the next one.
@@ -43,7 +50,7 @@ void handle_readings() {
         return;
     }
   }
-  WiFiClient client = g_server.client();
+  WiFiClient& client = g_server.client();
   const uint64_t hold_until = app::now_us() + static_cast<uint64_t>(FLEETBENCH_HOLD_MS) * 1000;
   size_t from = g_ring.first_newer(has_after, after);
   while (from == g_ring.size()) {
@@ -51,8 +58,7 @@ void handle_readings() {
       return;
     }
     if (app::now_us() >= hold_until) {
-      client.write(reinterpret_cast<const uint8_t*>(fleetbench::NO_CONTENT),
-                   fleetbench::NO_CONTENT_LEN);
+      g_server.send(204);
       return;
     }
     yield();
@@ -63,11 +69,7 @@ void handle_readings() {
   size_t taken = 0;
   size_t body_len = fleetbench::format_batch_body(app::encoding(), g_ring, from, g_body,
                                                   sizeof g_body, &taken);
-  char head[128];
-  size_t head_len = fleetbench::format_ok_head(fleetbench::content_type(app::encoding()),
-                                               body_len, head, sizeof head);
-  client.write(reinterpret_cast<const uint8_t*>(head), head_len);
-  client.write(g_body, body_len);
+  g_server.send(200, fleetbench::content_type(app::encoding()), g_body, body_len);
 }
 
 }  // namespace

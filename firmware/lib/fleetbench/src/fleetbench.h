@@ -7,7 +7,7 @@
 // - echo.h:     echo mode: one answer per `?` read from the sketch's client (a template over
 //               WiFiClient's calls; the sketch passes the client in).
 // - framing.h:  what each transport wraps a payload in where the sketch writes it itself (raw TCP
-//               frames, SSE events, HTTP chunks and heads, long-poll bodies) and the MQTT names.
+//               frames, SSE events, HTTP chunks, long-poll bodies) and the MQTT names.
 // - ring.h:     the last readings a device-served sketch keeps for replay.
 // - control.h:  the control channel's lines (HELLO, T probes and replies, S status) and session.
 // - timing.h:   the open-loop reading schedule and the fixed-delay reconnect rule.

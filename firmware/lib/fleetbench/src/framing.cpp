@@ -57,26 +57,6 @@ size_t frame_chunk(const uint8_t* data, size_t len, uint8_t* out, size_t cap) {
   return w.finish();
 }
 
-size_t format_stream_head(const char* content_type, char* out, size_t cap) {
-  detail::Writer w(out, cap);
-  w.text("HTTP/1.1 200 OK\r\nContent-Type: ");
-  w.text(content_type);
-  w.text("\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-  return w.finish_text();
-}
-
-size_t format_ok_head(const char* content_type, size_t body_len, char* out, size_t cap) {
-  detail::Writer w(out, cap);
-  w.text("HTTP/1.1 200 OK\r\nContent-Type: ");
-  w.text(content_type);
-  w.text("\r\nContent-Length: ");
-  w.u64(body_len);
-  w.text("\r\nConnection: keep-alive\r\n\r\n");
-  return w.finish_text();
-}
-
-const char NO_CONTENT[] = "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n";
-
 size_t format_batch_body(Encoding encoding, const ReadingRing& ring, size_t from, uint8_t* out,
                          size_t cap, size_t* taken) {
   *taken = 0;

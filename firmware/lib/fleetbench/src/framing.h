@@ -3,7 +3,8 @@
 // them against firmware/vectors/readings.json, which the Rust side generates.
 //
 // Transports whose library frames the payload (WebSocket frames, MQTT packets, AsyncEventSource
-// events, ESP8266HTTPClient requests) need only the payload from encoding.h.
+// events, ESP8266HTTPClient requests, ESP8266WebServer response heads and chunks) need only the
+// payload from encoding.h (and, for long-poll, the body below).
 #ifndef FLEETBENCH_FRAMING_H
 #define FLEETBENCH_FRAMING_H
 
@@ -29,6 +30,8 @@ size_t frame_tcp(Encoding encoding, const Reading& r, uint8_t* out, size_t cap);
 size_t count_echo_requests(const uint8_t* data, size_t len);
 
 // ---- Device-served HTTP (transports/src/served/http.rs) ----
+// ESP8266WebServer writes the response heads and the chunk framing of http-stream itself (see
+// src/variants/http_stream.cpp and long_poll.cpp for its bytes); the core gives the bodies.
 
 // The Content-Type of a payload encoding (http::content_type).
 const char* content_type(Encoding encoding);
@@ -36,21 +39,12 @@ const char* content_type(Encoding encoding);
 // One SSE event (http::sse_event): "id: <seq>\ndata: <payload>\n\n". The payload must be one line.
 size_t frame_sse_event(uint32_t seq, const char* payload, size_t len, char* out, size_t cap);
 
-// One HTTP chunk (http::chunk): "<lowercase hex length>\r\n<data>\r\n".
+// One HTTP chunk (http::chunk): "<lowercase hex length>\r\n<data>\r\n", the bytes
+// ESP8266WebServer::sendContent writes in chunked mode (in three writes).
 size_t frame_chunk(const uint8_t* data, size_t len, uint8_t* out, size_t cap);
 
 // The longest chunk of one payload: 2 hex digits, two CRLFs.
 const size_t CHUNK_MAX_LEN = PAYLOAD_MAX_LEN + 6;
-
-// The head of an endless chunked response (http::stream_head).
-size_t format_stream_head(const char* content_type, char* out, size_t cap);
-
-// The head of a long-poll answer with a body of `body_len` bytes (http::ok_head).
-size_t format_ok_head(const char* content_type, size_t body_len, char* out, size_t cap);
-
-// A long-poll answer with nothing newer (http::NO_CONTENT), and its length.
-extern const char NO_CONTENT[];
-const size_t NO_CONTENT_LEN = 51;
 
 // The body of a long-poll answer (longpoll::batch_body) carrying ring readings from index `from`
 // on: a JSON array of the payloads, or the binary records back to back. Takes as many readings as
