@@ -6,10 +6,11 @@
 // _prepareHeader) for an HTTP/1.1 request without `Connection: close`:
 //   readings:  HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: <n>\r\n
 //              Connection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n, then the body
-//   none:      HTTP/1.1 204 No Content\r\nContent-Type: text/html\r\nContent-Length: 0\r\n
+//   none:      HTTP/1.1 204 No Content\r\nContent-Type: \r\nContent-Length: 0\r\n
 //              Connection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n
+//              (send(204) passes no type; send_P makes String(nullptr) of it, an empty value)
 // (application/octet-stream for binary; `Connection: close` and no Keep-Alive line when the
-// request said so or another client waits).
+// request said so or another client waits; a kept-alive connection idle for 2 s is closed).
 //
 // While a request is held the handler keeps the sketch going itself (app::service, readings):
 // ESP8266WebServer serves one client at a time and a handler must return before the next one.
