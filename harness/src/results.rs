@@ -186,8 +186,18 @@ pub struct HardwareDevice {
     pub address: String,
     /// Its clock minus the harness's at the first estimate, µs (readings' `t` are moved by it).
     pub offset_us: Option<f64>,
-    /// How fast the offset changes, parts per million.
+    /// The drift applied to its readings: how fast the offset changes, parts per million. Zero
+    /// when `drift_estimated` is false.
     pub drift_ppm: Option<f64>,
+    /// Whether `drift_ppm` is the slope the clock samples gave (true), or zero assumed because
+    /// they cannot tell a slope from none: fewer than 3 samples, or a slope within 3 standard
+    /// errors of zero.
+    pub drift_estimated: Option<bool>,
+    /// The least-squares slope of the clock samples, ppm, applied or not (absent below 3
+    /// samples).
+    pub drift_fitted_ppm: Option<f64>,
+    /// Standard error of that slope, ppm.
+    pub drift_stderr_ppm: Option<f64>,
     /// Half the round trip of the worst estimate used: each latency is within this of the truth.
     pub uncertainty_us: Option<f64>,
     /// Rounds of clock probes the estimate rests on.

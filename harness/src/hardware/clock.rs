@@ -7,6 +7,12 @@
 //! wrong by at most half the round trip, whatever the asymmetry. Each round of probes keeps its
 //! shortest round trip; over several rounds a straight line through those (least squares) also
 //! follows the crystal's drift (tens of ppm on an ESP8266: milliseconds per minute).
+//!
+//! A slope from a few noisy samples over a short span is mostly noise (two processes on one host
+//! clock once gave −14.9 ppm from 6 samples with 440 µs uncertainty), so the fit's slope is
+//! applied only when it stands out of its own standard error ([`DRIFT_SIGNIFICANCE`]);
+//! otherwise the model assumes no drift and says so, and both the slope and its standard error
+//! are kept for results.
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +58,10 @@ pub fn best(probes: &[Probe]) -> Option<Sample> {
 /// Rounds of probes needed before drift is estimated.
 pub const MIN_SAMPLES_FOR_DRIFT: usize = 3;
 
+/// A fitted drift is applied only when it is at least this many standard errors from zero;
+/// below that the samples cannot tell it from no drift, and none is assumed.
+pub const DRIFT_SIGNIFICANCE: f64 = 3.0;
+
 /// A device clock's relation to the harness clock: `device = harness + offset(harness)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClockModel {
@@ -59,21 +69,80 @@ pub struct ClockModel {
     pub offset_us: f64,
     /// Harness µs the offset is given at.
     pub at_us: u64,
-    /// Drift: change of the offset per µs of harness time, in parts per million.
+    /// Drift applied: change of the offset per µs of harness time, in parts per million. Zero
+    /// unless `drift_estimated`.
     pub drift_ppm: f64,
+    /// Whether `drift_ppm` is the fitted slope (true) or zero assumed because the samples could
+    /// not tell the slope from zero (fewer than [`MIN_SAMPLES_FOR_DRIFT`], or a slope within
+    /// [`DRIFT_SIGNIFICANCE`] standard errors of zero).
+    pub drift_estimated: bool,
+    /// The least-squares slope of the samples, ppm, applied or not (`None` below
+    /// [`MIN_SAMPLES_FOR_DRIFT`] samples or when they share one instant).
+    pub drift_fitted_ppm: Option<f64>,
+    /// Standard error of that slope, ppm: the larger of what the residuals say and what the
+    /// samples' own uncertainty allows (each offset uniform within ± its half round trip).
+    pub drift_stderr_ppm: Option<f64>,
     /// The largest half round trip among the samples used, µs.
     pub uncertainty_us: f64,
     /// Rounds of probes the model rests on.
     pub samples: usize,
 }
 
+/// A least-squares line through the samples: slope per µs and its standard error, through the
+/// mean instant (µs after the first sample's) and the mean offset.
+struct Line {
+    slope: f64,
+    slope_stderr: f64,
+    mean_x: f64,
+    mean_y: f64,
+}
+
+fn line(samples: &[Sample], uncertainty_us: f64) -> Option<Line> {
+    let first = samples.first()?;
+    let n = samples.len() as f64;
+    let xs: Vec<f64> = samples
+        .iter()
+        .map(|s| s.at_us as f64 - first.at_us as f64)
+        .collect();
+    let mean_x = xs.iter().sum::<f64>() / n;
+    let mean_y = samples.iter().map(|s| s.offset_us).sum::<f64>() / n;
+    let sxx: f64 = xs.iter().map(|x| (x - mean_x).powi(2)).sum();
+    if sxx <= 0.0 || samples.len() < 3 {
+        return None;
+    }
+    let slope = xs
+        .iter()
+        .zip(samples)
+        .map(|(x, s)| (x - mean_x) * (s.offset_us - mean_y))
+        .sum::<f64>()
+        / sxx;
+    let residuals: f64 = xs
+        .iter()
+        .zip(samples)
+        .map(|(x, s)| (s.offset_us - mean_y - slope * (x - mean_x)).powi(2))
+        .sum();
+    let from_residuals = (residuals / (n - 2.0) / sxx).sqrt();
+    // An offset known to ± u is, at best, spread like a uniform variable: σ = u / √3.
+    let from_uncertainty = uncertainty_us / 3f64.sqrt() / sxx.sqrt();
+    Some(Line {
+        slope,
+        slope_stderr: from_residuals.max(from_uncertainty),
+        mean_x,
+        mean_y,
+    })
+}
+
 impl ClockModel {
-    /// A straight line through the samples; with fewer than [`MIN_SAMPLES_FOR_DRIFT`], the
-    /// most certain sample and no drift (two noisy points make a drift out of their noise).
-    /// `None` without samples.
+    /// The model the samples support; `None` without samples.
+    ///
+    /// With fewer than [`MIN_SAMPLES_FOR_DRIFT`] samples: the most certain sample's offset and
+    /// no drift (two noisy points make a drift out of their noise). Otherwise a straight line
+    /// through them; its slope is applied when it is at least [`DRIFT_SIGNIFICANCE`] standard
+    /// errors from zero, and else the model is the samples' mean offset with no drift.
     pub fn fit(samples: &[Sample]) -> Option<ClockModel> {
         let first = samples.first()?;
-        if samples.len() < MIN_SAMPLES_FOR_DRIFT {
+        let uncertainty_us = samples.iter().map(|s| s.uncertainty_us).fold(0.0, f64::max);
+        let Some(fit) = line(samples, uncertainty_us) else {
             let best = samples
                 .iter()
                 .min_by(|a, b| a.uncertainty_us.total_cmp(&b.uncertainty_us))?;
@@ -81,32 +150,30 @@ impl ClockModel {
                 offset_us: best.offset_us,
                 at_us: best.at_us,
                 drift_ppm: 0.0,
-                uncertainty_us: best.uncertainty_us,
+                drift_estimated: false,
+                drift_fitted_ppm: None,
+                drift_stderr_ppm: None,
+                uncertainty_us: if samples.len() < MIN_SAMPLES_FOR_DRIFT {
+                    best.uncertainty_us
+                } else {
+                    uncertainty_us
+                },
                 samples: samples.len(),
             });
-        }
-        let uncertainty_us = samples.iter().map(|s| s.uncertainty_us).fold(0.0, f64::max);
-        let n = samples.len() as f64;
-        let xs: Vec<f64> = samples
-            .iter()
-            .map(|s| s.at_us as f64 - first.at_us as f64)
-            .collect();
-        let mean_x = xs.iter().sum::<f64>() / n;
-        let mean_y = samples.iter().map(|s| s.offset_us).sum::<f64>() / n;
-        let sxx: f64 = xs.iter().map(|x| (x - mean_x).powi(2)).sum();
-        let slope = if sxx > 0.0 {
-            xs.iter()
-                .zip(samples)
-                .map(|(x, s)| (x - mean_x) * (s.offset_us - mean_y))
-                .sum::<f64>()
-                / sxx
+        };
+        let estimated = fit.slope.abs() >= DRIFT_SIGNIFICANCE * fit.slope_stderr;
+        let (offset_us, drift_ppm) = if estimated {
+            (fit.mean_y - fit.slope * fit.mean_x, fit.slope * 1e6)
         } else {
-            0.0
+            (fit.mean_y, 0.0)
         };
         Some(ClockModel {
-            offset_us: mean_y - slope * mean_x,
+            offset_us,
             at_us: first.at_us,
-            drift_ppm: slope * 1e6,
+            drift_ppm,
+            drift_estimated: estimated,
+            drift_fitted_ppm: Some(fit.slope * 1e6),
+            drift_stderr_ppm: Some(fit.slope_stderr * 1e6),
             uncertainty_us,
             samples: samples.len(),
         })
@@ -191,5 +258,76 @@ mod tests {
         let two = ClockModel::fit(&samples[..2]).unwrap();
         assert_eq!(two.drift_ppm, 0.0);
         assert_eq!(ClockModel::fit(&[]), None);
+    }
+
+    /// Offsets scattered within ± `uncertainty` around `offset + drift × t`, one sample every
+    /// `every_us` (the scatter a fixed pattern, so the test is exact).
+    fn scattered(n: usize, every_us: u64, drift_ppm: f64, uncertainty: f64) -> Vec<Sample> {
+        let pattern = [0.45, 0.6, -0.34, 0.11, -0.2, -0.3];
+        (0..n)
+            .map(|i| {
+                let at = 1_000_000 + i as u64 * every_us;
+                Sample {
+                    at_us: at,
+                    offset_us: 7_000_000.0
+                        + drift_ppm * 1e-6 * (at - 1_000_000) as f64
+                        + pattern[i % pattern.len()] * uncertainty,
+                    uncertainty_us: uncertainty,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_slope_the_samples_cannot_support_is_not_applied() {
+        // Two processes on one host clock: no drift at all, 6 rounds of probes 5 s apart, each
+        // offset within 440 µs. The noise alone makes a slope of some −15 ppm.
+        let samples = scattered(6, 5_000_000, 0.0, 440.0);
+        let m = ClockModel::fit(&samples).unwrap();
+        let fitted = m.drift_fitted_ppm.unwrap();
+        let stderr = m.drift_stderr_ppm.unwrap();
+        assert!(fitted.abs() > 10.0, "{m:?}");
+        assert!(fitted.abs() < DRIFT_SIGNIFICANCE * stderr, "{m:?}");
+        assert!(!m.drift_estimated);
+        assert_eq!(m.drift_ppm, 0.0);
+        // The offset is then the samples' mean: within the uncertainty of the truth.
+        assert!(
+            (m.offset_us - 7_000_000.0).abs() <= m.uncertainty_us,
+            "{m:?}"
+        );
+        assert_eq!(m.offset_at(1_000_000), m.offset_at(600_000_000));
+    }
+
+    #[test]
+    fn a_drift_the_samples_support_is_applied_with_its_standard_error() {
+        // A crystal 40 ppm fast, 10 minutes of rounds 5 s apart, the same scatter.
+        let samples = scattered(120, 5_000_000, 40.0, 440.0);
+        let m = ClockModel::fit(&samples).unwrap();
+        let stderr = m.drift_stderr_ppm.unwrap();
+        assert!(m.drift_estimated, "{m:?}");
+        assert_eq!(Some(m.drift_ppm), m.drift_fitted_ppm);
+        assert!(stderr < 1.0, "{m:?}");
+        assert!((m.drift_ppm - 40.0).abs() < 3.0 * stderr, "{m:?}");
+        // The standard error is never below what the samples' uncertainty allows, even when
+        // they sit exactly on the line.
+        let exact = scattered(120, 5_000_000, 40.0, 0.0)
+            .into_iter()
+            .map(|s| Sample {
+                uncertainty_us: 440.0,
+                ..s
+            })
+            .collect::<Vec<_>>();
+        let e = ClockModel::fit(&exact).unwrap();
+        assert!(e.drift_stderr_ppm.unwrap() > 0.5 * stderr, "{e:?} vs {m:?}");
+        // Too few samples: no slope, no standard error.
+        let two = ClockModel::fit(&samples[..2]).unwrap();
+        assert_eq!(
+            (
+                two.drift_estimated,
+                two.drift_fitted_ppm,
+                two.drift_stderr_ppm
+            ),
+            (false, None, None)
+        );
     }
 }

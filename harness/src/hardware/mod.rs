@@ -127,7 +127,10 @@ pub fn summary(
                     device_id: *id,
                     address: d.address.map(|a| a.to_string()).unwrap_or_default(),
                     offset_us: model.map(|m| m.offset_us.round()),
-                    drift_ppm: model.map(|m| (m.drift_ppm * 100.0).round() / 100.0),
+                    drift_ppm: model.map(|m| round2(m.drift_ppm)),
+                    drift_estimated: model.map(|m| m.drift_estimated),
+                    drift_fitted_ppm: model.and_then(|m| m.drift_fitted_ppm).map(round2),
+                    drift_stderr_ppm: model.and_then(|m| m.drift_stderr_ppm).map(round2),
                     uncertainty_us: model.map(|m| m.uncertainty_us),
                     clock_samples: d.samples.len() as u32,
                     status_reports: d.statuses.len() as u32,
@@ -139,6 +142,10 @@ pub fn summary(
             })
             .collect(),
     }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
 }
 
 #[cfg(test)]
@@ -197,6 +204,9 @@ mod tests {
                 offset_us: 5_000_000.0,
                 at_us: 0,
                 drift_ppm: 0.0,
+                drift_estimated: false,
+                drift_fitted_ppm: None,
+                drift_stderr_ppm: None,
                 uncertainty_us: 200.0,
                 samples: 3,
             },
