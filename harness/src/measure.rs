@@ -492,6 +492,7 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
         }
     };
     let per_reading = PerReading {
+        measured_at: crate::results::MeasuredAt::Device,
         readings,
         payload_bytes: per(payload),
         framing_bytes_up: per(app_up.saturating_sub(payload)),
@@ -595,7 +596,10 @@ pub fn sink_summary(reports: &[ConnectionReport]) -> SinkSummary {
 /// The broker-to-collector leg of MQTT, per reading the collector received: its connections'
 /// counts after the subscription and before DISCONNECT. "Up" is toward the collector.
 pub fn collector_leg(reports: &[ConnectionReport]) -> Option<PerReading> {
-    let mut leg = PerReading::default();
+    let mut leg = PerReading {
+        measured_at: crate::results::MeasuredAt::Receiver,
+        ..PerReading::default()
+    };
     let (mut payload, mut app_in, mut app_out) = (0u64, 0u64, 0u64);
     let (mut bytes_in, mut bytes_out, mut segs_in, mut segs_out) = (0u64, 0u64, 0u64, 0u64);
     for r in reports {

@@ -350,10 +350,15 @@ pub struct Percentiles {
 }
 
 /// Steady-state overhead per reading (connections' counts after set-up, before close, divided by
-/// the readings sent on them). "Up" is from the device, "down" toward it.
+/// the readings on them). "Up" is from the device, "down" toward it; `measured_at` says on which
+/// end's sockets.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PerReading {
-    /// Readings the figures are divided by.
+    /// Which end of the device's connections the figures were read on.
+    #[serde(default)]
+    pub measured_at: MeasuredAt,
+    /// Readings the figures are divided by (sent on the device's connections, or received on
+    /// the receiving end's).
     pub readings: u64,
     /// Mean payload bytes.
     pub payload_bytes: f64,
@@ -378,6 +383,25 @@ pub struct PerReading {
     pub header_bytes_per_segment: u64,
     /// Segments retransmitted (both directions, from the device's socket).
     pub retransmits: u64,
+}
+
+/// Where per-reading overhead was measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasuredAt {
+    /// On the device's sockets (emulated devices): up is what the device sent, retransmissions
+    /// included.
+    #[default]
+    Device,
+    /// On the receiving end's sockets (the sink, or the collector that connects to a board; a
+    /// hardware run, where the device's own counters are out of reach): up is what the receiving
+    /// end received, down what it sent. The device's retransmissions are not seen as such (its
+    /// segments count, their repeated bytes do not: `retransmitted_bytes_up` is 0), and
+    /// `retransmits` are the receiving end's.
+    Receiver,
+    /// Nowhere: the figures are zeros (a hardware run over MQTT, whose device connections end at
+    /// the broker, whose sockets are not observed; see `collector_leg` for the other leg).
+    NotMeasured,
 }
 
 /// Connection set-up: TCP handshake plus the transport's own.

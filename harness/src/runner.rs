@@ -486,7 +486,7 @@ fn run_hardware_variant(
         latency_us: figures.latency(),
         throughput_per_s: (figures.throughput_per_s * 100.0).round() / 100.0,
         offered_per_s: (figures.offered_per_s * 100.0).round() / 100.0,
-        per_reading: PerReading::default(),
+        per_reading: hardware::per_reading(mqtt.is_none().then_some(&sink_connections[..])),
         collector_leg: mqtt
             .as_ref()
             .and_then(|_| measure::collector_leg(&sink_connections)),
@@ -632,6 +632,12 @@ fn pool(
         .collect();
     (v.per_reading, v.setup) = measure::overhead(&fleet_connections);
     v.close = measure::close_cost(&fleet_connections);
+    if v.hardware.is_some() {
+        // Measured on the receiving end: its connections are the boards' unless over MQTT
+        // (the only transport with subscribers).
+        v.per_reading =
+            hardware::per_reading(v.subscribers.is_none().then_some(&sink_connections[..]));
+    }
     if v.collector_leg.is_some() {
         v.collector_leg = measure::collector_leg(&sink_connections);
     }

@@ -285,10 +285,33 @@ transport = "tcp"
     assert!((80..=92).contains(&received), "{delivery}");
     assert!((2..=4).contains(&lost), "{delivery}");
     assert_eq!(delivery["duplicated"], 0);
+    // Overhead per reading, read on the sink's sockets: every byte the boards sent, after the
+    // handshake, per reading the sink decoded.
+    let per = &v["per_reading"];
+    println!("per reading: {per}");
+    assert_eq!(per["measured_at"], "receiver", "{per}");
+    let f = |key: &str| per[key].as_f64().unwrap();
+    let readings = per["readings"].as_u64().unwrap();
+    assert!(readings >= received, "{per}");
+    // The test boards' JSON lines: {"id":0,"seq":12,"t":5000123456,...} around 90 bytes.
+    assert!((60.0..=130.0).contains(&f("payload_bytes")), "{per}");
+    // A newline per reading, plus at most one unfinished line per board at the close.
+    let framing = f("framing_bytes_up");
+    assert!(
+        framing >= 1.0 && framing <= 1.0 + 3.0 * 130.0 / readings as f64,
+        "{per}"
+    );
+    assert_eq!(f("framing_bytes_down"), 0.0, "{per}");
+    assert!(f("segments_up") > 0.0 && f("segments_down") > 0.0, "{per}");
+    // What the sink received, exactly: payload + framing + headers of every segment.
+    let header = per["header_bytes_per_segment"].as_f64().unwrap();
+    let identity = f("payload_bytes") + framing + f("segments_up") * header;
+    assert!((f("wire_bytes_up") - identity).abs() < 0.01, "{per}");
     assert!(out.join("raw/tcp/clocks.json").exists());
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("device free heap (lowest)") && report.contains("40,998 B"));
     assert!(report.contains("device WiFi RSSI (weakest median)") && report.contains("-62 dBm"));
+    assert!(report.contains("overhead measured at") && report.contains("receiving end"));
 }
 
 #[test]
@@ -386,6 +409,12 @@ echo = true
     let max = v["latency_us"]["corrected"]["max"].as_u64().unwrap();
     assert!(max < OFFSETS_APPLIED_US, "round trip max {max} µs");
     assert!(v["latency_us"]["corrected"]["min"].as_u64().unwrap() > 0);
+    // Measured on the sink: one `?` down per reading, plus the probes left unanswered at the
+    // close.
+    let per = &v["per_reading"];
+    assert_eq!(per["measured_at"], "receiver", "{per}");
+    let down = per["framing_bytes_down"].as_f64().unwrap();
+    assert!((1.0..2.0).contains(&down), "{per}");
 }
 
 #[test]
@@ -491,6 +520,14 @@ transport = "mqtt-qos1"
     let v = &results["variants"][0];
     println!("mqtt: {} {}", v["delivery"], v["latency_us"]["corrected"]);
     assert_eq!(v["hardware"]["devices"].as_array().unwrap().len(), 2);
+    // The boards' connections end at the broker, whose sockets are not observed: no overhead
+    // per reading, and said so (the broker-to-collector leg is measured apart).
+    assert_eq!(
+        v["per_reading"]["measured_at"], "not_measured",
+        "{}",
+        v["per_reading"]
+    );
+    assert_eq!(v["collector_leg"]["measured_at"], "receiver");
     assert!(v["broker"].as_str().unwrap().contains("rumqttd"));
     let received = v["delivery"]["received"].as_u64().unwrap();
     assert!((36..=42).contains(&received), "{}", v["delivery"]);
@@ -630,6 +667,11 @@ device_port = {serve_port}
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let v = &results["variants"][0];
     println!("sse: {} {}", v["delivery"], v["latency_us"]["corrected"]);
+    // Measured on the collector, which connects to each board: up is what the boards sent it.
+    let per = &v["per_reading"];
+    println!("sse per reading: {per}");
+    assert_eq!(per["measured_at"], "receiver", "{per}");
+    assert!(per["wire_bytes_up"].as_f64().unwrap() > 0.0, "{per}");
     let received = v["delivery"]["received"].as_u64().unwrap();
     assert!((36..=42).contains(&received), "{}", v["delivery"]);
     assert_eq!(v["delivery"]["lost"], 0);

@@ -240,6 +240,8 @@ pub struct Percentiles {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct PerReading {
+    /// `device`, `receiver` or `not_measured` (absent in older results: `device`).
+    pub measured_at: Option<String>,
     pub readings: u64,
     pub payload_bytes: f64,
     pub framing_bytes_up: f64,

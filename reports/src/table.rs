@@ -189,6 +189,23 @@ pub fn summary(run: &Run) -> Summary {
     ];
 
     let mut bytes = leg_rows(vs, |v| Some(&v.per_reading));
+    fn measured_at(v: &Variant) -> &str {
+        v.per_reading.measured_at.as_deref().unwrap_or("device")
+    }
+    if vs.iter().any(|v| measured_at(v) != "device") {
+        // Hardware runs read overhead on the receiving end's sockets (or cannot read it).
+        bytes.insert(
+            0,
+            row("overhead measured at", &|v| {
+                match measured_at(v) {
+                    "device" => "device",
+                    "receiver" => "receiving end",
+                    _ => "not measured",
+                }
+                .to_owned()
+            }),
+        );
+    }
     if any(&|v| v.collector_leg.is_some()) {
         for mut r in leg_rows(vs, |v| v.collector_leg.as_ref())
             .into_iter()

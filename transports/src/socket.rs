@@ -301,6 +301,26 @@ impl SocketCounters {
             }
     }
 
+    /// The counts of a connection's handshake alone (no payload, no retransmission; options as
+    /// read). What TCP_INFO would have said the instant the connection was
+    /// established, which an accept can come too late to read: a device that writes at once has
+    /// data (and the ACKs for it) counted by then.
+    pub fn handshake_only(&self) -> SocketCounters {
+        // The end that connected sent SYN and ACK and received the SYN-ACK; the end that
+        // accepted received SYN and ACK (its SYN-ACK is put back by `segments_out`).
+        let (segs_out, segs_in) = if self.passive { (0, 2) } else { (2, 1) };
+        SocketCounters {
+            bytes_sent: 0,
+            bytes_retransmitted: 0,
+            bytes_received: 0,
+            segs_out,
+            segs_in,
+            retransmits: 0,
+            fin_received: false,
+            ..*self
+        }
+    }
+
     /// The counts accumulated since `earlier` (a snapshot of the same socket).
     pub fn since(&self, earlier: &SocketCounters) -> SocketCounters {
         SocketCounters {

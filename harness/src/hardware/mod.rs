@@ -9,8 +9,10 @@
 //! numbers that arrived. From there a hardware run is measured like an emulated one.
 //!
 //! What a hardware run cannot know, it leaves out rather than guess: readings lost before a
-//! device's first arrival in the window or after its last, when sends began (so no uncorrected
-//! latency and no send lag), and the device side's socket counters (overhead per reading).
+//! device's first arrival in the window or after its last, and when sends began (so no
+//! uncorrected latency and no send lag). The device side's socket counters are out of reach too,
+//! so overhead per reading is read on the receiving end's sockets ([`per_reading`]), which see
+//! every byte a board sends.
 
 pub mod clock;
 pub mod control;
@@ -19,9 +21,11 @@ use std::collections::BTreeMap;
 
 use device_emulator::fleet::{SendOutcome, SendRecord};
 
+use transports::transport::ConnectionReport;
+
 use crate::measure::Window;
 use crate::records::Arrival;
-use crate::results::{HardwareDevice, HardwareSummary};
+use crate::results::{HardwareDevice, HardwareSummary, MeasuredAt, PerReading};
 use clock::ClockModel;
 use control::DeviceControl;
 
@@ -103,6 +107,22 @@ fn sent(device_id: u32, seq: u32, scheduled_ns: u64) -> SendRecord {
         outcome: SendOutcome::Sent { payload_bytes: 0 },
         broker_ack: transports::transport::BrokerAck::NotExpected,
     }
+}
+
+/// Overhead per reading of a hardware run, from the receiving end's connection reports (their
+/// counts after the transport became ready and before close, per reading received): up is what
+/// the receiving end received from the boards, down what it sent them (echo mode's `?`, a
+/// long-poll request). `board_links` is `None` when the receiving end's connections are not the
+/// boards' own (MQTT: the boards' connections end at the broker), and then nothing is measured.
+pub fn per_reading(board_links: Option<&[ConnectionReport]>) -> PerReading {
+    let not_measured = PerReading {
+        measured_at: MeasuredAt::NotMeasured,
+        ..PerReading::default()
+    };
+    // The broker-to-collector leg's arithmetic is the receiving end's view of any connection.
+    board_links
+        .and_then(crate::measure::collector_leg)
+        .unwrap_or(not_measured)
 }
 
 /// The devices of one variant as results.json reports them.
@@ -218,5 +238,60 @@ mod tests {
         assert_eq!(dropped, 1);
         assert_eq!(moved.len(), 1);
         assert_eq!(moved[0].scheduled_us, 1_000_000);
+    }
+
+    #[test]
+    fn overhead_is_read_on_the_receiving_end() {
+        use transports::socket::SocketCounters;
+        use transports::transport::ConnectionEnd;
+        let counters = |received: u64, segs_in: u64, sent: u64, segs_out: u64| SocketCounters {
+            bytes_received: received,
+            segs_in,
+            bytes_sent: sent,
+            segs_out,
+            timestamps: false,
+            ..SocketCounters::default()
+        };
+        // A board sent 10 JSON lines of 80 bytes on one connection, each in its own segment,
+        // and the sink ACKed them in 5 segments.
+        let report = ConnectionReport {
+            conn: 0,
+            peer: "192.0.2.7:50000".parse().unwrap(),
+            opened_ns: 0,
+            closed_ns: 1,
+            readings: 10,
+            app_bytes_received: 810,
+            app_bytes_sent: 0,
+            ready_counters: Some(counters(0, 1, 0, 1)),
+            final_counters: Some(counters(810, 11, 0, 6)),
+            end: ConnectionEnd::PeerClosed,
+            ready_app_bytes_received: 0,
+            ready_app_bytes_sent: 0,
+            rejected: 0,
+            payload_bytes: 800,
+        };
+        let p = per_reading(Some(std::slice::from_ref(&report)));
+        assert_eq!(p.measured_at, MeasuredAt::Receiver);
+        assert_eq!(p.readings, 10);
+        assert_eq!(
+            (p.payload_bytes, p.framing_bytes_up, p.framing_bytes_down),
+            (80.0, 1.0, 0.0)
+        );
+        // No TCP timestamps from an ESP8266: 40 B of header per segment.
+        assert_eq!((p.segments_up, p.segments_down), (1.0, 0.5));
+        assert_eq!((p.wire_bytes_up, p.wire_bytes_down), (81.0 + 40.0, 20.0));
+        // Over MQTT the boards' connections end at the broker: nothing measured, and said so.
+        let mqtt = per_reading(None);
+        assert_eq!(mqtt.measured_at, MeasuredAt::NotMeasured);
+        assert_eq!(mqtt.readings, 0);
+        // No reading received: nothing to divide by.
+        let idle = ConnectionReport {
+            readings: 0,
+            ..report
+        };
+        assert_eq!(
+            per_reading(Some(&[idle])).measured_at,
+            MeasuredAt::NotMeasured
+        );
     }
 }

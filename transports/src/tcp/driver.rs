@@ -105,11 +105,21 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         observer,
         shutdown,
     } = accepted;
-    let ready_counters = SocketCounters::read_accepted(&stream).ok();
+    // Raw TCP has no handshake of its own: ready is the end of TCP's, whatever the device sent
+    // before this accept.
+    let ready_counters = SocketCounters::read_accepted(&stream)
+        .ok()
+        .map(|c| c.handshake_only());
     let mut stream = CountingStream::new(stream);
     let mut buf = BytesMut::with_capacity(4096);
     let mut decoder = FrameDecoder::new(options.encoding);
     let mut readings = 0u64;
+    let mut payload_bytes = 0u64;
+    // What a frame adds to its payload: a newline, or a two-byte length.
+    let frame_overhead = match options.encoding {
+        Encoding::Json => 1,
+        Encoding::Binary => 2,
+    };
     // Echo mode: probes written and not yet answered, oldest first.
     let mut probes = std::collections::VecDeque::new();
     let mut echo = options.echo_interval.map(|every| {
@@ -149,9 +159,11 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         }
         let arrived_ns = stream.last_read_ns();
         loop {
+            let buffered = buf.len();
             match decoder.decode(&mut buf) {
                 Ok(Some(mut reading)) => {
                     readings += 1;
+                    payload_bytes += (buffered - buf.len()).saturating_sub(frame_overhead) as u64;
                     if echo.is_some() {
                         let Some(probe_ns) = probes.pop_front() else {
                             break 'conn ConnectionEnd::Malformed(
@@ -182,6 +194,6 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         ready_app_bytes_received: 0,
         ready_app_bytes_sent: 0,
         rejected: 0,
-        payload_bytes: 0,
+        payload_bytes,
     });
 }
