@@ -65,6 +65,9 @@ pub struct FleetPlan {
     /// Device-served transports: how long a long-poll request is held before 204, ms.
     #[serde(default = "default_hold_ms")]
     pub hold_timeout_ms: u64,
+    /// http-post: a TCP connection per reading (the default) or one kept alive.
+    #[serde(default)]
+    pub http_connections: transports::httppost::Connections,
 }
 
 fn default_hold_ms() -> u64 {
@@ -158,6 +161,7 @@ impl FleetPlan {
                 keepalive: self.keepalive(),
                 ..self.mqtt.clone()
             },
+            http_connections: self.http_connections,
         }
     }
 }
@@ -546,6 +550,7 @@ mod tests {
             spread_sources: false,
             mqtt: MqttSettings::default(),
             hold_timeout_ms: 30_000,
+            http_connections: Default::default(),
         }
     }
 

@@ -75,6 +75,7 @@ async fn a_dropped_connection_is_retried_after_the_fixed_delay() {
         spread_sources: false,
         mqtt: Default::default(),
         hold_timeout_ms: 30_000,
+        http_connections: Default::default(),
     };
     let log = Arc::new(Log::default());
     tokio::time::timeout(

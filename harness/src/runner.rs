@@ -1059,6 +1059,7 @@ fn run_variant(
         hold_timeout_ms: variant
             .hold_timeout
             .map_or(30_000, |d| d.as_millis() as u64),
+        http_connections: variant.connections.unwrap_or_default(),
     };
     let plan_path = raw.join("fleet-plan.json");
     crate::results::write_atomically(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;

@@ -241,6 +241,10 @@ pub struct VariantConfig {
         with = "opt_duration_text"
     )]
     pub hold_timeout: Option<Duration>,
+    /// http-post only: `"per-reading"` (a TCP connection per reading, the default sketch) or
+    /// `"kept-alive"` (one connection reused, the sketch's `FLEETBENCH_HTTP_REUSE` build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<transports::httppost::Connections>,
     /// Raw TCP on hardware only: echo mode (`firmware/`'s `tcp-echo`). The sink asks each device
     /// for a reading every `interval` and latency is the round trip on the harness's clock, with
     /// no clock sync.
@@ -682,6 +686,15 @@ fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
         ("clean_session", v.clean_session.is_some()),
         ("subscribers", v.subscribers.is_some()),
     ];
+    if v.connections.is_some() && v.transport != TransportKind::HttpPost {
+        return Err(problem(
+            &at("connections"),
+            format!(
+                "`connections` in [[variants]] #{} applies only to http-post",
+                i + 1
+            ),
+        ));
+    }
     if v.hold_timeout.is_some() && v.transport != TransportKind::LongPoll {
         return Err(problem(
             &at("hold_timeout"),

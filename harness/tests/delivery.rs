@@ -82,6 +82,7 @@ fn link_options(device_id: u32) -> LinkOptions {
         write_timeout: Duration::from_secs(5),
         device_id,
         mqtt: MqttSettings::default(),
+        http_connections: Default::default(),
     }
 }
 
@@ -118,6 +119,7 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
         spread_sources: false,
         mqtt: MqttSettings::default(),
         hold_timeout_ms: 30_000,
+        http_connections: Default::default(),
     };
     let sends = Arc::new(Sends {
         recorder: FleetRecorder::create(dir.path()).unwrap(),

@@ -483,6 +483,7 @@ transport = "mqtt-qos1"
                     write_timeout: Duration::from_secs(2),
                     device_id: d2.id,
                     mqtt: MqttSettings::default(),
+                    http_connections: Default::default(),
                 };
                 let target = format!("127.0.0.1:{listen}").parse().unwrap();
                 let mut device = loop {

@@ -37,6 +37,7 @@ fn link_options(device_id: u32, mqtt: MqttSettings) -> LinkOptions {
         write_timeout: Duration::from_secs(5),
         device_id,
         mqtt,
+        http_connections: Default::default(),
     }
 }
 

@@ -229,6 +229,13 @@ pub struct SocketCounters {
     /// The peer's FIN has arrived (and is left out of `bytes_received`).
     #[serde(default)]
     pub fin_received: bool,
+    /// How many connections' handshakes (SYN and SYN-ACK) these counts hold, when they are
+    /// counts summed over whole connections ([`add_connection`](Self::add_connection), a
+    /// connection per reading) or a difference of such sums; 0 otherwise, and then
+    /// [`from_open`](Self::from_open) says whether the one socket's handshake is in. See
+    /// [`handshakes_included`](Self::handshakes_included).
+    #[serde(default)]
+    pub handshakes: u64,
 }
 
 impl SocketCounters {
@@ -278,6 +285,7 @@ impl SocketCounters {
             passive,
             from_open: true,
             fin_received,
+            handshakes: 0,
         })
     }
 
@@ -338,12 +346,56 @@ impl SocketCounters {
             passive: self.passive,
             from_open: false,
             fin_received: self.fin_received,
+            handshakes: self
+                .handshakes_included()
+                .saturating_sub(earlier.handshakes_included()),
+        }
+    }
+
+    /// Adds the counts of one more whole connection, `connection` (a snapshot of its socket from
+    /// its creation), to these: the totals of a link that opens a connection per reading. The
+    /// sum holds every added connection's handshake ([`handshakes`](Self::handshakes)), so
+    /// [`wire_bytes_out`](Self::wire_bytes_out) counts each SYN's longer header once per
+    /// connection, and a [`since`](Self::since) of two sums holds the handshakes between them.
+    /// Flags and sizes (timestamps, MSS, SYN header, passive) are the added connection's.
+    pub fn add_connection(&mut self, connection: &SocketCounters) {
+        let handshakes = self.handshakes_included() + connection.handshakes_included();
+        *self = SocketCounters {
+            bytes_sent: self.bytes_sent + connection.bytes_sent,
+            bytes_retransmitted: self.bytes_retransmitted + connection.bytes_retransmitted,
+            bytes_received: self.bytes_received + connection.bytes_received,
+            segs_out: self.segs_out + connection.segs_out,
+            segs_in: self.segs_in + connection.segs_in,
+            retransmits: self.retransmits + connection.retransmits,
+            timestamps: connection.timestamps,
+            snd_mss: connection.snd_mss,
+            syn_header_bytes: connection.syn_header_bytes,
+            passive: connection.passive,
+            from_open: handshakes > 0,
+            handshakes,
+            fin_received: connection.fin_received,
+        };
+    }
+
+    /// The handshakes these counts hold: [`handshakes`](Self::handshakes) for sums over
+    /// connections, else 1 for a snapshot from a socket's creation and 0 for a difference of two
+    /// snapshots of one socket.
+    pub fn handshakes_included(&self) -> u64 {
+        if self.handshakes > 0 {
+            self.handshakes
+        } else {
+            u64::from(self.from_open)
         }
     }
 
     /// Segments this end sent, the SYN-ACK of an accepted socket included.
     pub fn segments_out(&self) -> u64 {
-        self.segs_out + u64::from(self.passive && self.from_open)
+        self.segs_out
+            + if self.passive {
+                self.handshakes_included()
+            } else {
+                0
+            }
     }
 
     /// Segments this end received (`segs_in` counts the SYN or SYN-ACK already).
@@ -364,15 +416,13 @@ impl SocketCounters {
             + self.syn_extra()
     }
 
-    /// What one SYN (or SYN-ACK) carries beyond an ordinary segment's header, when the counts
-    /// include the handshake: each end sends one of the two and receives the other.
+    /// What the SYNs (or SYN-ACKs) carry beyond ordinary segments' headers, one of each per
+    /// handshake the counts include: each end sends one of the two and receives the other.
     fn syn_extra(&self) -> u64 {
-        if self.from_open {
-            self.syn_header_bytes
+        self.handshakes_included()
+            * self
+                .syn_header_bytes
                 .saturating_sub(self.header_bytes_per_segment())
-        } else {
-            0
-        }
     }
 }
 
@@ -492,6 +542,11 @@ impl<S> CountingStream<S> {
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
+
+    /// The wrapped stream, unwrapped (its counts stay with [`counts`](Self::counts)).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for CountingStream<S> {
@@ -534,5 +589,70 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountingStream<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's snapshot from its socket's creation, with timestamps and Linux's SYN.
+    fn connection(
+        bytes_sent: u64,
+        bytes_received: u64,
+        segs_out: u64,
+        segs_in: u64,
+    ) -> SocketCounters {
+        SocketCounters {
+            bytes_sent,
+            bytes_received,
+            segs_out,
+            segs_in,
+            timestamps: true,
+            snd_mss: 524,
+            syn_header_bytes: 60,
+            from_open: true,
+            ..SocketCounters::default()
+        }
+    }
+
+    #[test]
+    fn one_snapshot_holds_one_handshake_and_a_difference_none() {
+        let open = connection(0, 0, 2, 1);
+        assert_eq!(open.handshakes_included(), 1);
+        // SYN 60 + ACK 52 up, SYN-ACK 60 down.
+        assert_eq!((open.wire_bytes_out(), open.wire_bytes_in()), (112, 60));
+        let later = connection(300, 64, 7, 5);
+        let d = later.since(&open);
+        assert_eq!(d.handshakes_included(), 0);
+        assert_eq!(d.wire_bytes_out(), 300 + 5 * 52);
+    }
+
+    #[test]
+    fn summed_connections_hold_each_handshake_once() {
+        let setup = connection(0, 0, 2, 1);
+        let whole = connection(290, 64, 7, 5);
+        let mut total = setup;
+        for _ in 0..3 {
+            total.add_connection(&whole);
+        }
+        assert_eq!(total.handshakes_included(), 4);
+        let d = total.since(&setup);
+        assert_eq!(d.handshakes_included(), 3);
+        assert_eq!((d.segments_out(), d.segments_in()), (21, 15));
+        // Per connection: 290 B of request, 7 headers, the SYN's 8 B of longer options.
+        assert_eq!(d.wire_bytes_out(), 3 * (290 + 7 * 52 + 8));
+        assert_eq!(d.wire_bytes_in(), 3 * (64 + 5 * 52 + 8));
+        // An accepting end's sums put back one SYN-ACK per connection.
+        let mut accepted = SocketCounters::default();
+        accepted.add_connection(&SocketCounters {
+            passive: true,
+            ..whole
+        });
+        accepted.add_connection(&SocketCounters {
+            passive: true,
+            ..whole
+        });
+        assert_eq!(accepted.segments_out(), 2 * 8);
     }
 }

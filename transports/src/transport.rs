@@ -37,8 +37,8 @@ pub enum TransportKind {
     /// MQTT 3.1.1 at QoS 2 (arduino-mqtt): publish and subscription at QoS 2.
     #[serde(rename = "mqtt-qos2")]
     MqttQos2,
-    /// HTTP POST per reading on a kept-alive connection (ESP8266HTTPClient); the backend
-    /// answers 204.
+    /// HTTP POST per reading (ESP8266HTTPClient), by default on a TCP connection of its own
+    /// (see [`crate::httppost::Connections`]); the backend answers 204.
     #[serde(rename = "http-post")]
     HttpPost,
     /// Server-Sent Events served by the device (AsyncEventSource): one event per reading.
@@ -169,6 +169,8 @@ pub struct LinkOptions {
     pub device_id: u32,
     /// MQTT topic template, credentials and keep-alive (MQTT transports only).
     pub mqtt: crate::mqtt::MqttSettings,
+    /// A TCP connection per reading or one kept alive (http-post only).
+    pub http_connections: crate::httppost::Connections,
 }
 
 impl LinkOptions {

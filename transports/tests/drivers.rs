@@ -103,6 +103,7 @@ fn options(kind: TransportKind, encoding: Encoding) -> LinkOptions {
         write_timeout: Duration::from_secs(5),
         device_id: 0,
         mqtt: Default::default(),
+        http_connections: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The http-post transport over real loopback sockets: every reading arrives, each costs exactly
-//! the request and response bytes the codec states, and bad requests are answered and counted
-//! without disturbing anyone else.
+//! the request and response bytes the codec states, by default on a TCP connection of its own
+//! whose handshake and close the device's counts hold whole, and bad requests are answered and
+//! counted without disturbing anyone else.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use transports::httppost::codec::{self, NO_CONTENT_LEN};
-use transports::socket::SocketOptions;
+use transports::httppost::Connections;
+use transports::socket::{SocketCounters, SocketOptions};
 use transports::transport::{
     serve, ConnectionEnd, ConnectionReport, LinkError, LinkOptions, SinkObserver, SinkOptions,
 };
@@ -92,7 +94,12 @@ impl Sink {
     }
 }
 
+/// A device's options: a connection per reading, as the default sketch.
 fn options(encoding: Encoding) -> LinkOptions {
+    options_with(encoding, Connections::PerReading)
+}
+
+fn options_with(encoding: Encoding, http_connections: Connections) -> LinkOptions {
     LinkOptions {
         encoding,
         socket: SocketOptions {
@@ -106,6 +113,7 @@ fn options(encoding: Encoding) -> LinkOptions {
         write_timeout: Duration::from_secs(5),
         device_id: 0,
         mqtt: Default::default(),
+        http_connections,
     }
 }
 
@@ -166,15 +174,163 @@ fn assert_hyper_response(response: &[u8], status_line: &str, headers: &[&str]) {
     assert_eq!(lines.collect::<Vec<_>>(), ["", ""], "{text:?}");
 }
 
-/// `devices` devices POST `count` readings each; every byte each way is accounted for, and each
-/// device's requests add up to `request_bytes`.
-async fn exercise(encoding: Encoding, devices: u32, count: u32, request_bytes: u64) {
+/// Segments a device sends for one reading on a connection of its own: SYN, the handshake's
+/// ACK, the head, the body, the ACK of the 204, FIN, the ACK of the backend's FIN.
+const SEGMENTS_UP_PER_READING: u64 = 7;
+
+/// `count` readings of one device, each on a connection of its own: the backend sees one
+/// connection per reading, the device closes each first, and the device's counts since set-up
+/// are whole connections: per reading exactly the handshake, the request, the 204 and the
+/// close, up as the sum of the segments above, down as the backend's own TCP_INFO says it sent.
+async fn exercise_per_reading(encoding: Encoding, count: u32, request_bytes: u64) {
+    let sink = start_sink(Duration::from_secs(30)).await;
+    let (mut link, setup) = Link::connect(KIND, sink.addr, &options(encoding))
+        .await
+        .unwrap();
+    assert_eq!(setup.stats.app_bytes_sent, 0, "HTTP has no handshake");
+    assert_eq!(setup.stats.app_bytes_received, 0);
+    // Set-up is the first connection's handshake: SYN and ACK up, SYN-ACK down.
+    let before = setup.stats.counters.expect("TCP_INFO at set-up");
+    let header = before.header_bytes_per_segment();
+    let syn = before.syn_header_bytes;
+    assert_eq!(
+        before.snd_mss + header as u32 - 40,
+        536,
+        "TCP_MAXSEG is honoured"
+    );
+    assert_eq!(
+        (
+            before.segments_out() - before.retransmits,
+            before.segments_in()
+        ),
+        (2, 1)
+    );
+    if before.retransmits == 0 {
+        assert_eq!(before.wire_bytes_out(), syn + header);
+    }
+    assert_eq!(before.wire_bytes_in(), syn);
+    let mut sent = 0u64;
+    for seq in 0..count {
+        let r = reading(0, seq);
+        let body = payload(encoding, &r);
+        assert_eq!(link.send(&r).await.unwrap(), body.len());
+        let head = codec::request_head_len(
+            &codec::host_port(sink.addr),
+            codec::content_type(encoding),
+            body.len(),
+        );
+        sent += (head + body.len()) as u64;
+        let readings = seq as u64 + 1;
+        let stats = link.stats();
+        assert_eq!(stats.app_bytes_sent, sent, "request {seq}: head + payload");
+        assert_eq!(
+            stats.app_bytes_received,
+            readings * NO_CONTENT_LEN as u64,
+            "response {seq}: hyper's 204"
+        );
+        // Everything since set-up: `readings` whole connections.
+        let d = stats.counters.unwrap().since(&before);
+        assert_eq!(d.handshakes_included(), readings, "{d:?}");
+        // A loaded machine can delay a loopback ACK past the tail-loss probe, and the kernel
+        // sends a segment twice; it counts those apart, so the rest is exact.
+        assert_eq!(d.bytes_sent - d.bytes_retransmitted, sent, "{d:?}");
+        assert_eq!(
+            d.segs_out - d.retransmits,
+            readings * SEGMENTS_UP_PER_READING,
+            "{d:?}"
+        );
+        assert_eq!(
+            d.wire_bytes_out(),
+            readings * (syn + (SEGMENTS_UP_PER_READING - 1) * header)
+                + sent
+                + d.bytes_retransmitted
+                + d.retransmits * header,
+            "{d:?}"
+        );
+        // The backend's FIN takes a sequence number, not a byte: the 204s alone came down.
+        assert_eq!(d.bytes_received, readings * NO_CONTENT_LEN as u64, "{d:?}");
+        assert_eq!(
+            d.wire_bytes_in(),
+            d.bytes_received + d.segs_in * header + readings * (syn - header)
+        );
+    }
+    let d = link.stats().counters.unwrap().since(&before);
+    let closed_stats = link.close().await.expect("nothing left to close");
+    assert_eq!(
+        closed_stats.counters.unwrap().since(&before),
+        d,
+        "every connection was closed by its send"
+    );
+    sink.wait_for_closed(count as usize).await;
+    let collected = sink.stop().await;
+
+    let mut got: Vec<_> = collected
+        .readings
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, r, _)| *r)
+        .collect();
+    got.sort_by_key(|r| r.seq);
+    assert_eq!(got, (0..count).map(|s| reading(0, s)).collect::<Vec<_>>());
+
+    let mut closed = collected.closed.lock().unwrap().clone();
+    assert_eq!(closed.len(), count as usize, "one connection per reading");
+    closed.sort_by_key(|c| c.conn);
+    let mut backend_segments_out = 0;
+    let mut backend_retransmits = 0;
+    for report in &closed {
+        assert_eq!(report.end, ConnectionEnd::PeerClosed, "{report:?}");
+        assert_eq!((report.readings, report.rejected), (1, 0), "{report:?}");
+        assert_eq!(report.app_bytes_sent, NO_CONTENT_LEN as u64);
+        let kernel: SocketCounters = report.final_counters.unwrap();
+        // The device's FIN counts one sequence number.
+        assert_eq!(kernel.bytes_received, report.app_bytes_received + 1);
+        assert_eq!(
+            kernel.bytes_sent - kernel.bytes_retransmitted,
+            NO_CONTENT_LEN as u64
+        );
+        backend_segments_out += kernel.segments_out();
+        backend_retransmits += kernel.retransmits;
+    }
+    let received: u64 = closed.iter().map(|c| c.app_bytes_received).sum();
+    assert_eq!(received, request_bytes);
+    assert_eq!(sent, request_bytes);
+    // Down: exactly what the backend sent, SYN-ACK to FIN (its ACK of the request's two
+    // segments and of the device's FIN may or may not ride on other segments, so the backend's
+    // own count is the reference). Typically 5: SYN-ACK, two ACKs, the 204, FIN.
+    assert_eq!(d.segs_in, backend_segments_out, "{d:?}");
+    assert!(
+        (4 * count as u64..=6 * count as u64 + backend_retransmits).contains(&d.segs_in),
+        "{d:?}"
+    );
+}
+
+#[tokio::test]
+async fn json_readings_each_cost_a_whole_connection() {
+    // Seq 0 to 9: 208 B of head + 82 B of payload; seq 10 to 19: 208 + 83. Each 204 is 64 B.
+    exercise_per_reading(Encoding::Json, 20, 10 * (208 + 82) + 10 * (208 + 83)).await;
+}
+
+#[tokio::test]
+async fn binary_readings_each_cost_a_whole_connection() {
+    // 216 B of head (`application/octet-stream`) + a 26-byte record.
+    exercise_per_reading(Encoding::Binary, 20, 20 * (216 + 26)).await;
+}
+
+/// `devices` devices POST `count` readings each on one kept-alive connection; every byte each
+/// way is accounted for, and each device's requests add up to `request_bytes`.
+async fn exercise_kept_alive(encoding: Encoding, devices: u32, count: u32, request_bytes: u64) {
     let sink = start_sink(Duration::from_secs(30)).await;
     let mut expected_request_bytes = Vec::new();
     for d in 0..devices {
-        let (mut link, setup) = Link::connect(KIND, sink.addr, &options(encoding))
-            .await
-            .unwrap();
+        let (mut link, setup) = Link::connect(
+            KIND,
+            sink.addr,
+            &options_with(encoding, Connections::KeptAlive),
+        )
+        .await
+        .unwrap();
         assert_eq!(setup.stats.app_bytes_sent, 0, "HTTP has no handshake");
         assert_eq!(setup.stats.app_bytes_received, 0);
         let before = setup.stats.counters.expect("TCP_INFO at set-up");
@@ -259,15 +415,15 @@ async fn exercise(encoding: Encoding, devices: u32, count: u32, request_bytes: u
 }
 
 #[tokio::test]
-async fn json_readings_arrive_with_exact_request_and_response_bytes() {
+async fn kept_alive_json_readings_arrive_with_exact_request_and_response_bytes() {
     // Seq 0 to 9: 208 B of head + 82 B of payload; seq 10 to 39: 208 + 83. Each 204 is 64 B.
-    exercise(Encoding::Json, 5, 40, 10 * (208 + 82) + 30 * (208 + 83)).await;
+    exercise_kept_alive(Encoding::Json, 5, 40, 10 * (208 + 82) + 30 * (208 + 83)).await;
 }
 
 #[tokio::test]
-async fn binary_readings_arrive_with_exact_request_and_response_bytes() {
+async fn kept_alive_binary_readings_arrive_with_exact_request_and_response_bytes() {
     // 216 B of head (`application/octet-stream`) + a 26-byte record.
-    exercise(Encoding::Binary, 5, 40, 40 * (216 + 26)).await;
+    exercise_kept_alive(Encoding::Binary, 5, 40, 40 * (216 + 26)).await;
 }
 
 #[test]
@@ -312,9 +468,8 @@ async fn the_204_is_hypers_with_a_date_and_the_connection_stays() {
 #[tokio::test]
 async fn bad_requests_get_4xx_and_the_backend_keeps_serving() {
     let sink = start_sink(Duration::from_secs(30)).await;
-    let (mut good, _) = Link::connect(KIND, sink.addr, &options(Encoding::Json))
-        .await
-        .unwrap();
+    let kept_alive = options_with(Encoding::Json, Connections::KeptAlive);
+    let (mut good, _) = Link::connect(KIND, sink.addr, &kept_alive).await.unwrap();
     good.send(&reading(1, 0)).await.unwrap();
 
     // Well-framed requests that are not readings: answered, counted, connection kept.
@@ -464,6 +619,54 @@ async fn fake_backend(fake: Fake) -> (SocketAddr, tokio::task::JoinHandle<Vec<u8
 }
 
 #[tokio::test]
+async fn each_reading_connects_anew_and_the_device_closes_first() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let backend = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let (mut stream, peer) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"}") {
+                assert!(stream.read_buf(&mut request).await.unwrap() > 0);
+            }
+            stream.write_all(codec::NO_CONTENT).await.unwrap();
+            // The device's FIN comes before this end closes: read() sees the end of stream.
+            let mut rest = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+                .await
+                .expect("the device closes after the 204")
+                .unwrap();
+            assert!(rest.is_empty(), "{rest:?}");
+            seen.push((peer, request));
+        }
+        seen
+    });
+    let (mut link, _) = Link::connect(KIND, addr, &options(Encoding::Json))
+        .await
+        .unwrap();
+    for seq in 0..3 {
+        assert_eq!(link.send(&reading(0, seq)).await.unwrap(), 82);
+    }
+    link.close().await;
+    let seen = tokio::time::timeout(Duration::from_secs(10), backend)
+        .await
+        .expect("three connections")
+        .unwrap();
+    let mut peers: Vec<_> = seen.iter().map(|(peer, _)| *peer).collect();
+    peers.dedup();
+    assert_eq!(peers.len(), 3, "a new connection (a new port) per reading");
+    for (seq, (_, request)) in seen.iter().enumerate() {
+        let body = payload(Encoding::Json, &reading(0, seq as u32));
+        assert_eq!(
+            request,
+            &self::request(addr, codec::JSON, &body),
+            "request {seq}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_device_writes_the_librarys_exact_request() {
     let (addr, backend) = fake_backend(Fake::Answer(codec::NO_CONTENT)).await;
     let (mut link, _) = Link::connect(KIND, addr, &options(Encoding::Json))
@@ -489,6 +692,8 @@ async fn the_device_writes_the_librarys_exact_request() {
 
 #[tokio::test]
 async fn a_send_fails_on_an_error_status_a_chunked_body_a_close_or_silence() {
+    // Per reading, the device closes the failed connection (and its counts hold the close);
+    // kept alive, a connection whose response may still come refuses to go on.
     let cases = [
         (
             Fake::Answer(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"),
@@ -505,9 +710,12 @@ async fn a_send_fails_on_an_error_status_a_chunked_body_a_close_or_silence() {
         (Fake::AnswerThenClose(b""), "closed the connection"),
         (Fake::Silent, "timed out"),
     ];
-    for (fake, expected) in cases {
+    for ((fake, expected), connections) in cases
+        .into_iter()
+        .flat_map(|case| [Connections::PerReading, Connections::KeptAlive].map(|c| (case, c)))
+    {
         let (addr, backend) = fake_backend(fake).await;
-        let mut options = options(Encoding::Json);
+        let mut options = options_with(Encoding::Json, connections);
         if let Fake::Silent = fake {
             // Only silence is meant to time out; a backend that answers gets the usual 5 s, so
             // a busy machine cannot turn its answer into a timeout.
@@ -520,9 +728,9 @@ async fn a_send_fails_on_an_error_status_a_chunked_body_a_close_or_silence() {
             (LinkError::Write(message), Fake::Answer(_) | Fake::AnswerThenClose(_)) => {
                 assert!(message.contains(expected), "{fake:?}: {message}")
             }
-            _ => panic!("{fake:?}: {error:?}"),
+            _ => panic!("{fake:?}, {connections:?}: {error:?}"),
         }
-        if let Fake::Silent = fake {
+        if let (Fake::Silent, Connections::KeptAlive) = (fake, connections) {
             // The response may still come: the connection is out of step and refuses to go on.
             let again = link.send(&reading(0, 1)).await.unwrap_err();
             assert!(
@@ -570,9 +778,8 @@ async fn idle_connections_time_out_and_shutdown_ends_the_rest() {
     // Shutdown ends a live connection. Its own sink idles out only after 30 s, so however slowly
     // the machine gets from the send to the shutdown, the end is the shutdown.
     let sink = start_sink(Duration::from_secs(30)).await;
-    let (mut link, _) = Link::connect(KIND, sink.addr, &options(Encoding::Json))
-        .await
-        .unwrap();
+    let kept_alive = options_with(Encoding::Json, Connections::KeptAlive);
+    let (mut link, _) = Link::connect(KIND, sink.addr, &kept_alive).await.unwrap();
     link.send(&reading(3, 0)).await.unwrap();
     let collected = sink.stop().await;
     let closed = collected.closed.lock().unwrap().clone();

@@ -205,6 +205,7 @@ fn options(kind: TransportKind) -> LinkOptions {
         write_timeout: Duration::from_secs(5),
         device_id: 7,
         mqtt: Default::default(),
+        http_connections: Default::default(),
     }
 }
 

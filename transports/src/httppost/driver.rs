@@ -1,5 +1,5 @@
-//! The HTTP POST driver: the device as ESP8266HTTPClient on a kept-alive connection, and the
-//! backend as a hyper 1 HTTP/1.1 server answering 204. The request bytes and the device's
+//! The HTTP POST driver: the device as ESP8266HTTPClient, on a TCP connection per reading or on
+//! one kept alive, and the backend as a hyper 1 HTTP/1.1 server answering 204. The request bytes and the device's
 //! response framing are [`super::codec`]'s; what to make of the events is the caller's.
 
 use std::convert::Infallible;
@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::codec;
+use super::{codec, Connections};
 use crate::socket::{self, CountingStream, SocketCounters, StreamCounts};
 use crate::tcp::driver::Accepted;
 use crate::transport::{
@@ -36,37 +36,63 @@ const MAX_BUF: usize = 8 * 1024;
 /// How long a connection may finish its current request once the sink shuts down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// A device's HTTP client connection: each reading is one `POST /readings`, written as
-/// ESP8266HTTPClient writes it (the head, then the body, in two writes with Nagle off), and the
-/// send completes when the whole response has been read.
+/// A device's HTTP client: each reading is one `POST /readings`, written as ESP8266HTTPClient
+/// writes it (the head, then the body, in two writes with Nagle off), and the send completes
+/// when the whole response has been read.
+///
+/// With [`Connections::PerReading`] (the default sketch: an `HTTPClient` per reading) every
+/// send opens its own TCP connection with the device's socket options, POSTs, reads the 204 and
+/// closes first (FIN), then waits (bounded) for the backend's FIN, so the connection's counts
+/// are whole when they are added to the link's totals. [`Link::connect`](crate::Link::connect)
+/// opens the first reading's connection, so set-up is one handshake; see [`Self::stats`] for
+/// how the totals keep per-reading figures whole. With [`Connections::KeptAlive`] every reading
+/// goes over the one connection opened at set-up.
 pub struct DeviceConnection {
-    stream: CountingStream<TcpStream>,
+    target: SocketAddr,
+    options: LinkOptions,
+    connections: Connections,
+    /// The connection open now: the set-up one until the first send, then (kept-alive) the same
+    /// one, or (per reading) one only while a send is under way.
+    open: Option<TcpStream>,
+    /// Application bytes of every connection, shared by each connection's counting stream.
+    counts: Arc<StreamCounts>,
+    /// Per reading: TCP_INFO of the set-up connection taken as its first send began (its
+    /// handshake alone); `None` until then.
+    setup_counters: Option<SocketCounters>,
+    /// Per reading: the counts of every connection closed so far, summed.
+    finished: Option<SocketCounters>,
+    /// Connections closed so far (per reading).
+    connections_closed: u64,
     encoding: Encoding,
     host_port: String,
-    write_timeout: Duration,
-    send_buffer: Option<u32>,
     head: Vec<u8>,
     payload: Vec<u8>,
     response: BytesMut,
-    /// An exchange was cut short (timeout, error, or its future dropped): a response may still
-    /// be on its way, so the connection can no longer tell which request it answers.
+    /// An exchange was cut short (timeout, error, or its future dropped) on a kept-alive
+    /// connection: a response may still be on its way, so the connection can no longer tell
+    /// which request it answers.
     out_of_step: bool,
 }
 
 impl DeviceConnection {
-    /// Connects with the device's socket options. HTTP has no handshake: the connection is ready
-    /// once TCP is.
+    /// Opens the first connection with the device's socket options. HTTP has no handshake of its
+    /// own: the connection is ready once TCP is.
     pub async fn connect(
         target: SocketAddr,
         options: &LinkOptions,
     ) -> Result<DeviceConnection, LinkError> {
         let stream = options.dial(target).await?;
         Ok(DeviceConnection {
-            stream: CountingStream::new(stream),
+            target,
+            options: options.clone(),
+            connections: options.http_connections,
+            open: Some(stream),
+            counts: Arc::default(),
+            setup_counters: None,
+            finished: None,
+            connections_closed: 0,
             encoding: options.encoding,
             host_port: codec::host_port(target),
-            write_timeout: options.write_timeout,
-            send_buffer: options.socket.send_buffer,
             head: Vec::with_capacity(256),
             payload: Vec::with_capacity(128),
             response: BytesMut::with_capacity(256),
@@ -76,7 +102,8 @@ impl DeviceConnection {
 
     /// POSTs one reading and reads the response; returns the payload length. Any status other
     /// than 2xx, a response the device cannot frame or a closed connection is a
-    /// [`LinkError::Write`]; the whole exchange is bounded by the write timeout.
+    /// [`LinkError::Write`]; the exchange is bounded by the write timeout, a connect by the
+    /// connect timeout and a per-reading connection's close by [`socket::CLOSE_WAIT`].
     pub async fn send(&mut self, reading: &Reading) -> Result<usize, LinkError> {
         if self.out_of_step {
             return Err(LinkError::Write(
@@ -92,21 +119,10 @@ impl DeviceConnection {
             self.payload.len(),
             &mut self.head,
         );
-        // ESP8266HTTPClient drops whatever is unread before reusing a connection.
-        self.response.clear();
-        self.out_of_step = true;
-        let exchange = exchange(
-            &mut self.stream,
-            self.send_buffer,
-            [&self.head, &self.payload],
-            &mut self.response,
-        );
-        let status = match tokio::time::timeout(self.write_timeout, exchange).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(e)) => return Err(LinkError::Write(e)),
-            Err(_) => return Err(LinkError::WriteTimeout(self.write_timeout)),
+        let status = match self.connections {
+            Connections::KeptAlive => self.send_kept_alive().await?,
+            Connections::PerReading => self.send_on_own_connection().await?,
         };
-        self.out_of_step = false;
         if (200..300).contains(&status) {
             Ok(self.payload.len())
         } else {
@@ -114,19 +130,136 @@ impl DeviceConnection {
         }
     }
 
-    /// Counts so far.
-    pub fn stats(&self) -> LinkStats {
-        LinkStats {
-            app_bytes_sent: self.stream.bytes_written(),
-            app_bytes_received: self.stream.bytes_read(),
-            counters: SocketCounters::read(self.stream.get_ref()).ok(),
+    /// The POST on the connection kept alive since set-up.
+    async fn send_kept_alive(&mut self) -> Result<u16, LinkError> {
+        let Some(stream) = self.open.take() else {
+            return Err(LinkError::Write("the connection is closed".into()));
+        };
+        let mut stream = CountingStream::with_counts(stream, self.counts.clone());
+        // ESP8266HTTPClient drops whatever is unread before reusing a connection.
+        self.response.clear();
+        self.out_of_step = true;
+        let result = self.exchange_bounded(&mut stream).await;
+        self.open = Some(stream.into_inner());
+        let status = result?;
+        self.out_of_step = false;
+        Ok(status)
+    }
+
+    /// The POST on a connection of its own: the set-up connection for the first reading, a new
+    /// one for every other, closed once the response is read, as an `HTTPClient` that goes out
+    /// of scope closes its cloned client (FIN, after `end()` kept it for a reuse that never
+    /// comes). The close is waited for whatever the exchange came to, so the counts are whole.
+    async fn send_on_own_connection(&mut self) -> Result<u16, LinkError> {
+        let stream = match self.open.take() {
+            Some(first) => {
+                // The set-up connection carries the first reading: its counts so far are the
+                // handshake alone.
+                self.setup_counters = SocketCounters::read(&first).ok();
+                first
+            }
+            None => self.options.dial(self.target).await?,
+        };
+        let mut stream = CountingStream::with_counts(stream, self.counts.clone());
+        self.response.clear();
+        let result = self.exchange_bounded(&mut stream).await;
+        self.close_connection(stream).await;
+        result
+    }
+
+    /// Writes the request and reads one response, within the write timeout.
+    async fn exchange_bounded(
+        &mut self,
+        stream: &mut CountingStream<TcpStream>,
+    ) -> Result<u16, LinkError> {
+        let exchange = exchange(
+            stream,
+            self.options.socket.send_buffer,
+            [&self.head, &self.payload],
+            &mut self.response,
+        );
+        match tokio::time::timeout(self.options.write_timeout, exchange).await {
+            Ok(Ok(status)) => Ok(status),
+            Ok(Err(e)) => Err(LinkError::Write(e)),
+            Err(_) => Err(LinkError::WriteTimeout(self.options.write_timeout)),
         }
     }
 
-    /// Sends FIN and waits (bounded) for the backend's; returns the counts after the close.
+    /// Sends FIN, waits (bounded) for the backend's, and adds the connection's counts to the
+    /// totals.
+    async fn close_connection(&mut self, mut stream: CountingStream<TcpStream>) {
+        let peer_closed =
+            stream.shutdown().await.is_ok() && socket::await_peer_close(&mut stream).await;
+        if let Ok(mut counters) = SocketCounters::read(stream.get_ref()) {
+            if peer_closed {
+                counters = counters.with_peer_fin();
+            }
+            self.finished
+                .get_or_insert_with(SocketCounters::default)
+                .add_connection(&counters);
+        }
+        self.connections_closed += 1;
+    }
+
+    /// TCP connections this device has closed so far (per reading, one a send).
+    pub fn connections_closed(&self) -> u64 {
+        self.connections_closed
+    }
+
+    /// Counts so far.
+    ///
+    /// Kept alive, and per reading until the first send, they are the open connection's
+    /// TCP_INFO, as every transport's. Per reading, once the first send has begun, they are the
+    /// set-up connection's handshake, then every connection's whole counts added one by one
+    /// (the set-up connection's included, its handshake again): counts taken at set-up
+    /// subtracted from later ones leave whole connections, handshake and close included, so
+    /// figures per reading are the whole cost of each reading, and set-up shows what opening
+    /// one connection costs. The counts hold one handshake more than went over the wire.
+    pub fn stats(&self) -> LinkStats {
+        let counters = match (self.connections, self.setup_counters) {
+            (Connections::PerReading, Some(setup)) => {
+                let mut total = setup;
+                if let Some(finished) = &self.finished {
+                    total.add_connection(finished);
+                }
+                if let Some(open) = self
+                    .open
+                    .as_ref()
+                    .and_then(|s| SocketCounters::read(s).ok())
+                {
+                    total.add_connection(&open);
+                }
+                Some(total)
+            }
+            _ => self
+                .open
+                .as_ref()
+                .and_then(|stream| SocketCounters::read(stream).ok()),
+        };
+        LinkStats {
+            app_bytes_sent: self.counts.bytes_written(),
+            app_bytes_received: self.counts.bytes_read(),
+            counters,
+        }
+    }
+
+    /// Closes the open connection, if any (FIN, then a bounded wait for the backend's); returns
+    /// the counts after the close.
     pub async fn close(mut self) -> LinkStats {
-        let peer_closed = self.stream.shutdown().await.is_ok()
-            && socket::await_peer_close(&mut self.stream).await;
+        let mut peer_closed = false;
+        if let Some(stream) = self.open.take() {
+            let mut stream = CountingStream::with_counts(stream, self.counts.clone());
+            match self.connections {
+                Connections::PerReading if self.setup_counters.is_some() => {
+                    self.close_connection(stream).await
+                }
+                _ => {
+                    peer_closed = stream.shutdown().await.is_ok()
+                        && socket::await_peer_close(&mut stream).await;
+                    self.open = Some(stream.into_inner());
+                }
+            }
+        }
         let stats = self.stats();
         if peer_closed {
             stats.with_peer_fin()
