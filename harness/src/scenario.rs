@@ -1157,6 +1157,32 @@ transport = "ws"
     }
 
     #[test]
+    fn http_post_connections_per_reading_by_default_or_kept_alive() {
+        use transports::httppost::Connections;
+        let post = MINIMAL.replace(
+            "name = \"ws\"\ntransport = \"ws\"",
+            "name = \"post\"\ntransport = \"http-post\"",
+        );
+        let s = parse(&post, "x.toml").unwrap();
+        assert_eq!(s.variants[1].connections, None);
+        let kept = post.replace(
+            "transport = \"http-post\"",
+            "transport = \"http-post\"\nconnections = \"kept-alive\"",
+        );
+        let s = parse(&kept, "x.toml").unwrap();
+        assert_eq!(s.variants[1].connections, Some(Connections::KeptAlive));
+        let err = error(&MINIMAL.replace(
+            "transport = \"ws\"",
+            "transport = \"ws\"\nconnections = \"per-reading\"",
+        ));
+        assert!(
+            err.to_string().contains("applies only to http-post"),
+            "{err}"
+        );
+        assert_eq!(err.key(), Some("variants[1].connections"), "{err}");
+    }
+
+    #[test]
     fn repetitions_and_a_gate_table() {
         let text = MINIMAL.replace(
             "duration = \"8s\"\n",
