@@ -440,7 +440,7 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
     let mut setup_time = new_histogram();
     let (mut readings, mut payload) = (0u64, 0u64);
     let (mut app_up, mut app_down) = (0u64, 0u64);
-    let (mut bytes_up, mut bytes_down, mut segs_up, mut segs_down) = (0u64, 0u64, 0u64, 0u64);
+    let (mut wire_up, mut wire_down, mut segs_up, mut segs_down) = (0u64, 0u64, 0u64, 0u64);
     let mut retransmitted_up = 0u64;
     let (mut set_app_up, mut set_app_down) = (0u64, 0u64);
     let (mut set_wire_up, mut set_wire_down, mut set_segs_up, mut set_segs_down) =
@@ -475,12 +475,14 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
             .app_bytes_received
             .saturating_sub(s.stats.app_bytes_received);
         if let Some(end_counters) = end.counters {
+            // Whole connections' handshakes are in the difference when a link opens one per
+            // reading (HTTP POST): their SYNs count with their options.
             let d = end_counters.since(&set_counters);
-            bytes_up += d.bytes_sent;
+            wire_up += d.wire_bytes_out();
             retransmitted_up += d.bytes_retransmitted;
-            bytes_down += d.bytes_received;
-            segs_up += d.segs_out;
-            segs_down += d.segs_in;
+            wire_down += d.wire_bytes_in();
+            segs_up += d.segments_out();
+            segs_down += d.segments_in();
             retransmits += end_counters.retransmits;
         }
     }
@@ -497,9 +499,9 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
         payload_bytes: per(payload),
         framing_bytes_up: per(app_up.saturating_sub(payload)),
         framing_bytes_down: per(app_down),
-        wire_bytes_up: per(bytes_up + segs_up * header),
+        wire_bytes_up: per(wire_up),
         retransmitted_bytes_up: per(retransmitted_up),
-        wire_bytes_down: per(bytes_down + segs_down * header),
+        wire_bytes_down: per(wire_down),
         segments_up: per(segs_up),
         segments_down: per(segs_down),
         header_bytes_per_segment: header,

@@ -40,9 +40,13 @@ const char* content_type(Encoding encoding) {
 
 size_t frame_sse_event(uint32_t seq, const char* payload, size_t len, char* out, size_t cap) {
   detail::Writer w(out, cap);
-  w.text("id: ");
-  w.u64(seq);
-  w.text("\ndata: ");
+  // AsyncEventSource's generateEventMessage writes no id line for id 0.
+  if (seq != 0) {
+    w.text("id: ");
+    w.u64(seq);
+    w.text("\n");
+  }
+  w.text("data: ");
   w.text(payload, len);
   w.text("\n\n");
   return w.finish_text();

@@ -36,7 +36,8 @@ size_t count_echo_requests(const uint8_t* data, size_t len);
 // The Content-Type of a payload encoding (http::content_type).
 const char* content_type(Encoding encoding);
 
-// One SSE event (http::sse_event): "id: <seq>\ndata: <payload>\n\n". The payload must be one line.
+// One SSE event as AsyncEventSource writes it (http::sse_event): "id: <seq>\ndata: <payload>\n\n",
+// without the id line when seq is 0. The payload must be one line.
 size_t frame_sse_event(uint32_t seq, const char* payload, size_t len, char* out, size_t cap);
 
 // One HTTP chunk (http::chunk): "<lowercase hex length>\r\n<data>\r\n", the bytes
