@@ -174,6 +174,7 @@ async fn exercise(kind: TransportKind, encoding: Encoding, devices: u32, count: 
         .collect();
     assert_eq!(got, want, "every reading arrives once, intact");
 
+    let sent_payload: u64 = steady.iter().map(|(_, payload, _)| payload).sum();
     for (app, payload, tcp) in steady {
         let framing = (app - payload) as f64 / count as f64;
         let expected = match kind {
@@ -199,6 +200,11 @@ async fn exercise(kind: TransportKind, encoding: Encoding, devices: u32, count: 
         "{closed:?}"
     );
     assert!(closed.iter().all(|c| c.readings == count as u64));
+    assert_eq!(
+        closed.iter().map(|c| c.payload_bytes).sum::<u64>(),
+        sent_payload,
+        "the sink counts the payload it decoded"
+    );
 }
 
 #[tokio::test]

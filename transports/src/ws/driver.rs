@@ -237,6 +237,11 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
             Ok(Some(Err(e))) => break ConnectionEnd::Malformed(e.to_string()),
             Ok(Some(Ok(message))) => message,
         };
+        let payload_len = match &message {
+            Message::Text(text) => text.len(),
+            Message::Binary(bytes) => bytes.len(),
+            _ => 0,
+        };
         let decoded = match &message {
             Message::Text(text) => Encoding::Json.decode(text.as_bytes()),
             Message::Binary(bytes) => Encoding::Binary.decode(bytes),
@@ -249,6 +254,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         match decoded {
             Ok(reading) => {
                 report.readings += 1;
+                report.payload_bytes += payload_len as u64;
                 observer.reading(conn, &reading, ws.get_ref().last_read_ns());
             }
             Err(e) => break ConnectionEnd::Malformed(e.to_string()),
