@@ -1,13 +1,21 @@
-//! What the counters say against what a packet capture of loopback sees, packet by packet: the
-//! handshake's SYN and SYN-ACK with their options, the steady state, and the close (WebSocket
-//! Close both ways, FIN both ways). The capture is an `AF_PACKET` socket on `lo`, so this test
-//! needs root (or CAP_NET_RAW), as CI has; without it the test fails rather than passes.
+//! What the counters say against what a packet capture of loopback sees: for one connection
+//! of each dialed transport packet by packet (the handshake's SYN and SYN-ACK with their options,
+//! the steady state, the close: WebSocket Close both ways, FIN both ways), and for whole runs of
+//! every transport through the binary, every device connection's bytes and packets each way
+//! against results.json's set-up, steady state and close. The capture (support/capture.rs)
+//! needs root or CAP_NET_RAW, as CI has; without it these tests fail rather than pass.
 
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+#[path = "support/capture.rs"]
+mod capture;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use capture::{Capture, Packet};
+use serde_json::Value;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,165 +24,6 @@ use transports::transport::{
     serve, ConnectionReport, LinkOptions, LinkStats, SinkObserver, SinkOptions,
 };
 use transports::{Encoding, Link, Reading, TransportKind};
-
-/// One IPv4 packet seen leaving on `lo`.
-#[derive(Clone, Debug)]
-struct Packet {
-    src_port: u16,
-    dst_port: u16,
-    /// IP total length: header, TCP header with options, payload.
-    ip_len: u64,
-    syn: bool,
-    fin: bool,
-    payload: Vec<u8>,
-}
-
-/// Captures TCP packets to or from one port on `lo` until dropped.
-struct Capture {
-    port: u16,
-    packets: Arc<Mutex<Vec<Packet>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-const ETH_P_ALL: u16 = 0x0003;
-const PACKET_OUTGOING: u8 = 4;
-
-impl Capture {
-    fn start(port: u16) -> Capture {
-        // SAFETY: plain socket calls; the descriptor is owned at once.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM,
-                i32::from(ETH_P_ALL.to_be()),
-            )
-        };
-        assert!(
-            fd >= 0,
-            "an AF_PACKET socket needs root or CAP_NET_RAW: {}",
-            std::io::Error::last_os_error()
-        );
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
-        assert!(lo > 0, "no lo interface");
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = ETH_P_ALL.to_be();
-        addr.sll_ifindex = lo as i32;
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "bind to lo: {}", std::io::Error::last_os_error());
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 50_000,
-        };
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &timeout as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as u32,
-            )
-        };
-        let packets = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (packets, stop) = (packets.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 70_000];
-                while !stop.load(Ordering::Relaxed) {
-                    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                    let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-                    let n = unsafe {
-                        libc::recvfrom(
-                            fd.as_raw_fd(),
-                            buf.as_mut_ptr() as *mut libc::c_void,
-                            buf.len(),
-                            0,
-                            &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
-                            &mut from_len,
-                        )
-                    };
-                    // Loopback shows each packet twice, leaving and arriving: keep one.
-                    if n <= 0 || from.sll_pkttype != PACKET_OUTGOING {
-                        continue;
-                    }
-                    if let Some(p) = parse(&buf[..n as usize])
-                        .filter(|p| p.src_port == port || p.dst_port == port)
-                    {
-                        packets.lock().unwrap().push(p);
-                    }
-                }
-            })
-        };
-        Capture {
-            port,
-            packets,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn packets(&self) -> Vec<Packet> {
-        self.packets.lock().unwrap().clone()
-    }
-
-    /// Waits until `done` holds for what was captured (bounded: a deadline, not a speed test).
-    async fn wait_for(&self, what: &str, done: impl Fn(&[Packet]) -> bool) -> Vec<Packet> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let packets = self.packets();
-            if done(&packets) {
-                return packets;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never captured {what}: {:?} {:?}",
-                sums(&packets, self.port),
-                packets
-                    .iter()
-                    .map(|p| (p.src_port, p.ip_len, p.syn, p.fin))
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// An IPv4/TCP packet's ports, length, flags and payload.
-fn parse(ip: &[u8]) -> Option<Packet> {
-    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
-        return None;
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let tcp = ip.get(ihl..total)?;
-    let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
-    Some(Packet {
-        src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
-        dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
-        ip_len: total as u64,
-        syn: tcp[13] & 0x02 != 0,
-        fin: tcp[13] & 0x01 != 0,
-        payload: tcp.get(data_offset..)?.to_vec(),
-    })
-}
 
 #[derive(Default)]
 struct Collected {
@@ -253,7 +102,7 @@ async fn whole_connection_matches_the_capture(kind: TransportKind) -> Vec<Packet
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let port = addr.port();
-    let capture = Capture::start(port);
+    let capture = Capture::start(Some(port));
     let collected = Arc::new(Collected::default());
     let shutdown = CancellationToken::new();
     let sink = tokio::spawn(serve(
@@ -318,7 +167,7 @@ async fn whole_connection_matches_the_capture(kind: TransportKind) -> Vec<Packet
 async fn an_accepted_socket_counts_the_syn_ack_it_sent() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let capture = Capture::start(port);
+    let capture = Capture::start(Some(port));
     let plain = SocketOptions::linux_default();
     let (dialed, accepted) = tokio::join!(
         transports::socket::connect(
@@ -382,4 +231,171 @@ async fn websocket_counts_equal_a_capture_and_both_ends_send_close() {
             .any(|p| p.src_port == port && p.fin),
         "the sink closes after its Close"
     );
+}
+
+/// A device's address: dialing devices bind 127.0.0.2–251, serving devices listen on 127.1.x.y.
+fn is_device(addr: Ipv4Addr, served: bool) -> bool {
+    let [a, b, c, d] = addr.octets();
+    if served {
+        a == 127 && b == 1
+    } else {
+        a == 127 && b == 0 && c == 0 && (2..=251).contains(&d)
+    }
+}
+
+/// Bytes and packets each way over the run's device connections: (up B, up n, down B, down n).
+/// Dialing devices' connections go to the run's sink or broker port; serving devices listen on
+/// the run's device port.
+fn device_traffic(packets: &[Packet], port: u16, served: bool) -> (u64, u64, u64, u64) {
+    let mut sums = (0, 0, 0, 0);
+    for p in packets {
+        let (from_device, to_device) = if served {
+            (
+                is_device(p.src, true) && p.src_port == port,
+                is_device(p.dst, true) && p.dst_port == port,
+            )
+        } else {
+            (
+                is_device(p.src, false) && p.dst_port == port,
+                is_device(p.dst, false) && p.src_port == port,
+            )
+        };
+        if from_device {
+            sums.0 += p.ip_len;
+            sums.1 += 1;
+        } else if to_device {
+            sums.2 += p.ip_len;
+            sums.3 += 1;
+        }
+    }
+    sums
+}
+
+/// The port a run's device connections use: the sink's or broker's (the fleet plan's target),
+/// or the one every serving device listens on.
+fn run_port(raw: &Path, served: bool) -> u16 {
+    if served {
+        let devices: Vec<SocketAddr> =
+            serde_json::from_str(&std::fs::read_to_string(raw.join("devices.json")).unwrap())
+                .unwrap();
+        devices[0].port()
+    } else {
+        let plan: Value =
+            serde_json::from_str(&std::fs::read_to_string(raw.join("fleet-plan.json")).unwrap())
+                .unwrap();
+        plan["target"]
+            .as_str()
+            .unwrap()
+            .parse::<SocketAddr>()
+            .unwrap()
+            .port()
+    }
+}
+
+/// Runs `transport` alone (10 devices, 10 readings/s each) under a capture and compares every
+/// device connection's bytes and packets each way with results.json: set-up × connections +
+/// per reading × readings + close × connections closed. A capture that fell behind (a starved
+/// reader) is no evidence either way: the run is made again, up to three times.
+fn results_add_up_to_the_capture(transport: &str) {
+    for attempt in 1..=3 {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = dir.path().join("scenario.toml");
+        std::fs::write(
+            &scenario,
+            format!(
+                "name = \"capture\"\nwarmup = \"1s\"\nduration = \"2s\"\n\n[fleet]\n\
+                 devices = 10\ninterval = \"100ms\"\nramp = \"500ms\"\n\n[[variants]]\n\
+                 name = \"v\"\ntransport = \"{transport}\"\n"
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("out");
+        let capture = Capture::start(None);
+        let status = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+            .args(["run", scenario.to_str().unwrap(), "--out"])
+            .arg(&out)
+            .args(["--quiet", "--no-report"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        let (packets, drops) = capture.finish();
+        assert!(status.success(), "{transport}: {status}");
+        if drops > 0 {
+            eprintln!("{transport}: the capture dropped {drops} packets (attempt {attempt})");
+            continue;
+        }
+        let results: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+                .unwrap();
+        let v = &results["variants"][0];
+        let served = transports::TransportKind::ALL
+            .iter()
+            .find(|k| k.name() == transport)
+            .unwrap()
+            .device_listens();
+        let raw = out.join(v["files"]["raw"].as_str().unwrap());
+        let (up, up_n, down, down_n) = device_traffic(&packets, run_port(&raw, served), served);
+
+        let (setup, per, close) = (&v["setup"], &v["per_reading"], &v["close"]);
+        let f = |v: &Value, key: &str| v[key].as_f64().unwrap();
+        let readings = f(per, "readings");
+        let connections = f(setup, "connections");
+        let closed = f(close, "connections");
+        assert_eq!(connections, 10.0, "{transport}: {setup}");
+        assert_eq!(
+            closed, connections,
+            "{transport}: every close finished: {close}"
+        );
+        // HTTP POST opens a connection per reading: its per-reading figures hold each reading's
+        // whole connection, the set-up connection's handshake included, which set-up shows too.
+        let setups = if transport == "http-post" {
+            0.0
+        } else {
+            connections
+        };
+        let expected = |part: &str| {
+            f(setup, part) * setups + f(per, part) * readings + f(close, part) * closed
+        };
+        // Figures per reading are rounded to 0.001: a total is exact to readings / 1000.
+        let near = |captured: u64, expected: f64| {
+            (captured as f64 - expected).abs() <= 1.0 + readings / 1000.0
+        };
+        let report = format!(
+            "{transport}: captured up {up} B in {up_n}, down {down} B in {down_n}; \
+             set-up {setup}, per reading {per}, close {close}"
+        );
+        assert!(near(up, expected("wire_bytes_up")), "bytes up: {report}");
+        assert!(
+            near(down, expected("wire_bytes_down")),
+            "bytes down: {report}"
+        );
+        assert!(near(up_n, expected("segments_up")), "packets up: {report}");
+        assert!(
+            near(down_n, expected("segments_down")),
+            "packets down: {report}"
+        );
+        return;
+    }
+    panic!("{transport}: the capture fell behind in three runs");
+}
+
+#[test]
+fn raw_tcp_websocket_and_http_post_results_add_up_to_a_capture() {
+    for transport in ["tcp", "ws", "http-post"] {
+        results_add_up_to_the_capture(transport);
+    }
+}
+
+#[test]
+fn mqtt_results_add_up_to_a_capture_of_the_devices_connections() {
+    for transport in ["mqtt-qos0", "mqtt-qos1", "mqtt-qos2"] {
+        results_add_up_to_the_capture(transport);
+    }
+}
+
+#[test]
+fn device_served_results_add_up_to_a_capture() {
+    for transport in ["sse", "http-stream", "long-poll", "ws-server"] {
+        results_add_up_to_the_capture(transport);
+    }
 }

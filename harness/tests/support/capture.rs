@@ -1,0 +1,227 @@
+//! A packet capture of `lo` for tests: an `AF_PACKET` socket (root or CAP_NET_RAW, as CI has;
+//! without it the capture fails rather than passes) read by a thread, each packet kept once (as
+//! it leaves). Tests compare what the kernel's counters say with it.
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One IPv4 TCP packet seen leaving on `lo`.
+#[derive(Clone, Debug)]
+pub struct Packet {
+    pub src: Ipv4Addr,
+    pub src_port: u16,
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+    /// IP total length: IP header, TCP header with options, payload.
+    pub ip_len: u64,
+    pub syn: bool,
+    pub fin: bool,
+    /// The TCP payload (kept only by a capture of one port).
+    pub payload: Vec<u8>,
+}
+
+/// Captures TCP packets on `lo` until dropped.
+pub struct Capture {
+    fd: Arc<OwnedFd>,
+    packets: Arc<Mutex<Vec<Packet>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    drops: u64,
+}
+
+const ETH_P_ALL: u16 = 0x0003;
+const PACKET_OUTGOING: u8 = 4;
+
+impl Capture {
+    /// Starts capturing: the packets to or from `port` with their payloads, or (`None`) every
+    /// TCP packet's header alone.
+    pub fn start(port: Option<u16>) -> Capture {
+        // SAFETY: plain socket calls on a descriptor owned at once.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_DGRAM,
+                i32::from(ETH_P_ALL.to_be()),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "an AF_PACKET socket needs root or CAP_NET_RAW: {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(fd) });
+        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        assert!(lo > 0, "no lo interface");
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = ETH_P_ALL.to_be();
+        addr.sll_ifindex = lo as i32;
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind to lo: {}", std::io::Error::last_os_error());
+        // A reader starved by a busy machine must not lose packets: a deep queue (root may
+        // exceed rmem_max), and drops counted (see `drops`).
+        let queue: libc::c_int = 64 << 20;
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 50_000,
+        };
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                &queue as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+        }
+        let packets = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (fd, packets, stop) = (fd.clone(), packets.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 70_000];
+                while !stop.load(Ordering::Relaxed) {
+                    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                    let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+                    let n = unsafe {
+                        libc::recvfrom(
+                            fd.as_raw_fd(),
+                            buf.as_mut_ptr() as *mut libc::c_void,
+                            buf.len(),
+                            0,
+                            &mut from as *mut libc::sockaddr_ll as *mut libc::sockaddr,
+                            &mut from_len,
+                        )
+                    };
+                    // Loopback shows each packet twice, leaving and arriving: keep one.
+                    if n <= 0 || from.sll_pkttype != PACKET_OUTGOING {
+                        continue;
+                    }
+                    let Some(mut p) = parse(&buf[..n as usize]) else {
+                        continue;
+                    };
+                    match port {
+                        Some(port) if p.src_port != port && p.dst_port != port => continue,
+                        Some(_) => {}
+                        None => p.payload = Vec::new(),
+                    }
+                    packets.lock().unwrap().push(p);
+                }
+            })
+        };
+        Capture {
+            fd,
+            packets,
+            stop,
+            thread: Some(thread),
+            drops: 0,
+        }
+    }
+
+    /// What was captured so far.
+    pub fn packets(&self) -> Vec<Packet> {
+        self.packets.lock().unwrap().clone()
+    }
+
+    /// Packets the kernel dropped since the last call because the capture fell behind.
+    pub fn drops(&mut self) -> u64 {
+        let mut stats = [0u32; 2]; // struct tpacket_stats: tp_packets, tp_drops
+        let mut len = std::mem::size_of_val(&stats) as u32;
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                stats.as_mut_ptr() as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "PACKET_STATISTICS: {}",
+            std::io::Error::last_os_error()
+        );
+        self.drops += u64::from(stats[1]);
+        self.drops
+    }
+
+    /// Waits until `done` holds for what was captured (bounded: a deadline, not a speed test).
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&[Packet]) -> bool) -> Vec<Packet> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let packets = self.packets();
+            if done(&packets) {
+                return packets;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never captured {what}: {:?}",
+                packets
+                    .iter()
+                    .map(|p| (p.src_port, p.dst_port, p.ip_len, p.syn, p.fin))
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the capture (after a moment for packets in the socket's queue) and returns all.
+    pub fn finish(mut self) -> (Vec<Packet>, u64) {
+        std::thread::sleep(Duration::from_millis(200));
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let drops = self.drops();
+        (self.packets(), drops)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An IPv4/TCP packet's addresses, length, flags and payload.
+fn parse(ip: &[u8]) -> Option<Packet> {
+    if ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let tcp = ip.get(ihl..total)?;
+    let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
+    Some(Packet {
+        src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        src_port: u16::from_be_bytes([tcp[0], tcp[1]]),
+        dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+        dst_port: u16::from_be_bytes([tcp[2], tcp[3]]),
+        ip_len: total as u64,
+        syn: tcp[13] & 0x02 != 0,
+        fin: tcp[13] & 0x01 != 0,
+        payload: tcp.get(data_offset..)?.to_vec(),
+    })
+}
