@@ -430,6 +430,15 @@ fn split_loss(
     delivery.lost_by_broker = broker_acknowledges.then_some(by_broker);
 }
 
+/// `total / count` to three decimals; 0 when there is nothing to divide by.
+fn mean3(total: u64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        round3(total as f64 / count as f64)
+    }
+}
+
 fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
@@ -486,13 +495,7 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
             retransmits += end_counters.retransmits;
         }
     }
-    let per = |v: u64| {
-        if readings == 0 {
-            0.0
-        } else {
-            round3(v as f64 / readings as f64)
-        }
-    };
+    let per = |v: u64| mean3(v, readings);
     let per_reading = PerReading {
         measured_at: crate::results::MeasuredAt::Device,
         readings,
@@ -507,13 +510,7 @@ pub fn overhead(connections: &[ConnectionRecord]) -> (PerReading, SetupCost) {
         header_bytes_per_segment: header,
         retransmits,
     };
-    let per_conn = |v: u64| {
-        if setup.connections == 0 {
-            0.0
-        } else {
-            round3(v as f64 / setup.connections as f64)
-        }
-    };
+    let per_conn = |v: u64| mean3(v, setup.connections);
     setup.time_us = percentiles(&setup_time);
     setup.app_bytes_up = per_conn(set_app_up);
     setup.app_bytes_down = per_conn(set_app_down);
@@ -548,13 +545,7 @@ pub fn close_cost(connections: &[ConnectionRecord]) -> CloseCost {
         segs_up += d.segments_out();
         segs_down += d.segments_in();
     }
-    let per = |v: u64| {
-        if close.connections == 0 {
-            0.0
-        } else {
-            round3(v as f64 / close.connections as f64)
-        }
-    };
+    let per = |v: u64| mean3(v, close.connections);
     close.app_bytes_up = per(app_up);
     close.app_bytes_down = per(app_down);
     close.wire_bytes_up = per(wire_up);
@@ -627,7 +618,7 @@ pub fn collector_leg(reports: &[ConnectionReport]) -> Option<PerReading> {
     if leg.readings == 0 {
         return None;
     }
-    let per = |v: u64| round3(v as f64 / leg.readings as f64);
+    let per = |v: u64| mean3(v, leg.readings);
     let header = leg.header_bytes_per_segment;
     leg.payload_bytes = per(payload);
     leg.framing_bytes_up = per(app_in.saturating_sub(payload));
