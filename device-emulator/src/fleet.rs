@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use transports::mqtt::MqttSettings;
 use transports::socket::SocketOptions;
 use transports::transport::{BrokerAck, LinkOptions, LinkStats, Setup};
-use transports::{clock, Encoding, Link, TransportKind};
+use transports::{clock, DialedTransport, Encoding, Link, Role, ServedTransport, TransportKind};
 
 use crate::pacer::Pacer;
 use crate::schedule::{Schedule, Timing};
@@ -252,26 +252,31 @@ pub async fn run(
     let mut devices = JoinSet::new();
     let mut listeners = listeners.into_iter();
     for index in 0..plan.devices {
-        if plan.transport.device_listens() {
-            let Some(listener) = listeners.next() else {
-                break;
-            };
-            devices.spawn(serving_device(
-                plan.clone(),
-                index,
-                listener,
-                pacer.clone(),
-                observer.clone(),
-                stop.clone(),
-            ));
-        } else {
-            devices.spawn(device(
-                plan.clone(),
-                index,
-                pacer.clone(),
-                observer.clone(),
-                stop.clone(),
-            ));
+        match plan.transport.role() {
+            Role::Served(kind) => {
+                let Some(listener) = listeners.next() else {
+                    break;
+                };
+                devices.spawn(serving_device(
+                    plan.clone(),
+                    kind,
+                    index,
+                    listener,
+                    pacer.clone(),
+                    observer.clone(),
+                    stop.clone(),
+                ));
+            }
+            Role::Dialed(kind) => {
+                devices.spawn(device(
+                    plan.clone(),
+                    kind,
+                    index,
+                    pacer.clone(),
+                    observer.clone(),
+                    stop.clone(),
+                ));
+            }
         }
     }
     while devices.join_next().await.is_some() {}
@@ -282,6 +287,7 @@ pub async fn run(
 /// are connected (or into its replay buffer, where the transport keeps one).
 async fn serving_device(
     plan: Arc<FleetPlan>,
+    kind: ServedTransport,
     index: u32,
     listener: tokio::net::TcpListener,
     pacer: Arc<Pacer>,
@@ -294,10 +300,10 @@ async fn serving_device(
     let mut sensors = SensorModel::new(plan.seed, device_id);
     // AsyncEventSource keeps 8 messages per client and replays nothing it has not queued; a
     // long-poll sketch keeps what it has not been asked for yet.
-    let (queue, replay) = match plan.transport {
-        TransportKind::Sse => (8, 8),
-        TransportKind::LongPoll => (64, 64),
-        _ => (8, 0),
+    let (queue, replay) = match kind {
+        ServedTransport::Sse => (8, 8),
+        ServedTransport::LongPoll => (64, 64),
+        ServedTransport::HttpStream | ServedTransport::WsServer => (8, 0),
     };
     let outbox = Outbox::new(queue, replay);
     let link = plan.link_options(device_id);
@@ -322,7 +328,7 @@ async fn serving_device(
         });
     });
     let server = tokio::spawn(served::serve_device(
-        plan.transport,
+        kind,
         listener,
         outbox.clone(),
         options,
@@ -345,8 +351,8 @@ async fn serving_device(
         // that is between polls (a first poll takes the whole buffer) or that will resume after
         // its last event. Before any SSE client has connected nothing can ask for it (a first
         // EventSource connection replays nothing): unsent, the device offline to the collector.
-        let kept = match plan.transport {
-            TransportKind::LongPoll => true,
+        let kept = match kind {
+            ServedTransport::LongPoll => true,
             _ => outbox.keeps_for_resume(),
         };
         let outcome = if took > 0 || kept {
@@ -418,6 +424,7 @@ impl Open {
 
 async fn device(
     plan: Arc<FleetPlan>,
+    kind: DialedTransport,
     index: u32,
     pacer: Arc<Pacer>,
     observer: Arc<dyn FleetObserver>,
@@ -437,7 +444,7 @@ async fn device(
     for (seq, due_ns) in schedule {
         // Connect (or reconnect once the retry delay has passed) before the reading is due.
         if open.is_none() && clock::now_ns() >= retry_at_ns {
-            let connect = Link::connect(plan.transport, plan.target, &options);
+            let connect = Link::connect(kind, plan.target, &options);
             let result = tokio::select! {
                 result = connect => result,
                 _ = stop.cancelled() => break,

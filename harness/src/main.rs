@@ -11,7 +11,7 @@ use fleetbench::records::{FleetRecorder, Flusher, SinkRecorder};
 use fleetbench::{child, disk, runner, scenario, table};
 use tokio_util::sync::CancellationToken;
 use transports::transport::{SinkObserver, SinkOptions};
-use transports::{Encoding, TransportKind};
+use transports::{Encoding, Role, ServedTransport, SinkTransport, TransportKind};
 
 /// Benchmarks IoT transports for fleets of ESP8266-class devices.
 #[derive(Parser)]
@@ -81,9 +81,10 @@ enum Command {
     },
     /// Serve a sink (the backend under test) until SIGINT or SIGTERM.
     Serve {
-        /// Transport to serve: tcp or ws.
-        #[arg(value_parser = parse_transport)]
-        transport: TransportKind,
+        /// Transport to serve: tcp, ws or http-post (MQTT goes to a broker; the device-served
+        /// transports are received with `collect`).
+        #[arg(value_parser = parse_sink_transport)]
+        transport: SinkTransport,
         /// Address to listen on. Loopback unless you mean otherwise.
         #[arg(long, default_value = "127.0.0.1:7878")]
         listen: SocketAddr,
@@ -224,6 +225,22 @@ fn parse_transport(s: &str) -> Result<TransportKind, String> {
     })
 }
 
+/// A transport `serve` receives; the others are refused here, naming what receives them.
+fn parse_sink_transport(s: &str) -> Result<SinkTransport, String> {
+    match parse_transport(s)?.role() {
+        Role::Dialed(kind) => kind.sink().ok_or_else(|| {
+            format!(
+                "`{s}` is not received by `serve`: devices publish it to a broker \
+                 (`fleetbench broker`) and `fleetbench collect {s}` subscribes"
+            )
+        }),
+        Role::Served(_) => Err(format!(
+            "`{s}` is not received by `serve`: the devices serve it and \
+             `fleetbench collect {s}` connects to them"
+        )),
+    }
+}
+
 fn parse_encoding(s: &str) -> Result<Encoding, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
         .map_err(|_| format!("unknown encoding `{s}` (expected json or binary)"))
@@ -337,8 +354,8 @@ fn main() -> ExitCode {
             username,
             subscribers,
             record_dir,
-        } => match (transport.device_listens(), broker, devices_file) {
-            (false, Some(broker), _) => collect(
+        } => match (transport.role(), broker, devices_file) {
+            (Role::Dialed(_), Some(broker), _) => collect(
                 transport,
                 broker,
                 encoding,
@@ -352,8 +369,8 @@ fn main() -> ExitCode {
                 subscribers,
                 record_dir,
             ),
-            (true, _, Some(devices)) => collect_from_devices(
-                transport,
+            (Role::Served(kind), _, Some(devices)) => collect_from_devices(
+                kind,
                 &devices,
                 start_ns,
                 ramp,
@@ -365,11 +382,11 @@ fn main() -> ExitCode {
                 },
                 record_dir,
             ),
-            (false, None, _) => Err(anyhow::anyhow!(
+            (Role::Dialed(_), None, _) => Err(anyhow::anyhow!(
                 "`collect {}` needs --broker",
                 transport.name()
             )),
-            (true, _, None) => Err(anyhow::anyhow!(
+            (Role::Served(_), _, None) => Err(anyhow::anyhow!(
                 "`collect {}` needs --devices-file",
                 transport.name()
             )),
@@ -699,7 +716,7 @@ impl Receipts {
 }
 
 fn serve(
-    transport: TransportKind,
+    transport: SinkTransport,
     listen: SocketAddr,
     encoding: Encoding,
     record_dir: Option<PathBuf>,
@@ -732,9 +749,8 @@ fn serve(
             echo_interval,
             ..SinkOptions::default()
         };
-        transports::transport::serve(transport, listener, options, observer, shutdown)
-            .await
-            .context("serving")
+        transports::transport::serve(transport, listener, options, observer, shutdown).await;
+        anyhow::Ok(())
     })?;
     receipts.finish()
 }
@@ -833,7 +849,7 @@ fn collect(
 }
 
 fn collect_from_devices(
-    transport: TransportKind,
+    transport: ServedTransport,
     devices_file: &std::path::Path,
     start_ns: u64,
     ramp: Duration,

@@ -499,3 +499,43 @@ fn a_record_folder_that_cannot_be_created_is_named() {
     );
     assert!(stderr.contains("Not a directory"), "{stderr}");
 }
+
+#[test]
+fn serve_refuses_a_transport_no_sink_server_receives_before_listening() {
+    for (transport, receiver) in [
+        ("sse", "the devices serve it"),
+        ("ws-server", "the devices serve it"),
+        ("mqtt-qos1", "broker"),
+    ] {
+        let mut child = fleetbench()
+            .args(["serve", transport, "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded: a `serve` that accepted the transport would listen until killed.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("`serve {transport}` did not exit: it was not refused");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(status.code(), Some(2), "{transport}: {stderr}");
+        assert!(!stdout.contains("listening"), "{transport}: {stdout}");
+        assert!(
+            stderr.contains(&format!("`{transport}` is not received by `serve`"))
+                && stderr.contains(receiver)
+                && stderr.contains(&format!("fleetbench collect {transport}")),
+            "{stderr}"
+        );
+    }
+}

@@ -542,7 +542,7 @@ transport = "mqtt-qos1"
 fn boards_that_serve_sse_are_found_by_their_control_channel_and_collected() {
     use transports::served::{serve_device, Outbox, ServedOptions};
     use transports::socket::SocketOptions;
-    use transports::TransportKind;
+    use transports::ServedTransport;
 
     let dir = tempfile::tempdir().unwrap();
     let (listen, control, serve_port) = (free_port(), free_port(), free_port());
@@ -600,7 +600,7 @@ device_port = {serve_port}
                 let outbox = Outbox::new(8, 8);
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let server = tokio::spawn(serve_device(
-                    TransportKind::Sse,
+                    ServedTransport::Sse,
                     listener,
                     outbox.clone(),
                     ServedOptions {

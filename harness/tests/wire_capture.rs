@@ -19,11 +19,11 @@ use serde_json::Value;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use transports::socket::{SocketCounters, SocketOptions};
+use transports::socket::{Side, SocketCounters, SocketOptions};
 use transports::transport::{
     serve, ConnectionReport, LinkOptions, LinkStats, SinkObserver, SinkOptions,
 };
-use transports::{Encoding, Link, Reading, TransportKind};
+use transports::{Encoding, Link, Reading, SinkTransport};
 
 #[derive(Default)]
 struct Collected {
@@ -40,12 +40,12 @@ impl SinkObserver for Collected {
     }
 }
 
-fn options(kind: TransportKind) -> LinkOptions {
+fn options(kind: SinkTransport) -> LinkOptions {
     LinkOptions {
         encoding: Encoding::Json,
         socket: SocketOptions {
             mss: Some(536),
-            nagle: kind.library_nagle(),
+            nagle: kind.kind().library_nagle(),
             send_buffer: Some(1072),
             recv_buffer: Some(2144),
         },
@@ -98,7 +98,7 @@ fn counted(stats: &LinkStats) -> ((u64, u64), (u64, u64)) {
 /// One device connection of `kind` to a sink, captured from SYN to the last ACK of the close:
 /// the device's counts at set-up and after the close equal what the capture saw, both ways,
 /// and the sink's accepted socket counts its SYN-ACK.
-async fn whole_connection_matches_the_capture(kind: TransportKind) -> Vec<Packet> {
+async fn whole_connection_matches_the_capture(kind: SinkTransport) -> Vec<Packet> {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let port = addr.port();
@@ -113,7 +113,9 @@ async fn whole_connection_matches_the_capture(kind: TransportKind) -> Vec<Packet
         shutdown.clone(),
     ));
 
-    let (mut link, setup) = Link::connect(kind, addr, &options(kind)).await.unwrap();
+    let (mut link, setup) = Link::connect(kind.dialed(), addr, &options(kind))
+        .await
+        .unwrap();
     let counters = setup.stats.counters.unwrap();
     assert_eq!(
         counters.syn_header_bytes, 60,
@@ -150,7 +152,7 @@ async fn whole_connection_matches_the_capture(kind: TransportKind) -> Vec<Packet
     let syn_ack = &packets[1];
     assert!(syn.syn && syn.dst_port == port && syn_ack.syn && syn_ack.src_port == port);
     assert_eq!((syn.ip_len, syn_ack.ip_len), (60, 60));
-    if kind == TransportKind::Tcp {
+    if kind == SinkTransport::Tcp {
         // Raw TCP is ready at the handshake's last ACK.
         let ((set_out, set_segs_out), (set_in, set_segs_in)) = counted(&setup.stats);
         assert_eq!((set_out, set_segs_out), (syn.ip_len + packets[2].ip_len, 2));
@@ -180,7 +182,7 @@ async fn an_accepted_socket_counts_the_syn_ack_it_sent() {
     );
     let (_dialed, (accepted, _)) = (dialed.unwrap(), accepted.unwrap());
     let packets = capture.wait_for("the handshake", |p| p.len() >= 3).await;
-    let counters = SocketCounters::read_accepted(&accepted).unwrap();
+    let counters = SocketCounters::of(&accepted, Side::Accepted).unwrap();
     assert!(counters.passive && counters.from_open);
     // Linux sends the SYN-ACK from the listener's request socket: the accepted socket's own
     // segs_out leaves it out, and the counts put it back.
@@ -199,12 +201,12 @@ async fn an_accepted_socket_counts_the_syn_ack_it_sent() {
 
 #[tokio::test]
 async fn raw_tcp_counts_equal_a_capture_from_syn_to_the_last_ack() {
-    whole_connection_matches_the_capture(TransportKind::Tcp).await;
+    whole_connection_matches_the_capture(SinkTransport::Tcp).await;
 }
 
 #[tokio::test]
 async fn websocket_counts_equal_a_capture_and_both_ends_send_close() {
-    let packets = whole_connection_matches_the_capture(TransportKind::Ws).await;
+    let packets = whole_connection_matches_the_capture(SinkTransport::Ws).await;
     let port = packets[0].dst_port;
     // arduinoWebSockets' disconnect(): Close with status 1000, masked (2 + 4 + 2 bytes).
     let device_close = packets

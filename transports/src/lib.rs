@@ -4,9 +4,13 @@
 //! - [`encoding`]: the two payload encodings (`json`, `binary`), pure code over byte buffers.
 //! - [`clock`]: CLOCK_MONOTONIC timestamps, comparable across processes on one host.
 //! - [`socket`]: socket options of a device profile, TCP_INFO counters, a byte-counting stream.
-//! - [`tcp`], [`ws`], [`mqtt`]: one module per transport, each a pure `codec` plus one `driver`.
-//! - [`transport`]: the transport-agnostic face: [`TransportKind`], the device's [`Link`] and the
-//!   receiving end's [`serve`](transport::serve).
+//! - [`link`], [`sink`]: the types every driver shares, for the device's end (options, errors,
+//!   counts) and the receiving end (observer, connection reports). Leaves: they know no transport.
+//! - [`tcp`], [`ws`], [`mqtt`], [`httppost`]: one module per transport, each a pure `codec` plus
+//!   one `driver`; [`served`]: the device-served transports and their own dispatch.
+//! - [`transport`]: on top, the only module that knows every transport: [`TransportKind`] (and by
+//!   role [`DialedTransport`], [`ServedTransport`], [`SinkTransport`]), the device's [`Link`] and
+//!   the receiving end's [`serve`](transport::serve). No driver imports it.
 //!
 //! This crate never records metrics: drivers report what happened (a reading arrived at instant T,
 //! a connection's counters) as events, and the harness decides what to measure.
@@ -14,9 +18,11 @@
 pub mod clock;
 pub mod encoding;
 pub mod httppost;
+pub mod link;
 pub mod mqtt;
 pub mod reading;
 pub mod served;
+pub mod sink;
 pub mod socket;
 pub mod tcp;
 pub mod transport;
@@ -24,4 +30,4 @@ pub mod ws;
 
 pub use encoding::{DecodeError, Encoding};
 pub use reading::Reading;
-pub use transport::{Link, TransportKind};
+pub use transport::{DialedTransport, Link, Role, ServedTransport, SinkTransport, TransportKind};

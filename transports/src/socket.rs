@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -189,6 +189,16 @@ pub async fn wait_for_send_room(
     }
 }
 
+/// Which end of a TCP connection a socket is, which its counts depend on (an accepted socket's
+/// SYN-ACK is not in its own `segs_out`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// This end connected (sent the SYN).
+    Dialed,
+    /// This end accepted the connection (sent the SYN-ACK).
+    Accepted,
+}
+
 /// What the kernel counted on one TCP socket (TCP_INFO), from its creation to the snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketCounters {
@@ -223,7 +233,7 @@ pub struct SocketCounters {
     #[serde(default)]
     pub passive: bool,
     /// The counts run from the socket's creation, handshake included (a snapshot from
-    /// [`read`](Self::read)); `false` for a difference of two snapshots ([`since`](Self::since)).
+    /// [`of`](Self::of)); `false` for a difference of two snapshots ([`since`](Self::since)).
     #[serde(default)]
     pub from_open: bool,
     /// The peer's FIN has arrived (and is left out of `bytes_received`).
@@ -239,18 +249,10 @@ pub struct SocketCounters {
 }
 
 impl SocketCounters {
-    /// Reads TCP_INFO of a socket this end connected.
-    pub fn read(fd: &impl AsRawFd) -> io::Result<SocketCounters> {
-        Self::read_raw(fd.as_raw_fd(), false)
-    }
-
-    /// Reads TCP_INFO of a socket this end accepted.
-    pub fn read_accepted(fd: &impl AsRawFd) -> io::Result<SocketCounters> {
-        Self::read_raw(fd.as_raw_fd(), true)
-    }
-
-    /// Reads TCP_INFO of descriptor `fd`; `passive` when this end accepted the connection.
-    pub fn read_raw(fd: std::os::fd::RawFd, passive: bool) -> io::Result<SocketCounters> {
+    /// Reads TCP_INFO of `socket`, which this end dialed or accepted (`side`): the one way
+    /// this crate reads a socket's counters. Borrowing the descriptor proves it open.
+    pub fn of(socket: &impl AsFd, side: Side) -> io::Result<SocketCounters> {
+        let fd = socket.as_fd().as_raw_fd();
         // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes.
         let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -282,11 +284,16 @@ impl SocketCounters {
             timestamps: info.tcpi_options & TCPI_OPT_TIMESTAMPS != 0,
             snd_mss: info.tcpi_snd_mss,
             syn_header_bytes: syn_header_bytes(info.tcpi_options),
-            passive,
+            passive: side == Side::Accepted,
             from_open: true,
             fin_received,
             handshakes: 0,
         })
+    }
+
+    /// Reads TCP_INFO of a socket this end dialed: [`of`](Self::of) with [`Side::Dialed`].
+    pub fn read(socket: &impl AsFd) -> io::Result<SocketCounters> {
+        Self::of(socket, Side::Dialed)
     }
 
     /// These counts, read after this end read the peer's FIN (end of stream): the FIN's
@@ -516,6 +523,11 @@ impl<S> CountingStream<S> {
     /// The counts, shared.
     pub fn counts(&self) -> Arc<StreamCounts> {
         self.counts.clone()
+    }
+
+    /// The counts, borrowed.
+    pub fn counts_ref(&self) -> &StreamCounts {
+        &self.counts
     }
 
     /// Application bytes written so far.

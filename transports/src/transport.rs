@@ -1,12 +1,16 @@
-//! The transport-agnostic face of this crate: which transport, the device's sending end ([`Link`])
-//! and the receiving end ([`serve`]).
+//! The transport-agnostic face of this crate, on top of every driver: which transport
+//! ([`TransportKind`], and by role [`DialedTransport`], [`ServedTransport`], [`SinkTransport`]),
+//! the device's sending end ([`Link`]) and the receiving end ([`serve`]). The only module that
+//! knows the list of transports; the drivers below it know only their own.
 //!
 //! Both ends report what happened and nothing more: a [`Link`] returns what each send wrote and its
 //! socket counters; [`serve`] calls a [`SinkObserver`] for every connection and every reading with
 //! the instant its last byte arrived. Scheduling and measurement are left to the callers.
+//!
+//! The types the drivers share live in the leaves [`crate::link`] (device end) and
+//! [`crate::sink`] (receiving end), re-exported here at their old paths.
 
-use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +20,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::socket::{SocketCounters, SocketOptions};
-use crate::{tcp, ws, Encoding, Reading};
+pub use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats, Setup};
+pub use crate::served::ServedTransport;
+use crate::sink::Accepted;
+pub use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver, SinkOptions};
+use crate::{httppost, mqtt, tcp, ws, Reading};
 
 /// Which transport a variant uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -72,15 +79,26 @@ impl TransportKind {
         }
     }
 
+    /// Who opens the connection: the device dials ([`Role::Dialed`]) or serves
+    /// ([`Role::Served`]).
+    pub fn role(self) -> Role {
+        match self {
+            TransportKind::Tcp => Role::Dialed(DialedTransport::Tcp),
+            TransportKind::Ws => Role::Dialed(DialedTransport::Ws),
+            TransportKind::MqttQos0 => Role::Dialed(DialedTransport::MqttQos0),
+            TransportKind::MqttQos1 => Role::Dialed(DialedTransport::MqttQos1),
+            TransportKind::MqttQos2 => Role::Dialed(DialedTransport::MqttQos2),
+            TransportKind::HttpPost => Role::Dialed(DialedTransport::HttpPost),
+            TransportKind::Sse => Role::Served(ServedTransport::Sse),
+            TransportKind::HttpStream => Role::Served(ServedTransport::HttpStream),
+            TransportKind::LongPoll => Role::Served(ServedTransport::LongPoll),
+            TransportKind::WsServer => Role::Served(ServedTransport::WsServer),
+        }
+    }
+
     /// Whether the device listens and the collector connects to it.
     pub fn device_listens(self) -> bool {
-        matches!(
-            self,
-            TransportKind::Sse
-                | TransportKind::HttpStream
-                | TransportKind::LongPoll
-                | TransportKind::WsServer
-        )
+        matches!(self.role(), Role::Served(_))
     }
 
     /// Every transport, in the order reports list them.
@@ -152,104 +170,96 @@ impl TransportKind {
     }
 }
 
-/// How a device's [`Link`] connects and sends.
-#[derive(Clone, Debug)]
-pub struct LinkOptions {
-    /// Payload encoding.
-    pub encoding: Encoding,
-    /// Socket options set before connect.
-    pub socket: SocketOptions,
-    /// Source address to bind (any port), to spread a fleet over 127.0.0.x.
-    pub source: Option<IpAddr>,
-    /// Bound on the TCP connect plus the protocol handshake.
-    pub connect_timeout: Duration,
-    /// Bound on one send (at MQTT QoS 1 and 2, until it is acknowledged).
-    pub write_timeout: Duration,
-    /// The device's id (MQTT client id and topic).
-    pub device_id: u32,
-    /// MQTT topic template, credentials and keep-alive (MQTT transports only).
-    pub mqtt: crate::mqtt::MqttSettings,
-    /// A TCP connection per reading or one kept alive (http-post only).
-    pub http_connections: crate::httppost::Connections,
+/// Who opens a transport's connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The device dials a sink or a broker ([`Link`]).
+    Dialed(DialedTransport),
+    /// The device listens and a collector connects to it ([`crate::served`]).
+    Served(ServedTransport),
 }
 
-impl LinkOptions {
-    /// Opens the TCP connection every device transport starts with: the device's socket options
-    /// set before the SYN, from its source address, within the connect timeout.
-    pub(crate) async fn dial(
-        &self,
-        target: SocketAddr,
-    ) -> Result<tokio::net::TcpStream, LinkError> {
-        crate::socket::connect(target, self.source, &self.socket, self.connect_timeout)
-            .await
-            .map_err(LinkError::Connect)
+/// A transport whose device dials: what [`Link::connect`] opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DialedTransport {
+    /// Raw TCP.
+    Tcp,
+    /// WebSocket, the device as client.
+    Ws,
+    /// MQTT at QoS 0, through a broker.
+    MqttQos0,
+    /// MQTT at QoS 1, through a broker.
+    MqttQos1,
+    /// MQTT at QoS 2, through a broker.
+    MqttQos2,
+    /// HTTP POST per reading.
+    HttpPost,
+}
+
+impl DialedTransport {
+    /// The transport, as scenarios name it.
+    pub fn kind(self) -> TransportKind {
+        match self {
+            DialedTransport::Tcp => TransportKind::Tcp,
+            DialedTransport::Ws => TransportKind::Ws,
+            DialedTransport::MqttQos0 => TransportKind::MqttQos0,
+            DialedTransport::MqttQos1 => TransportKind::MqttQos1,
+            DialedTransport::MqttQos2 => TransportKind::MqttQos2,
+            DialedTransport::HttpPost => TransportKind::HttpPost,
+        }
+    }
+
+    /// What a sink server ([`serve`]) receives it as; `None` for MQTT, which a broker receives
+    /// and a collector subscribes to.
+    pub fn sink(self) -> Option<SinkTransport> {
+        match self {
+            DialedTransport::Tcp => Some(SinkTransport::Tcp),
+            DialedTransport::Ws => Some(SinkTransport::Ws),
+            DialedTransport::HttpPost => Some(SinkTransport::HttpPost),
+            DialedTransport::MqttQos0 | DialedTransport::MqttQos1 | DialedTransport::MqttQos2 => {
+                None
+            }
+        }
     }
 }
 
-/// What a connection's set-up cost, from the device's socket.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub struct Setup {
-    /// CLOCK_MONOTONIC ns when the device started connecting.
-    pub started_ns: u64,
-    /// CLOCK_MONOTONIC ns when the transport was ready to carry readings.
-    pub ready_ns: u64,
-    /// Counts at that moment: the handshake's application bytes and, in TCP_INFO, its segments
-    /// and bytes both ways.
-    pub stats: LinkStats,
+/// A transport a sink server receives ([`serve`]): the device dials it directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SinkTransport {
+    /// Raw TCP.
+    Tcp,
+    /// WebSocket, the sink as server.
+    Ws,
+    /// HTTP POST, the sink as a backend answering 204.
+    HttpPost,
 }
 
-/// A device connection's counts so far.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
-pub struct LinkStats {
-    /// Application bytes the device wrote, handshake included.
-    pub app_bytes_sent: u64,
-    /// Application bytes the device read, handshake included.
-    pub app_bytes_received: u64,
-    /// TCP_INFO now, if the socket still answers.
-    pub counters: Option<SocketCounters>,
-}
+impl SinkTransport {
+    /// The transport, as the device dials it.
+    pub fn dialed(self) -> DialedTransport {
+        match self {
+            SinkTransport::Tcp => DialedTransport::Tcp,
+            SinkTransport::Ws => DialedTransport::Ws,
+            SinkTransport::HttpPost => DialedTransport::HttpPost,
+        }
+    }
 
-impl LinkStats {
-    /// These counts, read after this end read the peer's FIN (see
-    /// [`SocketCounters::with_peer_fin`]).
-    pub fn with_peer_fin(mut self) -> LinkStats {
-        self.counters = self.counters.map(SocketCounters::with_peer_fin);
-        self
+    /// The transport, as scenarios name it.
+    pub fn kind(self) -> TransportKind {
+        self.dialed().kind()
     }
 }
 
-/// Whether a broker acknowledged taking a reading over: MQTT's PUBACK (QoS 1) or PUBREC (QoS 2,
-/// the broker has taken ownership). PUBCOMP is not needed: after PUBREC a loss is the broker's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BrokerAck {
-    /// The transport has no such acknowledgement (no broker, or MQTT QoS 0).
-    #[default]
-    NotExpected,
-    /// The transport has one and it never came: the reading was not sent, or its send failed or
-    /// timed out before the acknowledgement.
-    Missing,
-    /// It came: the broker accepted the reading.
-    Received,
-}
-
-/// Why a device's link failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    /// TCP connect failed or timed out.
-    #[error("connect failed: {0}")]
-    Connect(#[source] io::Error),
-    /// The protocol handshake failed.
-    #[error("handshake failed: {0}")]
-    Handshake(String),
-    /// The connect plus handshake took longer than allowed.
-    #[error("connect timed out after {0:?}")]
-    ConnectTimeout(Duration),
-    /// A write failed: the connection is gone.
-    #[error("write failed: {0}")]
-    Write(String),
-    /// A write blocked longer than allowed.
-    #[error("write timed out after {0:?}")]
-    WriteTimeout(Duration),
+impl ServedTransport {
+    /// The transport, as scenarios name it.
+    pub fn kind(self) -> TransportKind {
+        match self {
+            ServedTransport::Sse => TransportKind::Sse,
+            ServedTransport::HttpStream => TransportKind::HttpStream,
+            ServedTransport::LongPoll => TransportKind::LongPoll,
+            ServedTransport::WsServer => TransportKind::WsServer,
+        }
+    }
 }
 
 /// The device's sending end of one connection, whatever the transport.
@@ -259,45 +269,40 @@ pub enum Link {
     /// WebSocket client (boxed: tungstenite's state is large).
     Ws(Box<ws::driver::DeviceConnection>),
     /// MQTT client.
-    Mqtt(Box<crate::mqtt::driver::DeviceConnection>),
+    Mqtt(Box<mqtt::driver::DeviceConnection>),
     /// HTTP client POSTing each reading.
-    HttpPost(Box<crate::httppost::driver::DeviceConnection>),
+    HttpPost(Box<httppost::driver::DeviceConnection>),
 }
 
 impl Link {
     /// Connects to a sink at `target` and completes the transport's handshake.
     pub async fn connect(
-        kind: TransportKind,
+        kind: DialedTransport,
         target: SocketAddr,
         options: &LinkOptions,
     ) -> Result<(Link, Setup), LinkError> {
         let started_ns = crate::clock::now_ns();
         let connect = async {
+            let mqtt_at = |qos| async move {
+                mqtt::driver::DeviceConnection::connect(target, qos, options)
+                    .await
+                    .map(|c| Link::Mqtt(Box::new(c)))
+            };
             match kind {
-                TransportKind::Tcp => tcp::driver::DeviceConnection::connect(target, options)
+                DialedTransport::Tcp => tcp::driver::DeviceConnection::connect(target, options)
                     .await
                     .map(Link::Tcp),
-                TransportKind::Ws => ws::driver::DeviceConnection::connect(target, options)
+                DialedTransport::Ws => ws::driver::DeviceConnection::connect(target, options)
                     .await
                     .map(|c| Link::Ws(Box::new(c))),
-                TransportKind::Sse
-                | TransportKind::HttpStream
-                | TransportKind::LongPoll
-                | TransportKind::WsServer => Err(LinkError::Handshake(format!(
-                    "{} is served by the device: it does not connect",
-                    kind.name()
-                ))),
-                TransportKind::HttpPost => {
-                    crate::httppost::driver::DeviceConnection::connect(target, options)
+                DialedTransport::HttpPost => {
+                    httppost::driver::DeviceConnection::connect(target, options)
                         .await
                         .map(|c| Link::HttpPost(Box::new(c)))
                 }
-                TransportKind::MqttQos0 | TransportKind::MqttQos1 | TransportKind::MqttQos2 => {
-                    let qos = kind.mqtt_qos().unwrap_or(0);
-                    crate::mqtt::driver::DeviceConnection::connect(target, qos, options)
-                        .await
-                        .map(|c| Link::Mqtt(Box::new(c)))
-                }
+                DialedTransport::MqttQos0 => mqtt_at(0).await,
+                DialedTransport::MqttQos1 => mqtt_at(1).await,
+                DialedTransport::MqttQos2 => mqtt_at(2).await,
             }
         };
         let link = tokio::time::timeout(options.connect_timeout, connect)
@@ -362,106 +367,17 @@ impl Link {
     }
 }
 
-/// How the receiving end serves.
-#[derive(Clone, Debug)]
-pub struct SinkOptions {
-    /// Payload encoding expected on raw TCP (WebSocket frames say theirs: text is JSON).
-    pub encoding: Encoding,
-    /// A connection with no bytes for this long is closed.
-    pub idle_timeout: Duration,
-    /// Bound on a protocol handshake.
-    pub handshake_timeout: Duration,
-    /// Raw TCP only, echo mode (hardware runs of `firmware/`'s `tcp-echo`): every this often the
-    /// sink writes `?` to the device, which answers with one reading; each reading is reported
-    /// as due at the instant of the oldest unanswered `?`, so its latency is the round trip on
-    /// the sink's own clock, with no clock sync.
-    pub echo_interval: Option<Duration>,
-}
-
-impl Default for SinkOptions {
-    fn default() -> Self {
-        SinkOptions {
-            encoding: Encoding::Json,
-            idle_timeout: Duration::from_secs(120),
-            handshake_timeout: Duration::from_secs(5),
-            echo_interval: None,
-        }
-    }
-}
-
-/// How a sink connection ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
-pub enum ConnectionEnd {
-    /// The device closed cleanly.
-    PeerClosed,
-    /// The device sent something that does not parse; the connection was closed.
-    Malformed(String),
-    /// The protocol handshake failed.
-    HandshakeFailed(String),
-    /// A socket error.
-    Io(String),
-    /// Nothing arrived within the idle timeout.
-    IdleTimeout,
-    /// The sink was shut down.
-    Shutdown,
-}
-
-/// Everything a sink knows about one finished connection.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ConnectionReport {
-    /// Connection id, unique within one sink.
-    pub conn: u64,
-    /// The device's address.
-    pub peer: SocketAddr,
-    /// CLOCK_MONOTONIC ns at accept.
-    pub opened_ns: u64,
-    /// CLOCK_MONOTONIC ns at close.
-    pub closed_ns: u64,
-    /// Readings decoded on it.
-    pub readings: u64,
-    /// Application bytes received, handshake included.
-    pub app_bytes_received: u64,
-    /// Application bytes sent, handshake included.
-    pub app_bytes_sent: u64,
-    /// TCP_INFO when the transport became ready (after the handshake).
-    pub ready_counters: Option<SocketCounters>,
-    /// TCP_INFO at close.
-    pub final_counters: Option<SocketCounters>,
-    /// Why it ended.
-    pub end: ConnectionEnd,
-    /// Application bytes received when the transport became ready.
-    #[serde(default)]
-    pub ready_app_bytes_received: u64,
-    /// Application bytes sent when the transport became ready.
-    #[serde(default)]
-    pub ready_app_bytes_sent: u64,
-    /// Messages that arrived well-framed but did not decode as a reading (the connection stays).
-    #[serde(default)]
-    pub rejected: u64,
-    /// Payload bytes of the readings decoded on it.
-    #[serde(default)]
-    pub payload_bytes: u64,
-}
-
-/// Told by a sink what happens on its connections. Called inline from connection tasks: keep it cheap.
-pub trait SinkObserver: Send + Sync + 'static {
-    /// A reading was decoded; its last byte was read at `arrived_ns` (CLOCK_MONOTONIC).
-    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64);
-    /// A connection ended.
-    fn closed(&self, report: ConnectionReport);
-}
-
-/// Serves `kind` (raw TCP or WebSocket: MQTT readings are received by
-/// [`crate::mqtt::driver::collect`]) on `listener` until `shutdown` is cancelled, then closes every connection and
-/// returns once each has reported (bounded by two seconds).
+/// Serves `kind` (raw TCP, WebSocket or HTTP POST: MQTT readings are received by
+/// [`crate::mqtt::driver::collect`], device-served ones by [`crate::served::collect_device`]) on
+/// `listener` until `shutdown` is cancelled, then closes every connection and returns once each
+/// has reported (bounded by two seconds).
 pub async fn serve(
-    kind: TransportKind,
+    kind: SinkTransport,
     listener: TcpListener,
     options: SinkOptions,
     observer: Arc<dyn SinkObserver>,
     shutdown: CancellationToken,
-) -> io::Result<()> {
+) {
     let next_conn = AtomicU64::new(0);
     let mut tasks = JoinSet::new();
     loop {
@@ -478,7 +394,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let accept = tcp::driver::Accepted {
+        let accept = Accepted {
             conn: next_conn.fetch_add(1, Ordering::Relaxed),
             peer,
             opened_ns: crate::clock::now_ns(),
@@ -488,17 +404,9 @@ pub async fn serve(
             shutdown: shutdown.clone(),
         };
         match kind {
-            TransportKind::Tcp => tasks.spawn(tcp::driver::serve_connection(accept)),
-            TransportKind::Ws => tasks.spawn(ws::driver::serve_connection(accept)),
-            TransportKind::HttpPost => {
-                tasks.spawn(crate::httppost::driver::serve_connection(accept))
-            }
-            other => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("{} is not received by a sink server", other.name()),
-                ))
-            }
+            SinkTransport::Tcp => tasks.spawn(tcp::driver::serve_connection(accept)),
+            SinkTransport::Ws => tasks.spawn(ws::driver::serve_connection(accept)),
+            SinkTransport::HttpPost => tasks.spawn(httppost::driver::serve_connection(accept)),
         };
         while tasks.try_join_next().is_some() {}
     }
@@ -506,5 +414,4 @@ pub async fn serve(
         while tasks.join_next().await.is_some() {}
     })
     .await;
-    Ok(())
 }

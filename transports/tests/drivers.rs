@@ -13,7 +13,7 @@ use transports::transport::{
     serve, ConnectionEnd, ConnectionReport, LinkOptions, LinkStats, SinkObserver, SinkOptions,
 };
 use transports::ws::codec::frame_header_len;
-use transports::{Encoding, Link, Reading, TransportKind};
+use transports::{DialedTransport, Encoding, Link, Reading, SinkTransport};
 
 #[derive(Default)]
 struct Collected {
@@ -37,10 +37,10 @@ struct Sink {
     addr: SocketAddr,
     collected: Arc<Collected>,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
-async fn start_sink(kind: TransportKind, encoding: Encoding) -> Sink {
+async fn start_sink(kind: SinkTransport, encoding: Encoding) -> Sink {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let collected = Arc::new(Collected::default());
@@ -70,7 +70,6 @@ impl Sink {
         tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
             .expect("sink stops")
-            .unwrap()
             .unwrap();
         self.collected
     }
@@ -89,12 +88,12 @@ impl Sink {
     }
 }
 
-fn options(kind: TransportKind, encoding: Encoding) -> LinkOptions {
+fn options(kind: SinkTransport, encoding: Encoding) -> LinkOptions {
     LinkOptions {
         encoding,
         socket: SocketOptions {
             mss: Some(536),
-            nagle: kind.library_nagle(),
+            nagle: kind.kind().library_nagle(),
             send_buffer: Some(1072),
             recv_buffer: Some(2144),
         },
@@ -121,11 +120,11 @@ fn reading(device_id: u32, seq: u32) -> Reading {
 
 /// Sends `count` readings from each of `devices` links; returns each link's steady-state
 /// application bytes written and the payload bytes.
-async fn exercise(kind: TransportKind, encoding: Encoding, devices: u32, count: u32) {
+async fn exercise(kind: SinkTransport, encoding: Encoding, devices: u32, count: u32) {
     let sink = start_sink(kind, encoding).await;
     let mut steady = Vec::new();
     for d in 0..devices {
-        let (mut link, setup) = Link::connect(kind, sink.addr, &options(kind, encoding))
+        let (mut link, setup) = Link::connect(kind.dialed(), sink.addr, &options(kind, encoding))
             .await
             .unwrap();
         assert!(setup.ready_ns >= setup.started_ns);
@@ -178,12 +177,12 @@ async fn exercise(kind: TransportKind, encoding: Encoding, devices: u32, count: 
     for (app, payload, tcp) in steady {
         let framing = (app - payload) as f64 / count as f64;
         let expected = match kind {
-            TransportKind::Tcp => transports::tcp::codec::framing_len(encoding) as f64,
-            TransportKind::Ws => {
+            SinkTransport::Tcp => transports::tcp::codec::framing_len(encoding) as f64,
+            SinkTransport::Ws => {
                 assert!(payload / count as u64 <= 125);
                 frame_header_len((payload / count as u64) as usize, true) as f64
             }
-            other => unreachable!("{other:?} goes through a broker"),
+            SinkTransport::HttpPost => unreachable!("http-post has its own tests (httppost.rs)"),
         };
         assert_eq!(
             framing, expected,
@@ -209,31 +208,31 @@ async fn exercise(kind: TransportKind, encoding: Encoding, devices: u32, count: 
 
 #[tokio::test]
 async fn tcp_json_delivers_with_one_byte_of_framing() {
-    exercise(TransportKind::Tcp, Encoding::Json, 5, 40).await;
+    exercise(SinkTransport::Tcp, Encoding::Json, 5, 40).await;
 }
 
 #[tokio::test]
 async fn tcp_binary_delivers_with_a_two_byte_prefix() {
-    exercise(TransportKind::Tcp, Encoding::Binary, 5, 40).await;
+    exercise(SinkTransport::Tcp, Encoding::Binary, 5, 40).await;
 }
 
 #[tokio::test]
 async fn ws_json_delivers_with_six_bytes_of_framing() {
-    exercise(TransportKind::Ws, Encoding::Json, 5, 40).await;
+    exercise(SinkTransport::Ws, Encoding::Json, 5, 40).await;
 }
 
 #[tokio::test]
 async fn ws_binary_delivers_with_six_bytes_of_framing() {
-    exercise(TransportKind::Ws, Encoding::Binary, 5, 40).await;
+    exercise(SinkTransport::Ws, Encoding::Binary, 5, 40).await;
 }
 
 #[tokio::test]
 async fn ws_handshake_is_the_arduino_one() {
-    let sink = start_sink(TransportKind::Ws, Encoding::Json).await;
+    let sink = start_sink(SinkTransport::Ws, Encoding::Json).await;
     let (link, setup) = Link::connect(
-        TransportKind::Ws,
+        DialedTransport::Ws,
         sink.addr,
-        &options(TransportKind::Ws, Encoding::Json),
+        &options(SinkTransport::Ws, Encoding::Json),
     )
     .await
     .unwrap();
@@ -246,15 +245,15 @@ async fn ws_handshake_is_the_arduino_one() {
 
 #[tokio::test]
 async fn malformed_frame_closes_only_that_connection() {
-    for kind in [TransportKind::Tcp, TransportKind::Ws] {
+    for kind in [SinkTransport::Tcp, SinkTransport::Ws] {
         let sink = start_sink(kind, Encoding::Json).await;
-        let (mut good, _) = Link::connect(kind, sink.addr, &options(kind, Encoding::Json))
+        let (mut good, _) = Link::connect(kind.dialed(), sink.addr, &options(kind, Encoding::Json))
             .await
             .unwrap();
         good.send(&reading(1, 0)).await.unwrap();
 
         match kind {
-            TransportKind::Tcp => {
+            SinkTransport::Tcp => {
                 let mut bad = TcpStream::connect(sink.addr).await.unwrap();
                 bad.write_all(b"{\"id\":2,\"seq\":0,\"t\":oops}\n")
                     .await
@@ -266,7 +265,7 @@ async fn malformed_frame_closes_only_that_connection() {
                     .unwrap_or(0);
                 assert_eq!(n, 0, "closed without a reply");
             }
-            TransportKind::Ws => {
+            SinkTransport::Ws => {
                 use futures_util::{SinkExt, StreamExt};
                 use tokio_tungstenite::tungstenite::Message;
                 let url = format!("ws://{}/", sink.addr);
@@ -291,7 +290,7 @@ async fn malformed_frame_closes_only_that_connection() {
                     .expect("the sink closes a connection that is not an upgrade")
                     .ok();
             }
-            other => unreachable!("{other:?} goes through a broker"),
+            SinkTransport::HttpPost => unreachable!("http-post has its own tests (httppost.rs)"),
         }
 
         good.send(&reading(1, 1)).await.unwrap();
@@ -308,7 +307,7 @@ async fn malformed_frame_closes_only_that_connection() {
                 )
             })
             .count();
-        let bad = if kind == TransportKind::Ws { 2 } else { 1 };
+        let bad = if kind == SinkTransport::Ws { 2 } else { 1 };
         assert_eq!(
             errors, bad,
             "{kind:?}: exactly the bad connections are counted: {closed:?}"

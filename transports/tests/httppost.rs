@@ -16,9 +16,9 @@ use transports::socket::{SocketCounters, SocketOptions};
 use transports::transport::{
     serve, ConnectionEnd, ConnectionReport, LinkError, LinkOptions, SinkObserver, SinkOptions,
 };
-use transports::{Encoding, Link, Reading, TransportKind};
+use transports::{Encoding, Link, Reading, SinkTransport};
 
-const KIND: TransportKind = TransportKind::HttpPost;
+const KIND: SinkTransport = SinkTransport::HttpPost;
 
 #[derive(Default)]
 struct Collected {
@@ -42,7 +42,7 @@ struct Sink {
     addr: SocketAddr,
     collected: Arc<Collected>,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 async fn start_sink(idle_timeout: Duration) -> Sink {
@@ -75,7 +75,6 @@ impl Sink {
         tokio::time::timeout(Duration::from_secs(5), self.task)
             .await
             .expect("sink stops")
-            .unwrap()
             .unwrap();
         self.collected
     }
@@ -104,7 +103,7 @@ fn options_with(encoding: Encoding, http_connections: Connections) -> LinkOption
         encoding,
         socket: SocketOptions {
             mss: Some(536),
-            nagle: KIND.library_nagle(),
+            nagle: KIND.kind().library_nagle(),
             send_buffer: Some(1072),
             recv_buffer: Some(2144),
         },
@@ -184,7 +183,7 @@ const SEGMENTS_UP_PER_READING: u64 = 7;
 /// close, up as the sum of the segments above, down as the backend's own TCP_INFO says it sent.
 async fn exercise_per_reading(encoding: Encoding, count: u32, request_bytes: u64) {
     let sink = start_sink(Duration::from_secs(30)).await;
-    let (mut link, setup) = Link::connect(KIND, sink.addr, &options(encoding))
+    let (mut link, setup) = Link::connect(KIND.dialed(), sink.addr, &options(encoding))
         .await
         .unwrap();
     assert_eq!(setup.stats.app_bytes_sent, 0, "HTTP has no handshake");
@@ -325,7 +324,7 @@ async fn exercise_kept_alive(encoding: Encoding, devices: u32, count: u32, reque
     let mut expected_request_bytes = Vec::new();
     for d in 0..devices {
         let (mut link, setup) = Link::connect(
-            KIND,
+            KIND.dialed(),
             sink.addr,
             &options_with(encoding, Connections::KeptAlive),
         )
@@ -469,7 +468,9 @@ async fn the_204_is_hypers_with_a_date_and_the_connection_stays() {
 async fn bad_requests_get_4xx_and_the_backend_keeps_serving() {
     let sink = start_sink(Duration::from_secs(30)).await;
     let kept_alive = options_with(Encoding::Json, Connections::KeptAlive);
-    let (mut good, _) = Link::connect(KIND, sink.addr, &kept_alive).await.unwrap();
+    let (mut good, _) = Link::connect(KIND.dialed(), sink.addr, &kept_alive)
+        .await
+        .unwrap();
     good.send(&reading(1, 0)).await.unwrap();
 
     // Well-framed requests that are not readings: answered, counted, connection kept.
@@ -642,7 +643,7 @@ async fn each_reading_connects_anew_and_the_device_closes_first() {
         }
         seen
     });
-    let (mut link, _) = Link::connect(KIND, addr, &options(Encoding::Json))
+    let (mut link, _) = Link::connect(KIND.dialed(), addr, &options(Encoding::Json))
         .await
         .unwrap();
     for seq in 0..3 {
@@ -669,7 +670,7 @@ async fn each_reading_connects_anew_and_the_device_closes_first() {
 #[tokio::test]
 async fn the_device_writes_the_librarys_exact_request() {
     let (addr, backend) = fake_backend(Fake::Answer(codec::NO_CONTENT)).await;
-    let (mut link, _) = Link::connect(KIND, addr, &options(Encoding::Json))
+    let (mut link, _) = Link::connect(KIND.dialed(), addr, &options(Encoding::Json))
         .await
         .unwrap();
     assert_eq!(link.send(&reading(0, 0)).await.unwrap(), 82);
@@ -721,7 +722,7 @@ async fn a_send_fails_on_an_error_status_a_chunked_body_a_close_or_silence() {
             // a busy machine cannot turn its answer into a timeout.
             options.write_timeout = Duration::from_millis(300);
         }
-        let (mut link, _) = Link::connect(KIND, addr, &options).await.unwrap();
+        let (mut link, _) = Link::connect(KIND.dialed(), addr, &options).await.unwrap();
         let error = link.send(&reading(0, 0)).await.unwrap_err();
         match (&error, fake) {
             (LinkError::WriteTimeout(_), Fake::Silent) => {}
@@ -779,7 +780,9 @@ async fn idle_connections_time_out_and_shutdown_ends_the_rest() {
     // the machine gets from the send to the shutdown, the end is the shutdown.
     let sink = start_sink(Duration::from_secs(30)).await;
     let kept_alive = options_with(Encoding::Json, Connections::KeptAlive);
-    let (mut link, _) = Link::connect(KIND, sink.addr, &kept_alive).await.unwrap();
+    let (mut link, _) = Link::connect(KIND.dialed(), sink.addr, &kept_alive)
+        .await
+        .unwrap();
     link.send(&reading(3, 0)).await.unwrap();
     let collected = sink.stop().await;
     let closed = collected.closed.lock().unwrap().clone();

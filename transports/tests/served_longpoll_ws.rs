@@ -16,10 +16,10 @@ use transports::served::{
 use transports::socket::SocketOptions;
 use transports::transport::{ConnectionEnd, ConnectionReport, SinkObserver};
 use transports::ws::codec::frame_header_len;
-use transports::{Encoding, Reading, TransportKind};
+use transports::{Encoding, Reading, ServedTransport};
 
-const LONG_POLL: TransportKind = TransportKind::LongPoll;
-const WS_SERVER: TransportKind = TransportKind::WsServer;
+const LONG_POLL: ServedTransport = ServedTransport::LongPoll;
+const WS_SERVER: ServedTransport = ServedTransport::WsServer;
 
 #[derive(Default)]
 struct Collected {
@@ -77,14 +77,14 @@ struct Device {
 }
 
 async fn start_device(
-    kind: TransportKind,
+    kind: ServedTransport,
     encoding: Encoding,
     outbox: Arc<Outbox>,
     hold: Duration,
 ) -> Device {
     let socket = SocketOptions {
         mss: Some(536),
-        nagle: kind.library_nagle(),
+        nagle: kind.kind().library_nagle(),
         send_buffer: Some(1072),
         recv_buffer: Some(2144),
     };
@@ -141,7 +141,7 @@ struct Collector {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn start_collector(kind: TransportKind, device: SocketAddr, encoding: Encoding) -> Collector {
+fn start_collector(kind: ServedTransport, device: SocketAddr, encoding: Encoding) -> Collector {
     let collected = Arc::new(Collected::default());
     let stop = CancellationToken::new();
     let options = CollectOptions {
@@ -222,7 +222,7 @@ async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
 /// Publishes 50 readings to a device a collector is connected to, at most four ahead of the
 /// collector (the device's queue of 16 never fills, however slowly the collector runs), then
 /// checks that each arrived once and in order, and what both ends counted.
-async fn delivers_every_reading(kind: TransportKind, encoding: Encoding) {
+async fn delivers_every_reading(kind: ServedTransport, encoding: Encoding) {
     const COUNT: u32 = 50;
     let device = start_device(kind, encoding, Outbox::new(16, 64), Duration::from_secs(5)).await;
     let addr = device.addr;

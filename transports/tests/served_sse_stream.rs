@@ -14,7 +14,7 @@ use transports::served::{self, CollectOptions, Outbox, ServedConnection, ServedO
 use transports::socket::SocketOptions;
 use transports::transport::ConnectionEnd;
 use transports::transport::{ConnectionReport, SinkObserver};
-use transports::{Encoding, Reading, TransportKind};
+use transports::{Encoding, Reading, ServedTransport};
 
 #[derive(Default)]
 struct Collected {
@@ -39,19 +39,19 @@ struct Device {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn device(kind: TransportKind, replay: usize) -> Device {
+async fn device(kind: ServedTransport, replay: usize) -> Device {
     device_with_write_timeout(kind, replay, Duration::from_secs(5)).await
 }
 
 async fn device_with_write_timeout(
-    kind: TransportKind,
+    kind: ServedTransport,
     replay: usize,
     write_timeout: Duration,
 ) -> Device {
     // The ESP8266 profile, set on the listener as the fleet binds devices.
     let socket = SocketOptions {
         mss: Some(536),
-        nagle: kind.library_nagle(),
+        nagle: kind.kind().library_nagle(),
         send_buffer: Some(1072),
         recv_buffer: Some(2144),
     };
@@ -91,7 +91,7 @@ struct Collector {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn collector(kind: TransportKind, addr: SocketAddr, retry: Duration) -> Collector {
+fn collector(kind: ServedTransport, addr: SocketAddr, retry: Duration) -> Collector {
     let collected = Arc::new(Collected::default());
     let stop = CancellationToken::new();
     let task = tokio::spawn(served::collect_device(
@@ -166,7 +166,7 @@ async fn finish(device: Device, collector: Collector) -> (Vec<Reading>, Vec<Serv
     (readings, served)
 }
 
-async fn delivers_with_exact_framing(kind: TransportKind) {
+async fn delivers_with_exact_framing(kind: ServedTransport) {
     let device = device(kind, 8).await;
     let collector = collector(kind, device.addr, Duration::from_millis(50));
     wait_for_clients(&device.outbox, 1).await;
@@ -185,7 +185,7 @@ async fn delivers_with_exact_framing(kind: TransportKind) {
     let setup = s.setup.expect("the response head went out");
     // Set-up: the library's head, nothing else.
     let head = match kind {
-        TransportKind::Sse => http::SSE_HEAD.to_vec(),
+        ServedTransport::Sse => http::SSE_HEAD.to_vec(),
         _ => http::stream_head("application/json", true),
     };
     assert_eq!(setup.stats.app_bytes_sent, head.len() as u64, "{kind:?}");
@@ -193,7 +193,7 @@ async fn delivers_with_exact_framing(kind: TransportKind) {
     let framing = streamed - s.payload_bytes;
     let expected: usize = match kind {
         // `id: <seq>\n` (none for seq 0), `data: ` and the blank line.
-        TransportKind::Sse => {
+        ServedTransport::Sse => {
             let framing: usize = (0..200).map(http::sse_framing).sum();
             assert_eq!(framing, 8 + 9 * 14 + 90 * 15 + 100 * 16);
             framing
@@ -209,19 +209,23 @@ async fn delivers_with_exact_framing(kind: TransportKind) {
 
 #[tokio::test]
 async fn sse_delivers_every_reading_with_exact_framing() {
-    delivers_with_exact_framing(TransportKind::Sse).await;
+    delivers_with_exact_framing(ServedTransport::Sse).await;
 }
 
 #[tokio::test]
 async fn http_stream_delivers_every_reading_with_exact_framing() {
-    delivers_with_exact_framing(TransportKind::HttpStream).await;
+    delivers_with_exact_framing(ServedTransport::HttpStream).await;
 }
 
 /// Cuts the SSE connection after reading 19, publishes `gap` readings while the collector waits
 /// to reconnect, then 20 more; returns what arrived.
 async fn resume_after_gap(gap: u32) -> Vec<u32> {
-    let device = device(TransportKind::Sse, 8).await;
-    let collector = collector(TransportKind::Sse, device.addr, Duration::from_millis(400));
+    let device = device(ServedTransport::Sse, 8).await;
+    let collector = collector(
+        ServedTransport::Sse,
+        device.addr,
+        Duration::from_millis(400),
+    );
     wait_for_clients(&device.outbox, 1).await;
     publish(&device.outbox, &collector.collected, 0..20).await;
     wait_for_readings(&collector.collected, 20).await;
@@ -270,7 +274,7 @@ async fn raw_request(addr: SocketAddr, request: &[u8]) -> String {
 
 #[tokio::test]
 async fn malformed_requests_get_a_4xx_and_the_device_keeps_serving() {
-    for kind in [TransportKind::Sse, TransportKind::HttpStream] {
+    for kind in [ServedTransport::Sse, ServedTransport::HttpStream] {
         let device = device(kind, 8).await;
         let answer = raw_request(device.addr, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
@@ -290,7 +294,8 @@ async fn malformed_requests_get_a_4xx_and_the_device_keeps_serving() {
 
 #[tokio::test]
 async fn a_stuck_collector_costs_the_device_a_bounded_queue_and_then_its_connection() {
-    let device = device_with_write_timeout(TransportKind::Sse, 8, Duration::from_millis(500)).await;
+    let device =
+        device_with_write_timeout(ServedTransport::Sse, 8, Duration::from_millis(500)).await;
     // A client that asks for the stream and never reads it, with a minimal receive window.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(1).unwrap();
@@ -375,7 +380,7 @@ async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
 /// sends `Last-Event-ID: 0` gets nothing replayed (the sketch takes 0 as nothing seen).
 #[tokio::test]
 async fn sse_events_are_async_event_source_bytes() {
-    let device = device(TransportKind::Sse, 8).await;
+    let device = device(ServedTransport::Sse, 8).await;
     let mut raw = TcpStream::connect(device.addr).await.unwrap();
     raw.write_all(b"GET /events HTTP/1.1\r\nHost: d\r\nAccept: text/event-stream\r\n\r\n")
         .await
@@ -419,7 +424,7 @@ async fn sse_events_are_async_event_source_bytes() {
 /// as from a board: the first event at once, the rest together once it is acknowledged.
 #[tokio::test]
 async fn sse_replay_goes_out_in_segments_of_the_profile_mss() {
-    let device = device(TransportKind::Sse, 8).await;
+    let device = device(ServedTransport::Sse, 8).await;
     for seq in 0..10 {
         device.outbox.publish(&reading(seq));
     }
@@ -467,7 +472,7 @@ async fn sse_replay_goes_out_in_segments_of_the_profile_mss() {
 /// (`0\r\n\r\n`) and FIN.
 #[tokio::test]
 async fn http_stream_is_esp8266_web_server_bytes_and_ends_with_the_last_chunk() {
-    let device = device(TransportKind::HttpStream, 0).await;
+    let device = device(ServedTransport::HttpStream, 0).await;
     let mut raw = TcpStream::connect(device.addr).await.unwrap();
     raw.write_all(b"GET /stream HTTP/1.1\r\nHost: d\r\n\r\n")
         .await
@@ -507,7 +512,7 @@ async fn http_stream_is_esp8266_web_server_bytes_and_ends_with_the_last_chunk() 
 /// last chunk then FIN, SSE's FIN alone; the collector sees the stream end and closes too.
 #[tokio::test]
 async fn device_stop_closes_the_stream_and_counts_the_close_apart() {
-    for (kind, closing) in [(TransportKind::HttpStream, 5), (TransportKind::Sse, 0)] {
+    for (kind, closing) in [(ServedTransport::HttpStream, 5), (ServedTransport::Sse, 0)] {
         let device = device(kind, 8).await;
         let collector = collector(kind, device.addr, Duration::from_secs(30));
         wait_for_clients(&device.outbox, 1).await;

@@ -20,11 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{codec, Connections};
-use crate::socket::{self, CountingStream, SocketCounters, StreamCounts};
-use crate::tcp::driver::Accepted;
-use crate::transport::{
-    ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats, SinkObserver,
-};
+use crate::link::{LinkError, LinkOptions, LinkStats};
+use crate::sink::{Accepted, ConnectionEnd, ConnectionReport, SinkObserver};
+use crate::socket::{self, CountingStream, Side, SocketCounters, StreamCounts};
 use crate::{Encoding, Reading};
 
 /// The longest request body the backend reads; readings are at most 127 bytes.
@@ -155,7 +153,7 @@ impl DeviceConnection {
             Some(first) => {
                 // The set-up connection carries the first reading: its counts so far are the
                 // handshake alone.
-                self.setup_counters = SocketCounters::read(&first).ok();
+                self.setup_counters = SocketCounters::of(&first, Side::Dialed).ok();
                 first
             }
             None => self.options.dial(self.target).await?,
@@ -190,7 +188,7 @@ impl DeviceConnection {
     async fn close_connection(&mut self, mut stream: CountingStream<TcpStream>) {
         let peer_closed =
             stream.shutdown().await.is_ok() && socket::await_peer_close(&mut stream).await;
-        if let Ok(mut counters) = SocketCounters::read(stream.get_ref()) {
+        if let Ok(mut counters) = SocketCounters::of(stream.get_ref(), Side::Dialed) {
             if peer_closed {
                 counters = counters.with_peer_fin();
             }
@@ -225,7 +223,7 @@ impl DeviceConnection {
                 if let Some(open) = self
                     .open
                     .as_ref()
-                    .and_then(|s| SocketCounters::read(s).ok())
+                    .and_then(|s| SocketCounters::of(s, Side::Dialed).ok())
                 {
                     total.add_connection(&open);
                 }
@@ -234,13 +232,13 @@ impl DeviceConnection {
             _ => self
                 .open
                 .as_ref()
-                .and_then(|stream| SocketCounters::read(stream).ok()),
+                .and_then(|stream| SocketCounters::of(stream, Side::Dialed).ok()),
         };
-        LinkStats {
-            app_bytes_sent: self.counts.bytes_written(),
-            app_bytes_received: self.counts.bytes_read(),
+        LinkStats::new(
+            self.counts.bytes_written(),
+            self.counts.bytes_read(),
             counters,
-        }
+        )
     }
 
     /// Closes the open connection, if any (FIN, then a bounded wait for the backend's); returns
@@ -442,7 +440,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         observer,
         shutdown,
     } = accepted;
-    let ready_counters = SocketCounters::read_accepted(&stream).ok();
+    let ready_counters = SocketCounters::of(&stream, Side::Accepted).ok();
     // hyper owns the stream and closes it when it is done; a second descriptor of the socket
     // keeps it open until the final TCP_INFO has been read.
     let counters_fd: Option<OwnedFd> = stream.as_fd().try_clone_to_owned().ok();
@@ -478,9 +476,10 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
             (tokio::time::timeout(SHUTDOWN_GRACE, connection.as_mut()).await.ok(), true)
         }
     };
-    let final_counters = counters_fd
-        .as_ref()
-        .and_then(|fd| SocketCounters::read_accepted(fd).ok());
+    let last = match &counters_fd {
+        Some(fd) => LinkStats::from_parts(&counts, fd, Side::Accepted),
+        None => LinkStats::new(counts.bytes_written(), counts.bytes_read(), None),
+    };
     drop(counters_fd);
     let tally = std::mem::take(&mut *backend.tally());
     let end = match (tally.end, result) {
@@ -496,20 +495,12 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         }
         (None, Some(Err(e))) => ConnectionEnd::Io(e.to_string()),
     };
+    let report = ConnectionReport::new(conn, peer, opened_ns, end)
+        .with_ready(LinkStats::new(0, 0, ready_counters))
+        .with_final(last)
+        .with_readings(tally.readings, tally.payload_bytes);
     observer.closed(ConnectionReport {
-        conn,
-        peer,
-        opened_ns,
-        closed_ns: crate::clock::now_ns(),
-        readings: tally.readings,
-        app_bytes_received: counts.bytes_read(),
-        app_bytes_sent: counts.bytes_written(),
-        ready_counters,
-        final_counters,
-        end,
-        ready_app_bytes_received: 0,
-        ready_app_bytes_sent: 0,
         rejected: tally.rejected,
-        payload_bytes: tally.payload_bytes,
+        ..report
     });
 }

@@ -11,7 +11,7 @@ use super::{
     http, read_request, receive_stream, stream_readings, CollectorConn, DeviceConn,
     ServedConnection,
 };
-use crate::transport::ConnectionEnd;
+use crate::sink::ConnectionEnd;
 
 /// Serves one collector: the endless chunked response.
 pub async fn serve(mut conn: DeviceConn) -> ServedConnection {

@@ -25,7 +25,6 @@
 //! whose upgrade request is read the same way.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,8 +35,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::http::{self, Request, RequestError};
 use super::{CollectorConn, DeviceConn, ServedConnection};
-use crate::socket::SocketCounters;
-use crate::transport::{ConnectionEnd, LinkStats, Setup};
+use crate::link::{LinkStats, Setup};
+use crate::sink::ConnectionEnd;
+use crate::socket::Side;
 use crate::{Encoding, Reading};
 
 /// The path a device serves its readings on.
@@ -292,19 +292,12 @@ pub fn poll_target(last_seq: Option<u32>) -> String {
 
 /// The collector's socket by descriptor, for TCP_INFO while hyper holds the stream. Valid for
 /// as long as the `CollectorConn` it was taken from.
-struct SocketFd(RawFd);
-
-impl AsRawFd for SocketFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
-
 /// Polls one device connection until it ends: each answer's readings are recorded when the
 /// answer's last byte arrived; 204 is asked again at once.
 pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
     let counts = c.stream.counts();
-    let socket = SocketFd(c.stream.get_ref().as_raw_fd());
+    // SAFETY: `c.stream` stays in `c`, which outlives this function and so `socket`.
+    let socket = unsafe { super::held_socket(&c.stream) };
     let host = c.device.to_string();
     let handshake = hyper::client::conn::http1::Builder::new()
         .title_case_headers(true)
@@ -330,11 +323,7 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
             sender.ready().await?;
             let response = sender.send_request(request).await?;
             // The transport is ready once the first response head is in.
-            let at_head = first.then(|| LinkStats {
-                app_bytes_sent: counts.bytes_written(),
-                app_bytes_received: counts.bytes_read(),
-                counters: SocketCounters::read(&socket).ok(),
-            });
+            let at_head = first.then(|| LinkStats::from_parts(&counts, &socket, Side::Dialed));
             let status = response.status();
             let body = response.into_body().collect().await?.to_bytes();
             Ok::<_, hyper::Error>((status, at_head, body, counts.last_read_ns()))

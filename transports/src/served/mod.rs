@@ -30,9 +30,23 @@ use tokio_util::sync::CancellationToken;
 
 pub use outbox::Outbox;
 
-use crate::socket::{CountingStream, SocketCounters, SocketOptions};
-use crate::transport::{ConnectionEnd, ConnectionReport, LinkStats, Setup, SinkObserver};
-use crate::{clock, Encoding, Reading, TransportKind};
+use crate::link::{LinkStats, Setup};
+use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver};
+use crate::socket::{CountingStream, Side, SocketOptions};
+use crate::{clock, Encoding, Reading};
+
+/// A transport the device serves: it listens, and a collector connects to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServedTransport {
+    /// Server-Sent Events (AsyncEventSource), [`sse`].
+    Sse,
+    /// An endless chunked response (ESP8266WebServer), [`httpstream`].
+    HttpStream,
+    /// Long polling (ESP8266WebServer), [`longpoll`].
+    LongPoll,
+    /// WebSocket served by the device (arduinoWebSockets' server), [`wsserver`].
+    WsServer,
+}
 
 /// How a device serves.
 #[derive(Clone, Debug)]
@@ -90,11 +104,7 @@ pub struct DeviceConn {
 impl DeviceConn {
     /// Counts now.
     pub fn stats(&self) -> LinkStats {
-        LinkStats {
-            app_bytes_sent: self.stream.bytes_written(),
-            app_bytes_received: self.stream.bytes_read(),
-            counters: SocketCounters::read_accepted(self.stream.get_ref()).ok(),
-        }
+        LinkStats::of(&self.stream, Side::Accepted)
     }
 
     /// The set-up record at this moment (call once the transport is ready).
@@ -143,7 +153,7 @@ impl DeviceConn {
 /// [`crate::socket::listen`] and the same socket options, so accepted sockets carry the device
 /// profile's MSS and buffers.
 pub async fn serve_device(
-    kind: TransportKind,
+    kind: ServedTransport,
     listener: TcpListener,
     outbox: Arc<Outbox>,
     options: ServedOptions,
@@ -175,19 +185,10 @@ pub async fn serve_device(
         let report = report.clone();
         tasks.spawn(async move {
             let served = match kind {
-                TransportKind::Sse => sse::serve(conn).await,
-                TransportKind::HttpStream => httpstream::serve(conn).await,
-                TransportKind::LongPoll => longpoll::serve(conn).await,
-                TransportKind::WsServer => wsserver::serve(conn).await,
-                other => ServedConnection {
-                    peer,
-                    setup: None,
-                    final_stats: LinkStats::default(),
-                    closed_stats: None,
-                    readings_sent: 0,
-                    payload_bytes: 0,
-                    end: format!("{} is not served by devices", other.name()),
-                },
+                ServedTransport::Sse => sse::serve(conn).await,
+                ServedTransport::HttpStream => httpstream::serve(conn).await,
+                ServedTransport::LongPoll => longpoll::serve(conn).await,
+                ServedTransport::WsServer => wsserver::serve(conn).await,
             };
             report(served);
         });
@@ -237,11 +238,7 @@ impl CollectorConn<'_> {
 
     /// Marks the transport ready now.
     pub fn mark_ready(&mut self) {
-        self.ready = Some(LinkStats {
-            app_bytes_sent: self.stream.bytes_written(),
-            app_bytes_received: self.stream.bytes_read(),
-            counters: SocketCounters::read(self.stream.get_ref()).ok(),
-        });
+        self.ready = Some(LinkStats::of(&self.stream, Side::Dialed));
     }
 }
 
@@ -261,7 +258,7 @@ pub struct CollectOptions {
 /// Receives `kind` from the device at `device` until `shutdown`, reconnecting after
 /// `retry_delay` whenever the connection ends; reports each connection to `observer`.
 pub async fn collect_device(
-    kind: TransportKind,
+    kind: ServedTransport,
     device: SocketAddr,
     options: CollectOptions,
     observer: Arc<dyn SinkObserver>,
@@ -278,10 +275,12 @@ pub async fn collect_device(
             s = connect => s,
         };
         let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-        let (end, report) = match stream {
-            Err(e) => (
+        let report = match stream {
+            Err(e) => ConnectionReport::new(
+                conn,
+                device,
+                opened_ns,
                 ConnectionEnd::Io(format!("connect: {e}")),
-                None::<(CountingStream<TcpStream>, u64, u64, Option<LinkStats>)>,
             ),
             Ok(stream) => {
                 let mut c = CollectorConn {
@@ -298,75 +297,22 @@ pub async fn collect_device(
                     shutdown: shutdown.clone(),
                 };
                 let end = match kind {
-                    TransportKind::Sse => sse::receive(&mut c).await,
-                    TransportKind::HttpStream => httpstream::receive(&mut c).await,
-                    TransportKind::LongPoll => longpoll::receive(&mut c).await,
-                    TransportKind::WsServer => wsserver::receive(&mut c).await,
-                    other => {
-                        ConnectionEnd::Io(format!("{} is not served by devices", other.name()))
-                    }
+                    ServedTransport::Sse => sse::receive(&mut c).await,
+                    ServedTransport::HttpStream => httpstream::receive(&mut c).await,
+                    ServedTransport::LongPoll => longpoll::receive(&mut c).await,
+                    ServedTransport::WsServer => wsserver::receive(&mut c).await,
                 };
-                let CollectorConn {
-                    stream,
-                    readings,
-                    payload_bytes,
-                    ready,
-                    ..
-                } = c;
-                (end, Some((stream, readings, payload_bytes, ready)))
+                ConnectionReport::new(conn, device, opened_ns, end)
+                    .with_ready(c.ready.unwrap_or_default())
+                    .with_final(LinkStats::of(&c.stream, Side::Dialed))
+                    .with_readings(c.readings, c.payload_bytes)
             }
         };
-        if let Some((stream, readings, payload_bytes, ready)) = report {
-            observer.closed(ConnectionReport {
-                conn,
-                peer: device,
-                opened_ns,
-                closed_ns: clock::now_ns(),
-                readings,
-                app_bytes_received: stream.bytes_read(),
-                app_bytes_sent: stream.bytes_written(),
-                ready_counters: ready.and_then(|r| r.counters),
-                final_counters: SocketCounters::read(stream.get_ref()).ok(),
-                end,
-                ready_app_bytes_received: ready.map_or(0, |r| r.app_bytes_received),
-                ready_app_bytes_sent: ready.map_or(0, |r| r.app_bytes_sent),
-                rejected: 0,
-                payload_bytes,
-            });
-        } else {
-            observer.closed(ConnectionReport {
-                conn,
-                peer: device,
-                opened_ns,
-                closed_ns: clock::now_ns(),
-                readings: 0,
-                app_bytes_received: 0,
-                app_bytes_sent: 0,
-                ready_counters: None,
-                final_counters: None,
-                end,
-                ready_app_bytes_received: 0,
-                ready_app_bytes_sent: 0,
-                rejected: 0,
-                payload_bytes: 0,
-            });
-        }
+        observer.closed(report);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(options.retry_delay) => {}
         }
-    }
-}
-
-/// Counts of a stream another owner holds (hyper, tungstenite): its shared byte counts and
-/// TCP_INFO through the socket's descriptor, which outlives the call.
-pub fn link_stats(counts: &crate::socket::StreamCounts, fd: std::os::fd::RawFd) -> LinkStats {
-    // SAFETY: the caller holds the stream that owns `fd` for the duration of the call.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    LinkStats {
-        app_bytes_sent: counts.bytes_written(),
-        app_bytes_received: counts.bytes_read(),
-        counters: SocketCounters::read(&fd).ok(),
     }
 }
 
@@ -493,10 +439,10 @@ pub(crate) async fn receive_stream(
     mut extract: impl FnMut(&mut Vec<u8>) -> Result<Vec<(Reading, usize)>, String>,
 ) -> ConnectionEnd {
     use http_body_util::BodyExt;
-    use std::os::fd::AsRawFd;
     let (observer, conn) = (c.observer, c.conn);
     let counts = c.stream.counts();
-    let fd = c.stream.get_ref().as_raw_fd();
+    // SAFETY: `c.stream` stays in `c`, which outlives this function and so `socket`.
+    let socket = unsafe { held_socket(&c.stream) };
     let shutdown = c.shutdown.clone();
     // hyper holds the stream: the tallies are kept here and written back at the end.
     let last_seq: &mut Option<u32> = &mut *c.last_seq;
@@ -519,7 +465,7 @@ pub(crate) async fn receive_stream(
         if response.status() != 200 {
             return ConnectionEnd::Malformed(format!("status {}", response.status()));
         }
-        ready = Some(link_stats(&counts, fd));
+        ready = Some(LinkStats::from_parts(&counts, &socket, Side::Dialed));
         let mut body = response.into_body();
         let mut buf = Vec::new();
         loop {
@@ -560,4 +506,19 @@ pub(crate) async fn receive_stream(
     c.payload_bytes += payload_bytes;
     c.ready = ready;
     end
+}
+
+/// The descriptor of `stream`'s socket, to read its TCP_INFO while hyper holds the stream
+/// mutably (see [`LinkStats::from_parts`]).
+///
+/// # Safety
+///
+/// The descriptor must be dropped before `stream` is: the borrow checker cannot tie the two,
+/// since the stream is borrowed mutably meanwhile.
+pub(super) unsafe fn held_socket<'a>(
+    stream: &CountingStream<TcpStream>,
+) -> std::os::fd::BorrowedFd<'a> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the caller keeps the stream, and so its descriptor, open for `'a`.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.get_ref().as_raw_fd()) }
 }

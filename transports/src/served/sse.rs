@@ -9,7 +9,7 @@ use super::{
     http, read_request, receive_stream, stream_readings, CollectorConn, DeviceConn,
     ServedConnection,
 };
-use crate::transport::ConnectionEnd;
+use crate::sink::ConnectionEnd;
 use crate::Encoding;
 
 /// Serves one collector: the event stream, replaying after its `Last-Event-ID`.

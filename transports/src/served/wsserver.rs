@@ -26,8 +26,9 @@ use tokio_tungstenite::WebSocketStream;
 use super::http::Request;
 use super::longpoll::{finish, read_request, Stop, Tally};
 use super::{CollectorConn, DeviceConn, ServedConnection};
-use crate::socket::{CountingStream, SocketCounters};
-use crate::transport::{ConnectionEnd, LinkStats};
+use crate::link::LinkStats;
+use crate::sink::ConnectionEnd;
+use crate::socket::{CountingStream, Side};
 use crate::ws::codec::{frame_header_len, message_kind, MessageKind};
 use crate::{socket, Encoding, Reading};
 
@@ -110,14 +111,6 @@ pub fn switching_protocols(key: &str, arduino: bool) -> Vec<u8> {
     head.into_bytes()
 }
 
-fn stats_of(stream: &CountingStream<TcpStream>) -> LinkStats {
-    LinkStats {
-        app_bytes_sent: stream.bytes_written(),
-        app_bytes_received: stream.bytes_read(),
-        counters: SocketCounters::read_accepted(stream.get_ref()).ok(),
-    }
-}
-
 /// How a served WebSocket ended.
 enum Ending {
     /// The device closes: send a close frame and wait for the collector's.
@@ -190,7 +183,7 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         }
     };
     drop(subscription);
-    let final_stats = stats_of(ws.get_ref());
+    let final_stats = LinkStats::of(ws.get_ref(), Side::Accepted);
     let mut closed_stats = None;
     let end = match ending {
         Ending::Ours(end) => {
@@ -246,7 +239,7 @@ async fn close_normally(
     .await
     .is_ok();
     (drained && socket::await_peer_close(ws.get_mut()).await)
-        .then(|| stats_of(ws.get_ref()).with_peer_fin())
+        .then(|| LinkStats::of(ws.get_ref(), Side::Accepted).with_peer_fin())
 }
 
 /// Sends one reading as one frame, flushed, once the device's send buffer has room for it and
@@ -305,12 +298,7 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
     };
     // What `CollectorConn::mark_ready` and `arrived` do, on fields: tungstenite holds `c.stream`,
     // so the methods cannot be called while the WebSocket lives.
-    let stream = ws.get_ref();
-    c.ready = Some(LinkStats {
-        app_bytes_sent: stream.bytes_written(),
-        app_bytes_received: stream.bytes_read(),
-        counters: SocketCounters::read(stream.get_ref()).ok(),
-    });
+    c.ready = Some(LinkStats::of(ws.get_ref(), Side::Dialed));
     loop {
         let message = tokio::select! {
             _ = c.shutdown.cancelled() => {

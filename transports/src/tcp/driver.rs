@@ -2,18 +2,15 @@
 //! [`super::codec`]; what to make of the events is the caller's.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, FrameDecoder};
-use crate::socket::{self, CountingStream, SocketCounters};
-use crate::transport::{
-    ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats, SinkObserver, SinkOptions,
-};
+use crate::link::{LinkError, LinkOptions, LinkStats};
+use crate::sink::{Accepted, ConnectionEnd, ConnectionReport};
+use crate::socket::{self, CountingStream, Side, SocketCounters};
 use crate::{Encoding, Reading};
 
 /// A device's raw TCP connection, writing each reading as one frame in one write, as
@@ -60,11 +57,7 @@ impl DeviceConnection {
 
     /// Counts so far.
     pub fn stats(&self) -> LinkStats {
-        LinkStats {
-            app_bytes_sent: self.stream.bytes_written(),
-            app_bytes_received: self.stream.bytes_read(),
-            counters: SocketCounters::read(self.stream.get_ref()).ok(),
-        }
+        LinkStats::of(&self.stream, Side::Dialed)
     }
 
     /// Sends FIN and waits (bounded) for the sink's; returns the counts after the close.
@@ -78,17 +71,6 @@ impl DeviceConnection {
             stats
         }
     }
-}
-
-/// An accepted connection handed to a driver by [`crate::transport::serve`].
-pub(crate) struct Accepted {
-    pub conn: u64,
-    pub peer: SocketAddr,
-    pub opened_ns: u64,
-    pub stream: TcpStream,
-    pub options: SinkOptions,
-    pub observer: Arc<dyn SinkObserver>,
-    pub shutdown: CancellationToken,
 }
 
 /// What the sink writes to ask an echo-mode device for a reading.
@@ -107,7 +89,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
     } = accepted;
     // Raw TCP has no handshake of its own: ready is the end of TCP's, whatever the device sent
     // before this accept.
-    let ready_counters = SocketCounters::read_accepted(&stream)
+    let ready_counters = SocketCounters::of(&stream, Side::Accepted)
         .ok()
         .map(|c| c.handshake_only());
     let mut stream = CountingStream::new(stream);
@@ -179,21 +161,11 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
             }
         }
     };
-    let final_counters = SocketCounters::read_accepted(stream.get_ref()).ok();
-    observer.closed(ConnectionReport {
-        conn,
-        peer,
-        opened_ns,
-        closed_ns: crate::clock::now_ns(),
-        readings,
-        app_bytes_received: stream.bytes_read(),
-        app_bytes_sent: stream.bytes_written(),
-        ready_counters,
-        final_counters,
-        end,
-        ready_app_bytes_received: 0,
-        ready_app_bytes_sent: 0,
-        rejected: 0,
-        payload_bytes,
-    });
+    let last = LinkStats::of(&stream, Side::Accepted);
+    observer.closed(
+        ConnectionReport::new(conn, peer, opened_ns, end)
+            .with_ready(LinkStats::new(0, 0, ready_counters))
+            .with_final(last)
+            .with_readings(readings, payload_bytes),
+    );
 }

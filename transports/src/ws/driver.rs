@@ -14,9 +14,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::socket::{self, CountingStream, SocketCounters};
-use crate::tcp::driver::Accepted;
-use crate::transport::{ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats};
+use crate::link::{LinkError, LinkOptions, LinkStats};
+use crate::sink::{Accepted, ConnectionEnd, ConnectionReport};
+use crate::socket::{self, CountingStream, Side};
 use crate::{Encoding, Reading};
 
 /// The subprotocol arduinoWebSockets asks for.
@@ -108,12 +108,7 @@ impl DeviceConnection {
 
     /// Counts so far.
     pub fn stats(&self) -> LinkStats {
-        let stream = self.ws.get_ref();
-        LinkStats {
-            app_bytes_sent: stream.bytes_written(),
-            app_bytes_received: stream.bytes_read(),
-            counters: SocketCounters::read(stream.get_ref()).ok(),
-        }
+        LinkStats::of(self.ws.get_ref(), Side::Dialed)
     }
 
     /// Closes as arduinoWebSockets' `disconnect()` does (WebSockets.cpp `clientDisconnect`): a
@@ -166,22 +161,6 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         observer,
         shutdown,
     } = accepted;
-    let mut report = ConnectionReport {
-        conn,
-        peer,
-        opened_ns,
-        closed_ns: 0,
-        readings: 0,
-        app_bytes_received: 0,
-        app_bytes_sent: 0,
-        ready_counters: None,
-        final_counters: None,
-        end: ConnectionEnd::PeerClosed,
-        ready_app_bytes_received: 0,
-        ready_app_bytes_sent: 0,
-        rejected: 0,
-        payload_bytes: 0,
-    };
     let echo_protocol = |request: &Request, mut response: Response| {
         let asked = request
             .headers()
@@ -206,26 +185,23 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
     let mut ws = match tokio::time::timeout(options.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
-            report.end = ConnectionEnd::HandshakeFailed(e.to_string());
-            report.closed_ns = crate::clock::now_ns();
-            observer.closed(report);
+            let end = ConnectionEnd::HandshakeFailed(e.to_string());
+            observer.closed(ConnectionReport::new(conn, peer, opened_ns, end));
             return;
         }
         Err(_) => {
-            report.end = ConnectionEnd::HandshakeFailed(format!(
+            let end = ConnectionEnd::HandshakeFailed(format!(
                 "no upgrade within {:?}",
                 options.handshake_timeout
             ));
-            report.closed_ns = crate::clock::now_ns();
-            observer.closed(report);
+            observer.closed(ConnectionReport::new(conn, peer, opened_ns, end));
             return;
         }
     };
-    report.ready_counters = SocketCounters::read_accepted(ws.get_ref().get_ref()).ok();
-    report.ready_app_bytes_received = ws.get_ref().bytes_read();
-    report.ready_app_bytes_sent = ws.get_ref().bytes_written();
+    let ready = LinkStats::of(ws.get_ref(), Side::Accepted);
+    let (mut readings, mut payload_bytes) = (0u64, 0u64);
     let mut close_received = false;
-    report.end = loop {
+    let end = loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
             next = tokio::time::timeout(options.idle_timeout, ws.next()) => next,
@@ -253,19 +229,18 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         };
         match decoded {
             Ok(reading) => {
-                report.readings += 1;
-                report.payload_bytes += payload_len as u64;
+                readings += 1;
+                payload_bytes += payload_len as u64;
                 observer.reading(conn, &reading, ws.get_ref().last_read_ns());
             }
             Err(e) => break ConnectionEnd::Malformed(e.to_string()),
         }
     };
     // Counted before the close is answered, so the close stays out of the steady state.
-    let stream = ws.get_ref();
-    report.final_counters = SocketCounters::read_accepted(stream.get_ref()).ok();
-    report.app_bytes_received = stream.bytes_read();
-    report.app_bytes_sent = stream.bytes_written();
-    report.closed_ns = crate::clock::now_ns();
+    let report = ConnectionReport::new(conn, peer, opened_ns, end)
+        .with_ready(ready)
+        .with_final(LinkStats::of(ws.get_ref(), Side::Accepted))
+        .with_readings(readings, payload_bytes);
     if close_received {
         // A well-behaved server answers Close with Close (RFC 6455 §5.5.1; tungstenite queued
         // it on reading the device's) and then closes the TCP connection.

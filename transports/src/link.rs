@@ -1,0 +1,146 @@
+//! The device's end of a connection, whatever the transport: how it dials ([`LinkOptions`]),
+//! why it fails ([`LinkError`]), what it counted ([`LinkStats`], [`Setup`]) and whether a broker
+//! took a reading over ([`BrokerAck`]).
+//!
+//! A leaf below every driver: the drivers build these values, and [`crate::transport`] hands
+//! them on. Nothing here knows which transports exist.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::socket::{CountingStream, Side, SocketCounters, SocketOptions, StreamCounts};
+use crate::Encoding;
+
+/// How a device's link connects and sends.
+#[derive(Clone, Debug)]
+pub struct LinkOptions {
+    /// Payload encoding.
+    pub encoding: Encoding,
+    /// Socket options set before connect.
+    pub socket: SocketOptions,
+    /// Source address to bind (any port), to spread a fleet over 127.0.0.x.
+    pub source: Option<IpAddr>,
+    /// Bound on the TCP connect plus the protocol handshake.
+    pub connect_timeout: Duration,
+    /// Bound on one send (at MQTT QoS 1 and 2, until it is acknowledged).
+    pub write_timeout: Duration,
+    /// The device's id (MQTT client id and topic).
+    pub device_id: u32,
+    /// MQTT topic template, credentials and keep-alive (MQTT transports only).
+    pub mqtt: crate::mqtt::MqttSettings,
+    /// A TCP connection per reading or one kept alive (http-post only).
+    pub http_connections: crate::httppost::Connections,
+}
+
+impl LinkOptions {
+    /// Opens the TCP connection every device transport starts with: the device's socket options
+    /// set before the SYN, from its source address, within the connect timeout.
+    pub(crate) async fn dial(
+        &self,
+        target: SocketAddr,
+    ) -> Result<tokio::net::TcpStream, LinkError> {
+        crate::socket::connect(target, self.source, &self.socket, self.connect_timeout)
+            .await
+            .map_err(LinkError::Connect)
+    }
+}
+
+/// What a connection's set-up cost, from the device's socket.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Setup {
+    /// CLOCK_MONOTONIC ns when the device started connecting.
+    pub started_ns: u64,
+    /// CLOCK_MONOTONIC ns when the transport was ready to carry readings.
+    pub ready_ns: u64,
+    /// Counts at that moment: the handshake's application bytes and, in TCP_INFO, its segments
+    /// and bytes both ways.
+    pub stats: LinkStats,
+}
+
+/// A connection's counts so far, from one end.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct LinkStats {
+    /// Application bytes this end wrote, handshake included.
+    pub app_bytes_sent: u64,
+    /// Application bytes this end read, handshake included.
+    pub app_bytes_received: u64,
+    /// TCP_INFO now, if the socket still answers.
+    pub counters: Option<SocketCounters>,
+}
+
+impl LinkStats {
+    /// Counts of `app_bytes_sent` and `app_bytes_received` application bytes and, if read,
+    /// the socket's `counters`.
+    pub fn new(
+        app_bytes_sent: u64,
+        app_bytes_received: u64,
+        counters: Option<SocketCounters>,
+    ) -> LinkStats {
+        LinkStats {
+            app_bytes_sent,
+            app_bytes_received,
+            counters,
+        }
+    }
+
+    /// The counts of `stream` now: its application bytes and its socket's TCP_INFO, read as
+    /// `side`.
+    pub fn of<S: AsFd>(stream: &CountingStream<S>, side: Side) -> LinkStats {
+        Self::from_parts(stream.counts_ref(), stream.get_ref(), side)
+    }
+
+    /// The counts of a stream another owner holds (hyper, tungstenite): its shared application
+    /// byte `counts` and TCP_INFO of its `socket`, read as `side`.
+    pub fn from_parts(counts: &StreamCounts, socket: &impl AsFd, side: Side) -> LinkStats {
+        LinkStats::new(
+            counts.bytes_written(),
+            counts.bytes_read(),
+            SocketCounters::of(socket, side).ok(),
+        )
+    }
+
+    /// These counts, read after this end read the peer's FIN (see
+    /// [`SocketCounters::with_peer_fin`]).
+    pub fn with_peer_fin(mut self) -> LinkStats {
+        self.counters = self.counters.map(SocketCounters::with_peer_fin);
+        self
+    }
+}
+
+/// Whether a broker acknowledged taking a reading over: MQTT's PUBACK (QoS 1) or PUBREC (QoS 2,
+/// the broker has taken ownership). PUBCOMP is not needed: after PUBREC a loss is the broker's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BrokerAck {
+    /// The transport has no such acknowledgement (no broker, or MQTT QoS 0).
+    #[default]
+    NotExpected,
+    /// The transport has one and it never came: the reading was not sent, or its send failed or
+    /// timed out before the acknowledgement.
+    Missing,
+    /// It came: the broker accepted the reading.
+    Received,
+}
+
+/// Why a device's link failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// TCP connect failed or timed out.
+    #[error("connect failed: {0}")]
+    Connect(#[source] io::Error),
+    /// The protocol handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    /// The connect plus handshake took longer than allowed.
+    #[error("connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// A write failed: the connection is gone.
+    #[error("write failed: {0}")]
+    Write(String),
+    /// A write blocked longer than allowed.
+    #[error("write timed out after {0:?}")]
+    WriteTimeout(Duration),
+}

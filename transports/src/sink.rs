@@ -1,0 +1,179 @@
+//! The receiving end of a connection, whatever the transport: how a sink serves
+//! ([`SinkOptions`]), what it reports ([`SinkObserver`], [`ConnectionReport`], [`ConnectionEnd`])
+//! and the accepted connection it hands a driver ([`Accepted`]).
+//!
+//! A leaf below every driver: sink drivers, the collectors of device-served transports and the
+//! MQTT collector report through these types, and [`crate::transport::serve`] dispatches to the
+//! sink drivers. Nothing here knows which transports exist.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::link::LinkStats;
+use crate::socket::SocketCounters;
+use crate::{clock, Encoding, Reading};
+
+/// How the receiving end serves.
+#[derive(Clone, Debug)]
+pub struct SinkOptions {
+    /// Payload encoding expected on raw TCP (WebSocket frames say theirs: text is JSON).
+    pub encoding: Encoding,
+    /// A connection with no bytes for this long is closed.
+    pub idle_timeout: Duration,
+    /// Bound on a protocol handshake.
+    pub handshake_timeout: Duration,
+    /// Raw TCP only, echo mode (hardware runs of `firmware/`'s `tcp-echo`): every this often the
+    /// sink writes `?` to the device, which answers with one reading; each reading is reported
+    /// as due at the instant of the oldest unanswered `?`, so its latency is the round trip on
+    /// the sink's own clock, with no clock sync.
+    pub echo_interval: Option<Duration>,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions {
+            encoding: Encoding::Json,
+            idle_timeout: Duration::from_secs(120),
+            handshake_timeout: Duration::from_secs(5),
+            echo_interval: None,
+        }
+    }
+}
+
+/// How a sink connection ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "detail")]
+pub enum ConnectionEnd {
+    /// The device closed cleanly.
+    PeerClosed,
+    /// The device sent something that does not parse; the connection was closed.
+    Malformed(String),
+    /// The protocol handshake failed.
+    HandshakeFailed(String),
+    /// A socket error.
+    Io(String),
+    /// Nothing arrived within the idle timeout.
+    IdleTimeout,
+    /// The sink was shut down.
+    Shutdown,
+}
+
+/// Everything a sink knows about one finished connection.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConnectionReport {
+    /// Connection id, unique within one sink.
+    pub conn: u64,
+    /// The device's address.
+    pub peer: SocketAddr,
+    /// CLOCK_MONOTONIC ns at accept.
+    pub opened_ns: u64,
+    /// CLOCK_MONOTONIC ns at close.
+    pub closed_ns: u64,
+    /// Readings decoded on it.
+    pub readings: u64,
+    /// Application bytes received, handshake included.
+    pub app_bytes_received: u64,
+    /// Application bytes sent, handshake included.
+    pub app_bytes_sent: u64,
+    /// TCP_INFO when the transport became ready (after the handshake).
+    pub ready_counters: Option<SocketCounters>,
+    /// TCP_INFO at close.
+    pub final_counters: Option<SocketCounters>,
+    /// Why it ended.
+    pub end: ConnectionEnd,
+    /// Application bytes received when the transport became ready.
+    #[serde(default)]
+    pub ready_app_bytes_received: u64,
+    /// Application bytes sent when the transport became ready.
+    #[serde(default)]
+    pub ready_app_bytes_sent: u64,
+    /// Messages that arrived well-framed but did not decode as a reading (the connection stays).
+    #[serde(default)]
+    pub rejected: u64,
+    /// Payload bytes of the readings decoded on it.
+    #[serde(default)]
+    pub payload_bytes: u64,
+}
+
+impl ConnectionReport {
+    /// Connection `conn` with `peer`, opened at `opened_ns`, closing now for `end`, with
+    /// nothing counted on it yet (no bytes, readings or counters).
+    pub fn new(conn: u64, peer: SocketAddr, opened_ns: u64, end: ConnectionEnd) -> Self {
+        ConnectionReport {
+            conn,
+            peer,
+            opened_ns,
+            closed_ns: clock::now_ns(),
+            readings: 0,
+            app_bytes_received: 0,
+            app_bytes_sent: 0,
+            ready_counters: None,
+            final_counters: None,
+            end,
+            ready_app_bytes_received: 0,
+            ready_app_bytes_sent: 0,
+            rejected: 0,
+            payload_bytes: 0,
+        }
+    }
+
+    /// This report with `ready`, the counts when the transport became ready.
+    pub fn with_ready(self, ready: LinkStats) -> Self {
+        ConnectionReport {
+            ready_counters: ready.counters,
+            ready_app_bytes_received: ready.app_bytes_received,
+            ready_app_bytes_sent: ready.app_bytes_sent,
+            ..self
+        }
+    }
+
+    /// This report with `last`, the counts at the end.
+    pub fn with_final(self, last: LinkStats) -> Self {
+        ConnectionReport {
+            final_counters: last.counters,
+            app_bytes_received: last.app_bytes_received,
+            app_bytes_sent: last.app_bytes_sent,
+            ..self
+        }
+    }
+
+    /// This report with `readings` decoded, of `payload_bytes` payload bytes in all.
+    pub fn with_readings(self, readings: u64, payload_bytes: u64) -> Self {
+        ConnectionReport {
+            readings,
+            payload_bytes,
+            ..self
+        }
+    }
+}
+
+/// Told by a sink what happens on its connections. Called inline from connection tasks: keep it cheap.
+pub trait SinkObserver: Send + Sync + 'static {
+    /// A reading was decoded; its last byte was read at `arrived_ns` (CLOCK_MONOTONIC).
+    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64);
+    /// A connection ended.
+    fn closed(&self, report: ConnectionReport);
+}
+
+/// An accepted connection handed to a sink driver by [`crate::transport::serve`].
+pub(crate) struct Accepted {
+    /// Connection id, unique within the sink.
+    pub conn: u64,
+    /// The device's address.
+    pub peer: SocketAddr,
+    /// CLOCK_MONOTONIC ns at accept.
+    pub opened_ns: u64,
+    /// The connection.
+    pub stream: TcpStream,
+    /// How to serve it.
+    pub options: SinkOptions,
+    /// Where its readings and its report go.
+    pub observer: Arc<dyn SinkObserver>,
+    /// The sink is shutting down.
+    pub shutdown: CancellationToken,
+}
