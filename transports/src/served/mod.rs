@@ -5,7 +5,8 @@
 //! - [`http`]: the HTTP bytes a device server reads and writes (pure; requests parsed by httparse).
 //! - [`sse`], [`httpstream`], [`longpoll`], [`wsserver`]: one module per transport, each with the
 //!   device's connection handler (`serve`) and the collector's receiver (`receive`).
-//! - Here: the device's accept loop ([`serve_device`]) and the collector's loop over one device
+//! - Here: [`ServedTransport`], the four transports a device serves, and the dispatch over
+//!   them: the device's accept loop ([`serve_device`]) and the collector's loop over one device
 //!   ([`collect_device`]), which reconnects after a fixed delay as an EventSource does.
 //!
 //! Device servers write their responses by hand, byte for byte what the ESP8266 libraries send;
