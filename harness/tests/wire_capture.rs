@@ -70,7 +70,8 @@ fn reading(seq: u32) -> Reading {
     }
 }
 
-/// IP bytes and packets each way: (from the device, toward it).
+/// IP bytes (SACK option bytes left out, as TCP_INFO cannot see them) and packets each way:
+/// (from the device, toward it).
 fn sums(packets: &[Packet], sink_port: u16) -> ((u64, u64), (u64, u64)) {
     let (mut up, mut down) = ((0, 0), (0, 0));
     for p in packets {
@@ -79,7 +80,7 @@ fn sums(packets: &[Packet], sink_port: u16) -> ((u64, u64), (u64, u64)) {
         } else {
             &mut down
         };
-        side.0 += p.ip_len;
+        side.0 += p.ip_len - p.sack_bytes;
         side.1 += 1;
     }
     (up, down)
@@ -245,28 +246,56 @@ fn is_device(addr: Ipv4Addr, served: bool) -> bool {
     }
 }
 
-/// Bytes and packets each way over the run's device connections: (up B, up n, down B, down n).
+/// Bytes and packets each way over the run's device connections: (up B, up n, down B, down n),
+/// SACK option bytes left out.
 /// Dialing devices' connections go to the run's sink or broker port; serving devices listen on
-/// the run's device port.
+/// the run's device port. Only connections whose SYN-ACK was seen count: an attempt refused
+/// with a reset (a collector reconnecting to a device that has stopped listening) is no
+/// connection of the run's.
 fn device_traffic(packets: &[Packet], port: u16, served: bool) -> (u64, u64, u64, u64) {
-    let mut sums = (0, 0, 0, 0);
-    for p in packets {
-        let (from_device, to_device) = if served {
-            (
-                is_device(p.src, true) && p.src_port == port,
-                is_device(p.dst, true) && p.dst_port == port,
-            )
+    // Each packet's connection as (device end, other end), and whether the device sent it.
+    let side = |p: &Packet| {
+        let from_device = if served {
+            is_device(p.src, true) && p.src_port == port
         } else {
-            (
-                is_device(p.src, false) && p.dst_port == port,
-                is_device(p.dst, false) && p.src_port == port,
-            )
+            is_device(p.src, false) && p.dst_port == port
+        };
+        let to_device = if served {
+            is_device(p.dst, true) && p.dst_port == port
+        } else {
+            is_device(p.dst, false) && p.src_port == port
         };
         if from_device {
-            sums.0 += p.ip_len;
-            sums.1 += 1;
+            Some((((p.src, p.src_port), (p.dst, p.dst_port)), true))
         } else if to_device {
-            sums.2 += p.ip_len;
+            Some((((p.dst, p.dst_port), (p.src, p.src_port)), false))
+        } else {
+            None
+        }
+    };
+    // The SYN-ACK comes from the end that listens: the device when it serves, else the sink.
+    let established: std::collections::HashSet<_> = packets
+        .iter()
+        .filter(|p| p.syn)
+        .filter_map(|p| side(p).filter(|(_, from_device)| *from_device == served))
+        .map(|(conn, _)| conn)
+        .collect();
+    let mut sums = (0, 0, 0, 0);
+    for p in packets {
+        let Some((conn, from_device)) = side(p) else {
+            continue;
+        };
+        if !established.contains(&conn) {
+            continue;
+        }
+        // TCP_INFO cannot see SACK blocks (ACKs after a retransmission carry them): the
+        // results leave them out, and so does the comparison.
+        let bytes = p.ip_len - p.sack_bytes;
+        if from_device {
+            sums.0 += bytes;
+            sums.1 += 1;
+        } else {
+            sums.2 += bytes;
             sums.3 += 1;
         }
     }

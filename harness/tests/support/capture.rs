@@ -21,6 +21,9 @@ pub struct Packet {
     pub ip_len: u64,
     pub syn: bool,
     pub fin: bool,
+    /// TCP option bytes beyond the timestamp option's 12 on a segment other than SYN or SYN-ACK:
+    /// SACK blocks, which ACKs carry after a loss or a duplicate (a retransmission the peer had).
+    pub sack_bytes: u64,
     /// The TCP payload (kept only by a capture of one port).
     pub payload: Vec<u8>,
 }
@@ -222,6 +225,11 @@ fn parse(ip: &[u8]) -> Option<Packet> {
         ip_len: total as u64,
         syn: tcp[13] & 0x02 != 0,
         fin: tcp[13] & 0x01 != 0,
+        sack_bytes: if tcp[13] & 0x02 == 0 {
+            (data_offset as u64).saturating_sub(20 + 12)
+        } else {
+            0
+        },
         payload: tcp.get(data_offset..)?.to_vec(),
     })
 }
