@@ -144,6 +144,14 @@ impl ChildProcess {
         Some(self.describe_exit(when, status))
     }
 
+    /// If it has exited with a non-zero exit status (its own failure, not a signal): as
+    /// [`exited`](Self::exited). A receiving end that could not write its records fails so
+    /// once stopped.
+    pub fn failed(&mut self, when: &str) -> Option<String> {
+        let status = self.exit_status()?;
+        (status.code()? != 0).then(|| self.describe_exit(when, status))
+    }
+
     fn describe_exit(&self, when: &str, status: std::process::ExitStatus) -> String {
         let cause = last_error_line(&self.log)
             .map(|e| format!(": {e}"))

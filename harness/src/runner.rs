@@ -406,6 +406,10 @@ fn run_hardware_variant(
         }
     }
     sink.stop(STOP_GRACE);
+    // A receiving end that could not write its records says so as it stops.
+    if error.is_none() && !child::interrupted() {
+        error = sink.failed("at the end of the run");
+    }
     if let Some(b) = broker_process.as_mut() {
         b.stop(STOP_GRACE);
     }
@@ -1166,6 +1170,10 @@ fn run_variant(
         200
     }));
     sink.stop(STOP_GRACE);
+    // A receiving end that could not write its records says so as it stops.
+    if error.is_none() && !child::interrupted() {
+        error = sink.failed("at the end of the run");
+    }
     if let Some(b) = broker_process.as_mut() {
         b.stop(STOP_GRACE);
     }

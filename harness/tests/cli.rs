@@ -539,3 +539,59 @@ fn serve_refuses_a_transport_no_sink_server_receives_before_listening() {
         );
     }
 }
+
+#[test]
+fn a_fleet_that_cannot_write_its_records_fails_with_an_error_line_naming_the_file() {
+    use device_emulator::fleet::FleetPlan;
+    use transports::{clock, Encoding, TransportKind};
+    let dir = tempfile::tempdir().unwrap();
+    let records = dir.path().join("records");
+    std::fs::create_dir(&records).unwrap();
+    // The kernel's always-full device: every write fails with ENOSPC, for root too.
+    let sends = records.join(fleetbench::records::SENDS);
+    std::os::unix::fs::symlink("/dev/full", &sends).unwrap();
+    // One device, nothing listening: each due reading is recorded as unsent.
+    let start_ns = clock::now_ns();
+    let plan = FleetPlan {
+        transport: TransportKind::Tcp,
+        target: "127.0.0.1:1".parse().unwrap(),
+        encoding: Encoding::Json,
+        devices: 1,
+        first_device_id: 0,
+        seed: 7,
+        start_ns,
+        stop_ns: start_ns + 300_000_000,
+        ramp_ns: 0,
+        interval_ns: 50_000_000,
+        jitter_ns: 0,
+        profile: Default::default(),
+        spread_sources: false,
+        mqtt: Default::default(),
+        hold_timeout_ms: 1_000,
+        http_connections: Default::default(),
+    };
+    let plan_path = dir.path().join("fleet-plan.json");
+    std::fs::write(&plan_path, serde_json::to_vec(&plan).unwrap()).unwrap();
+    let log = dir.path().join("fleet.log");
+    let status = fleetbench()
+        .args(["fleet", "--plan"])
+        .arg(&plan_path)
+        .arg("--record-dir")
+        .arg(&records)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3));
+    // What the runner names a failed child by.
+    let error = fleetbench::child::last_error_line(&log).expect("an error line");
+    assert!(
+        error.starts_with(&format!(
+            "writing the records in {}: writing {}",
+            records.display(),
+            sends.display()
+        )),
+        "{error}"
+    );
+    assert!(error.contains("No space left on device"), "{error}");
+}

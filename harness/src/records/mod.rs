@@ -8,23 +8,26 @@
 //!
 //! All integers are little-endian; instants are CLOCK_MONOTONIC. Every figure in results.json is
 //! computed from these files by [`crate::measure`], so each one can be traced back and recomputed.
-//! Writers buffer and must be [`flush`](RecordFile::flush)ed before the process exits; a receiving
-//! end also hands what it recorded to the kernel at least once a second ([`Flusher`]), so a
-//! process killed mid-run loses at most its last second of records, and [`at_risk`] counts the
-//! readings that may have gone with it.
+//! Recorders ([`FleetRecorder`], [`SinkRecorder`]) queue records for a thread that owns the files
+//! (`writer`), and must be flushed before the process exits; a receiving end also hands what it
+//! recorded to the kernel at least once a second ([`Flusher`]), so a process killed mid-run loses
+//! at most its last second of records, and [`at_risk`] counts the readings that may have gone
+//! with it. A write error is kept and returned by the next flush, which the process reports.
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::io::{self, Read};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use device_emulator::fleet::{ConnectionRecord, FleetObserver, SendOutcome, SendRecord};
-use transports::transport::{BrokerAck, ConnectionReport, SinkObserver};
-use transports::Reading;
+use device_emulator::fleet::{SendOutcome, SendRecord};
+use transports::transport::BrokerAck;
+
+mod writer;
+
+pub use writer::{FleetRecorder, Flusher, SinkRecorder};
 
 /// File names inside a variant's raw folder.
 pub const SENDS: &str = "sends.bin";
@@ -44,123 +47,6 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub const SEND_LEN: usize = 28;
 /// Bytes of one record in `arrivals.bin`.
 pub const ARRIVAL_LEN: usize = 28;
-
-/// A buffered, shared, append-only file.
-pub struct RecordFile(Mutex<BufWriter<File>>);
-
-impl RecordFile {
-    /// Creates (truncates) `path`; the error names it.
-    pub fn create(path: &Path) -> io::Result<RecordFile> {
-        let file = File::create(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
-        Ok(RecordFile(Mutex::new(BufWriter::with_capacity(
-            256 * 1024,
-            file,
-        ))))
-    }
-
-    fn append(&self, bytes: &[u8]) {
-        // A failed write of a record is reported at flush; it must not take the process down.
-        let _ = self.0.lock().unwrap().write_all(bytes);
-    }
-
-    /// Writes out what is buffered and syncs it to disk.
-    pub fn flush(&self) -> io::Result<()> {
-        let mut w = self.0.lock().unwrap();
-        w.flush()?;
-        w.get_ref().sync_data()
-    }
-
-    /// Hands what is buffered to the kernel without waiting for the disk: it survives the
-    /// process being killed (not the machine crashing), and recording waits only for a copy.
-    pub fn write_out(&self) -> io::Result<()> {
-        self.0.lock().unwrap().flush()
-    }
-}
-
-/// The fleet process's [`FleetObserver`]: records every due reading and connection.
-pub struct FleetRecorder {
-    /// `sends.bin`.
-    pub sends: RecordFile,
-    /// `fleet-connections.jsonl`.
-    pub connections: RecordFile,
-}
-
-impl FleetRecorder {
-    /// Creates the fleet's files in `dir`.
-    pub fn create(dir: &Path) -> io::Result<FleetRecorder> {
-        Ok(FleetRecorder {
-            sends: RecordFile::create(&dir.join(SENDS))?,
-            connections: RecordFile::create(&dir.join(FLEET_CONNECTIONS))?,
-        })
-    }
-
-    /// Flushes both files.
-    pub fn flush(&self) -> io::Result<()> {
-        self.sends.flush()?;
-        self.connections.flush()
-    }
-}
-
-impl FleetObserver for FleetRecorder {
-    fn reading(&self, r: SendRecord) {
-        self.sends.append(&encode_send(&r));
-    }
-
-    fn connection(&self, record: ConnectionRecord) {
-        let mut line = serde_json::to_vec(&record).expect("connection record serializes");
-        line.push(b'\n');
-        self.connections.append(&line);
-    }
-}
-
-/// The sink process's [`SinkObserver`]: records every arrival and connection.
-pub struct SinkRecorder {
-    /// `arrivals.bin`.
-    pub arrivals: RecordFile,
-    /// `sink-connections.jsonl`.
-    pub connections: RecordFile,
-}
-
-impl SinkRecorder {
-    /// Creates the sink's files in `dir`.
-    pub fn create(dir: &Path) -> io::Result<SinkRecorder> {
-        Ok(SinkRecorder {
-            arrivals: RecordFile::create(&dir.join(ARRIVALS))?,
-            connections: RecordFile::create(&dir.join(SINK_CONNECTIONS))?,
-        })
-    }
-
-    /// Flushes both files.
-    pub fn flush(&self) -> io::Result<()> {
-        self.arrivals.flush()?;
-        self.connections.flush()
-    }
-
-    /// Hands both files' buffers to the kernel (see [`RecordFile::write_out`]).
-    pub fn write_out(&self) -> io::Result<()> {
-        self.arrivals.write_out()?;
-        self.connections.write_out()
-    }
-}
-
-impl SinkObserver for SinkRecorder {
-    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64) {
-        self.arrivals.append(&encode_arrival(&Arrival {
-            device_id: reading.device_id,
-            seq: reading.seq,
-            scheduled_us: reading.scheduled_us,
-            arrived_ns,
-            connection: conn as u32,
-        }));
-    }
-
-    fn closed(&self, report: ConnectionReport) {
-        let mut line = serde_json::to_vec(&report).expect("connection report serializes");
-        line.push(b'\n');
-        self.connections.append(&line);
-    }
-}
 
 /// When a receiving end last handed its records to the kernel (`receiver-flushed.json`, written
 /// atomically): every arrival it recorded before `flushed_ns` is in `arrivals.bin`.
@@ -193,71 +79,6 @@ impl FlushMark {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// Hands a receiving end's records to the kernel every [`FLUSH_EVERY`] on a thread of its own
-/// and marks each flush in a [`FlushMark`]; [`finish`](Flusher::finish) flushes to disk and
-/// marks a clean stop.
-pub struct Flusher {
-    recorder: Arc<SinkRecorder>,
-    dir: PathBuf,
-    stop: std::sync::mpsc::Sender<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Flusher {
-    /// Marks `dir` (nothing recorded yet) and starts flushing `recorder` every second.
-    pub fn start(recorder: Arc<SinkRecorder>, dir: &Path) -> io::Result<Flusher> {
-        FlushMark {
-            flushed_ns: transports::clock::now_ns(),
-            stopped: false,
-        }
-        .write(dir)?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let thread = {
-            let (recorder, dir) = (recorder.clone(), dir.to_path_buf());
-            std::thread::Builder::new()
-                .name("flusher".into())
-                .spawn(move || {
-                    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                        stopped.recv_timeout(FLUSH_EVERY)
-                    {
-                        let flushed_ns = transports::clock::now_ns();
-                        let marked = recorder.write_out().and_then(|()| {
-                            FlushMark {
-                                flushed_ns,
-                                stopped: false,
-                            }
-                            .write(&dir)
-                        });
-                        if let Err(e) = marked {
-                            tracing::error!("flushing the records in {}: {e}", dir.display());
-                        }
-                    }
-                })?
-        };
-        Ok(Flusher {
-            recorder,
-            dir: dir.to_path_buf(),
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    /// Stops the thread, flushes everything to disk and marks a clean stop.
-    pub fn finish(mut self) -> io::Result<()> {
-        let _ = self.stop.send(());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let flushed_ns = transports::clock::now_ns();
-        self.recorder.flush()?;
-        FlushMark {
-            flushed_ns,
-            stopped: true,
-        }
-        .write(&self.dir)
     }
 }
 
@@ -449,6 +270,8 @@ pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+    use device_emulator::fleet::FleetObserver;
+    use std::io::Write;
 
     #[test]
     fn records_round_trip_and_torn_tails_are_ignored() {
@@ -518,37 +341,6 @@ mod tests {
         old[25] = 9;
         let error = decode_send(&old).unwrap_err().to_string();
         assert!(error.contains("broker acknowledgement 9"), "{error}");
-    }
-
-    #[test]
-    fn a_receiving_end_flushes_every_second_and_marks_a_clean_stop() {
-        let dir = tempfile::tempdir().unwrap();
-        let recorder = Arc::new(SinkRecorder::create(dir.path()).unwrap());
-        let flusher = Flusher::start(recorder.clone(), dir.path()).unwrap();
-        let started = FlushMark::read(dir.path()).unwrap().unwrap();
-        assert!(!started.stopped);
-        let reading = Reading {
-            device_id: 3,
-            seq: 1,
-            scheduled_us: 5,
-            ..Reading::default()
-        };
-        recorder.reading(0, &reading, 99);
-        // Not one record is written out before a flush; the flusher's comes within a second,
-        // waited for with a generous bound and no assumption on when.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while read_arrivals(&dir.path().join(ARRIVALS))
-            .unwrap()
-            .is_empty()
-        {
-            assert!(std::time::Instant::now() < deadline, "no flush within 60 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mark = FlushMark::read(dir.path()).unwrap().unwrap();
-        assert!(!mark.stopped);
-        flusher.finish().unwrap();
-        let last = FlushMark::read(dir.path()).unwrap().unwrap();
-        assert!(last.stopped && last.flushed_ns >= mark.flushed_ns);
     }
 
     #[test]

@@ -1,0 +1,441 @@
+//! Writing the raw records off the connection tasks: a recorder's observer methods encode a
+//! record and push it on a channel; one thread per recorder owns its two files and writes what
+//! comes, in order. Flushes, the flush mark and write errors are that thread's too.
+//!
+//! The channel is unbounded. An observer method runs inline in a connection task on a tokio
+//! worker, so it must neither block (a bounded channel's backpressure would stall the devices'
+//! schedule and show the disk's hiccups as latency) nor drop a record (a bounded channel that
+//! refuses when full would lose them). The cost is memory while the disk falls behind: 28 bytes
+//! (plus the channel's slot) per reading queued, which a disk that keeps up never accumulates.
+//!
+//! The first write error stops the writer: nothing after it is written (a torn record would
+//! misalign every record behind it), no flush mark is written after it, and every flush from then
+//! on returns it, naming the file, so the process exits with an `error:` line and the run is
+//! marked incomplete.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+
+use serde::Serialize;
+
+use device_emulator::fleet::{ConnectionRecord, FleetObserver, SendRecord};
+use transports::transport::{ConnectionReport, SinkObserver};
+use transports::Reading;
+
+use super::{
+    encode_arrival, encode_send, Arrival, FlushMark, ARRIVALS, ARRIVAL_LEN, FLEET_CONNECTIONS,
+    FLUSH_EVERY, SENDS, SEND_LEN, SINK_CONNECTIONS,
+};
+
+/// Bytes of one fixed-size record (a send or an arrival: both are this long).
+const RECORD_LEN: usize = SEND_LEN;
+const _: () = assert!(SEND_LEN == ARRIVAL_LEN);
+
+/// Buffer of each file: the writer hands records to the kernel when it fills, or at a flush.
+const BUFFER: usize = 256 * 1024;
+
+/// What the recording threads hand the writer thread, written in the order it was sent.
+enum Entry<C> {
+    /// A fixed-size record for the records file.
+    Record([u8; RECORD_LEN]),
+    /// A connection, serialized on the writer thread as one JSON line of the connections file.
+    Connection(Box<C>),
+    /// Everything sent before it goes out.
+    Flush(Box<Flush>),
+}
+
+/// A flush request: what "out" means, and what to do once it is.
+struct Flush {
+    /// Synced to disk; otherwise only handed to the kernel.
+    to_disk: bool,
+    /// Written once the records before it are out (never after a write error).
+    mark: Option<(PathBuf, FlushMark)>,
+    /// Where to answer (the periodic flush does not wait: the writer keeps its failure).
+    done: mpsc::Sender<io::Result<()>>,
+}
+
+/// One recorder's two files, owned by its writer thread.
+struct Files {
+    records: (BufWriter<File>, PathBuf),
+    connections: (BufWriter<File>, PathBuf),
+    /// The first write error, as `writing <path>: <cause>`; nothing is written after it.
+    failed: Option<(io::ErrorKind, String)>,
+}
+
+impl Files {
+    fn create(records: &Path, connections: &Path) -> io::Result<Files> {
+        let open = |path: &Path| {
+            let file = File::create(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))
+            })?;
+            Ok::<_, io::Error>((BufWriter::with_capacity(BUFFER, file), path.to_owned()))
+        };
+        Ok(Files {
+            records: open(records)?,
+            connections: open(connections)?,
+            failed: None,
+        })
+    }
+
+    /// The error every flush returns once a write failed.
+    fn error(&self) -> Option<io::Error> {
+        self.failed
+            .as_ref()
+            .map(|(kind, message)| io::Error::new(*kind, message.clone()))
+    }
+
+    /// Keeps the first failure (`writing <what>: <cause>`) and says so once.
+    fn fail(&mut self, what: &Path, e: io::Error) {
+        if self.failed.is_none() {
+            let message = format!("writing {}: {e}", what.display());
+            tracing::error!("{message}; records from now on are lost");
+            self.failed = Some((e.kind(), message));
+        }
+    }
+
+    fn write<C: Serialize>(&mut self, entry: Entry<C>) {
+        let (file, written) = match entry {
+            Entry::Flush(flush) => return self.flush(*flush),
+            _ if self.failed.is_some() => return,
+            Entry::Record(record) => (&self.records.1, self.records.0.write_all(&record)),
+            Entry::Connection(c) => {
+                let mut line = serde_json::to_vec(&c).expect("a connection serializes");
+                line.push(b'\n');
+                (&self.connections.1, self.connections.0.write_all(&line))
+            }
+        };
+        if let Err(e) = written {
+            let file = file.clone();
+            self.fail(&file, e);
+        }
+    }
+
+    /// Writes out both files (and syncs them when asked), then the mark; answers with the first
+    /// write error of the run, if any.
+    fn flush(&mut self, flush: Flush) {
+        if self.failed.is_none() {
+            self.write_out(flush.to_disk);
+        }
+        if let (None, Some((dir, mark))) = (&self.failed, flush.mark) {
+            if let Err(e) = mark.write(&dir) {
+                self.fail(&dir.join(super::RECEIVER_FLUSHED), e);
+            }
+        }
+        let _ = flush.done.send(self.error().map_or(Ok(()), Err));
+    }
+
+    fn write_out(&mut self, to_disk: bool) {
+        let mut failure = None;
+        for (file, path) in [&mut self.records, &mut self.connections] {
+            let out = file.flush().and_then(|()| match to_disk {
+                true => file.get_ref().sync_data(),
+                false => Ok(()),
+            });
+            if let Err(e) = out {
+                failure = Some((path.clone(), e));
+                break;
+            }
+        }
+        if let Some((path, e)) = failure {
+            self.fail(&path, e);
+        }
+    }
+}
+
+/// The sending half of a recorder: pushes entries to the thread that owns the files.
+struct RecordWriter<C> {
+    entries: Option<mpsc::Sender<Entry<C>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    dir: PathBuf,
+}
+
+impl<C: Serialize + Send + 'static> RecordWriter<C> {
+    /// Creates (truncates) both files in `dir` and starts the thread that writes them.
+    fn create(dir: &Path, records: &str, connections: &str) -> io::Result<RecordWriter<C>> {
+        let mut files = Files::create(&dir.join(records), &dir.join(connections))?;
+        let (entries, received) = mpsc::channel::<Entry<C>>();
+        let thread = std::thread::Builder::new()
+            .name(format!("{records} writer"))
+            .spawn(move || {
+                for entry in received {
+                    files.write(entry);
+                }
+            })?;
+        Ok(RecordWriter {
+            entries: Some(entries),
+            thread: Some(thread),
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// Queues an entry; never blocks.
+    fn push(&self, entry: Entry<C>) {
+        if let Some(entries) = &self.entries {
+            // Fails only when the thread is gone, which the next flush reports.
+            let _ = entries.send(entry);
+        }
+    }
+
+    /// Has everything pushed before written out, then `mark`; the answer comes on the receiver.
+    fn request_flush(
+        &self,
+        to_disk: bool,
+        mark: Option<FlushMark>,
+    ) -> mpsc::Receiver<io::Result<()>> {
+        let (done, outcome) = mpsc::channel();
+        self.push(Entry::Flush(Box::new(Flush {
+            to_disk,
+            mark: mark.map(|m| (self.dir.clone(), m)),
+            done,
+        })));
+        outcome
+    }
+
+    /// As [`request_flush`](Self::request_flush), waiting for the outcome.
+    fn flush(&self, to_disk: bool, mark: Option<FlushMark>) -> io::Result<()> {
+        self.request_flush(to_disk, mark)
+            .recv()
+            .unwrap_or_else(|_| {
+                Err(io::Error::other(format!(
+                    "the writer of the records in {} stopped",
+                    self.dir.display()
+                )))
+            })
+    }
+}
+
+impl<C> Drop for RecordWriter<C> {
+    /// Closes the channel and waits for the thread to write what is queued.
+    fn drop(&mut self) {
+        drop(self.entries.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The fleet process's [`FleetObserver`]: records every due reading (`sends.bin`) and connection
+/// (`fleet-connections.jsonl`).
+pub struct FleetRecorder(RecordWriter<ConnectionRecord>);
+
+impl FleetRecorder {
+    /// Creates the fleet's files in `dir`.
+    pub fn create(dir: &Path) -> io::Result<FleetRecorder> {
+        RecordWriter::create(dir, SENDS, FLEET_CONNECTIONS).map(FleetRecorder)
+    }
+
+    /// Writes out everything recorded so far and syncs it to disk; the first write error of the
+    /// run if there was one.
+    pub fn flush(&self) -> io::Result<()> {
+        self.0.flush(true, None)
+    }
+}
+
+impl FleetObserver for FleetRecorder {
+    fn reading(&self, r: SendRecord) {
+        self.0.push(Entry::Record(encode_send(&r)));
+    }
+
+    fn connection(&self, record: ConnectionRecord) {
+        self.0.push(Entry::Connection(Box::new(record)));
+    }
+}
+
+/// The sink process's [`SinkObserver`]: records every arrival (`arrivals.bin`) and connection
+/// (`sink-connections.jsonl`).
+pub struct SinkRecorder(RecordWriter<ConnectionReport>);
+
+impl SinkRecorder {
+    /// Creates the sink's files in `dir`.
+    pub fn create(dir: &Path) -> io::Result<SinkRecorder> {
+        RecordWriter::create(dir, ARRIVALS, SINK_CONNECTIONS).map(SinkRecorder)
+    }
+
+    /// Writes out everything recorded so far and syncs it to disk; the first write error of the
+    /// run if there was one.
+    pub fn flush(&self) -> io::Result<()> {
+        self.0.flush(true, None)
+    }
+
+    /// Hands everything recorded so far to the kernel without waiting for the disk (it survives
+    /// the process being killed, not the machine crashing), then writes `mark` into the record
+    /// folder. Returns at once; a failure is kept for the next [`flush`](Self::flush).
+    fn write_out_and_mark(&self, mark: FlushMark) {
+        drop(self.0.request_flush(false, Some(mark)));
+    }
+}
+
+impl SinkObserver for SinkRecorder {
+    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64) {
+        self.0.push(Entry::Record(encode_arrival(&Arrival {
+            device_id: reading.device_id,
+            seq: reading.seq,
+            scheduled_us: reading.scheduled_us,
+            arrived_ns,
+            connection: conn as u32,
+        })));
+    }
+
+    fn closed(&self, report: ConnectionReport) {
+        self.0.push(Entry::Connection(Box::new(report)));
+    }
+}
+
+/// Has a receiving end's records handed to the kernel every [`FLUSH_EVERY`] and each flush marked
+/// in a [`FlushMark`] (by the recorder's writer, after every record pushed before the mark's
+/// instant); [`finish`](Flusher::finish) flushes to disk and marks a clean stop.
+pub struct Flusher {
+    recorder: Arc<SinkRecorder>,
+    stop: mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Marks the record folder (nothing recorded yet) and starts flushing `recorder` every
+    /// second.
+    pub fn start(recorder: Arc<SinkRecorder>, dir: &Path) -> io::Result<Flusher> {
+        FlushMark {
+            flushed_ns: transports::clock::now_ns(),
+            stopped: false,
+        }
+        .write(dir)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = {
+            let recorder = recorder.clone();
+            std::thread::Builder::new()
+                .name("flusher".into())
+                .spawn(move || {
+                    while let Err(mpsc::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(FLUSH_EVERY)
+                    {
+                        recorder.write_out_and_mark(FlushMark {
+                            flushed_ns: transports::clock::now_ns(),
+                            stopped: false,
+                        });
+                    }
+                })?
+        };
+        Ok(Flusher {
+            recorder,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops flushing, flushes everything to disk and marks a clean stop; the first write error
+    /// of the run if there was one (and then no clean stop is marked).
+    pub fn finish(mut self) -> io::Result<()> {
+        let _ = self.stop.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let mark = FlushMark {
+            flushed_ns: transports::clock::now_ns(),
+            stopped: true,
+        };
+        self.recorder.0.flush(true, Some(mark))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{read_arrivals, FlushMark};
+    use super::*;
+    use device_emulator::fleet::SendOutcome;
+    use std::time::Duration;
+    use transports::transport::BrokerAck;
+
+    /// A record folder whose file `name` is the kernel's always-full device: every write to it
+    /// fails with ENOSPC, for root too.
+    fn folder_with_a_full(name: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(name)).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_receiving_end_flushes_every_second_and_marks_a_clean_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorder = Arc::new(SinkRecorder::create(dir.path()).unwrap());
+        let flusher = Flusher::start(recorder.clone(), dir.path()).unwrap();
+        let started = FlushMark::read(dir.path()).unwrap().unwrap();
+        assert!(!started.stopped);
+        let reading = Reading {
+            device_id: 3,
+            seq: 1,
+            scheduled_us: 5,
+            ..Reading::default()
+        };
+        recorder.reading(0, &reading, 99);
+        // Not one record is written out before a flush; the flusher's comes within a second,
+        // waited for with a generous bound and no assumption on when.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while read_arrivals(&dir.path().join(ARRIVALS))
+            .unwrap()
+            .is_empty()
+        {
+            assert!(std::time::Instant::now() < deadline, "no flush within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mark = FlushMark::read(dir.path()).unwrap().unwrap();
+        assert!(!mark.stopped);
+        flusher.finish().unwrap();
+        let last = FlushMark::read(dir.path()).unwrap().unwrap();
+        assert!(last.stopped && last.flushed_ns >= mark.flushed_ns);
+    }
+
+    #[test]
+    fn a_write_error_is_returned_by_every_flush_naming_the_file_and_no_clean_stop_is_marked() {
+        let dir = folder_with_a_full(ARRIVALS);
+        let recorder = Arc::new(SinkRecorder::create(dir.path()).unwrap());
+        let flusher = Flusher::start(recorder.clone(), dir.path()).unwrap();
+        let reading = Reading {
+            device_id: 3,
+            seq: 1,
+            ..Reading::default()
+        };
+        recorder.reading(0, &reading, 99);
+        let error = flusher.finish().unwrap_err().to_string();
+        let expected = format!("writing {}", dir.path().join(ARRIVALS).display());
+        assert!(error.starts_with(&expected), "{error}");
+        assert!(error.contains("No space left on device"), "{error}");
+        let mark = FlushMark::read(dir.path())
+            .unwrap()
+            .expect("the mark of the start");
+        assert!(
+            !mark.stopped,
+            "a writer that failed never marks a clean stop"
+        );
+        // Records after the failure are not written; every later flush says why.
+        recorder.reading(0, &reading, 100);
+        assert_eq!(recorder.flush().unwrap_err().to_string(), error);
+    }
+
+    #[test]
+    fn the_fleet_recorder_reports_a_failed_write_at_its_flush() {
+        let dir = folder_with_a_full(FLEET_CONNECTIONS);
+        let recorder = FleetRecorder::create(dir.path()).unwrap();
+        recorder.reading(SendRecord {
+            device_id: 1,
+            seq: 1,
+            scheduled_ns: 10,
+            sent_ns: 0,
+            outcome: SendOutcome::Offline,
+            broker_ack: BrokerAck::NotExpected,
+        });
+        recorder.connection(ConnectionRecord {
+            device_id: 1,
+            setup: None,
+            final_stats: None,
+            closed_stats: None,
+            readings_sent: 0,
+            payload_bytes: 0,
+            end: "connecting: refused".into(),
+        });
+        let error = recorder.flush().unwrap_err().to_string();
+        let expected = format!("writing {}", dir.path().join(FLEET_CONNECTIONS).display());
+        assert!(error.starts_with(&expected), "{error}");
+    }
+}
