@@ -6,7 +6,7 @@
 //! beside it.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use schemars::JsonSchema;
@@ -538,29 +538,8 @@ pub fn schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RunResult)).expect("schema serializes")
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, synced, then renamed.
-/// An error (a missing folder, a full disk) names `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io::Error::new(e.kind(), format!("writing {}: {e}", path.display()))
-    })
-}
+/// Writes a file atomically (one implementation, in `reports`, which both crates use).
+pub use reports::write_atomically;
 
 impl RunResult {
     /// Writes results.json into `dir` atomically.
@@ -576,21 +555,5 @@ impl RunResult {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_failed_atomic_write_names_its_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("missing/results.json");
-        let err = super::write_atomically(&path, b"{}").unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
-        assert!(
-            err.to_string()
-                .starts_with(&format!("writing {}: ", path.display())),
-            "{err}"
-        );
     }
 }

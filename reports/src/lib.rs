@@ -14,7 +14,8 @@
 //!   backend (text laid out with the bundled DejaVu Sans, no system fonts).
 //! - `table` — the side-by-side summary (one column per variant) as plain cells; `html` and
 //!   `markdown` render it, with the charts, into `report.html` and `summary.md`.
-//! - `output` — atomic writes (temporary file, sync, rename).
+//! - `output` — atomic writes (temporary file, sync, rename): [`write_atomically`], which the
+//!   harness uses for its own files too.
 //! - [`compare`] — `compare.html` for two runs: the harness's verdicts as a table and, per
 //!   variant, both latency spectra on one chart (baseline dashed, candidate solid).
 //!
@@ -34,6 +35,7 @@ mod table;
 
 use std::path::{Path, PathBuf};
 
+pub use output::write_atomically;
 pub use results::ReportError;
 
 /// File name of the HTML report inside a results folder.
