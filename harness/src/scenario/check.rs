@@ -1,0 +1,427 @@
+//! The checks that serde's types cannot express: bounds, names, keys that belong to one kind of
+//! transport or fleet. Each failure names the key it is about, as a path the loader turns into a
+//! line.
+
+use std::time::Duration;
+
+use transports::{Encoding, TransportKind};
+
+use super::diagnostics::Seg;
+use super::model::*;
+
+/// A failed semantic check: which key, and what is wrong with it.
+pub(super) struct Problem {
+    pub(super) path: Vec<Seg>,
+    pub(super) message: String,
+}
+
+fn problem(path: &[Seg], message: String) -> Problem {
+    Problem {
+        path: path.to_vec(),
+        message,
+    }
+}
+
+fn key(name: &str) -> Seg {
+    Seg::Key(name.to_owned())
+}
+
+/// The checks that serde's types cannot express. Messages name the key and the table.
+pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
+    check_name(&s.name, &[key("name")], "`name`")?;
+    if s.duration.is_zero() {
+        return Err(problem(
+            &[key("duration")],
+            "`duration` must be longer than zero: it is the measured window".to_owned(),
+        ));
+    }
+    for (name, value) in [("duration", s.duration), ("warmup", s.warmup)] {
+        if value > MAX_DURATION {
+            return Err(problem(
+                &[key(name)],
+                format!(
+                    "`{name}` must be at most {} (7 days), not {}",
+                    humantime::format_duration(MAX_DURATION),
+                    humantime::format_duration(value)
+                ),
+            ));
+        }
+    }
+
+    if !(1..=MAX_REPETITIONS).contains(&s.repetitions) {
+        return Err(problem(
+            &[key("repetitions")],
+            format!(
+                "`repetitions` must be between 1 and {MAX_REPETITIONS}, not {}",
+                s.repetitions
+            ),
+        ));
+    }
+    if let Some(gate) = &s.gate {
+        if let Err(message) = gate.check() {
+            return Err(problem(&[key("gate")], message));
+        }
+        for name in gate.variants.keys() {
+            if !s.variants.iter().any(|v| &v.name == name) {
+                return Err(problem(
+                    &[key("gate"), key("variants"), key(name)],
+                    format!("[gate.variants.{name}] names no variant of this scenario"),
+                ));
+            }
+        }
+    }
+
+    let fleet = &s.fleet;
+    if !(1..=MAX_DEVICES).contains(&fleet.devices) {
+        return Err(problem(
+            &[key("fleet"), key("devices")],
+            format!(
+                // MAX_DEVICES, written with separators (the test zero_devices_and_too_many).
+                "`devices` in [fleet] must be between 1 and 1,000,000, not {}",
+                fleet.devices
+            ),
+        ));
+    }
+    if fleet.interval.is_zero() {
+        return Err(problem(
+            &[key("fleet"), key("interval")],
+            "`interval` in [fleet] must be longer than zero".to_owned(),
+        ));
+    }
+    if fleet.jitter >= fleet.interval {
+        return Err(problem(
+            &[key("fleet"), key("jitter")],
+            format!(
+                "`jitter` in [fleet] ({}) must be shorter than `interval` ({})",
+                humantime::format_duration(fleet.jitter),
+                humantime::format_duration(fleet.interval)
+            ),
+        ));
+    }
+    check_profile(&fleet.profile)?;
+    check_source(s)?;
+
+    if s.variants.is_empty() {
+        return Err(problem(
+            &[key("variants")],
+            "no variants: add at least one [[variants]] table with a `name` and a `transport`"
+                .to_owned(),
+        ));
+    }
+    for (i, variant) in s.variants.iter().enumerate() {
+        let path = [key("variants"), Seg::Index(i), key("name")];
+        check_name(
+            &variant.name,
+            &path,
+            &format!("`name` in [[variants]] #{}", i + 1),
+        )?;
+        check_mqtt_keys(variant, i)?;
+        if let Some(first) = s.variants[..i].iter().position(|v| v.name == variant.name) {
+            return Err(problem(
+                &path,
+                format!(
+                    "`name` in [[variants]] #{}: duplicate variant name `{}` (already used by \
+                     [[variants]] #{})",
+                    i + 1,
+                    variant.name,
+                    first + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Hardware keys belong to hardware fleets; a hardware fleet names where to listen and runs only
+/// transports where the device connects.
+fn check_source(s: &Scenario) -> Result<(), Problem> {
+    let fleet = &s.fleet;
+    match fleet.source {
+        FleetSource::Emulated => {
+            if let Some(i) = s.variants.iter().position(|v| v.device_port.is_some()) {
+                return Err(problem(
+                    &[key("variants"), Seg::Index(i), key("device_port")],
+                    format!(
+                        "`device_port` in [[variants]] #{} applies only to `source = \"hardware\"`",
+                        i + 1
+                    ),
+                ));
+            }
+            if let Some(i) = s.variants.iter().position(|v| v.echo.is_some()) {
+                return Err(problem(
+                    &[key("variants"), Seg::Index(i), key("echo")],
+                    format!(
+                        "`echo` in [[variants]] #{} applies only to `source = \"hardware\"`",
+                        i + 1
+                    ),
+                ));
+            }
+            for (name, given) in [
+                ("listen", fleet.listen.is_some()),
+                ("control", fleet.control.is_some()),
+                ("wait_for_devices", fleet.wait_for_devices.is_some()),
+            ] {
+                if given {
+                    return Err(problem(
+                        &[key("fleet"), key(name)],
+                        format!("`{name}` in [fleet] applies only to `source = \"hardware\"`"),
+                    ));
+                }
+            }
+        }
+        FleetSource::Hardware => {
+            if fleet.listen.is_none() {
+                return Err(problem(
+                    &[key("fleet"), key("source")],
+                    "a hardware fleet needs `listen` in [fleet]: the address the backend listens \
+                     on for the devices, e.g. \"0.0.0.0:7878\" (named explicitly, since it is \
+                     not loopback)"
+                        .to_owned(),
+                ));
+            }
+            for (i, v) in s.variants.iter().enumerate() {
+                if v.echo == Some(true) && v.transport != TransportKind::Tcp {
+                    return Err(problem(
+                        &[key("variants"), Seg::Index(i), key("echo")],
+                        format!("`echo` in [[variants]] #{} applies only to tcp", i + 1),
+                    ));
+                }
+                if v.device_port.is_some() && !v.transport.device_listens() {
+                    return Err(problem(
+                        &[key("variants"), Seg::Index(i), key("device_port")],
+                        format!(
+                            "`device_port` in [[variants]] #{} applies only to transports the \
+                             board serves (sse, http-stream, long-poll, ws-server)",
+                            i + 1
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// MQTT keys belong to MQTT variants, and must make sense there.
+fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
+    let at = |name: &str| [key("variants"), Seg::Index(i), key(name)];
+    let given = [
+        ("broker", v.broker.is_some()),
+        ("username", v.username.is_some()),
+        ("password", v.password.is_some()),
+        ("topic", v.topic.is_some()),
+        ("retain", v.retain.is_some()),
+        ("clean_session", v.clean_session.is_some()),
+        ("subscribers", v.subscribers.is_some()),
+    ];
+    if v.connections.is_some() && v.transport != TransportKind::HttpPost {
+        return Err(problem(
+            &at("connections"),
+            format!(
+                "`connections` in [[variants]] #{} applies only to http-post",
+                i + 1
+            ),
+        ));
+    }
+    if v.hold_timeout.is_some() && v.transport != TransportKind::LongPoll {
+        return Err(problem(
+            &at("hold_timeout"),
+            format!(
+                "`hold_timeout` in [[variants]] #{} applies only to long-poll",
+                i + 1
+            ),
+        ));
+    }
+    if let Some(hold) = v.hold_timeout {
+        if hold.is_zero() || hold > Duration::from_secs(60) {
+            return Err(problem(
+                &at("hold_timeout"),
+                format!(
+                    "`hold_timeout` in [[variants]] #{} must be above 0 and at most 60 s \
+                     (ESP8266HTTPClient gives up after ~65 s)",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    if v.transport == TransportKind::Sse && v.encoding == Some(Encoding::Binary) {
+        return Err(problem(
+            &at("encoding"),
+            format!(
+                "`encoding` in [[variants]] #{}: SSE carries text, use json",
+                i + 1
+            ),
+        ));
+    }
+    if v.transport.mqtt_qos().is_none() {
+        if let Some((name, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(problem(
+                &at(name),
+                format!(
+                    "`{name}` in [[variants]] #{} applies only to MQTT transports, not `{}`",
+                    i + 1,
+                    v.transport.name()
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    if let BrokerChoice::External(addr) = v.broker() {
+        if v.broker
+            .as_deref()
+            .is_some_and(|b| !b.starts_with("mqtt://"))
+        {
+            return Err(problem(
+                &at("broker"),
+                format!(
+                    "`broker` in [[variants]] #{} must be \"embedded\" or \"mqtt://host:port\", not {:?}",
+                    i + 1,
+                    v.broker.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        let port = addr.rsplit_once(':').map(|(_, p)| p);
+        if !port.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(problem(
+                &at("broker"),
+                format!("`broker` in [[variants]] #{}: {addr:?} has no port", i + 1),
+            ));
+        }
+        if port
+            .and_then(|p| p.parse::<u16>().ok())
+            .is_none_or(|p| p == 0)
+        {
+            return Err(problem(
+                &at("broker"),
+                format!(
+                    "`broker` in [[variants]] #{}: port {} in {addr:?} is out of range (1 to \
+                     65535)",
+                    i + 1,
+                    port.unwrap_or_default()
+                ),
+            ));
+        }
+    } else if v.username.is_some() || v.password.is_some() {
+        return Err(problem(
+            &at(if v.username.is_some() {
+                "username"
+            } else {
+                "password"
+            }),
+            format!(
+                "credentials in [[variants]] #{} need an external `broker`: the embedded one \
+                 accepts every client",
+                i + 1
+            ),
+        ));
+    }
+    if let Some(n) = v.subscribers {
+        if !(1..=MAX_SUBSCRIBERS).contains(&n) {
+            return Err(problem(
+                &at("subscribers"),
+                format!(
+                    "`subscribers` in [[variants]] #{} must be between 1 and {MAX_SUBSCRIBERS}, not {n}",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    if v.password.is_some() && v.username.is_none() {
+        return Err(problem(
+            &at("password"),
+            format!(
+                "`password` in [[variants]] #{} needs a `username` (MQTT 3.1.1)",
+                i + 1
+            ),
+        ));
+    }
+    if let Some(topic) = &v.topic {
+        if !topic.contains("{device}") || topic.contains(['+', '#']) {
+            return Err(problem(
+                &at("topic"),
+                format!(
+                    "`topic` in [[variants]] #{} must contain `{{device}}` and no wildcards, not {topic:?}",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Scenario and variant names become folder names: non-empty, short, `[A-Za-z0-9_-]+`.
+fn check_name(name: &str, path: &[Seg], what: &str) -> Result<(), Problem> {
+    if name.is_empty() {
+        return Err(problem(path, format!("{what} must not be empty")));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(problem(
+            path,
+            format!(
+                "{what} is {} characters long; at most {MAX_NAME_LEN} are allowed",
+                name.len()
+            ),
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(problem(
+            path,
+            format!(
+                "{what} may hold only letters A-Z a-z, digits, `_` and `-` (it becomes part of \
+                 folder names), but \"{name}\" contains {bad:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_profile(p: &ProfileOverrides) -> Result<(), Problem> {
+    let at = |name: &str| [key("fleet"), key("profile"), key(name)];
+    if let Some(mss) = p.mss {
+        // Linux rejects TCP_MAXSEG outside TCP_MIN_MSS (88) ..= MAX_TCP_WINDOW (32767).
+        if !(88..=32767).contains(&mss) {
+            return Err(problem(
+                &at("mss"),
+                format!("`mss` in [fleet.profile] must be between 88 and 32767, not {mss}"),
+            ));
+        }
+    }
+    for (name, value) in [
+        ("send_buffer", p.send_buffer),
+        ("recv_buffer", p.recv_buffer),
+    ] {
+        if value == Some(0) {
+            return Err(problem(
+                &at(name),
+                format!("`{name}` in [fleet.profile] must be at least one byte"),
+            ));
+        }
+    }
+    for (name, value) in [
+        ("connect_timeout", p.connect_timeout),
+        ("write_timeout", p.write_timeout),
+    ] {
+        if value.is_some_and(|d| d.is_zero()) {
+            return Err(problem(
+                &at(name),
+                format!("`{name}` in [fleet.profile] must be longer than zero"),
+            ));
+        }
+    }
+    if let Some(k) = p.keepalive {
+        // CONNECT carries it as whole seconds in 16 bits; 0 would turn keep-alive off.
+        if k.subsec_nanos() != 0 || !(1..=u16::MAX as u64).contains(&k.as_secs()) {
+            return Err(problem(
+                &at("keepalive"),
+                format!(
+                    "`keepalive` in [fleet.profile] must be whole seconds from 1 s to 65535 s, not {}",
+                    humantime::format_duration(k)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

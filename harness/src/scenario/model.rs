@@ -1,0 +1,364 @@
+//! The scenario's types as the TOML has them: what each key means, its default and how it is
+//! (de)serialized. Checks beyond the types are in `check`, error messages in `diagnostics`.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use device_emulator::DeviceProfile;
+use serde::{Deserialize, Serialize};
+use transports::{Encoding, TransportKind};
+
+/// Most devices one scenario may ask for.
+pub const MAX_DEVICES: u32 = 1_000_000;
+
+/// Longest measured window and warm-up a scenario may ask for (7 days). A run keeps a few
+/// hundred bytes per second of the window in memory and its raw records on disk; past a week a
+/// typo (`"99999h"`) is far likelier than a plan.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Longest scenario or variant name; names end up in folder names.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// One benchmark run: a fleet of emulated devices, measured once per variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a scenario table")]
+pub struct Scenario {
+    /// Identifies the scenario in result folders and reports: `[A-Za-z0-9_-]+`.
+    pub name: String,
+    /// Seed of every random choice (reading values, jitter), so that runs repeat exactly.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Time to run before the measured window starts; nothing in it counts in the figures.
+    #[serde(default = "default_warmup", with = "duration_text")]
+    pub warmup: Duration,
+    /// Length of the measured window that follows the warm-up.
+    #[serde(with = "duration_text")]
+    pub duration: Duration,
+    /// The devices and how they behave (`[fleet]`).
+    pub fleet: FleetConfig,
+    /// Times each variant runs, interleaved (every variant once, then again), so that drift of
+    /// the machine spreads over all of them; comparisons need 3 or more.
+    #[serde(default = "default_repetitions")]
+    pub repetitions: u32,
+    /// What to measure under this fleet, one run each (`[[variants]]`).
+    pub variants: Vec<VariantConfig>,
+    /// Thresholds `fleetbench compare --gate` applies to runs of this scenario (`[gate]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<crate::compare::gate::GateConfig>,
+}
+
+/// Most repetitions a scenario may ask for.
+pub const MAX_REPETITIONS: u32 = 100;
+
+fn default_repetitions() -> u32 {
+    1
+}
+
+/// The emulated devices: how many, how often they send and how they connect (`[fleet]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [fleet] table")]
+pub struct FleetConfig {
+    /// Number of devices, 1 to [`MAX_DEVICES`].
+    pub devices: u32,
+    /// Time between two readings of one device.
+    #[serde(with = "duration_text")]
+    pub interval: Duration,
+    /// Each reading is sent up to this much after its nominal time (uniformly); below `interval`.
+    #[serde(default, with = "duration_text")]
+    pub jitter: Duration,
+    /// Devices connect spread evenly over this time; zero means all at once (a boot storm).
+    #[serde(default, with = "duration_text")]
+    pub ramp: Duration,
+    /// Payload encoding of every variant that does not choose its own.
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// Changes to the ESP8266 [`DeviceProfile`] defaults (`[fleet.profile]`).
+    #[serde(default)]
+    pub profile: ProfileOverrides,
+    /// `"emulated"` (the default: fleetbench runs the devices) or `"hardware"` (real ESP8266s
+    /// running `firmware/` connect from the network; `devices` is how many to wait for).
+    #[serde(default)]
+    pub source: FleetSource,
+    /// Hardware only: the address the backend (sink or broker) listens on. Required, since it is
+    /// not loopback: naming it is the opt-in to serve the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Hardware only: the control channel's address (default: `listen`'s address, port 7900).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<SocketAddr>,
+    /// Hardware only: how long to wait for every device to say hello (default 120 s).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub wait_for_devices: Option<Duration>,
+}
+
+/// Where a scenario's devices come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FleetSource {
+    /// fleetbench's device emulator, on loopback.
+    #[default]
+    Emulated,
+    /// Real devices running `firmware/`.
+    Hardware,
+}
+
+/// Port of the hardware control channel when `control` is not given.
+pub const DEFAULT_CONTROL_PORT: u16 = 7900;
+
+impl FleetConfig {
+    /// Hardware only: where the control channel listens.
+    pub fn control_address(&self) -> Option<SocketAddr> {
+        self.control.or_else(|| {
+            self.listen
+                .map(|l| SocketAddr::new(l.ip(), DEFAULT_CONTROL_PORT))
+        })
+    }
+
+    /// The device profile of this fleet: the ESP8266 defaults with this fleet's overrides applied.
+    pub fn device_profile(&self) -> DeviceProfile {
+        self.profile.apply(DeviceProfile::default())
+    }
+}
+
+/// Overrides of [`DeviceProfile`] fields; an absent key keeps the base value (`[fleet.profile]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [fleet.profile] table")]
+pub struct ProfileOverrides {
+    /// TCP maximum segment size in bytes (Linux accepts 88 to 32767).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mss: Option<u32>,
+    /// Nagle's algorithm on or off; absent means "as the transport's firmware library does".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nagle: Option<bool>,
+    /// Socket send buffer in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_buffer: Option<u32>,
+    /// Socket receive buffer in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recv_buffer: Option<u32>,
+    /// How long a connect, handshakes included, may take.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub connect_timeout: Option<Duration>,
+    /// How long one write may block before the device drops the connection.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub write_timeout: Option<Duration>,
+    /// Delay before a device retries a failed or dropped connection.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub retry_delay: Option<Duration>,
+    /// MQTT keep-alive (whole seconds, 1 s to 18 h).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub keepalive: Option<Duration>,
+}
+
+impl ProfileOverrides {
+    /// `base` with every field that this overrides replaced.
+    pub fn apply(&self, base: DeviceProfile) -> DeviceProfile {
+        DeviceProfile {
+            mss: self.mss.unwrap_or(base.mss),
+            // An override of `nagle` is a definite choice; without one the base's choice (often
+            // "library default") stands.
+            nagle: self.nagle.or(base.nagle),
+            send_buffer: self.send_buffer.unwrap_or(base.send_buffer),
+            recv_buffer: self.recv_buffer.unwrap_or(base.recv_buffer),
+            connect_timeout: self.connect_timeout.unwrap_or(base.connect_timeout),
+            write_timeout: self.write_timeout.unwrap_or(base.write_timeout),
+            retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
+            keepalive: self.keepalive.or(base.keepalive),
+        }
+    }
+}
+
+/// One thing to measure: a transport, optionally with its own encoding (`[[variants]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [[variants]] table")]
+pub struct VariantConfig {
+    /// Identifies the variant in result folders and reports, unique in the scenario.
+    pub name: String,
+    /// The transport the devices use.
+    pub transport: TransportKind,
+    /// Encoding for this variant; absent means the fleet's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<Encoding>,
+    /// MQTT only: `"embedded"` (rumqttd in its own process, the default) or `"mqtt://host:port"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// MQTT only: username sent in CONNECT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// MQTT only: password sent in CONNECT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// MQTT only: topic template with `{device}` (default `fleet/{device}/reading`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// MQTT only: publish retained messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<bool>,
+    /// MQTT only: ask for clean sessions (default true); false keeps persistent sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_session: Option<bool>,
+    /// MQTT only: subscribers receiving every reading (fan-out; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<u32>,
+    /// Long polling only: how long the device holds a request with nothing newer (default 30 s,
+    /// under ESP8266HTTPClient's ceiling of ~65 s).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub hold_timeout: Option<Duration>,
+    /// http-post only: `"per-reading"` (a TCP connection per reading, the default sketch) or
+    /// `"kept-alive"` (one connection reused, the sketch's `FLEETBENCH_HTTP_REUSE` build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<transports::httppost::Connections>,
+    /// Raw TCP on hardware only: echo mode (`firmware/`'s `tcp-echo`). The sink asks each device
+    /// for a reading every `interval` and latency is the round trip on the harness's clock, with
+    /// no clock sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<bool>,
+    /// Device-served transports on hardware: the port each board serves on (default 80, and 81
+    /// for ws-server, as `firmware/` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_port: Option<u16>,
+}
+
+/// Most subscribers an MQTT variant may fan out to.
+pub const MAX_SUBSCRIBERS: u32 = 1_000;
+
+/// Where an MQTT variant's broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerChoice {
+    /// rumqttd, started by the harness in its own process on a free loopback port.
+    Embedded,
+    /// A broker already running at this address.
+    External(String),
+}
+
+impl VariantConfig {
+    /// Device-served transports on hardware: the port each board serves on.
+    pub fn device_port(&self) -> u16 {
+        self.device_port
+            .unwrap_or(if self.transport == TransportKind::WsServer {
+                81
+            } else {
+                80
+            })
+    }
+
+    /// The broker of an MQTT variant.
+    pub fn broker(&self) -> BrokerChoice {
+        match self.broker.as_deref() {
+            None | Some("embedded") => BrokerChoice::Embedded,
+            Some(url) => BrokerChoice::External(
+                url.strip_prefix("mqtt://")
+                    .unwrap_or(url)
+                    .trim_end_matches('/')
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// The MQTT settings of this variant (keep-alive from `profile`).
+    pub fn mqtt_settings(&self, profile: &DeviceProfile) -> transports::mqtt::MqttSettings {
+        let defaults = transports::mqtt::MqttSettings::default();
+        transports::mqtt::MqttSettings {
+            topic: self.topic.clone().unwrap_or(defaults.topic),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            retain: self.retain.unwrap_or(defaults.retain),
+            clean_session: self.clean_session.unwrap_or(defaults.clean_session),
+            keepalive: profile.keepalive.unwrap_or_else(|| {
+                self.transport
+                    .library_keepalive()
+                    .unwrap_or(defaults.keepalive)
+            }),
+        }
+    }
+
+    /// The encoding this variant sends: its own if it has one, else the fleet's.
+    pub fn encoding(&self, fleet: &FleetConfig) -> Encoding {
+        self.encoding.unwrap_or(fleet.encoding)
+    }
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_warmup() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// Durations as humantime strings ("2s", "100ms", "1m 30s").
+mod duration_text {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_str(DurationVisitor)
+    }
+
+    pub(super) struct DurationVisitor;
+
+    impl Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(r#"a duration string such as "2s", "100ms" or "1m 30s""#)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            humantime::parse_duration(v).map_err(|e| {
+                E::custom(format_args!(
+                    r#"invalid duration "{v}": {e}; write e.g. "2s", "100ms" or "1m 30s""#
+                ))
+            })
+        }
+    }
+}
+
+/// Optional durations as humantime strings; used with `#[serde(default)]`.
+mod opt_duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_str(super::duration_text::DurationVisitor)
+            .map(Some)
+    }
+}

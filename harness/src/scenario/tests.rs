@@ -1,0 +1,620 @@
+//! The loader end to end: every key, default and error message, through [`parse`] and [`load`].
+
+use std::time::Duration;
+
+use device_emulator::DeviceProfile;
+use transports::{Encoding, TransportKind};
+
+use super::*;
+
+const FULL: &str = r#"
+name = "full"
+seed = 7
+warmup = "1s"
+duration = "1m 30s"
+
+[fleet]
+devices = 50
+interval = "100ms"
+jitter = "20ms"
+ramp = "3s"
+encoding = "binary"
+
+[fleet.profile]
+mss = 1460
+nagle = false
+send_buffer = 8192
+recv_buffer = 16384
+connect_timeout = "3s"
+write_timeout = "500ms"
+retry_delay = "250ms"
+
+[[variants]]
+name = "tcp"
+transport = "tcp"
+
+[[variants]]
+name = "ws-json"
+transport = "ws"
+encoding = "json"
+"#;
+
+/// A minimal valid file; tests below break it one key at a time.
+const MINIMAL: &str = r#"name = "mini"
+duration = "8s"
+
+[fleet]
+devices = 50
+interval = "100ms"
+
+[[variants]]
+name = "tcp"
+transport = "tcp"
+
+[[variants]]
+name = "ws"
+transport = "ws"
+"#;
+
+fn error(text: &str) -> ScenarioError {
+    let err = parse(text, "scenarios/x.toml").expect_err("the scenario should be rejected");
+    println!("{err}");
+    err
+}
+
+#[test]
+fn http_post_connections_per_reading_by_default_or_kept_alive() {
+    use transports::httppost::Connections;
+    let post = MINIMAL.replace(
+        "name = \"ws\"\ntransport = \"ws\"",
+        "name = \"post\"\ntransport = \"http-post\"",
+    );
+    let s = parse(&post, "x.toml").unwrap();
+    assert_eq!(s.variants[1].connections, None);
+    let kept = post.replace(
+        "transport = \"http-post\"",
+        "transport = \"http-post\"\nconnections = \"kept-alive\"",
+    );
+    let s = parse(&kept, "x.toml").unwrap();
+    assert_eq!(s.variants[1].connections, Some(Connections::KeptAlive));
+    let err = error(&MINIMAL.replace(
+        "transport = \"ws\"",
+        "transport = \"ws\"\nconnections = \"per-reading\"",
+    ));
+    assert!(
+        err.to_string().contains("applies only to http-post"),
+        "{err}"
+    );
+    assert_eq!(err.key(), Some("variants[1].connections"), "{err}");
+}
+
+#[test]
+fn repetitions_and_a_gate_table() {
+    let text = MINIMAL.replace(
+        "duration = \"8s\"\n",
+        "duration = \"8s\"\nrepetitions = 5\n",
+    ) + "\n[gate]\nconfidence = 0.9\n[gate.thresholds]\nlatency_p99 = 15\nlost = 0\n\
+         [gate.variants.ws]\nlost = 3\n";
+    let s = parse(&text, "x.toml").unwrap();
+    assert_eq!(s.repetitions, 5);
+    let gate = s.gate.unwrap();
+    assert_eq!(gate.thresholds.latency_p99, Some(15.0));
+    assert_eq!(gate.for_variant("ws").lost, Some(3.0));
+    assert_eq!(parse(MINIMAL, "x.toml").unwrap().repetitions, 1);
+}
+
+#[test]
+fn bad_repetitions_and_gate_keys_are_named_with_their_lines() {
+    let err = error(&MINIMAL.replace(
+        "duration = \"8s\"\n",
+        "duration = \"8s\"\nrepetitions = 0\n",
+    ));
+    assert_eq!((err.key(), err.line()), (Some("repetitions"), Some(3)));
+    let err =
+        error(&(MINIMAL.to_string() + "\n[gate.thresholds]\nlatency_p99 = 10\nlatency_p98 = 5\n"));
+    assert_eq!(err.line(), Some(18), "{err}");
+    assert!(err.to_string().contains("latency_p98"), "{err}");
+    let err = error(&(MINIMAL.to_string() + "\n[gate.variants.wss]\nlost = 1\n"));
+    assert!(err.to_string().contains("names no variant"), "{err}");
+    assert_eq!(err.line(), Some(16), "{err}");
+}
+
+#[test]
+fn hardware_fleets_name_where_to_listen_and_run_device_connecting_transports() {
+    let hw = MINIMAL.replace(
+        "interval = \"100ms\"\n",
+        "interval = \"100ms\"\nsource = \"hardware\"\nlisten = \"0.0.0.0:7878\"\n",
+    );
+    let s = parse(&hw, "x.toml").unwrap();
+    assert_eq!(s.fleet.source, FleetSource::Hardware);
+    assert_eq!(
+        s.fleet.control_address(),
+        Some("0.0.0.0:7900".parse().unwrap())
+    );
+
+    let err = error(&MINIMAL.replace(
+        "interval = \"100ms\"\n",
+        "interval = \"100ms\"\nsource = \"hardware\"\n",
+    ));
+    assert_eq!(err.key(), Some("fleet.source"));
+    assert!(err.to_string().contains("needs `listen`"), "{err}");
+
+    let err = error(&MINIMAL.replace(
+        "interval = \"100ms\"\n",
+        "interval = \"100ms\"\nlisten = \"0.0.0.0:7878\"\n",
+    ));
+    assert_eq!((err.key(), err.line()), (Some("fleet.listen"), Some(7)));
+
+    let err = error(&hw.replace("transport = \"ws\"", "transport = \"ws\"\necho = true"));
+    assert_eq!(err.key(), Some("variants[1].echo"));
+    let err = error(&MINIMAL.replace("transport = \"tcp\"", "transport = \"tcp\"\necho = true"));
+    assert!(
+        err.to_string().contains("only to `source = \"hardware\"`"),
+        "{err}"
+    );
+    assert!(parse(
+        &hw.replace("transport = \"tcp\"", "transport = \"tcp\"\necho = true"),
+        "x"
+    )
+    .is_ok());
+
+    let sse = parse(
+        &hw.replace("transport = \"ws\"", "transport = \"sse\""),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(sse.variants[1].device_port(), 80);
+    let err = error(&hw.replace(
+        "transport = \"ws\"",
+        "transport = \"ws\"\ndevice_port = 8080",
+    ));
+    assert_eq!(err.key(), Some("variants[1].device_port"));
+}
+
+#[test]
+fn full_file() {
+    let s = parse(FULL, "full.toml").unwrap();
+    assert_eq!(s.name, "full");
+    assert_eq!(s.seed, 7);
+    assert_eq!(s.warmup, Duration::from_secs(1));
+    assert_eq!(s.duration, Duration::from_secs(90));
+    assert_eq!(s.fleet.devices, 50);
+    assert_eq!(s.fleet.interval, Duration::from_millis(100));
+    assert_eq!(s.fleet.jitter, Duration::from_millis(20));
+    assert_eq!(s.fleet.ramp, Duration::from_secs(3));
+    assert_eq!(s.fleet.encoding, Encoding::Binary);
+    let profile = s.fleet.device_profile();
+    assert_eq!(
+        profile,
+        DeviceProfile {
+            mss: 1460,
+            nagle: Some(false),
+            send_buffer: 8192,
+            recv_buffer: 16384,
+            connect_timeout: Duration::from_secs(3),
+            write_timeout: Duration::from_millis(500),
+            retry_delay: Duration::from_millis(250),
+            keepalive: None,
+        }
+    );
+    assert_eq!(s.variants.len(), 2);
+    assert_eq!(s.variants[0].transport, TransportKind::Tcp);
+    assert_eq!(s.variants[0].encoding(&s.fleet), Encoding::Binary);
+    assert_eq!(s.variants[1].name, "ws-json");
+    assert_eq!(s.variants[1].transport, TransportKind::Ws);
+    assert_eq!(s.variants[1].encoding(&s.fleet), Encoding::Json);
+}
+
+#[test]
+fn defaults_applied() {
+    let s = parse(MINIMAL, "mini.toml").unwrap();
+    assert_eq!(s.seed, 1);
+    assert_eq!(s.warmup, Duration::from_secs(2));
+    assert_eq!(s.fleet.jitter, Duration::ZERO);
+    assert_eq!(s.fleet.ramp, Duration::ZERO);
+    assert_eq!(s.fleet.encoding, Encoding::Json);
+    assert_eq!(s.fleet.profile, ProfileOverrides::default());
+    assert_eq!(s.fleet.device_profile(), DeviceProfile::default());
+    assert!(s.variants.iter().all(|v| v.encoding.is_none()));
+}
+
+#[test]
+fn overrides_keep_unset_fields() {
+    let overrides = ProfileOverrides {
+        mss: Some(1000),
+        ..ProfileOverrides::default()
+    };
+    let base = DeviceProfile {
+        nagle: Some(true),
+        ..DeviceProfile::default()
+    };
+    let applied = overrides.apply(base.clone());
+    assert_eq!(applied.mss, 1000);
+    assert_eq!(applied.nagle, Some(true));
+    assert_eq!(applied.retry_delay, base.retry_delay);
+}
+
+#[test]
+fn serializes_back_to_the_same_scenario() {
+    let s = parse(FULL, "full.toml").unwrap();
+    let text = toml::to_string(&s).unwrap();
+    assert_eq!(parse(&text, "again.toml").unwrap(), s);
+}
+
+#[test]
+fn unknown_key_names_table_line_and_choices() {
+    let err = error(&MINIMAL.replace("devices = 50", "devicez = 50"));
+    assert_eq!(err.line(), Some(5));
+    assert_eq!(err.key(), Some("fleet.devicez"));
+    assert_eq!(
+        err.to_string(),
+        "scenarios/x.toml:5: unknown key `devicez` in [fleet] (expected one of: devices, \
+         interval, jitter, ramp, encoding, profile, source, listen, control, \
+         wait_for_devices)"
+    );
+}
+
+#[test]
+fn unknown_key_at_top_level_and_in_variants() {
+    let err = error(&MINIMAL.replace("duration =", "seed = 3\nsead = 4\nduration ="));
+    assert_eq!(err.line(), Some(3));
+    assert!(err
+        .to_string()
+        .starts_with("scenarios/x.toml:3: unknown key `sead` at the top level"));
+
+    let err = error(&MINIMAL.replace("transport = \"ws\"", "transport = \"ws\"\nport = 80"));
+    assert_eq!(err.line(), Some(15));
+    assert_eq!(err.key(), Some("variants[1].port"));
+    assert!(
+        err.to_string()
+            .contains("unknown key `port` in [[variants]] #2"),
+        "{err}"
+    );
+
+    let err = error(&format!("{MINIMAL}\n[fleet.profile]\nmms = 536\n"));
+    assert_eq!(err.line(), Some(17));
+    assert!(
+        err.to_string()
+            .contains("unknown key `mms` in [fleet.profile]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_keys() {
+    let err = error(&MINIMAL.replace("interval = \"100ms\"\n", ""));
+    assert_eq!(err.line(), Some(4), "the [fleet] header");
+    assert_eq!(err.key(), Some("fleet.interval"));
+    assert_eq!(
+        err.to_string(),
+        "scenarios/x.toml:4: missing key `interval` in [fleet]"
+    );
+
+    let err = error(&MINIMAL.replace("duration = \"8s\"\n", ""));
+    assert_eq!((err.line(), err.key()), (None, Some("duration")));
+    assert_eq!(
+        err.to_string(),
+        "scenarios/x.toml: missing key `duration` at the top level"
+    );
+
+    // A [fleet] made only by its [fleet.profile] sub-table.
+    let text = MINIMAL.replace(
+        "[fleet]\ndevices = 50\ninterval = \"100ms\"\n",
+        "[fleet.profile]\nmss = 536\n",
+    );
+    let err = error(&text);
+    assert_eq!(err.key(), Some("fleet.devices"));
+    assert!(
+        err.to_string().contains("missing key `devices` in [fleet]"),
+        "{err}"
+    );
+
+    let err = error(&MINIMAL.replace("transport = \"ws\"\n", ""));
+    assert_eq!(err.line(), Some(12));
+    assert!(
+        err.to_string()
+            .contains("missing key `transport` in [[variants]] #2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_duration_value() {
+    let err = error(&MINIMAL.replace("\"100ms\"", "\"100 parsecs\""));
+    assert_eq!(err.line(), Some(6));
+    assert_eq!(err.key(), Some("fleet.interval"));
+    let message = err.to_string();
+    assert!(message.starts_with("scenarios/x.toml:6: bad value for `interval` in [fleet]: "));
+    assert!(
+        message.contains("invalid duration \"100 parsecs\""),
+        "{message}"
+    );
+
+    let err = error(&MINIMAL.replace("\"8s\"", "8"));
+    assert_eq!(err.line(), Some(2));
+    assert!(
+        err.to_string().contains("`duration` at the top level"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("expected a duration string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_transport_value() {
+    let err = error(&MINIMAL.replace("transport = \"ws\"", "transport = \"udp\""));
+    assert_eq!(err.line(), Some(14));
+    assert_eq!(err.key(), Some("variants[1].transport"));
+    let message = err.to_string();
+    assert!(
+        message.contains("`transport` in [[variants]] #2"),
+        "{message}"
+    );
+    assert!(
+        message.contains("unknown value `udp`, expected one of `tcp`, `ws`"),
+        "{message}"
+    );
+    for kind in TransportKind::ALL {
+        assert!(message.contains(&format!("`{}`", kind.name())), "{message}");
+    }
+}
+
+#[test]
+fn wrong_type() {
+    let err = error(&MINIMAL.replace("devices = 50", "devices = \"50\""));
+    assert_eq!(err.line(), Some(5));
+    assert_eq!(
+        err.to_string(),
+        "scenarios/x.toml:5: bad value for `devices` in [fleet]: invalid type: string \"50\", \
+         expected a whole number from 0 to 4294967295"
+    );
+}
+
+#[test]
+fn errors_in_other_table_shapes() {
+    // The first of several [[variants]].
+    let err = error(&MINIMAL.replacen("transport = \"tcp\"\n", "", 1));
+    assert_eq!(
+        (err.line(), err.key()),
+        (Some(8), Some("variants[0].transport"))
+    );
+    assert!(
+        err.to_string()
+            .contains("missing key `transport` in [[variants]] #1"),
+        "{err}"
+    );
+
+    // A misspelt sub-table with keys of its own.
+    let err = error(&format!("{MINIMAL}\n[fleet.profil]\nmss = 536\n"));
+    assert_eq!((err.line(), err.key()), (Some(16), Some("fleet.profil")));
+    assert!(
+        err.to_string().contains("unknown key `profil` in [fleet]"),
+        "{err}"
+    );
+
+    // Dotted keys and inline tables.
+    let text = MINIMAL
+        .replace("[fleet]\n", "")
+        .replace("devices = 50", "fleet.devicez = 50");
+    let text = text.replace("interval = \"100ms\"", "fleet.interval = \"100ms\"");
+    let err = error(&text);
+    assert_eq!((err.line(), err.key()), (Some(4), Some("fleet.devicez")));
+    assert!(
+        err.to_string().contains("unknown key `devicez` in [fleet]"),
+        "{err}"
+    );
+    let text = MINIMAL.replace(
+        "[fleet]\ndevices = 50\ninterval = \"100ms\"\n",
+        "fleet = { devices = 50, interval = \"100ms\", ramp = 3 }\n",
+    );
+    let err = error(&text);
+    assert_eq!((err.line(), err.key()), (Some(4), Some("fleet.ramp")));
+    assert!(
+        err.to_string().contains("bad value for `ramp` in [fleet]"),
+        "{err}"
+    );
+
+    // A table where a value belongs, and too large a number.
+    let err = error(&MINIMAL.replace("duration = \"8s\"", "duration = \"8s\"\nfleet = 3"));
+    assert!(err.to_string().contains("duplicate key `fleet`"), "{err}");
+    let err = error(&MINIMAL.replace("devices = 50", "devices = 5_000_000_000"));
+    assert!(err.to_string().ends_with("from 0 to 4294967295"), "{err}");
+}
+
+#[test]
+fn toml_syntax_error_has_a_line() {
+    let err = error(&MINIMAL.replace("devices = 50", "devices = = 50"));
+    assert!(matches!(err, ScenarioError::Syntax { .. }));
+    assert_eq!(err.line(), Some(5));
+    assert!(err.to_string().ends_with(": `devices = = 50`"), "{err}");
+
+    let err = error(&MINIMAL.replace("interval =", "devices = 2\ninterval ="));
+    assert_eq!(err.line(), Some(6), "the duplicate key");
+    assert!(err.to_string().contains("duplicate key `devices`"), "{err}");
+}
+
+#[test]
+fn jitter_not_below_interval() {
+    let err = error(&MINIMAL.replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\njitter = \"100ms\"",
+    ));
+    assert!(matches!(err, ScenarioError::Invalid { .. }));
+    assert_eq!(err.line(), Some(7));
+    assert_eq!(err.key(), Some("fleet.jitter"));
+    assert_eq!(
+        err.to_string(),
+        "scenarios/x.toml:7: `jitter` in [fleet] (100ms) must be shorter than `interval` (100ms)"
+    );
+}
+
+#[test]
+fn zero_devices_and_too_many() {
+    let err = error(&MINIMAL.replace("devices = 50", "devices = 0"));
+    assert_eq!(err.line(), Some(5));
+    assert_eq!(err.key(), Some("fleet.devices"));
+    assert!(err
+        .to_string()
+        .contains("`devices` in [fleet] must be between 1 and 1,000,000, not 0"));
+
+    let err = error(&MINIMAL.replace("devices = 50", "devices = 1_000_001"));
+    assert_eq!(err.line(), Some(5));
+    assert!(err
+        .to_string()
+        .contains("between 1 and 1,000,000, not 1000001"));
+    // The message's bound is the bound.
+    assert_eq!(MAX_DEVICES, 1_000_000);
+    parse(&MINIMAL.replace("devices = 50", "devices = 1_000_000"), "t").unwrap();
+}
+
+#[test]
+fn zero_durations() {
+    let err = error(&MINIMAL.replace("\"8s\"", "\"0s\""));
+    assert_eq!((err.line(), err.key()), (Some(2), Some("duration")));
+    let err = error(&MINIMAL.replace("\"100ms\"", "\"0ms\""));
+    assert_eq!((err.line(), err.key()), (Some(6), Some("fleet.interval")));
+}
+
+#[test]
+fn durations_past_a_week() {
+    let err = error(&MINIMAL.replace("\"8s\"", "\"99999999999h\""));
+    assert_eq!((err.line(), err.key()), (Some(2), Some("duration")));
+    assert!(err.to_string().contains("at most 7days"), "{err}");
+    assert!(parse(&MINIMAL.replace("\"8s\"", "\"7days\""), "x.toml").is_ok());
+}
+
+#[test]
+fn duplicate_variant_names() {
+    let err = error(&MINIMAL.replace("name = \"ws\"", "name = \"tcp\""));
+    assert!(matches!(err, ScenarioError::Invalid { .. }));
+    assert_eq!(err.line(), Some(13), "the second occurrence");
+    assert_eq!(err.key(), Some("variants[1].name"));
+    assert_eq!(
+        err.to_string(),
+        "scenarios/x.toml:13: `name` in [[variants]] #2: duplicate variant name `tcp` \
+         (already used by [[variants]] #1)"
+    );
+}
+
+#[test]
+fn bad_name_characters() {
+    let err = error(&MINIMAL.replace("\"mini\"", "\"my run\""));
+    assert_eq!((err.line(), err.key()), (Some(1), Some("name")));
+    assert!(
+        err.to_string().ends_with("but \"my run\" contains ' '"),
+        "{err}"
+    );
+
+    let err = error(&MINIMAL.replace("name = \"ws\"", "name = \"ws/2\""));
+    assert_eq!(
+        (err.line(), err.key()),
+        (Some(13), Some("variants[1].name"))
+    );
+
+    let err = error(&MINIMAL.replace("\"mini\"", "\"\""));
+    assert!(
+        err.to_string().ends_with("`name` must not be empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_variants() {
+    let head = MINIMAL.split("[[variants]]").next().unwrap();
+    let err = error(&head.replace("duration", "variants = []\nduration"));
+    assert!(matches!(err, ScenarioError::Invalid { .. }));
+    assert_eq!((err.line(), err.key()), (Some(2), Some("variants")));
+    assert!(err.to_string().contains("no variants"), "{err}");
+
+    // Without the key at all, serde reports it missing.
+    let err = error(head);
+    assert!(
+        err.to_string()
+            .contains("missing key `variants` at the top level"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_profile_value() {
+    let err = error(&format!("{MINIMAL}\n[fleet.profile]\nmss = 20\n"));
+    assert_eq!(
+        (err.line(), err.key()),
+        (Some(17), Some("fleet.profile.mss"))
+    );
+    assert!(err
+        .to_string()
+        .contains("`mss` in [fleet.profile] must be between 88 and 32767"));
+}
+
+#[test]
+fn a_broker_port_out_of_range_is_named() {
+    let mqtt = |broker: &str| {
+        MINIMAL.replace(
+            "name = \"ws\"\ntransport = \"ws\"\n",
+            &format!("name = \"q\"\ntransport = \"mqtt-qos1\"\nbroker = \"{broker}\"\n"),
+        )
+    };
+    let err = error(&mqtt("mqtt://127.0.0.1:99999"));
+    assert_eq!(
+        (err.line(), err.key()),
+        (Some(15), Some("variants[1].broker"))
+    );
+    assert!(
+        err.to_string()
+            .contains("port 99999 in \"127.0.0.1:99999\" is out of range (1 to 65535)"),
+        "{err}"
+    );
+    let err = error(&mqtt("mqtt://127.0.0.1:0"));
+    assert!(err.to_string().contains("out of range"), "{err}");
+    let err = error(&mqtt("mqtt://127.0.0.1"));
+    assert!(err.to_string().contains("has no port"), "{err}");
+    parse(&mqtt("mqtt://127.0.0.1:65535"), "t").unwrap();
+}
+
+#[test]
+fn missing_file() {
+    let err = load(Path::new("/nonexistent/x.toml")).unwrap_err();
+    assert!(matches!(err, ScenarioError::Io { .. }));
+    assert_eq!(
+        err.to_string(),
+        "cannot read scenario file /nonexistent/x.toml: No such file or directory (os error 2)"
+    );
+    assert_eq!(err.line(), None);
+}
+
+#[test]
+fn smoke_toml_names_every_transport() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/smoke.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    for kind in TransportKind::ALL {
+        let quoted = format!("\"{}\"", kind.name());
+        assert!(text.contains(&quoted), "smoke.toml does not name {quoted}");
+    }
+}
+
+#[test]
+fn shipped_scenarios_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    for file in ["smoke.toml", "esp8266-home.toml"] {
+        let s = load(&dir.join(file)).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<_> = s.variants.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["tcp", "ws"]);
+    }
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                Some(s.name.as_str()),
+                path.file_stem().and_then(|s| s.to_str()),
+                "a scenario is named as its file"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 8, "{seen} scenarios");
+}
