@@ -16,22 +16,29 @@ pub(super) enum Seg {
 }
 
 /// Turns an error of the deserializer into a [`ScenarioError::Syntax`] naming key, table and line.
+/// The key path is the one `serde_path_to_error` followed to the error; the line is that of the
+/// span the TOML deserializer gave it (none for the document as a whole, whose span is empty).
 pub(super) fn shape_error(
     text: &str,
     origin: &str,
-    doc: &Spanned<DeTable<'_>>,
-    e: &toml::de::Error,
+    e: &serde_path_to_error::Error<toml::de::Error>,
 ) -> ScenarioError {
-    let raw = e.message().trim_end();
-    let Some(span) = e.span() else {
-        return syntax(origin, None, None, raw.to_owned());
-    };
-    // The document's own span is empty, and so is that of errors about it as a whole.
-    let (path, line) = if span.is_empty() {
-        (Vec::new(), None)
-    } else {
-        (locate(doc, &span), Some(line_of(text, span.start)))
-    };
+    use serde_path_to_error::Segment;
+    let raw = e.inner().message().trim_end();
+    let line = e
+        .inner()
+        .span()
+        .filter(|span| !span.is_empty())
+        .map(|span| line_of(text, span.start));
+    let path: Vec<Seg> = e
+        .path()
+        .iter()
+        .filter_map(|segment| match segment {
+            Segment::Map { key } => Some(Seg::Key(key.clone())),
+            Segment::Seq { index } => Some(Seg::Index(*index)),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        })
+        .collect();
 
     let missing = raw
         .strip_prefix("missing field `")
@@ -153,41 +160,6 @@ pub(super) fn line_of(text: &str, at: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
-}
-
-fn covers(outer: &Range<usize>, inner: &Range<usize>) -> bool {
-    outer.start <= inner.start && inner.end <= outer.end
-}
-
-/// The path of the deepest key whose name or value covers `span`; empty for the document itself.
-fn locate(doc: &Spanned<DeTable<'_>>, span: &Range<usize>) -> Vec<Seg> {
-    fn in_table(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<Seg>) -> bool {
-        for (k, v) in table.iter() {
-            path.push(Seg::Key(k.get_ref().to_string()));
-            if covers(&k.span(), span) || in_value(v, span, path) || covers(&v.span(), span) {
-                return true;
-            }
-            path.pop();
-        }
-        false
-    }
-    fn in_value(v: &Spanned<DeValue<'_>>, span: &Range<usize>, path: &mut Vec<Seg>) -> bool {
-        match v.get_ref() {
-            DeValue::Table(t) => in_table(t, span, path),
-            DeValue::Array(items) => items.iter().enumerate().any(|(i, item)| {
-                path.push(Seg::Index(i));
-                let found = in_value(item, span, path) || covers(&item.span(), span);
-                if !found {
-                    path.pop();
-                }
-                found
-            }),
-            _ => false,
-        }
-    }
-    let mut path = Vec::new();
-    in_table(doc.get_ref(), span, &mut path);
-    path
 }
 
 /// The span of the key at `path` (its name), if the document has it.

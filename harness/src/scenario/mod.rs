@@ -12,7 +12,6 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
 use toml::de::DeTable;
 
 mod check;
@@ -110,8 +109,9 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
 pub fn parse(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
     // Parse into a spanned tree first, so that errors can be traced back to keys and lines.
     let doc = DeTable::parse(text).map_err(|e| toml_error(text, origin, &e))?;
-    let scenario = Scenario::deserialize(toml::de::Deserializer::from(doc.clone()))
-        .map_err(|e| shape_error(text, origin, &doc, &e))?;
+    let scenario: Scenario =
+        serde_path_to_error::deserialize(toml::de::Deserializer::from(doc.clone()))
+            .map_err(|e| shape_error(text, origin, &e))?;
     if let Err(problem) = check(&scenario) {
         return Err(ScenarioError::Invalid {
             origin: origin.to_owned(),
