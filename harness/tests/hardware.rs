@@ -303,10 +303,16 @@ transport = "tcp"
     );
     assert_eq!(f("framing_bytes_down"), 0.0, "{per}");
     assert!(f("segments_up") > 0.0 && f("segments_down") > 0.0, "{per}");
-    // What the sink received, exactly: payload + framing + headers of every segment.
+    // What the sink received: payload + framing + headers of every segment, and at most a
+    // reading per board that the kernel had taken in but the sink had not read when it stopped
+    // (a busy machine can leave one in the socket's buffer).
     let header = per["header_bytes_per_segment"].as_f64().unwrap();
     let identity = f("payload_bytes") + framing + f("segments_up") * header;
-    assert!((f("wire_bytes_up") - identity).abs() < 0.01, "{per}");
+    let unread = f("wire_bytes_up") - identity;
+    assert!(
+        unread > -0.01 && unread <= 3.0 * 130.0 / readings as f64,
+        "{per}"
+    );
     assert!(out.join("raw/tcp/clocks.json").exists());
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("device free heap (lowest)") && report.contains("40,998 B"));
