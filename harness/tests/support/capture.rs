@@ -101,7 +101,18 @@ impl Capture {
             let (fd, packets, stop) = (fd.clone(), packets.clone(), stop.clone());
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 70_000];
-                while !stop.load(Ordering::Relaxed) {
+                // Once told to stop, it reads on until the socket's queue is empty: a packet
+                // is queued as it is sent, so nothing sent before the stop is missed.
+                // (Bounded: other tests' traffic on `lo` could keep the queue from emptying.)
+                let mut stopped_at: Option<Instant> = None;
+                loop {
+                    let stopping = stop.load(Ordering::Relaxed);
+                    if stopping {
+                        let at = *stopped_at.get_or_insert_with(Instant::now);
+                        if at.elapsed() > Duration::from_secs(10) {
+                            break;
+                        }
+                    }
                     let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
                     let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
                     let n = unsafe {
@@ -114,6 +125,9 @@ impl Capture {
                             &mut from_len,
                         )
                     };
+                    if n <= 0 && stopping {
+                        break;
+                    }
                     // Loopback shows each packet twice, leaving and arriving: keep one.
                     if n <= 0 || from.sll_pkttype != PACKET_OUTGOING {
                         continue;
@@ -187,9 +201,8 @@ impl Capture {
         }
     }
 
-    /// Stops the capture (after a moment for packets in the socket's queue) and returns all.
+    /// Stops the capture once the socket's queue is read to the end and returns all.
     pub fn finish(mut self) -> (Vec<Packet>, u64) {
-        std::thread::sleep(Duration::from_millis(200));
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
