@@ -1,6 +1,8 @@
 //! The MQTT driver: the only MQTT code that touches sockets. Packets are encoded and decoded by
-//! rumqttc's `mqttbytes`; this module opens sessions on sockets it owns (so each device keeps its
-//! ESP8266 socket profile and its TCP_INFO can be read) and behaves as the firmware libraries do:
+//! rumqttc's `mqttbytes`; what they mean to a session (packet ids, acknowledgements, keep-alive
+//! timing) is [`super::state`]'s. Each session is one task that owns its socket (so each device
+//! keeps its ESP8266 socket profile and its TCP_INFO can be read), and behaves as the firmware
+//! libraries do:
 //!
 //! - QoS 0 devices act as PubSubClient: a publish returns once written; PINGREQ goes out when
 //!   nothing has arrived for a keep-alive, even while publishing.
@@ -13,26 +15,30 @@
 //!   MQTT 3.1.1 requires, and pings when it has sent nothing for a keep-alive. Each subscriber
 //!   keeps a persistent session under a fixed client id and reconnects (and resubscribes) when
 //!   its connection drops, until shutdown, so what the broker queued for it meanwhile arrives.
+//!
+//! A device's [`DeviceConnection`] talks to its session task through a bounded command channel
+//! and gets each answer through oneshots; a collector's subscriber runs its session in its own
+//! task directly.
 
-use std::collections::HashSet;
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rumqttc::{
-    ConnectReturnCode, Disconnect, Packet, PingReq, PubAck, PubComp, PubRec, PubRel, Publish, QoS,
-    Subscribe, SubscribeReasonCode,
-};
+use rumqttc::{ConnectReturnCode, Packet, PingReq, Subscribe, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, Mutex};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::state::{
+    qos_of, AckStep, Backoff, DevicePublishes, KeepAlive, KeepAliveAction, PingRule,
+    SubscriberSession,
+};
 use super::{codec, MqttSettings};
 use crate::socket::{self, CountingStream, SocketCounters, SocketOptions, StreamCounts};
 use crate::transport::{
@@ -43,133 +49,101 @@ use crate::{clock, Encoding, Reading};
 /// Largest packet accepted from a broker.
 const MAX_PACKET: usize = 16 * 1024;
 
-fn qos_of(level: u8) -> QoS {
-    match level {
-        0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
+/// Why a session's read side ended, or a step of it failed.
+#[derive(Clone, Debug, thiserror::Error)]
+enum SessionError {
+    /// The broker closed the connection between packets.
+    #[error("connection closed")]
+    Closed,
+    /// The broker closed the connection in the middle of a packet.
+    #[error("connection closed inside a packet")]
+    ClosedInsidePacket,
+    /// The broker sent bytes that are not an MQTT packet.
+    #[error("malformed packet: {0:?}")]
+    Malformed(Arc<rumqttc::Error>),
+    /// Reading failed.
+    #[error("{0}")]
+    Read(Arc<io::Error>),
+    /// Writing a packet failed.
+    #[error("{0}")]
+    Write(Arc<io::Error>),
+    /// Writing a PINGREQ failed.
+    #[error("sending PINGREQ: {0}")]
+    Ping(Arc<io::Error>),
+    /// A PINGREQ went unanswered for a keep-alive.
+    #[error("no PINGRESP within the keep-alive")]
+    NoPingResp,
+    /// A device's publish was not done by its deadline.
+    #[error("the publish timed out")]
+    TimedOut,
+    /// The session task is gone.
+    #[error("the session ended")]
+    Ended,
+}
+
+impl SessionError {
+    fn write(e: io::Error) -> SessionError {
+        SessionError::Write(Arc::new(e))
     }
 }
 
-/// The write half of a session, shared by its owner and its reader task (for PINGREQ and acks).
-struct Writer {
-    half: CountingStream<OwnedWriteHalf>,
-    send_buffer: Option<u32>,
-    last_write_ns: Arc<AtomicU64>,
-}
-
-impl Writer {
-    /// Writes one packet; with `split` the bytes before that offset go in a write of their own.
-    async fn write(&mut self, bytes: &[u8], split: Option<usize>) -> std::io::Result<()> {
-        let parts: &[&[u8]] = match split {
-            Some(at) if at < bytes.len() => &[&bytes[..at], &bytes[at..]],
-            _ => &[bytes],
-        };
-        for part in parts {
-            socket::wait_for_send_room(self.half.get_ref().as_ref(), self.send_buffer, part.len())
-                .await?;
-            self.half.write_all(part).await?;
+impl From<SessionError> for ConnectionEnd {
+    fn from(e: SessionError) -> ConnectionEnd {
+        match e {
+            SessionError::Closed => ConnectionEnd::PeerClosed,
+            SessionError::Malformed(_) => ConnectionEnd::Malformed(e.to_string()),
+            e => ConnectionEnd::Io(e.to_string()),
         }
-        self.last_write_ns.store(clock::now_ns(), Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn write_packet(&mut self, packet: &Packet) -> std::io::Result<()> {
-        let mut buf = BytesMut::with_capacity(16);
-        write_into(packet, &mut buf)?;
-        self.write(&buf, None).await
     }
 }
 
-fn write_into(packet: &Packet, buf: &mut BytesMut) -> std::io::Result<usize> {
+/// The bytes of a packet a client sends.
+fn encode(packet: &Packet) -> io::Result<BytesMut> {
+    let mut buf = BytesMut::with_capacity(16);
     let result = match packet {
-        Packet::Publish(p) => p.write(buf),
-        Packet::PubAck(p) => p.write(buf),
-        Packet::PubRec(p) => p.write(buf),
-        Packet::PubRel(p) => p.write(buf),
-        Packet::PubComp(p) => p.write(buf),
-        Packet::Subscribe(p) => p.write(buf),
-        Packet::Connect(p) => p.write(buf),
-        Packet::PingReq => PingReq.write(buf),
-        Packet::Disconnect => Disconnect.write(buf),
+        Packet::Publish(p) => p.write(&mut buf),
+        Packet::PubAck(p) => p.write(&mut buf),
+        Packet::PubRec(p) => p.write(&mut buf),
+        Packet::PubRel(p) => p.write(&mut buf),
+        Packet::PubComp(p) => p.write(&mut buf),
+        Packet::Subscribe(p) => p.write(&mut buf),
+        Packet::Connect(p) => p.write(&mut buf),
+        Packet::PingReq => PingReq.write(&mut buf),
+        Packet::Disconnect => rumqttc::Disconnect.write(&mut buf),
         other => {
-            return Err(std::io::Error::other(format!(
-                "not sent by clients: {other:?}"
-            )))
+            return Err(io::Error::other(format!("not sent by clients: {other:?}")));
         }
     };
-    result.map_err(|e| std::io::Error::other(format!("{e:?}")))
+    result.map_err(|e| io::Error::other(format!("{e:?}")))?;
+    Ok(buf)
 }
 
-/// The read half of a session and the packets buffered from it.
-struct PacketReader {
-    half: CountingStream<OwnedReadHalf>,
-    buf: BytesMut,
-}
-
-impl PacketReader {
-    /// Reads the next packet (EOF or a malformed packet is an error).
-    async fn next(&mut self) -> Result<Packet, String> {
-        loop {
-            if !self.buf.is_empty() {
-                match Packet::read(&mut self.buf, MAX_PACKET) {
-                    Ok(packet) => return Ok(packet),
-                    Err(rumqttc::Error::InsufficientBytes(_)) => {}
-                    Err(e) => return Err(format!("malformed packet: {e:?}")),
-                }
-            }
-            match self.half.read_buf(&mut self.buf).await {
-                Ok(0) if self.buf.is_empty() => return Err(CLOSED.into()),
-                Ok(0) => return Err("connection closed inside a packet".into()),
-                Ok(_) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-    }
-}
-
-const CLOSED: &str = "connection closed";
-
-/// An open MQTT session on a socket fleetbench owns.
+/// An open MQTT session on a socket fleetbench owns: the socket, its read buffer and its
+/// keep-alive timing. Owned by one task, which alone reads and writes.
 struct Session {
-    reader: PacketReader,
-    writer: Arc<Mutex<Writer>>,
-    counts: Arc<StreamCounts>,
-    /// A duplicate of the socket, for TCP_INFO whoever holds the halves.
-    fd: OwnedFd,
-    last_write_ns: Arc<AtomicU64>,
+    stream: CountingStream<TcpStream>,
+    read_buf: BytesMut,
+    /// The device's send buffer, emulated: a write waits until it fits.
+    send_buffer: Option<u32>,
+    keepalive: KeepAlive,
     /// The broker's CONNACK said it resumed a session it kept for this client id.
     session_present: bool,
 }
 
 impl Session {
-    /// Sends CONNECT on `stream` and waits for CONNACK.
+    /// Sends CONNECT on `stream` and waits for CONNACK; the keep-alive pings by `rule`.
     async fn open(
         stream: TcpStream,
         client_id: &str,
         settings: &MqttSettings,
         send_buffer: Option<u32>,
+        rule: PingRule,
     ) -> Result<Session, LinkError> {
-        let fd = stream
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(LinkError::Connect)?;
-        let counts = Arc::new(StreamCounts::default());
-        let (read, write) = stream.into_split();
-        let last_write_ns = Arc::new(AtomicU64::new(clock::now_ns()));
         let mut session = Session {
-            reader: PacketReader {
-                half: CountingStream::with_counts(read, counts.clone()),
-                buf: BytesMut::with_capacity(4096),
-            },
-            writer: Arc::new(Mutex::new(Writer {
-                half: CountingStream::with_counts(write, counts.clone()),
-                send_buffer,
-                last_write_ns: last_write_ns.clone(),
-            })),
-            counts,
-            fd,
-            last_write_ns,
+            stream: CountingStream::new(stream),
+            read_buf: BytesMut::with_capacity(4096),
+            send_buffer,
+            keepalive: KeepAlive::new(rule, settings.keepalive, Instant::now()),
             session_present: false,
         };
         let mut connect = rumqttc::Connect::new(client_id);
@@ -179,13 +153,10 @@ impl Session {
             connect.set_login(user.clone(), settings.password.clone().unwrap_or_default());
         }
         session
-            .writer
-            .lock()
-            .await
             .write_packet(&Packet::Connect(connect))
             .await
             .map_err(|e| LinkError::Handshake(format!("sending CONNECT: {e}")))?;
-        match session.reader.next().await {
+        match session.next_packet().await {
             Ok(Packet::ConnAck(ack)) if ack.code == ConnectReturnCode::Success => {
                 session.session_present = ack.session_present;
                 Ok(session)
@@ -201,53 +172,287 @@ impl Session {
         }
     }
 
-    /// Splits the session for a reader task: its reader state, the shared writer, the counts
-    /// and the socket's duplicate.
-    fn into_parts(
-        self,
-        keepalive: Duration,
-    ) -> (ReaderState, Arc<Mutex<Writer>>, Arc<StreamCounts>, OwnedFd) {
-        let state = ReaderState {
-            reader: self.reader,
-            writer: self.writer.clone(),
-            keepalive,
-            last_write_ns: self.last_write_ns,
+    /// Writes one packet's bytes; with `split` the bytes before that offset go in a write of
+    /// their own (arduino-mqtt's header-and-topic, then payload), each waiting for send room.
+    async fn write(&mut self, bytes: &[u8], split: Option<usize>) -> io::Result<()> {
+        let parts: &[&[u8]] = match split {
+            Some(at) if at < bytes.len() => &[&bytes[..at], &bytes[at..]],
+            _ => &[bytes],
         };
-        (state, self.writer, self.counts, self.fd)
+        for part in parts {
+            socket::wait_for_send_room(self.stream.get_ref(), self.send_buffer, part.len()).await?;
+            self.stream.write_all(part).await?;
+        }
+        self.keepalive.sent(Instant::now());
+        Ok(())
+    }
+
+    async fn write_packet(&mut self, packet: &Packet) -> io::Result<()> {
+        self.write(&encode(packet)?, None).await
+    }
+
+    /// Sends PINGREQ, as the keep-alive asked.
+    async fn ping(&mut self) -> Result<(), SessionError> {
+        self.write_packet(&Packet::PingReq)
+            .await
+            .map_err(|e| SessionError::Ping(Arc::new(e)))?;
+        self.keepalive.pinged(Instant::now());
+        Ok(())
+    }
+
+    /// Sends DISCONNECT and FIN, as the libraries' `disconnect()`; failures are ignored.
+    async fn disconnect(&mut self) {
+        let _ = self.write_packet(&Packet::Disconnect).await;
+        let _ = self.stream.get_mut().shutdown().await;
+    }
+
+    /// Reads the next packet (EOF or a malformed packet is an error). Cancel-safe: bytes read
+    /// stay in the buffer for the next call.
+    async fn next_packet(&mut self) -> Result<Packet, SessionError> {
+        loop {
+            if !self.read_buf.is_empty() {
+                match Packet::read(&mut self.read_buf, MAX_PACKET) {
+                    Ok(packet) => {
+                        self.keepalive.received(Instant::now());
+                        return Ok(packet);
+                    }
+                    Err(rumqttc::Error::InsufficientBytes(_)) => {}
+                    Err(e) => return Err(SessionError::Malformed(Arc::new(e))),
+                }
+            }
+            match self.stream.read_buf(&mut self.read_buf).await {
+                Ok(0) if self.read_buf.is_empty() => return Err(SessionError::Closed),
+                Ok(0) => return Err(SessionError::ClosedInsidePacket),
+                Ok(_) => {}
+                Err(e) => return Err(SessionError::Read(Arc::new(e))),
+            }
+        }
+    }
+
+    /// The keep-alive deadline passed: pings, or says the connection is lost.
+    async fn on_keepalive(&mut self) -> Result<(), SessionError> {
+        match self.keepalive.expired() {
+            KeepAliveAction::Ping => self.ping().await,
+            KeepAliveAction::GiveUp => Err(SessionError::NoPingResp),
+        }
     }
 
     fn stats(&self) -> LinkStats {
         LinkStats {
-            app_bytes_sent: self.counts.bytes_written(),
-            app_bytes_received: self.counts.bytes_read(),
-            counters: SocketCounters::read(&self.fd).ok(),
+            app_bytes_sent: self.stream.bytes_written(),
+            app_bytes_received: self.stream.bytes_read(),
+            counters: SocketCounters::read(self.stream.get_ref()).ok(),
         }
     }
 }
 
-/// What a device's reader task hands its device.
-#[derive(Debug)]
-enum Inbound {
-    PubAck(u16),
-    PubRec(u16),
-    PubComp(u16),
-    Closed(String),
+/// What a [`DeviceConnection`] asks of its session task.
+enum Command {
+    /// Publish `payload` by `deadline`; `accepted` is told when PUBACK or PUBREC comes, `done`
+    /// when the publish is complete or has failed.
+    Publish {
+        payload: Vec<u8>,
+        deadline: Instant,
+        accepted: oneshot::Sender<()>,
+        done: oneshot::Sender<Result<(), SessionError>>,
+    },
+    /// Send DISCONNECT and FIN, then wait (bounded) for the read side to end; `done` is told
+    /// whether it did.
+    Close { done: oneshot::Sender<bool> },
 }
 
-/// A device's MQTT connection to a broker.
-pub struct DeviceConnection {
-    writer: Arc<Mutex<Writer>>,
-    inbound: mpsc::UnboundedReceiver<Inbound>,
-    reader: JoinHandle<()>,
-    counts: Arc<StreamCounts>,
-    fd: OwnedFd,
+/// The publish a device's session task is working on.
+struct Pending {
+    deadline: Instant,
+    accepted: Option<oneshot::Sender<()>>,
+    done: oneshot::Sender<Result<(), SessionError>>,
+}
+
+impl Pending {
+    /// Runs `write` unless the deadline passes or the device stops waiting first (as the
+    /// device's own bounded send would cancel it).
+    async fn bound(
+        &mut self,
+        write: impl Future<Output = io::Result<()>>,
+    ) -> Result<(), SessionError> {
+        tokio::select! {
+            written = write => written.map_err(SessionError::write),
+            why = self.given_up() => Err(why),
+        }
+    }
+
+    /// Completes when the deadline passes or the device stops waiting.
+    async fn given_up(&mut self) -> SessionError {
+        tokio::select! {
+            _ = tokio::time::sleep_until(self.deadline) => SessionError::TimedOut,
+            _ = self.done.closed() => SessionError::Ended,
+        }
+    }
+}
+
+/// Completes when the pending publish, if any, is given up.
+async fn pending_given_up(pending: &mut Option<Pending>) -> SessionError {
+    match pending {
+        Some(p) => p.given_up().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes at `at`, or never.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A device's session task: the socket, the publishing state, and the command in progress.
+struct DeviceSession {
+    session: Session,
+    publishes: DevicePublishes,
     topic: String,
-    qos: u8,
     retain: bool,
+    /// arduino-mqtt (QoS 1 and 2) writes header+topic and payload apart; PubSubClient (QoS 0)
+    /// writes each packet at once.
     split_publish: bool,
+    /// Why the read side ended, once it has (writes may still be asked for).
+    read_end: Option<SessionError>,
+    pending: Option<Pending>,
+    /// A close waiting for the broker's FIN, until its deadline.
+    closing: Option<(Instant, oneshot::Sender<bool>)>,
+}
+
+impl DeviceSession {
+    /// Reads acks and pings as PubSubClient does while serving `commands`, until closed or
+    /// until the [`DeviceConnection`] is dropped.
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        loop {
+            let reading = self.read_end.is_none();
+            let keepalive_due = self.session.keepalive.deadline();
+            let close_due = self.closing.as_ref().map(|(at, _)| *at);
+            let idle = self.pending.is_none() && self.closing.is_none();
+            tokio::select! {
+                packet = self.session.next_packet(), if reading => match packet {
+                    Ok(packet) => self.incoming(packet).await,
+                    Err(e) => self.read_ended(e),
+                },
+                _ = tokio::time::sleep_until(keepalive_due), if reading => {
+                    if let Err(e) = self.session.on_keepalive().await {
+                        self.read_ended(e);
+                    }
+                }
+                why = pending_given_up(&mut self.pending), if self.pending.is_some() => {
+                    self.finish(Err(why));
+                }
+                _ = sleep_until_some(close_due), if close_due.is_some() => {
+                    if let Some((_, done)) = self.closing.take() {
+                        let _ = done.send(false);
+                    }
+                    return;
+                }
+                command = commands.recv(), if idle => match command {
+                    None => return,
+                    Some(Command::Publish { payload, deadline, accepted, done }) => {
+                        let pending = Pending { deadline, accepted: Some(accepted), done };
+                        self.publish(payload, pending).await;
+                    }
+                    Some(Command::Close { done }) => {
+                        self.session.disconnect().await;
+                        self.closing = Some((Instant::now() + socket::CLOSE_WAIT, done));
+                    }
+                },
+            }
+            if self.read_end.is_some() {
+                if let Some((_, done)) = self.closing.take() {
+                    let _ = done.send(true);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Writes the PUBLISH of `payload`; at QoS 1 and 2 the publish stays pending for its acks.
+    async fn publish(&mut self, payload: Vec<u8>, mut pending: Pending) {
+        // A device that gave up before its turn has nothing written.
+        if pending.done.is_closed() || Instant::now() >= pending.deadline {
+            return;
+        }
+        let publish = self.publishes.publish(&self.topic, payload, self.retain);
+        let written = match encode(&Packet::Publish(publish)) {
+            Ok(bytes) => {
+                let split = if self.split_publish {
+                    codec::publish_payload_offset(&bytes)
+                } else {
+                    None
+                };
+                pending.bound(self.session.write(&bytes, split)).await
+            }
+            Err(e) => Err(SessionError::write(e)),
+        };
+        self.pending = Some(pending);
+        match (written, &self.read_end) {
+            (Err(e), _) => self.finish(Err(e)),
+            (Ok(()), _) if !self.publishes.in_flight() => self.finish(Ok(())),
+            // No ack can come any more.
+            (Ok(()), Some(why)) => self.finish(Err(why.clone())),
+            (Ok(()), None) => {}
+        }
+    }
+
+    /// A packet from the broker: the acks of the publish in flight move it on.
+    async fn incoming(&mut self, packet: Packet) {
+        match self.publishes.incoming(&packet) {
+            AckStep::Ignored => {}
+            AckStep::Acknowledged => {
+                self.accepted();
+                self.finish(Ok(()));
+            }
+            AckStep::Received(pubrel) => {
+                self.accepted();
+                let Some(pending) = self.pending.as_mut() else {
+                    return;
+                };
+                if let Err(e) = pending.bound(self.session.write_packet(&pubrel)).await {
+                    self.finish(Err(e));
+                }
+            }
+            AckStep::Completed => self.finish(Ok(())),
+        }
+    }
+
+    /// The broker accepted the pending publish (PUBACK or PUBREC).
+    fn accepted(&mut self) {
+        if let Some(accepted) = self.pending.as_mut().and_then(|p| p.accepted.take()) {
+            let _ = accepted.send(());
+        }
+    }
+
+    /// The pending publish is over with `result`; a failed one is abandoned.
+    fn finish(&mut self, result: Result<(), SessionError>) {
+        self.publishes.abandon();
+        if let Some(pending) = self.pending.take() {
+            let _ = pending.done.send(result);
+        }
+    }
+
+    /// The read side ended: a pending publish fails with the reason; no keep-alive from now on.
+    fn read_ended(&mut self, why: SessionError) {
+        if self.pending.is_some() {
+            self.finish(Err(why.clone()));
+        }
+        self.read_end = Some(why);
+    }
+}
+
+/// A device's MQTT connection to a broker: a handle on its session task.
+pub struct DeviceConnection {
+    commands: mpsc::Sender<Command>,
+    counts: Arc<StreamCounts>,
+    /// A duplicate of the socket, for TCP_INFO while the session task owns it.
+    fd: OwnedFd,
+    qos: u8,
     encoding: Encoding,
     write_timeout: Duration,
-    next_pkid: u16,
     /// Whether the broker acknowledged the last publish (set as soon as PUBACK or PUBREC comes,
     /// so a send that times out later still knows).
     last_ack: BrokerAck,
@@ -261,32 +466,39 @@ impl DeviceConnection {
         options: &LinkOptions,
     ) -> Result<DeviceConnection, LinkError> {
         let stream = options.dial(target).await?;
+        let fd = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(LinkError::Connect)?;
         let settings = &options.mqtt;
         let session = Session::open(
             stream,
             &codec::client_id(options.device_id),
             settings,
             options.socket.send_buffer,
+            PingRule::NothingReceived,
         )
         .await?;
-        let (tx, inbound) = mpsc::unbounded_channel();
-        let (reader_state, writer, counts, fd) = session.into_parts(settings.keepalive);
-        let reader = tokio::spawn(device_reader(reader_state, tx));
+        let counts = session.stream.counts();
+        let (commands, inbox) = mpsc::channel(1);
+        let task = DeviceSession {
+            session,
+            publishes: DevicePublishes::new(qos_of(qos)),
+            topic: codec::topic(&settings.topic, options.device_id),
+            retain: settings.retain,
+            split_publish: qos > 0,
+            read_end: None,
+            pending: None,
+            closing: None,
+        };
+        tokio::spawn(task.run(inbox));
         Ok(DeviceConnection {
-            writer,
-            inbound,
-            reader,
+            commands,
             counts,
             fd,
-            topic: codec::topic(&settings.topic, options.device_id),
             qos,
-            retain: settings.retain,
-            // arduino-mqtt (QoS 1 and 2) writes header+topic and payload apart; PubSubClient
-            // (QoS 0) writes each packet at once.
-            split_publish: qos > 0,
             encoding: options.encoding,
             write_timeout: options.write_timeout,
-            next_pkid: 0,
             last_ack: BrokerAck::NotExpected,
         })
     }
@@ -296,86 +508,45 @@ impl DeviceConnection {
         let mut payload = Vec::with_capacity(96);
         self.encoding.encode(reading, &mut payload);
         let len = payload.len();
-        let timeout = self.write_timeout;
-        match tokio::time::timeout(timeout, self.publish(payload)).await {
-            Ok(result) => result.map(|()| len),
-            Err(_) => Err(LinkError::WriteTimeout(timeout)),
-        }
+        self.publish_payload(payload).await.map(|()| len)
     }
 
     /// Publishes `payload` as it is (for tests of the wire format with the reference payloads)
     /// and waits as [`send`](Self::send) does. Bounded by the write timeout.
     pub async fn publish_payload(&mut self, payload: Vec<u8>) -> Result<(), LinkError> {
         let timeout = self.write_timeout;
-        tokio::time::timeout(timeout, self.publish(payload))
-            .await
-            .map_err(|_| LinkError::WriteTimeout(timeout))?
-    }
-
-    async fn publish(&mut self, payload: Vec<u8>) -> Result<(), LinkError> {
-        let pkid = if self.qos > 0 {
-            self.next_pkid = self.next_pkid % u16::MAX + 1;
-            self.next_pkid
-        } else {
-            0
-        };
-        let mut publish = Publish::new(self.topic.as_str(), qos_of(self.qos), payload);
-        publish.retain = self.retain;
-        publish.pkid = pkid;
-        let mut buf = BytesMut::with_capacity(128);
-        write_into(&Packet::Publish(publish), &mut buf)
-            .map_err(|e| LinkError::Write(e.to_string()))?;
-        let split = if self.split_publish {
-            codec::publish_payload_offset(&buf)
-        } else {
-            None
-        };
+        let deadline = Instant::now() + timeout;
         self.last_ack = if self.qos > 0 {
             BrokerAck::Missing
         } else {
             BrokerAck::NotExpected
         };
-        self.write(&buf, split).await?;
-        match self.qos {
-            0 => Ok(()),
-            1 => {
-                self.expect(|m| matches!(m, Inbound::PubAck(id) if *id == pkid))
-                    .await?;
-                self.last_ack = BrokerAck::Received;
-                Ok(())
-            }
-            _ => {
-                self.expect(|m| matches!(m, Inbound::PubRec(id) if *id == pkid))
-                    .await?;
-                self.last_ack = BrokerAck::Received;
-                let mut rel = BytesMut::with_capacity(4);
-                write_into(&Packet::PubRel(PubRel::new(pkid)), &mut rel)
-                    .map_err(|e| LinkError::Write(e.to_string()))?;
-                self.write(&rel, None).await?;
-                self.expect(|m| matches!(m, Inbound::PubComp(id) if *id == pkid))
-                    .await
-            }
+        let (accepted, mut accepted_rx) = oneshot::channel();
+        let (done, done_rx) = oneshot::channel();
+        let command = Command::Publish {
+            payload,
+            deadline,
+            accepted,
+            done,
+        };
+        let commands = &self.commands;
+        let exchange = async move {
+            commands
+                .send(command)
+                .await
+                .map_err(|_| SessionError::Ended)?;
+            done_rx.await.map_err(|_| SessionError::Ended)?
+        };
+        let result = tokio::time::timeout_at(deadline, exchange)
+            .await
+            .unwrap_or(Err(SessionError::TimedOut));
+        if accepted_rx.try_recv().is_ok() {
+            self.last_ack = BrokerAck::Received;
         }
-    }
-
-    async fn write(&mut self, bytes: &[u8], split: Option<usize>) -> Result<(), LinkError> {
-        self.writer
-            .lock()
-            .await
-            .write(bytes, split)
-            .await
-            .map_err(|e| LinkError::Write(e.to_string()))
-    }
-
-    /// Waits for the inbound packet `wanted` picks; others (late acks) are skipped.
-    async fn expect(&mut self, wanted: impl Fn(&Inbound) -> bool) -> Result<(), LinkError> {
-        loop {
-            match self.inbound.recv().await {
-                Some(Inbound::Closed(why)) => return Err(LinkError::Write(why)),
-                None => return Err(LinkError::Write("connection closed".into())),
-                Some(m) if wanted(&m) => return Ok(()),
-                Some(_) => {}
-            }
+        match result {
+            Ok(()) => Ok(()),
+            Err(SessionError::TimedOut) => Err(LinkError::WriteTimeout(timeout)),
+            Err(e) => Err(LinkError::Write(e.to_string())),
         }
     }
 
@@ -395,17 +566,13 @@ impl DeviceConnection {
 
     /// Sends DISCONNECT, then FIN (as PubSubClient's and arduino-mqtt's `disconnect()`), and
     /// waits (bounded) for the broker to close its side; returns the counts after the close.
-    pub async fn close(mut self) -> LinkStats {
-        {
-            let mut writer = self.writer.lock().await;
-            let _ = writer.write_packet(&Packet::Disconnect).await;
-            let _ = writer.half.get_mut().shutdown().await;
-        }
-        // The reader task ends at the broker's FIN.
-        let peer_closed = tokio::time::timeout(crate::socket::CLOSE_WAIT, &mut self.reader)
-            .await
-            .is_ok();
-        self.reader.abort();
+    pub async fn close(self) -> LinkStats {
+        let (done, done_rx) = oneshot::channel();
+        // A session task that is gone has nothing more to read.
+        let peer_closed = match self.commands.send(Command::Close { done }).await {
+            Ok(()) => done_rx.await.unwrap_or(true),
+            Err(_) => true,
+        };
         let stats = self.stats();
         if peer_closed {
             stats.with_peer_fin()
@@ -413,70 +580,6 @@ impl DeviceConnection {
             stats
         }
     }
-}
-
-/// The reading side of a session, run by its own task.
-struct ReaderState {
-    reader: PacketReader,
-    writer: Arc<Mutex<Writer>>,
-    keepalive: Duration,
-    last_write_ns: Arc<AtomicU64>,
-}
-
-impl ReaderState {
-    async fn ping(&self) -> Result<(), String> {
-        self.writer
-            .lock()
-            .await
-            .write_packet(&Packet::PingReq)
-            .await
-            .map_err(|e| format!("sending PINGREQ: {e}"))
-    }
-}
-
-/// Reads acks for a device and pings as PubSubClient does: when nothing has arrived for a
-/// keep-alive; with a ping unanswered for another keep-alive, the connection is given up.
-async fn device_reader(mut state: ReaderState, inbound: mpsc::UnboundedSender<Inbound>) {
-    let keepalive = state.keepalive;
-    let mut last_inbound = tokio::time::Instant::now();
-    let mut ping_outstanding = false;
-    let why = loop {
-        let deadline = last_inbound
-            + if ping_outstanding {
-                keepalive * 2
-            } else {
-                keepalive
-            };
-        let packet = tokio::select! {
-            packet = state.reader.next() => packet,
-            _ = tokio::time::sleep_until(deadline) => {
-                if ping_outstanding {
-                    break "no PINGRESP within the keep-alive".to_string();
-                }
-                if let Err(e) = state.ping().await {
-                    break e;
-                }
-                ping_outstanding = true;
-                continue;
-            }
-        };
-        let packet = match packet {
-            Ok(p) => p,
-            Err(e) => break e,
-        };
-        last_inbound = tokio::time::Instant::now();
-        ping_outstanding = false;
-        let message = match packet {
-            Packet::PubAck(a) => Inbound::PubAck(a.pkid),
-            Packet::PubRec(r) => Inbound::PubRec(r.pkid),
-            Packet::PubComp(c) => Inbound::PubComp(c.pkid),
-            _ => continue,
-        };
-        if inbound.send(message).is_err() {
-            return;
-        }
-    };
-    let _ = inbound.send(Inbound::Closed(why));
 }
 
 /// How a collector connects and subscribes.
@@ -509,73 +612,30 @@ impl CollectorOptions {
     }
 }
 
-/// The first delay before a subscriber reconnects; each failed attempt doubles it.
-const RETRY_FIRST: Duration = Duration::from_millis(50);
-/// The longest delay between a subscriber's reconnect attempts.
-const RETRY_MAX: Duration = Duration::from_secs(1);
-
-/// Delays between a subscriber's reconnect attempts: doubling from [`RETRY_FIRST`] up to
-/// [`RETRY_MAX`], and back to the first once a subscription is acknowledged.
-#[derive(Debug)]
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Backoff {
-        Backoff { next: RETRY_FIRST }
-    }
-
-    /// The delay before the next attempt.
-    fn delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 2).min(RETRY_MAX);
-        delay
-    }
-
-    /// A subscription was acknowledged: the next drop starts again from the first delay.
-    fn reset(&mut self) {
-        self.next = RETRY_FIRST;
-    }
-}
-
-/// A subscriber's MQTT session state, which outlives its connections (clean session off): the
-/// QoS 2 packet ids it acknowledged with PUBREC and the broker has not yet released. No I/O.
-#[derive(Debug, Default)]
-struct SubscriberSession {
-    unreleased: HashSet<u16>,
-}
-
-impl SubscriberSession {
-    /// A connection was accepted; `session_present` is the CONNACK's flag. A broker that kept
-    /// no session (a first connect, or a broker restarted) will not release the old ids.
-    fn connected(&mut self, session_present: bool) {
-        if !session_present {
-            self.unreleased.clear();
-        }
-    }
-
-    /// An incoming PUBLISH: whether it is a reading to record, and the reply its QoS needs.
-    /// At QoS 2 a PUBLISH whose id is still unreleased was recorded already (MQTT 3.1.1
-    /// §4.3.3, method B); at QoS 1 a redelivery is recorded again, and the measurement counts it
-    /// as a duplicate, as the broker did deliver it twice.
-    fn publish(&mut self, qos: QoS, pkid: u16) -> (bool, Option<Packet>) {
-        match qos {
-            QoS::AtMostOnce => (true, None),
-            QoS::AtLeastOnce => (true, Some(Packet::PubAck(PubAck::new(pkid)))),
-            QoS::ExactlyOnce => (
-                self.unreleased.insert(pkid),
-                Some(Packet::PubRec(PubRec::new(pkid))),
-            ),
-        }
-    }
-
-    /// An incoming PUBREL: the id is released; the reply is PUBCOMP (also for an id already
-    /// released, as a resent PUBREL after a reconnect needs).
-    fn pubrel(&mut self, pkid: u16) -> Packet {
-        self.unreleased.remove(&pkid);
-        Packet::PubComp(PubComp::new(pkid))
-    }
+/// Why a subscriber could not connect and subscribe.
+#[derive(Debug, thiserror::Error)]
+enum SubscribeError {
+    /// The TCP connect failed or timed out.
+    #[error("connecting to {0}: {1}")]
+    Connect(SocketAddr, io::Error),
+    /// No CONNACK came within the bound.
+    #[error("no CONNACK within {0:?}")]
+    NoConnAck(Duration),
+    /// CONNECT could not be sent, or CONNACK refused it.
+    #[error("{0}")]
+    Open(LinkError),
+    /// A packet could not be sent.
+    #[error("sending {0}: {1}")]
+    Send(&'static str, io::Error),
+    /// No SUBACK came within the bound.
+    #[error("no SUBACK within {0:?}")]
+    NoSubAck(Duration),
+    /// The connection failed while waiting for SUBACK.
+    #[error("{0}")]
+    Read(SessionError),
+    /// The broker refused the subscription.
+    #[error("subscription refused: {0:?}")]
+    Refused(rumqttc::SubAck),
 }
 
 /// Bound on ending a subscriber's session at shutdown, within the runner's stop grace.
@@ -599,36 +659,16 @@ pub async fn collect(
     ready: tokio::sync::oneshot::Sender<Result<(), String>>,
 ) {
     let mut subscribers = Vec::new();
-    let mut first_error = None;
     for n in 0..options.subscribers {
-        let opened = match subscribe(broker, n, &options).await {
-            // A session an earlier collector left under this client id (one that did not stop
-            // cleanly) would replay its queue: dropped, and a fresh one opened.
-            Ok(stale) if stale.session.session_present => {
-                drop(stale);
-                match forget_session(broker, n, &options).await {
-                    Ok(()) => subscribe(broker, n, &options).await,
-                    Err(e) => Err(e),
-                }
-            }
-            opened => opened,
-        };
-        match opened {
+        match subscribe_fresh(broker, n, &options).await {
             Ok(s) => subscribers.push(s),
             Err(e) => {
-                first_error = Some(format!("subscriber {n}: {e}"));
-                break;
+                let _ = ready.send(Err(format!("subscriber {n}: {e}")));
+                return;
             }
         }
     }
-    let failed = first_error.is_some();
-    let _ = ready.send(match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    });
-    if failed {
-        return;
-    }
+    let _ = ready.send(Ok(()));
     let mut tasks = tokio::task::JoinSet::new();
     for subscribed in subscribers {
         tasks.spawn(run_subscriber(
@@ -642,6 +682,23 @@ pub async fn collect(
     while tasks.join_next().await.is_some() {}
 }
 
+/// Subscribes subscriber `n` with a session of its own: one an earlier collector left under
+/// this client id (one that did not stop cleanly) would replay its queue, so it is dropped and a
+/// fresh one opened.
+async fn subscribe_fresh(
+    broker: SocketAddr,
+    n: u32,
+    options: &CollectorOptions,
+) -> Result<Subscribed, SubscribeError> {
+    let stale = subscribe(broker, n, options).await?;
+    if !stale.session.session_present {
+        return Ok(stale);
+    }
+    drop(stale);
+    forget_session(broker, n, options).await?;
+    subscribe(broker, n, options).await
+}
+
 /// One subscriber's connection, subscribed and acknowledged.
 struct Subscribed {
     conn: u64,
@@ -653,16 +710,26 @@ struct Subscribed {
     early: Vec<(Packet, u64)>,
 }
 
-/// Connects to `broker` with Linux's default socket options, bounded by the connect timeout.
-async fn dial(broker: SocketAddr, options: &CollectorOptions) -> Result<TcpStream, String> {
-    socket::connect(
-        broker,
-        None,
-        &SocketOptions::linux_default(),
-        options.connect_timeout,
-    )
-    .await
-    .map_err(|e| format!("connecting to {broker}: {e}"))
+/// Connects subscriber `n` to `broker` with Linux's default socket options and opens its
+/// session (persistent unless `clean_session`), each step bounded by the connect timeout.
+async fn open(
+    broker: SocketAddr,
+    n: u32,
+    options: &CollectorOptions,
+    clean_session: bool,
+) -> Result<Session, SubscribeError> {
+    let bound = options.connect_timeout;
+    let stream = socket::connect(broker, None, &SocketOptions::linux_default(), bound)
+        .await
+        .map_err(|e| SubscribeError::Connect(broker, e))?;
+    let mut settings = options.mqtt.clone();
+    settings.clean_session = clean_session;
+    let id = subscriber_id(n);
+    let open = Session::open(stream, &id, &settings, None, PingRule::NothingSent);
+    tokio::time::timeout(bound, open)
+        .await
+        .map_err(|_| SubscribeError::NoConnAck(bound))?
+        .map_err(SubscribeError::Open)
 }
 
 /// Connects subscriber `n` with a clean session and disconnects: the broker drops the session it
@@ -671,24 +738,13 @@ async fn forget_session(
     broker: SocketAddr,
     n: u32,
     options: &CollectorOptions,
-) -> Result<(), String> {
-    let stream = dial(broker, options).await?;
-    let mut settings = options.mqtt.clone();
-    settings.clean_session = true;
-    let bound = options.connect_timeout;
-    let session = tokio::time::timeout(
-        bound,
-        Session::open(stream, &subscriber_id(n), &settings, None),
-    )
-    .await
-    .map_err(|_| format!("no CONNACK within {bound:?}"))?
-    .map_err(|e| e.to_string())?;
-    let mut writer = session.writer.lock().await;
-    writer
+) -> Result<(), SubscribeError> {
+    let mut session = open(broker, n, options, true).await?;
+    session
         .write_packet(&Packet::Disconnect)
         .await
-        .map_err(|e| format!("sending DISCONNECT: {e}"))?;
-    let _ = writer.half.get_mut().shutdown().await;
+        .map_err(|e| SubscribeError::Send("DISCONNECT", e))?;
+    let _ = session.stream.get_mut().shutdown().await;
     Ok(())
 }
 
@@ -699,19 +755,10 @@ async fn subscribe(
     broker: SocketAddr,
     n: u32,
     options: &CollectorOptions,
-) -> Result<Subscribed, String> {
+) -> Result<Subscribed, SubscribeError> {
     let opened_ns = clock::now_ns();
     let bound = options.connect_timeout;
-    let stream = dial(broker, options).await?;
-    let mut settings = options.mqtt.clone();
-    settings.clean_session = false;
-    let mut session = tokio::time::timeout(
-        bound,
-        Session::open(stream, &subscriber_id(n), &settings, None),
-    )
-    .await
-    .map_err(|_| format!("no CONNACK within {bound:?}"))?
-    .map_err(|e| e.to_string())?;
+    let mut session = open(broker, n, options, false).await?;
     let mut early = Vec::new();
     // A broker that resumed the session kept its subscription; one that did not (a first
     // connect, or a broker restarted) needs it again.
@@ -719,30 +766,28 @@ async fn subscribe(
         let mut subscribe = Subscribe::new(codec::filter(&options.mqtt.topic), qos_of(options.qos));
         subscribe.pkid = 1;
         session
-            .writer
-            .lock()
-            .await
             .write_packet(&Packet::Subscribe(subscribe))
             .await
-            .map_err(|e| format!("sending SUBSCRIBE: {e}"))?;
+            .map_err(|e| SubscribeError::Send("SUBSCRIBE", e))?;
         // Messages the broker routes before its SUBACK are kept, with their read instants, for
         // the receive loop.
         let suback = tokio::time::timeout(bound, async {
             loop {
-                match session.reader.next().await? {
-                    Packet::SubAck(ack) => return Ok::<_, String>(ack),
-                    packet => early.push((packet, session.counts.last_read_ns())),
+                match session.next_packet().await? {
+                    Packet::SubAck(ack) => return Ok(ack),
+                    packet => early.push((packet, session.stream.last_read_ns())),
                 }
             }
         })
         .await
-        .map_err(|_| format!("no SUBACK within {bound:?}"))??;
+        .map_err(|_| SubscribeError::NoSubAck(bound))?
+        .map_err(SubscribeError::Read)?;
         if suback
             .return_codes
             .iter()
             .any(|c| matches!(c, SubscribeReasonCode::Failure))
         {
-            return Err(format!("subscription refused: {suback:?}"));
+            return Err(SubscribeError::Refused(suback));
         }
     }
     let ready = session.stats();
@@ -767,7 +812,7 @@ async fn run_subscriber(
 ) {
     let n = first.conn as u32;
     let mut session = SubscriberSession::default();
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     let mut next = Some(first);
     loop {
         let subscribed = match next.take() {
@@ -798,13 +843,46 @@ async fn run_subscriber(
         let end = receive(subscribed, &mut session, &options, &*observer, &shutdown).await;
         if matches!(end, ConnectionEnd::Shutdown) || shutdown.is_cancelled() {
             // Leave no session behind to queue messages on the broker for nobody.
-            let forget = tokio::time::timeout(FORGET_TIMEOUT, forget_session(broker, n, &options));
-            if let Ok(Err(e)) | Err(e) = forget.await.map_err(|_| "timed out".to_string()) {
-                tracing::warn!(subscriber = n, "ending the persistent session: {e}");
+            match tokio::time::timeout(FORGET_TIMEOUT, forget_session(broker, n, &options)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(subscriber = n, "ending the persistent session: {e}")
+                }
+                Err(_) => {
+                    tracing::warn!(subscriber = n, "ending the persistent session: timed out")
+                }
             }
             return;
         }
         tracing::warn!(subscriber = n, "connection ended ({end:?}); reconnecting");
+    }
+}
+
+/// What one connection of a subscriber delivered.
+#[derive(Debug, Default)]
+struct Delivered {
+    readings: u64,
+    rejected: u64,
+    payload_bytes: u64,
+}
+
+/// Waits for the next packet on a subscriber's connection, with its read instant; pings when
+/// the keep-alive asks (then `None`). How the connection ended, as an error.
+async fn next_inbound(
+    session: &mut Session,
+    shutdown: &CancellationToken,
+) -> Result<Option<(Packet, u64)>, ConnectionEnd> {
+    let keepalive_due = session.keepalive.deadline();
+    tokio::select! {
+        _ = shutdown.cancelled() => Err(ConnectionEnd::Shutdown),
+        packet = session.next_packet() => match packet {
+            Ok(packet) => Ok(Some((packet, session.stream.last_read_ns()))),
+            Err(e) => Err(e.into()),
+        },
+        _ = tokio::time::sleep_until(keepalive_due) => match session.on_keepalive().await {
+            Ok(()) => Ok(None),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
@@ -822,55 +900,21 @@ async fn receive(
         conn,
         peer,
         opened_ns,
-        session,
+        mut session,
         ready,
         early,
     } = subscribed;
-    let (mut state, writer, counts, fd) = session.into_parts(options.mqtt.keepalive);
-    let anchor = clock::Anchor::now();
-    let keepalive = state.keepalive;
     let mut early = early.into_iter();
-    let mut readings = 0u64;
-    let mut rejected = 0u64;
-    let mut payload_bytes = 0u64;
-    // The instant a PINGREQ went out with nothing received since.
-    let mut ping_sent: Option<tokio::time::Instant> = None;
+    let mut delivered = Delivered::default();
     let end = loop {
-        let wake = match ping_sent {
-            Some(sent) => sent + keepalive,
-            None => {
-                let last_write = state.last_write_ns.load(Ordering::Relaxed);
-                anchor
-                    .instant_of(last_write + keepalive.as_nanos() as u64)
-                    .into()
-            }
-        };
-        let next = match early.next() {
-            Some((packet, read_ns)) => Ok((packet, read_ns)),
-            None => tokio::select! {
-                _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
-                packet = state.reader.next() => packet.map(|p| (p, counts.last_read_ns())),
-                _ = tokio::time::sleep_until(wake) => {
-                    if ping_sent.is_some() {
-                        break ConnectionEnd::Io("no PINGRESP within the keep-alive".into());
-                    }
-                    match state.ping().await {
-                        Ok(()) => {
-                            ping_sent = Some(tokio::time::Instant::now());
-                            continue;
-                        }
-                        Err(e) => break ConnectionEnd::Io(e),
-                    }
-                }
+        let (packet, arrived_ns) = match early.next() {
+            Some(early) => early,
+            None => match next_inbound(&mut session, shutdown).await {
+                Ok(Some(inbound)) => inbound,
+                Ok(None) => continue,
+                Err(end) => break end,
             },
         };
-        let (packet, arrived_ns) = match next {
-            Ok(p) => p,
-            Err(e) if e.starts_with("malformed") => break ConnectionEnd::Malformed(e),
-            Err(e) if e == CLOSED => break ConnectionEnd::PeerClosed,
-            Err(e) => break ConnectionEnd::Io(e),
-        };
-        ping_sent = None;
         let reply = match packet {
             Packet::Publish(publish) => {
                 let (fresh, reply) = session_state.publish(publish.qos, publish.pkid);
@@ -879,11 +923,11 @@ async fn receive(
                     // 123, 379, … begin with `{`.
                     match options.encoding.decode(&publish.payload) {
                         Ok(reading) => {
-                            readings += 1;
-                            payload_bytes += publish.payload.len() as u64;
+                            delivered.readings += 1;
+                            delivered.payload_bytes += publish.payload.len() as u64;
                             observer.reading(conn, &reading, arrived_ns);
                         }
-                        Err(_) => rejected += 1,
+                        Err(_) => delivered.rejected += 1,
                     }
                 }
                 reply
@@ -892,93 +936,31 @@ async fn receive(
             _ => None,
         };
         if let Some(reply) = reply {
-            if let Err(e) = writer.lock().await.write_packet(&reply).await {
+            if let Err(e) = session.write_packet(&reply).await {
                 break ConnectionEnd::Io(e.to_string());
             }
         }
     };
     // Counters before the DISCONNECT and FIN: teardown is not steady-state overhead.
-    let final_counters = SocketCounters::read(&fd).ok();
-    let (app_bytes_received, app_bytes_sent) = (counts.bytes_read(), counts.bytes_written());
+    let last = session.stats();
     if matches!(end, ConnectionEnd::Shutdown) {
-        let mut w = writer.lock().await;
-        let _ = w.write_packet(&Packet::Disconnect).await;
-        let _ = w.half.get_mut().shutdown().await;
+        session.disconnect().await;
     }
     observer.closed(ConnectionReport {
         conn,
         peer,
         opened_ns,
         closed_ns: clock::now_ns(),
-        readings,
-        app_bytes_received,
-        app_bytes_sent,
+        readings: delivered.readings,
+        app_bytes_received: last.app_bytes_received,
+        app_bytes_sent: last.app_bytes_sent,
         ready_counters: ready.counters,
-        final_counters,
+        final_counters: last.counters,
         end: end.clone(),
         ready_app_bytes_received: ready.app_bytes_received,
         ready_app_bytes_sent: ready.app_bytes_sent,
-        rejected,
-        payload_bytes,
+        rejected: delivered.rejected,
+        payload_bytes: delivered.payload_bytes,
     });
     end
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_bound_and_resets_after_a_subscription() {
-        let mut backoff = Backoff::new();
-        let delays: Vec<Duration> = (0..8).map(|_| backoff.delay()).collect();
-        assert_eq!(delays[0], RETRY_FIRST);
-        assert_eq!(delays[1], RETRY_FIRST * 2);
-        assert!(delays.windows(2).all(|w| w[1] >= w[0]));
-        assert_eq!(*delays.last().unwrap(), RETRY_MAX);
-        backoff.reset();
-        assert_eq!(backoff.delay(), RETRY_FIRST);
-    }
-
-    #[test]
-    fn qos2_redelivery_of_an_unreleased_id_is_not_a_new_reading() {
-        let mut s = SubscriberSession::default();
-        s.connected(false);
-        let (fresh, reply) = s.publish(QoS::ExactlyOnce, 7);
-        assert!(fresh);
-        assert_eq!(reply, Some(Packet::PubRec(PubRec::new(7))));
-        // The connection drops before PUBREL; the broker kept the session and resends (DUP).
-        s.connected(true);
-        assert_eq!(
-            s.publish(QoS::ExactlyOnce, 7),
-            (false, Some(Packet::PubRec(PubRec::new(7))))
-        );
-        assert_eq!(s.pubrel(7), Packet::PubComp(PubComp::new(7)));
-        // Released: the id may now carry a new message.
-        assert!(s.publish(QoS::ExactlyOnce, 7).0);
-        // A PUBREL resent after a reconnect is completed again.
-        assert_eq!(s.pubrel(7), Packet::PubComp(PubComp::new(7)));
-        assert_eq!(s.pubrel(7), Packet::PubComp(PubComp::new(7)));
-    }
-
-    #[test]
-    fn a_broker_without_the_session_forgets_unreleased_ids() {
-        let mut s = SubscriberSession::default();
-        assert!(s.publish(QoS::ExactlyOnce, 3).0);
-        // The broker restarted: its new session reuses id 3 for a new message.
-        s.connected(false);
-        assert!(s.publish(QoS::ExactlyOnce, 3).0);
-    }
-
-    #[test]
-    fn qos1_and_qos0_publishes_are_always_recorded() {
-        let mut s = SubscriberSession::default();
-        assert_eq!(
-            s.publish(QoS::AtLeastOnce, 9),
-            (true, Some(Packet::PubAck(PubAck::new(9))))
-        );
-        // A DUP redelivery is recorded again: the measurement counts it as a duplicate.
-        assert!(s.publish(QoS::AtLeastOnce, 9).0);
-        assert_eq!(s.publish(QoS::AtMostOnce, 0), (true, None));
-    }
 }

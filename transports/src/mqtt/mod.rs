@@ -1,10 +1,12 @@
 //! MQTT 3.1.1 at QoS 0, 1 and 2: devices publish to a broker, a collector subscribes.
 //!
 //! [`codec`] holds the pure parts (names, byte arithmetic, where a PUBLISH's payload starts);
-//! [`driver`] hands each connection, opened on the device's own socket, to a rumqttc event loop.
+//! `state` the session state without I/O (packet ids, acknowledgements, keep-alive timing);
+//! [`driver`] runs each session, opened on the device's own socket, as one task that owns it.
 
 pub mod codec;
 pub mod driver;
+mod state;
 
 use std::time::Duration;
 
