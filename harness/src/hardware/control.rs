@@ -6,8 +6,9 @@
 //! - harness → device: `T` (a clock probe); device → harness at once: `T <micros64>`
 //! - device → harness every 10 s: `S <micros64> <free_heap_bytes> <rssi_dbm>`
 //!
-//! Parsing is pure; [`serve`] is the thin tokio driver. Every read has a timeout; a device that
-//! sends garbage loses its connection (counted), never the run.
+//! Parsing and line framing are pure; [`serve`] is the thin tokio driver. Every read has a
+//! timeout, and a line cut by one is kept whole for the next read; a device that sends garbage
+//! loses its connection (counted), never the run.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use transports::clock;
@@ -46,15 +47,82 @@ pub enum DeviceLine {
     },
 }
 
+/// Why a line from a device was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// A word the line needs is missing.
+    #[error("`{line}`: no {what}")]
+    Missing {
+        /// The line.
+        line: String,
+        /// The word missing.
+        what: &'static str,
+    },
+    /// A word does not parse.
+    #[error("`{line}`: bad {what}")]
+    Bad {
+        /// The line.
+        line: String,
+        /// The word that does not parse.
+        what: &'static str,
+    },
+    /// The line starts with no known word.
+    #[error("`{0}`: unknown line")]
+    Unknown(String),
+    /// The line has words after its last.
+    #[error("`{0}`: trailing words")]
+    Trailing(String),
+}
+
+/// Why the harness closed a device's control connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Nothing (or no whole line) arrived in time.
+    #[error("timed out")]
+    TimedOut,
+    /// The device closed the connection between lines.
+    #[error("closed")]
+    Closed,
+    /// The device closed the connection in the middle of a line.
+    #[error("closed inside a line")]
+    ClosedInsideLine,
+    /// No `\n` within [`MAX_LINE`] bytes.
+    #[error("line too long")]
+    LineTooLong,
+    /// A line that is not UTF-8.
+    #[error("a line that is not text")]
+    NotText,
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A line that does not parse.
+    #[error(transparent)]
+    Line(#[from] LineError),
+    /// The first line was not `HELLO`.
+    #[error("the first line was not HELLO")]
+    NoHello,
+    /// `HELLO` came again.
+    #[error("HELLO twice")]
+    HelloTwice,
+    /// A line other than a status report came between rounds of probes.
+    #[error("unexpected line between probes")]
+    Unexpected,
+}
+
 /// Parses one line (without its `\n`; a trailing `\r` is tolerated).
-pub fn parse(line: &str) -> Result<DeviceLine, String> {
+pub fn parse(line: &str) -> Result<DeviceLine, LineError> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let mut words = line.split(' ');
-    let word = |w: Option<&'_ str>, what: &str| -> Result<String, String> {
-        w.map(str::to_string)
-            .ok_or_else(|| format!("`{line}`: no {what}"))
+    let word = |w: Option<&'_ str>, what: &'static str| -> Result<String, LineError> {
+        w.map(str::to_string).ok_or_else(|| LineError::Missing {
+            line: line.to_string(),
+            what,
+        })
     };
-    let bad = |what: &str| format!("`{line}`: bad {what}");
+    let bad = |what: &'static str| LineError::Bad {
+        line: line.to_string(),
+        what,
+    };
     let parsed = match words.next() {
         Some("HELLO") => DeviceLine::Hello {
             device_id: word(words.next(), "device id")?
@@ -88,10 +156,10 @@ pub fn parse(line: &str) -> Result<DeviceLine, String> {
                 .parse()
                 .map_err(|_| bad("rssi"))?,
         },
-        _ => return Err(format!("`{line}`: unknown line")),
+        _ => return Err(LineError::Unknown(line.to_string())),
     };
     if words.next().is_some() {
-        return Err(format!("`{line}`: trailing words"));
+        return Err(LineError::Trailing(line.to_string()));
     }
     Ok(parsed)
 }
@@ -160,39 +228,64 @@ pub async fn serve(listener: TcpListener, state: Shared, shutdown: CancellationT
     }
 }
 
-async fn read_line(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    line: &mut String,
-    timeout: Duration,
-) -> Result<DeviceLine, String> {
-    line.clear();
-    let read = tokio::time::timeout(timeout, async {
-        let mut limited = (&mut *reader).take(MAX_LINE as u64 + 1);
-        limited.read_line(line).await
-    })
-    .await
-    .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())?;
-    if read == 0 {
-        return Err("closed".into());
-    }
-    let Some(text) = line.strip_suffix('\n') else {
-        return Err("line too long".into());
+/// Takes the first whole line (without its `\n`) off the front of `buf`, if one is there.
+fn split_line(buf: &mut Vec<u8>) -> Result<Option<String>, ControlError> {
+    let window = &buf[..buf.len().min(MAX_LINE + 1)];
+    let Some(end) = window.iter().position(|&b| b == b'\n') else {
+        return if buf.len() > MAX_LINE {
+            Err(ControlError::LineTooLong)
+        } else {
+            Ok(None)
+        };
     };
-    parse(text)
+    let line: Vec<u8> = buf.drain(..=end).collect();
+    let text = std::str::from_utf8(&line[..end]).map_err(|_| ControlError::NotText)?;
+    Ok(Some(text.to_string()))
 }
 
-use tokio::io::AsyncReadExt as _;
+/// The reading side of a control connection: lines framed out of a buffer the connection owns,
+/// so a line a timed-out read cut in two is read whole by the next.
+struct Lines<R> {
+    read: R,
+    buf: Vec<u8>,
+}
 
-async fn device(stream: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(), String> {
+impl<R: AsyncRead + Unpin> Lines<R> {
+    fn new(read: R) -> Lines<R> {
+        Lines {
+            read,
+            buf: Vec::with_capacity(2 * MAX_LINE),
+        }
+    }
+
+    /// The next line, parsed, if it arrives within `timeout`.
+    async fn next(&mut self, timeout: Duration) -> Result<DeviceLine, ControlError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = split_line(&mut self.buf)? {
+                return Ok(parse(&line)?);
+            }
+            // Cancel-safe: what a read returns is in the buffer, even if the deadline then passes.
+            let read = tokio::time::timeout_at(deadline, self.read.read_buf(&mut self.buf))
+                .await
+                .map_err(|_| ControlError::TimedOut)??;
+            if read == 0 {
+                return Err(if self.buf.is_empty() {
+                    ControlError::Closed
+                } else {
+                    ControlError::ClosedInsideLine
+                });
+            }
+        }
+    }
+}
+
+async fn device(stream: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(), ControlError> {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    let mut line = String::new();
-    let DeviceLine::Hello { device_id, variant } =
-        read_line(&mut reader, &mut line, ANSWER_TIMEOUT * 5).await?
-    else {
-        return Err("the first line was not HELLO".into());
+    let mut lines = Lines::new(read);
+    let DeviceLine::Hello { device_id, variant } = lines.next(ANSWER_TIMEOUT * 5).await? else {
+        return Err(ControlError::NoHello);
     };
     {
         let mut s = state.lock().unwrap();
@@ -204,10 +297,10 @@ async fn device(stream: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(
         let mut probes = Vec::with_capacity(PROBES_PER_ROUND);
         for _ in 0..PROBES_PER_ROUND {
             let sent_us = clock::now_ns() / 1_000;
-            write.write_all(b"T\n").await.map_err(|e| e.to_string())?;
+            write.write_all(b"T\n").await?;
             // Status lines may come between a probe and its answer.
             loop {
-                match read_line(&mut reader, &mut line, ANSWER_TIMEOUT).await? {
+                match lines.next(ANSWER_TIMEOUT).await? {
                     DeviceLine::Time { device_us } => {
                         probes.push(Probe {
                             sent_us,
@@ -221,7 +314,7 @@ async fn device(stream: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(
                         rssi_dbm,
                         ..
                     } => record_status(state, device_id, free_heap, rssi_dbm),
-                    DeviceLine::Hello { .. } => return Err("HELLO twice".into()),
+                    DeviceLine::Hello { .. } => return Err(ControlError::HelloTwice),
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -238,14 +331,14 @@ async fn device(stream: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(
             if left.is_zero() {
                 break;
             }
-            match read_line(&mut reader, &mut line, left).await {
+            match lines.next(left).await {
                 Ok(DeviceLine::Status {
                     free_heap,
                     rssi_dbm,
                     ..
                 }) => record_status(state, device_id, free_heap, rssi_dbm),
-                Ok(_) => return Err("unexpected line between probes".into()),
-                Err(e) if e == "timed out" => break,
+                Ok(_) => return Err(ControlError::Unexpected),
+                Err(ControlError::TimedOut) => break,
                 Err(e) => return Err(e),
             }
         }
@@ -265,6 +358,58 @@ fn record_status(state: &Shared, device_id: u32, free_heap: u32, rssi_dbm: i32) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_framed_at_newlines_within_the_limit() {
+        let mut buf = b"T 1\nS 5".to_vec();
+        assert_eq!(split_line(&mut buf).unwrap().as_deref(), Some("T 1"));
+        assert_eq!(split_line(&mut buf).unwrap(), None);
+        assert_eq!(buf, b"S 5");
+        let mut longest = vec![b'x'; MAX_LINE];
+        longest.push(b'\n');
+        assert_eq!(
+            split_line(&mut longest).unwrap().map(|l| l.len()),
+            Some(MAX_LINE)
+        );
+        assert!(matches!(
+            split_line(&mut vec![b'x'; MAX_LINE + 1]),
+            Err(ControlError::LineTooLong)
+        ));
+        assert!(matches!(
+            split_line(&mut b"\xff\n".to_vec()),
+            Err(ControlError::NotText)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_by_a_pause_longer_than_the_read_timeout_is_received_whole() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut device = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let mut lines = Lines::new(accepted);
+        device.write_all(b"S 5 41234").await.unwrap();
+        // The first part is read; the read then times out waiting for the rest.
+        assert!(matches!(
+            lines.next(Duration::from_millis(100)).await,
+            Err(ControlError::TimedOut)
+        ));
+        device.write_all(b" -67\n").await.unwrap();
+        assert_eq!(
+            lines.next(ANSWER_TIMEOUT).await.unwrap(),
+            DeviceLine::Status {
+                device_us: 5,
+                free_heap: 41_234,
+                rssi_dbm: -67
+            }
+        );
+        drop(device);
+        assert!(matches!(
+            lines.next(ANSWER_TIMEOUT).await,
+            Err(ControlError::Closed)
+        ));
+    }
 
     #[test]
     fn lines_parse_and_garbage_is_refused() {
