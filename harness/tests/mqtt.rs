@@ -463,3 +463,72 @@ fn fan_out_delivers_every_reading_to_every_subscriber() {
     assert_eq!(d["duplicated"], 0, "{d}");
     assert_eq!(v["sink"]["connections"], 3, "{}", v["sink"]);
 }
+
+/// A broker that answers CONNECT with CONNACK and then nothing: what the device sends until it
+/// closes. Every wait is bounded.
+async fn silent_broker() -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let bound = Duration::from_secs(30);
+        let (mut stream, _) = tokio::time::timeout(bound, listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        // CONNECT of a 12-character client id without credentials: 26 bytes.
+        let mut connect = [0u8; 26];
+        tokio::time::timeout(bound, stream.read_exact(&mut connect))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(connect[0], 0x10);
+        stream.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(bound, stream.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        rest
+    });
+    (broker, task)
+}
+
+/// PubSubClient's keep-alive, kept by a QoS 1 device: PINGREQ when nothing has arrived for a
+/// keep-alive (publishing does not postpone it), and the connection given up when nothing
+/// arrives for a second one; the publish waiting for its PUBACK fails then, not at its timeout.
+#[tokio::test]
+async fn a_device_pings_after_a_silent_keepalive_and_gives_up_after_another() {
+    let (broker, sent) = silent_broker().await;
+    let mqtt = MqttSettings {
+        keepalive: Duration::from_secs(1),
+        ..MqttSettings::default()
+    };
+    let mut options = link_options(42, mqtt);
+    options.write_timeout = Duration::from_secs(30);
+    let mut device = DeviceConnection::connect(broker, 1, &options)
+        .await
+        .unwrap();
+    let failed = device.publish_payload(b"x".to_vec()).await.unwrap_err();
+    assert!(
+        matches!(&failed, LinkError::Write(m) if m == "no PINGRESP within the keep-alive"),
+        "{failed}"
+    );
+    device.close().await;
+    let sent = sent.await.unwrap();
+    // The PUBLISH (31 bytes: 24-character topic, id 1, 1-byte payload) and one PINGREQ in
+    // either order, then DISCONNECT.
+    let publish = [
+        &[0x32, 29, 0, 24][..],
+        b"fleet/esp-000042/reading",
+        &[0, 1, b'x'],
+    ]
+    .concat();
+    let pingreq = [0xc0, 0x00];
+    let (body, disconnect) = sent.split_at(sent.len() - 2);
+    assert_eq!(disconnect, [0xe0, 0x00]);
+    assert!(
+        body == [&publish[..], &pingreq].concat() || body == [&pingreq[..], &publish].concat(),
+        "{sent:02x?}"
+    );
+}

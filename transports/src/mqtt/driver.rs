@@ -30,6 +30,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttc::{ConnectReturnCode, Packet, PingReq, Subscribe, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -118,11 +119,13 @@ fn encode(packet: &Packet) -> io::Result<BytesMut> {
     Ok(buf)
 }
 
-/// An open MQTT session on a socket fleetbench owns: the socket, its read buffer and its
-/// keep-alive timing. Owned by one task, which alone reads and writes.
+/// An open MQTT session on a socket fleetbench owns: the socket's halves, its read buffer and
+/// its keep-alive timing. Owned by one task, which alone reads and writes. (Dropping the write
+/// half sends FIN, as a dropped session always did.)
 struct Session {
-    stream: CountingStream<TcpStream>,
+    reader: CountingStream<OwnedReadHalf>,
     read_buf: BytesMut,
+    writer: CountingStream<OwnedWriteHalf>,
     /// The device's send buffer, emulated: a write waits until it fits.
     send_buffer: Option<u32>,
     keepalive: KeepAlive,
@@ -139,9 +142,12 @@ impl Session {
         send_buffer: Option<u32>,
         rule: PingRule,
     ) -> Result<Session, LinkError> {
+        let counts = Arc::new(StreamCounts::default());
+        let (read, write) = stream.into_split();
         let mut session = Session {
-            stream: CountingStream::new(stream),
+            reader: CountingStream::with_counts(read, counts.clone()),
             read_buf: BytesMut::with_capacity(4096),
+            writer: CountingStream::with_counts(write, counts),
             send_buffer,
             keepalive: KeepAlive::new(rule, settings.keepalive, Instant::now()),
             session_present: false,
@@ -180,8 +186,8 @@ impl Session {
             _ => &[bytes],
         };
         for part in parts {
-            socket::wait_for_send_room(self.stream.get_ref(), self.send_buffer, part.len()).await?;
-            self.stream.write_all(part).await?;
+            socket::wait_for_send_room(self.socket(), self.send_buffer, part.len()).await?;
+            self.writer.write_all(part).await?;
         }
         self.keepalive.sent(Instant::now());
         Ok(())
@@ -203,7 +209,7 @@ impl Session {
     /// Sends DISCONNECT and FIN, as the libraries' `disconnect()`; failures are ignored.
     async fn disconnect(&mut self) {
         let _ = self.write_packet(&Packet::Disconnect).await;
-        let _ = self.stream.get_mut().shutdown().await;
+        let _ = self.writer.get_mut().shutdown().await;
     }
 
     /// Reads the next packet (EOF or a malformed packet is an error). Cancel-safe: bytes read
@@ -220,7 +226,7 @@ impl Session {
                     Err(e) => return Err(SessionError::Malformed(Arc::new(e))),
                 }
             }
-            match self.stream.read_buf(&mut self.read_buf).await {
+            match self.reader.read_buf(&mut self.read_buf).await {
                 Ok(0) if self.read_buf.is_empty() => return Err(SessionError::Closed),
                 Ok(0) => return Err(SessionError::ClosedInsidePacket),
                 Ok(_) => {}
@@ -239,10 +245,15 @@ impl Session {
 
     fn stats(&self) -> LinkStats {
         LinkStats {
-            app_bytes_sent: self.stream.bytes_written(),
-            app_bytes_received: self.stream.bytes_read(),
-            counters: SocketCounters::read(self.stream.get_ref()).ok(),
+            app_bytes_sent: self.writer.bytes_written(),
+            app_bytes_received: self.writer.bytes_read(),
+            counters: SocketCounters::read(self.socket()).ok(),
         }
+    }
+
+    /// The socket, for its options and counters.
+    fn socket(&self) -> &TcpStream {
+        self.writer.get_ref().as_ref()
     }
 }
 
@@ -479,7 +490,7 @@ impl DeviceConnection {
             PingRule::NothingReceived,
         )
         .await?;
-        let counts = session.stream.counts();
+        let counts = session.writer.counts();
         let (commands, inbox) = mpsc::channel(1);
         let task = DeviceSession {
             session,
@@ -744,7 +755,7 @@ async fn forget_session(
         .write_packet(&Packet::Disconnect)
         .await
         .map_err(|e| SubscribeError::Send("DISCONNECT", e))?;
-    let _ = session.stream.get_mut().shutdown().await;
+    let _ = session.writer.get_mut().shutdown().await;
     Ok(())
 }
 
@@ -775,7 +786,7 @@ async fn subscribe(
             loop {
                 match session.next_packet().await? {
                     Packet::SubAck(ack) => return Ok(ack),
-                    packet => early.push((packet, session.stream.last_read_ns())),
+                    packet => early.push((packet, session.reader.last_read_ns())),
                 }
             }
         })
@@ -876,7 +887,7 @@ async fn next_inbound(
     tokio::select! {
         _ = shutdown.cancelled() => Err(ConnectionEnd::Shutdown),
         packet = session.next_packet() => match packet {
-            Ok(packet) => Ok(Some((packet, session.stream.last_read_ns()))),
+            Ok(packet) => Ok(Some((packet, session.reader.last_read_ns()))),
             Err(e) => Err(e.into()),
         },
         _ = tokio::time::sleep_until(keepalive_due) => match session.on_keepalive().await {
