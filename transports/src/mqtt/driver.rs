@@ -41,10 +41,9 @@ use super::state::{
     SubscriberSession,
 };
 use super::{codec, MqttSettings};
-use crate::socket::{self, CountingStream, SocketCounters, SocketOptions, StreamCounts};
-use crate::transport::{
-    BrokerAck, ConnectionEnd, ConnectionReport, LinkError, LinkOptions, LinkStats, SinkObserver,
-};
+use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats};
+use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver};
+use crate::socket::{self, CountingStream, Side, SocketOptions, StreamCounts};
 use crate::{clock, Encoding, Reading};
 
 /// Largest packet accepted from a broker.
@@ -244,11 +243,7 @@ impl Session {
     }
 
     fn stats(&self) -> LinkStats {
-        LinkStats {
-            app_bytes_sent: self.writer.bytes_written(),
-            app_bytes_received: self.writer.bytes_read(),
-            counters: SocketCounters::read(self.socket()).ok(),
-        }
+        LinkStats::from_parts(self.writer.counts_ref(), self.socket(), Side::Dialed)
     }
 
     /// The socket, for its options and counters.
@@ -568,11 +563,7 @@ impl DeviceConnection {
 
     /// Counts so far.
     pub fn stats(&self) -> LinkStats {
-        LinkStats {
-            app_bytes_sent: self.counts.bytes_written(),
-            app_bytes_received: self.counts.bytes_read(),
-            counters: SocketCounters::read(&self.fd).ok(),
-        }
+        LinkStats::from_parts(&self.counts, &self.fd, Side::Dialed)
     }
 
     /// Sends DISCONNECT, then FIN (as PubSubClient's and arduino-mqtt's `disconnect()`), and
@@ -958,20 +949,11 @@ async fn receive(
         session.disconnect().await;
     }
     observer.closed(ConnectionReport {
-        conn,
-        peer,
-        opened_ns,
-        closed_ns: clock::now_ns(),
-        readings: delivered.readings,
-        app_bytes_received: last.app_bytes_received,
-        app_bytes_sent: last.app_bytes_sent,
-        ready_counters: ready.counters,
-        final_counters: last.counters,
-        end: end.clone(),
-        ready_app_bytes_received: ready.app_bytes_received,
-        ready_app_bytes_sent: ready.app_bytes_sent,
         rejected: delivered.rejected,
-        payload_bytes: delivered.payload_bytes,
+        ..ConnectionReport::new(conn, peer, opened_ns, end.clone())
+            .with_ready(ready)
+            .with_final(last)
+            .with_readings(delivered.readings, delivered.payload_bytes)
     });
     end
 }
