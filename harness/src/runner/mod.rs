@@ -6,7 +6,7 @@
 //! warm-up follow) → window start → window end (last due reading) → fleet drains, reports, exits
 //! → sink is stopped and flushes → figures.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,9 +15,7 @@ use device_emulator::fleet::{ConnectionRecord, FleetPlan, DRAIN};
 use device_emulator::DeviceProfile;
 use indicatif::{ProgressBar, ProgressStyle};
 use transports::clock;
-use transports::mqtt::MqttSettings;
 use transports::transport::ConnectionReport;
-use transports::Encoding;
 
 use crate::child::{self, ChildProcess};
 use crate::hardware;
@@ -25,11 +23,16 @@ use crate::measure::{self, Window};
 use crate::procstat::{self, ProcSeries, Sampler};
 use crate::records;
 use crate::results::{
-    Cost, Delivery, Latency, PerReading, ProcessCost, ProfileEcho, Repetition, RunResult,
-    ScenarioEcho, SecondStats, SetupCost, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
+    Cost, Delivery, Latency, PerReading, ProcessCost, ProfileEcho, RunResult, ScenarioEcho,
+    SetupCost, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
 };
-use crate::scenario::{BrokerChoice, FleetSource, Scenario, VariantConfig};
-use hdrhistogram::Histogram;
+use crate::scenario::{FleetSource, Scenario, VariantConfig};
+
+mod pool;
+mod receiving;
+
+use pool::{pool_all, Measured};
+use receiving::{mqtt_secrets, start_device_collector, start_receiving_end, ReceivingEnd};
 
 /// Time between the fleet saying `ready` and its first connect.
 const START_DELAY: Duration = Duration::from_millis(300);
@@ -187,13 +190,6 @@ impl VariantFolders {
         std::fs::create_dir_all(&raw).with_context(|| format!("creating {}", raw.display()))?;
         Ok(VariantFolders { raw_rel, raw, hlog })
     }
-}
-
-/// The environment that hands an MQTT password to child processes (never their command line).
-fn mqtt_secrets(mqtt: Option<&MqttSettings>) -> Vec<(&'static str, String)> {
-    mqtt.and_then(|m| m.password.clone())
-        .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
-        .unwrap_or_default()
 }
 
 /// The control channel of a hardware run, served on a thread of its own for the whole run.
@@ -522,214 +518,6 @@ fn run_hardware_variant(
     })
 }
 
-/// One run of one variant: its figures, and what they came from, to pool repetitions exactly.
-struct Measured {
-    result: VariantResult,
-    /// Corrected, uncorrected and send-lag latency over the window (absent if it failed early).
-    histograms: Option<[Histogram<u64>; 3]>,
-    fleet_connections: Vec<ConnectionRecord>,
-    sink_connections: Vec<ConnectionReport>,
-}
-
-impl Measured {
-    fn failed(result: VariantResult) -> Measured {
-        Measured {
-            result,
-            histograms: None,
-            fleet_connections: Vec::new(),
-            sink_connections: Vec::new(),
-        }
-    }
-}
-
-/// The variants measured so far, each with its repetitions pooled.
-fn pool_all(
-    scenario: &Scenario,
-    measured: &[Vec<Measured>],
-    options: &RunOptions,
-) -> anyhow::Result<Vec<VariantResult>> {
-    measured
-        .iter()
-        .filter(|runs| !runs.is_empty())
-        .map(|runs| pool(scenario, runs, options))
-        .collect()
-}
-
-/// One variant's figures over all its repetitions: counts add up, latency comes from the merged
-/// histograms, overhead from every connection of every repetition, CPU per reading from the sums.
-fn pool(
-    scenario: &Scenario,
-    runs: &[Measured],
-    options: &RunOptions,
-) -> anyhow::Result<VariantResult> {
-    let repetitions: Vec<Repetition> = runs
-        .iter()
-        .enumerate()
-        .map(|(i, m)| Repetition::of(i as u32 + 1, &m.result))
-        .collect();
-    let mut v = runs[0].result.clone();
-    if scenario.repetitions <= 1 {
-        v.repetitions = repetitions;
-        return Ok(v);
-    }
-    let errors: Vec<String> = runs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| {
-            m.result
-                .error
-                .as_ref()
-                .map(|e| format!("repetition {}: {e}", i + 1))
-        })
-        .collect();
-    v.complete =
-        runs.len() as u32 == scenario.repetitions && runs.iter().all(|m| m.result.complete);
-    v.error = (!errors.is_empty()).then(|| errors.join("; "));
-    v.delivery = Delivery::default();
-    for m in runs {
-        let d = &m.result.delivery;
-        v.delivery.scheduled += d.scheduled;
-        v.delivery.sent += d.sent;
-        v.delivery.unsent += d.unsent;
-        v.delivery.received += d.received;
-        v.delivery.lost += d.lost;
-        v.delivery.duplicated += d.duplicated;
-        v.delivery.reordered += d.reordered;
-    }
-    let split = |part: fn(&Delivery) -> Option<u64>| {
-        runs.iter()
-            .map(|m| part(&m.result.delivery))
-            .sum::<Option<u64>>()
-    };
-    v.delivery.lost_unsent = split(|d| d.lost_unsent);
-    v.delivery.lost_in_flight = split(|d| d.lost_in_flight);
-    v.delivery.lost_by_broker = split(|d| d.lost_by_broker);
-    let measured: Vec<&Measured> = runs.iter().filter(|m| m.histograms.is_some()).collect();
-    let mut merged = [
-        measure::new_histogram(),
-        measure::new_histogram(),
-        measure::new_histogram(),
-    ];
-    for m in &measured {
-        for (into, from) in merged.iter_mut().zip(m.histograms.iter().flatten()) {
-            into.add(from).expect("histograms share their bounds");
-        }
-    }
-    v.latency_us = Latency {
-        corrected: measure::percentiles(&merged[0]),
-        uncorrected: measure::percentiles(&merged[1]),
-        send_lag: measure::percentiles(&merged[2]),
-    };
-    let mean = |f: fn(&VariantResult) -> f64| {
-        let n = measured.len().max(1) as f64;
-        (measured.iter().map(|m| f(&m.result)).sum::<f64>() / n * 100.0).round() / 100.0
-    };
-    v.throughput_per_s = mean(|r| r.throughput_per_s);
-    v.offered_per_s = mean(|r| r.offered_per_s);
-    let fleet_connections: Vec<ConnectionRecord> = runs
-        .iter()
-        .flat_map(|m| m.fleet_connections.iter().cloned())
-        .collect();
-    let sink_connections: Vec<ConnectionReport> = runs
-        .iter()
-        .flat_map(|m| m.sink_connections.iter().cloned())
-        .collect();
-    (v.per_reading, v.setup) = measure::overhead(&fleet_connections);
-    v.close = measure::close_cost(&fleet_connections);
-    if v.hardware.is_some() {
-        // Measured on the receiving end: its connections are the boards' unless over MQTT
-        // (the only transport with subscribers).
-        v.per_reading =
-            hardware::per_reading(v.subscribers.is_none().then_some(&sink_connections[..]));
-    }
-    if v.collector_leg.is_some() {
-        v.collector_leg = measure::collector_leg(&sink_connections);
-    }
-    v.sink = SinkSummary {
-        at_risk: runs
-            .iter()
-            .filter_map(|m| m.result.sink.at_risk)
-            .reduce(|a, b| a + b),
-        ..measure::sink_summary(&sink_connections)
-    };
-    let costs: Vec<&Cost> = runs.iter().map(|m| &m.result.cost).collect();
-    let received: Vec<u64> = runs.iter().map(|m| m.result.delivery.received).collect();
-    v.cost = Cost {
-        fleet: pool_cost(costs.iter().map(|c| Some(&c.fleet)), &received),
-        sink: pool_cost(costs.iter().map(|c| Some(&c.sink)), &received),
-        broker: costs
-            .iter()
-            .any(|c| c.broker.is_some())
-            .then(|| pool_cost(costs.iter().map(|c| c.broker.as_ref()), &received)),
-    };
-    let window_s =
-        scenario.duration.as_secs().max(1) as u32 + u32::from(scenario.duration.subsec_nanos() > 0);
-    v.per_second = runs
-        .iter()
-        .enumerate()
-        .flat_map(|(i, m)| {
-            m.result.per_second.iter().map(move |s| SecondStats {
-                second: s.second + i as u32 * window_s,
-                ..s.clone()
-            })
-        })
-        .collect();
-    let hlog = format!("{}.hlog", v.name);
-    let intervals: Vec<_> = measured
-        .iter()
-        .filter_map(|m| m.histograms.as_ref().map(|h| (&h[0], &h[1])))
-        .collect();
-    measure::write_interval_log(
-        &options.out.join(&hlog),
-        &format!(
-            "fleetbench {} variant {}: one interval per repetition",
-            scenario.name, v.name
-        ),
-        &intervals,
-        scenario.duration,
-    )?;
-    v.files = VariantFiles {
-        hlog,
-        raw: PathBuf::from("raw").join(&v.name).display().to_string(),
-    };
-    v.repetitions = repetitions;
-    Ok(v)
-}
-
-/// One process's cost over repetitions: CPU summed and divided by all readings received, peak
-/// RSS the highest, the other memory figures the median repetition's.
-fn pool_cost<'a>(
-    costs: impl Iterator<Item = Option<&'a ProcessCost>>,
-    received: &[u64],
-) -> ProcessCost {
-    let costs: Vec<(Option<&ProcessCost>, u64)> = costs.zip(received.iter().copied()).collect();
-    let present: Vec<(&ProcessCost, u64)> = costs
-        .iter()
-        .filter_map(|(c, r)| c.map(|c| (c, *r)))
-        .collect();
-    let cpu: Vec<(f64, u64)> = present
-        .iter()
-        .filter_map(|(c, r)| c.cpu_s.map(|s| (s, *r)))
-        .collect();
-    let cpu_s = (!cpu.is_empty()).then(|| cpu.iter().map(|(s, _)| s).sum::<f64>());
-    let readings: u64 = cpu.iter().map(|(_, r)| r).sum();
-    let median = |f: fn(&ProcessCost) -> Option<f64>| {
-        crate::compare::stats::median(&present.iter().filter_map(|(c, _)| f(c)).collect::<Vec<_>>())
-    };
-    ProcessCost {
-        cpu_s: cpu_s.map(|c| (c * 1e4).round() / 1e4),
-        cpu_s_per_1000_readings: cpu_s
-            .filter(|_| readings > 0)
-            .map(|c| (c / readings as f64 * 1e3 * 1e5).round() / 1e5),
-        cpu_resolution_s: present.first().map_or(0.0, |(c, _)| c.cpu_resolution_s),
-        peak_rss_bytes: present.iter().filter_map(|(c, _)| c.peak_rss_bytes).max(),
-        idle_rss_bytes: median(|c| c.idle_rss_bytes.map(|b| b as f64)).map(|b| b as u64),
-        window_end_rss_bytes: median(|c| c.window_end_rss_bytes.map(|b| b as f64))
-            .map(|b| b as u64),
-        rss_per_device_bytes: median(|c| c.rss_per_device_bytes),
-    }
-}
-
 fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEcho {
     ScenarioEcho {
         name: scenario.name.clone(),
@@ -807,197 +595,6 @@ fn sleep_until(ns: u64, progress: &ProgressBar, start_ns: u64) -> bool {
         }
         std::thread::sleep(Duration::from_nanos((ns - now).min(50_000_000)));
     }
-}
-
-/// The processes that receive a variant's readings, and where devices connect.
-struct ReceivingEnd {
-    /// The sink server (raw TCP, WebSocket) or the MQTT collector.
-    receiver: ChildProcess,
-    /// The embedded MQTT broker, when there is one.
-    broker: Option<ChildProcess>,
-    /// Where devices connect: the sink or the broker.
-    target: SocketAddr,
-    /// MQTT only: which broker.
-    broker_desc: Option<String>,
-    /// MQTT only: the broker's pid, to sample: the embedded one's, or an external broker's when
-    /// it listens on this machine.
-    broker_pid: Option<u32>,
-}
-
-/// Starts the sink, or the broker (if embedded) and the collector, and waits until they are ready.
-fn start_receiving_end(
-    scenario: &Scenario,
-    variant: &VariantConfig,
-    encoding: Encoding,
-    mqtt: Option<&MqttSettings>,
-    secrets: &[(&str, String)],
-    raw: &Path,
-    options: &RunOptions,
-) -> anyhow::Result<ReceivingEnd> {
-    // Loopback on a free port, unless real devices must reach it (an address the user named).
-    let listen = scenario
-        .fleet
-        .listen
-        .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
-    let Some(mqtt) = mqtt else {
-        let mut sink = ChildProcess::spawn(
-            "sink",
-            &options.exe,
-            &[
-                "serve".into(),
-                variant.transport.name().into(),
-                "--listen".into(),
-                listen.clone(),
-                "--encoding".into(),
-                encoding.name().into(),
-                "--record-dir".into(),
-                raw.display().to_string(),
-            ]
-            .into_iter()
-            .chain(
-                variant
-                    .echo
-                    .filter(|e| *e)
-                    .map(|_| format!("--echo-interval={}ms", scenario.fleet.interval.as_millis())),
-            )
-            .collect::<Vec<String>>(),
-            &raw.join("sink.log"),
-        )?;
-        let target = sink
-            .expect_line("listening ", READY_TIMEOUT)?
-            .parse()
-            .context("the sink printed an address that does not parse")?;
-        return Ok(ReceivingEnd {
-            receiver: sink,
-            broker: None,
-            target,
-            broker_desc: None,
-            broker_pid: None,
-        });
-    };
-    let subscribers = variant.subscribers.unwrap_or(1);
-    let (broker, target, broker_desc) = match variant.broker() {
-        BrokerChoice::Embedded => {
-            // Room for every device, the subscribers and a margin for reconnects in flight.
-            let max_connections = scenario.fleet.devices as u64 + subscribers as u64 + 64;
-            let mut broker = ChildProcess::spawn(
-                "broker",
-                &options.exe,
-                &[
-                    "broker".into(),
-                    "--listen".into(),
-                    listen.clone(),
-                    "--max-connections".into(),
-                    max_connections.to_string(),
-                ],
-                &raw.join("broker.log"),
-            )?;
-            let mut target: SocketAddr =
-                broker
-                    .expect_line("listening ", READY_TIMEOUT)?
-                    .parse()
-                    .context("the broker printed an address that does not parse")?;
-            // A broker on every interface is reached by the collector over loopback.
-            if target.ip().is_unspecified() {
-                target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            (Some(broker), target, "rumqttd 0.20 (embedded)".to_string())
-        }
-        BrokerChoice::External(address) => {
-            let target = address
-                .to_socket_addrs()
-                .with_context(|| format!("resolving broker {address}"))?
-                .next()
-                .with_context(|| format!("broker {address} resolves to no address"))?;
-            (None, target, format!("mqtt://{address}"))
-        }
-    };
-    let broker_pid = match &broker {
-        Some(b) => Some(b.pid()),
-        None => procstat::pid_listening_on(target),
-    };
-    let broker_desc = match (&broker, broker_pid) {
-        (None, Some(pid)) => {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            format!("{} (external, pid {pid})", comm.trim())
-        }
-        _ => broker_desc,
-    };
-    let mut args: Vec<String> = vec![
-        "collect".into(),
-        variant.transport.name().into(),
-        "--broker".into(),
-        target.to_string(),
-        "--record-dir".into(),
-        raw.display().to_string(),
-        "--topic".into(),
-        mqtt.topic.clone(),
-        "--keepalive".into(),
-        format!("{}s", mqtt.keepalive.as_secs()),
-        "--subscribers".into(),
-        subscribers.to_string(),
-        "--encoding".into(),
-        encoding.name().into(),
-    ];
-    if let Some(user) = &mqtt.username {
-        args.extend(["--username".into(), user.clone()]);
-    }
-    let mut collector = ChildProcess::spawn_with_env(
-        "collector",
-        &options.exe,
-        &args,
-        secrets,
-        &raw.join("collector.log"),
-    )?;
-    collector.expect_line("ready", READY_TIMEOUT)?;
-    Ok(ReceivingEnd {
-        receiver: collector,
-        broker,
-        target,
-        broker_desc: Some(broker_desc),
-        broker_pid,
-    })
-}
-
-/// Starts the collector of a device-served variant, once the fleet has written where its devices
-/// listen.
-fn start_device_collector(
-    scenario: &Scenario,
-    variant: &VariantConfig,
-    encoding: Encoding,
-    (start_ns, hold_timeout_ms): (u64, u64),
-    raw: &Path,
-    options: &RunOptions,
-) -> anyhow::Result<ReceivingEnd> {
-    let mut collector = ChildProcess::spawn(
-        "collector",
-        &options.exe,
-        &[
-            "collect".into(),
-            variant.transport.name().into(),
-            "--devices-file".into(),
-            raw.join("devices.json").display().to_string(),
-            "--start-ns".into(),
-            start_ns.to_string(),
-            "--ramp".into(),
-            format!("{}ms", scenario.fleet.ramp.as_millis()),
-            "--encoding".into(),
-            encoding.name().into(),
-            "--hold-timeout".into(),
-            format!("{hold_timeout_ms}ms"),
-            "--record-dir".into(),
-            raw.display().to_string(),
-        ],
-        &raw.join("collector.log"),
-    )?;
-    collector.expect_line("ready", READY_TIMEOUT)?;
-    Ok(ReceivingEnd {
-        receiver: collector,
-        broker: None,
-        target: SocketAddr::from(([127, 0, 0, 1], 0)),
-        broker_desc: None,
-        broker_pid: None,
-    })
 }
 
 fn run_variant(

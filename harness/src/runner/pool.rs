@@ -1,0 +1,224 @@
+//! One variant's figures over its repetitions, pooled exactly from what each run measured.
+
+use std::path::PathBuf;
+
+use device_emulator::fleet::ConnectionRecord;
+use hdrhistogram::Histogram;
+use transports::sink::ConnectionReport;
+
+use super::RunOptions;
+use crate::hardware;
+use crate::measure;
+use crate::results::{
+    Cost, Delivery, Latency, ProcessCost, Repetition, SecondStats, SinkSummary, VariantFiles,
+    VariantResult,
+};
+use crate::scenario::Scenario;
+
+/// One run of one variant: its figures, and what they came from, to pool repetitions exactly.
+pub(super) struct Measured {
+    pub result: VariantResult,
+    /// Corrected, uncorrected and send-lag latency over the window (absent if it failed early).
+    pub histograms: Option<[Histogram<u64>; 3]>,
+    pub fleet_connections: Vec<ConnectionRecord>,
+    pub sink_connections: Vec<ConnectionReport>,
+}
+
+impl Measured {
+    pub fn failed(result: VariantResult) -> Measured {
+        Measured {
+            result,
+            histograms: None,
+            fleet_connections: Vec::new(),
+            sink_connections: Vec::new(),
+        }
+    }
+}
+
+/// The variants measured so far, each with its repetitions pooled.
+pub(super) fn pool_all(
+    scenario: &Scenario,
+    measured: &[Vec<Measured>],
+    options: &RunOptions,
+) -> anyhow::Result<Vec<VariantResult>> {
+    measured
+        .iter()
+        .filter(|runs| !runs.is_empty())
+        .map(|runs| pool(scenario, runs, options))
+        .collect()
+}
+
+/// One variant's figures over all its repetitions: counts add up, latency comes from the merged
+/// histograms, overhead from every connection of every repetition, CPU per reading from the sums.
+fn pool(
+    scenario: &Scenario,
+    runs: &[Measured],
+    options: &RunOptions,
+) -> anyhow::Result<VariantResult> {
+    let repetitions: Vec<Repetition> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Repetition::of(i as u32 + 1, &m.result))
+        .collect();
+    let mut v = runs[0].result.clone();
+    if scenario.repetitions <= 1 {
+        v.repetitions = repetitions;
+        return Ok(v);
+    }
+    let errors: Vec<String> = runs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            m.result
+                .error
+                .as_ref()
+                .map(|e| format!("repetition {}: {e}", i + 1))
+        })
+        .collect();
+    v.complete =
+        runs.len() as u32 == scenario.repetitions && runs.iter().all(|m| m.result.complete);
+    v.error = (!errors.is_empty()).then(|| errors.join("; "));
+    v.delivery = Delivery::default();
+    for m in runs {
+        let d = &m.result.delivery;
+        v.delivery.scheduled += d.scheduled;
+        v.delivery.sent += d.sent;
+        v.delivery.unsent += d.unsent;
+        v.delivery.received += d.received;
+        v.delivery.lost += d.lost;
+        v.delivery.duplicated += d.duplicated;
+        v.delivery.reordered += d.reordered;
+    }
+    let split = |part: fn(&Delivery) -> Option<u64>| {
+        runs.iter()
+            .map(|m| part(&m.result.delivery))
+            .sum::<Option<u64>>()
+    };
+    v.delivery.lost_unsent = split(|d| d.lost_unsent);
+    v.delivery.lost_in_flight = split(|d| d.lost_in_flight);
+    v.delivery.lost_by_broker = split(|d| d.lost_by_broker);
+    let measured: Vec<&Measured> = runs.iter().filter(|m| m.histograms.is_some()).collect();
+    let mut merged = [
+        measure::new_histogram(),
+        measure::new_histogram(),
+        measure::new_histogram(),
+    ];
+    for m in &measured {
+        for (into, from) in merged.iter_mut().zip(m.histograms.iter().flatten()) {
+            into.add(from).expect("histograms share their bounds");
+        }
+    }
+    v.latency_us = Latency {
+        corrected: measure::percentiles(&merged[0]),
+        uncorrected: measure::percentiles(&merged[1]),
+        send_lag: measure::percentiles(&merged[2]),
+    };
+    let mean = |f: fn(&VariantResult) -> f64| {
+        let n = measured.len().max(1) as f64;
+        (measured.iter().map(|m| f(&m.result)).sum::<f64>() / n * 100.0).round() / 100.0
+    };
+    v.throughput_per_s = mean(|r| r.throughput_per_s);
+    v.offered_per_s = mean(|r| r.offered_per_s);
+    let fleet_connections: Vec<ConnectionRecord> = runs
+        .iter()
+        .flat_map(|m| m.fleet_connections.iter().cloned())
+        .collect();
+    let sink_connections: Vec<ConnectionReport> = runs
+        .iter()
+        .flat_map(|m| m.sink_connections.iter().cloned())
+        .collect();
+    (v.per_reading, v.setup) = measure::overhead(&fleet_connections);
+    v.close = measure::close_cost(&fleet_connections);
+    if v.hardware.is_some() {
+        // Measured on the receiving end: its connections are the boards' unless over MQTT
+        // (the only transport with subscribers).
+        v.per_reading =
+            hardware::per_reading(v.subscribers.is_none().then_some(&sink_connections[..]));
+    }
+    if v.collector_leg.is_some() {
+        v.collector_leg = measure::collector_leg(&sink_connections);
+    }
+    v.sink = SinkSummary {
+        at_risk: runs
+            .iter()
+            .filter_map(|m| m.result.sink.at_risk)
+            .reduce(|a, b| a + b),
+        ..measure::sink_summary(&sink_connections)
+    };
+    let costs: Vec<&Cost> = runs.iter().map(|m| &m.result.cost).collect();
+    let received: Vec<u64> = runs.iter().map(|m| m.result.delivery.received).collect();
+    v.cost = Cost {
+        fleet: pool_cost(costs.iter().map(|c| Some(&c.fleet)), &received),
+        sink: pool_cost(costs.iter().map(|c| Some(&c.sink)), &received),
+        broker: costs
+            .iter()
+            .any(|c| c.broker.is_some())
+            .then(|| pool_cost(costs.iter().map(|c| c.broker.as_ref()), &received)),
+    };
+    let window_s =
+        scenario.duration.as_secs().max(1) as u32 + u32::from(scenario.duration.subsec_nanos() > 0);
+    v.per_second = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| {
+            m.result.per_second.iter().map(move |s| SecondStats {
+                second: s.second + i as u32 * window_s,
+                ..s.clone()
+            })
+        })
+        .collect();
+    let hlog = format!("{}.hlog", v.name);
+    let intervals: Vec<_> = measured
+        .iter()
+        .filter_map(|m| m.histograms.as_ref().map(|h| (&h[0], &h[1])))
+        .collect();
+    measure::write_interval_log(
+        &options.out.join(&hlog),
+        &format!(
+            "fleetbench {} variant {}: one interval per repetition",
+            scenario.name, v.name
+        ),
+        &intervals,
+        scenario.duration,
+    )?;
+    v.files = VariantFiles {
+        hlog,
+        raw: PathBuf::from("raw").join(&v.name).display().to_string(),
+    };
+    v.repetitions = repetitions;
+    Ok(v)
+}
+
+/// One process's cost over repetitions: CPU summed and divided by all readings received, peak
+/// RSS the highest, the other memory figures the median repetition's.
+fn pool_cost<'a>(
+    costs: impl Iterator<Item = Option<&'a ProcessCost>>,
+    received: &[u64],
+) -> ProcessCost {
+    let costs: Vec<(Option<&ProcessCost>, u64)> = costs.zip(received.iter().copied()).collect();
+    let present: Vec<(&ProcessCost, u64)> = costs
+        .iter()
+        .filter_map(|(c, r)| c.map(|c| (c, *r)))
+        .collect();
+    let cpu: Vec<(f64, u64)> = present
+        .iter()
+        .filter_map(|(c, r)| c.cpu_s.map(|s| (s, *r)))
+        .collect();
+    let cpu_s = (!cpu.is_empty()).then(|| cpu.iter().map(|(s, _)| s).sum::<f64>());
+    let readings: u64 = cpu.iter().map(|(_, r)| r).sum();
+    let median = |f: fn(&ProcessCost) -> Option<f64>| {
+        crate::compare::stats::median(&present.iter().filter_map(|(c, _)| f(c)).collect::<Vec<_>>())
+    };
+    ProcessCost {
+        cpu_s: cpu_s.map(|c| (c * 1e4).round() / 1e4),
+        cpu_s_per_1000_readings: cpu_s
+            .filter(|_| readings > 0)
+            .map(|c| (c / readings as f64 * 1e3 * 1e5).round() / 1e5),
+        cpu_resolution_s: present.first().map_or(0.0, |(c, _)| c.cpu_resolution_s),
+        peak_rss_bytes: present.iter().filter_map(|(c, _)| c.peak_rss_bytes).max(),
+        idle_rss_bytes: median(|c| c.idle_rss_bytes.map(|b| b as f64)).map(|b| b as u64),
+        window_end_rss_bytes: median(|c| c.window_end_rss_bytes.map(|b| b as f64))
+            .map(|b| b as u64),
+        rss_per_device_bytes: median(|c| c.rss_per_device_bytes),
+    }
+}
