@@ -1,0 +1,529 @@
+//! Where a run's devices come from, and how their clocks map onto the harness clock: the two
+//! things in which an emulated run and a hardware run differ. Everything else is the one
+//! pipeline in [`super::run_variant`].
+//!
+//! - **Emulated**: the runner writes a [`FleetPlan`] and starts the fleet from it; devices count
+//!   time from the plan's start, so an arrival's due instant maps back by adding it. The fleet
+//!   records what it sent and its connections' counters.
+//! - **Hardware**: real boards say HELLO on the control channel; the run waits for those running
+//!   the variant's firmware. Each board's clock is fitted from its probes, and what was due is
+//!   rebuilt from what arrived; when a send began, and the boards' own socket counters, are not
+//!   known.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use device_emulator::fleet::{ConnectionRecord, FleetPlan, SendRecord, DRAIN};
+use device_emulator::DeviceProfile;
+use indicatif::ProgressBar;
+use transports::clock;
+use transports::mqtt::MqttSettings;
+use transports::sink::ConnectionReport;
+use transports::Encoding;
+
+use super::{sleep_until, RunOptions, Schedule, READY_TIMEOUT, START_DELAY};
+use crate::child::{self, ChildProcess};
+use crate::hardware::{self, control::DeviceControl};
+use crate::measure::{ReadingFigures, Window};
+use crate::records::{self, Arrival};
+use crate::results::{CloseCost, HardwareSummary, PerReading, SetupCost};
+use crate::scenario::{Scenario, VariantConfig};
+
+/// What a run of one variant is, resolved once: the scenario, the variant and where its files go.
+pub(super) struct VariantRun<'a> {
+    pub scenario: &'a Scenario,
+    pub variant: &'a VariantConfig,
+    pub profile: &'a DeviceProfile,
+    pub options: &'a RunOptions,
+    /// The run's raw folder (`raw/<variant>[/r<k>]` in the results folder).
+    pub raw: &'a Path,
+    pub encoding: Encoding,
+    /// MQTT variants only.
+    pub mqtt: Option<&'a MqttSettings>,
+    /// The environment that hands secrets (the MQTT password) to children.
+    pub secrets: &'a [(&'static str, String)],
+}
+
+impl VariantRun<'_> {
+    /// How long a device-served connection may go without a reading before it is given up.
+    pub fn hold_timeout_ms(&self) -> u64 {
+        self.variant
+            .hold_timeout
+            .map_or(30_000, |d| d.as_millis() as u64)
+    }
+}
+
+/// Where a run's devices come from.
+pub(super) enum DeviceSource<'a> {
+    /// An emulated fleet, started for each run of each variant.
+    Emulated,
+    /// Real boards, heard on this control channel, which is served for the whole run.
+    Hardware(&'a ControlServer),
+}
+
+/// The devices of one run, once they are there.
+pub(super) enum Devices<'a> {
+    /// An emulated fleet: its process and the plan it runs.
+    Fleet {
+        process: ChildProcess,
+        plan: Box<FleetPlan>,
+    },
+    /// The boards running this variant's firmware that said HELLO.
+    Boards {
+        control: &'a ControlServer,
+        present: Vec<u32>,
+        expected: u32,
+        /// How long the run waited for them.
+        waited: Duration,
+    },
+}
+
+/// What the devices' side of a run adds to the receiving end's records.
+pub(super) struct DeviceRecords {
+    /// What was due: the fleet's send records, or, on hardware, rebuilt from the arrivals.
+    pub due: Vec<SendRecord>,
+    /// Every arrival, its due instant on the harness clock (CLOCK_MONOTONIC).
+    pub arrivals: Vec<Arrival>,
+    /// The fleet's connections and their counters (none on hardware).
+    pub fleet_connections: Vec<ConnectionRecord>,
+    /// Hardware only: the boards, their clocks and what could not be mapped.
+    pub hardware: Option<HardwareSummary>,
+}
+
+impl<'a> DeviceSource<'a> {
+    /// Starts the fleet, aimed at `target`, or waits for the boards. A fleet starts on a
+    /// schedule fixed now, a little ahead, so that every device and the receiving end share it.
+    pub fn appear(
+        &self,
+        run: &VariantRun,
+        target: Option<SocketAddr>,
+    ) -> anyhow::Result<Devices<'a>> {
+        match self {
+            DeviceSource::Emulated => start_fleet(run, target),
+            DeviceSource::Hardware(control) => await_boards(control, run, target),
+        }
+    }
+}
+
+/// Writes the fleet's plan and starts it; returns once it says `ready`.
+fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<Devices<'static>> {
+    let (scenario, variant) = (run.scenario, run.variant);
+    let schedule = Schedule::starting_at(
+        clock::now_ns() + (START_DELAY + Duration::from_millis(200)).as_nanos() as u64,
+        scenario,
+    );
+    let plan = FleetPlan {
+        transport: variant.transport,
+        target: target.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+        encoding: run.encoding,
+        devices: scenario.fleet.devices,
+        first_device_id: 0,
+        seed: scenario.seed,
+        start_ns: schedule.start_ns,
+        stop_ns: schedule.window.end_ns,
+        ramp_ns: scenario.fleet.ramp.as_nanos() as u64,
+        interval_ns: scenario.fleet.interval.as_nanos() as u64,
+        jitter_ns: scenario.fleet.jitter.as_nanos() as u64,
+        profile: run.profile.clone(),
+        spread_sources: true,
+        mqtt: run.mqtt.cloned().unwrap_or_default(),
+        hold_timeout_ms: run.hold_timeout_ms(),
+        http_connections: variant.connections.unwrap_or_default(),
+    };
+    let plan_path = run.raw.join("fleet-plan.json");
+    crate::results::write_atomically(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;
+    let mut process = ChildProcess::spawn_with_env(
+        "fleet",
+        &run.options.exe,
+        &[
+            "fleet".into(),
+            "--plan".into(),
+            plan_path.display().to_string(),
+            "--record-dir".into(),
+            run.raw.display().to_string(),
+        ],
+        run.secrets,
+        &run.raw.join("fleet.log"),
+    )?;
+    process.expect_line("ready", READY_TIMEOUT)?;
+    Ok(Devices::Fleet {
+        process,
+        plan: Box::new(plan),
+    })
+}
+
+/// Waits (bounded by `fleet.wait_for_devices`, 120 s by default) until the scenario's number of
+/// boards running this variant's transport have said HELLO and answered a clock probe.
+fn await_boards<'a>(
+    control: &'a ControlServer,
+    run: &VariantRun,
+    target: Option<SocketAddr>,
+) -> anyhow::Result<Devices<'a>> {
+    let expected = run.scenario.fleet.devices;
+    let transport = run.variant.transport.name();
+    if run.options.progress {
+        let backend = target.map_or_else(
+            || format!("each board, port {}", run.variant.device_port()),
+            |t| t.to_string(),
+        );
+        eprintln!(
+            "{}: waiting for {expected} device(s) running `{transport}` (backend {backend}, \
+             control channel {})",
+            run.variant.name, control.address
+        );
+    }
+    let waited = run
+        .scenario
+        .fleet
+        .wait_for_devices
+        .unwrap_or(Duration::from_secs(120));
+    let wait_until = clock::now_ns() + waited.as_nanos() as u64;
+    let present = loop {
+        let present = control.ready_devices(transport);
+        if present.len() as u32 >= expected || child::interrupted() || clock::now_ns() >= wait_until
+        {
+            break present;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if present.is_empty() {
+        bail!(
+            "no device running `{transport}` said HELLO on the control channel {} within {}",
+            control.address,
+            humantime::format_duration(waited)
+        );
+    }
+    Ok(Devices::Boards {
+        control,
+        present,
+        expected,
+        waited,
+    })
+}
+
+impl Devices<'_> {
+    /// How many devices run.
+    pub fn count(&self, scenario: &Scenario) -> u32 {
+        match self {
+            Devices::Fleet { .. } => scenario.fleet.devices,
+            Devices::Boards { present, .. } => present.len() as u32,
+        }
+    }
+
+    /// The device processes to sample: the fleet's (boards run elsewhere).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        match self {
+            Devices::Fleet { process, .. } => vec![("fleet".to_string(), process.pid())],
+            Devices::Boards { .. } => Vec::new(),
+        }
+    }
+
+    /// For devices that serve: writes where each listens if the fleet has not (boards: the
+    /// address their control channel came from), and gives the instant the collector's ramp
+    /// of connects counts from.
+    pub fn announce_servers(&self, run: &VariantRun) -> anyhow::Result<u64> {
+        match self {
+            // The fleet writes devices.json as its devices listen.
+            Devices::Fleet { plan, .. } => Ok(plan.start_ns),
+            Devices::Boards {
+                control, present, ..
+            } => {
+                let addresses: Vec<SocketAddr> = control
+                    .addresses(present)
+                    .into_iter()
+                    .map(|a| SocketAddr::new(a.ip(), run.variant.device_port()))
+                    .collect();
+                crate::results::write_atomically(
+                    &run.raw.join("devices.json"),
+                    &serde_json::to_vec_pretty(&addresses)?,
+                )?;
+                Ok(clock::now_ns())
+            }
+        }
+    }
+
+    /// The run's instants: the fleet's, fixed in its plan; boards, already sending, start now.
+    pub fn schedule(&self, scenario: &Scenario) -> Schedule {
+        match self {
+            Devices::Fleet { plan, .. } => Schedule::starting_at(plan.start_ns, scenario),
+            Devices::Boards { .. } => Schedule::starting_at(clock::now_ns(), scenario),
+        }
+    }
+
+    /// After the window: waits (bounded) for the fleet to finish its last sends and drain, then
+    /// gives the receiving end a moment for the last bytes; boards are given the same drain.
+    /// Returns what went wrong, and whether the run is still complete.
+    pub fn finish(
+        &mut self,
+        run: &VariantRun,
+        complete: bool,
+        progress: &ProgressBar,
+        start_ns: u64,
+    ) -> (Option<String>, bool) {
+        match self {
+            Devices::Fleet { process, .. } => {
+                let mut error = None;
+                if complete {
+                    // Bounded: the last send may wait for its write timeout, then the drain.
+                    let bound = DRAIN
+                        + run.profile.write_timeout
+                        + run.profile.connect_timeout
+                        + Duration::from_secs(5);
+                    if !process.wait_for_exit(bound) {
+                        error = Some(format!(
+                            "the fleet did not finish within {bound:?} of the window end"
+                        ));
+                    }
+                }
+                process.stop(super::STOP_GRACE);
+                if process.exit_status().is_some_and(|s| !s.success()) && !child::interrupted() {
+                    error = error.or(process.exited("with a failure"));
+                }
+                // The fleet has closed its connections; give the receiving end a moment for the
+                // last bytes (through a broker, the last messages are still being routed).
+                std::thread::sleep(Duration::from_millis(if run.mqtt.is_some() {
+                    500
+                } else {
+                    200
+                }));
+                (error, complete)
+            }
+            Devices::Boards { .. } => {
+                // Readings due just before the window's end are still on their way.
+                let drain_until =
+                    clock::now_ns() + (DRAIN + Duration::from_secs(1)).as_nanos() as u64;
+                (
+                    None,
+                    complete && sleep_until(drain_until, progress, start_ns),
+                )
+            }
+        }
+    }
+
+    /// The devices' records, with every arrival's due instant moved to the harness clock: by the
+    /// fleet plan's start, or by each board's fitted clock model (unless the sink stamped them
+    /// itself, in echo mode). The boards' control records are kept as `clocks.json`.
+    pub fn records(
+        &self,
+        run: &VariantRun,
+        window: Window,
+        error: Option<&str>,
+    ) -> anyhow::Result<DeviceRecords> {
+        let raw = run.raw;
+        let mut arrivals = records::read_arrivals(&raw.join(records::ARRIVALS))?;
+        match self {
+            Devices::Fleet { plan, .. } => {
+                let sends = records::read_sends(&raw.join(records::SENDS))?;
+                // Readings carry the devices' clock (µs since the plan's start).
+                for a in &mut arrivals {
+                    a.scheduled_us = plan.monotonic_us(a.scheduled_us);
+                }
+                if sends.is_empty() && error.is_none() && !child::interrupted() {
+                    bail!(
+                        "the fleet recorded no readings; see {}",
+                        raw.join("fleet.log").display()
+                    );
+                }
+                Ok(DeviceRecords {
+                    due: sends,
+                    arrivals,
+                    fleet_connections: records::read_jsonl(&raw.join(records::FLEET_CONNECTIONS))?,
+                    hardware: None,
+                })
+            }
+            Devices::Boards {
+                control, expected, ..
+            } => {
+                let (devices, control_errors) = control.devices_of(run.variant.transport.name());
+                let models = hardware::clock_models(&devices);
+                crate::results::write_atomically(
+                    &raw.join("clocks.json"),
+                    &serde_json::to_vec_pretty(&devices)?,
+                )
+                .context("writing the boards' clock records")?;
+                // Echo mode: the sink already stamped each reading with its probe's instant.
+                let (arrivals, without_clock) = if run.variant.echo == Some(true) {
+                    (arrivals, 0)
+                } else {
+                    hardware::to_harness_clock(&arrivals, &models)
+                };
+                Ok(DeviceRecords {
+                    due: hardware::due_readings(&arrivals, window),
+                    arrivals,
+                    fleet_connections: Vec::new(),
+                    hardware: Some(hardware::summary(
+                        *expected,
+                        &devices,
+                        &models,
+                        control_errors,
+                        without_clock,
+                    )),
+                })
+            }
+        }
+    }
+
+    /// Leaves out of `figures` what these devices cannot tell: on hardware, when each send
+    /// began (no uncorrected latency, no send lag), and whether a board sent a reading or its
+    /// broker acknowledged it (lost is not split).
+    pub fn forget_unknowns(&self, figures: &mut ReadingFigures) {
+        if let Devices::Boards { .. } = self {
+            figures.forget_send_instants();
+            figures.delivery.lost_unsent = None;
+            figures.delivery.lost_in_flight = None;
+            figures.delivery.lost_by_broker = None;
+        }
+    }
+
+    /// A note for the latency log's header.
+    pub fn hlog_note(&self) -> &'static str {
+        match self {
+            Devices::Fleet { .. } => "",
+            Devices::Boards { .. } => " (hardware; due instants moved to the harness clock)",
+        }
+    }
+
+    /// Overhead per reading, set-up and close: from the fleet's sockets, or, on hardware, from
+    /// the receiving end's sockets (the boards' own counters are out of reach), where they are
+    /// the boards' (all transports but MQTT, whose sink connections are the subscribers').
+    pub fn overhead(
+        &self,
+        records: &DeviceRecords,
+        sink_connections: &[ConnectionReport],
+        mqtt: bool,
+    ) -> (PerReading, SetupCost, CloseCost) {
+        match self {
+            Devices::Fleet { .. } => {
+                let (per_reading, setup) = crate::measure::overhead(&records.fleet_connections);
+                (
+                    per_reading,
+                    setup,
+                    crate::measure::close_cost(&records.fleet_connections),
+                )
+            }
+            Devices::Boards { .. } => (
+                hardware::per_reading((!mqtt).then_some(sink_connections)),
+                SetupCost::default(),
+                CloseCost::default(),
+            ),
+        }
+    }
+
+    /// What the devices' side must answer for once measured: on hardware, boards that never
+    /// said HELLO, or no reading at all from those that did.
+    pub fn shortfall(&self, run: &VariantRun, received: u64, backend: &str) -> Option<String> {
+        let Devices::Boards {
+            present,
+            expected,
+            waited,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let transport = run.variant.transport.name();
+        if (present.len() as u32) < *expected {
+            return Some(format!(
+                "{} of {expected} device(s) running `{transport}` said HELLO within {}",
+                present.len(),
+                humantime::format_duration(*waited)
+            ));
+        }
+        if received == 0 && !child::interrupted() {
+            return Some(format!(
+                "no reading from the {} device(s) running `{transport}` arrived in the window at \
+                 {backend}",
+                present.len(),
+            ));
+        }
+        None
+    }
+}
+
+/// The control channel of a hardware run, served on a thread of its own for the whole run.
+pub(super) struct ControlServer {
+    state: hardware::control::Shared,
+    address: SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ControlServer {
+    /// Listens on `address` and serves every board's control channel until dropped.
+    pub fn start(address: SocketAddr) -> anyhow::Result<ControlServer> {
+        let listener = std::net::TcpListener::bind(address)
+            .with_context(|| format!("listening for device control channels on {address}"))?;
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let state = hardware::control::Shared::default();
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let thread = {
+            let (state, shutdown) = (state.clone(), shutdown.clone());
+            std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a tokio runtime");
+                    runtime.block_on(async {
+                        match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => hardware::control::serve(l, state, shutdown).await,
+                            Err(e) => eprintln!("error: the control channel listener: {e}"),
+                        }
+                    });
+                })?
+        };
+        Ok(ControlServer {
+            state,
+            address,
+            shutdown,
+            thread: Some(thread),
+        })
+    }
+
+    /// Boards running `transport` that said HELLO and answered at least one clock probe.
+    fn ready_devices(&self, transport: &str) -> Vec<u32> {
+        let state = self.state.lock().unwrap();
+        state
+            .devices
+            .iter()
+            .filter(|(_, d)| d.variant == transport && !d.samples.is_empty())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Where the control channels of `devices` came from.
+    fn addresses(&self, devices: &[u32]) -> Vec<SocketAddr> {
+        let state = self.state.lock().unwrap();
+        devices
+            .iter()
+            .filter_map(|id| state.devices.get(id)?.address)
+            .collect()
+    }
+
+    /// The control records of every board running `transport`, and the control connections
+    /// closed for a malformed line or a silent device.
+    fn devices_of(&self, transport: &str) -> (BTreeMap<u32, DeviceControl>, u64) {
+        let state = self.state.lock().unwrap();
+        let devices = state
+            .devices
+            .iter()
+            .filter(|(_, d)| d.variant == transport)
+            .map(|(id, d)| (*id, d.clone()))
+            .collect();
+        (devices, state.errors)
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
