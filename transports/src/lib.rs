@@ -5,7 +5,8 @@
 //! - [`clock`]: CLOCK_MONOTONIC timestamps, comparable across processes on one host.
 //! - [`socket`]: socket options of a device profile, TCP_INFO counters, a byte-counting stream.
 //! - [`link`], [`sink`]: the types every driver shares, for the device's end (options, errors,
-//!   counts) and the receiving end (observer, connection reports). Leaves: they know no transport.
+//!   counts) and the receiving end (observer, connection reports); [`settings`], the
+//!   per-transport settings a device's options carry. Leaves: they know no transport.
 //! - [`tcp`], [`ws`], [`mqtt`], [`httppost`]: one module per transport, each a pure `codec` plus
 //!   one `driver`; [`served`]: the device-served transports and their own dispatch.
 //! - [`transport`]: on top, the only module that knows every transport: [`TransportKind`] (and by
@@ -22,6 +23,7 @@ pub mod link;
 pub mod mqtt;
 pub mod reading;
 pub mod served;
+pub mod settings;
 pub mod sink;
 pub mod socket;
 pub mod tcp;

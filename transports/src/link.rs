@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::settings::{Connections, MqttSettings};
 use crate::socket::{CountingStream, Side, SocketCounters, SocketOptions, StreamCounts};
 use crate::Encoding;
 
@@ -31,9 +32,9 @@ pub struct LinkOptions {
     /// The device's id (MQTT client id and topic).
     pub device_id: u32,
     /// MQTT topic template, credentials and keep-alive (MQTT transports only).
-    pub mqtt: crate::mqtt::MqttSettings,
+    pub mqtt: MqttSettings,
     /// A TCP connection per reading or one kept alive (http-post only).
-    pub http_connections: crate::httppost::Connections,
+    pub http_connections: Connections,
 }
 
 impl LinkOptions {

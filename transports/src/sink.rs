@@ -160,20 +160,34 @@ pub trait SinkObserver: Send + Sync + 'static {
     fn closed(&self, report: ConnectionReport);
 }
 
-/// An accepted connection handed to a sink driver by [`crate::transport::serve`].
+/// An accepted connection handed to a sink driver by [`crate::transport::serve`]: the socket,
+/// and the sink's part in it.
 pub(crate) struct Accepted {
+    /// The connection.
+    pub stream: TcpStream,
+    /// Its id, device and opening instant, how to serve it and where it reports.
+    pub sink: SinkConnection,
+}
+
+/// What a sink driver knows of an accepted connection besides its socket.
+pub(crate) struct SinkConnection {
     /// Connection id, unique within the sink.
     pub conn: u64,
     /// The device's address.
     pub peer: SocketAddr,
     /// CLOCK_MONOTONIC ns at accept.
     pub opened_ns: u64,
-    /// The connection.
-    pub stream: TcpStream,
     /// How to serve it.
     pub options: SinkOptions,
     /// Where its readings and its report go.
     pub observer: Arc<dyn SinkObserver>,
     /// The sink is shutting down.
     pub shutdown: CancellationToken,
+}
+
+impl SinkConnection {
+    /// This connection's report, closing now for `end`, with nothing counted on it yet.
+    pub fn report(&self, end: ConnectionEnd) -> ConnectionReport {
+        ConnectionReport::new(self.conn, self.peer, self.opened_ns, end)
+    }
 }

@@ -73,20 +73,7 @@ pub async fn connect(
     options: &SocketOptions,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let socket = if target.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(mss) = options.mss {
-        setsockopt_u32(&socket, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss)?;
-    }
-    if let Some(bytes) = options.send_buffer {
-        socket.set_send_buffer_size(bytes)?;
-    }
-    if let Some(bytes) = options.recv_buffer {
-        socket.set_recv_buffer_size(bytes)?;
-    }
+    let socket = profiled_socket(target, options)?;
     socket.set_nodelay(!options.nagle)?;
     if let Some(ip) = source {
         // Let connect() choose the port per destination, so thousands of devices fit on one source.
@@ -102,6 +89,26 @@ pub async fn connect(
     }
 }
 
+/// A new TCP socket of `addr`'s family with the profile's TCP_MAXSEG and buffer sizes, what
+/// both ends of a device set before the SYN ([`connect`], [`listen`]).
+fn profiled_socket(addr: SocketAddr, options: &SocketOptions) -> io::Result<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(mss) = options.mss {
+        setsockopt_u32(&socket, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss)?;
+    }
+    if let Some(bytes) = options.send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = options.recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    Ok(socket)
+}
+
 /// Binds a listening socket at `addr` as a device that serves sets it up: the profile's
 /// TCP_MAXSEG and buffer sizes are set before `listen`, so every connection it accepts has them
 /// from its SYN-ACK on (Linux copies them from the listener to the accepted socket; a board's
@@ -112,21 +119,8 @@ pub fn listen(
     options: &SocketOptions,
     backlog: u32,
 ) -> io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = profiled_socket(addr, options)?;
     socket.set_reuseaddr(true)?;
-    if let Some(mss) = options.mss {
-        setsockopt_u32(&socket, libc::IPPROTO_TCP, libc::TCP_MAXSEG, mss)?;
-    }
-    if let Some(bytes) = options.send_buffer {
-        socket.set_send_buffer_size(bytes)?;
-    }
-    if let Some(bytes) = options.recv_buffer {
-        socket.set_recv_buffer_size(bytes)?;
-    }
     socket.bind(addr)?;
     socket.listen(backlog)
 }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats, Setup};
 pub use crate::served::ServedTransport;
-use crate::sink::Accepted;
+use crate::sink::{Accepted, SinkConnection};
 pub use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver, SinkOptions};
 use crate::{httppost, mqtt, tcp, ws, Reading};
 
@@ -395,13 +395,15 @@ pub async fn serve(
             }
         };
         let accept = Accepted {
-            conn: next_conn.fetch_add(1, Ordering::Relaxed),
-            peer,
-            opened_ns: crate::clock::now_ns(),
             stream,
-            options: options.clone(),
-            observer: observer.clone(),
-            shutdown: shutdown.clone(),
+            sink: SinkConnection {
+                conn: next_conn.fetch_add(1, Ordering::Relaxed),
+                peer,
+                opened_ns: crate::clock::now_ns(),
+                options: options.clone(),
+                observer: observer.clone(),
+                shutdown: shutdown.clone(),
+            },
         };
         match kind {
             SinkTransport::Tcp => tasks.spawn(tcp::driver::serve_connection(accept)),

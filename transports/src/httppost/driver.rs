@@ -430,16 +430,7 @@ fn sniff(body: &[u8]) -> Encoding {
 /// A body's encoding is its `Content-Type`'s (sniffed when that names neither), so
 /// `SinkOptions::encoding` is not consulted; there is no handshake to time. Every response
 /// carries hyper's `date` header (see [`codec::NO_CONTENT`]).
-pub(crate) async fn serve_connection(accepted: Accepted) {
-    let Accepted {
-        conn,
-        peer,
-        opened_ns,
-        stream,
-        options,
-        observer,
-        shutdown,
-    } = accepted;
+pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
     let ready_counters = SocketCounters::of(&stream, Side::Accepted).ok();
     // hyper owns the stream and closes it when it is done; a second descriptor of the socket
     // keeps it open until the final TCP_INFO has been read.
@@ -447,10 +438,10 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
     let stream = CountingStream::new(stream);
     let counts = stream.counts();
     let backend = Arc::new(Backend {
-        conn,
-        observer: observer.clone(),
+        conn: sink.conn,
+        observer: sink.observer.clone(),
         counts: counts.clone(),
-        body_timeout: options.idle_timeout,
+        body_timeout: sink.options.idle_timeout,
         tally: Mutex::default(),
     });
     let service = {
@@ -466,12 +457,12 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         .auto_date_header(true)
         .max_buf_size(MAX_BUF)
         .timer(TokioTimer::new())
-        .header_read_timeout(options.idle_timeout);
+        .header_read_timeout(sink.options.idle_timeout);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let (result, shut_down) = tokio::select! {
         result = connection.as_mut() => (Some(result), false),
-        _ = shutdown.cancelled() => {
+        _ = sink.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             (tokio::time::timeout(SHUTDOWN_GRACE, connection.as_mut()).await.ok(), true)
         }
@@ -495,11 +486,12 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         }
         (None, Some(Err(e))) => ConnectionEnd::Io(e.to_string()),
     };
-    let report = ConnectionReport::new(conn, peer, opened_ns, end)
+    let report = sink
+        .report(end)
         .with_ready(LinkStats::new(0, 0, ready_counters))
         .with_final(last)
         .with_readings(tally.readings, tally.payload_bytes);
-    observer.closed(ConnectionReport {
+    sink.observer.closed(ConnectionReport {
         rejected: tally.rejected,
         ..report
     });

@@ -8,34 +8,17 @@
 use http_body_util::Empty;
 
 use super::{
-    http, read_request, receive_stream, stream_readings, CollectorConn, DeviceConn,
-    ServedConnection,
+    http, read_get, receive_stream, stream_readings, CollectorConn, DeviceConn, ServedConnection,
 };
 use crate::sink::ConnectionEnd;
 
 /// Serves one collector: the endless chunked response.
 pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
     let mut buf = Vec::new();
-    let mut served = ServedConnection {
-        peer: conn.peer,
-        setup: None,
-        final_stats: Default::default(),
-        closed_stats: None,
-        readings_sent: 0,
-        payload_bytes: 0,
-        end: String::new(),
-    };
+    let mut served = ServedConnection::new(conn.peer);
     let mut stopped = false;
-    served.end = match read_request(&mut conn, &mut buf).await {
+    served.end = match read_get(&mut conn, &mut buf, "/stream").await {
         Err(e) => e,
-        Ok(req) if req.method != "GET" => {
-            let _ = conn.write(&http::error_response(405)).await;
-            format!("method {} refused", req.method)
-        }
-        Ok(req) if req.path() != "/stream" => {
-            let _ = conn.write(&http::error_response(404)).await;
-            format!("path {} refused", req.path())
-        }
         Ok(req) => {
             let encoding = conn.options.encoding;
             let subscription = conn.outbox.subscribe(None);

@@ -25,6 +25,7 @@
 //! whose upgrade request is read the same way.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,6 +69,28 @@ pub(super) struct Tally {
     pub(super) readings_sent: u64,
     /// Their payload bytes.
     pub(super) payload_bytes: u64,
+}
+
+impl Tally {
+    /// The connection from `peer` that this tally counts, ended for `end`, with its counts
+    /// before (`final_stats`) and after (`closed_stats`) the close.
+    pub(super) fn served(
+        self,
+        peer: SocketAddr,
+        final_stats: LinkStats,
+        closed_stats: Option<LinkStats>,
+        end: String,
+    ) -> ServedConnection {
+        ServedConnection {
+            peer,
+            setup: self.setup,
+            final_stats,
+            closed_stats,
+            readings_sent: self.readings_sent,
+            payload_bytes: self.payload_bytes,
+            end,
+        }
+    }
 }
 
 /// Serves one collector connection: answers polls until the collector closes, sends something
@@ -271,15 +294,7 @@ pub(super) async fn finish(mut conn: DeviceConn, tally: Tally, stop: Stop) -> Se
         })
         .await;
     }
-    ServedConnection {
-        peer: conn.peer,
-        setup: tally.setup,
-        final_stats,
-        closed_stats,
-        readings_sent: tally.readings_sent,
-        payload_bytes: tally.payload_bytes,
-        end,
-    }
+    tally.served(conn.peer, final_stats, closed_stats, end)
 }
 
 /// The request target of a poll for readings after `last_seq`.

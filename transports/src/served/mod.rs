@@ -86,6 +86,21 @@ pub struct ServedConnection {
     pub end: String,
 }
 
+impl ServedConnection {
+    /// A connection from `peer` with nothing served on it yet.
+    pub fn new(peer: SocketAddr) -> Self {
+        ServedConnection {
+            peer,
+            setup: None,
+            final_stats: LinkStats::default(),
+            closed_stats: None,
+            readings_sent: 0,
+            payload_bytes: 0,
+            end: String::new(),
+        }
+    }
+}
+
 /// What a per-connection handler gets.
 pub struct DeviceConn {
     /// The collector's connection.
@@ -314,6 +329,26 @@ pub async fn collect_device(
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(options.retry_delay) => {}
         }
+    }
+}
+
+/// Reads the request of a collector of a streaming device: one `GET path`. Answers any other
+/// method 405 and any other path 404 (and what does not parse as [`read_request`] does), and
+/// returns why.
+pub async fn read_get(
+    conn: &mut DeviceConn,
+    buf: &mut Vec<u8>,
+    path: &str,
+) -> Result<http::Request, String> {
+    let req = read_request(conn, buf).await?;
+    if req.method != "GET" {
+        let _ = conn.write(&http::error_response(405)).await;
+        Err(format!("method {} refused", req.method))
+    } else if req.path() != path {
+        let _ = conn.write(&http::error_response(404)).await;
+        Err(format!("path {} refused", req.path()))
+    } else {
+        Ok(req)
     }
 }
 

@@ -204,15 +204,7 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         }
         Ending::Broken(end) => end,
     };
-    ServedConnection {
-        peer,
-        setup: tally.setup,
-        final_stats,
-        closed_stats,
-        readings_sent: tally.readings_sent,
-        payload_bytes: tally.payload_bytes,
-        end,
-    }
+    tally.served(peer, final_stats, closed_stats, end)
 }
 
 /// Closes as arduinoWebSockets' server `disconnect()` does: [`CLOSE_NORMAL`], then FIN at once

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use super::codec::{self, FrameDecoder};
 use crate::link::{LinkError, LinkOptions, LinkStats};
-use crate::sink::{Accepted, ConnectionEnd, ConnectionReport};
+use crate::sink::{Accepted, ConnectionEnd};
 use crate::socket::{self, CountingStream, Side, SocketCounters};
 use crate::{Encoding, Reading};
 
@@ -77,16 +77,7 @@ impl DeviceConnection {
 pub const ECHO_PROBE: &[u8] = b"?";
 
 /// Reads frames until the device closes, sends garbage, goes idle or the sink shuts down.
-pub(crate) async fn serve_connection(accepted: Accepted) {
-    let Accepted {
-        conn,
-        peer,
-        opened_ns,
-        stream,
-        options,
-        observer,
-        shutdown,
-    } = accepted;
+pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
     // Raw TCP has no handshake of its own: ready is the end of TCP's, whatever the device sent
     // before this accept.
     let ready_counters = SocketCounters::of(&stream, Side::Accepted)
@@ -94,27 +85,27 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         .map(|c| c.handshake_only());
     let mut stream = CountingStream::new(stream);
     let mut buf = BytesMut::with_capacity(4096);
-    let mut decoder = FrameDecoder::new(options.encoding);
+    let mut decoder = FrameDecoder::new(sink.options.encoding);
     let mut readings = 0u64;
     let mut payload_bytes = 0u64;
     // What a frame adds to its payload: a newline, or a two-byte length.
-    let frame_overhead = match options.encoding {
+    let frame_overhead = match sink.options.encoding {
         Encoding::Json => 1,
         Encoding::Binary => 2,
     };
     // Echo mode: probes written and not yet answered, oldest first.
     let mut probes = std::collections::VecDeque::new();
-    let mut echo = options.echo_interval.map(|every| {
+    let mut echo = sink.options.echo_interval.map(|every| {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker
     });
     let end = 'conn: loop {
         let read = tokio::select! {
-            _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
+            _ = sink.shutdown.cancelled() => break ConnectionEnd::Shutdown,
             _ = async { echo.as_mut().expect("echo mode").tick().await }, if echo.is_some() => {
                 let probe_ns = crate::clock::now_ns();
-                let write = tokio::time::timeout(options.handshake_timeout, async {
+                let write = tokio::time::timeout(sink.options.handshake_timeout, async {
                     stream.write_all(ECHO_PROBE).await?;
                     stream.flush().await
                 });
@@ -125,7 +116,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
                 }
                 continue;
             }
-            read = tokio::time::timeout(options.idle_timeout, stream.read_buf(&mut buf)) => read,
+            read = tokio::time::timeout(sink.options.idle_timeout, stream.read_buf(&mut buf)) => read,
         };
         match read {
             Err(_) => break ConnectionEnd::IdleTimeout,
@@ -154,7 +145,7 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
                         };
                         reading.scheduled_us = probe_ns / 1_000;
                     }
-                    observer.reading(conn, &reading, arrived_ns);
+                    sink.observer.reading(sink.conn, &reading, arrived_ns);
                 }
                 Ok(None) => break,
                 Err(e) => break 'conn ConnectionEnd::Malformed(e.to_string()),
@@ -162,8 +153,8 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         }
     };
     let last = LinkStats::of(&stream, Side::Accepted);
-    observer.closed(
-        ConnectionReport::new(conn, peer, opened_ns, end)
+    sink.observer.closed(
+        sink.report(end)
             .with_ready(LinkStats::new(0, 0, ready_counters))
             .with_final(last)
             .with_readings(readings, payload_bytes),

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::link::{LinkError, LinkOptions, LinkStats};
-use crate::sink::{Accepted, ConnectionEnd, ConnectionReport};
+use crate::sink::{Accepted, ConnectionEnd};
 use crate::socket::{self, CountingStream, Side};
 use crate::{Encoding, Reading};
 
@@ -151,16 +151,7 @@ impl DeviceConnection {
 #[allow(clippy::result_large_err)]
 /// Answers the upgrade (echoing the `arduino` subprotocol when asked), then reads frames until
 /// the device closes, sends something malformed, goes idle or the sink shuts down.
-pub(crate) async fn serve_connection(accepted: Accepted) {
-    let Accepted {
-        conn,
-        peer,
-        opened_ns,
-        stream,
-        options,
-        observer,
-        shutdown,
-    } = accepted;
+pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
     let echo_protocol = |request: &Request, mut response: Response| {
         let asked = request
             .headers()
@@ -182,19 +173,19 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         echo_protocol,
         Some(config()),
     );
-    let mut ws = match tokio::time::timeout(options.handshake_timeout, handshake).await {
+    let mut ws = match tokio::time::timeout(sink.options.handshake_timeout, handshake).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             let end = ConnectionEnd::HandshakeFailed(e.to_string());
-            observer.closed(ConnectionReport::new(conn, peer, opened_ns, end));
+            sink.observer.closed(sink.report(end));
             return;
         }
         Err(_) => {
             let end = ConnectionEnd::HandshakeFailed(format!(
                 "no upgrade within {:?}",
-                options.handshake_timeout
+                sink.options.handshake_timeout
             ));
-            observer.closed(ConnectionReport::new(conn, peer, opened_ns, end));
+            sink.observer.closed(sink.report(end));
             return;
         }
     };
@@ -203,8 +194,8 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
     let mut close_received = false;
     let end = loop {
         let next = tokio::select! {
-            _ = shutdown.cancelled() => break ConnectionEnd::Shutdown,
-            next = tokio::time::timeout(options.idle_timeout, ws.next()) => next,
+            _ = sink.shutdown.cancelled() => break ConnectionEnd::Shutdown,
+            next = tokio::time::timeout(sink.options.idle_timeout, ws.next()) => next,
         };
         let message = match next {
             Err(_) => break ConnectionEnd::IdleTimeout,
@@ -231,13 +222,15 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
             Ok(reading) => {
                 readings += 1;
                 payload_bytes += payload_len as u64;
-                observer.reading(conn, &reading, ws.get_ref().last_read_ns());
+                sink.observer
+                    .reading(sink.conn, &reading, ws.get_ref().last_read_ns());
             }
             Err(e) => break ConnectionEnd::Malformed(e.to_string()),
         }
     };
     // Counted before the close is answered, so the close stays out of the steady state.
-    let report = ConnectionReport::new(conn, peer, opened_ns, end)
+    let report = sink
+        .report(end)
         .with_ready(ready)
         .with_final(LinkStats::of(ws.get_ref(), Side::Accepted))
         .with_readings(readings, payload_bytes);
@@ -248,5 +241,5 @@ pub(crate) async fn serve_connection(accepted: Accepted) {
         // Close, which tungstenite refuses after the peer's.)
         let _ = tokio::time::timeout(socket::CLOSE_WAIT, SinkExt::close(&mut ws)).await;
     }
-    observer.closed(report);
+    sink.observer.closed(report);
 }

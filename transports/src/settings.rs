@@ -1,0 +1,86 @@
+//! Per-transport settings a device's [`LinkOptions`](crate::link::LinkOptions) carry: MQTT's
+//! topic, credentials and session ([`MqttSettings`]), and how an http-post device uses TCP
+//! connections ([`Connections`]).
+//!
+//! A leaf like `link`: plain values, no I/O, no driver. Each driver re-exports its own
+//! (`mqtt::MqttSettings`, `httppost::Connections`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How devices and collectors use MQTT.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqttSettings {
+    /// Topic of a device's readings; `{device}` is replaced by its name (`esp-000042`).
+    pub topic: String,
+    /// Username sent in CONNECT, if any.
+    pub username: Option<String>,
+    /// Password sent in CONNECT, if any. Never serialized (plans are written to results
+    /// folders): processes pass it in the environment variable
+    /// [`PASSWORD_ENV`](crate::mqtt::PASSWORD_ENV).
+    #[serde(skip)]
+    pub password: Option<String>,
+    /// Publish with the retain flag, so a late subscriber gets each device's last reading.
+    pub retain: bool,
+    /// Ask for a clean session (PubSubClient's default); `false` keeps a persistent session.
+    pub clean_session: bool,
+    /// Keep-alive: a client sends PINGREQ when nothing has arrived for this long (PubSubClient:
+    /// 15 s), and gives the connection up when another keep-alive passes without an answer.
+    #[serde(with = "duration_ms")]
+    pub keepalive: Duration,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            topic: "fleet/{device}/reading".into(),
+            username: None,
+            password: None,
+            retain: false,
+            clean_session: true,
+            keepalive: Duration::from_secs(15),
+        }
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// How an http-post device uses TCP connections, after the sketch it emulates
+/// (`firmware/src/variants/http_post.cpp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Connections {
+    /// A TCP connection per reading: an `HTTPClient` per reading, `begin()`, `POST()`, `end()`.
+    /// ESP8266HTTPClient 3.1.2's `begin()` clones the `WiFiClient` it is given, so each reading
+    /// connects (SYN with the device's options), sends `Connection: keep-alive` anyway, reads
+    /// the 204, and the clone's destructor closes first (FIN). The default build.
+    #[default]
+    PerReading,
+    /// One connection for every reading: `begin()` once with `setReuse(true)` (the library's
+    /// `ReuseConnectionV2` example), then `POST()` and `end()` per reading; `end()` leaves the
+    /// connection open. The firmware's `FLEETBENCH_HTTP_REUSE` build.
+    KeptAlive,
+}
+
+impl Connections {
+    /// The name scenarios use: `per-reading` or `kept-alive`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Connections::PerReading => "per-reading",
+            Connections::KeptAlive => "kept-alive",
+        }
+    }
+}
