@@ -1,127 +1,34 @@
 //! Both ends of each transport over real loopback sockets: what arrives, what it cost on the
 //! wire, and what a malformed peer does to the sink.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-use transports::socket::SocketOptions;
-use transports::transport::{
-    serve, ConnectionEnd, ConnectionReport, LinkOptions, LinkStats, SinkObserver, SinkOptions,
-};
+use tokio::net::TcpStream;
+use transports::transport::{ConnectionEnd, LinkStats, SinkOptions};
 use transports::ws::codec::frame_header_len;
-use transports::{DialedTransport, Encoding, Link, Reading, SinkTransport};
+use transports::{DialedTransport, Encoding, Link, SinkTransport};
 
-#[derive(Default)]
-struct Collected {
-    readings: Mutex<Vec<(u64, Reading, u64)>>,
-    closed: Mutex<Vec<ConnectionReport>>,
-}
+mod support;
 
-impl SinkObserver for Collected {
-    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64) {
-        self.readings
-            .lock()
-            .unwrap()
-            .push((conn, *reading, arrived_ns));
-    }
-    fn closed(&self, report: ConnectionReport) {
-        self.closed.lock().unwrap().push(report);
-    }
-}
+use support::{link_options as options, reading, start_sink, Sink};
 
-struct Sink {
-    addr: SocketAddr,
-    collected: Arc<Collected>,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn start_sink(kind: SinkTransport, encoding: Encoding) -> Sink {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let collected = Arc::new(Collected::default());
-    let shutdown = CancellationToken::new();
-    let options = SinkOptions {
-        encoding,
-        ..SinkOptions::default()
-    };
-    let task = tokio::spawn(serve(
+/// A `kind` sink expecting `encoding`.
+async fn sink(kind: SinkTransport, encoding: Encoding) -> Sink {
+    start_sink(
         kind,
-        listener,
-        options,
-        collected.clone(),
-        shutdown.clone(),
-    ));
-    Sink {
-        addr,
-        collected,
-        shutdown,
-        task,
-    }
-}
-
-impl Sink {
-    async fn stop(self) -> Arc<Collected> {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("sink stops")
-            .unwrap();
-        self.collected
-    }
-
-    async fn wait_for_readings(&self, n: usize) {
-        for _ in 0..500 {
-            if self.collected.readings.lock().unwrap().len() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!(
-            "only {} of {n} readings arrived",
-            self.collected.readings.lock().unwrap().len()
-        );
-    }
-}
-
-fn options(kind: SinkTransport, encoding: Encoding) -> LinkOptions {
-    LinkOptions {
-        encoding,
-        socket: SocketOptions {
-            mss: Some(536),
-            nagle: kind.kind().library_nagle(),
-            send_buffer: Some(1072),
-            recv_buffer: Some(2144),
+        SinkOptions {
+            encoding,
+            ..SinkOptions::default()
         },
-        source: None,
-        connect_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(5),
-        device_id: 0,
-        mqtt: Default::default(),
-        http_connections: Default::default(),
-    }
-}
-
-fn reading(device_id: u32, seq: u32) -> Reading {
-    Reading {
-        device_id,
-        seq,
-        scheduled_us: 1_000_000 + seq as u64,
-        temperature_dc: 220,
-        humidity_dpct: 450,
-        pressure_pa: 101_325,
-        air_quality_dppm: 4125,
-    }
+    )
+    .await
 }
 
 /// Sends `count` readings from each of `devices` links; returns each link's steady-state
 /// application bytes written and the payload bytes.
 async fn exercise(kind: SinkTransport, encoding: Encoding, devices: u32, count: u32) {
-    let sink = start_sink(kind, encoding).await;
+    let sink = sink(kind, encoding).await;
     let mut steady = Vec::new();
     for d in 0..devices {
         let (mut link, setup) = Link::connect(kind.dialed(), sink.addr, &options(kind, encoding))
@@ -228,7 +135,7 @@ async fn ws_binary_delivers_with_six_bytes_of_framing() {
 
 #[tokio::test]
 async fn ws_handshake_is_the_arduino_one() {
-    let sink = start_sink(SinkTransport::Ws, Encoding::Json).await;
+    let sink = sink(SinkTransport::Ws, Encoding::Json).await;
     let (link, setup) = Link::connect(
         DialedTransport::Ws,
         sink.addr,
@@ -246,7 +153,7 @@ async fn ws_handshake_is_the_arduino_one() {
 #[tokio::test]
 async fn malformed_frame_closes_only_that_connection() {
     for kind in [SinkTransport::Tcp, SinkTransport::Ws] {
-        let sink = start_sink(kind, Encoding::Json).await;
+        let sink = sink(kind, Encoding::Json).await;
         let (mut good, _) = Link::connect(kind.dialed(), sink.addr, &options(kind, Encoding::Json))
             .await
             .unwrap();

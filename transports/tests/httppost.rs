@@ -4,93 +4,29 @@
 //! counted without disturbing anyone else.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 use transports::httppost::codec::{self, NO_CONTENT_LEN};
 use transports::httppost::Connections;
-use transports::socket::{SocketCounters, SocketOptions};
-use transports::transport::{
-    serve, ConnectionEnd, ConnectionReport, LinkError, LinkOptions, SinkObserver, SinkOptions,
-};
-use transports::{Encoding, Link, Reading, SinkTransport};
+use transports::socket::SocketCounters;
+use transports::transport::{ConnectionEnd, LinkError, LinkOptions, SinkOptions};
+use transports::{Encoding, Link, SinkTransport};
 
 const KIND: SinkTransport = SinkTransport::HttpPost;
 
-#[derive(Default)]
-struct Collected {
-    readings: Mutex<Vec<(u64, Reading, u64)>>,
-    closed: Mutex<Vec<ConnectionReport>>,
-}
+mod support;
 
-impl SinkObserver for Collected {
-    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64) {
-        self.readings
-            .lock()
-            .unwrap()
-            .push((conn, *reading, arrived_ns));
-    }
-    fn closed(&self, report: ConnectionReport) {
-        self.closed.lock().unwrap().push(report);
-    }
-}
+use support::{payload, reading, Sink};
 
-struct Sink {
-    addr: SocketAddr,
-    collected: Arc<Collected>,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
+/// An http-post sink that closes connections idle for `idle_timeout`.
 async fn start_sink(idle_timeout: Duration) -> Sink {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let collected = Arc::new(Collected::default());
-    let shutdown = CancellationToken::new();
     let options = SinkOptions {
         idle_timeout,
         ..SinkOptions::default()
     };
-    let task = tokio::spawn(serve(
-        KIND,
-        listener,
-        options,
-        collected.clone(),
-        shutdown.clone(),
-    ));
-    Sink {
-        addr,
-        collected,
-        shutdown,
-        task,
-    }
-}
-
-impl Sink {
-    async fn stop(self) -> Arc<Collected> {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("sink stops")
-            .unwrap();
-        self.collected
-    }
-
-    async fn wait_for_closed(&self, n: usize) {
-        for _ in 0..500 {
-            if self.collected.closed.lock().unwrap().len() >= n {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!(
-            "only {} of {n} connections reported",
-            self.collected.closed.lock().unwrap().len()
-        );
-    }
+    support::start_sink(KIND, options).await
 }
 
 /// A device's options: a connection per reading, as the default sketch.
@@ -100,38 +36,9 @@ fn options(encoding: Encoding) -> LinkOptions {
 
 fn options_with(encoding: Encoding, http_connections: Connections) -> LinkOptions {
     LinkOptions {
-        encoding,
-        socket: SocketOptions {
-            mss: Some(536),
-            nagle: KIND.kind().library_nagle(),
-            send_buffer: Some(1072),
-            recv_buffer: Some(2144),
-        },
-        source: None,
-        connect_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(5),
-        device_id: 0,
-        mqtt: Default::default(),
         http_connections,
+        ..support::link_options(KIND, encoding)
     }
-}
-
-fn reading(device_id: u32, seq: u32) -> Reading {
-    Reading {
-        device_id,
-        seq,
-        scheduled_us: 1_000_000 + seq as u64,
-        temperature_dc: 220,
-        humidity_dpct: 450,
-        pressure_pa: 101_325,
-        air_quality_dppm: 4125,
-    }
-}
-
-fn payload(encoding: Encoding, reading: &Reading) -> Vec<u8> {
-    let mut out = Vec::new();
-    encoding.encode(reading, &mut out);
-    out
 }
 
 /// The exact request a device writes for `body`.

@@ -1,5 +1,5 @@
 //! The crate's layers, read from its sources: the drivers sit below `transport`, which alone
-//! knows the list of transports, and the shared types (`link`, `sink`) sit below the drivers.
+//! knows the list of transports, and the shared types (`link`, `sink`, `settings`) sit below the drivers.
 
 use std::path::{Path, PathBuf};
 
@@ -67,16 +67,21 @@ fn no_module_below_transport_imports_it_or_names_every_transport() {
     );
 }
 
+/// The leaves every driver builds on: shared types and per-transport settings.
+const SHARED: &[&str] = &["link.rs", "sink.rs", "settings.rs"];
+
 #[test]
 fn the_shared_types_import_no_driver() {
     for (name, lines) in code() {
-        if !["link.rs", "sink.rs"].contains(&name.as_str()) {
+        if !SHARED.contains(&name.as_str()) {
             continue;
         }
         for line in lines {
             for driver in [
                 "crate::tcp",
                 "crate::ws",
+                "crate::mqtt",
+                "crate::httppost",
                 "::driver",
                 "crate::served",
                 "crate::transport",

@@ -2,42 +2,25 @@
 //! outbox, a collector (or a raw socket) asking it; what arrives, and the exact bytes it cost.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use transports::served::longpoll::{batch_body, poll_target};
-use transports::served::{
-    collect_device, http, serve_device, CollectOptions, Outbox, ServedConnection, ServedOptions,
-};
-use transports::socket::SocketOptions;
-use transports::transport::{ConnectionEnd, ConnectionReport, SinkObserver};
+use transports::served::{http, Outbox, ServedOptions};
+use transports::transport::ConnectionEnd;
 use transports::ws::codec::frame_header_len;
 use transports::{Encoding, Reading, ServedTransport};
 
 const LONG_POLL: ServedTransport = ServedTransport::LongPoll;
 const WS_SERVER: ServedTransport = ServedTransport::WsServer;
 
-#[derive(Default)]
-struct Collected {
-    readings: Mutex<Vec<(u64, Reading, u64)>>,
-    closed: Mutex<Vec<ConnectionReport>>,
-}
+mod support;
 
-impl SinkObserver for Collected {
-    fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64) {
-        self.readings
-            .lock()
-            .unwrap()
-            .push((conn, *reading, arrived_ns));
-    }
-    fn closed(&self, report: ConnectionReport) {
-        self.closed.lock().unwrap().push(report);
-    }
-}
+use support::{
+    collect_options, device_options, read_exactly, read_to_end, until, Collector, Device,
+};
 
 fn reading(seq: u32) -> Reading {
     Reading {
@@ -57,130 +40,22 @@ fn payload(encoding: Encoding, seq: u32) -> Vec<u8> {
     out
 }
 
-/// Polls `done` every 5 ms for up to 5 s.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..1000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-struct Device {
-    addr: SocketAddr,
-    outbox: Arc<Outbox>,
-    reports: Arc<Mutex<Vec<ServedConnection>>>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
+/// A `kind` device serving `outbox`, holding a poll for `hold`.
 async fn start_device(
     kind: ServedTransport,
     encoding: Encoding,
     outbox: Arc<Outbox>,
     hold: Duration,
 ) -> Device {
-    let socket = SocketOptions {
-        mss: Some(536),
-        nagle: kind.kind().library_nagle(),
-        send_buffer: Some(1072),
-        recv_buffer: Some(2144),
-    };
-    // As the fleet binds devices: the profile set on the listener, before listen.
-    let listener = transports::socket::listen("127.0.0.1:0".parse().unwrap(), &socket, 16).unwrap();
-    let addr = listener.local_addr().unwrap();
     let options = ServedOptions {
-        encoding,
-        socket,
-        write_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(5),
         hold_timeout: hold,
+        ..device_options(kind.kind(), encoding)
     };
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = reports.clone();
-    let report = Arc::new(move |served: ServedConnection| sink.lock().unwrap().push(served));
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(serve_device(
-        kind,
-        listener,
-        outbox.clone(),
-        options,
-        report,
-        stop.clone(),
-    ));
-    Device {
-        addr,
-        outbox,
-        reports,
-        stop,
-        task,
-    }
-}
-
-impl Device {
-    /// Waits for `n` connection reports.
-    async fn wait_for_reports(&self, n: usize) {
-        until("device reports", || self.reports.lock().unwrap().len() >= n).await;
-    }
-
-    async fn stop(self) -> Vec<ServedConnection> {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("the device stops")
-            .unwrap();
-        self.reports.lock().unwrap().clone()
-    }
-}
-
-struct Collector {
-    collected: Arc<Collected>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    support::start_device(kind, outbox, options)
 }
 
 fn start_collector(kind: ServedTransport, device: SocketAddr, encoding: Encoding) -> Collector {
-    let collected = Arc::new(Collected::default());
-    let stop = CancellationToken::new();
-    let options = CollectOptions {
-        encoding,
-        connect_timeout: Duration::from_secs(5),
-        retry_delay: Duration::from_millis(100),
-        response_timeout: Duration::from_secs(5),
-    };
-    let task = tokio::spawn(collect_device(
-        kind,
-        device,
-        options,
-        collected.clone(),
-        Arc::new(AtomicU64::new(0)),
-        stop.clone(),
-    ));
-    Collector {
-        collected,
-        stop,
-        task,
-    }
-}
-
-impl Collector {
-    async fn wait_for_readings(&self, n: usize) {
-        until("readings at the collector", || {
-            self.collected.readings.lock().unwrap().len() >= n
-        })
-        .await;
-    }
-
-    async fn stop(self) -> Arc<Collected> {
-        self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
-            .await
-            .expect("the collector stops")
-            .unwrap();
-        self.collected
-    }
+    support::start_collector(kind, device, collect_options(encoding))
 }
 
 /// The request head hyper writes for a poll: request line and `Host`, nothing else.
@@ -199,24 +74,6 @@ fn answer(encoding: Encoding, seqs: impl IntoIterator<Item = u32>) -> Vec<u8> {
     let mut out = http::ok_head(http::content_type(encoding), body.len(), true);
     out.extend_from_slice(&body);
     out
-}
-
-async fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; len];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
-        .await
-        .expect("the device answers")
-        .unwrap();
-    buf
-}
-
-async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
-        .await
-        .expect("the device closes")
-        .unwrap();
-    buf
 }
 
 /// Publishes 50 readings to a device a collector is connected to, at most four ahead of the

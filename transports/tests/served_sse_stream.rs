@@ -2,42 +2,21 @@
 //! delivery, exact framing, SSE's resume after a cut, and malformed requests.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::sync::CancellationToken;
 use transports::served::http;
-use transports::served::{self, CollectOptions, Outbox, ServedConnection, ServedOptions};
-use transports::socket::SocketOptions;
+use transports::served::{CollectOptions, Outbox, ServedConnection, ServedOptions};
 use transports::transport::ConnectionEnd;
-use transports::transport::{ConnectionReport, SinkObserver};
 use transports::{Encoding, Reading, ServedTransport};
 
-#[derive(Default)]
-struct Collected {
-    readings: Mutex<Vec<Reading>>,
-    closed: Mutex<Vec<ConnectionReport>>,
-}
+mod support;
 
-impl SinkObserver for Collected {
-    fn reading(&self, _: u64, reading: &Reading, _: u64) {
-        self.readings.lock().unwrap().push(*reading);
-    }
-    fn closed(&self, report: ConnectionReport) {
-        self.closed.lock().unwrap().push(report);
-    }
-}
-
-struct Device {
-    addr: SocketAddr,
-    outbox: Arc<Outbox>,
-    served: Arc<Mutex<Vec<ServedConnection>>>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
+use support::{
+    collect_options, device_options, read_exactly, read_to_end, start_collector, start_device,
+    until, Collected, Collector, Device,
+};
 
 async fn device(kind: ServedTransport, replay: usize) -> Device {
     device_with_write_timeout(kind, replay, Duration::from_secs(5)).await
@@ -48,70 +27,21 @@ async fn device_with_write_timeout(
     replay: usize,
     write_timeout: Duration,
 ) -> Device {
-    // The ESP8266 profile, set on the listener as the fleet binds devices.
-    let socket = SocketOptions {
-        mss: Some(536),
-        nagle: kind.kind().library_nagle(),
-        send_buffer: Some(1072),
-        recv_buffer: Some(2144),
-    };
-    let listener = transports::socket::listen("127.0.0.1:0".parse().unwrap(), &socket, 16).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let outbox = Outbox::new(8, replay);
-    let served = Arc::new(Mutex::new(Vec::new()));
-    let sink = served.clone();
-    let stop = CancellationToken::new();
     let options = ServedOptions {
-        encoding: Encoding::Json,
-        socket,
         write_timeout,
-        request_timeout: Duration::from_secs(5),
         hold_timeout: Duration::from_secs(30),
+        ..device_options(kind.kind(), Encoding::Json)
     };
-    let task = tokio::spawn(served::serve_device(
-        kind,
-        listener,
-        outbox.clone(),
-        options,
-        Arc::new(move |c| sink.lock().unwrap().push(c)),
-        stop.clone(),
-    ));
-    Device {
-        addr,
-        outbox,
-        served,
-        stop,
-        task,
-    }
-}
-
-struct Collector {
-    collected: Arc<Collected>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    start_device(kind, Outbox::new(8, replay), options)
 }
 
 fn collector(kind: ServedTransport, addr: SocketAddr, retry: Duration) -> Collector {
-    let collected = Arc::new(Collected::default());
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(served::collect_device(
-        kind,
-        addr,
-        CollectOptions {
-            encoding: Encoding::Json,
-            connect_timeout: Duration::from_secs(5),
-            retry_delay: retry,
-            response_timeout: Duration::from_secs(35),
-        },
-        collected.clone(),
-        Arc::new(AtomicU64::new(0)),
-        stop.clone(),
-    ));
-    Collector {
-        collected,
-        stop,
-        task,
-    }
+    let options = CollectOptions {
+        retry_delay: retry,
+        response_timeout: Duration::from_secs(35),
+        ..collect_options(Encoding::Json)
+    };
+    start_collector(kind, addr, options)
 }
 
 fn reading(seq: u32) -> Reading {
@@ -127,23 +57,14 @@ fn reading(seq: u32) -> Reading {
 }
 
 async fn wait_for_clients(outbox: &Outbox, n: usize) {
-    for _ in 0..500 {
-        if outbox.clients() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("no collector connected");
+    until("a collector to connect", || outbox.clients() >= n).await;
 }
 
 async fn wait_for_readings(c: &Collected, n: usize) {
-    for _ in 0..500 {
-        if c.readings.lock().unwrap().len() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("only {} of {n} readings", c.readings.lock().unwrap().len());
+    until("readings at the collector", || {
+        c.readings.lock().unwrap().len() >= n
+    })
+    .await;
 }
 
 /// Publishes `seqs`, keeping at most four readings between the outbox and the collector, so the
@@ -161,7 +82,7 @@ async fn finish(device: Device, collector: Collector) -> (Vec<Reading>, Vec<Serv
     collector.task.await.unwrap();
     device.stop.cancel();
     device.task.await.unwrap();
-    let readings = collector.collected.readings.lock().unwrap().clone();
+    let readings = collector.collected.readings();
     let served = device.served.lock().unwrap().clone();
     (readings, served)
 }
@@ -355,24 +276,6 @@ fn json(seq: u32) -> Vec<u8> {
     let mut out = Vec::new();
     Encoding::Json.encode(&reading(seq), &mut out);
     out
-}
-
-async fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; len];
-    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut buf))
-        .await
-        .expect("the device sends")
-        .unwrap();
-    buf
-}
-
-async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
-        .await
-        .expect("the device closes")
-        .unwrap();
-    buf
 }
 
 /// AsyncEventSource's bytes on the wire: its head, an event without `id:` for reading 0 (the
