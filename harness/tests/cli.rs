@@ -1,6 +1,5 @@
 //! The `fleetbench` binary as a user runs it: real child processes, real sockets on 127.0.0.1.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,20 +8,12 @@ use serde_json::Value;
 #[path = "support/mid_run.rs"]
 mod mid_run;
 use mid_run::{sleep_until_ns, wait_for_plan};
+#[path = "support/run.rs"]
+mod run;
+use run::{read_results, run_command, write_scenario};
 
 fn fleetbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-}
-
-fn write_scenario(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("scenario.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn read_results(dir: &Path) -> Value {
-    let text = std::fs::read_to_string(dir.join("results.json")).expect("results.json written");
-    serde_json::from_str(&text).unwrap()
 }
 
 const FOUR_VARIANTS: &str = r#"
@@ -255,15 +246,7 @@ fn an_interrupted_run_still_writes_what_it_measured() {
         .replace("warmup = \"1s\"", "warmup = \"500ms\"");
     let scenario = write_scenario(dir.path(), &text);
     let out = dir.path().join("out");
-    let mut child = fleetbench()
-        .args([
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::null())
+    let mut child = run_command(&scenario, &out)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -354,15 +337,7 @@ fn a_backend_that_dies_mid_run_fails_the_variant_and_its_loss_is_counted() {
         .replace("duration = \"3s\"", "duration = \"4s\"");
     let scenario = write_scenario(dir.path(), &text);
     let out = dir.path().join("out");
-    let mut child = fleetbench()
-        .args([
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::null())
+    let mut child = run_command(&scenario, &out)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

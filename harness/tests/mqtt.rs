@@ -7,10 +7,12 @@ mod embedded_broker;
 mod mid_run;
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
+#[path = "support/run.rs"]
+mod run;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -248,22 +250,10 @@ async fn binary_readings_of_devices_whose_id_starts_like_json_are_collected() {
 }
 
 fn run(dir: &Path, scenario: &str) -> (Option<i32>, Value) {
-    let path = dir.join("scenario.toml");
-    std::fs::write(&path, scenario).unwrap();
+    let path = run::write_scenario(dir, scenario);
     let out = dir.join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args([
-            "run",
-            path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    let text = std::fs::read_to_string(out.join("results.json")).expect("results written");
-    (status.code(), serde_json::from_str(&text).unwrap())
+    let status = run::run_command(&path, &out).status().unwrap();
+    (status.code(), run::read_results(&out))
 }
 
 fn three_qos(broker: &str) -> String {

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use device_emulator::fleet::SendOutcome;
 use fleetbench::records;
 use serde_json::Value;
+
+#[path = "support/run.rs"]
+mod run;
 
 /// Runs the variants and returns results.json with the results folder (kept until dropped).
 fn run(variants: &[(&str, &str)]) -> (Value, tempfile::TempDir) {
@@ -21,24 +23,11 @@ fn run(variants: &[(&str, &str)]) -> (Value, tempfile::TempDir) {
             "\n[[variants]]\nname = \"{name}\"\ntransport = \"{transport}\"\n"
         ));
     }
-    let path = dir.path().join("scenario.toml");
-    std::fs::write(&path, scenario).unwrap();
+    let path = run::write_scenario(dir.path(), &scenario);
     let out = dir.path().join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args([
-            "run",
-            path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    let status = run::run_command(&path, &out).status().unwrap();
     assert!(status.success(), "{status}");
-    let results =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    (results, dir)
+    (run::read_results(&out), dir)
 }
 
 /// Every reading a device sent arrived, once and in order, on one connection per device. A
