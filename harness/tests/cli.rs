@@ -51,16 +51,7 @@ fn fifty_devices_deliver_every_reading_with_exact_framing() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(dir.path(), FOUR_VARIANTS);
     let out = dir.path().join("out");
-    let status = fleetbench()
-        .args([
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ])
-        .status()
-        .unwrap();
+    let status = run_command(&scenario, &out).status().unwrap();
     assert!(status.success(), "{status}");
     let results = read_results(&out);
     assert_eq!(results["schema_version"], 1);
