@@ -2,33 +2,10 @@
 //!
 //! [`describe`] reads it all from `/proc`, `/etc/os-release` and `uname`. Nothing here fails: a
 //! fact that cannot be read becomes `"unknown"` (or `None`), since a run is worth keeping even if,
-//! say, `/etc/os-release` is missing. Comparing machines is left to the report.
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-/// The machine and build a run ran on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct Machine {
-    /// CPU model name from `/proc/cpuinfo`, e.g. `AMD EPYC 7B13`.
-    pub cpu_model: String,
-    /// CPUs this process may use (affinity and cgroup quota taken into account).
-    pub cores: u32,
-    /// Kernel release, e.g. `6.8.0-45-generic`.
-    pub kernel: String,
-    /// Host name.
-    pub hostname: String,
-    /// Operating system, e.g. `Ubuntu 24.04.1 LTS` (`PRETTY_NAME` of `/etc/os-release`).
-    pub os: String,
-    /// Version of the fleetbench package.
-    pub fleetbench_version: String,
-    /// Git revision the binary was built from, `-dirty` when the tree had changes, or `unknown`.
-    pub git_revision: String,
-    /// Whether the kernel adds TCP timestamps (`net.ipv4.tcp_timestamps` non-zero), 12 bytes per
-    /// segment that an ESP8266 does not send; `None` if unreadable.
-    pub tcp_timestamps: Option<bool>,
-}
-
-const UNKNOWN: &str = "unknown";
+//! say, `/etc/os-release` is missing. Comparing machines is left to the report. The type,
+//! [`Machine`], is part of the results model in [`reports::results`], re-exported here.
+pub use reports::results::Machine;
+use reports::results::UNKNOWN;
 
 /// Describes this machine and this build.
 pub fn describe() -> Machine {

@@ -13,11 +13,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::charts;
+use crate::error::ReportError;
 use crate::hlog::{self, Spectra};
 use crate::html::{escape, inline_svg};
 use crate::output;
 use crate::palette::{self, Rgb};
-use crate::results::{self, ReportError, Run, Variant};
+use crate::results::{self, RunResult, VariantResult};
 
 /// File name of the comparison page inside the output folder.
 pub const HTML_FILE: &str = "compare.html";
@@ -88,7 +89,7 @@ pub fn render_html(out_dir: &Path, page: &ComparePage) -> Result<PathBuf, Report
 }
 
 /// results.json of one side, with an error saying which side when its folder is missing.
-fn read_run(dir: &Path, side: &str) -> Result<Run, ReportError> {
+fn read_run(dir: &Path, side: &str) -> Result<RunResult, ReportError> {
     if let Err(e) = std::fs::metadata(dir) {
         return Err(ReportError::Read {
             path: dir.to_owned(),
@@ -108,8 +109,8 @@ struct Figure {
 /// A chart for every variant of the candidate (in its order) that the baseline also ran.
 fn figures(
     page: &ComparePage,
-    baseline: &Run,
-    candidate: &Run,
+    baseline: &RunResult,
+    candidate: &RunResult,
 ) -> Result<Vec<Figure>, ReportError> {
     let colours = palette::variants(candidate.variants.iter().map(|v| v.transport.as_str()));
     let mut out = Vec::new();
@@ -132,7 +133,11 @@ fn figures(
 }
 
 /// What a chart says under it: what is drawn, and where a side's spectrum is coarse or empty.
-fn caption(page: &ComparePage, base: (&Variant, &Spectra), cand: (&Variant, &Spectra)) -> String {
+fn caption(
+    page: &ComparePage,
+    base: (&VariantResult, &Spectra),
+    cand: (&VariantResult, &Spectra),
+) -> String {
     let mut text = format!(
         "Latency of {} from the due instant (corrected for coordinated omission) at each \
          percentile: baseline {} dashed, candidate {} solid. The x axis counts nines: each step \
@@ -199,7 +204,12 @@ footer{color:#888;font-size:.8rem;margin-top:3rem}
 ";
 
 /// The whole page.
-fn document(page: &ComparePage, baseline: &Run, candidate: &Run, figures: &[Figure]) -> String {
+fn document(
+    page: &ComparePage,
+    baseline: &RunResult,
+    candidate: &RunResult,
+    figures: &[Figure],
+) -> String {
     let mut h =
         String::with_capacity(32 * 1024 + figures.iter().map(|f| f.svg.len()).sum::<usize>());
     let title = escape(&page.title);
@@ -242,7 +252,7 @@ fn document(page: &ComparePage, baseline: &Run, candidate: &Run, figures: &[Figu
 }
 
 /// Which two runs: label, folder, scenario, start and revision of each.
-fn runs(h: &mut String, page: &ComparePage, baseline: &Run, candidate: &Run) {
+fn runs(h: &mut String, page: &ComparePage, baseline: &RunResult, candidate: &RunResult) {
     h.push_str(
         "<div class=\"scroll\">\n<table class=\"runs\">\n<thead><tr><th></th><th>run</th>\
          <th>scenario</th><th>started</th><th>git revision</th><th>folder</th></tr></thead>\n\
@@ -300,7 +310,7 @@ fn outcome(h: &mut String, page: &ComparePage) {
 
 /// The colour of each variant, as the candidate's report (or, for a variant only the baseline
 /// ran, the baseline's) shows it.
-fn colours(baseline: &Run, candidate: &Run) -> Vec<(String, Rgb)> {
+fn colours(baseline: &RunResult, candidate: &RunResult) -> Vec<(String, Rgb)> {
     let mut out = Vec::new();
     for run in [candidate, baseline] {
         let colours = palette::variants(run.variants.iter().map(|v| v.transport.as_str()));
@@ -382,7 +392,7 @@ fn table(h: &mut String, rows: &[CompareRow], colours: &[(String, Rgb)]) {
 mod tests {
     use super::*;
 
-    fn run(json: &str) -> Run {
+    fn run(json: &str) -> RunResult {
         serde_json::from_str(json).unwrap()
     }
 

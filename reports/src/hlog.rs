@@ -14,7 +14,8 @@ use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
-use crate::results::{Percentiles, ReportError, Variant};
+use crate::error::ReportError;
+use crate::results::{Percentiles, VariantResult};
 
 /// Spacing of the spectrum's samples along the nines axis.
 const STEP_NINES: f64 = 0.05;
@@ -34,7 +35,7 @@ pub struct Spectra {
 }
 
 /// Reads the spectra of `variant` from its interval log in `dir`.
-pub fn read_spectra(dir: &Path, variant: &Variant) -> Result<Spectra, ReportError> {
+pub fn read_spectra(dir: &Path, variant: &VariantResult) -> Result<Spectra, ReportError> {
     let file = if variant.files.hlog.is_empty() {
         format!("{}.hlog", variant.name)
     } else {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::charts::Kind;
 use crate::format::{count, sig3};
-use crate::results::Run;
+use crate::results::RunResult;
 use crate::table::Summary;
 
 const STYLE: &str = "\
@@ -68,7 +68,7 @@ pub struct Figure {
 }
 
 /// The whole page, with the charts in report order.
-pub fn page(run: &Run, summary: &Summary, charts: &[Figure]) -> String {
+pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
     let s = &run.scenario;
     let mut h =
         String::with_capacity(64 * 1024 + charts.iter().map(|c| c.svg.len()).sum::<usize>());
@@ -118,7 +118,7 @@ pub fn page(run: &Run, summary: &Summary, charts: &[Figure]) -> String {
     h
 }
 
-fn banner(h: &mut String, run: &Run) {
+fn banner(h: &mut String, run: &RunResult) {
     h.push_str(
         "<div class=\"banner\" role=\"alert\"><strong>Incomplete run.</strong> The run was \
          interrupted or a variant failed: the figures cover only what was measured.",
@@ -139,7 +139,7 @@ fn banner(h: &mut String, run: &Run) {
     h.push_str("</div>\n");
 }
 
-fn facts(h: &mut String, run: &Run) {
+fn facts(h: &mut String, run: &RunResult) {
     let s = &run.scenario;
     let m = &run.machine;
     let scenario = [

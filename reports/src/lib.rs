@@ -2,11 +2,12 @@
 //! Markdown summary.
 //!
 //! This crate reads only the results files (`results.json` and the `<variant>.hlog` interval logs),
-//! never a live run and never the harness's types, so any old run can be re-rendered. One call,
-//! [`render`], does everything:
+//! never a live run, so any old run can be re-rendered. One call, [`render`], does everything:
 //!
-//! - `results` — serde types for what this crate reads of results.json (lenient: optional fields
-//!   may be missing, unknown fields are ignored) and [`ReportError`].
+//! - [`results`] — the results model, defined once: the types of results.json that the harness
+//!   writes (it re-exports them) and this crate reads, leniently (optional fields may be missing,
+//!   unknown fields are ignored).
+//! - `error` — [`ReportError`].
 //! - `hlog` — the interval logs merged into one corrected and one uncorrected histogram per
 //!   variant, turned into percentile spectra.
 //! - `palette` — one fixed colour per transport, shared by every chart and the HTML table.
@@ -24,19 +25,20 @@
 
 mod charts;
 pub mod compare;
+mod error;
 mod format;
 mod hlog;
 mod html;
 mod markdown;
 mod output;
 mod palette;
-mod results;
+pub mod results;
 mod table;
 
 use std::path::{Path, PathBuf};
 
+pub use error::ReportError;
 pub use output::write_atomically;
-pub use results::ReportError;
 
 /// File name of the HTML report inside a results folder.
 pub const HTML_FILE: &str = "report.html";

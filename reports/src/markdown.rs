@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::charts::{Kind, ALL};
 use crate::format::{count, sig3};
-use crate::results::Run;
+use crate::results::RunResult;
 use crate::table::Summary;
 use crate::CHARTS_DIR;
 
@@ -29,7 +29,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The whole summary.
-pub fn page(run: &Run, summary: &Summary) -> String {
+pub fn page(run: &RunResult, summary: &Summary) -> String {
     let s = &run.scenario;
     let m = &run.machine;
     let mut md = String::with_capacity(8 * 1024);

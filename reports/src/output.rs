@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::results::ReportError;
+use crate::error::ReportError;
 
 /// Writes `bytes` to `path` atomically; the error names the file (`writing <path>: <cause>`) and
 /// keeps the cause's kind. The harness writes its own files (results.json, the flush mark) with it.

@@ -1,320 +1,349 @@
-//! What the reports read of `results.json`, and the crate's error type.
+//! The results model: the types of `results.json`, defined once for the harness that writes it
+//! and the reports (and the harness's `compare`) that read it.
 //!
-//! These types mirror the published schema (`harness/results.schema.json`) but are this crate's
-//! own: the harness depends on `reports`, not the other way round. They are lenient on purpose:
-//! unknown fields are ignored, fields only some variants carry (`collector_leg`, `broker`,
-//! `subscribers`, `cost.broker`) are optional, and most figures default to zero when absent, so a
-//! results file from an older or newer harness still renders. Only the layout version is checked.
+//! The names here are a public interface (see `harness/results.schema.json`, generated from these
+//! types by `fleetbench schema`): add fields freely, but renaming or removing one needs a new
+//! [`SCHEMA_VERSION`]. Field names, their order and the `skip_serializing_if` rules are the bytes
+//! of results.json; the harness computes every figure from the raw records kept beside it.
+//!
+//! Reading is lenient on purpose, so a results file from an older or newer harness still renders
+//! and compares: unknown fields are ignored, fields only some variants carry (`collector_leg`,
+//! `broker`, `subscribers`, `cost.broker`, `hardware`) are optional, and every figure defaults
+//! to zero when absent; only a variant's `name` and `transport`, and the run's `schema_version`,
+//! `complete`, `scenario` and `variants`, must be there. The schema describes what the harness
+//! writes, not what a reader tolerates: `#[schemars(!default)]` keeps a field that reading
+//! defaults listed as required.
+//!
+//! Why here and not in a crate of its own: the design card fixes the crate list, and `reports`
+//! sits below the harness (the harness depends on it, never the other way round), so both reach
+//! the model without a cycle.
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::de::IntoDeserializer;
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// Highest `schema_version` of results.json this crate understands.
+use crate::error::ReportError;
+use crate::output::write_atomically;
+
+/// File name of the results inside a results folder.
+pub const RESULTS_FILE: &str = "results.json";
+
+/// Version of the results.json layout: the one the harness writes, and the highest this crate reads.
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// Why a report could not be rendered.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReportError {
-    /// results.json (or another input) could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// results.json is not valid JSON or does not have the expected shape.
-    #[error("malformed {}: {source}", path.display())]
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// What serde_json found, with line and column.
-        source: serde_json::Error,
-    },
-    /// results.json has a layout this crate does not know.
-    #[error(
-        "{}: schema_version {found} is not supported (this build reads up to {SCHEMA_VERSION})",
-        path.display()
-    )]
-    UnsupportedSchema {
-        /// The file.
-        path: PathBuf,
-        /// The version it declares.
-        found: u32,
-    },
-    /// A variant's `.hlog` interval log could not be decoded.
-    #[error("bad interval log {}: {reason}", path.display())]
-    Hlog {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        reason: String,
-    },
-    /// A chart could not be drawn or encoded.
-    #[error("cannot render chart {chart}: {reason}")]
-    Render {
-        /// The chart's name.
-        chart: &'static str,
-        /// What the drawing backend or encoder reported.
-        reason: String,
-    },
-    /// An output file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-}
-
-/// One run: every variant, side by side.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Run {
-    /// Layout version.
+/// One run of a scenario: every variant, side by side.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RunResult {
+    /// Layout version: [`SCHEMA_VERSION`].
     pub schema_version: u32,
-    /// False when the run was interrupted or a variant failed.
+    /// False when the run was interrupted or a variant failed: figures cover what was measured.
     pub complete: bool,
     /// What was run.
-    pub scenario: Scenario,
+    pub scenario: ScenarioEcho,
     /// Where it ran.
     #[serde(default)]
+    #[schemars(!default)]
     pub machine: Machine,
-    /// UTC start time, RFC 3339.
+    /// UTC wall-clock time the run started, RFC 3339.
     #[serde(default)]
+    #[schemars(!default)]
     pub started_at: String,
     /// One entry per variant, in the scenario's order.
-    pub variants: Vec<Variant>,
+    pub variants: Vec<VariantResult>,
 }
 
-/// The scenario as run.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The scenario as run: its settings and its file's text, so a run can be repeated.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Scenario {
+#[schemars(!default)]
+pub struct ScenarioEcho {
+    /// Scenario name.
     pub name: String,
+    /// The file it was read from.
     pub file: String,
+    /// Seed of sensor models and schedules.
     pub seed: u64,
+    /// Warm-up excluded from the figures, seconds.
     pub warmup_s: f64,
+    /// Measured window, seconds.
     pub duration_s: f64,
+    /// Devices in the fleet.
     pub devices: u32,
+    /// Time between a device's readings, ms.
     pub interval_ms: f64,
+    /// Jitter added to each due instant (uniform below this), ms.
     pub jitter_ms: f64,
+    /// Connection ramp, seconds.
     pub ramp_s: f64,
+    /// The device profile emulated (defaults with the scenario's overrides applied).
+    pub profile: ProfileEcho,
+    /// `emulated`, or `hardware` when real devices ran the firmware.
+    #[serde(default = "emulated")]
+    pub source: String,
+    /// Times each variant ran (interleaved: every variant once, then again).
+    #[serde(default = "one")]
+    pub repetitions: u32,
+    /// The scenario file's text.
     pub text: String,
 }
 
-/// The machine and build.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default)]
-pub struct Machine {
-    pub cpu_model: String,
-    pub cores: u32,
-    pub kernel: String,
-    pub hostname: String,
-    pub os: String,
-    pub fleetbench_version: String,
-    pub git_revision: String,
-    pub tcp_timestamps: Option<bool>,
+fn one() -> u32 {
+    1
 }
 
-impl Default for Machine {
-    fn default() -> Self {
-        let unknown = || "unknown".to_owned();
-        Machine {
-            cpu_model: unknown(),
-            cores: 0,
-            kernel: unknown(),
-            hostname: unknown(),
-            os: unknown(),
-            fleetbench_version: unknown(),
-            git_revision: unknown(),
-            tcp_timestamps: None,
+fn emulated() -> String {
+    "emulated".to_string()
+}
+
+/// The device profile as run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct ProfileEcho {
+    /// TCP_MAXSEG set before connect.
+    pub mss: u32,
+    /// Nagle on (`true`) or off; `null` means each transport's firmware library default.
+    pub nagle: Option<bool>,
+    /// SO_SNDBUF requested.
+    pub send_buffer: u32,
+    /// SO_RCVBUF requested.
+    pub recv_buffer: u32,
+    /// Connect plus handshake bound, ms.
+    pub connect_timeout_ms: u64,
+    /// Bound on one write, ms.
+    pub write_timeout_ms: u64,
+    /// Delay before a reconnect, ms.
+    pub retry_delay_ms: u64,
+    /// MQTT keep-alive, ms; `null` means each MQTT library's default (PubSubClient 15 s,
+    /// arduino-mqtt 10 s).
+    #[serde(default)]
+    pub keepalive_ms: Option<u64>,
+}
+
+/// The figures of one variant.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct VariantResult {
+    /// Unique name in the run (`tcp`, `ws`, …).
+    pub name: String,
+    /// Transport (`tcp`, `ws`, …).
+    pub transport: String,
+    /// The firmware library the device side emulates.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub firmware_library: String,
+    /// Payload encoding (`json` or `binary`).
+    #[serde(default)]
+    #[schemars(!default)]
+    pub encoding: String,
+    /// Nagle as the devices ran it.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub nagle: bool,
+    /// Devices in the fleet.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub devices: u32,
+    /// False when this variant was interrupted or failed.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub complete: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Readings due in the window and what became of them.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub delivery: Delivery,
+    /// Latency in µs: `corrected` from the due instant (coordinated-omission-correct),
+    /// `uncorrected` from the instant the device began the send, `send_lag` how late the device
+    /// began it.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub latency_us: Latency,
+    /// Readings arriving within the window per second of it.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub throughput_per_s: f64,
+    /// Readings due within the window per second of it.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub offered_per_s: f64,
+    /// Steady-state overhead per reading sent, after connection set-up, on the device's
+    /// connection (to the sink, or to the broker).
+    #[serde(default)]
+    #[schemars(!default)]
+    pub per_reading: PerReading,
+    /// MQTT only: the broker-to-collector leg, per reading received. Here "up" is the readings'
+    /// direction (broker to collector) and "down" the way back (the collector's acks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector_leg: Option<PerReading>,
+    /// MQTT only: the broker used (`rumqttd 0.20 (embedded)`, or an external one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
+    /// MQTT only: subscribers that each receive every reading. Above 1, every `delivery` count
+    /// counts deliveries (reading x subscriber).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribers: Option<u32>,
+    /// Connection set-up, kept apart from the steady state.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub setup: SetupCost,
+    /// Connection close, kept apart from the steady state and set-up.
+    #[serde(default)]
+    pub close: CloseCost,
+    /// CPU and memory of each process.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub cost: Cost,
+    /// What the receiving end saw: connections, errors, its own socket counters.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub sink: SinkSummary,
+    /// Arrivals and corrected latency per second of the window.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub per_second: Vec<SecondStats>,
+    /// Files beside results.json that hold this variant's raw data.
+    #[serde(default)]
+    #[schemars(!default)]
+    pub files: VariantFiles,
+    /// Hardware runs only: the devices, their clocks, free heap and WiFi signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware: Option<HardwareSummary>,
+    /// Each repetition's own figures, in the order run (one entry when the scenario runs each
+    /// variant once). The figures above pool them: counts add up, latency percentiles come from
+    /// the merged histograms, overhead from every connection of every repetition.
+    #[serde(default)]
+    pub repetitions: Vec<Repetition>,
+}
+
+/// The real devices of a hardware run, as the control channel saw them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct HardwareSummary {
+    /// Devices the scenario waited for.
+    pub devices_expected: u32,
+    /// Control connections closed for a malformed line or a silent device.
+    pub control_errors: u64,
+    /// Readings that arrived from a device without a clock estimate (left out of every figure).
+    pub arrivals_without_clock: u64,
+    /// Every device that said hello for this variant.
+    pub devices: Vec<HardwareDevice>,
+}
+
+/// One real device.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct HardwareDevice {
+    /// Device id.
+    pub device_id: u32,
+    /// Where its control channel came from.
+    pub address: String,
+    /// Its clock minus the harness's at the first estimate, µs (readings' `t` are moved by it).
+    pub offset_us: Option<f64>,
+    /// The drift applied to its readings: how fast the offset changes, parts per million. Zero
+    /// when `drift_estimated` is false.
+    pub drift_ppm: Option<f64>,
+    /// Whether `drift_ppm` is the slope the clock samples gave (true), or zero assumed because
+    /// they cannot tell a slope from none: fewer than 3 samples, or a slope within 3 standard
+    /// errors of zero.
+    pub drift_estimated: Option<bool>,
+    /// The least-squares slope of the clock samples, ppm, applied or not (absent below 3
+    /// samples).
+    pub drift_fitted_ppm: Option<f64>,
+    /// Standard error of that slope, ppm.
+    pub drift_stderr_ppm: Option<f64>,
+    /// Half the round trip of the worst estimate used: each latency is within this of the truth.
+    pub uncertainty_us: Option<f64>,
+    /// Rounds of clock probes the estimate rests on.
+    pub clock_samples: u32,
+    /// Status reports received.
+    pub status_reports: u32,
+    /// Lowest free heap reported, bytes.
+    pub free_heap_min: Option<u32>,
+    /// Last free heap reported, bytes.
+    pub free_heap_last: Option<u32>,
+    /// Median WiFi RSSI reported, dBm.
+    pub rssi_dbm_median: Option<f64>,
+    /// Last WiFi RSSI reported, dBm.
+    pub rssi_dbm_last: Option<i32>,
+}
+
+/// One repetition of a variant: the figures of that run alone.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct Repetition {
+    /// 1-based: the scenario's repetitions run interleaved (every variant once, then again).
+    pub index: u32,
+    /// False when this repetition was interrupted or failed.
+    pub complete: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Readings due in this repetition's window and what became of them.
+    pub delivery: Delivery,
+    /// Latency in µs, as for the variant.
+    pub latency_us: Latency,
+    /// Readings arriving within the window per second of it.
+    pub throughput_per_s: f64,
+    /// Readings due within the window per second of it.
+    pub offered_per_s: f64,
+    /// Steady-state overhead per reading sent.
+    pub per_reading: PerReading,
+    /// MQTT only: the broker-to-collector leg.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector_leg: Option<PerReading>,
+    /// Connection set-up.
+    pub setup: SetupCost,
+    /// Connection close.
+    #[serde(default)]
+    pub close: CloseCost,
+    /// CPU and memory of each process.
+    pub cost: Cost,
+    /// What the receiving end saw.
+    pub sink: SinkSummary,
+    /// This repetition's interval log and raw folder.
+    pub files: VariantFiles,
+}
+
+impl Repetition {
+    /// The repetition a single run of a variant is.
+    pub fn of(index: u32, v: &VariantResult) -> Repetition {
+        Repetition {
+            index,
+            complete: v.complete,
+            error: v.error.clone(),
+            delivery: v.delivery.clone(),
+            latency_us: v.latency_us.clone(),
+            throughput_per_s: v.throughput_per_s,
+            offered_per_s: v.offered_per_s,
+            per_reading: v.per_reading.clone(),
+            collector_leg: v.collector_leg.clone(),
+            setup: v.setup.clone(),
+            close: v.close.clone(),
+            cost: v.cost.clone(),
+            sink: v.sink.clone(),
+            files: v.files.clone(),
         }
     }
 }
 
-/// One variant's figures.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Variant {
-    pub name: String,
-    pub transport: String,
-    #[serde(default)]
-    pub firmware_library: String,
-    #[serde(default)]
-    pub encoding: String,
-    #[serde(default)]
-    pub nagle: bool,
-    #[serde(default)]
-    pub devices: u32,
-    #[serde(default)]
-    pub complete: bool,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub delivery: Delivery,
-    #[serde(default)]
-    pub latency_us: Latency,
-    #[serde(default)]
-    pub throughput_per_s: f64,
-    #[serde(default)]
-    pub offered_per_s: f64,
-    #[serde(default)]
-    pub per_reading: PerReading,
-    #[serde(default)]
-    pub collector_leg: Option<PerReading>,
-    #[serde(default)]
-    pub broker: Option<String>,
-    #[serde(default)]
-    pub subscribers: Option<u32>,
-    #[serde(default)]
-    pub setup: Setup,
-    #[serde(default)]
-    pub close: Close,
-    #[serde(default)]
-    pub cost: Cost,
-    #[serde(default)]
-    pub sink: Sink,
-    #[serde(default)]
-    pub per_second: Vec<Second>,
-    #[serde(default)]
-    pub files: Files,
-    /// Hardware runs only: the real devices.
-    #[serde(default)]
-    pub hardware: Option<Hardware>,
-}
-
-/// Delivery of the readings due within the window.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Delivery {
-    pub scheduled: u64,
-    pub sent: u64,
-    pub unsent: u64,
-    pub received: u64,
-    pub lost: u64,
-    /// Of `lost`, by where (absent where not known): never sent, sent and never arrived,
-    /// accepted by the broker and never delivered.
-    pub lost_unsent: Option<u64>,
-    pub lost_in_flight: Option<u64>,
-    pub lost_by_broker: Option<u64>,
-    pub duplicated: u64,
-    pub reordered: u64,
-}
-
-impl Delivery {
-    /// Whether every reading arrived exactly once and in order.
-    pub fn is_clean(&self) -> bool {
-        self.lost == 0 && self.duplicated == 0 && self.reordered == 0
+impl VariantResult {
+    /// The repetitions to compare: those recorded, or (for results written before repetitions
+    /// existed) the variant itself as the only one.
+    pub fn repetitions_or_self(&self) -> Vec<Repetition> {
+        if self.repetitions.is_empty() {
+            vec![Repetition::of(1, self)]
+        } else {
+            self.repetitions.clone()
+        }
     }
-}
 
-/// Latency summaries, µs.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Latency {
-    pub corrected: Percentiles,
-    pub uncorrected: Percentiles,
-    pub send_lag: Percentiles,
-}
-
-/// A distribution summary.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Percentiles {
-    pub count: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub p9999: u64,
-    pub max: u64,
-    pub min: u64,
-    pub mean: f64,
-}
-
-/// Steady-state overhead per reading; "up" is from the device.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct PerReading {
-    /// `device`, `receiver` or `not_measured` (absent in older results: `device`).
-    pub measured_at: Option<String>,
-    pub readings: u64,
-    pub payload_bytes: f64,
-    pub framing_bytes_up: f64,
-    pub framing_bytes_down: f64,
-    pub wire_bytes_up: f64,
-    pub wire_bytes_down: f64,
-    pub segments_up: f64,
-    pub segments_down: f64,
-    pub header_bytes_per_segment: u64,
-    pub retransmits: u64,
-}
-
-/// Connection set-up.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Setup {
-    pub connections: u64,
-    pub failed: BTreeMap<String, u64>,
-    pub dropped: BTreeMap<String, u64>,
-    pub time_us: Percentiles,
-    pub app_bytes_up: f64,
-    pub app_bytes_down: f64,
-    pub wire_bytes_up: f64,
-    pub wire_bytes_down: f64,
-    pub segments_up: f64,
-    pub segments_down: f64,
-}
-
-/// Connection close.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Close {
-    pub connections: u64,
-    pub wire_bytes_up: f64,
-    pub wire_bytes_down: f64,
-    pub segments_up: f64,
-    pub segments_down: f64,
-}
-
-/// CPU and memory per process.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Cost {
-    pub fleet: ProcessCost,
-    pub sink: ProcessCost,
-    pub broker: Option<ProcessCost>,
-}
-
-/// One process's cost.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct ProcessCost {
-    pub cpu_s: Option<f64>,
-    pub cpu_s_per_1000_readings: Option<f64>,
-    pub cpu_resolution_s: f64,
-    pub peak_rss_bytes: Option<u64>,
-    pub idle_rss_bytes: Option<u64>,
-    pub window_end_rss_bytes: Option<u64>,
-    pub rss_per_device_bytes: Option<f64>,
-}
-
-/// What the receiving end saw.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Sink {
-    pub connections: u64,
-    pub errors: BTreeMap<String, u64>,
-    /// Readings sent after the receiving end's last flush and not recorded, when it did not stop
-    /// cleanly.
-    pub at_risk: Option<u64>,
-}
-
-impl Variant {
     /// Why the variant did not complete, with the readings at risk when its receiving end did
     /// not stop cleanly.
     pub fn failure(&self) -> String {
@@ -332,42 +361,376 @@ impl Variant {
     }
 }
 
-/// One second of the window.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// Delivery of the readings due within the window, per device sequence.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Second {
+#[schemars(!default)]
+pub struct Delivery {
+    /// Readings the schedules made due within the window.
+    pub scheduled: u64,
+    /// Of those, handed to the transport.
+    pub sent: u64,
+    /// Of those, never handed over (device offline or send failed).
+    pub unsent: u64,
+    /// Distinct readings that arrived.
+    pub received: u64,
+    /// Due but never arrived (`scheduled - received`), unsent ones included. Split by where
+    /// the reading was lost: `lost = lost_unsent + lost_in_flight + lost_by_broker`.
+    pub lost: u64,
+    /// Of `lost`: never handed over (device offline or its send failed). Absent in results
+    /// written before the split, and in hardware runs (a board does not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_unsent: Option<u64>,
+    /// Of `lost`: handed to the transport and never arrived, with no broker acknowledgement
+    /// (absent as `lost_unsent` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_in_flight: Option<u64>,
+    /// Of `lost`: accepted by the broker (PUBACK at MQTT QoS 1, PUBREC at QoS 2) and never
+    /// delivered to the collector. Absent where the device cannot know: no broker, or QoS 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_by_broker: Option<u64>,
+    /// Arrivals of a reading already received.
+    pub duplicated: u64,
+    /// Arrivals with a lower sequence number than one already received from that device.
+    pub reordered: u64,
+}
+
+/// Latency distributions, µs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct Latency {
+    /// Arrival minus due instant.
+    pub corrected: Percentiles,
+    /// Arrival minus the instant the send began.
+    pub uncorrected: Percentiles,
+    /// Send began minus due instant: the emulated device's own lateness.
+    pub send_lag: Percentiles,
+}
+
+/// A distribution summary (HdrHistogram, 3 significant digits).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct Percentiles {
+    /// Values recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// 99.99th percentile.
+    pub p9999: u64,
+    /// Largest value.
+    pub max: u64,
+    /// Smallest value.
+    pub min: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Steady-state overhead per reading (connections' counts after set-up, before close, divided by
+/// the readings on them). "Up" is from the device, "down" toward it; `measured_at` says on which
+/// end's sockets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct PerReading {
+    /// Which end of the device's connections the figures were read on.
+    #[serde(default, deserialize_with = "measured_at_leniently")]
+    pub measured_at: MeasuredAt,
+    /// Readings the figures are divided by (sent on the device's connections, or received on
+    /// the receiving end's).
+    pub readings: u64,
+    /// Mean payload bytes.
+    pub payload_bytes: f64,
+    /// Protocol bytes the device wrote beyond the payload.
+    pub framing_bytes_up: f64,
+    /// Protocol bytes the sink wrote toward the device.
+    pub framing_bytes_down: f64,
+    /// TCP payload bytes plus IP+TCP headers of every segment the device sent (TCP_INFO),
+    /// retransmissions included.
+    pub wire_bytes_up: f64,
+    /// The part of `wire_bytes_up`'s payload that the device's retransmissions carried
+    /// (`tcpi_bytes_retrans`): wire up = payload + framing up + this + segments up × header.
+    #[serde(default)]
+    pub retransmitted_bytes_up: f64,
+    /// The same for segments the device received.
+    pub wire_bytes_down: f64,
+    /// Segments the device sent, pure ACKs included.
+    pub segments_up: f64,
+    /// Segments the device received, pure ACKs included.
+    pub segments_down: f64,
+    /// IP+TCP header bytes counted per segment (40, plus 12 when TCP timestamps are on).
+    pub header_bytes_per_segment: u64,
+    /// Segments retransmitted (both directions, from the device's socket).
+    pub retransmits: u64,
+}
+
+/// Where per-reading overhead was measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasuredAt {
+    /// On the device's sockets (emulated devices): up is what the device sent, retransmissions
+    /// included.
+    #[default]
+    Device,
+    /// On the receiving end's sockets (the sink, or the collector that connects to a board; a
+    /// hardware run, where the device's own counters are out of reach): up is what the receiving
+    /// end received, down what it sent. The device's retransmissions are not seen as such (its
+    /// segments count, their repeated bytes do not: `retransmitted_bytes_up` is 0), and
+    /// `retransmits` are the receiving end's.
+    Receiver,
+    /// Nowhere: the figures are zeros (a hardware run over MQTT, whose device connections end at
+    /// the broker, whose sockets are not observed; see `collector_leg` for the other leg).
+    NotMeasured,
+}
+
+/// Connection set-up: TCP handshake plus the transport's own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct SetupCost {
+    /// Connections that came up.
+    pub connections: u64,
+    /// Connect attempts that failed, by error.
+    pub failed: BTreeMap<String, u64>,
+    /// Connections dropped during the run, by error.
+    pub dropped: BTreeMap<String, u64>,
+    /// Time from the SYN to ready, µs.
+    pub time_us: Percentiles,
+    /// Application bytes the device wrote during set-up, per connection.
+    pub app_bytes_up: f64,
+    /// Application bytes the device read during set-up, per connection.
+    pub app_bytes_down: f64,
+    /// Wire bytes sent by the device during set-up, per connection.
+    pub wire_bytes_up: f64,
+    /// Wire bytes received by the device during set-up, per connection.
+    pub wire_bytes_down: f64,
+    /// Segments sent by the device during set-up, per connection.
+    pub segments_up: f64,
+    /// Segments received by the device during set-up, per connection.
+    pub segments_down: f64,
+}
+
+/// Connection close: the transport's closing bytes (a WebSocket Close each way, MQTT's
+/// DISCONNECT, HTTP's closing chunk) and the FIN exchange, per connection closed at the end of
+/// the run, from the device's socket between the end of the steady state and the peer's FIN.
+/// Kept apart from the steady state and from set-up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct CloseCost {
+    /// Connections whose close finished within its bound (the figures are per one of them).
+    pub connections: u64,
+    /// Application bytes the device wrote while closing.
+    pub app_bytes_up: f64,
+    /// Application bytes the device read while closing.
+    pub app_bytes_down: f64,
+    /// Wire bytes the device sent while closing.
+    pub wire_bytes_up: f64,
+    /// Wire bytes the device received while closing.
+    pub wire_bytes_down: f64,
+    /// Segments the device sent while closing.
+    pub segments_up: f64,
+    /// Segments the device received while closing.
+    pub segments_down: f64,
+}
+
+/// CPU and memory of each process of the variant.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct Cost {
+    /// The device fleet.
+    pub fleet: ProcessCost,
+    /// The receiving end: the sink server (the backend under test for raw TCP and WebSocket),
+    /// or the MQTT collector.
+    pub sink: ProcessCost,
+    /// MQTT only: the broker, the backend under test: the embedded one, or an external broker
+    /// listening on this machine (found by its listening socket; absent when elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<ProcessCost>,
+}
+
+/// One process's cost, read from /proc.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct ProcessCost {
+    /// CPU seconds (user + system) spent within the window.
+    pub cpu_s: Option<f64>,
+    /// That per 1,000 readings received.
+    pub cpu_s_per_1000_readings: Option<f64>,
+    /// Resolution of the CPU figures (one clock tick), seconds.
+    pub cpu_resolution_s: f64,
+    /// Peak resident set (VmHWM), bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Resident set before any device connected, bytes.
+    pub idle_rss_bytes: Option<u64>,
+    /// Resident set at the end of the window, bytes.
+    pub window_end_rss_bytes: Option<u64>,
+    /// (end-of-window RSS - idle RSS) / devices, bytes.
+    pub rss_per_device_bytes: Option<f64>,
+}
+
+/// What the receiving end saw.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct SinkSummary {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Readings decoded (all, not only the window's).
+    pub readings: u64,
+    /// Connections that ended badly, by kind (`malformed`, `io`, `idle_timeout`, …), and
+    /// `rejected_messages`: well-framed messages that were not readings.
+    pub errors: BTreeMap<String, u64>,
+    /// TCP bytes the sink's sockets received over whole connections, set-up included (the
+    /// kernel counts a received FIN as one byte). A cross-check of the device side's counts.
+    pub bytes_received: u64,
+    /// Segments the sink's sockets sent over whole connections, SYN-ACK and FIN included.
+    pub segments_out: u64,
+    /// Present when the receiving end did not stop cleanly (killed or crashed): of the readings
+    /// due in the window, those the fleet sent after its last flush of records (it flushes every
+    /// second) that it did not record. They may have arrived and gone with its buffer; they
+    /// count as lost. Absent when it stopped cleanly and nothing was at risk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_risk: Option<u64>,
+}
+
+/// One second of the window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct SecondStats {
+    /// Seconds since the window started.
     pub second: u32,
+    /// Readings that arrived in this second.
     pub arrivals: u64,
+    /// Median corrected latency of those, µs.
     pub p50_us: u64,
+    /// 99th percentile corrected latency of those, µs.
     pub p99_us: u64,
+    /// Largest corrected latency of those, µs.
     pub max_us: u64,
 }
 
 /// Where a variant's raw data lies, relative to results.json.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
-pub struct Files {
+#[schemars(!default)]
+pub struct VariantFiles {
+    /// HdrHistogram interval log of corrected and uncorrected latency (µs): one interval per
+    /// second of a repetition's window; a variant run several times has one interval per
+    /// repetition (that repetition's whole window) and each repetition its own per-second log.
     pub hlog: String,
+    /// Folder with sends.bin, arrivals.bin and the connection logs.
+    pub raw: String,
+}
+
+/// `measured_at` read leniently: absent or `null` is `device` (results written before the
+/// field), and a name this build does not know is `not_measured`, so a newer file still reads.
+fn measured_at_leniently<'de, D: Deserializer<'de>>(d: D) -> Result<MeasuredAt, D::Error> {
+    let Some(name) = Option::<String>::deserialize(d)? else {
+        return Ok(MeasuredAt::Device);
+    };
+    let known: Result<MeasuredAt, serde::de::value::Error> =
+        MeasuredAt::deserialize(name.as_str().into_deserializer());
+    Ok(known.unwrap_or(MeasuredAt::NotMeasured))
+}
+
+/// The machine and build a run ran on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct Machine {
+    /// CPU model name from `/proc/cpuinfo`, e.g. `AMD EPYC 7B13`.
+    pub cpu_model: String,
+    /// CPUs this process may use (affinity and cgroup quota taken into account).
+    pub cores: u32,
+    /// Kernel release, e.g. `6.8.0-45-generic`.
+    pub kernel: String,
+    /// Host name.
+    pub hostname: String,
+    /// Operating system, e.g. `Ubuntu 24.04.1 LTS` (`PRETTY_NAME` of `/etc/os-release`).
+    pub os: String,
+    /// Version of the fleetbench package.
+    pub fleetbench_version: String,
+    /// Git revision the binary was built from, `-dirty` when the tree had changes, or `unknown`.
+    pub git_revision: String,
+    /// Whether the kernel adds TCP timestamps (`net.ipv4.tcp_timestamps` non-zero), 12 bytes per
+    /// segment that an ESP8266 does not send; `None` if unreadable.
+    pub tcp_timestamps: Option<bool>,
+}
+
+/// What a machine fact that could not be read (or was not recorded) says.
+pub const UNKNOWN: &str = "unknown";
+
+impl Default for Machine {
+    /// Nothing known: every text `unknown`, no cores.
+    fn default() -> Self {
+        Machine {
+            cpu_model: UNKNOWN.to_owned(),
+            cores: 0,
+            kernel: UNKNOWN.to_owned(),
+            hostname: UNKNOWN.to_owned(),
+            os: UNKNOWN.to_owned(),
+            fleetbench_version: UNKNOWN.to_owned(),
+            git_revision: UNKNOWN.to_owned(),
+            tcp_timestamps: None,
+        }
+    }
+}
+
+impl Delivery {
+    /// Whether every reading arrived exactly once and in order.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.duplicated == 0 && self.reordered == 0
+    }
+}
+
+impl RunResult {
+    /// The bytes of results.json: pretty-printed JSON and a final newline.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut json = serde_json::to_vec_pretty(self).expect("results serialize");
+        json.push(b'\n');
+        json
+    }
+
+    /// Writes results.json into `dir` atomically.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        write_atomically(&dir.join(RESULTS_FILE), &self.to_json())
+    }
+
+    /// Reads a results.json, refusing a layout newer than [`SCHEMA_VERSION`].
+    pub fn read(path: &Path) -> Result<RunResult, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let run: RunResult =
+            serde_json::from_str(&text).map_err(|source| ReportError::Malformed {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if run.schema_version > SCHEMA_VERSION {
+            return Err(ReportError::UnsupportedSchema {
+                path: path.to_path_buf(),
+                found: run.schema_version,
+            });
+        }
+        Ok(run)
+    }
 }
 
 /// Reads and checks `results.json` in `dir`.
-pub fn read(dir: &Path) -> Result<Run, ReportError> {
-    let path = dir.join("results.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| ReportError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let run: Run = serde_json::from_str(&text).map_err(|source| ReportError::Malformed {
-        path: path.clone(),
-        source,
-    })?;
-    if run.schema_version > SCHEMA_VERSION {
-        return Err(ReportError::UnsupportedSchema {
-            path,
-            found: run.schema_version,
-        });
-    }
-    Ok(run)
+pub fn read(dir: &Path) -> Result<RunResult, ReportError> {
+    RunResult::read(&dir.join(RESULTS_FILE))
 }
 
 #[cfg(test)]
@@ -376,7 +739,7 @@ mod tests {
 
     #[test]
     fn optional_fields_may_be_missing_and_unknown_ones_are_ignored() {
-        let run: Run = serde_json::from_str(
+        let run: RunResult = serde_json::from_str(
             r#"{"schema_version":1,"complete":true,"scenario":{"name":"s","future":1},
                 "variants":[{"name":"a","transport":"tcp","shiny_new_figure":[1,2]}]}"#,
         )
@@ -385,32 +748,36 @@ mod tests {
         assert!(v.collector_leg.is_none() && v.broker.is_none() && v.cost.broker.is_none());
         assert!(v.delivery.is_clean());
         assert_eq!(run.machine.os, "unknown");
+        assert_eq!(run.scenario.source, "emulated");
+        assert_eq!(run.scenario.repetitions, 1);
     }
 
     #[test]
     fn a_missing_variant_name_is_malformed() {
-        let err = serde_json::from_str::<Run>(
+        let err = serde_json::from_str::<RunResult>(
             r#"{"schema_version":1,"complete":true,"scenario":{},"variants":[{"transport":"tcp"}]}"#,
         )
         .unwrap_err();
         assert!(err.to_string().contains("name"), "{err}");
     }
-}
 
-/// The real devices of a hardware run.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Hardware {
-    #[serde(default)]
-    pub devices: Vec<HardwareDevice>,
-}
-
-/// One real device: its clock estimate, free heap and WiFi signal.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct HardwareDevice {
-    #[serde(default)]
-    pub uncertainty_us: Option<f64>,
-    #[serde(default)]
-    pub free_heap_min: Option<u32>,
-    #[serde(default)]
-    pub rssi_dbm_median: Option<f64>,
+    #[test]
+    fn measured_at_absent_null_known_and_unknown() {
+        let read = |json: &str| {
+            serde_json::from_str::<PerReading>(json)
+                .unwrap()
+                .measured_at
+        };
+        assert_eq!(read("{}"), MeasuredAt::Device);
+        assert_eq!(read(r#"{"measured_at":null}"#), MeasuredAt::Device);
+        assert_eq!(read(r#"{"measured_at":"receiver"}"#), MeasuredAt::Receiver);
+        assert_eq!(
+            read(r#"{"measured_at":"not_measured"}"#),
+            MeasuredAt::NotMeasured
+        );
+        assert_eq!(
+            read(r#"{"measured_at":"on_the_moon"}"#),
+            MeasuredAt::NotMeasured
+        );
+    }
 }

@@ -6,7 +6,7 @@
 
 use crate::format::{count, mib, ms, percent, sig3};
 use crate::palette::{self, Rgb};
-use crate::results::{PerReading, ProcessCost, Run, Variant};
+use crate::results::{MeasuredAt, PerReading, ProcessCost, RunResult, VariantResult};
 
 /// The whole table.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ const NONE: &str = "–";
 /// Builds the summary table of `run`.
 /// The worst of a figure over a hardware variant's devices (`pick` keeps the worse of two).
 fn hardware_worst(
-    v: &Variant,
+    v: &VariantResult,
     figure: impl Fn(&crate::results::HardwareDevice) -> Option<f64>,
     pick: fn(f64, f64) -> f64,
 ) -> Option<f64> {
@@ -63,7 +63,7 @@ fn hardware_worst(
         .reduce(pick)
 }
 
-pub fn summary(run: &Run) -> Summary {
+pub fn summary(run: &RunResult) -> Summary {
     let vs = &run.variants;
     let colours = palette::variants(vs.iter().map(|v| v.transport.as_str()));
     let columns = vs
@@ -76,11 +76,11 @@ pub fn summary(run: &Run) -> Summary {
         })
         .collect();
 
-    let row = |label: &str, f: &dyn Fn(&Variant) -> String| Row {
+    let row = |label: &str, f: &dyn Fn(&VariantResult) -> String| Row {
         label: label.to_owned(),
         cells: vs.iter().map(f).collect(),
     };
-    let any = |f: &dyn Fn(&Variant) -> bool| vs.iter().any(f);
+    let any = |f: &dyn Fn(&VariantResult) -> bool| vs.iter().any(f);
 
     let mut variant = vec![
         row("transport", &|v| v.transport.clone()),
@@ -160,7 +160,7 @@ pub fn summary(run: &Run) -> Summary {
         row("receiving end: errors", &|v| by_kind(v.sink.errors.iter())),
     ]);
 
-    let lat = |f: fn(&Variant) -> u64| move |v: &Variant| lat_cell(v, f);
+    let lat = |f: fn(&VariantResult) -> u64| move |v: &VariantResult| lat_cell(v, f);
     let latency = vec![
         row("p50 (ms)", &lat(|v| v.latency_us.corrected.p50)),
         row("p90 (ms)", &lat(|v| v.latency_us.corrected.p90)),
@@ -189,18 +189,15 @@ pub fn summary(run: &Run) -> Summary {
     ];
 
     let mut bytes = leg_rows(vs, |v| Some(&v.per_reading));
-    fn measured_at(v: &Variant) -> &str {
-        v.per_reading.measured_at.as_deref().unwrap_or("device")
-    }
-    if vs.iter().any(|v| measured_at(v) != "device") {
+    if any(&|v| v.per_reading.measured_at != MeasuredAt::Device) {
         // Hardware runs read overhead on the receiving end's sockets (or cannot read it).
         bytes.insert(
             0,
             row("overhead measured at", &|v| {
-                match measured_at(v) {
-                    "device" => "device",
-                    "receiver" => "receiving end",
-                    _ => "not measured",
+                match v.per_reading.measured_at {
+                    MeasuredAt::Device => "device",
+                    MeasuredAt::Receiver => "receiving end",
+                    MeasuredAt::NotMeasured => "not measured",
                 }
                 .to_owned()
             }),
@@ -313,7 +310,7 @@ pub fn summary(run: &Run) -> Summary {
     }
 }
 
-fn lat_cell(v: &Variant, f: fn(&Variant) -> u64) -> String {
+fn lat_cell(v: &VariantResult, f: fn(&VariantResult) -> u64) -> String {
     if v.latency_us.corrected.count == 0 {
         NONE.to_owned()
     } else {
@@ -322,7 +319,7 @@ fn lat_cell(v: &Variant, f: fn(&Variant) -> u64) -> String {
 }
 
 /// Payload, framing, wire bytes and segments of one leg.
-fn leg_rows(vs: &[Variant], leg: fn(&Variant) -> Option<&PerReading>) -> Vec<Row> {
+fn leg_rows(vs: &[VariantResult], leg: fn(&VariantResult) -> Option<&PerReading>) -> Vec<Row> {
     let row = |label: &str, f: &dyn Fn(&PerReading) -> String| Row {
         label: label.to_owned(),
         cells: vs
@@ -380,7 +377,7 @@ fn peak(p: &ProcessCost) -> String {
 mod tests {
     use super::*;
 
-    fn delivery_rows(run: &Run) -> Vec<Row> {
+    fn delivery_rows(run: &RunResult) -> Vec<Row> {
         let summary = summary(run);
         let section = summary.sections.iter().find(|s| s.title == "Delivery");
         section.unwrap().rows.clone()
@@ -394,7 +391,7 @@ mod tests {
 
     #[test]
     fn lost_is_shown_by_where_and_unknown_parts_as_a_dash() {
-        let run: Run = serde_json::from_str(
+        let run: RunResult = serde_json::from_str(
             r#"{"schema_version":1,"complete":true,"scenario":{},"variants":[
                 {"name":"tcp","transport":"tcp","delivery":{"scheduled":100,"received":95,
                  "lost":5,"lost_unsent":2,"lost_in_flight":3}},
@@ -419,7 +416,7 @@ mod tests {
 
     #[test]
     fn without_loss_the_split_rows_are_left_out() {
-        let run: Run = serde_json::from_str(
+        let run: RunResult = serde_json::from_str(
             r#"{"schema_version":1,"complete":true,"scenario":{},"variants":[
                 {"name":"qos1","transport":"mqtt-qos1","delivery":{"scheduled":100,
                  "received":100,"lost":0,"lost_unsent":0,"lost_in_flight":0,"lost_by_broker":0}}]}"#,

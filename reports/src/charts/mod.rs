@@ -21,9 +21,10 @@ use std::sync::OnceLock;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use crate::error::ReportError;
 use crate::hlog::{Point, Spectra};
 use crate::palette::{self, Rgb};
-use crate::results::{ReportError, Run, Variant};
+use crate::results::{RunResult, VariantResult};
 
 /// Size of every chart, pixels (the SVG's user units).
 pub const SIZE: (u32, u32) = (900, 500);
@@ -147,7 +148,7 @@ pub fn caption(kind: Kind, report: &Report) -> String {
 /// Everything the charts draw, with each variant's colour and label resolved once.
 pub struct Report<'a> {
     /// The run.
-    pub run: &'a Run,
+    pub run: &'a RunResult,
     /// One entry per variant, in the run's order.
     pub series: Vec<Series<'a>>,
 }
@@ -155,7 +156,7 @@ pub struct Report<'a> {
 /// One variant as the charts show it.
 pub struct Series<'a> {
     /// Its figures.
-    pub variant: &'a Variant,
+    pub variant: &'a VariantResult,
     /// Its spectra.
     pub spectra: &'a Spectra,
     /// Its colour.
@@ -164,7 +165,7 @@ pub struct Series<'a> {
 
 impl<'a> Report<'a> {
     /// Pairs each variant of `run` with its spectra and colour.
-    pub fn new(run: &'a Run, spectra: &'a [Spectra]) -> Report<'a> {
+    pub fn new(run: &'a RunResult, spectra: &'a [Spectra]) -> Report<'a> {
         let colours = palette::variants(run.variants.iter().map(|v| v.transport.as_str()));
         let series = run
             .variants
@@ -228,7 +229,7 @@ const COMPARE_SPECTRUM: &str = "compare-spectrum";
 /// the baseline dashed (`stroke-dasharray`), the candidate solid, both in `colour`.
 pub fn compare_svg(
     title: &str,
-    variant: &Variant,
+    variant: &VariantResult,
     colour: Rgb,
     baseline: &[Point],
     candidate: &Spectra,

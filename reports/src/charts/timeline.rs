@@ -7,7 +7,7 @@ use plotters::prelude::*;
 
 use super::frame::{self, Axis};
 use super::{DrawResult, Report, SIZE};
-use crate::results::Second;
+use crate::results::SecondStats;
 
 /// The window's length in seconds, at least as long as the data.
 fn window(report: &Report) -> f64 {
@@ -61,7 +61,7 @@ where
     type Panel<'a, DB> = (
         &'a DrawingArea<DB, Shift>,
         &'static str,
-        fn(&Second) -> u64,
+        fn(&SecondStats) -> u64,
         bool,
     );
     let panels: [Panel<DB>; 2] = [
