@@ -381,6 +381,22 @@ async fn serving_device(
     let _ = server.await;
 }
 
+/// The link's counts once every byte written to it has gone out at least once (bounded by
+/// [`CLOSE_WAIT`](transports::socket::CLOSE_WAIT)): the application counts a reading when it is
+/// written, and a reading still queued behind a retransmission would be counted as framing the
+/// wire never carried.
+async fn sent_stats(link: &Link) -> LinkStats {
+    let deadline = tokio::time::Instant::now() + transports::socket::CLOSE_WAIT;
+    loop {
+        let stats = link.stats();
+        let unsent = stats.counters.map_or(0, |c| c.unsent_bytes);
+        if unsent == 0 || tokio::time::Instant::now() >= deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// An open connection and what it has carried.
 struct Open {
     link: Link,
@@ -393,7 +409,7 @@ impl Open {
     /// Closes the link as the firmware would and records the connection: its counts before the
     /// close and after it.
     async fn close(self, device_id: u32, end: String) -> ConnectionRecord {
-        let final_stats = self.link.stats();
+        let final_stats = sent_stats(&self.link).await;
         let closed_stats = self.link.close().await;
         ConnectionRecord {
             device_id,

@@ -240,6 +240,11 @@ pub struct SocketCounters {
     /// [`handshakes_included`](Self::handshakes_included).
     #[serde(default)]
     pub handshakes: u64,
+    /// Bytes the application wrote that the kernel has not sent even once yet
+    /// (`tcpi_notsent_bytes`), at the snapshot: while some are, the application has counted
+    /// bytes the wire has not carried.
+    #[serde(default)]
+    pub unsent_bytes: u64,
 }
 
 impl SocketCounters {
@@ -282,6 +287,7 @@ impl SocketCounters {
             from_open: true,
             fin_received,
             handshakes: 0,
+            unsent_bytes: u64::from(info.tcpi_notsent_bytes),
         })
     }
 
@@ -350,6 +356,7 @@ impl SocketCounters {
             handshakes: self
                 .handshakes_included()
                 .saturating_sub(earlier.handshakes_included()),
+            unsent_bytes: self.unsent_bytes,
         }
     }
 
@@ -375,6 +382,7 @@ impl SocketCounters {
             from_open: handshakes > 0,
             handshakes,
             fin_received: connection.fin_received,
+            unsent_bytes: connection.unsent_bytes,
         };
     }
 
