@@ -6,7 +6,8 @@
 //! - [`measure`]: the measurement core (latency, delivery, overhead), transport-agnostic.
 //! - [`results`]: `results.json`, the public record of a run; [`table`]: its terminal summary.
 //! - [`machine`]: what the run ran on; [`disk`]: the raw records' size, estimated before a run.
-//! - [`broker`]: the embedded MQTT broker (rumqttd), run as `fleetbench broker`.
+//! - [`role`]: the child processes' roles (sink server, fleet, collector), each a plan file
+//!   and a `run`; [`broker`]: the embedded MQTT broker (rumqttd), run as `fleetbench broker`.
 pub mod baseline;
 pub mod broker;
 pub mod child;
@@ -18,6 +19,7 @@ pub mod measure;
 pub mod procstat;
 pub mod records;
 pub mod results;
+pub mod role;
 pub mod runner;
 pub mod scenario;
 pub mod table;

@@ -1,17 +1,19 @@
-//! `fleetbench`: run a scenario, serve a sink, run a fleet, print the results schema.
+//! `fleetbench`: the command line. Parses arguments and dispatches: `run`, `compare`,
+//! `baseline`, `report` and `schema` here, the child processes' roles to [`fleetbench::role`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use fleetbench::records::{FleetRecorder, Flusher, SinkRecorder};
+use fleetbench::role::collect::{
+    BrokerCollectorPlan, CollectedTransport, CollectorPlan, DeviceCollectorPlan,
+};
+use fleetbench::role::serve::SinkPlan;
+use fleetbench::role::{self, RoleTransport};
 use fleetbench::{child, disk, runner, scenario, table};
-use tokio_util::sync::CancellationToken;
-use transports::transport::{SinkObserver, SinkOptions};
-use transports::{Encoding, Role, ServedTransport, SinkTransport, TransportKind};
+use transports::{Encoding, SinkTransport};
 
 /// Benchmarks IoT transports for fleets of ESP8266-class devices.
 #[derive(Parser)]
@@ -83,17 +85,14 @@ enum Command {
     Serve {
         /// Transport to serve: tcp, ws or http-post (MQTT goes to a broker; the device-served
         /// transports are received with `collect`).
-        #[arg(value_parser = parse_sink_transport)]
-        transport: SinkTransport,
+        #[arg(value_parser = SinkTransport::parse, required_unless_present = "plan")]
+        transport: Option<SinkTransport>,
         /// Address to listen on. Loopback unless you mean otherwise.
         #[arg(long, default_value = "127.0.0.1:7878")]
         listen: SocketAddr,
         /// Payload encoding on raw TCP: json or binary.
-        #[arg(long, default_value = "json", value_parser = parse_encoding)]
+        #[arg(long, default_value = "json", value_parser = role::parse_encoding)]
         encoding: Encoding,
-        /// Write arrival and connection records into this folder.
-        #[arg(long)]
-        record_dir: Option<PathBuf>,
         /// Close a connection that sends nothing for this long.
         #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
         idle_timeout: Duration,
@@ -101,6 +100,13 @@ enum Command {
         /// round trip.
         #[arg(long, value_parser = humantime::parse_duration)]
         echo_interval: Option<Duration>,
+        /// The sink's plan (JSON, as `run` writes it to sink-plan.json), instead of the
+        /// transport and the flags above.
+        #[arg(long, value_name = "FILE", conflicts_with_all = SERVE_PLANNED)]
+        plan: Option<PathBuf>,
+        /// Write arrival and connection records into this folder.
+        #[arg(long)]
+        record_dir: Option<PathBuf>,
     },
     /// Run the embedded MQTT broker (rumqttd) until SIGINT or SIGTERM.
     Broker {
@@ -122,8 +128,8 @@ enum Command {
     /// of a device-served variant (sse, http-stream, long-poll, ws-server).
     Collect {
         /// mqtt-qos0/1/2 (the subscription's QoS), sse, http-stream, long-poll or ws-server.
-        #[arg(value_parser = parse_transport)]
-        transport: TransportKind,
+        #[arg(value_parser = CollectedTransport::parse, required_unless_present = "plan")]
+        transport: Option<CollectedTransport>,
         /// MQTT: the broker's address.
         #[arg(long)]
         broker: Option<SocketAddr>,
@@ -138,7 +144,7 @@ enum Command {
         #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         ramp: Duration,
         /// Payload encoding the devices send (MQTT and device-served alike).
-        #[arg(long, default_value = "json", value_parser = parse_encoding)]
+        #[arg(long, default_value = "json", value_parser = role::parse_encoding)]
         encoding: Encoding,
         /// Device-served: delay before reconnecting to a device.
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
@@ -158,6 +164,10 @@ enum Command {
         /// Subscribers, each receiving every reading (fan-out).
         #[arg(long, default_value_t = 1)]
         subscribers: u32,
+        /// The collector's plan (JSON, as `run` writes it to collector-plan.json), instead of
+        /// the transport and the flags above.
+        #[arg(long, value_name = "FILE", conflicts_with_all = COLLECT_PLANNED)]
+        plan: Option<PathBuf>,
         /// Write arrival and connection records into this folder.
         #[arg(long)]
         record_dir: Option<PathBuf>,
@@ -212,39 +222,30 @@ const RUN_OUTPUTS: [&str; 10] = [
     "compare-bmf.json",
 ];
 
-/// Where a device-serving fleet writes its devices' addresses (in its record folder).
-const DEVICES_FILE: &str = "devices.json";
+/// What `serve --plan` replaces.
+const SERVE_PLANNED: [&str; 5] = [
+    "transport",
+    "listen",
+    "encoding",
+    "idle_timeout",
+    "echo_interval",
+];
 
-fn parse_transport(s: &str) -> Result<TransportKind, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-        let names: Vec<_> = TransportKind::ALL.iter().map(|k| k.name()).collect();
-        format!(
-            "unknown transport `{s}` (expected one of: {})",
-            names.join(", ")
-        )
-    })
-}
-
-/// A transport `serve` receives; the others are refused here, naming what receives them.
-fn parse_sink_transport(s: &str) -> Result<SinkTransport, String> {
-    match parse_transport(s)?.role() {
-        Role::Dialed(kind) => kind.sink().ok_or_else(|| {
-            format!(
-                "`{s}` is not received by `serve`: devices publish it to a broker \
-                 (`fleetbench broker`) and `fleetbench collect {s}` subscribes"
-            )
-        }),
-        Role::Served(_) => Err(format!(
-            "`{s}` is not received by `serve`: the devices serve it and \
-             `fleetbench collect {s}` connects to them"
-        )),
-    }
-}
-
-fn parse_encoding(s: &str) -> Result<Encoding, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| format!("unknown encoding `{s}` (expected json or binary)"))
-}
+/// What `collect --plan` replaces.
+const COLLECT_PLANNED: [&str; 12] = [
+    "transport",
+    "broker",
+    "devices_file",
+    "start_ns",
+    "ramp",
+    "encoding",
+    "retry",
+    "hold_timeout",
+    "topic",
+    "keepalive",
+    "username",
+    "subscribers",
+];
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -314,18 +315,29 @@ fn main() -> ExitCode {
             transport,
             listen,
             encoding,
-            record_dir,
             idle_timeout,
             echo_interval,
-        } => serve(
-            transport,
-            listen,
-            encoding,
+            plan,
             record_dir,
-            idle_timeout,
-            echo_interval,
-        ),
-        Command::Fleet { plan, record_dir } => fleet(plan, record_dir),
+        } => {
+            let plan = match (plan, transport) {
+                (Some(file), _) => role::read_plan(&file).map_err(exit_unplanned),
+                (None, Some(transport)) => Ok(SinkPlan {
+                    idle_timeout,
+                    echo_interval,
+                    ..SinkPlan::new(transport, listen, encoding)
+                }),
+                (None, None) => Err(exit_unplanned("`serve` needs a transport or --plan")),
+            };
+            match plan {
+                Ok(plan) => role::serve::run(&plan, record_dir.as_deref()),
+                Err(exit) => return exit,
+            }
+        }
+        Command::Fleet { plan, record_dir } => match role::read_plan(&plan) {
+            Ok(plan) => role::fleet::run(plan, &record_dir),
+            Err(e) => return exit_unplanned(e),
+        },
         Command::Broker {
             listen,
             max_connections,
@@ -353,44 +365,48 @@ fn main() -> ExitCode {
             keepalive,
             username,
             subscribers,
+            plan,
             record_dir,
-        } => match (transport.role(), broker, devices_file) {
-            (Role::Dialed(_), Some(broker), _) => collect(
-                transport,
-                broker,
-                encoding,
-                transports::mqtt::MqttSettings {
-                    topic,
-                    username,
-                    password: std::env::var(transports::mqtt::PASSWORD_ENV).ok(),
-                    keepalive,
-                    ..Default::default()
+        } => {
+            let plan = match (plan, transport) {
+                (Some(file), _) => role::read_plan(&file).map_err(exit_unplanned),
+                (None, None) => Err(exit_unplanned("`collect` needs a transport or --plan")),
+                (None, Some(CollectedTransport::Subscribed(transport))) => match broker {
+                    Some(broker) => Ok(CollectorPlan::Broker(BrokerCollectorPlan {
+                        transport,
+                        broker,
+                        topic,
+                        keepalive,
+                        username,
+                        subscribers,
+                        encoding,
+                    })),
+                    None => Err(exit_unplanned(format!(
+                        "`collect {}` needs --broker",
+                        transport.kind().name()
+                    ))),
                 },
-                subscribers,
-                record_dir,
-            ),
-            (Role::Served(kind), _, Some(devices)) => collect_from_devices(
-                kind,
-                &devices,
-                start_ns,
-                ramp,
-                transports::served::CollectOptions {
-                    encoding,
-                    connect_timeout: Duration::from_secs(5),
-                    retry_delay: retry,
-                    response_timeout: hold_timeout + Duration::from_secs(5),
+                (None, Some(CollectedTransport::Served(transport))) => match devices_file {
+                    Some(devices_file) => Ok(CollectorPlan::Devices(DeviceCollectorPlan {
+                        transport,
+                        devices_file,
+                        start_ns,
+                        ramp,
+                        encoding,
+                        hold_timeout,
+                        retry,
+                    })),
+                    None => Err(exit_unplanned(format!(
+                        "`collect {}` needs --devices-file",
+                        transport.kind().name()
+                    ))),
                 },
-                record_dir,
-            ),
-            (Role::Dialed(_), None, _) => Err(anyhow::anyhow!(
-                "`collect {}` needs --broker",
-                transport.name()
-            )),
-            (Role::Served(_), _, None) => Err(anyhow::anyhow!(
-                "`collect {}` needs --devices-file",
-                transport.name()
-            )),
-        },
+            };
+            match plan {
+                Ok(plan) => role::collect::run(&plan, record_dir.as_deref()),
+                Err(exit) => return exit,
+            }
+        }
         Command::Schema => {
             println!(
                 "{}",
@@ -621,279 +637,9 @@ fn compare(
     }
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
-fn cancel_on_signal(token: CancellationToken) {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        token.cancel();
-    });
-}
-
-/// Counts what a sink without a record folder serves.
-#[derive(Default)]
-struct Tally {
-    readings: std::sync::atomic::AtomicU64,
-    connections: std::sync::atomic::AtomicU64,
-}
-
-impl SinkObserver for Tally {
-    fn reading(&self, _: u64, _: &transports::Reading, _: u64) {
-        self.readings
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    fn closed(&self, report: transports::transport::ConnectionReport) {
-        self.connections
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if !matches!(
-            report.end,
-            transports::transport::ConnectionEnd::PeerClosed
-                | transports::transport::ConnectionEnd::Shutdown
-        ) {
-            eprintln!("connection from {} ended: {:?}", report.peer, report.end);
-        }
-    }
-}
-
-/// Where a receiving end's observations go: record files for a run (flushed every second), or a
-/// tally printed at exit when a sink or collector runs on its own.
-enum Receipts {
-    Recorded(Arc<SinkRecorder>, Flusher, PathBuf),
-    Tallied(Arc<Tally>),
-}
-
-impl Receipts {
-    /// Records into `record_dir` (created if missing), or tallies without one.
-    fn new(record_dir: Option<&std::path::Path>) -> anyhow::Result<Receipts> {
-        use anyhow::Context;
-        Ok(match record_dir {
-            Some(dir) => {
-                let recorder = std::fs::create_dir_all(dir)
-                    .and_then(|()| SinkRecorder::create(dir))
-                    .with_context(|| format!("creating the record folder {}", dir.display()))?;
-                let recorder = Arc::new(recorder);
-                let flusher = Flusher::start(recorder.clone(), dir)
-                    .with_context(|| format!("writing the records in {}", dir.display()))?;
-                Receipts::Recorded(recorder, flusher, dir.to_owned())
-            }
-            None => Receipts::Tallied(Arc::default()),
-        })
-    }
-
-    fn observer(&self) -> Arc<dyn SinkObserver> {
-        match self {
-            Receipts::Recorded(r, _, _) => r.clone(),
-            Receipts::Tallied(t) => t.clone(),
-        }
-    }
-
-    /// Flushes to disk and marks a clean stop (a run's receiving end), or prints the tally.
-    fn finish(self) -> anyhow::Result<()> {
-        match self {
-            Receipts::Recorded(_, flusher, dir) => {
-                use anyhow::Context;
-                flusher
-                    .finish()
-                    .with_context(|| format!("writing the records in {}", dir.display()))?
-            }
-            Receipts::Tallied(t) => eprintln!(
-                "received {} readings on {} connections",
-                t.readings.load(std::sync::atomic::Ordering::Relaxed),
-                t.connections.load(std::sync::atomic::Ordering::Relaxed)
-            ),
-        }
-        Ok(())
-    }
-}
-
-fn serve(
-    transport: SinkTransport,
-    listen: SocketAddr,
-    encoding: Encoding,
-    record_dir: Option<PathBuf>,
-    idle_timeout: Duration,
-    echo_interval: Option<Duration>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let receipts = Receipts::new(record_dir.as_deref())?;
-    let observer = receipts.observer();
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let socket = if listen.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket
-            .bind(listen)
-            .with_context(|| format!("binding {listen}"))?;
-        let listener = socket
-            .listen(4096)
-            .with_context(|| format!("listening on {listen}"))?;
-        println!("listening {}", listener.local_addr()?);
-        let shutdown = CancellationToken::new();
-        cancel_on_signal(shutdown.clone());
-        let options = SinkOptions {
-            encoding,
-            idle_timeout,
-            echo_interval,
-            ..SinkOptions::default()
-        };
-        transports::transport::serve(transport, listener, options, observer, shutdown).await;
-        anyhow::Ok(())
-    })?;
-    receipts.finish()
-}
-
-fn fleet(plan: PathBuf, record_dir: PathBuf) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let text = std::fs::read(&plan).with_context(|| format!("reading {}", plan.display()))?;
-    let mut plan: device_emulator::FleetPlan =
-        serde_json::from_slice(&text).with_context(|| format!("parsing {}", plan.display()))?;
-    plan.mqtt.password = std::env::var(transports::mqtt::PASSWORD_ENV).ok();
-    let recorder = Arc::new(
-        FleetRecorder::create(&record_dir)
-            .with_context(|| format!("creating the records in {}", record_dir.display()))?,
-    );
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let stop = CancellationToken::new();
-        cancel_on_signal(stop.clone());
-        // Devices that serve their readings listen from the start; the collector learns where
-        // from devices.json.
-        let listeners = if plan.transport.device_listens() {
-            let listeners = device_emulator::fleet::bind_devices(&plan)
-                .await
-                .context("binding the devices' listeners")?;
-            let addresses: Vec<String> = listeners
-                .iter()
-                .filter_map(|l| l.local_addr().ok())
-                .map(|a| a.to_string())
-                .collect();
-            fleetbench::results::write_atomically(
-                &record_dir.join(DEVICES_FILE),
-                &serde_json::to_vec(&addresses)?,
-            )?;
-            listeners
-        } else {
-            Vec::new()
-        };
-        println!("ready");
-        device_emulator::fleet::run(plan, recorder.clone(), stop, listeners).await;
-        anyhow::Ok(())
-    })?;
-    recorder
-        .flush()
-        .with_context(|| format!("writing the records in {}", record_dir.display()))?;
-    Ok(())
-}
-
-fn collect(
-    transport: TransportKind,
-    broker: SocketAddr,
-    encoding: Encoding,
-    mqtt: transports::mqtt::MqttSettings,
-    subscribers: u32,
-    record_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    use transports::mqtt::driver::{self, CollectorOptions};
-    let Some(qos) = transport.mqtt_qos() else {
-        anyhow::bail!(
-            "`collect` takes an MQTT transport, not {}",
-            transport.name()
-        );
-    };
-    let receipts = Receipts::new(record_dir.as_deref())?;
-    let observer = receipts.observer();
-    let options = CollectorOptions {
-        qos,
-        mqtt,
-        subscribers,
-        encoding,
-        connect_timeout: Duration::from_secs(10),
-    };
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        cancel_on_signal(shutdown.clone());
-        let (ready_tx, ready) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(driver::collect(
-            broker,
-            options,
-            observer,
-            shutdown.clone(),
-            ready_tx,
-        ));
-        match ready.await {
-            Ok(Ok(())) => println!("ready"),
-            Ok(Err(e)) => {
-                shutdown.cancel();
-                anyhow::bail!("{e}");
-            }
-            Err(_) => anyhow::bail!("the collector stopped before subscribing"),
-        }
-        task.await?;
-        Ok(())
-    })?;
-    receipts.finish()
-}
-
-fn collect_from_devices(
-    transport: ServedTransport,
-    devices_file: &std::path::Path,
-    start_ns: u64,
-    ramp: Duration,
-    options: transports::served::CollectOptions,
-    record_dir: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let text = std::fs::read(devices_file)
-        .with_context(|| format!("reading {}", devices_file.display()))?;
-    let devices: Vec<SocketAddr> = serde_json::from_slice(&text)
-        .with_context(|| format!("parsing {}", devices_file.display()))?;
-    let receipts = Receipts::new(record_dir.as_deref())?;
-    let observer = receipts.observer();
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        cancel_on_signal(shutdown.clone());
-        let anchor = transports::clock::Anchor::now();
-        let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut tasks = tokio::task::JoinSet::new();
-        let count = devices.len().max(1) as u64;
-        for (index, device) in devices.into_iter().enumerate() {
-            // Connect a little before the device's slot in the ramp: it listens from the start.
-            let slot = start_ns + ramp.as_nanos() as u64 * index as u64 / count;
-            let at = anchor.instant_of(slot.saturating_sub(200_000_000));
-            let (options, observer, next_conn, shutdown) = (
-                options.clone(),
-                observer.clone(),
-                next_conn.clone(),
-                shutdown.clone(),
-            );
-            tasks.spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                    _ = shutdown.cancelled() => return,
-                }
-                transports::served::collect_device(
-                    transport, device, options, observer, next_conn, shutdown,
-                )
-                .await;
-            });
-        }
-        println!("ready");
-        while tasks.join_next().await.is_some() {}
-    });
-    receipts.finish()
+/// A role given no plan, or a plan file that could not be read: printed, exit code 2 (nothing
+/// was run).
+fn exit_unplanned(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
 }

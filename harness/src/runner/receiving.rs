@@ -1,16 +1,25 @@
 //! The receiving end of a variant: the sink server, or the broker and the MQTT collector, or the
-//! collector of devices that serve; started as child processes and awaited until ready.
+//! collector of devices that serve; started as child processes and awaited until ready. The sink
+//! and the collector are each given a plan file in the variant's raw folder
+//! ([`crate::role`]); the broker is given its few settings as flags.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
-use anyhow::Context;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
 use transports::mqtt::MqttSettings;
-use transports::Encoding;
+use transports::{Encoding, Role};
 
 use super::{RunOptions, READY_TIMEOUT};
 use crate::child::ChildProcess;
 use crate::procstat;
+use crate::role::collect::{
+    BrokerCollectorPlan, CollectorPlan, DeviceCollectorPlan, SubscribedTransport,
+};
+use crate::role::serve::SinkPlan;
+use crate::role::{COLLECTOR_PLAN, DEVICES_FILE, SINK_PLAN};
 use crate::scenario::{BrokerChoice, Scenario, VariantConfig};
 
 /// The environment that hands an MQTT password to child processes (never their command line).
@@ -49,31 +58,23 @@ pub(super) fn start_receiving_end(
     let listen = scenario
         .fleet
         .listen
-        .map_or("127.0.0.1:0".to_string(), |a| a.to_string());
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
     let Some(mqtt) = mqtt else {
-        let mut sink = ChildProcess::spawn(
-            "sink",
-            &options.exe,
-            &[
-                "serve".into(),
-                variant.transport.name().into(),
-                "--listen".into(),
-                listen.clone(),
-                "--encoding".into(),
-                encoding.name().into(),
-                "--record-dir".into(),
-                raw.display().to_string(),
-            ]
-            .into_iter()
-            .chain(
-                variant
-                    .echo
-                    .filter(|e| *e)
-                    .map(|_| format!("--echo-interval={}ms", scenario.fleet.interval.as_millis())),
-            )
-            .collect::<Vec<String>>(),
-            &raw.join("sink.log"),
-        )?;
+        let Role::Dialed(dialed) = variant.transport.role() else {
+            bail!("{} is served by its devices: it has no sink", variant.name);
+        };
+        let transport = dialed
+            .sink()
+            .with_context(|| format!("{} goes through a broker: it has no sink", variant.name))?;
+        let plan = SinkPlan {
+            echo_interval: variant
+                .echo
+                .filter(|e| *e)
+                // Whole milliseconds, as the plan holds them.
+                .map(|_| Duration::from_millis(scenario.fleet.interval.as_millis() as u64)),
+            ..SinkPlan::new(transport, listen, encoding)
+        };
+        let mut sink = spawn_planned("sink", "serve", (SINK_PLAN, &plan), &[], raw, options)?;
         let target = sink
             .expect_line("listening ", READY_TIMEOUT)?
             .parse()
@@ -97,7 +98,7 @@ pub(super) fn start_receiving_end(
                 &[
                     "broker".into(),
                     "--listen".into(),
-                    listen.clone(),
+                    listen.to_string(),
                     "--max-connections".into(),
                     max_connections.to_string(),
                 ],
@@ -134,31 +135,30 @@ pub(super) fn start_receiving_end(
         }
         _ => broker_desc,
     };
-    let mut args: Vec<String> = vec![
-        "collect".into(),
-        variant.transport.name().into(),
-        "--broker".into(),
-        target.to_string(),
-        "--record-dir".into(),
-        raw.display().to_string(),
-        "--topic".into(),
-        mqtt.topic.clone(),
-        "--keepalive".into(),
-        format!("{}s", mqtt.keepalive.as_secs()),
-        "--subscribers".into(),
-        subscribers.to_string(),
-        "--encoding".into(),
-        encoding.name().into(),
-    ];
-    if let Some(user) = &mqtt.username {
-        args.extend(["--username".into(), user.clone()]);
-    }
-    let mut collector = ChildProcess::spawn_with_env(
+    let Role::Dialed(dialed) = variant.transport.role() else {
+        bail!(
+            "{} is served by its devices: it has no broker",
+            variant.name
+        );
+    };
+    let transport = SubscribedTransport::of_dialed(dialed)
+        .with_context(|| format!("{} is not MQTT: it has no broker", variant.name))?;
+    let plan = CollectorPlan::Broker(BrokerCollectorPlan {
+        transport,
+        broker: target,
+        topic: mqtt.topic.clone(),
+        keepalive: mqtt.keepalive,
+        username: mqtt.username.clone(),
+        subscribers,
+        encoding,
+    });
+    let mut collector = spawn_planned(
         "collector",
-        &options.exe,
-        &args,
+        "collect",
+        (COLLECTOR_PLAN, &plan),
         secrets,
-        &raw.join("collector.log"),
+        raw,
+        options,
     )?;
     collector.expect_line("ready", READY_TIMEOUT)?;
     Ok(ReceivingEnd {
@@ -180,26 +180,25 @@ pub(super) fn start_device_collector(
     raw: &Path,
     options: &RunOptions,
 ) -> anyhow::Result<ReceivingEnd> {
-    let mut collector = ChildProcess::spawn(
+    let Role::Served(transport) = variant.transport.role() else {
+        bail!("{} is not served by its devices", variant.name);
+    };
+    let plan = CollectorPlan::Devices(DeviceCollectorPlan {
+        transport,
+        devices_file: raw.join(DEVICES_FILE),
+        start_ns,
+        ramp: Duration::from_millis(scenario.fleet.ramp.as_millis() as u64),
+        encoding,
+        hold_timeout: Duration::from_millis(hold_timeout_ms),
+        retry: DeviceCollectorPlan::DEFAULT_RETRY,
+    });
+    let mut collector = spawn_planned(
         "collector",
-        &options.exe,
-        &[
-            "collect".into(),
-            variant.transport.name().into(),
-            "--devices-file".into(),
-            raw.join("devices.json").display().to_string(),
-            "--start-ns".into(),
-            start_ns.to_string(),
-            "--ramp".into(),
-            format!("{}ms", scenario.fleet.ramp.as_millis()),
-            "--encoding".into(),
-            encoding.name().into(),
-            "--hold-timeout".into(),
-            format!("{hold_timeout_ms}ms"),
-            "--record-dir".into(),
-            raw.display().to_string(),
-        ],
-        &raw.join("collector.log"),
+        "collect",
+        (COLLECTOR_PLAN, &plan),
+        &[],
+        raw,
+        options,
     )?;
     collector.expect_line("ready", READY_TIMEOUT)?;
     Ok(ReceivingEnd {
@@ -209,4 +208,31 @@ pub(super) fn start_device_collector(
         broker_desc: None,
         broker_pid: None,
     })
+}
+
+/// Writes `plan` to `file` in `raw` and starts `fleetbench <subcommand> --plan <raw/file>
+/// --record-dir <raw>` as the child `name`, logging to `raw/<name>.log`; `env` holds secrets.
+pub(super) fn spawn_planned<T: serde::Serialize>(
+    name: &str,
+    subcommand: &str,
+    (file, plan): (&str, &T),
+    env: &[(&str, String)],
+    raw: &Path,
+    options: &RunOptions,
+) -> anyhow::Result<ChildProcess> {
+    let plan_path = raw.join(file);
+    crate::role::write_plan(&plan_path, plan)?;
+    ChildProcess::spawn_with_env(
+        name,
+        &options.exe,
+        &[
+            subcommand.into(),
+            "--plan".into(),
+            plan_path.display().to_string(),
+            "--record-dir".into(),
+            raw.display().to_string(),
+        ],
+        env,
+        &raw.join(format!("{name}.log")),
+    )
 }

@@ -1,0 +1,107 @@
+//! The sink server role (`fleetbench serve`): the backend under test for the transports a
+//! device dials straight to it (tcp, ws, http-post), recording every arrival.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use transports::transport::SinkOptions;
+use transports::{Encoding, Role, SinkTransport, TransportKind};
+
+use super::receipts::Receipts;
+use super::{by_name, cancel_on_signal, millis, millis_opt, RoleTransport};
+
+/// What a sink server serves, and how ([`super::SINK_PLAN`] in a run).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkPlan {
+    /// The transport served.
+    #[serde(with = "by_name")]
+    pub transport: SinkTransport,
+    /// Address to listen on (port 0: a free one, printed as `listening <addr>`).
+    pub listen: SocketAddr,
+    /// Payload encoding.
+    pub encoding: Encoding,
+    /// A connection that sends nothing for this long is closed.
+    #[serde(rename = "idle_timeout_ms", with = "millis")]
+    pub idle_timeout: Duration,
+    /// Raw TCP echo mode: ask each device for a reading this often and measure the round trip.
+    #[serde(rename = "echo_interval_ms", with = "millis_opt")]
+    pub echo_interval: Option<Duration>,
+}
+
+impl SinkPlan {
+    /// The idle timeout when none is asked for.
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// `transport` on `listen` in `encoding`, with the default idle timeout and no echo.
+    pub fn new(transport: SinkTransport, listen: SocketAddr, encoding: Encoding) -> SinkPlan {
+        SinkPlan {
+            transport,
+            listen,
+            encoding,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            echo_interval: None,
+        }
+    }
+}
+
+impl RoleTransport for SinkTransport {
+    fn kind(self) -> TransportKind {
+        SinkTransport::kind(self)
+    }
+
+    fn of_kind(kind: TransportKind) -> Result<Self, String> {
+        let s = kind.name();
+        match kind.role() {
+            Role::Dialed(dialed) => dialed.sink().ok_or_else(|| {
+                format!(
+                    "`{s}` is not received by `serve`: devices publish it to a broker \
+                     (`fleetbench broker`) and `fleetbench collect {s}` subscribes"
+                )
+            }),
+            Role::Served(_) => Err(format!(
+                "`{s}` is not received by `serve`: the devices serve it and \
+                 `fleetbench collect {s}` connects to them"
+            )),
+        }
+    }
+}
+
+/// Serves `plan` until SIGINT or SIGTERM, printing `listening <addr>` once it listens; records
+/// into `record_dir`, or prints a tally at exit without one.
+pub fn run(plan: &SinkPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
+    let receipts = Receipts::new(record_dir)?;
+    let observer = receipts.observer();
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let listen = plan.listen;
+        let socket = if listen.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(listen)
+            .with_context(|| format!("binding {listen}"))?;
+        let listener = socket
+            .listen(4096)
+            .with_context(|| format!("listening on {listen}"))?;
+        println!("listening {}", listener.local_addr()?);
+        let shutdown = CancellationToken::new();
+        cancel_on_signal(shutdown.clone());
+        let options = SinkOptions {
+            encoding: plan.encoding,
+            idle_timeout: plan.idle_timeout,
+            echo_interval: plan.echo_interval,
+            ..SinkOptions::default()
+        };
+        transports::transport::serve(plan.transport, listener, options, observer, shutdown).await;
+        anyhow::Ok(())
+    })?;
+    receipts.finish()
+}
