@@ -100,8 +100,8 @@ enum Command {
         /// round trip.
         #[arg(long, value_parser = humantime::parse_duration)]
         echo_interval: Option<Duration>,
-        /// The sink's plan (JSON, as `run` writes it to sink-plan.json), instead of the
-        /// transport and the flags above.
+        /// The sink's plan (JSON, as `run` writes it to sink-plan.json), instead of the flags
+        /// above (a transport given with it must be the plan's).
         #[arg(long, value_name = "FILE", conflicts_with_all = SERVE_PLANNED)]
         plan: Option<PathBuf>,
         /// Write arrival and connection records into this folder.
@@ -165,7 +165,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         subscribers: u32,
         /// The collector's plan (JSON, as `run` writes it to collector-plan.json), instead of
-        /// the transport and the flags above.
+        /// the flags above (a transport given with it must be the plan's).
         #[arg(long, value_name = "FILE", conflicts_with_all = COLLECT_PLANNED)]
         plan: Option<PathBuf>,
         /// Write arrival and connection records into this folder.
@@ -222,18 +222,12 @@ const RUN_OUTPUTS: [&str; 10] = [
     "compare-bmf.json",
 ];
 
-/// What `serve --plan` replaces.
-const SERVE_PLANNED: [&str; 5] = [
-    "transport",
-    "listen",
-    "encoding",
-    "idle_timeout",
-    "echo_interval",
-];
+/// What `serve --plan` replaces. The transport may be given with a plan, as a label `ps` shows;
+/// it must be the plan's.
+const SERVE_PLANNED: [&str; 4] = ["listen", "encoding", "idle_timeout", "echo_interval"];
 
-/// What `collect --plan` replaces.
-const COLLECT_PLANNED: [&str; 12] = [
-    "transport",
+/// What `collect --plan` replaces (the transport, as for `serve`, may be given and must agree).
+const COLLECT_PLANNED: [&str; 11] = [
     "broker",
     "devices_file",
     "start_ns",
@@ -321,7 +315,9 @@ fn main() -> ExitCode {
             record_dir,
         } => {
             let plan = match (plan, transport) {
-                (Some(file), _) => role::read_plan(&file).map_err(exit_unplanned),
+                (Some(file), transport) => role::read_plan(&file)
+                    .map_err(exit_unplanned)
+                    .and_then(|plan: SinkPlan| agreed(&file, transport, plan.transport, plan)),
                 (None, Some(transport)) => Ok(SinkPlan {
                     idle_timeout,
                     echo_interval,
@@ -634,6 +630,24 @@ fn compare(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `plan`, read from `file`, if the transport the command line names (if any) is the plan's.
+fn agreed<T: RoleTransport + PartialEq, P>(
+    file: &std::path::Path,
+    named: Option<T>,
+    planned: T,
+    plan: P,
+) -> Result<P, ExitCode> {
+    match named {
+        Some(named) if named != planned => Err(exit_unplanned(format!(
+            "the plan {} is for `{}`, not `{}`",
+            file.display(),
+            planned.kind().name(),
+            named.kind().name()
+        ))),
+        _ => Ok(plan),
     }
 }
 

@@ -397,8 +397,9 @@ fn readings_mosquitto_drops_are_lost_not_unsent() {
          broker = \"mqtt://{}\"\n",
         broker.addr
     );
-    let pattern = format!("collect mqtt-qos1 --broker {}", broker.addr);
     let out = dir.path().join("out");
+    // The collector of this run: its plan is in this run's folder.
+    let pattern = format!("collect mqtt-qos1 --plan {}/", out.display());
     let stopper = std::thread::spawn(move || {
         // Half a second into the window, however long the machine took to start the run.
         mid_run::sleep_until_ns(mid_run::wait_for_plan(&out, "qos1") + 1_000_000_000);

@@ -2,7 +2,7 @@
 //! transports each role takes checked by the command line.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,18 @@ fn exit_of(mut child: Child, what: &str) -> (Option<i32>, String) {
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// `fleetbench <args> --plan <plan>`, its stdout and stderr piped.
+fn spawn_planned(args: &[&str], plan: &Path) -> Child {
+    fleetbench()
+        .args(args)
+        .arg("--plan")
+        .arg(plan)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn spawn(args: &[&str]) -> Child {
@@ -151,6 +163,14 @@ fn every_plan_reads_back_as_written() {
     }
 }
 
+/// Writes `dir/sink-plan.json`: `transport` in `encoding` on a free loopback port.
+fn sink_plan_file(dir: &Path, transport: SinkTransport, encoding: Encoding) -> PathBuf {
+    let path = dir.join("sink-plan.json");
+    let plan = SinkPlan::new(transport, "127.0.0.1:0".parse().unwrap(), encoding);
+    write_plan(&path, &plan).unwrap();
+    path
+}
+
 /// Polls (bounded) until `path` holds at least `len` bytes.
 fn wait_for_len(path: &Path, len: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -169,13 +189,7 @@ fn a_sink_started_with_a_plan_serves_what_the_plan_says() {
     let dir = tempfile::tempdir().unwrap();
     let records = dir.path().join("raw");
     // Binary, which the command line's default (json) would fail to decode.
-    let plan = SinkPlan::new(
-        SinkTransport::Tcp,
-        "127.0.0.1:0".parse().unwrap(),
-        Encoding::Binary,
-    );
-    let path = dir.path().join("sink-plan.json");
-    write_plan(&path, &plan).unwrap();
+    let path = sink_plan_file(dir.path(), SinkTransport::Tcp, Encoding::Binary);
     let mut child = fleetbench()
         .args(["serve", "--plan"])
         .arg(&path)
@@ -229,13 +243,7 @@ fn a_collector_started_with_a_plan_reads_the_devices_file_it_names() {
     });
     let path = dir.path().join("collector-plan.json");
     write_plan(&path, &plan).unwrap();
-    let child = fleetbench()
-        .args(["collect", "--plan"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_planned(&["collect"], &path);
     let (code, stderr) = exit_of(child, "`collect --plan`");
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
@@ -267,13 +275,7 @@ fn a_plan_with_a_bad_field_is_refused_naming_the_file_and_the_field() {
         plan[field] = value;
         let path = dir.path().join(format!("{field}.json"));
         std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();
-        let child = fleetbench()
-            .args(["serve", "--plan"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_planned(&["serve"], &path);
         let (code, stderr) = exit_of(child, "`serve --plan`");
         assert_eq!(code, Some(2), "{field}: {stderr}");
         assert!(!stderr.contains("listening"), "{stderr}");
@@ -287,17 +289,27 @@ fn a_plan_with_a_bad_field_is_refused_naming_the_file_and_the_field() {
         }
     }
     let missing = dir.path().join("no-such-plan.json");
-    let child = fleetbench()
-        .args(["collect", "--plan"])
-        .arg(&missing)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_planned(&["collect"], &missing);
     let (code, stderr) = exit_of(child, "`collect --plan`");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains(&format!("reading the plan {}", missing.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_transport_named_beside_a_plan_must_be_the_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sink_plan_file(dir.path(), SinkTransport::Ws, Encoding::Json);
+    let child = spawn_planned(&["serve", "tcp"], &path);
+    let (code, stderr) = exit_of(child, "`serve tcp --plan`");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the plan {} is for `ws`, not `tcp`",
+            path.display()
+        )),
         "{stderr}"
     );
 }

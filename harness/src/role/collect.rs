@@ -151,6 +151,16 @@ pub enum CollectorPlan {
     Devices(DeviceCollectorPlan),
 }
 
+impl CollectorPlan {
+    /// The transport collected.
+    pub fn transport(&self) -> CollectedTransport {
+        match self {
+            CollectorPlan::Broker(plan) => CollectedTransport::Subscribed(plan.transport),
+            CollectorPlan::Devices(plan) => CollectedTransport::Served(plan.transport),
+        }
+    }
+}
+
 /// A collector subscribed to an MQTT broker. The password is not here: it comes from the
 /// environment ([`transports::mqtt::PASSWORD_ENV`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use transports::mqtt::MqttSettings;
-use transports::{Encoding, Role};
+use transports::{Encoding, Role, TransportKind};
 
 use super::{RunOptions, READY_TIMEOUT};
 use crate::child::ChildProcess;
@@ -74,7 +74,14 @@ pub(super) fn start_receiving_end(
                 .map(|_| Duration::from_millis(scenario.fleet.interval.as_millis() as u64)),
             ..SinkPlan::new(transport, listen, encoding)
         };
-        let mut sink = spawn_planned("sink", "serve", (SINK_PLAN, &plan), &[], raw, options)?;
+        let mut sink = spawn_planned(
+            "sink",
+            ("serve", transport.kind()),
+            (SINK_PLAN, &plan),
+            &[],
+            raw,
+            options,
+        )?;
         let target = sink
             .expect_line("listening ", READY_TIMEOUT)?
             .parse()
@@ -154,7 +161,7 @@ pub(super) fn start_receiving_end(
     });
     let mut collector = spawn_planned(
         "collector",
-        "collect",
+        ("collect", variant.transport),
         (COLLECTOR_PLAN, &plan),
         secrets,
         raw,
@@ -194,7 +201,7 @@ pub(super) fn start_device_collector(
     });
     let mut collector = spawn_planned(
         "collector",
-        "collect",
+        ("collect", variant.transport),
         (COLLECTOR_PLAN, &plan),
         &[],
         raw,
@@ -210,11 +217,12 @@ pub(super) fn start_device_collector(
     })
 }
 
-/// Writes `plan` to `file` in `raw` and starts `fleetbench <subcommand> --plan <raw/file>
-/// --record-dir <raw>` as the child `name`, logging to `raw/<name>.log`; `env` holds secrets.
+/// Writes `plan` to `file` in `raw` and starts `fleetbench <subcommand> <transport> --plan
+/// <raw/file> --record-dir <raw>` as the child `name`, logging to `raw/<name>.log`; `env` holds
+/// secrets. The transport, which the child checks against its plan, names the child in `ps`.
 pub(super) fn spawn_planned<T: serde::Serialize>(
     name: &str,
-    subcommand: &str,
+    (subcommand, transport): (&str, TransportKind),
     (file, plan): (&str, &T),
     env: &[(&str, String)],
     raw: &Path,
@@ -227,6 +235,7 @@ pub(super) fn spawn_planned<T: serde::Serialize>(
         &options.exe,
         &[
             subcommand.into(),
+            transport.name().into(),
             "--plan".into(),
             plan_path.display().to_string(),
             "--record-dir".into(),
