@@ -5,7 +5,6 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
-
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -19,7 +18,7 @@ use crate::role::collect::{
     BrokerCollectorPlan, CollectorPlan, DeviceCollectorPlan, SubscribedTransport,
 };
 use crate::role::serve::SinkPlan;
-use crate::role::{COLLECTOR_PLAN, DEVICES_FILE, SINK_PLAN};
+use crate::role::{RoleTransport, COLLECTOR_PLAN, DEVICES_FILE, SINK_PLAN};
 use crate::scenario::{BrokerChoice, Scenario, VariantConfig};
 
 /// The environment that hands an MQTT password to child processes (never their command line).
@@ -161,7 +160,7 @@ pub(super) fn start_receiving_end(
     });
     let mut collector = spawn_planned(
         "collector",
-        ("collect", variant.transport),
+        ("collect", plan.transport().kind()),
         (COLLECTOR_PLAN, &plan),
         secrets,
         raw,
@@ -201,7 +200,7 @@ pub(super) fn start_device_collector(
     });
     let mut collector = spawn_planned(
         "collector",
-        ("collect", variant.transport),
+        ("collect", plan.transport().kind()),
         (COLLECTOR_PLAN, &plan),
         &[],
         raw,
