@@ -30,6 +30,7 @@ use crate::hardware::{self, control::DeviceControl};
 use crate::measure::{ReadingFigures, Window};
 use crate::records::{self, Arrival};
 use crate::results::{CloseCost, HardwareSummary, PerReading, SetupCost};
+use crate::role;
 use crate::scenario::{Scenario, VariantConfig};
 
 /// What a run of one variant is, resolved once: the scenario, the variant and where its files go.
@@ -133,8 +134,8 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         hold_timeout_ms: run.hold_timeout_ms(),
         http_connections: variant.connections.unwrap_or_default(),
     };
-    let plan_path = run.raw.join("fleet-plan.json");
-    crate::results::write_atomically(&plan_path, &serde_json::to_vec_pretty(&plan)?)?;
+    let plan_path = run.raw.join(role::FLEET_PLAN);
+    role::write_plan(&plan_path, &plan)?;
     let mut process = ChildProcess::spawn_with_env(
         "fleet",
         &run.options.exe,
@@ -237,7 +238,7 @@ impl Devices<'_> {
                     .map(|a| SocketAddr::new(a.ip(), run.variant.device_port()))
                     .collect();
                 crate::results::write_atomically(
-                    &run.raw.join("devices.json"),
+                    &run.raw.join(role::DEVICES_FILE),
                     &serde_json::to_vec_pretty(&addresses)?,
                 )?;
                 Ok(clock::now_ns())
