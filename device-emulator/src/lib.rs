@@ -5,12 +5,15 @@
 //! - [`sensor`]: seeded DHT11 / BMP180 / MQ-135 models.
 //! - [`schedule`]: the open-loop schedule (connect ramp, phase, interval, jitter).
 //! - [`pacer`]: sleeping until a due instant with sub-millisecond precision.
+//! - [`link`]: the WiFi link model (delay, loss, bandwidth, airtime, modem sleep) decided per
+//!   packet, as pure code for a packet-level link process to call.
 //! - [`fleet`]: the device tasks, reporting every due reading and connection to a
 //!   [`FleetObserver`](fleet::FleetObserver).
 //!
 //! This crate never computes a figure: it reports what each device did, with timestamps.
 
 pub mod fleet;
+pub mod link;
 pub mod pacer;
 pub mod profile;
 pub mod schedule;
