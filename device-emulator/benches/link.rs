@@ -15,7 +15,11 @@ fn packet(c: &mut Criterion) {
             b.iter(|| {
                 now += 20_000;
                 i = (i + 1) % devices.len();
-                let dir = if i % 2 == 0 { Direction::Up } else { Direction::Down };
+                let dir = if i % 2 == 0 {
+                    Direction::Up
+                } else {
+                    Direction::Down
+                };
                 black_box(devices[i].packet(dir, now, black_box(200), &mut air))
             })
         });

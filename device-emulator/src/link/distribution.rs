@@ -192,7 +192,9 @@ impl<T: Quantity> Distribution<T> {
                     return bad("quantiles: every probability and value must be finite");
                 }
                 if pts.windows(2).any(|w| w[1].0 <= w[0].0 || w[1].1 < w[0].1) {
-                    return bad("quantiles: probabilities must rise strictly and values never fall");
+                    return bad(
+                        "quantiles: probabilities must rise strictly and values never fall",
+                    );
                 }
                 Sampler::Quantiles(pts)
             }
@@ -451,7 +453,12 @@ mod tests {
     #[test]
     fn quantile_table_is_interpolated_linearly() {
         let d = DelayDistribution::Quantiles {
-            points: vec![(0.0, ms(1.0)), (0.5, ms(2.0)), (0.9, ms(10.0)), (1.0, ms(30.0))],
+            points: vec![
+                (0.0, ms(1.0)),
+                (0.5, ms(2.0)),
+                (0.9, ms(10.0)),
+                (1.0, ms(30.0)),
+            ],
         };
         for (p, want) in [(0.25, 1.5e6), (0.7, 6e6), (0.95, 20e6)] {
             assert!((d.quantile(p).unwrap() - want).abs() < 1e-3, "p{p}");

@@ -86,7 +86,9 @@ impl LossModel {
             LossModel::Bernoulli { .. } => Ok(()),
             LossModel::GilbertElliott { rate, mean_burst } => {
                 if !(mean_burst.is_finite() && mean_burst >= 1.0) {
-                    return bad(format!("gilbert-elliott mean_burst {mean_burst} is below 1"));
+                    return bad(format!(
+                        "gilbert-elliott mean_burst {mean_burst} is below 1"
+                    ));
                 }
                 let most = mean_burst / (1.0 + mean_burst);
                 if !(0.0..=most).contains(&rate) {
@@ -181,7 +183,10 @@ mod tests {
             bursts += (l && !previous) as usize;
             previous = l;
         }
-        (lost as f64 / PACKETS as f64, lost as f64 / bursts.max(1) as f64)
+        (
+            lost as f64 / PACKETS as f64,
+            lost as f64 / bursts.max(1) as f64,
+        )
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub use distribution::{DelayDistribution, Distribution, RssiDistribution, Span};
 pub use loss::LossModel;
 pub use model::{DirectionModel, LinkModel, LinkQuality, LinkTable, ModemSleep};
 pub use preset::Preset;
-pub use state::{Airtime, DeviceLink, Delivery, Direction, DirectionCounters, LinkPlan, Verdict};
+pub use state::{Airtime, Delivery, DeviceLink, Direction, DirectionCounters, LinkPlan, Verdict};
 
 /// A link model that cannot run, with the field at fault.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

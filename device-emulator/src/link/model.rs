@@ -148,9 +148,8 @@ impl LinkModel {
     /// True when the link changes nothing: no delay, loss, bandwidth limit, airtime cap or
     /// sleep. Such a link needs no packet-level process (and no privileges).
     pub fn is_ideal(&self) -> bool {
-        let direction_ideal = |d: &DirectionModel| {
-            d.delay.is_zero() && d.loss.rate() == 0.0 && d.bandwidth_bps == 0
-        };
+        let direction_ideal =
+            |d: &DirectionModel| d.delay.is_zero() && d.loss.rate() == 0.0 && d.bandwidth_bps == 0;
         direction_ideal(&self.up)
             && direction_ideal(&self.down)
             && !self.sleep.enabled
@@ -163,7 +162,9 @@ impl LinkModel {
             d.delay
                 .sampler()
                 .map_err(|e| e.within(&format!("{name}.delay")))?;
-            d.loss.check().map_err(|e| e.within(&format!("{name}.loss")))?;
+            d.loss
+                .check()
+                .map_err(|e| e.within(&format!("{name}.loss")))?;
         }
         if self.sleep.enabled && self.sleep.wake_period_ns() == 0 {
             return Err(LinkModelError::Sleep(
@@ -172,8 +173,7 @@ impl LinkModel {
         }
         let q = &self.quality;
         if let Some(rssi) = &q.rssi {
-            rssi.sampler()
-                .map_err(|e| e.within("quality.rssi"))?;
+            rssi.sampler().map_err(|e| e.within("quality.rssi"))?;
         }
         let finite = [
             q.reference_rssi_dbm,

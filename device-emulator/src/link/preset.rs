@@ -63,7 +63,9 @@ impl Preset {
 /// No delay, loss, limit or sleep: the identity.
 fn ideal() -> LinkModel {
     let direction = DirectionModel {
-        delay: Distribution::Constant { value: Span::default() },
+        delay: Distribution::Constant {
+            value: Span::default(),
+        },
         loss: LossModel::None,
         bandwidth_bps: 0,
         reorder: false,

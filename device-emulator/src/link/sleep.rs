@@ -91,6 +91,7 @@ impl Radio {
             return self.phase_ns;
         }
         let k = (t - self.phase_ns).div_ceil(self.period_ns);
-        self.phase_ns.saturating_add(k.saturating_mul(self.period_ns))
+        self.phase_ns
+            .saturating_add(k.saturating_mul(self.period_ns))
     }
 }

@@ -7,9 +7,9 @@
 //! 2. **modem sleep**: a packet to a sleeping device waits for its next wake-up; a packet from
 //!    the device wakes the radio at once;
 //! 3. **serialisation**: `size × 8 / bandwidth`, queued behind the device's previous packet in
-//!    that direction; then `size × 8 / airtime` on the access point's shared medium, queued
-//!    behind every device's earlier reservation (a FIFO of reservations, so a packet held for a
-//!    beacon reserves the air at its wake-up);
+//!    that direction; and `size × 8 / airtime` on the access point's shared medium, in the
+//!    first gap left by every device's reservations (see [`Airtime`]); the packet is sent when
+//!    both are done;
 //! 4. **air delay**: one draw of the direction's delay, times the device's quality factor,
 //!    censored at 0;
 //! 5. **order**: unless the direction allows reordering, no earlier than the previous packet's
@@ -18,6 +18,7 @@
 //! Nothing here reads a clock: `now_ns` is the caller's, and the same seed and inputs give the
 //! same verdicts. Calls for one device must come in non-decreasing `now_ns` across both
 //! directions (one link process sees packets in arrival order).
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
@@ -167,12 +168,18 @@ const LINK_STREAM: u64 = 3;
 const UP_STREAM: u64 = 4;
 const DOWN_STREAM: u64 = 5;
 
-/// One access point's shared medium: the instant it is next free. The link process keeps one
-/// per access point and passes it to every device's [`DeviceLink::packet`].
+/// One access point's shared medium: the intervals of air already reserved. The link process
+/// keeps one per access point and passes it to every device's [`DeviceLink::packet`], in
+/// non-decreasing `now_ns` (intervals that ended by `now_ns` are forgotten).
+///
+/// A packet takes the first gap long enough for it at or after the instant it is ready, so a
+/// packet held for a later beacon reserves the air then and does not block earlier packets of
+/// other devices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Airtime {
     rate_bps: u64,
-    free_at_ns: u64,
+    /// Reserved intervals `start → end`, disjoint and never touching (touching ones merge).
+    reserved: BTreeMap<u64, u64>,
     busy_ns: u64,
 }
 
@@ -181,14 +188,14 @@ impl Airtime {
     pub fn new(rate_bps: u64) -> Airtime {
         Airtime {
             rate_bps,
-            free_at_ns: 0,
+            reserved: BTreeMap::new(),
             busy_ns: 0,
         }
     }
 
     /// The instant the medium is free of every reservation so far.
     pub fn free_at_ns(&self) -> u64 {
-        self.free_at_ns
+        self.reserved.last_key_value().map_or(0, |(_, end)| *end)
     }
 
     /// Total time reserved so far (for utilisation: busy / elapsed).
@@ -196,16 +203,38 @@ impl Airtime {
         self.busy_ns
     }
 
-    /// Reserves `bits` starting no earlier than `ready_ns`; returns when the transfer ends.
-    fn reserve(&mut self, ready_ns: u64, bits: u64) -> u64 {
+    /// Reserves `bits` in the first gap at or after `ready_ns`; returns when the transfer ends.
+    fn reserve(&mut self, now_ns: u64, ready_ns: u64, bits: u64) -> u64 {
         if self.rate_bps == 0 {
             return ready_ns;
         }
-        let start = ready_ns.max(self.free_at_ns);
+        while let Some(entry) = self.reserved.first_entry() {
+            if *entry.get() > now_ns {
+                break;
+            }
+            entry.remove();
+        }
         let took = transfer_ns(bits, self.rate_bps);
-        self.free_at_ns = start.saturating_add(took);
+        let mut start = ready_ns;
+        if let Some((_, end)) = self.reserved.range(..=start).next_back() {
+            start = start.max(*end);
+        }
+        for (s, e) in self.reserved.range(start..) {
+            if *s >= start.saturating_add(took) {
+                break;
+            }
+            start = *e;
+        }
+        let end = start.saturating_add(took);
         self.busy_ns = self.busy_ns.saturating_add(took);
-        self.free_at_ns
+        // Merge with a reservation ending at `start` and one starting at `end`.
+        let merged_start = match self.reserved.range(..start).next_back() {
+            Some((s, e)) if *e == start => *s,
+            _ => start,
+        };
+        let merged_end = self.reserved.remove(&end).unwrap_or(end);
+        self.reserved.insert(merged_start, merged_end);
+        end
     }
 }
 
@@ -273,7 +302,7 @@ impl DeviceLink {
         let start = ready.max(side.free_at_ns);
         let sent = start
             .saturating_add(transfer_ns(bits, dir_model.bandwidth_bps))
-            .max(air.reserve(start, bits));
+            .max(air.reserve(now_ns, start, bits));
         side.free_at_ns = sent;
         let air_ns = (delay.sample(&mut side.rng) * self.delay_factor)
             .max(0.0)

@@ -96,9 +96,43 @@ fn airtime_is_shared_by_every_device_on_the_access_point() {
     let mut air = plan.airtime();
     let mut a = plan.device(1, 0);
     let mut b = plan.device(1, 1);
-    assert_eq!(deliver(a.packet(Direction::Up, 0, 1_000, &mut air)).at_ns, 8 * MS);
-    assert_eq!(deliver(b.packet(Direction::Down, 0, 1_000, &mut air)).at_ns, 16 * MS);
+    assert_eq!(
+        deliver(a.packet(Direction::Up, 0, 1_000, &mut air)).at_ns,
+        8 * MS
+    );
+    assert_eq!(
+        deliver(b.packet(Direction::Down, 0, 1_000, &mut air)).at_ns,
+        16 * MS
+    );
     assert_eq!(air.busy_ns(), 16 * MS);
+}
+
+#[test]
+fn a_packet_held_for_a_beacon_does_not_block_the_air_before_it() {
+    // 1 Mbit/s of air and modem sleep: a packet to a sleeping device reserves the air at its
+    // wake-up; another device's packet sent meanwhile takes the air at once, and one that
+    // would overlap the reservation goes after it.
+    let plan = LinkPlan::new(&model(|m| {
+        m.airtime_bps = 1_000_000;
+        m.sleep = ModemSleep::esp8266_default();
+    }))
+    .unwrap();
+    let held = (0..)
+        .map(|i| plan.device(6, i))
+        .find(|d| d.wake_phase_ns() > 40 * MS)
+        .unwrap();
+    let wake = held.wake_phase_ns();
+    let (mut held, mut other) = (held, plan.device(6, 1_000));
+    let mut air = plan.airtime();
+    let d = deliver(held.packet(Direction::Down, MS, 1_000, &mut air));
+    assert_eq!((d.sleep_ns, d.at_ns), (wake - MS, wake + 8 * MS));
+    // Before the reservation: 1,000 B take 8 ms from 2 ms.
+    let early = deliver(other.packet(Direction::Up, 2 * MS, 1_000, &mut air));
+    assert_eq!(early.at_ns, 10 * MS);
+    // Sent 4 ms before the wake-up, it would overlap: it goes after the held packet.
+    let late = deliver(other.packet(Direction::Up, wake - 4 * MS, 1_000, &mut air));
+    assert_eq!(late.at_ns, wake + 16 * MS);
+    assert_eq!(air.free_at_ns(), wake + 16 * MS);
 }
 
 /// A link with modem sleep only (no delay): DTIM `dtim`, awake 50 ms after traffic.
@@ -164,7 +198,11 @@ fn sleep_waits_for_the_devices_own_beacons_at_dtim_3() {
         let now = k * 1_337 * MS;
         let d = deliver(dev.packet(Direction::Down, now, 100, &mut air));
         assert!(d.sleep_ns < period);
-        assert_eq!((d.at_ns - dev.wake_phase_ns()) % period, 0, "not at a wake-up");
+        assert_eq!(
+            (d.at_ns - dev.wake_phase_ns()) % period,
+            0,
+            "not at a wake-up"
+        );
     }
 }
 
@@ -189,7 +227,10 @@ fn a_packet_from_the_device_wakes_the_radio_at_once() {
 
 #[test]
 fn ideal_is_the_identity_and_the_default() {
-    assert_eq!(LinkTable::default().resolve().unwrap(), Preset::Ideal.model());
+    assert_eq!(
+        LinkTable::default().resolve().unwrap(),
+        Preset::Ideal.model()
+    );
     assert_eq!(LinkModel::default(), Preset::Ideal.model());
     assert!(Preset::Ideal.model().is_ideal());
     assert!(!Preset::Esp8266Home.model().is_ideal());
@@ -276,7 +317,10 @@ fn a_scenario_overrides_any_field_of_its_preset() {
 fn a_typo_in_link_is_refused_naming_the_key() {
     for (text, key) in [
         ("[link]\npreset = \"ideal\"\nairtime = 5\n", "airtime"),
-        ("[link.up]\ndealy = { kind = \"constant\", value = \"1ms\" }\n", "dealy"),
+        (
+            "[link.up]\ndealy = { kind = \"constant\", value = \"1ms\" }\n",
+            "dealy",
+        ),
         ("[link.sleep]\ndtm = 2\n", "dtm"),
         (
             "[link.down]\ndelay = { kind = \"normal\", mean = \"1ms\", stdev = \"1ms\" }\n",
@@ -298,10 +342,8 @@ fn a_typo_in_link_is_refused_naming_the_key() {
 fn an_impossible_model_is_refused_naming_the_field() {
     let err = parse("[link.up]\nloss = { kind = \"bernoulli\", rate = 2.0 }\n").unwrap_err();
     assert!(err.contains("up.loss"), "{err}");
-    let err = parse(
-        "[link.down]\ndelay = { kind = \"uniform\", low = \"3ms\", high = \"1ms\" }\n",
-    )
-    .unwrap_err();
+    let err = parse("[link.down]\ndelay = { kind = \"uniform\", low = \"3ms\", high = \"1ms\" }\n")
+        .unwrap_err();
     assert!(err.contains("down.delay"), "{err}");
 }
 
@@ -313,7 +355,11 @@ fn same_seed_same_verdicts() {
         let mut devs: Vec<DeviceLink> = (0..5).map(|i| plan.device(seed, i)).collect();
         (0..5_000u64)
             .map(|i| {
-                let dir = if i % 3 == 0 { Direction::Down } else { Direction::Up };
+                let dir = if i % 3 == 0 {
+                    Direction::Down
+                } else {
+                    Direction::Up
+                };
                 devs[(i % 5) as usize].packet(dir, i * 3 * MS, 200, &mut air)
             })
             .collect::<Vec<_>>()
@@ -343,7 +389,10 @@ fn a_weaker_device_gets_more_delay_and_loss() {
     });
     let plan = LinkPlan::new(&m).unwrap();
     let mut dev = plan.device(1, 0);
-    assert_eq!(dev.loss_model(Direction::Up), LossModel::Bernoulli { rate: 0.02 });
+    assert_eq!(
+        dev.loss_model(Direction::Up),
+        LossModel::Bernoulli { rate: 0.02 }
+    );
     assert_eq!(dev.loss_model(Direction::Down), LossModel::None);
     let mut air = plan.airtime();
     let n = 100_000u64;
