@@ -89,8 +89,13 @@ impl ModemSleep {
 }
 
 /// How one device's link differs from the model: each device draws an RSSI, and its loss rate
-/// and delays scale by `2^((reference − rssi) / doubling)` (below the reference, worse). The
-/// model's numbers hold for a device at `reference_rssi_dbm`.
+/// and air delays scale by `2^((reference − rssi) / doubling)` (below the reference, worse).
+/// The model's numbers hold for a device at `reference_rssi_dbm`; a fleet spread around it
+/// averages somewhat more (for RSSI normal with σ dB around the reference, the mean factor is
+/// `exp((σ · ln 2 / doubling)² / 2)`: 1.18 for σ 5 dB and 6 dB per doubling). A link process
+/// checks each device's measured loss against [`DeviceLink::loss_model`].
+///
+/// [`DeviceLink::loss_model`]: super::DeviceLink::loss_model
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkQuality {
@@ -205,9 +210,9 @@ impl LinkModel {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a [link] table")]
 pub struct LinkTable {
-    /// The model the overrides start from.
-    #[serde(default)]
-    pub preset: Preset,
+    /// The model the overrides start from; absent means [`Preset::Ideal`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
     /// Overrides of the device → backend direction (`[link.up]`).
     #[serde(default)]
     pub up: DirectionOverrides,
@@ -228,7 +233,7 @@ pub struct LinkTable {
 impl LinkTable {
     /// The preset with every override applied, checked.
     pub fn resolve(&self) -> Result<LinkModel, LinkModelError> {
-        let mut m = self.preset.model();
+        let mut m = self.preset.unwrap_or_default().model();
         self.up.apply(&mut m.up);
         self.down.apply(&mut m.down);
         self.sleep.apply(&mut m.sleep);
@@ -238,6 +243,50 @@ impl LinkTable {
         self.quality.apply(&mut m.quality);
         m.check()?;
         Ok(m)
+    }
+}
+
+impl LinkTable {
+    /// A variant's `[link]` over the scenario's (`self`): a variant that names a preset starts
+    /// afresh from it (the scenario's overrides do not apply); one that does not keeps the
+    /// scenario's preset and overrides, its own fields winning.
+    pub fn overlaid(&self, variant: &LinkTable) -> LinkTable {
+        if variant.preset.is_some() {
+            return variant.clone();
+        }
+        fn pick<T: Clone>(over: &Option<T>, base: &Option<T>) -> Option<T> {
+            over.clone().or_else(|| base.clone())
+        }
+        let direction = |o: &DirectionOverrides, b: &DirectionOverrides| DirectionOverrides {
+            delay: pick(&o.delay, &b.delay),
+            loss: pick(&o.loss, &b.loss),
+            bandwidth_bps: pick(&o.bandwidth_bps, &b.bandwidth_bps),
+            reorder: pick(&o.reorder, &b.reorder),
+        };
+        let (o, b) = (&variant.sleep, &self.sleep);
+        let sleep = SleepOverrides {
+            enabled: pick(&o.enabled, &b.enabled),
+            beacon_interval: pick(&o.beacon_interval, &b.beacon_interval),
+            dtim: pick(&o.dtim, &b.dtim),
+            listen_interval: pick(&o.listen_interval, &b.listen_interval),
+            awake_after_traffic: pick(&o.awake_after_traffic, &b.awake_after_traffic),
+        };
+        let (o, b) = (&variant.quality, &self.quality);
+        let quality = QualityOverrides {
+            rssi: pick(&o.rssi, &b.rssi),
+            reference_rssi_dbm: pick(&o.reference_rssi_dbm, &b.reference_rssi_dbm),
+            delay_doubling_db: pick(&o.delay_doubling_db, &b.delay_doubling_db),
+            loss_doubling_db: pick(&o.loss_doubling_db, &b.loss_doubling_db),
+            loss_cap: pick(&o.loss_cap, &b.loss_cap),
+        };
+        LinkTable {
+            preset: self.preset,
+            up: direction(&variant.up, &self.up),
+            down: direction(&variant.down, &self.down),
+            sleep,
+            airtime_bps: pick(&variant.airtime_bps, &self.airtime_bps),
+            quality,
+        }
     }
 }
 

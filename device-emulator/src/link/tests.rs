@@ -292,7 +292,7 @@ fn a_scenario_overrides_any_field_of_its_preset() {
         beacon_interval = "102.4ms"
 
         [link.quality]
-        rssi = { kind = "uniform", low = -70.0, high = -50.0 }
+        rssi = { kind = "uniform", low = -70, high = -50.0 }
         "#,
     )
     .unwrap();
@@ -311,6 +311,26 @@ fn a_scenario_overrides_any_field_of_its_preset() {
     assert_eq!(m.sleep.awake_after_traffic, home.sleep.awake_after_traffic);
     assert_eq!(m.airtime_bps, 0);
     assert_eq!(m.quality.reference_rssi_dbm, -55.0);
+}
+
+#[test]
+fn a_variant_overlays_the_scenarios_link() {
+    let table = |text: &str| toml::from_str::<Doc>(text).unwrap().link;
+    let scenario = table("[link]\npreset = \"esp8266-home\"\n[link.sleep]\ndtim = 3\n");
+    // Without a preset the variant keeps the scenario's preset and overrides.
+    let m = scenario
+        .overlaid(&table("[link.up]\nreorder = true\n"))
+        .resolve()
+        .unwrap();
+    assert_eq!((m.sleep.dtim, m.up.reorder), (3, true));
+    assert_eq!(m.down, Preset::Esp8266Home.model().down);
+    // Naming a preset starts afresh.
+    let m = scenario
+        .overlaid(&table("[link]\npreset = \"ideal\"\n"))
+        .resolve()
+        .unwrap();
+    assert!(m.is_ideal());
+    assert_eq!(m.sleep.dtim, 1);
 }
 
 #[test]
