@@ -3,7 +3,8 @@
 //! point's shared medium) and the [`Verdict`] on each packet.
 //!
 //! One packet goes through, in order:
-//! 1. **loss**: the direction's loss process decides; a lost packet takes no time or airtime;
+//! 1. **loss**: the direction's loss process decides; a lost packet takes no time or airtime
+//!    (a lost packet from the device still wakes its radio: it was transmitted);
 //! 2. **modem sleep**: a packet to a sleeping device waits for its next wake-up; a packet from
 //!    the device wakes the radio at once;
 //! 3. **serialisation**: `size × 8 / bandwidth`, queued behind the device's previous packet in
@@ -287,15 +288,19 @@ impl DeviceLink {
             Direction::Down => (&mut self.down, &model.down, &self.plan.inner.down_delay),
         };
         side.counters.packets += 1;
+        if direction == Direction::Up {
+            // The device transmits, lost or not: its radio wakes now.
+            self.radio.send(now_ns);
+        }
         if side.loss.lose(&mut side.rng) {
             side.counters.dropped += 1;
+            if direction == Direction::Up {
+                self.radio.traffic(now_ns);
+            }
             return Verdict::Drop;
         }
         let ready = match direction {
-            Direction::Up => {
-                self.radio.send(now_ns);
-                now_ns
-            }
+            Direction::Up => now_ns,
             Direction::Down => self.radio.ready_to_receive(now_ns),
         };
         let bits = u64::from(size_bytes) * 8;

@@ -226,6 +226,21 @@ fn a_packet_from_the_device_wakes_the_radio_at_once() {
 }
 
 #[test]
+fn a_lost_packet_from_the_device_still_wakes_its_radio() {
+    let plan = LinkPlan::new(&model(|m| {
+        m.sleep = ModemSleep::esp8266_default();
+        m.up.loss = LossModel::Bernoulli { rate: 1.0 };
+    }))
+    .unwrap();
+    let mut air = plan.airtime();
+    let mut dev = plan.device(3, 0);
+    let now = 5_000 * MS + dev.wake_phase_ns() + 1;
+    assert_eq!(dev.packet(Direction::Up, now, 100, &mut air), Verdict::Drop);
+    let d = deliver(dev.packet(Direction::Down, now + 10 * MS, 100, &mut air));
+    assert_eq!(d.sleep_ns, 0);
+}
+
+#[test]
 fn ideal_is_the_identity_and_the_default() {
     assert_eq!(
         LinkTable::default().resolve().unwrap(),
@@ -272,6 +287,16 @@ fn every_preset_parses_and_checks() {
     let weak = Preset::Esp8266Weak.model();
     let p99 = weak.down.delay.delay_quantile(0.99).unwrap();
     assert!(p99 > Duration::from_millis(57) && p99 < Duration::from_millis(59));
+}
+
+#[test]
+fn every_preset_round_trips_through_json() {
+    // results.json carries the model a variant ran under.
+    for preset in Preset::ALL {
+        let json = serde_json::to_string(&preset.model()).unwrap();
+        let back: LinkModel = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, preset.model(), "{json}");
+    }
 }
 
 #[test]
