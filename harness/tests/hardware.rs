@@ -2,14 +2,21 @@
 //! control channel's HELLO, probe answers and status lines; readings as WiFiClient prints them,
 //! stamped with the device's own clock) are measured with their clock offsets applied.
 
+#[path = "support/esp8266.rs"]
+mod esp8266;
+#[path = "support/run.rs"]
+mod run;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use esp8266::{esp8266_link_options, esp8266_socket};
+use run::{read_results, run_command, write_scenario};
 use serde_json::Value;
 use transports::{clock, Encoding, Reading};
 
@@ -38,42 +45,119 @@ fn connect(port: u16, stop: &AtomicBool) -> Option<TcpStream> {
     None
 }
 
-/// Starts `fleetbench run` on `scenario`, results in `<dir>/out`; with or without its report.
-fn start_run(dir: &Path, scenario: &Path, report: bool) -> (PathBuf, Child) {
-    let out = dir.join("out");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetbench"));
-    command.args(["run", scenario.to_str().unwrap(), "--quiet"]);
-    if !report {
-        command.arg("--no-report");
-    }
-    let run = command
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    (out, run)
+/// A `fleetbench run` of a hardware scenario in a folder of its own, started, and the test
+/// boards that talk to it.
+struct HardwareRun {
+    /// Where the boards' readings go (`fleet.listen`).
+    listen: u16,
+    /// The control channel's port (`fleet.control`).
+    control: u16,
+    /// Set once the run has ended: the boards stop.
+    stop: Arc<AtomicBool>,
+    boards: Vec<std::thread::JoinHandle<()>>,
+    run: Child,
+    dir: tempfile::TempDir,
 }
 
-/// Waits (at most a minute) for the run to end, then stops and joins the test boards.
-fn finish(
-    mut run: Child,
-    stop: &AtomicBool,
-    boards: Vec<std::thread::JoinHandle<()>>,
-) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
+/// A hardware run that has ended: how, its results and its folder (`out` in `dir`).
+struct FinishedRun {
+    status: std::process::ExitStatus,
+    results: Value,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HardwareRun {
+    /// Starts `fleetbench run` on a hardware scenario named `name` with `[warmup, duration]`,
+    /// `devices` boards sending every 100 ms to free ports and one variant whose table is
+    /// `variant`; with or without its report.
+    fn start(
+        name: &str,
+        [warmup, duration]: [&str; 2],
+        devices: u32,
+        variant: &str,
+        report: bool,
+    ) -> HardwareRun {
+        let dir = tempfile::tempdir().unwrap();
+        let (listen, control) = (free_port(), free_port());
+        let scenario = write_scenario(
+            dir.path(),
+            &format!(
+                r#"name = "{name}"
+warmup = "{warmup}"
+duration = "{duration}"
+
+[fleet]
+source = "hardware"
+listen = "127.0.0.1:{listen}"
+control = "127.0.0.1:{control}"
+wait_for_devices = "20s"
+devices = {devices}
+interval = "100ms"
+
+[[variants]]
+{variant}
+"#
+            ),
+        );
+        let mut command = run_command(&scenario, &dir.path().join("out"));
+        if !report {
+            command.arg("--no-report");
         }
-        assert!(Instant::now() < deadline, "the hardware run did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    stop.store(true, Ordering::Relaxed);
-    for board in boards {
-        board.join().unwrap();
+        HardwareRun {
+            listen,
+            control,
+            stop: Arc::new(AtomicBool::new(false)),
+            boards: Vec::new(),
+            run: command.spawn().unwrap(),
+            dir,
+        }
     }
-    status
+
+    /// Runs `board` on a thread of its own until the run has ended; it is handed the stop flag.
+    fn board(&mut self, board: impl FnOnce(Arc<AtomicBool>) + Send + 'static) {
+        let stop = self.stop.clone();
+        self.boards.push(std::thread::spawn(move || board(stop)));
+    }
+
+    /// `device`'s control channel (saying it speaks `transport`) on a thread of its own.
+    fn control_board(&mut self, device: &Arc<TestDevice>, transport: &'static str) {
+        let (device, control) = (device.clone(), self.control);
+        self.board(move |stop| device.control(control, &stop, transport));
+    }
+
+    /// Waits (at most a minute) for the run to end, then stops and joins the test boards and
+    /// reads the results.
+    fn finish(mut self) -> FinishedRun {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.run.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the hardware run did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        self.stop.store(true, Ordering::Relaxed);
+        for board in self.boards {
+            board.join().unwrap();
+        }
+        let out = self.dir.path().join("out");
+        FinishedRun {
+            status,
+            results: read_results(&out),
+            out,
+            _dir: self.dir,
+        }
+    }
+}
+
+/// A single-threaded tokio runtime running `future` to its end on this thread.
+fn block_on(future: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future);
 }
 
 /// A device whose clock reads `offset_us` more than the harness's, as `micros64()` would.
@@ -85,6 +169,15 @@ struct TestDevice {
 }
 
 impl TestDevice {
+    /// Board `id`, its clock `offset_us` ahead, sending every reading.
+    fn new(id: u32, offset_us: u64) -> Arc<TestDevice> {
+        Arc::new(TestDevice {
+            id,
+            offset_us,
+            skip_every: 0,
+        })
+    }
+
     fn micros(&self) -> u64 {
         clock::now_ns() / 1_000 + self.offset_us
     }
@@ -95,6 +188,16 @@ impl TestDevice {
             return;
         };
         self.control_on(stream, stop, transport);
+    }
+
+    /// Its `seq`th reading, stamped now on its clock, the sensor values left at their defaults.
+    fn stamped(&self, seq: u32) -> Reading {
+        Reading {
+            device_id: self.id,
+            seq,
+            scheduled_us: self.micros(),
+            ..Reading::default()
+        }
     }
 
     /// The control channel on a connected stream.
@@ -149,12 +252,7 @@ impl TestDevice {
                 Ok(_) => assert_eq!(&byte, b"?"),
                 Err(_) => continue,
             }
-            let reading = Reading {
-                device_id: self.id,
-                seq,
-                scheduled_us: self.micros(),
-                ..Reading::default()
-            };
+            let reading = self.stamped(seq);
             seq += 1;
             frame.clear();
             transports::tcp::codec::encode_frame(Encoding::Json, &reading, &mut frame);
@@ -201,32 +299,8 @@ impl TestDevice {
 
 #[test]
 fn real_devices_are_measured_on_the_harness_clock() {
-    let dir = tempfile::tempdir().unwrap();
-    let (listen, control) = (free_port(), free_port());
-    let scenario = dir.path().join("hardware.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"name = "bench-hw"
-warmup = "1s"
-duration = "3s"
-
-[fleet]
-source = "hardware"
-listen = "127.0.0.1:{listen}"
-control = "127.0.0.1:{control}"
-wait_for_devices = "20s"
-devices = 3
-interval = "100ms"
-
-[[variants]]
-name = "tcp"
-transport = "tcp"
-"#
-        ),
-    )
-    .unwrap();
-    let (out, run) = start_run(dir.path(), &scenario, true);
+    let variant = "name = \"tcp\"\ntransport = \"tcp\"";
+    let mut run = HardwareRun::start("bench-hw", ["1s", "3s"], 3, variant, true);
 
     // Clocks far from the harness's, as boot-relative micros64() are.
     let devices: Vec<Arc<TestDevice>> = [(0, 5_000_000_000, 0), (1, 9_123_456_789, 0), (2, 42, 10)]
@@ -239,19 +313,15 @@ transport = "tcp"
             })
         })
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
     for d in &devices {
-        let (d1, s1) = (d.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || d1.control(control, &s1, "tcp")));
-        let (d2, s2) = (d.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || d2.readings(listen, &s2)));
+        run.control_board(d, "tcp");
+        let (d, listen) = (d.clone(), run.listen);
+        run.board(move |stop| d.readings(listen, &stop));
     }
-    let status = finish(run, &stop, threads);
-    assert_eq!(status.code(), Some(0));
+    let done = run.finish();
+    assert_eq!(done.status.code(), Some(0));
+    let (results, out) = (&done.results, &done.out);
 
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["scenario"]["source"], "hardware");
     let v = &results["variants"][0];
     let hw = &v["hardware"];
@@ -322,34 +392,17 @@ transport = "tcp"
 
 #[test]
 fn a_hardware_run_in_which_nothing_arrived_is_incomplete() {
-    let (listen, control) = (free_port(), free_port());
-    let text = format!(
-        "name = \"silent-hw\"\nwarmup = \"500ms\"\nduration = \"1s\"\n[fleet]\n\
-         source = \"hardware\"\nlisten = \"127.0.0.1:{listen}\"\n\
-         control = \"127.0.0.1:{control}\"\nwait_for_devices = \"20s\"\ndevices = 1\n\
-         interval = \"100ms\"\n[[variants]]\nname = \"tcp\"\ntransport = \"tcp\"\n"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("silent-hw.toml");
-    std::fs::write(&scenario, text).unwrap();
-    let (out, run) = start_run(dir.path(), &scenario, false);
+    let variant = "name = \"tcp\"\ntransport = \"tcp\"";
+    let mut run = HardwareRun::start("silent-hw", ["500ms", "1s"], 1, variant, false);
     // The board says HELLO and answers probes, but never sends a reading.
-    let device = Arc::new(TestDevice {
-        id: 0,
-        offset_us: 42,
-        skip_every: 0,
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let (d, s) = (device.clone(), stop.clone());
-    let board = std::thread::spawn(move || d.control(control, &s, "tcp"));
-    let status = finish(run, &stop, vec![board]);
+    run.control_board(&TestDevice::new(0, 42), "tcp");
+    let done = run.finish();
+    let (status, results) = (done.status, &done.results);
     assert_eq!(
         status.code(),
         Some(3),
         "nothing delivered is a failed variant"
     );
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let v = &results["variants"][0];
     assert_eq!(results["complete"], false);
     assert_eq!(v["complete"], false);
@@ -360,51 +413,18 @@ fn a_hardware_run_in_which_nothing_arrived_is_incomplete() {
 
 #[test]
 fn echo_mode_measures_the_round_trip_without_clock_sync() {
-    let dir = tempfile::tempdir().unwrap();
-    let (listen, control) = (free_port(), free_port());
-    let scenario = dir.path().join("echo.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"name = "bench-echo"
-warmup = "1s"
-duration = "2s"
-
-[fleet]
-source = "hardware"
-listen = "127.0.0.1:{listen}"
-control = "127.0.0.1:{control}"
-wait_for_devices = "20s"
-devices = 2
-interval = "100ms"
-
-[[variants]]
-name = "tcp-echo"
-transport = "tcp"
-echo = true
-"#
-        ),
-    )
-    .unwrap();
-    let (out, run) = start_run(dir.path(), &scenario, false);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
+    let variant = "name = \"tcp-echo\"\ntransport = \"tcp\"\necho = true";
+    let mut run = HardwareRun::start("bench-echo", ["1s", "2s"], 2, variant, false);
     for id in 0..2 {
         // Wildly wrong clocks: echo mode must not care.
-        let device = Arc::new(TestDevice {
-            id,
-            offset_us: 77_000_000_000 * (id as u64 + 1),
-            skip_every: 0,
-        });
-        let (d1, s1) = (device.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || d1.control(control, &s1, "tcp")));
-        let (d2, s2) = (device, stop.clone());
-        threads.push(std::thread::spawn(move || d2.echo_readings(listen, &s2)));
+        let device = TestDevice::new(id, 77_000_000_000 * (id as u64 + 1));
+        run.control_board(&device, "tcp");
+        let listen = run.listen;
+        run.board(move |stop| device.echo_readings(listen, &stop));
     }
-    let status = finish(run, &stop, threads);
-    assert_eq!(status.code(), Some(0));
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let done = run.finish();
+    assert_eq!(done.status.code(), Some(0));
+    let results = &done.results;
     let v = &results["variants"][0];
     println!("echo: {} {}", v["delivery"], v["latency_us"]["corrected"]);
     // 2 devices x 10 probes/s x 2 s, each answered.
@@ -426,70 +446,21 @@ echo = true
 #[test]
 fn mqtt_boards_publish_through_the_embedded_broker_on_the_named_address() {
     use transports::mqtt::driver::DeviceConnection;
-    use transports::mqtt::MqttSettings;
-    use transports::socket::SocketOptions;
     use transports::transport::LinkOptions;
 
-    let dir = tempfile::tempdir().unwrap();
-    let (listen, control) = (free_port(), free_port());
-    let scenario = dir.path().join("mqtt-hw.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"name = "mqtt-hw"
-warmup = "1s"
-duration = "2s"
-
-[fleet]
-source = "hardware"
-listen = "127.0.0.1:{listen}"
-control = "127.0.0.1:{control}"
-wait_for_devices = "20s"
-devices = 2
-interval = "100ms"
-
-[[variants]]
-name = "qos1"
-transport = "mqtt-qos1"
-"#
-        ),
-    )
-    .unwrap();
-    let (out, run) = start_run(dir.path(), &scenario, false);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
+    let variant = "name = \"qos1\"\ntransport = \"mqtt-qos1\"";
+    let mut run = HardwareRun::start("mqtt-hw", ["1s", "2s"], 2, variant, false);
     for id in 0..2u32 {
-        let device = Arc::new(TestDevice {
-            id,
-            offset_us: 3_000_000_000 + id as u64 * 1_000_000,
-            skip_every: 0,
-        });
-        let (d1, s1) = (device.clone(), stop.clone());
-        threads.push(std::thread::spawn(move || {
-            d1.control(control, &s1, "mqtt-qos1")
-        }));
-        let (d2, s2) = (device, stop.clone());
+        let d2 = TestDevice::new(id, 3_000_000_000 + id as u64 * 1_000_000);
+        run.control_board(&d2, "mqtt-qos1");
+        let listen = run.listen;
         // As arduino-mqtt on a board: QoS 1, each publish waits for its PUBACK.
-        threads.push(std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
+        run.board(move |s2| {
+            block_on(async move {
                 let options = LinkOptions {
-                    encoding: Encoding::Json,
-                    socket: SocketOptions {
-                        mss: Some(536),
-                        nagle: true,
-                        send_buffer: Some(1072),
-                        recv_buffer: Some(2144),
-                    },
-                    source: None,
                     connect_timeout: Duration::from_secs(2),
                     write_timeout: Duration::from_secs(2),
-                    device_id: d2.id,
-                    mqtt: MqttSettings::default(),
-                    http_connections: Default::default(),
+                    ..esp8266_link_options(d2.id, true)
                 };
                 let target = format!("127.0.0.1:{listen}").parse().unwrap();
                 let mut device = loop {
@@ -505,12 +476,7 @@ transport = "mqtt-qos1"
                 let mut ticker = tokio::time::interval(Duration::from_millis(100));
                 while !s2.load(Ordering::Relaxed) {
                     ticker.tick().await;
-                    let reading = Reading {
-                        device_id: d2.id,
-                        seq,
-                        scheduled_us: d2.micros(),
-                        ..Reading::default()
-                    };
+                    let reading = d2.stamped(seq);
                     seq += 1;
                     if device.send(&reading).await.is_err() {
                         return;
@@ -518,12 +484,11 @@ transport = "mqtt-qos1"
                 }
                 device.close().await;
             });
-        }));
+        });
     }
-    let status = finish(run, &stop, threads);
-    assert_eq!(status.code(), Some(0));
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let done = run.finish();
+    assert_eq!(done.status.code(), Some(0));
+    let results = &done.results;
     let v = &results["variants"][0];
     println!("mqtt: {} {}", v["delivery"], v["latency_us"]["corrected"]);
     assert_eq!(v["hardware"]["devices"].as_array().unwrap().len(), 2);
@@ -547,60 +512,20 @@ transport = "mqtt-qos1"
 #[test]
 fn boards_that_serve_sse_are_found_by_their_control_channel_and_collected() {
     use transports::served::{serve_device, Outbox, ServedOptions};
-    use transports::socket::SocketOptions;
     use transports::ServedTransport;
 
-    let dir = tempfile::tempdir().unwrap();
-    let (listen, control, serve_port) = (free_port(), free_port(), free_port());
-    let scenario = dir.path().join("sse-hw.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            r#"name = "sse-hw"
-warmup = "1s"
-duration = "2s"
-
-[fleet]
-source = "hardware"
-listen = "127.0.0.1:{listen}"
-control = "127.0.0.1:{control}"
-wait_for_devices = "20s"
-devices = 2
-interval = "100ms"
-
-[[variants]]
-name = "sse"
-transport = "sse"
-device_port = {serve_port}
-"#
-        ),
-    )
-    .unwrap();
-    let (out, run) = start_run(dir.path(), &scenario, false);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
+    let serve_port = free_port();
+    let variant = format!("name = \"sse\"\ntransport = \"sse\"\ndevice_port = {serve_port}");
+    let mut run = HardwareRun::start("sse-hw", ["1s", "2s"], 2, &variant, false);
     for id in 0..2u32 {
         // Each board has its own address, as on a LAN: it serves there and its control channel
         // comes from there.
         let ip = std::net::Ipv4Addr::new(127, 1, 0, 10 + id as u8);
-        let device = Arc::new(TestDevice {
-            id,
-            offset_us: 600_000_000 * (id as u64 + 1),
-            skip_every: 0,
-        });
-        let stop = stop.clone();
-        threads.push(std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let socket = SocketOptions {
-                    mss: Some(536),
-                    nagle: false,
-                    send_buffer: Some(1072),
-                    recv_buffer: Some(2144),
-                };
+        let device = TestDevice::new(id, 600_000_000 * (id as u64 + 1));
+        let control = run.control;
+        run.board(move |stop| {
+            block_on(async move {
+                let socket = esp8266_socket(false);
                 let listener =
                     transports::socket::listen((ip, serve_port).into(), &socket, 16).unwrap();
                 // Room for seconds of readings: a machine loaded by other work may stall the
@@ -647,22 +572,18 @@ device_port = {serve_port}
                 let mut seq = 0;
                 while !stop.load(Ordering::Relaxed) {
                     ticker.tick().await;
-                    outbox.publish(&Reading {
-                        device_id: device.id,
-                        seq,
-                        scheduled_us: device.micros(),
-                        ..Reading::default()
-                    });
+                    outbox.publish(&device.stamped(seq));
                     seq += 1;
                 }
                 shutdown.cancel();
                 let _ = server.await;
                 control_thread.join().unwrap();
             });
-        }));
+        });
     }
-    let status = finish(run, &stop, threads);
-    assert_eq!(status.code(), Some(0));
+    let done = run.finish();
+    assert_eq!(done.status.code(), Some(0));
+    let (results, out) = (&done.results, &done.out);
     let devices: Vec<String> =
         serde_json::from_str(&std::fs::read_to_string(out.join("raw/sse/devices.json")).unwrap())
             .unwrap();
@@ -673,8 +594,6 @@ device_port = {serve_port}
             format!("127.1.0.11:{serve_port}")
         ]
     );
-    let results: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let v = &results["variants"][0];
     println!("sse: {} {}", v["delivery"], v["latency_us"]["corrected"]);
     // Measured on the collector, which connects to each board: up is what the boards sent it.

@@ -3,6 +3,8 @@
 
 #[path = "support/embedded_broker.rs"]
 mod embedded_broker;
+#[path = "support/esp8266.rs"]
+mod esp8266;
 #[path = "support/mid_run.rs"]
 mod mid_run;
 #[path = "support/mosquitto.rs"]
@@ -17,29 +19,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use embedded_broker::EmbeddedBroker;
+use esp8266::esp8266_link_options;
 use mosquitto::{Mosquitto, MosquittoConfig};
 use serde_json::Value;
 use transports::mqtt::driver::{collect, CollectorOptions, DeviceConnection};
 use transports::mqtt::MqttSettings;
-use transports::socket::SocketOptions;
 use transports::transport::{ConnectionReport, LinkError, LinkOptions, SinkObserver};
 use transports::{Encoding, Reading};
 
 fn link_options(device_id: u32, mqtt: MqttSettings) -> LinkOptions {
     LinkOptions {
-        encoding: Encoding::Json,
-        socket: SocketOptions {
-            mss: Some(536),
-            nagle: true,
-            send_buffer: Some(1072),
-            recv_buffer: Some(2144),
-        },
-        source: None,
-        connect_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(5),
-        device_id,
         mqtt,
-        http_connections: Default::default(),
+        ..esp8266_link_options(device_id, true)
     }
 }
 

@@ -7,6 +7,8 @@
 
 #[path = "support/capture.rs"]
 mod capture;
+#[path = "support/esp8266.rs"]
+mod esp8266;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capture::{Capture, Packet};
+use esp8266::esp8266_link_options;
 use serde_json::Value;
 
 use tokio::net::TcpListener;
@@ -23,7 +26,7 @@ use transports::socket::{Side, SocketCounters, SocketOptions};
 use transports::transport::{
     serve, ConnectionReport, LinkOptions, LinkStats, SinkObserver, SinkOptions,
 };
-use transports::{Encoding, Link, Reading, SinkTransport};
+use transports::{Link, Reading, SinkTransport};
 
 #[derive(Default)]
 struct Collected {
@@ -41,21 +44,7 @@ impl SinkObserver for Collected {
 }
 
 fn options(kind: SinkTransport) -> LinkOptions {
-    LinkOptions {
-        encoding: Encoding::Json,
-        socket: SocketOptions {
-            mss: Some(536),
-            nagle: kind.kind().library_nagle(),
-            send_buffer: Some(1072),
-            recv_buffer: Some(2144),
-        },
-        source: None,
-        connect_timeout: Duration::from_secs(5),
-        write_timeout: Duration::from_secs(5),
-        device_id: 7,
-        mqtt: Default::default(),
-        http_connections: Default::default(),
-    }
+    esp8266_link_options(7, kind.kind().library_nagle())
 }
 
 fn reading(seq: u32) -> Reading {
