@@ -1,6 +1,7 @@
 //! The `fleetbench` binary as a user runs it: real child processes, real sockets on 127.0.0.1.
 
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -229,22 +230,29 @@ fn a_bad_value_is_named_with_its_line_and_exit_code_2() {
     assert!(stderr.contains(&format!(":{line}")), "{stderr}");
 }
 
+/// Starts a run of `text` in `dir` (results in `dir/out`, its standard error discarded) and
+/// returns 1.5 s after the start its plan gives the `tcp` variant: the plan is written once the
+/// sink is up, so this holds however long the machine took to start it.
+fn start_and_wait_past_the_start(dir: &Path, text: &str) -> (Child, PathBuf) {
+    let scenario = write_scenario(dir, text);
+    let out = dir.join("out");
+    let child = run_command(&scenario, &out)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start_ns = wait_for_plan(&out, "tcp");
+    sleep_until_ns(start_ns + 1_500_000_000);
+    (child, out)
+}
+
 #[test]
 fn an_interrupted_run_still_writes_what_it_measured() {
     let dir = tempfile::tempdir().unwrap();
     let text = FOUR_VARIANTS
         .replace("duration = \"3s\"", "duration = \"60s\"")
         .replace("warmup = \"1s\"", "warmup = \"500ms\"");
-    let scenario = write_scenario(dir.path(), &text);
-    let out = dir.path().join("out");
-    let mut child = run_command(&scenario, &out)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Interrupt a second into the measured window (after 500 ms of warm-up), however long the
-    // machine took to start the sink.
-    let start_ns = wait_for_plan(&out, "tcp");
-    sleep_until_ns(start_ns + 1_500_000_000);
+    // Interrupt a second into the measured window (after 500 ms of warm-up).
+    let (mut child, out) = start_and_wait_past_the_start(dir.path(), &text);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let started = Instant::now();
@@ -326,16 +334,8 @@ fn a_backend_that_dies_mid_run_fails_the_variant_and_its_loss_is_counted() {
         .next()
         .unwrap()
         .replace("duration = \"3s\"", "duration = \"4s\"");
-    let scenario = write_scenario(dir.path(), &text);
-    let out = dir.path().join("out");
-    let mut child = run_command(&scenario, &out)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Kill the sink half a second into the 4 s window (after 1 s of warm-up): the plan is
-    // written once the sink is up, however long the machine took to start it.
-    let start_ns = wait_for_plan(&out, "tcp");
-    sleep_until_ns(start_ns + 1_500_000_000);
+    // Kill the sink half a second into the 4 s window (after 1 s of warm-up).
+    let (mut child, out) = start_and_wait_past_the_start(dir.path(), &text);
     let killed = Command::new("pkill")
         .args([
             "-KILL",

@@ -6,9 +6,10 @@
 
 #[path = "support/embedded_broker.rs"]
 mod embedded_broker;
+#[path = "support/run.rs"]
+mod run;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use device_emulator::DeviceProfile;
 use embedded_broker::EmbeddedBroker;
 use fleetbench::measure::{self, Window};
 use fleetbench::records::{self, FleetRecorder, SinkRecorder};
+use run::{read_results, run_command, write_scenario};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -215,18 +217,13 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
 }
 
 fn run(dir: &Path, scenario: &str) -> (Option<i32>, Value) {
-    let path = dir.join("scenario.toml");
-    std::fs::write(&path, scenario).unwrap();
+    let path = write_scenario(dir, scenario);
     let out = dir.join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["run", path.to_str().unwrap(), "--out"])
-        .arg(&out)
-        .args(["--quiet", "--no-report"])
-        .stdout(Stdio::null())
+    let status = run_command(&path, &out)
+        .arg("--no-report")
         .status()
         .unwrap();
-    let text = std::fs::read_to_string(out.join("results.json")).expect("results written");
-    (status.code(), serde_json::from_str(&text).unwrap())
+    (status.code(), read_results(&out))
 }
 
 #[test]

@@ -8,16 +8,19 @@
 
 #[path = "support/embedded_broker.rs"]
 mod embedded_broker;
+#[path = "support/run.rs"]
+mod run;
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use device_emulator::fleet::{FleetPlan, SendOutcome};
 use embedded_broker::EmbeddedBroker;
 use fleetbench::records::{self, FlushMark};
+use run::{run_command, write_scenario};
 use serde_json::Value;
 use transports::clock;
 use transports::transport::ConnectionReport;
@@ -45,13 +48,9 @@ struct Run {
 
 impl Run {
     fn start(dir: &Path, scenario: &str) -> Run {
-        let path = dir.join("scenario.toml");
-        std::fs::write(&path, scenario).unwrap();
+        let path = write_scenario(dir, scenario);
         let out = dir.join("out");
-        let harness = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-            .args(["run", path.to_str().unwrap(), "--out"])
-            .arg(&out)
-            .arg("--quiet")
+        let harness = run_command(&path, &out)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

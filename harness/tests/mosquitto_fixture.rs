@@ -84,11 +84,7 @@ fn mosquitto_answers_an_anonymous_connect() {
 
 #[test]
 fn mosquitto_requires_and_accepts_the_password() {
-    let config = MosquittoConfig {
-        password: Some(("fleet".to_string(), "s3cret pass".to_string())),
-        ..Default::default()
-    };
-    let broker = Mosquitto::start(&config);
+    let broker = Mosquitto::start(&MosquittoConfig::with_password("fleet", "s3cret pass"));
     let (_stream, reply) = exchange(broker.addr, &CONNECT_AB);
     assert_eq!(reply.unwrap(), connack(5), "no login: not authorized");
     let (_stream, reply) = exchange(broker.addr, &connect_packet("ab", Some(("fleet", "wrong"))));
@@ -103,11 +99,7 @@ fn mosquitto_requires_and_accepts_the_password() {
 
 #[test]
 fn mosquitto_max_connections_refuses_the_next_client() {
-    let config = MosquittoConfig {
-        max_connections: Some(1),
-        ..Default::default()
-    };
-    let broker = Mosquitto::start(&config);
+    let broker = Mosquitto::start(&MosquittoConfig::with_max_connections(1));
     // Nothing connected before (the fixture does not probe the port), so the count is exact:
     // mosquitto 2.0.11 lets one more client in for every connection that has closed.
     let (_first, reply) = exchange(broker.addr, &connect_packet("first", None));

@@ -109,11 +109,7 @@ async fn the_reference_example_is_exact_on_the_wire_with_mosquitto() {
 
 #[tokio::test]
 async fn bad_credentials_at_mosquitto_are_a_connection_error_naming_the_refusal() {
-    let config = MosquittoConfig {
-        password: Some(("fleet".into(), "right".into())),
-        ..MosquittoConfig::default()
-    };
-    let broker = Mosquitto::start(&config);
+    let broker = Mosquitto::start(&MosquittoConfig::with_password("fleet", "right"));
     let settings = |password: &str| MqttSettings {
         username: Some("fleet".into()),
         password: Some(password.into()),
@@ -331,11 +327,7 @@ fn qos_0_1_2_deliver_every_reading_through_mosquitto() {
 
 #[test]
 fn devices_over_mosquittos_limit_get_connection_errors_and_the_run_finishes() {
-    let config = MosquittoConfig {
-        max_connections: Some(20),
-        ..MosquittoConfig::default()
-    };
-    let broker = Mosquitto::start(&config);
+    let broker = Mosquitto::start(&MosquittoConfig::with_max_connections(20));
     let dir = tempfile::tempdir().unwrap();
     let scenario = format!(
         "name = \"full\"\nwarmup = \"1s\"\nduration = \"2s\"\n[fleet]\ndevices = 40\n\

@@ -9,15 +9,17 @@
 mod capture;
 #[path = "support/esp8266.rs"]
 mod esp8266;
+#[path = "support/run.rs"]
+mod run;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capture::{Capture, Packet};
 use esp8266::esp8266_link_options;
+use run::{read_results, run_command, write_scenario};
 use serde_json::Value;
 
 use tokio::net::TcpListener;
@@ -319,23 +321,18 @@ fn run_port(raw: &Path, served: bool) -> u16 {
 fn results_add_up_to_the_capture(transport: &str) {
     for attempt in 1..=3 {
         let dir = tempfile::tempdir().unwrap();
-        let scenario = dir.path().join("scenario.toml");
-        std::fs::write(
-            &scenario,
-            format!(
+        let scenario = write_scenario(
+            dir.path(),
+            &format!(
                 "name = \"capture\"\nwarmup = \"1s\"\nduration = \"2s\"\n\n[fleet]\n\
                  devices = 10\ninterval = \"100ms\"\nramp = \"500ms\"\n\n[[variants]]\n\
                  name = \"v\"\ntransport = \"{transport}\"\n"
             ),
-        )
-        .unwrap();
+        );
         let out = dir.path().join("out");
         let capture = Capture::start(None);
-        let status = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-            .args(["run", scenario.to_str().unwrap(), "--out"])
-            .arg(&out)
-            .args(["--quiet", "--no-report"])
-            .stdout(Stdio::null())
+        let status = run_command(&scenario, &out)
+            .arg("--no-report")
             .status()
             .unwrap();
         let (packets, drops) = capture.finish();
@@ -344,9 +341,7 @@ fn results_add_up_to_the_capture(transport: &str) {
             eprintln!("{transport}: the capture dropped {drops} packets (attempt {attempt})");
             continue;
         }
-        let results: Value =
-            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
-                .unwrap();
+        let results = read_results(&out);
         let v = &results["variants"][0];
         let served = transports::TransportKind::ALL
             .iter()

@@ -51,6 +51,24 @@ impl Default for MosquittoConfig {
     }
 }
 
+impl MosquittoConfig {
+    /// The defaults, with every client presenting `user` and `password`.
+    pub fn with_password(user: &str, password: &str) -> Self {
+        MosquittoConfig {
+            password: Some((user.to_owned(), password.to_owned())),
+            ..Default::default()
+        }
+    }
+
+    /// The defaults, with at most `max` clients on the listener at once.
+    pub fn with_max_connections(max: u32) -> Self {
+        MosquittoConfig {
+            max_connections: Some(max),
+            ..Default::default()
+        }
+    }
+}
+
 /// A mosquitto broker started for one test, on a free loopback port, with a config it wrote.
 /// Killed on drop.
 pub struct Mosquitto {

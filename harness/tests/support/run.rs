@@ -1,6 +1,8 @@
 //! `fleetbench run` as the tests start it: a scenario written to a folder, the binary run on it
 //! with its results in `<folder>/out`, and the results read back.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
