@@ -11,7 +11,7 @@ use transports::{DialedTransport, Encoding, Link, SinkTransport};
 
 mod support;
 
-use support::{link_options as options, reading, start_sink, Sink};
+use support::{assert_profile_mss, link_options as options, reading, start_sink, Sink};
 
 /// A `kind` sink expecting `encoding`.
 async fn sink(kind: SinkTransport, encoding: Encoding) -> Sink {
@@ -36,13 +36,7 @@ async fn exercise(kind: SinkTransport, encoding: Encoding, devices: u32, count: 
             .unwrap();
         assert!(setup.ready_ns >= setup.started_ns);
         let counters = setup.stats.counters.expect("TCP_INFO at set-up");
-        // tcpi_snd_mss leaves out TCP options: 536 less the 12-byte timestamp option if on.
-        let options_len = if counters.timestamps { 12 } else { 0 };
-        assert_eq!(
-            counters.snd_mss + options_len,
-            536,
-            "TCP_MAXSEG is honoured"
-        );
+        assert_profile_mss(&counters);
         let mut payload = 0u64;
         for seq in 0..count {
             payload += link.send(&reading(d, seq)).await.unwrap() as u64;
@@ -72,13 +66,7 @@ async fn exercise(kind: SinkTransport, encoding: Encoding, devices: u32, count: 
     sink.wait_for_readings((devices * count) as usize).await;
     let collected = sink.stop().await;
 
-    let readings = collected.readings.lock().unwrap();
-    let mut got: Vec<_> = readings.iter().map(|(_, r, _)| *r).collect();
-    got.sort_by_key(|r| (r.device_id, r.seq));
-    let want: Vec<_> = (0..devices)
-        .flat_map(|d| (0..count).map(move |s| reading(d, s)))
-        .collect();
-    assert_eq!(got, want, "every reading arrives once, intact");
+    collected.assert_every_reading_once(devices, count);
 
     let sent_payload: u64 = steady.iter().map(|(_, payload, _)| payload).sum();
     for (app, payload, tcp) in steady {

@@ -12,13 +12,13 @@ use transports::httppost::codec::{self, NO_CONTENT_LEN};
 use transports::httppost::Connections;
 use transports::socket::SocketCounters;
 use transports::transport::{ConnectionEnd, LinkError, LinkOptions, SinkOptions};
-use transports::{Encoding, Link, SinkTransport};
+use transports::{Encoding, Link, Reading, SinkTransport};
 
 const KIND: SinkTransport = SinkTransport::HttpPost;
 
 mod support;
 
-use support::{payload, reading, Sink};
+use support::{assert_profile_mss, payload, reading, Sink};
 
 /// An http-post sink that closes connections idle for `idle_timeout`.
 async fn start_sink(idle_timeout: Duration) -> Sink {
@@ -65,6 +65,48 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> (u16, Vec<u
 }
 
 /// `HTTP/1.1 <status line>`, then hyper's own headers in its order, then the blank line.
+/// Reads what the backend writes on `stream` until it closes the connection (within 5 s; a
+/// reset after the answer ends it too) and asserts it begins with `status_line`: its answer
+/// to a request with `what`.
+async fn assert_answered_then_closed(stream: &mut TcpStream, status_line: &str, what: &str) {
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("the backend closes a connection with {what}"))
+        .ok();
+    assert!(
+        rest.starts_with(format!("{status_line}\r\n").as_bytes()),
+        "{rest:?}"
+    );
+}
+
+/// Sends `reading` on `link` (to the backend at `addr`), asserts the driver reports its payload
+/// sent, and returns the request's bytes: the codec's head and the payload.
+async fn send_request(
+    link: &mut Link,
+    addr: SocketAddr,
+    encoding: Encoding,
+    reading: &Reading,
+) -> u64 {
+    let body = payload(encoding, reading);
+    assert_eq!(link.send(reading).await.unwrap(), body.len());
+    let head = codec::request_head_len(
+        &codec::host_port(addr),
+        codec::content_type(encoding),
+        body.len(),
+    );
+    (head + body.len()) as u64
+}
+
+/// A device's kept-alive JSON link to the backend at `addr`.
+async fn connect_kept_alive(addr: SocketAddr) -> Link {
+    let options = options_with(Encoding::Json, Connections::KeptAlive);
+    Link::connect(KIND.dialed(), addr, &options)
+        .await
+        .unwrap()
+        .0
+}
+
 fn assert_hyper_response(response: &[u8], status_line: &str, headers: &[&str]) {
     let text = std::str::from_utf8(response).unwrap();
     let mut lines = text.split("\r\n");
@@ -118,14 +160,7 @@ async fn exercise_per_reading(encoding: Encoding, count: u32, request_bytes: u64
     let mut sent = 0u64;
     for seq in 0..count {
         let r = reading(0, seq);
-        let body = payload(encoding, &r);
-        assert_eq!(link.send(&r).await.unwrap(), body.len());
-        let head = codec::request_head_len(
-            &codec::host_port(sink.addr),
-            codec::content_type(encoding),
-            body.len(),
-        );
-        sent += (head + body.len()) as u64;
+        sent += send_request(&mut link, sink.addr, encoding, &r).await;
         let readings = seq as u64 + 1;
         let stats = link.stats();
         assert_eq!(stats.app_bytes_sent, sent, "request {seq}: head + payload");
@@ -170,15 +205,7 @@ async fn exercise_per_reading(encoding: Encoding, count: u32, request_bytes: u64
     sink.wait_for_closed(count as usize).await;
     let collected = sink.stop().await;
 
-    let mut got: Vec<_> = collected
-        .readings
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, r, _)| *r)
-        .collect();
-    got.sort_by_key(|r| r.seq);
-    assert_eq!(got, (0..count).map(|s| reading(0, s)).collect::<Vec<_>>());
+    collected.assert_every_reading_once(1, count);
 
     let mut closed = collected.closed.lock().unwrap().clone();
     assert_eq!(closed.len(), count as usize, "one connection per reading");
@@ -240,19 +267,11 @@ async fn exercise_kept_alive(encoding: Encoding, devices: u32, count: u32, reque
         assert_eq!(setup.stats.app_bytes_sent, 0, "HTTP has no handshake");
         assert_eq!(setup.stats.app_bytes_received, 0);
         let before = setup.stats.counters.expect("TCP_INFO at set-up");
-        let options_len = if before.timestamps { 12 } else { 0 };
-        assert_eq!(before.snd_mss + options_len, 536, "TCP_MAXSEG is honoured");
+        assert_profile_mss(&before);
         let mut sent = 0u64;
         for seq in 0..count {
             let r = reading(d, seq);
-            let body = payload(encoding, &r);
-            assert_eq!(link.send(&r).await.unwrap(), body.len());
-            let head = codec::request_head_len(
-                &codec::host_port(sink.addr),
-                codec::content_type(encoding),
-                body.len(),
-            );
-            sent += (head + body.len()) as u64;
+            sent += send_request(&mut link, sink.addr, encoding, &r).await;
             let stats = link.stats();
             assert_eq!(stats.app_bytes_sent, sent, "request {seq}: head + payload");
             assert_eq!(
@@ -281,13 +300,8 @@ async fn exercise_kept_alive(encoding: Encoding, devices: u32, count: u32, reque
     sink.wait_for_closed(devices as usize).await;
     let collected = sink.stop().await;
 
+    collected.assert_every_reading_once(devices, count);
     let readings = collected.readings.lock().unwrap();
-    let mut got: Vec<_> = readings.iter().map(|(_, r, _)| *r).collect();
-    got.sort_by_key(|r| (r.device_id, r.seq));
-    let want: Vec<_> = (0..devices)
-        .flat_map(|d| (0..count).map(move |s| reading(d, s)))
-        .collect();
-    assert_eq!(got, want, "every reading arrives once, intact");
     assert!(readings.iter().all(|(_, _, arrived)| *arrived > 0));
 
     let mut closed = collected.closed.lock().unwrap().clone();
@@ -374,10 +388,7 @@ async fn the_204_is_hypers_with_a_date_and_the_connection_stays() {
 #[tokio::test]
 async fn bad_requests_get_4xx_and_the_backend_keeps_serving() {
     let sink = start_sink(Duration::from_secs(30)).await;
-    let kept_alive = options_with(Encoding::Json, Connections::KeptAlive);
-    let (mut good, _) = Link::connect(KIND.dialed(), sink.addr, &kept_alive)
-        .await
-        .unwrap();
+    let mut good = connect_kept_alive(sink.addr).await;
     good.send(&reading(1, 0)).await.unwrap();
 
     // Well-framed requests that are not readings: answered, counted, connection kept.
@@ -436,30 +447,19 @@ async fn bad_requests_get_4xx_and_the_backend_keeps_serving() {
 
     // What hyper cannot parse: hyper answers 400 and closes.
     raw.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut rest))
-        .await
-        .expect("the backend closes a connection it cannot parse")
-        .ok();
-    assert!(
-        rest.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
-        "{rest:?}"
-    );
+    assert_answered_then_closed(&mut raw, "HTTP/1.1 400 Bad Request", "it cannot parse").await;
 
     // A body far over any reading: 413, then closed.
     let mut huge = TcpStream::connect(sink.addr).await.unwrap();
     huge.write_all(b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
         .await
         .unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), huge.read_to_end(&mut rest))
-        .await
-        .expect("the backend closes a connection with an oversized body")
-        .ok();
-    assert!(
-        rest.starts_with(b"HTTP/1.1 413 Payload Too Large\r\n"),
-        "{rest:?}"
-    );
+    assert_answered_then_closed(
+        &mut huge,
+        "HTTP/1.1 413 Payload Too Large",
+        "an oversized body",
+    )
+    .await;
 
     good.send(&reading(1, 1)).await.unwrap();
     good.close().await;
@@ -467,11 +467,9 @@ async fn bad_requests_get_4xx_and_the_backend_keeps_serving() {
     let collected = sink.stop().await;
 
     let mut got: Vec<_> = collected
-        .readings
-        .lock()
-        .unwrap()
+        .readings()
         .iter()
-        .map(|(_, r, _)| (r.device_id, r.seq))
+        .map(|r| (r.device_id, r.seq))
         .collect();
     got.sort();
     assert_eq!(got, [(1, 0), (1, 1), (2, 0), (2, 1)]);
@@ -666,15 +664,12 @@ async fn idle_connections_time_out_and_shutdown_ends_the_rest() {
         .write_all(b"POST /readings HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{\"id")
         .await
         .unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest))
-        .await
-        .expect("the backend closes a stalled request")
-        .ok();
-    assert!(
-        rest.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
-        "{rest:?}"
-    );
+    assert_answered_then_closed(
+        &mut stalled,
+        "HTTP/1.1 408 Request Timeout",
+        "a stalled request",
+    )
+    .await;
     sink.wait_for_closed(2).await;
     assert_eq!(
         sink.collected.closed.lock().unwrap()[1].end,
@@ -686,10 +681,7 @@ async fn idle_connections_time_out_and_shutdown_ends_the_rest() {
     // Shutdown ends a live connection. Its own sink idles out only after 30 s, so however slowly
     // the machine gets from the send to the shutdown, the end is the shutdown.
     let sink = start_sink(Duration::from_secs(30)).await;
-    let kept_alive = options_with(Encoding::Json, Connections::KeptAlive);
-    let (mut link, _) = Link::connect(KIND.dialed(), sink.addr, &kept_alive)
-        .await
-        .unwrap();
+    let mut link = connect_kept_alive(sink.addr).await;
     link.send(&reading(3, 0)).await.unwrap();
     let collected = sink.stop().await;
     let closed = collected.closed.lock().unwrap().clone();

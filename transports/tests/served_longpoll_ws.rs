@@ -19,7 +19,8 @@ const WS_SERVER: ServedTransport = ServedTransport::WsServer;
 mod support;
 
 use support::{
-    collect_options, device_options, read_exactly, read_to_end, until, Collector, Device,
+    assert_profile_mss, collect_options, device_options, read_exactly, read_to_end, until,
+    Collector, Device,
 };
 
 fn reading(seq: u32) -> Reading {
@@ -622,12 +623,7 @@ async fn long_poll_answers_go_out_in_segments_of_the_profile_mss() {
     let reports = device.stop().await;
 
     let counters = reports[0].final_stats.counters.expect("TCP_INFO");
-    let options = if counters.timestamps { 12 } else { 0 };
-    assert_eq!(
-        counters.snd_mss + options,
-        536,
-        "the profile's MSS: {counters:?}"
-    );
+    assert_profile_mss(&counters);
     assert!(expected.len() > 536, "{} B", expected.len());
     // Segments the client received besides the SYN-ACK: at least the answer over the MSS.
     let data_segments = client.segs_in - 1;

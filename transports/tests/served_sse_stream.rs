@@ -14,8 +14,8 @@ use transports::{Encoding, Reading, ServedTransport};
 mod support;
 
 use support::{
-    collect_options, device_options, read_exactly, read_to_end, start_collector, start_device,
-    until, Collected, Collector, Device,
+    assert_profile_mss, collect_options, device_options, read_exactly, read_to_end,
+    start_collector, start_device, until, Collected, Collector, Device,
 };
 
 async fn device(kind: ServedTransport, replay: usize) -> Device {
@@ -356,12 +356,7 @@ async fn sse_replay_goes_out_in_segments_of_the_profile_mss() {
     let served = device.served.lock().unwrap().clone();
     assert_eq!(served[0].readings_sent, 8, "{served:?}");
     let counters = served[0].final_stats.counters.expect("TCP_INFO");
-    let options = if counters.timestamps { 12 } else { 0 };
-    assert_eq!(
-        counters.snd_mss + options,
-        536,
-        "the profile's MSS: {counters:?}"
-    );
+    assert_profile_mss(&counters);
     // Segments the client received besides the SYN-ACK: at least the bytes over the MSS.
     let least = expected.len().div_ceil(counters.snd_mss as usize) as u64;
     assert!(least >= 2);

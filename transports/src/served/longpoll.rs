@@ -35,7 +35,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::http::{self, Request, RequestError};
-use super::{CollectorConn, DeviceConn, ServedConnection};
+use super::{read_request_head, CollectorConn, DeviceConn, HeadError, ServedConnection};
 use crate::link::{LinkStats, Setup};
 use crate::sink::ConnectionEnd;
 use crate::socket::Side;
@@ -132,30 +132,17 @@ pub(super) async fn read_request(
     buf: &mut Vec<u8>,
 ) -> Result<Request, Stop> {
     let timeout = conn.options.request_timeout;
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut chunk = [0u8; 1024];
-    loop {
-        match http::parse_request(buf) {
-            Ok(Some((request, len))) => {
-                buf.drain(..len);
-                return Ok(request);
-            }
-            Ok(None) => {}
-            Err(e @ RequestError::TooLarge) => return Err(Stop::Refuse(413, e.to_string())),
-            Err(e) => return Err(Stop::Refuse(400, e.to_string())),
+    read_request_head(conn, buf).await.map_err(|e| match e {
+        HeadError::Malformed(e @ RequestError::TooLarge) => Stop::Refuse(413, e.to_string()),
+        HeadError::Malformed(e) => Stop::Refuse(400, e.to_string()),
+        HeadError::Stopped => Stop::Stopped,
+        HeadError::TimedOut => Stop::End(format!("no request within {timeout:?}")),
+        HeadError::Closed { mid_request: false } => Stop::End("peer closed".into()),
+        HeadError::Closed { mid_request: true } => {
+            Stop::End("peer closed in the middle of a request".into())
         }
-        let read = tokio::select! {
-            _ = conn.shutdown.cancelled() => return Err(Stop::Stopped),
-            read = tokio::time::timeout_at(deadline, conn.stream.read(&mut chunk)) => read,
-        };
-        match read {
-            Err(_) => return Err(Stop::End(format!("no request within {timeout:?}"))),
-            Ok(Err(e)) => return Err(Stop::End(format!("read failed: {e}"))),
-            Ok(Ok(0)) if buf.is_empty() => return Err(Stop::End("peer closed".into())),
-            Ok(Ok(0)) => return Err(Stop::End("peer closed in the middle of a request".into())),
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+        HeadError::Read(e) => Stop::End(format!("read failed: {e}")),
+    })
 }
 
 /// The `after` of a poll: `None` when absent or empty (the collector has nothing yet).

@@ -358,8 +358,48 @@ pub async fn read_request(
     conn: &mut DeviceConn,
     buf: &mut Vec<u8>,
 ) -> Result<http::Request, String> {
+    match read_request_head(conn, buf).await {
+        Ok(request) => Ok(request),
+        Err(HeadError::Malformed(e)) => {
+            let status = if e == http::RequestError::TooLarge {
+                413
+            } else {
+                400
+            };
+            let _ = conn.write(&http::error_response(status)).await;
+            Err(e.to_string())
+        }
+        Err(HeadError::Stopped) => Err("stopped".into()),
+        Err(HeadError::TimedOut) => Err("no request within the request timeout".into()),
+        Err(HeadError::Closed { .. }) => Err("peer closed".into()),
+        Err(HeadError::Read(e)) => Err(e.to_string()),
+    }
+}
+
+/// Why [`read_request_head`] read no request head.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// What came does not parse as a request head (or is too large).
+    Malformed(http::RequestError),
+    /// The device is shutting down.
+    Stopped,
+    /// No whole request head within the request timeout.
+    TimedOut,
+    /// The collector closed the connection; `mid_request` when part of a request had come.
+    Closed { mid_request: bool },
+    /// Reading failed.
+    Read(std::io::Error),
+}
+
+/// Reads the next request head from the collector into `buf` (bytes after it stay there), within
+/// the request timeout; answers nothing, whatever goes wrong.
+pub(crate) async fn read_request_head(
+    conn: &mut DeviceConn,
+    buf: &mut Vec<u8>,
+) -> Result<http::Request, HeadError> {
     use tokio::io::AsyncReadExt;
     let deadline = tokio::time::Instant::now() + conn.options.request_timeout;
+    let mut chunk = [0u8; 1024];
     loop {
         match http::parse_request(buf) {
             Ok(Some((request, len))) => {
@@ -367,26 +407,21 @@ pub async fn read_request(
                 return Ok(request);
             }
             Ok(None) => {}
-            Err(e) => {
-                let status = if e == http::RequestError::TooLarge {
-                    413
-                } else {
-                    400
-                };
-                let _ = conn.write(&http::error_response(status)).await;
-                return Err(e.to_string());
-            }
+            Err(e) => return Err(HeadError::Malformed(e)),
         }
-        let mut chunk = [0u8; 1024];
         let read = tokio::select! {
-            _ = conn.shutdown.cancelled() => return Err("stopped".into()),
+            _ = conn.shutdown.cancelled() => return Err(HeadError::Stopped),
             r = tokio::time::timeout_at(deadline, conn.stream.read(&mut chunk)) => r,
         };
         match read {
-            Err(_) => return Err("no request within the request timeout".into()),
-            Ok(Ok(0)) => return Err("peer closed".into()),
+            Err(_) => return Err(HeadError::TimedOut),
+            Ok(Ok(0)) => {
+                return Err(HeadError::Closed {
+                    mid_request: !buf.is_empty(),
+                })
+            }
             Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Err(e)) => return Err(HeadError::Read(e)),
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use transports::served::{
     collect_device, serve_device, CollectOptions, Outbox, ServedConnection, ServedOptions,
 };
-use transports::socket::SocketOptions;
+use transports::socket::{SocketCounters, SocketOptions};
 use transports::transport::{serve, ConnectionReport, LinkOptions, SinkObserver, SinkOptions};
 use transports::{Encoding, Reading, SinkTransport, TransportKind};
 
@@ -46,6 +46,17 @@ impl Collected {
         let readings = self.readings.lock().unwrap();
         readings.iter().map(|(_, r, _)| *r).collect()
     }
+
+    /// Asserts that the readings are [`reading`]`(d, s)` for each device `d` below `devices`
+    /// and each `s` below `count`, every one once and intact, in whatever order they came.
+    pub fn assert_every_reading_once(&self, devices: u32, count: u32) {
+        let mut got = self.readings();
+        got.sort_by_key(|r| (r.device_id, r.seq));
+        let want: Vec<_> = (0..devices)
+            .flat_map(|d| (0..count).map(move |s| reading(d, s)))
+            .collect();
+        assert_eq!(got, want, "every reading arrives once, intact");
+    }
 }
 
 /// Polls `done` every 5 ms for up to 5 s.
@@ -68,6 +79,17 @@ pub fn profile_socket(kind: TransportKind) -> SocketOptions {
         send_buffer: Some(1072),
         recv_buffer: Some(2144),
     }
+}
+
+/// Asserts that a socket's MSS is the profile's 536: `tcpi_snd_mss` leaves out TCP options,
+/// so it reads 536 less the 12-byte timestamp option when that is on.
+pub fn assert_profile_mss(counters: &SocketCounters) {
+    let options_len = if counters.timestamps { 12 } else { 0 };
+    assert_eq!(
+        counters.snd_mss + options_len,
+        536,
+        "the profile's MSS: {counters:?}"
+    );
 }
 
 /// A device's options for `kind`: the profile's socket, 5 s bounds, the default settings.
