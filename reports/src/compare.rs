@@ -388,6 +388,11 @@ fn table(h: &mut String, rows: &[CompareRow], colours: &[(String, Rgb)]) {
     }
 }
 
+/// The sample row the integration tests use too.
+#[cfg(test)]
+#[path = "../tests/support/compare_row.rs"]
+mod compare_row;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,16 +420,7 @@ mod tests {
     }
 
     fn row(verdict: &str, gated: bool) -> CompareRow {
-        CompareRow {
-            variant: "a".to_owned(),
-            metric: "corrected p99 (µs)".to_owned(),
-            baseline: "1,000".to_owned(),
-            candidate: "1,201".to_owned(),
-            change: "+20.1 %".to_owned(),
-            verdict: verdict.to_owned(),
-            gated,
-            detail: "95 % interval +18.0 … +22.3 %, threshold +10 %".to_owned(),
-        }
+        super::compare_row::sample_row("a", "corrected p99 (µs)", verdict, gated)
     }
 
     const RUN: &str = r#"{"schema_version":1,"complete":true,"scenario":{"name":"s"},

@@ -1,39 +1,17 @@
 //! Rendering compare.html over real results folders: `clean` as the baseline and `lossy` (the same
 //! variants, one failed, readings lost) as the candidate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use reports::compare::{self, ComparePage, CompareRow};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+#[path = "support/fixtures.rs"]
+mod fixtures;
+use fixtures::{fixture_dir, variant_names};
 
-fn names(dir: &Path) -> Vec<String> {
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
-    r["variants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-fn row(variant: &str, metric: &str, verdict: &str, gated: bool) -> CompareRow {
-    CompareRow {
-        variant: variant.to_owned(),
-        metric: metric.to_owned(),
-        baseline: "1,000".to_owned(),
-        candidate: "1,201".to_owned(),
-        change: "+20.1 %".to_owned(),
-        verdict: verdict.to_owned(),
-        gated,
-        detail: "95 % interval +18.0 … +22.3 %, threshold +10 %".to_owned(),
-    }
-}
+#[path = "support/compare_row.rs"]
+mod compare_row;
+use compare_row::sample_row;
 
 fn page(baseline: PathBuf, candidate: PathBuf) -> ComparePage {
     ComparePage {
@@ -45,11 +23,11 @@ fn page(baseline: PathBuf, candidate: PathBuf) -> ComparePage {
         outcome: "FAIL: 2 gated regressions".to_owned(),
         passed: false,
         rows: vec![
-            row("qos0", "corrected p99 (µs)", "worse", true),
-            row("qos1", "lost readings", "worse", true),
-            row("qos2", "wire bytes <up>", "noise", false),
-            row("qos2", "corrected p50 (µs)", "better", false),
-            row("qos9", "corrected p99 (µs)", "missing", false),
+            sample_row("qos0", "corrected p99 (µs)", "worse", true),
+            sample_row("qos1", "lost readings", "worse", true),
+            sample_row("qos2", "wire bytes <up>", "noise", false),
+            sample_row("qos2", "corrected p50 (µs)", "better", false),
+            sample_row("qos9", "corrected p99 (µs)", "missing", false),
         ],
         notes: vec!["candidate is <incomplete> & lossy".to_owned()],
     }
@@ -58,10 +36,10 @@ fn page(baseline: PathBuf, candidate: PathBuf) -> ComparePage {
 #[test]
 fn the_page_holds_rows_outcome_notes_and_one_spectrum_per_common_variant() {
     let out = tempfile::tempdir().unwrap();
-    let (baseline, candidate) = (fixture("clean"), fixture("lossy"));
-    let common: Vec<String> = names(&candidate)
+    let (baseline, candidate) = (fixture_dir("clean"), fixture_dir("lossy"));
+    let common: Vec<String> = variant_names(&candidate)
         .into_iter()
-        .filter(|n| names(&baseline).contains(n))
+        .filter(|n| variant_names(&baseline).contains(n))
         .collect();
     assert!(common.len() >= 2);
 
@@ -112,13 +90,13 @@ fn a_missing_interval_log_falls_back_to_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let candidate = dir.path().join("candidate");
     std::fs::create_dir(&candidate).unwrap();
-    for entry in std::fs::read_dir(fixture("clean")).unwrap() {
+    for entry in std::fs::read_dir(fixture_dir("clean")).unwrap() {
         let entry = entry.unwrap();
         if entry.file_name() != "qos1.hlog" {
             std::fs::copy(entry.path(), candidate.join(entry.file_name())).unwrap();
         }
     }
-    let mut p = page(fixture("clean"), candidate);
+    let mut p = page(fixture_dir("clean"), candidate);
     p.passed = true;
     p.outcome = "report only (no gate)".to_owned();
     p.rows.iter_mut().for_each(|r| r.gated = false);
@@ -136,7 +114,7 @@ fn a_missing_interval_log_falls_back_to_the_summary() {
 fn a_missing_results_folder_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let gone = dir.path().join("no-such-run");
-    let err = compare::render_html(dir.path(), &page(fixture("clean"), gone.clone()))
+    let err = compare::render_html(dir.path(), &page(fixture_dir("clean"), gone.clone()))
         .unwrap_err()
         .to_string();
     assert!(err.contains(&gone.display().to_string()), "{err}");
@@ -146,7 +124,7 @@ fn a_missing_results_folder_is_an_error_naming_it() {
     // A folder without results.json names the file.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let err = compare::render_html(dir.path(), &page(empty.clone(), fixture("clean")))
+    let err = compare::render_html(dir.path(), &page(empty.clone(), fixture_dir("clean")))
         .unwrap_err()
         .to_string();
     assert!(

@@ -2,7 +2,12 @@
 //! failed variant and lost readings written in): the charts, the page and the summary hold what
 //! the results say.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
+
 use std::path::{Path, PathBuf};
+
+use fixtures::{fixture_dir, variant_names};
 
 const CHARTS: [(&str, &str); 6] = [
     ("latency-spectrum", "Latency by percentile"),
@@ -17,25 +22,11 @@ fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join(name);
     std::fs::create_dir_all(&out).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    for entry in std::fs::read_dir(src).unwrap() {
+    for entry in std::fs::read_dir(fixture_dir(name)).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
     }
     (dir, out)
-}
-
-fn variants(dir: &Path) -> Vec<String> {
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
-    r["variants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn decode_png(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
@@ -56,7 +47,7 @@ fn every_chart_has_its_title_labels_and_one_series_per_variant() {
     let (_keep, dir) = fixture("clean");
     let rendered = reports::render(&dir).unwrap();
     assert_eq!(rendered.charts.len(), CHARTS.len());
-    let names = variants(&dir);
+    let names = variant_names(&dir);
     assert!(names.len() >= 2);
     for (chart, title) in CHARTS {
         let svg = std::fs::read_to_string(dir.join("charts").join(format!("{chart}.svg"))).unwrap();
@@ -105,7 +96,7 @@ fn a_lossy_incomplete_run_shows_bars_and_a_banner() {
         .count();
     assert_eq!(
         clean_labels,
-        variants(&dir).len() - 1,
+        variant_names(&dir).len() - 1,
         "only the clean variants say so"
     );
     let html = std::fs::read_to_string(&rendered.html).unwrap();
@@ -127,7 +118,7 @@ fn the_page_is_self_contained_and_the_summary_links_the_charts() {
     );
     assert!(!html.contains("<img") && !html.contains("<link"));
     assert_eq!(html.matches("<svg").count(), CHARTS.len());
-    for name in variants(&dir) {
+    for name in variant_names(&dir) {
         assert!(html.contains(&name));
     }
     let md = std::fs::read_to_string(&rendered.markdown).unwrap();
