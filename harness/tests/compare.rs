@@ -72,6 +72,51 @@ fn compare(dir: &Path, baseline: &Path, candidate: &Path, extra: &[&str]) -> Out
     }
 }
 
+/// [`compare`] with `--thresholds` of a file `dir/gate.toml` holding `thresholds`.
+fn compare_with_thresholds(
+    dir: &Path,
+    baseline: &Path,
+    candidate: &Path,
+    thresholds: &str,
+) -> Outcome {
+    let gate = dir.join("gate.toml");
+    std::fs::write(&gate, thresholds).unwrap();
+    compare(
+        dir,
+        baseline,
+        candidate,
+        &["--thresholds", gate.to_str().unwrap()],
+    )
+}
+
+impl Outcome {
+    /// Asserts the exit code, showing what the command printed otherwise.
+    fn assert_code(&self, code: i32) {
+        assert_eq!(self.code, Some(code), "{}{}", self.stdout, self.stderr);
+    }
+}
+
+/// Writes `base` and `cand` as the result sets `dir/base` and `dir/cand`; returns their paths.
+fn write_both(dir: &Path, base: &RunResult, cand: &RunResult) -> (PathBuf, PathBuf) {
+    (write(dir, "base", base), write(dir, "cand", cand))
+}
+
+/// `fleetbench compare --gate` of a baseline and a candidate whose p99s per repetition are
+/// `base` and `cand` (written to `dir/base` and `dir/cand`), asserting its p99 verdict on
+/// `qos0` is `expected`.
+fn gate_p99s(
+    dir: &Path,
+    base: &[u64],
+    cand: &[u64],
+    expected: &str,
+) -> (PathBuf, PathBuf, Outcome) {
+    let (base, cand) = write_both(dir, &run_with_p99(base), &run_with_p99(cand));
+    let out = compare(dir, &base, &cand, &["--gate"]);
+    let json = out.json.as_ref().expect("compare.json written");
+    assert_eq!(verdict(json, "qos0", "latency_p99"), expected);
+    (base, cand, out)
+}
+
 fn verdict(json: &Value, variant: &str, metric: &str) -> String {
     json["rows"]
         .as_array()
@@ -87,20 +132,14 @@ fn verdict(json: &Value, variant: &str, metric: &str) -> String {
 #[test]
 fn a_tight_twenty_percent_p99_regression_is_worse_and_fails_the_gate() {
     let dir = tempfile::tempdir().unwrap();
-    let base = write(
+    let (base, cand, out) = gate_p99s(
         dir.path(),
-        "base",
-        &run_with_p99(&[1000, 1010, 990, 1005, 995]),
+        &[1000, 1010, 990, 1005, 995],
+        &[1200, 1212, 1188, 1206, 1194],
+        "worse",
     );
-    let cand = write(
-        dir.path(),
-        "cand",
-        &run_with_p99(&[1200, 1212, 1188, 1206, 1194]),
-    );
-    let out = compare(dir.path(), &base, &cand, &["--gate"]);
-    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    out.assert_code(1);
     let json = out.json.unwrap();
-    assert_eq!(verdict(&json, "qos0", "latency_p99"), "worse");
     assert_eq!(json["passed"], false);
     assert!(out.stdout.contains("FAIL"), "{}", out.stdout);
     // Everything else is the template on both sides: the same.
@@ -131,28 +170,17 @@ fn a_tight_twenty_percent_p99_regression_is_worse_and_fails_the_gate() {
 
     // Without a gate the same comparison only reports.
     let out = compare(dir.path(), &base, &cand, &[]);
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    out.assert_code(0);
     assert_eq!(verdict(&out.json.unwrap(), "qos0", "latency_p99"), "worse");
 }
 
 #[test]
 fn a_five_percent_change_within_a_wide_spread_is_noise_and_passes() {
     let dir = tempfile::tempdir().unwrap();
-    let base = write(
-        dir.path(),
-        "base",
-        &run_with_p99(&[800, 1200, 1000, 900, 1100]),
-    );
-    let cand = write(
-        dir.path(),
-        "cand",
-        &run_with_p99(&[840, 1260, 1050, 945, 1155]),
-    );
-    let out = compare(dir.path(), &base, &cand, &["--gate"]);
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
-    let json = out.json.unwrap();
-    assert_eq!(verdict(&json, "qos0", "latency_p99"), "noise");
-    assert_eq!(json["passed"], true);
+    let base = [800, 1200, 1000, 900, 1100];
+    let (_, _, out) = gate_p99s(dir.path(), &base, &[840, 1260, 1050, 945, 1155], "noise");
+    out.assert_code(0);
+    assert_eq!(out.json.unwrap()["passed"], true);
 }
 
 #[test]
@@ -165,28 +193,16 @@ fn one_more_byte_of_framing_per_reading_fails_the_gate() {
     for r in &mut v.repetitions {
         r.per_reading.framing_bytes_up += 1.0;
     }
-    let base = write(dir.path(), "base", &base_run);
-    let cand = write(dir.path(), "cand", &cand_run);
-    let gate = dir.path().join("gate.toml");
-    std::fs::write(&gate, "[thresholds]\nframing_bytes_up = 0\n").unwrap();
-    let out = compare(
-        dir.path(),
-        &base,
-        &cand,
-        &["--thresholds", gate.to_str().unwrap()],
-    );
-    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let (base, cand) = write_both(dir.path(), &base_run, &cand_run);
+    let gate = "[thresholds]\nframing_bytes_up = 0\n";
+    let out = compare_with_thresholds(dir.path(), &base, &cand, gate);
+    out.assert_code(1);
     let json = out.json.unwrap();
     assert_eq!(verdict(&json, "qos1", "framing_bytes_up"), "worse");
     assert_eq!(verdict(&json, "qos0", "framing_bytes_up"), "same");
     // A byte fewer is better, and passes.
-    let out = compare(
-        dir.path(),
-        &cand,
-        &base,
-        &["--thresholds", gate.to_str().unwrap()],
-    );
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let out = compare_with_thresholds(dir.path(), &cand, &base, gate);
+    out.assert_code(0);
     assert_eq!(
         verdict(&out.json.unwrap(), "qos1", "framing_bytes_up"),
         "better"
@@ -200,10 +216,9 @@ fn lost_readings_fail_the_default_gate() {
     let mut cand_run = base_run.clone();
     cand_run.variants[2].delivery.lost = 3;
     cand_run.variants[2].delivery.received -= 3;
-    let base = write(dir.path(), "base", &base_run);
-    let cand = write(dir.path(), "cand", &cand_run);
+    let (base, cand) = write_both(dir.path(), &base_run, &cand_run);
     let out = compare(dir.path(), &base, &cand, &["--gate"]);
-    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    out.assert_code(1);
     assert_eq!(verdict(&out.json.unwrap(), "qos2", "lost"), "worse");
 
     // --gate is a switch: the two folders after it are baseline and candidate.
@@ -294,14 +309,8 @@ fn runs_that_cannot_be_compared_exit_2_with_a_clear_message() {
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("devices"), "{}", out.stderr);
 
-    let gate = dir.path().join("gate.toml");
-    std::fs::write(&gate, "[thresholds]\nlatency_p99 = 10\nthroughput_ = 5\n").unwrap();
-    let out = compare(
-        dir.path(),
-        &good,
-        &good,
-        &["--thresholds", gate.to_str().unwrap()],
-    );
+    let gate = "[thresholds]\nlatency_p99 = 10\nthroughput_ = 5\n";
+    let out = compare_with_thresholds(dir.path(), &good, &good, gate);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(
         out.stderr.contains("line 3") && out.stderr.contains("throughput_"),
@@ -332,6 +341,18 @@ fn an_incomplete_candidate_is_a_failed_run() {
     assert!(out.stderr.contains("the sink exited"), "{}", out.stderr);
 }
 
+/// `fleetbench baseline save <run> mqtt --dir <baselines>`, run to its end.
+fn save_baseline(run: &Path, baselines: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .args(["baseline", "save"])
+        .arg(run)
+        .arg("mqtt")
+        .arg("--dir")
+        .arg(baselines)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_saved_baseline_compares_like_its_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -347,15 +368,8 @@ fn a_saved_baseline_compares_like_its_run() {
     }
     std::fs::create_dir_all(run_dir.join("raw/qos0")).unwrap();
     let baselines = dir.path().join("baselines");
-    let status = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["baseline", "save"])
-        .arg(&run_dir)
-        .arg("mqtt")
-        .arg("--dir")
-        .arg(&baselines)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let saving = save_baseline(&run_dir, &baselines);
+    assert!(saving.status.success(), "{saving:?}");
     let saved = baselines.join("mqtt");
     let mut names: Vec<_> = std::fs::read_dir(&saved)
         .unwrap()
@@ -367,7 +381,7 @@ fn a_saved_baseline_compares_like_its_run() {
         ["qos0.hlog", "qos1.hlog", "qos2.hlog", "results.json"]
     );
     let out = compare(dir.path(), &saved, &run_dir, &["--gate"]);
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    out.assert_code(0);
     assert!(out.json.unwrap()["rows"]
         .as_array()
         .unwrap()
@@ -378,14 +392,7 @@ fn a_saved_baseline_compares_like_its_run() {
     let mut incomplete = template();
     incomplete.complete = false;
     let bad = write(dir.path(), "bad", &incomplete);
-    let out = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
-        .args(["baseline", "save"])
-        .arg(&bad)
-        .arg("mqtt")
-        .arg("--dir")
-        .arg(&baselines)
-        .output()
-        .unwrap();
+    let out = save_baseline(&bad, &baselines);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("incomplete"));
     assert!(
