@@ -30,6 +30,18 @@ fn run(variants: &[(&str, &str)]) -> (Value, tempfile::TempDir) {
     (run::read_results(&out), dir)
 }
 
+/// Runs the variants, asserts the run complete and every reading of each variant delivered
+/// ([`assert_all_delivered`]); returns the variants' results.
+fn run_delivering_all(variants: &[(&str, &str)]) -> Vec<Value> {
+    let (results, dir) = run(variants);
+    assert_eq!(results["complete"], true);
+    let variants = results["variants"].as_array().unwrap().clone();
+    for v in &variants {
+        assert_all_delivered(v, dir.path());
+    }
+    variants
+}
+
 /// Every reading a device sent arrived, once and in order, on one connection per device. A
 /// reading is unsent only while its device had no collector to give it to: a device that serves
 /// sends nothing before the collector's first connection (on a busy machine that can be after the
@@ -65,10 +77,7 @@ fn assert_all_delivered(v: &Value, dir: &Path) {
 
 #[test]
 fn sse_and_http_stream_deliver_every_reading_of_fifty_devices() {
-    let (results, dir) = run(&[("sse", "sse"), ("stream", "http-stream")]);
-    assert_eq!(results["complete"], true);
-    for v in results["variants"].as_array().unwrap() {
-        assert_all_delivered(v, dir.path());
+    for v in run_delivering_all(&[("sse", "sse"), ("stream", "http-stream")]) {
         let per = &v["per_reading"];
         let framing = per["framing_bytes_up"].as_f64().unwrap();
         match v["name"].as_str().unwrap() {
@@ -83,10 +92,7 @@ fn sse_and_http_stream_deliver_every_reading_of_fifty_devices() {
 
 #[test]
 fn http_post_delivers_every_reading_with_the_librarys_exact_bytes() {
-    let (results, dir) = run(&[("post", "http-post")]);
-    assert_eq!(results["complete"], true);
-    let v = &results["variants"][0];
-    assert_all_delivered(v, dir.path());
+    let v = &run_delivering_all(&[("post", "http-post")])[0];
     let per = &v["per_reading"];
     // ESP8266HTTPClient's request head for `127.0.0.1:<5-digit port>`, application/json and a
     // two-digit Content-Length; hyper's 204 with its date header.
@@ -97,10 +103,7 @@ fn http_post_delivers_every_reading_with_the_librarys_exact_bytes() {
 
 #[test]
 fn long_poll_and_ws_server_deliver_every_reading_of_fifty_devices() {
-    let (results, dir) = run(&[("long-poll", "long-poll"), ("ws-server", "ws-server")]);
-    assert_eq!(results["complete"], true);
-    for v in results["variants"].as_array().unwrap() {
-        assert_all_delivered(v, dir.path());
+    for v in run_delivering_all(&[("long-poll", "long-poll"), ("ws-server", "ws-server")]) {
         let per = &v["per_reading"];
         let up = per["framing_bytes_up"].as_f64().unwrap();
         let down = per["framing_bytes_down"].as_f64().unwrap();

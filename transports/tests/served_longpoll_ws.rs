@@ -19,8 +19,8 @@ const WS_SERVER: ServedTransport = ServedTransport::WsServer;
 mod support;
 
 use support::{
-    assert_profile_mss, collect_options, device_options, read_exactly, read_to_end, until,
-    Collector, Device,
+    assert_profile_mss, collect_options, connect_and_send, device_options, read_exactly,
+    read_to_end, until, Collector, Device,
 };
 
 fn reading(seq: u32) -> Reading {
@@ -236,10 +236,7 @@ async fn long_poll_backlog_is_one_answer_with_exact_bytes() {
     assert_eq!(expected, [head.clone(), body.clone()].concat());
 
     // Byte for byte, from a raw socket sending the head hyper sends.
-    let mut raw = TcpStream::connect(device.addr).await.unwrap();
-    raw.write_all(poll_head(device.addr, None).as_bytes())
-        .await
-        .unwrap();
+    let mut raw = connect_and_send(device.addr, poll_head(device.addr, None).as_bytes()).await;
     assert_eq!(read_exactly(&mut raw, expected.len()).await, expected);
     drop(raw);
     device.wait_for_reports(1).await;
@@ -412,8 +409,7 @@ async fn long_poll_refuses_what_it_does_not_serve_and_keeps_serving() {
         ),
     ];
     for (i, (request, status, _)) in refusals.into_iter().enumerate() {
-        let mut raw = TcpStream::connect(device.addr).await.unwrap();
-        raw.write_all(request).await.unwrap();
+        let mut raw = connect_and_send(device.addr, request).await;
         assert_eq!(
             read_to_end(&mut raw).await,
             http::error_response(status),
@@ -457,11 +453,7 @@ async fn ws_server_frames_and_refusal_on_the_wire() {
     )
     .await;
 
-    let mut plain = TcpStream::connect(device.addr).await.unwrap();
-    plain
-        .write_all(b"GET / HTTP/1.1\r\nHost: d\r\n\r\n")
-        .await
-        .unwrap();
+    let mut plain = connect_and_send(device.addr, b"GET / HTTP/1.1\r\nHost: d\r\n\r\n").await;
     assert_eq!(read_to_end(&mut plain).await, http::error_response(400));
     device.wait_for_reports(1).await;
 
@@ -473,8 +465,7 @@ async fn ws_server_frames_and_refusal_on_the_wire() {
          User-Agent: arduino-WebSocket-Client\r\n\r\n",
         device.addr
     );
-    let mut raw = TcpStream::connect(device.addr).await.unwrap();
-    raw.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut raw = connect_and_send(device.addr, upgrade.as_bytes()).await;
     let switching = "HTTP/1.1 101 Switching Protocols\r\nServer: arduino-WebSocketsServer\r\n\
         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
         Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
@@ -612,10 +603,7 @@ async fn long_poll_answers_go_out_in_segments_of_the_profile_mss() {
     }
     let device = start_device(LONG_POLL, encoding, outbox, Duration::from_secs(5)).await;
     let expected = answer(encoding, 0..11);
-    let mut raw = TcpStream::connect(device.addr).await.unwrap();
-    raw.write_all(poll_head(device.addr, None).as_bytes())
-        .await
-        .unwrap();
+    let mut raw = connect_and_send(device.addr, poll_head(device.addr, None).as_bytes()).await;
     assert_eq!(read_exactly(&mut raw, expected.len()).await, expected);
     let client = transports::socket::SocketCounters::read(&raw).unwrap();
     drop(raw);

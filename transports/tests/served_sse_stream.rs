@@ -14,8 +14,8 @@ use transports::{Encoding, Reading, ServedTransport};
 mod support;
 
 use support::{
-    assert_profile_mss, collect_options, device_options, read_exactly, read_to_end,
-    start_collector, start_device, until, Collected, Collector, Device,
+    assert_profile_mss, collect_options, connect_and_send, device_options, read_exactly,
+    read_to_end, start_collector, start_device, until, Collected, Collector, Device,
 };
 
 async fn device(kind: ServedTransport, replay: usize) -> Device {
@@ -284,10 +284,11 @@ fn json(seq: u32) -> Vec<u8> {
 #[tokio::test]
 async fn sse_events_are_async_event_source_bytes() {
     let device = device(ServedTransport::Sse, 8).await;
-    let mut raw = TcpStream::connect(device.addr).await.unwrap();
-    raw.write_all(b"GET /events HTTP/1.1\r\nHost: d\r\nAccept: text/event-stream\r\n\r\n")
-        .await
-        .unwrap();
+    let mut raw = connect_and_send(
+        device.addr,
+        b"GET /events HTTP/1.1\r\nHost: d\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .await;
     assert_eq!(
         String::from_utf8(read_exactly(&mut raw, http::SSE_HEAD.len()).await).unwrap(),
         "HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\
@@ -308,11 +309,11 @@ async fn sse_events_are_async_event_source_bytes() {
     drop(raw);
 
     // Resuming with Last-Event-ID 0 replays nothing: the next bytes are the live reading 2.
-    let mut resumed = TcpStream::connect(device.addr).await.unwrap();
-    resumed
-        .write_all(b"GET /events HTTP/1.1\r\nHost: d\r\nLast-Event-ID: 0\r\n\r\n")
-        .await
-        .unwrap();
+    let mut resumed = connect_and_send(
+        device.addr,
+        b"GET /events HTTP/1.1\r\nHost: d\r\nLast-Event-ID: 0\r\n\r\n",
+    )
+    .await;
     read_exactly(&mut resumed, http::SSE_HEAD.len()).await;
     wait_for_clients(&device.outbox, 1).await;
     device.outbox.publish(&reading(2));
@@ -332,10 +333,11 @@ async fn sse_replay_goes_out_in_segments_of_the_profile_mss() {
         device.outbox.publish(&reading(seq));
     }
     // Resuming after 1: 2..9 are replayed (the buffer keeps 8).
-    let mut raw = TcpStream::connect(device.addr).await.unwrap();
-    raw.write_all(b"GET /events HTTP/1.1\r\nHost: d\r\nLast-Event-ID: 1\r\n\r\n")
-        .await
-        .unwrap();
+    let mut raw = connect_and_send(
+        device.addr,
+        b"GET /events HTTP/1.1\r\nHost: d\r\nLast-Event-ID: 1\r\n\r\n",
+    )
+    .await;
     let mut replay = Vec::new();
     for seq in 2..10 {
         http::sse_event(seq, &json(seq), &mut replay);
@@ -371,10 +373,7 @@ async fn sse_replay_goes_out_in_segments_of_the_profile_mss() {
 #[tokio::test]
 async fn http_stream_is_esp8266_web_server_bytes_and_ends_with_the_last_chunk() {
     let device = device(ServedTransport::HttpStream, 0).await;
-    let mut raw = TcpStream::connect(device.addr).await.unwrap();
-    raw.write_all(b"GET /stream HTTP/1.1\r\nHost: d\r\n\r\n")
-        .await
-        .unwrap();
+    let mut raw = connect_and_send(device.addr, b"GET /stream HTTP/1.1\r\nHost: d\r\n\r\n").await;
     let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nAccept-Ranges: none\r\n\
         Transfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=2000\r\n\r\n";
     assert_eq!(

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use transports::served::{
@@ -316,6 +316,13 @@ impl Collector {
             .unwrap();
         self.collected
     }
+}
+
+/// Connects to `addr` and writes `request` (a collector's request, by hand).
+pub async fn connect_and_send(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    stream
 }
 
 /// Reads exactly `len` bytes within 5 s.
