@@ -30,6 +30,7 @@ use crate::link::LinkStats;
 use crate::sink::ConnectionEnd;
 use crate::socket::{CountingStream, Side};
 use crate::ws::codec::{frame_header_len, message_kind, MessageKind};
+use crate::ws::driver::send_frame;
 use crate::{socket, Encoding, Reading};
 
 /// The subprotocol arduinoWebSockets names.
@@ -254,17 +255,11 @@ async fn send(
         MessageKind::Binary => Message::Binary(payload.into()),
     };
     let frame_len = len + frame_header_len(len, false);
-    let send_buffer = options.socket.send_buffer;
-    let write = async {
-        socket::wait_for_send_room(ws.get_ref().get_ref(), send_buffer, frame_len)
-            .await
-            .map_err(WsError::Io)?;
-        ws.send(message).await
-    };
-    match tokio::time::timeout(options.write_timeout, write).await {
-        Ok(Ok(())) => Ok(len),
-        Ok(Err(e)) => Err(format!("write failed: {e}")),
-        Err(_) => Err(format!("write timed out after {:?}", options.write_timeout)),
+    let (send_buffer, write_timeout) = (options.socket.send_buffer, options.write_timeout);
+    match send_frame(ws, message, frame_len, send_buffer, write_timeout).await {
+        Some(Ok(())) => Ok(len),
+        Some(Err(e)) => Err(format!("write failed: {e}")),
+        None => Err(format!("write timed out after {write_timeout:?}")),
     }
 }
 

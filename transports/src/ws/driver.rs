@@ -91,18 +91,17 @@ impl DeviceConnection {
             Encoding::Binary => Message::Binary(payload.into()),
         };
         let frame_len = len + super::codec::frame_header_len(len, true);
-        let send_buffer = self.send_buffer;
-        let ws = &mut self.ws;
-        let write = async move {
-            socket::wait_for_send_room(ws.get_ref().get_ref(), send_buffer, frame_len)
-                .await
-                .map_err(WsError::Io)?;
-            ws.send(message).await
-        };
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => Ok(len),
-            Ok(Err(e)) => Err(LinkError::Write(e.to_string())),
-            Err(_) => Err(LinkError::WriteTimeout(self.write_timeout)),
+        let sent = send_frame(
+            &mut self.ws,
+            message,
+            frame_len,
+            self.send_buffer,
+            self.write_timeout,
+        );
+        match sent.await {
+            Some(Ok(())) => Ok(len),
+            Some(Err(e)) => Err(LinkError::Write(e.to_string())),
+            None => Err(LinkError::WriteTimeout(self.write_timeout)),
         }
     }
 
@@ -145,6 +144,25 @@ impl DeviceConnection {
             stats
         }
     }
+}
+
+/// Sends `message`, a frame of `frame_len` bytes, and flushes it once the socket's send buffer
+/// (`send_buffer`, as the device's lwIP has it) has room for the whole frame; `None` when that
+/// took longer than `write_timeout`. For both ends a device plays: client and server.
+pub(crate) async fn send_frame(
+    ws: &mut WebSocketStream<CountingStream<TcpStream>>,
+    message: Message,
+    frame_len: usize,
+    send_buffer: Option<u32>,
+    write_timeout: std::time::Duration,
+) -> Option<Result<(), WsError>> {
+    let write = async {
+        socket::wait_for_send_room(ws.get_ref().get_ref(), send_buffer, frame_len)
+            .await
+            .map_err(WsError::Io)?;
+        ws.send(message).await
+    };
+    tokio::time::timeout(write_timeout, write).await.ok()
 }
 
 // The upgrade callback's error type is tungstenite's, and large.
