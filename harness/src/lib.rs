@@ -23,3 +23,4 @@ pub mod role;
 pub mod runner;
 pub mod scenario;
 pub mod table;
+pub mod wifi;

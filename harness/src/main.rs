@@ -181,6 +181,17 @@ enum Command {
         #[arg(long)]
         record_dir: PathBuf,
     },
+    /// Run the emulated WiFi link from a plan (written by `run`; used as its child process in
+    /// the run's own network namespace): every device packet NFQUEUE hands it is delayed or
+    /// dropped as the link model says, until SIGINT or SIGTERM. Needs CAP_NET_ADMIN.
+    Link {
+        /// The link plan (JSON).
+        #[arg(long)]
+        plan: PathBuf,
+        /// Write link.json, what the link did, into this folder.
+        #[arg(long)]
+        record_dir: PathBuf,
+    },
     /// Print the JSON Schema of results.json.
     Schema,
 }
@@ -332,6 +343,10 @@ fn main() -> ExitCode {
         }
         Command::Fleet { plan, record_dir } => match role::read_plan(&plan) {
             Ok(plan) => role::fleet::run(plan, &record_dir),
+            Err(e) => return exit_unplanned(e),
+        },
+        Command::Link { plan, record_dir } => match role::read_plan(&plan) {
+            Ok(plan) => fleetbench::wifi::run(&plan, &record_dir),
             Err(e) => return exit_unplanned(e),
         },
         Command::Broker {

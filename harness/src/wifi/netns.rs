@@ -1,0 +1,129 @@
+//! The private network a run with an emulated WiFi link lives in: a network namespace of the
+//! run's own, whose loopback carries every connection, with the kernel handing each device's
+//! packets to the link process through NFQUEUE. The namespace goes when the run's last process
+//! exits, and with it every rule: nothing is left on the machine's own network.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+/// Device addresses a link acts on: every device's own loopback host (127.1.0.0 onwards, see
+/// `device_emulator::fleet::device_address`).
+pub const DEVICE_RANGE: &str = "127.1.0.0-127.255.255.255";
+
+/// The first device address; device `i` is this plus `i`.
+pub const FIRST_DEVICE: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 0);
+
+/// Capability bit of CAP_NET_ADMIN in /proc's CapEff mask.
+const CAP_NET_ADMIN: u32 = 12;
+
+/// Whether this process may create a network namespace and add netfilter rules in it: it has
+/// CAP_NET_ADMIN (root has it), read from /proc/self/status.
+pub fn may_administer_network() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .is_some_and(|mask| mask & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// Why a private network could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// unshare(CLONE_NEWNET) failed.
+    #[error("creating a network namespace: {0}")]
+    Unshare(io::Error),
+    /// The namespace's loopback could not be brought up.
+    #[error("bringing up the namespace's loopback: {0}")]
+    Loopback(io::Error),
+    /// `iptables` could not be run.
+    #[error("running iptables (install it: apt-get install iptables): {0}")]
+    Iptables(io::Error),
+    /// `iptables` refused a rule.
+    #[error("iptables {args}: {stderr}")]
+    Rule {
+        /// The rule's arguments.
+        args: String,
+        /// What iptables said.
+        stderr: String,
+    },
+}
+
+/// Moves this process, and every process it starts from now on, into a new network namespace
+/// with its loopback up. Call it before starting any thread that opens sockets: a network
+/// namespace belongs to the thread that unshared it and to the threads and processes it creates
+/// afterwards.
+pub fn enter_private_network() -> Result<(), NetnsError> {
+    // SAFETY: unshare takes flags and touches no memory of ours.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(NetnsError::Unshare(io::Error::last_os_error()));
+    }
+    loopback_up().map_err(NetnsError::Loopback)
+}
+
+/// Sets IFF_UP on `lo` (a new namespace's loopback starts down).
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a datagram socket for the interface ioctls, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ifreq is plain old data; the name is NUL-terminated within its 16 bytes.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write the ifreq we own.
+    let result = unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut request) != 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &request) != 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // SAFETY: closing the socket opened above.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// Hands every packet from or to a device address (on the namespace's loopback, where each
+/// packet passes OUTPUT once) to NFQUEUE `queue`. Without `--queue-bypass`: with no link process
+/// bound, device packets are dropped, never silently passed on an ideal link.
+pub fn queue_device_packets(queue: u16) -> Result<(), NetnsError> {
+    let queue = queue.to_string();
+    for range in ["--src-range", "--dst-range"] {
+        let args = [
+            "-w",
+            "-A",
+            "OUTPUT",
+            "-o",
+            "lo",
+            "-m",
+            "iprange",
+            range,
+            DEVICE_RANGE,
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            &queue,
+        ];
+        let output = Command::new("iptables")
+            .args(args)
+            .output()
+            .map_err(NetnsError::Iptables)?;
+        if !output.status.success() {
+            return Err(NetnsError::Rule {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,232 @@
+//! The link process (`fleetbench link`) on real packets: each test moves itself into a network
+//! namespace of its own (nextest runs every test in a process of its own, and the namespace goes
+//! with it), hands device packets to NFQUEUE there and starts the real binary on them. Needs
+//! root or CAP_NET_ADMIN and iptables, as CI has.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use device_emulator::link::LinkTable;
+use fleetbench::wifi::{netns, LinkRecord, WifiPlan, LINK_RECORD};
+
+const QUEUE: u16 = 4242;
+
+/// The link's model from a `[link]` table.
+fn model(table: &str) -> device_emulator::link::LinkModel {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        link: LinkTable,
+    }
+    toml::from_str::<Doc>(table)
+        .unwrap()
+        .link
+        .resolve()
+        .unwrap()
+}
+
+/// The link process, started in this test's own network namespace on `table`, once it is ready.
+struct LinkProcess {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl LinkProcess {
+    fn start(table: &str) -> LinkProcess {
+        assert!(
+            netns::may_administer_network(),
+            "this test needs root or CAP_NET_ADMIN (CI runs as root)"
+        );
+        netns::enter_private_network().unwrap();
+        netns::queue_device_packets(QUEUE).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let plan = WifiPlan {
+            queue: QUEUE,
+            model: model(table),
+            seed: 7,
+        };
+        let plan_path = dir.path().join("link-plan.json");
+        std::fs::write(&plan_path, serde_json::to_vec(&plan).unwrap()).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+            .args(["link", "--plan"])
+            .arg(&plan_path)
+            .arg("--record-dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 6];
+        child.stdout.take().unwrap().read_exact(&mut ready).unwrap();
+        assert_eq!(&ready, b"ready\n");
+        LinkProcess { child, dir }
+    }
+
+    /// Stops it (SIGTERM) and reads what it recorded.
+    fn stop(mut self) -> LinkRecord {
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        read_record(self.dir.path())
+    }
+}
+
+impl Drop for LinkProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_record(dir: &Path) -> LinkRecord {
+    serde_json::from_slice(&std::fs::read(dir.join(LINK_RECORD)).unwrap()).unwrap()
+}
+
+/// A TCP connection from device `device` (its own loopback host) to a server on 127.0.0.1.
+fn device_connection(device: u32, server: SocketAddr) -> TcpStream {
+    let host = std::net::Ipv4Addr::from(u32::from(netns::FIRST_DEVICE) + device);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((host, 0))).unwrap();
+        let stream = tokio::time::timeout(Duration::from_secs(10), socket.connect(server))
+            .await
+            .expect("connect within 10 s")
+            .unwrap();
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}
+
+/// A constant 5 ms each way: every round trip through the link takes at least 10 ms, and the
+/// link says it applied exactly 5 ms to every packet it passed, none dropped.
+#[test]
+fn a_constant_delay_is_applied_to_every_packet_both_ways() {
+    let link = LinkProcess::start(
+        r#"
+        [link.up]
+        delay = { kind = "constant", value = "5ms" }
+        [link.down]
+        delay = { kind = "constant", value = "5ms" }
+        "#,
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut byte = [0u8; 1];
+        while stream.read_exact(&mut byte).is_ok() {
+            stream.write_all(&byte).unwrap();
+        }
+    });
+    let started = Instant::now();
+    let mut stream = device_connection(3, server);
+    // SYN and SYN-ACK each waited 5 ms.
+    assert!(started.elapsed() >= Duration::from_millis(10));
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for _ in 0..20 {
+        let sent = Instant::now();
+        stream.write_all(b"x").unwrap();
+        let mut back = [0u8; 1];
+        stream.read_exact(&mut back).unwrap();
+        assert!(sent.elapsed() >= Duration::from_millis(10));
+    }
+    drop(stream);
+    echo.join().unwrap();
+    let record = link.stop();
+    for (name, d) in [("up", &record.up), ("down", &record.down)] {
+        // Handshake, 20 bytes and their ACKs, FINs: at least 22 packets each way.
+        assert!(d.packets >= 22, "{name}: {d:?}");
+        assert_eq!(d.dropped, 0, "{name}: {d:?}");
+        assert_eq!(
+            d.delay_us.count + d.released_at_stop,
+            d.packets,
+            "{name}: {d:?}"
+        );
+        // Held 5 ms at least; how much later it left is the link's lateness, reported apart.
+        assert!(d.delay_us.min >= 5000, "{name}: {d:?}");
+        assert_eq!(d.lateness_us.count, d.delay_us.count, "{name}: {d:?}");
+    }
+    assert_eq!(record.devices.len(), 1);
+    assert_eq!(record.devices[0].device_id, 3);
+}
+
+/// 10 % independent loss up: every datagram the link did not drop arrives, and it dropped
+/// close to one in ten (the draws are seeded, so this count is the same on every run).
+#[test]
+fn loss_drops_what_the_link_counts_and_nothing_else() {
+    let link = LinkProcess::start(
+        r#"
+        [link.up]
+        loss = { kind = "bernoulli", rate = 0.1 }
+        "#,
+    );
+    let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A marker that was dropped is followed by another after a short quiet spell.
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let to = receiver.local_addr().unwrap();
+    let host = std::net::Ipv4Addr::from(u32::from(netns::FIRST_DEVICE) + 9);
+    let sender = UdpSocket::bind((host, 0)).unwrap();
+    const SENT: u64 = 20_000;
+    const MARKER: u64 = u64::MAX;
+    const BATCH: u64 = 50;
+    let (mut received, mut markers, mut markers_received) = (0u64, 0u64, 0u64);
+    let mut buf = [0u8; 64];
+    // In batches the receive buffer holds (50 datagrams), so the kernel itself drops none. The link keeps
+    // order, so once a marker after a batch arrives, every datagram of the batch has arrived or
+    // been dropped; a marker may be dropped too, then another is sent.
+    for batch in 0..(SENT / BATCH) {
+        for i in 0..BATCH {
+            sender
+                .send_to(&(batch * BATCH + i).to_be_bytes(), to)
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        'batch: loop {
+            assert!(
+                Instant::now() < deadline,
+                "batch {batch}: no marker came back"
+            );
+            sender.send_to(&MARKER.to_be_bytes(), to).unwrap();
+            markers += 1;
+            while let Ok(n) = receiver.recv(&mut buf) {
+                if u64::from_be_bytes(buf[..n].try_into().unwrap()) == MARKER {
+                    markers_received += 1;
+                    break 'batch;
+                }
+                received += 1;
+            }
+        }
+    }
+    // A marker that was only late arrives now.
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while let Ok(n) = receiver.recv(&mut buf) {
+        match u64::from_be_bytes(buf[..n].try_into().unwrap()) {
+            MARKER => markers_received += 1,
+            _ => received += 1,
+        }
+    }
+    let record = link.stop();
+    assert_eq!(record.up.packets, SENT + markers, "{:?}", record.up);
+    assert_eq!(
+        received + markers_received + record.up.dropped,
+        SENT + markers,
+        "{:?}",
+        record.up
+    );
+    let rate = record.up.dropped as f64 / (SENT + markers) as f64;
+    assert!((0.09..=0.11).contains(&rate), "drop rate {rate}");
+}
