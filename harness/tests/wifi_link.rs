@@ -220,6 +220,7 @@ fn loss_drops_what_the_link_counts_and_nothing_else() {
         }
     }
     let record = link.stop();
+    assert_eq!(record.kernel_dropped, 0);
     assert_eq!(record.up.packets, SENT + markers, "{:?}", record.up);
     assert_eq!(
         received + markers_received + record.up.dropped,
