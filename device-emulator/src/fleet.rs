@@ -55,8 +55,9 @@ pub struct FleetPlan {
     pub jitter_ns: u64,
     /// What each device's socket and firmware loop emulate.
     pub profile: DeviceProfile,
-    /// Bind each device to its own source address in 127.0.0.2–127.0.0.251 (loopback targets
-    /// only; devices that listen use [`device_address`] instead).
+    /// Bind each device to its own loopback host, [`device_address`] (127.1.0.0 onwards; loopback
+    /// targets only): ephemeral ports are not shared among devices, and an emulated WiFi link
+    /// tells devices apart by address. Devices that listen are on that host anyway.
     pub spread_sources: bool,
     /// MQTT topic template, credentials, retain and session (MQTT transports only; the
     /// keep-alive comes from the profile).
@@ -140,9 +141,9 @@ impl FleetPlan {
 
     fn link_options(&self, device_id: u32) -> LinkOptions {
         let source = match self.target.ip() {
-            IpAddr::V4(ip) if self.spread_sources && ip.is_loopback() => Some(IpAddr::V4(
-                Ipv4Addr::new(127, 0, 0, 2 + (device_id % 250) as u8),
-            )),
+            IpAddr::V4(ip) if self.spread_sources && ip.is_loopback() => {
+                Some(device_address(device_id, 0).ip())
+            }
             _ => None,
         };
         LinkOptions {

@@ -510,6 +510,10 @@ fn run(
             return ExitCode::from(2);
         }
     }
+    if let Err(e) = runner::check_link_privileges(&scenario) {
+        eprintln!("error: {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
     let out_dir = out
         .path
         .clone()

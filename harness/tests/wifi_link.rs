@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use device_emulator::link::LinkTable;
 use fleetbench::wifi::{netns, LinkRecord, WifiPlan, LINK_RECORD};
 
+#[path = "support/run.rs"]
+mod run;
+
 const QUEUE: u16 = 4242;
 
 /// The link's model from a `[link]` table.
@@ -230,4 +233,82 @@ fn loss_drops_what_the_link_counts_and_nothing_else() {
     );
     let rate = record.up.dropped as f64 / (SENT + markers) as f64;
     assert!((0.09..=0.11).contains(&rate), "drop rate {rate}");
+}
+
+/// A whole run on a constant 5 ms link each way, beside a variant on the ideal link: every
+/// reading arrives at least 5 ms after it was due and every TCP set-up takes at least the SYN's and
+/// the SYN-ACK's 5 ms; results.json says what the link applied; the ideal variant has no link.
+#[test]
+fn a_run_on_a_link_measures_the_link_and_a_variant_may_run_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = run::write_scenario(
+        dir.path(),
+        r#"name = "link"
+warmup = "500ms"
+duration = "2s"
+
+[fleet]
+devices = 5
+interval = "100ms"
+
+[link.up]
+delay = { kind = "constant", value = "5ms" }
+[link.down]
+delay = { kind = "constant", value = "5ms" }
+
+[[variants]]
+name = "tcp"
+transport = "tcp"
+
+[[variants]]
+name = "sse"
+transport = "sse"
+
+[[variants]]
+name = "ideal"
+transport = "tcp"
+link = { preset = "ideal" }
+"#,
+    );
+    let out = dir.path().join("out");
+    let status = run::run_command(&scenario, &out)
+        .arg("--no-report")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let results = run::read_results(&out);
+    assert_eq!(results["complete"], true);
+    for v in results["variants"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let d = &v["delivery"];
+        assert_eq!(d["lost"], 0, "{name}: {d}");
+        let link = &v["link"];
+        if name == "ideal" {
+            assert!(link.is_null(), "{name}: {link}");
+            continue;
+        }
+        assert!(
+            v["latency_us"]["corrected"]["min"].as_u64().unwrap() >= 5000,
+            "{name}: {}",
+            v["latency_us"]
+        );
+        assert_eq!(link["devices"], 5, "{name}: {link}");
+        assert_eq!(link["kernel_dropped"], 0, "{name}: {link}");
+        for side in ["up", "down"] {
+            let l = &link[side];
+            assert!(l["packets"].as_u64().unwrap() > 0, "{name} {side}: {l}");
+            assert_eq!(l["dropped"], 0, "{name} {side}: {l}");
+            assert!(
+                l["delay_us"]["min"].as_u64().unwrap() >= 5000,
+                "{name} {side}: {l}"
+            );
+        }
+        assert_eq!(link["model"]["up"]["delay"]["kind"], "constant", "{link}");
+    }
+    let tcp = &results["variants"][0];
+    assert!(
+        tcp["setup"]["time_us"]["min"].as_u64().unwrap() >= 10_000,
+        "{}",
+        tcp["setup"]
+    );
 }

@@ -213,6 +213,10 @@ pub struct VariantResult {
     /// Hardware runs only: the devices, their clocks, free heap and WiFi signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardware: Option<HardwareSummary>,
+    /// Emulated WiFi link only (`[link]` other than `ideal`): the model and what the link
+    /// applied, so a reader can see the model held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkSummary>,
     /// Each repetition's own figures, in the order run (one entry when the scenario runs each
     /// variant once). The figures above pool them: counts add up, latency percentiles come from
     /// the merged histograms, overhead from every connection of every repetition.
@@ -780,4 +784,49 @@ mod tests {
             MeasuredAt::NotMeasured
         );
     }
+}
+
+/// What an emulated WiFi link did over a variant (the first repetition's, when there are
+/// several), from the link process's `link.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LinkSummary {
+    /// The model the link ran, every parameter (`device_emulator::link::LinkModel` as JSON).
+    #[serde(default)]
+    pub model: serde_json::Value,
+    /// Devices whose packets crossed the link.
+    #[serde(default)]
+    pub devices: u32,
+    /// Device → backend.
+    #[serde(default)]
+    pub up: LinkDirectionSummary,
+    /// Backend → device.
+    #[serde(default)]
+    pub down: LinkDirectionSummary,
+    /// Packets the kernel dropped before the link saw them (its queue was full): losses the model
+    /// did not decide. Above 0, the run was not on the modelled link.
+    #[serde(default)]
+    pub kernel_dropped: u64,
+}
+
+/// What the link did in one direction.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LinkDirectionSummary {
+    /// Packets that entered the link.
+    #[serde(default)]
+    pub packets: u64,
+    /// Packets it dropped.
+    #[serde(default)]
+    pub dropped: u64,
+    /// `dropped / packets`: the loss applied, to set against the model's.
+    #[serde(default)]
+    pub loss_rate: f64,
+    /// Delay each delivered packet had in the link, µs (the model's plus the link's lateness).
+    #[serde(default)]
+    pub delay_us: Percentiles,
+    /// Of which waiting for a sleeping radio, µs (to the device only).
+    #[serde(default)]
+    pub sleep_us: Percentiles,
+    /// How late the link let packets go against the model's instant, µs: its own error.
+    #[serde(default)]
+    pub lateness_us: Percentiles,
 }

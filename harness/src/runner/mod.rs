@@ -26,6 +26,7 @@ use crate::results::{
 use crate::scenario::{FleetSource, Scenario, VariantConfig};
 
 mod devices;
+mod link;
 mod pool;
 mod receiving;
 
@@ -97,6 +98,40 @@ pub fn check_open_files(scenario: &Scenario, open_files: u64) -> Result<(), Stri
     Ok(())
 }
 
+/// Whether any variant of `scenario` runs on an emulated link other than `ideal`.
+fn has_emulated_link(scenario: &Scenario) -> bool {
+    scenario
+        .variants
+        .iter()
+        .any(|v| v.link_model(scenario).is_ok_and(|m| !m.is_ideal()))
+}
+
+/// Refuses a scenario with a non-ideal link where this process cannot build one: the link
+/// needs a network namespace and netfilter rules (root or CAP_NET_ADMIN) and iptables. Nothing is
+/// ever run on an ideal link in its place.
+pub fn check_link_privileges(scenario: &Scenario) -> Result<(), String> {
+    if !has_emulated_link(scenario) {
+        return Ok(());
+    }
+    if !crate::wifi::netns::may_administer_network() {
+        return Err(
+            "an emulated WiFi link ([link]) needs root or CAP_NET_ADMIN: run as root \
+             (sudo), grant the capability (setcap cap_net_admin+ep on the binary), or remove \
+             [link] to run on the ideal loopback link"
+                .to_string(),
+        );
+    }
+    let iptables = std::process::Command::new("iptables")
+        .arg("--version")
+        .output();
+    if !iptables.is_ok_and(|o| o.status.success()) {
+        return Err(
+            "an emulated WiFi link ([link]) needs iptables: apt-get install iptables".to_string(),
+        );
+    }
+    Ok(())
+}
+
 /// Runs every variant of `scenario` and writes results.json (also when interrupted, then with
 /// `complete: false`). Errors only when nothing could be written.
 pub fn run(
@@ -106,6 +141,12 @@ pub fn run(
 ) -> anyhow::Result<RunResult> {
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating {}", options.out.display()))?;
+    if has_emulated_link(scenario) {
+        // The whole run, and every process it starts, in a network of its own: its rules go
+        // with it when the run ends, however it ends.
+        crate::wifi::netns::enter_private_network()
+            .context("setting up the emulated WiFi link's network")?;
+    }
     let profile = scenario.fleet.device_profile();
     let mut result = RunResult {
         schema_version: SCHEMA_VERSION,
@@ -264,6 +305,7 @@ fn unmeasured(
         per_second: Vec::new(),
         files: VariantFiles::default(),
         hardware: None,
+        link: None,
         repetitions: Vec::new(),
     }
 }
@@ -315,6 +357,9 @@ fn run_variant(
     };
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
 
+    // The link between the devices and the backend, when it is not the ideal loopback.
+    let link = link::RunningLink::start(&run)?;
+
     // The receiving end: up before the first device connects, unless the devices serve their
     // readings; then they listen first and the collector connects to them.
     let early = if variant.transport.device_listens() {
@@ -353,6 +398,9 @@ fn run_variant(
     // Observe the window.
     let mut pids = devices.pids();
     pids.push(("sink".to_string(), sink.pid()));
+    if let Some(l) = &link {
+        pids.push(("link".to_string(), l.pid()));
+    }
     if let Some(pid) = broker_pid {
         pids.push(("broker".to_string(), pid));
     }
@@ -370,6 +418,10 @@ fn run_variant(
     let (mut error, complete) = devices.finish(&run, complete, &progress, schedule.start_ns);
 
     stop_receiving_end(&mut sink, broker_process.as_mut(), &mut error);
+    let link = match link {
+        Some(l) => Some(l.stop(&run, &mut error)?),
+        None => None,
+    };
     let series = sampler.stop();
     progress.finish_and_clear();
 
@@ -453,6 +505,7 @@ fn run_variant(
             raw: raw_rel.display().to_string(),
         },
         hardware: records.hardware,
+        link,
         ..unmeasured(scenario, variant, profile)
     };
     Ok(Measured {

@@ -116,6 +116,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
             &format!("`name` in [[variants]] #{}", i + 1),
         )?;
         check_mqtt_keys(variant, i)?;
+        check_link(s, variant, i)?;
         if let Some(first) = s.variants[..i].iter().position(|v| v.name == variant.name) {
             return Err(problem(
                 &path,
@@ -128,6 +129,49 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A variant's link must resolve, and a non-ideal one needs the devices and the backend on this
+/// machine: not on real boards (they have a real link), not through an external broker (the run's
+/// network namespace does not reach it).
+fn check_link(s: &Scenario, v: &VariantConfig, i: usize) -> Result<(), Problem> {
+    let path = if v.link.is_some() {
+        vec![key("variants"), Seg::Index(i), key("link")]
+    } else {
+        vec![key("link")]
+    };
+    let model = match v.link_model(s) {
+        Ok(model) => model,
+        Err(e) if v.link.is_some() => {
+            return Err(problem(
+                &path,
+                format!("[[variants]] #{} `{}`: {e}", i + 1, v.name),
+            ))
+        }
+        Err(e) => return Err(problem(&path, e.to_string())),
+    };
+    if model.is_ideal() {
+        return Ok(());
+    }
+    if s.fleet.source == FleetSource::Hardware {
+        return Err(problem(
+            &path,
+            "a hardware fleet has a real WiFi link: remove [link] (or make it `preset = \"ideal\"`)"
+                .to_owned(),
+        ));
+    }
+    if matches!(v.broker(), BrokerChoice::External(_)) {
+        return Err(problem(
+            &path,
+            format!(
+                "[[variants]] #{} `{}`: an emulated link runs in a network namespace of the \
+                 run's own, which an external broker is not in; use the embedded broker",
+                i + 1,
+                v.name
+            ),
+        ));
     }
     Ok(())
 }

@@ -44,6 +44,11 @@ pub struct Scenario {
     /// Thresholds `fleetbench compare --gate` applies to runs of this scenario (`[gate]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<crate::compare::gate::GateConfig>,
+    /// The emulated WiFi link between every device and the backend (`[link]`: a `preset` and
+    /// the fields it changes; absent: `ideal`, today's loopback). A non-ideal link needs root
+    /// or CAP_NET_ADMIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<device_emulator::link::LinkTable>,
 }
 
 /// Most repetitions a scenario may ask for.
@@ -227,6 +232,10 @@ pub struct VariantConfig {
         with = "opt_duration_text"
     )]
     pub hold_timeout: Option<Duration>,
+    /// The link for this variant (`[variants.link]`), over the scenario's `[link]`: a `preset`
+    /// starts afresh from it, other fields change the scenario's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<device_emulator::link::LinkTable>,
     /// http-post only: `"per-reading"` (a TCP connection per reading, the default sketch) or
     /// `"kept-alive"` (one connection reused, the sketch's `FLEETBENCH_HTTP_REUSE` build).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,6 +264,21 @@ pub enum BrokerChoice {
 }
 
 impl VariantConfig {
+    /// This variant's link model: its `[variants.link]` over the scenario's `[link]`, resolved
+    /// (`ideal` when neither is given).
+    pub fn link_model(
+        &self,
+        scenario: &Scenario,
+    ) -> Result<device_emulator::link::LinkModel, device_emulator::link::LinkModelError> {
+        let table = match (&scenario.link, &self.link) {
+            (Some(s), Some(v)) => s.overlaid(v),
+            (Some(s), None) => s.clone(),
+            (None, Some(v)) => v.clone(),
+            (None, None) => device_emulator::link::LinkTable::default(),
+        };
+        table.resolve()
+    }
+
     /// Device-served transports on hardware: the port each board serves on.
     pub fn device_port(&self) -> u16 {
         self.device_port

@@ -618,3 +618,59 @@ fn shipped_scenarios_load() {
     }
     assert!(seen >= 8, "{seen} scenarios");
 }
+
+#[test]
+fn a_link_table_names_a_preset_and_a_variant_may_change_it() {
+    let text = MINIMAL.replace(
+        "[[variants]]\nname = \"tcp\"",
+        "[link]\npreset = \"esp8266-home\"\n\n[[variants]]\nname = \"tcp\"",
+    ) + "link = { preset = \"ideal\" }\n";
+    let s = parse(&text, "x.toml").unwrap();
+    let home = device_emulator::link::Preset::Esp8266Home.model();
+    assert_eq!(s.variants[0].link_model(&s).unwrap(), home);
+    assert!(s.variants[1].link_model(&s).unwrap().is_ideal());
+    // No [link]: the ideal loopback link.
+    let s = parse(MINIMAL, "x.toml").unwrap();
+    assert!(s.variants[0].link_model(&s).unwrap().is_ideal());
+}
+
+#[test]
+fn a_typo_in_link_is_named_with_its_key_and_line() {
+    let text = MINIMAL.replace(
+        "[[variants]]\nname = \"tcp\"",
+        "[link]\npreset = \"esp8266-home\"\n\n[link.up]\nlos = { kind = \"none\" }\n\n[[variants]]\nname = \"tcp\"",
+    );
+    let err = error(&text);
+    assert!(err.to_string().contains("los"), "{err}");
+    assert_eq!(err.line(), Some(12), "{err}");
+}
+
+#[test]
+fn an_emulated_link_is_refused_for_hardware_and_external_brokers() {
+    let hardware = r#"name = "hw"
+duration = "8s"
+
+[fleet]
+source = "hardware"
+listen = "0.0.0.0:7000"
+devices = 2
+interval = "100ms"
+
+[link]
+preset = "esp8266-home"
+
+[[variants]]
+name = "tcp"
+transport = "tcp"
+"#;
+    let err = error(hardware);
+    assert!(err.to_string().contains("real WiFi link"), "{err}");
+    assert_eq!(err.key(), Some("link"), "{err}");
+    let external = MINIMAL.replace(
+        "name = \"ws\"\ntransport = \"ws\"",
+        "name = \"q1\"\ntransport = \"mqtt-qos1\"\nbroker = \"mqtt://127.0.0.1:1883\"\nlink = { preset = \"esp8266-home\" }",
+    );
+    let err = error(&external);
+    assert!(err.to_string().contains("external broker"), "{err}");
+    assert_eq!(err.key(), Some("variants[1].link"), "{err}");
+}

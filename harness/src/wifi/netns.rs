@@ -93,6 +93,26 @@ fn loopback_up() -> io::Result<()> {
     result
 }
 
+/// Removes the rules [`queue_device_packets`] added (every OUTPUT rule of this namespace).
+pub fn clear_device_rules() -> Result<(), NetnsError> {
+    iptables(&["-w", "-F", "OUTPUT"])
+}
+
+fn iptables(args: &[&str]) -> Result<(), NetnsError> {
+    let output = Command::new("iptables")
+        .args(args)
+        .output()
+        .map_err(NetnsError::Iptables)?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(NetnsError::Rule {
+            args: args.join(" "),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        })
+    }
+}
+
 /// Hands every packet from or to a device address (on the namespace's loopback, where each
 /// packet passes OUTPUT once) to NFQUEUE `queue`. Without `--queue-bypass`: with no link process
 /// bound, device packets are dropped, never silently passed on an ideal link.
@@ -114,16 +134,7 @@ pub fn queue_device_packets(queue: u16) -> Result<(), NetnsError> {
             "--queue-num",
             &queue,
         ];
-        let output = Command::new("iptables")
-            .args(args)
-            .output()
-            .map_err(NetnsError::Iptables)?;
-        if !output.status.success() {
-            return Err(NetnsError::Rule {
-                args: args.join(" "),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
+        iptables(&args)?;
     }
     Ok(())
 }

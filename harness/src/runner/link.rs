@@ -1,0 +1,101 @@
+//! A variant's emulated WiFi link: the rules that hand device packets to NFQUEUE in the run's
+//! network namespace and the link process (`fleetbench link`) that serves them, started before
+//! the receiving end and stopped after it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use device_emulator::link::LinkModel;
+
+use super::devices::VariantRun;
+use super::{READY_TIMEOUT, STOP_GRACE};
+use crate::child::ChildProcess;
+use crate::results::{LinkDirectionSummary, LinkSummary};
+use crate::wifi::{self, netns, DirectionRecord, LinkRecord, WifiPlan};
+
+/// The NFQUEUE the run's rules use (the namespace is the run's own).
+const QUEUE: u16 = 1000;
+
+/// A running link.
+pub(super) struct RunningLink {
+    process: ChildProcess,
+    model: LinkModel,
+}
+
+impl RunningLink {
+    /// Starts the link for `run` if its model is not `ideal`; returns once it is ready.
+    pub fn start(run: &VariantRun) -> anyhow::Result<Option<RunningLink>> {
+        let model = run.variant.link_model(run.scenario)?;
+        if model.is_ideal() {
+            return Ok(None);
+        }
+        netns::queue_device_packets(QUEUE)?;
+        let plan = WifiPlan {
+            queue: QUEUE,
+            model: model.clone(),
+            seed: run.scenario.seed,
+        };
+        let plan_path = run.raw.join(wifi::LINK_PLAN);
+        crate::role::write_plan(&plan_path, &plan)?;
+        let mut process = ChildProcess::spawn(
+            "link",
+            &run.options.exe,
+            &[
+                "link".into(),
+                "--plan".into(),
+                plan_path.display().to_string(),
+                "--record-dir".into(),
+                run.raw.display().to_string(),
+            ],
+            &run.raw.join("link.log"),
+        )?;
+        process.expect_line("ready", READY_TIMEOUT)?;
+        Ok(Some(RunningLink { process, model }))
+    }
+
+    /// The link process's pid, to sample.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Stops the link (what it still holds goes at once), removes the rules and reads what it
+    /// did. An error names what failed; `error` gets the link's death during the run.
+    pub fn stop(
+        mut self,
+        run: &VariantRun,
+        error: &mut Option<String>,
+    ) -> anyhow::Result<LinkSummary> {
+        if let Some(exited) = self.process.exited("during the run") {
+            error.get_or_insert(exited);
+        }
+        self.process.stop(STOP_GRACE + Duration::from_secs(1));
+        netns::clear_device_rules()?;
+        let path = run.raw.join(wifi::LINK_RECORD);
+        let record: LinkRecord = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("parsing {}", path.display()))?;
+        Ok(LinkSummary {
+            model: serde_json::to_value(&self.model)?,
+            devices: record.devices.len() as u32,
+            up: direction(&record.up),
+            down: direction(&record.down),
+            kernel_dropped: record.kernel_dropped,
+        })
+    }
+}
+
+fn direction(d: &DirectionRecord) -> LinkDirectionSummary {
+    LinkDirectionSummary {
+        packets: d.packets,
+        dropped: d.dropped,
+        loss_rate: if d.packets == 0 {
+            0.0
+        } else {
+            (d.dropped as f64 / d.packets as f64 * 1e6).round() / 1e6
+        },
+        delay_us: d.delay_us.clone(),
+        sleep_us: d.sleep_us.clone(),
+        lateness_us: d.lateness_us.clone(),
+    }
+}
