@@ -227,14 +227,11 @@ async fn websocket_counts_equal_a_capture_and_both_ends_send_close() {
     );
 }
 
-/// A device's address: dialing devices bind 127.0.0.2–251, serving devices listen on 127.1.x.y.
-fn is_device(addr: Ipv4Addr, served: bool) -> bool {
-    let [a, b, c, d] = addr.octets();
-    if served {
-        a == 127 && b == 1
-    } else {
-        a == 127 && b == 0 && c == 0 && (2..=251).contains(&d)
-    }
+/// A device's address: every device has its own loopback host, 127.1.0.0 onwards (dialing
+/// devices bind it, serving devices listen on it); backends are on 127.0.0.1.
+fn is_device(addr: Ipv4Addr) -> bool {
+    let [a, b, _, _] = addr.octets();
+    a == 127 && b >= 1
 }
 
 /// Bytes and packets each way over the run's device connections: (up B, up n, down B, down n),
@@ -247,14 +244,14 @@ fn device_traffic(packets: &[Packet], port: u16, served: bool) -> (u64, u64, u64
     // Each packet's connection as (device end, other end), and whether the device sent it.
     let side = |p: &Packet| {
         let from_device = if served {
-            is_device(p.src, true) && p.src_port == port
+            is_device(p.src) && p.src_port == port
         } else {
-            is_device(p.src, false) && p.dst_port == port
+            is_device(p.src) && p.dst_port == port
         };
         let to_device = if served {
-            is_device(p.dst, true) && p.dst_port == port
+            is_device(p.dst) && p.dst_port == port
         } else {
-            is_device(p.dst, false) && p.src_port == port
+            is_device(p.dst) && p.src_port == port
         };
         if from_device {
             Some((((p.src, p.src_port), (p.dst, p.dst_port)), true))
