@@ -167,6 +167,9 @@ impl DirectionTally {
 /// [`LINK_RECORD`] into `record_dir`. Prints `ready` once bound to its queue.
 pub fn run(plan: &WifiPlan, record_dir: &Path) -> anyhow::Result<()> {
     child::catch_interrupts();
+    // A link outliving whatever started it would hold device packets for nobody.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) };
     // Timers as exact as the kernel can make them: the default slack (50 µs) would be the
     // link's own error on every packet.
     // SAFETY: prctl with an integer argument.
