@@ -134,20 +134,13 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         hold_timeout_ms: run.hold_timeout_ms(),
         http_connections: variant.connections.unwrap_or_default(),
     };
-    let plan_path = run.raw.join(role::FLEET_PLAN);
-    role::write_plan(&plan_path, &plan)?;
-    let mut process = ChildProcess::spawn_with_env(
+    let mut process = super::receiving::spawn_planned(
         "fleet",
-        &run.options.exe,
-        &[
-            "fleet".into(),
-            "--plan".into(),
-            plan_path.display().to_string(),
-            "--record-dir".into(),
-            run.raw.display().to_string(),
-        ],
+        ("fleet", None),
+        (role::FLEET_PLAN, &plan),
         run.secrets,
-        &run.raw.join("fleet.log"),
+        run.raw,
+        run.options,
     )?;
     process.expect_line("ready", READY_TIMEOUT)?;
     Ok(Devices::Fleet {

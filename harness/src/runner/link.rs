@@ -35,19 +35,13 @@ impl RunningLink {
             model: model.clone(),
             seed: run.scenario.seed,
         };
-        let plan_path = run.raw.join(wifi::LINK_PLAN);
-        crate::role::write_plan(&plan_path, &plan)?;
-        let mut process = ChildProcess::spawn(
+        let mut process = super::receiving::spawn_planned(
             "link",
-            &run.options.exe,
-            &[
-                "link".into(),
-                "--plan".into(),
-                plan_path.display().to_string(),
-                "--record-dir".into(),
-                run.raw.display().to_string(),
-            ],
-            &run.raw.join("link.log"),
+            ("link", None),
+            (wifi::LINK_PLAN, &plan),
+            &[],
+            run.raw,
+            run.options,
         )?;
         process.expect_line("ready", READY_TIMEOUT)?;
         Ok(Some(RunningLink { process, model }))

@@ -75,7 +75,7 @@ pub(super) fn start_receiving_end(
         };
         let mut sink = spawn_planned(
             "sink",
-            ("serve", transport.kind()),
+            ("serve", Some(transport.kind())),
             (SINK_PLAN, &plan),
             &[],
             raw,
@@ -160,7 +160,7 @@ pub(super) fn start_receiving_end(
     });
     let mut collector = spawn_planned(
         "collector",
-        ("collect", plan.transport().kind()),
+        ("collect", Some(plan.transport().kind())),
         (COLLECTOR_PLAN, &plan),
         secrets,
         raw,
@@ -200,7 +200,7 @@ pub(super) fn start_device_collector(
     });
     let mut collector = spawn_planned(
         "collector",
-        ("collect", plan.transport().kind()),
+        ("collect", Some(plan.transport().kind())),
         (COLLECTOR_PLAN, &plan),
         &[],
         raw,
@@ -216,12 +216,12 @@ pub(super) fn start_device_collector(
     })
 }
 
-/// Writes `plan` to `file` in `raw` and starts `fleetbench <subcommand> <transport> --plan
+/// Writes `plan` to `file` in `raw` and starts `fleetbench <subcommand> [<transport>] --plan
 /// <raw/file> --record-dir <raw>` as the child `name`, logging to `raw/<name>.log`; `env` holds
-/// secrets. The transport, which the child checks against its plan, names the child in `ps`.
+/// secrets. A transport, which the child checks against its plan, names the child in `ps`.
 pub(super) fn spawn_planned<T: serde::Serialize>(
     name: &str,
-    (subcommand, transport): (&str, TransportKind),
+    (subcommand, transport): (&str, Option<TransportKind>),
     (file, plan): (&str, &T),
     env: &[(&str, String)],
     raw: &Path,
@@ -232,14 +232,16 @@ pub(super) fn spawn_planned<T: serde::Serialize>(
     ChildProcess::spawn_with_env(
         name,
         &options.exe,
-        &[
-            subcommand.into(),
-            transport.name().into(),
-            "--plan".into(),
-            plan_path.display().to_string(),
-            "--record-dir".into(),
-            raw.display().to_string(),
-        ],
+        &[subcommand.to_string()]
+            .into_iter()
+            .chain(transport.map(|t| t.name().to_string()))
+            .chain([
+                "--plan".into(),
+                plan_path.display().to_string(),
+                "--record-dir".into(),
+                raw.display().to_string(),
+            ])
+            .collect::<Vec<String>>(),
         env,
         &raw.join(format!("{name}.log")),
     )
