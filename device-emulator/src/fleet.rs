@@ -75,11 +75,14 @@ fn default_hold_ms() -> u64 {
     30_000
 }
 
-/// The loopback address device `device_id` listens on in device-served variants: one host per
-/// device, 127.1.0.0 onwards.
+/// The first device's loopback host; device `i` is this plus `i`.
+pub const FIRST_DEVICE_HOST: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 0);
+
+/// Device `device_id`'s own loopback host, with `port`: where it listens in device-served
+/// variants and what it binds when it dials. One host per device, [`FIRST_DEVICE_HOST`] onwards.
 pub fn device_address(device_id: u32, port: u16) -> SocketAddr {
-    let [_, b, c, d] = (device_id + (1 << 16)).to_be_bytes();
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, b, c, d)), port)
+    let host = Ipv4Addr::from(u32::from(FIRST_DEVICE_HOST) + device_id);
+    SocketAddr::new(IpAddr::V4(host), port)
 }
 
 /// Binds every device's listener for a device-served variant, all on one free port (tried a few

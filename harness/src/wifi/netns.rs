@@ -12,7 +12,7 @@ use std::process::Command;
 pub const DEVICE_RANGE: &str = "127.1.0.0-127.255.255.255";
 
 /// The first device address; device `i` is this plus `i`.
-pub const FIRST_DEVICE: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 0);
+pub const FIRST_DEVICE: Ipv4Addr = device_emulator::fleet::FIRST_DEVICE_HOST;
 
 /// Capability bit of CAP_NET_ADMIN in /proc's CapEff mask.
 const CAP_NET_ADMIN: u32 = 12;
