@@ -230,13 +230,31 @@ pub fn write_interval_log(
     intervals: &[(&Histogram<u64>, &Histogram<u64>)],
     length: Duration,
 ) -> io::Result<()> {
+    let tagged: Vec<Vec<(&Histogram<u64>, &str)>> = intervals
+        .iter()
+        .map(|(corrected, uncorrected)| {
+            vec![(*corrected, "corrected"), (*uncorrected, "uncorrected")]
+        })
+        .collect();
+    write_tagged_log(path, comment, &tagged, length)
+}
+
+/// Writes tagged histograms as an HdrHistogram interval log: each entry of `intervals` is one
+/// interval of `length` after the previous, holding one histogram per tag (values in µs; the
+/// max column in ms).
+pub fn write_tagged_log(
+    path: &Path,
+    comment: &str,
+    intervals: &[Vec<(&Histogram<u64>, &str)>],
+    length: Duration,
+) -> io::Result<()> {
     let mut out = Vec::new();
     let mut serializer = V2DeflateSerializer::new();
     {
         let mut log = begin_interval_log(&mut out, &mut serializer, comment)?;
-        for (i, (corrected, uncorrected)) in intervals.iter().enumerate() {
+        for (i, interval) in intervals.iter().enumerate() {
             let start = length * i as u32;
-            for (h, tag) in [(corrected, "corrected"), (uncorrected, "uncorrected")] {
+            for (h, tag) in interval {
                 log.write_histogram(h, start, length, Tag::new(tag))
                     .map_err(|e| io::Error::other(format!("{e:?}")))?;
             }

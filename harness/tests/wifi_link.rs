@@ -243,6 +243,7 @@ fn a_run_on_a_link_measures_the_link_and_a_variant_may_run_without() {
         r#"name = "link"
 warmup = "500ms"
 duration = "2s"
+repetitions = 2
 
 [fleet]
 devices = 5
@@ -299,8 +300,48 @@ link = { preset = "ideal" }
                 l["delay_us"]["min"].as_u64().unwrap() >= 5000,
                 "{name} {side}: {l}"
             );
+            // The model gave every packet exactly 5 ms (to the histogram's precision); what
+            // was applied is that plus the link's lateness.
+            let modelled = &l["modelled_us"];
+            assert_eq!(
+                modelled["count"], l["delay_us"]["count"],
+                "{name} {side}: {l}"
+            );
+            assert!(
+                modelled["min"].as_u64().unwrap() >= 5000,
+                "{name} {side}: {l}"
+            );
+            assert!(
+                modelled["max"].as_u64().unwrap() <= 5010,
+                "{name} {side}: {l}"
+            );
+            // Both repetitions' packets are pooled.
+            let per_repetition: u64 = v["repetitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["link"][side]["packets"].as_u64().unwrap())
+                .sum();
+            assert_eq!(
+                l["packets"].as_u64().unwrap(),
+                per_repetition,
+                "{name} {side}"
+            );
         }
         assert_eq!(link["model"]["up"]["delay"]["kind"], "constant", "{link}");
+        assert!(
+            v["cost"]["link"]["cpu_s"].is_number(),
+            "{name}: {}",
+            v["cost"]
+        );
+        // The link's histograms, one interval per repetition and eight tags each.
+        let log =
+            std::fs::read_to_string(out.join(v["files"]["link_hlog"].as_str().unwrap())).unwrap();
+        let intervals = log
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with("Tag="))
+            .count();
+        assert_eq!(intervals, 2 * 8, "{name}: {log}");
     }
     let tcp = &results["variants"][0];
     assert!(

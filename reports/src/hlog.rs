@@ -6,6 +6,7 @@
 //! has no interval log (a failed variant, or a folder someone pruned) its spectrum falls back to
 //! the summary percentiles in results.json; a log that exists but does not decode is an error.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 
@@ -66,18 +67,27 @@ pub fn read_spectra(dir: &Path, variant: &VariantResult) -> Result<Spectra, Repo
 
 /// Merges every interval of the log into a `corrected` and an `uncorrected` histogram.
 fn merge(log: &[u8]) -> Result<(Histogram<u64>, Histogram<u64>), String> {
-    let new = || Histogram::<u64>::new(3).expect("3 significant digits is valid");
-    let (mut corrected, mut uncorrected) = (new(), new());
+    let mut tagged = merge_tagged(log)?;
+    let mut take = |tag: &str| tagged.remove(tag).unwrap_or_else(new_histogram);
+    Ok((take("corrected"), take("uncorrected")))
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new(3).expect("3 significant digits is valid")
+}
+
+/// Merges the intervals of an interval log by tag: one histogram per tag (untagged intervals
+/// are skipped). An error says which interval did not decode.
+pub fn merge_tagged(log: &[u8]) -> Result<BTreeMap<String, Histogram<u64>>, String> {
+    let mut merged: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut deserializer = Deserializer::new();
     for entry in IntervalLogIterator::new(log) {
         let entry = entry.map_err(|e| format!("unparsable line: {e:?}"))?;
         let LogEntry::Interval(interval) = entry else {
             continue;
         };
-        let target = match interval.tag().map(|t| t.as_str()) {
-            Some("corrected") => &mut corrected,
-            Some("uncorrected") => &mut uncorrected,
-            _ => continue,
+        let Some(tag) = interval.tag() else {
+            continue;
         };
         let at = interval.start_timestamp().as_secs_f64();
         let encoded = base64::engine::general_purpose::STANDARD
@@ -86,11 +96,13 @@ fn merge(log: &[u8]) -> Result<(Histogram<u64>, Histogram<u64>), String> {
         let histogram: Histogram<u64> = deserializer
             .deserialize(&mut Cursor::new(encoded))
             .map_err(|e| format!("interval at {at:.3} s: bad histogram: {e:?}"))?;
-        target
+        merged
+            .entry(tag.as_str().to_string())
+            .or_insert_with(new_histogram)
             .add(&histogram)
             .map_err(|e| format!("interval at {at:.3} s: cannot merge: {e:?}"))?;
     }
-    Ok((corrected, uncorrected))
+    Ok(merged)
 }
 
 /// Samples `h` from the median's left end (nines 0) to the point where one value remains

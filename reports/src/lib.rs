@@ -38,6 +38,7 @@ mod table;
 use std::path::{Path, PathBuf};
 
 pub use error::ReportError;
+pub use hlog::merge_tagged;
 pub use output::write_atomically;
 
 /// File name of the HTML report inside a results folder.

@@ -313,6 +313,9 @@ pub struct Repetition {
     pub sink: SinkSummary,
     /// This repetition's interval log and raw folder.
     pub files: VariantFiles,
+    /// What the emulated WiFi link did in this repetition (absent on the ideal link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkSummary>,
 }
 
 impl Repetition {
@@ -333,6 +336,7 @@ impl Repetition {
             cost: v.cost.clone(),
             sink: v.sink.clone(),
             files: v.files.clone(),
+            link: v.link.clone(),
         }
     }
 }
@@ -559,6 +563,11 @@ pub struct Cost {
     /// listening on this machine (found by its listening socket; absent when elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<ProcessCost>,
+    /// Emulated WiFi link only: the link process (`fleetbench link`) that delays and drops
+    /// every device packet. Not part of the system under test; shown so a reader can see that
+    /// the link had the machine it needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<ProcessCost>,
 }
 
 /// One process's cost, read from /proc.
@@ -635,6 +644,12 @@ pub struct VariantFiles {
     pub hlog: String,
     /// Folder with sends.bin, arrivals.bin and the connection logs.
     pub raw: String,
+    /// Emulated WiFi link only: HdrHistogram interval log of the link's delay per packet, µs;
+    /// per direction (tag prefix `up-` or `down-`) the delay `applied`, the delay `modelled`, the
+    /// part spent waiting for a sleeping radio (`sleep`) and the link's `lateness`. One interval
+    /// per repetition, over the whole time the link ran. Empty without a link.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub link_hlog: String,
 }
 
 /// `measured_at` read leniently: absent or `null` is `device` (results written before the
@@ -823,6 +838,10 @@ pub struct LinkDirectionSummary {
     /// Delay each delivered packet had in the link, µs (the model's plus the link's lateness).
     #[serde(default)]
     pub delay_us: Percentiles,
+    /// Delay the model gave each delivered packet, µs (from the instant the link took it to the
+    /// instant the model set): what `delay_us` would be on a link with no error of its own.
+    #[serde(default)]
+    pub modelled_us: Percentiles,
     /// Of which waiting for a sleeping radio, µs (to the device only).
     #[serde(default)]
     pub sleep_us: Percentiles,

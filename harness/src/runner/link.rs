@@ -2,14 +2,17 @@
 //! network namespace and the link process (`fleetbench link`) that serves them, started before
 //! the receiving end and stopped after it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use device_emulator::link::LinkModel;
+use hdrhistogram::Histogram;
 
 use super::devices::VariantRun;
 use super::{READY_TIMEOUT, STOP_GRACE};
 use crate::child::ChildProcess;
+use crate::measure::{new_histogram, percentiles};
 use crate::results::{LinkDirectionSummary, LinkSummary};
 use crate::wifi::{self, netns, DirectionRecord, LinkRecord, WifiPlan};
 
@@ -53,12 +56,13 @@ impl RunningLink {
     }
 
     /// Stops the link (what it still holds goes at once), removes the rules and reads what it
-    /// did. An error names what failed; `error` gets the link's death during the run.
+    /// did: its summary and its histograms by tag ([`wifi::LINK_HLOG`]), to pool repetitions.
+    /// An error names what failed; `error` gets the link's death during the run.
     pub fn stop(
         mut self,
         run: &VariantRun,
         error: &mut Option<String>,
-    ) -> anyhow::Result<LinkSummary> {
+    ) -> anyhow::Result<(LinkSummary, LinkHistograms)> {
         if let Some(exited) = self.process.exited("during the run") {
             error.get_or_insert(exited);
         }
@@ -69,13 +73,67 @@ impl RunningLink {
             &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
         )
         .with_context(|| format!("parsing {}", path.display()))?;
-        Ok(LinkSummary {
+        let path = run.raw.join(wifi::LINK_HLOG);
+        let histograms = reports::merge_tagged(
+            &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let summary = LinkSummary {
             model: serde_json::to_value(&self.model)?,
             devices: record.devices.len() as u32,
             up: direction(&record.up),
             down: direction(&record.down),
             kernel_dropped: record.kernel_dropped,
-        })
+        };
+        Ok((summary, histograms))
+    }
+}
+
+/// The link's histograms of one run by tag (`up-applied`, …; see [`wifi::LINK_HLOG`]).
+pub(super) type LinkHistograms = BTreeMap<String, Histogram<u64>>;
+
+/// The link's figures over several runs: counts add up, percentiles come from the merged
+/// histograms; the model is the first run's (every repetition runs the same one).
+pub(super) fn pool(runs: &[(&LinkSummary, &LinkHistograms)]) -> Option<LinkSummary> {
+    let (first, _) = runs.first()?;
+    let mut merged: LinkHistograms = BTreeMap::new();
+    for (_, histograms) in runs {
+        for (tag, h) in histograms.iter() {
+            merged
+                .entry(tag.clone())
+                .or_insert_with(new_histogram)
+                .add(h)
+                .expect("the link's histograms share their bounds");
+        }
+    }
+    let quantiles = |tag: &str| merged.get(tag).map(percentiles).unwrap_or_default();
+    let pooled = |side: fn(&LinkSummary) -> &LinkDirectionSummary, prefix: &str| {
+        let packets = runs.iter().map(|(s, _)| side(s).packets).sum();
+        let dropped = runs.iter().map(|(s, _)| side(s).dropped).sum();
+        LinkDirectionSummary {
+            packets,
+            dropped,
+            loss_rate: loss_rate(packets, dropped),
+            delay_us: quantiles(&format!("{prefix}-applied")),
+            modelled_us: quantiles(&format!("{prefix}-modelled")),
+            sleep_us: quantiles(&format!("{prefix}-sleep")),
+            lateness_us: quantiles(&format!("{prefix}-lateness")),
+        }
+    };
+    Some(LinkSummary {
+        model: first.model.clone(),
+        devices: runs.iter().map(|(s, _)| s.devices).max().unwrap_or(0),
+        up: pooled(|s| &s.up, "up"),
+        down: pooled(|s| &s.down, "down"),
+        kernel_dropped: runs.iter().map(|(s, _)| s.kernel_dropped).sum(),
+    })
+}
+
+fn loss_rate(packets: u64, dropped: u64) -> f64 {
+    if packets == 0 {
+        0.0
+    } else {
+        (dropped as f64 / packets as f64 * 1e6).round() / 1e6
     }
 }
 
@@ -83,12 +141,9 @@ fn direction(d: &DirectionRecord) -> LinkDirectionSummary {
     LinkDirectionSummary {
         packets: d.packets,
         dropped: d.dropped,
-        loss_rate: if d.packets == 0 {
-            0.0
-        } else {
-            (d.dropped as f64 / d.packets as f64 * 1e6).round() / 1e6
-        },
+        loss_rate: loss_rate(d.packets, d.dropped),
         delay_us: d.delay_us.clone(),
+        modelled_us: d.modelled_us.clone(),
         sleep_us: d.sleep_us.clone(),
         lateness_us: d.lateness_us.clone(),
     }

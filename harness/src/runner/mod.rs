@@ -418,9 +418,12 @@ fn run_variant(
     let (mut error, complete) = devices.finish(&run, complete, &progress, schedule.start_ns);
 
     stop_receiving_end(&mut sink, broker_process.as_mut(), &mut error);
-    let link = match link {
-        Some(l) => Some(l.stop(&run, &mut error)?),
-        None => None,
+    let (link, link_histograms) = match link {
+        Some(l) => {
+            let (summary, histograms) = l.stop(&run, &mut error)?;
+            (Some(summary), Some(histograms))
+        }
+        None => (None, None),
     };
     let series = sampler.stop();
     progress.finish_and_clear();
@@ -468,6 +471,9 @@ fn run_variant(
         },
         sink: process_cost(&series, "sink", window, received, count),
         broker: broker_pid.map(|_| process_cost(&series, "broker", window, received, count)),
+        link: link
+            .as_ref()
+            .map(|_| process_cost(&series, "link", window, received, count)),
     };
     let backend = match devices {
         Devices::Boards { .. } if variant.transport.device_listens() => {
@@ -503,6 +509,10 @@ fn run_variant(
         files: VariantFiles {
             hlog,
             raw: raw_rel.display().to_string(),
+            link_hlog: match link {
+                Some(_) => raw_rel.join(crate::wifi::LINK_HLOG).display().to_string(),
+                None => String::new(),
+            },
         },
         hardware: records.hardware,
         link,
@@ -511,6 +521,7 @@ fn run_variant(
     Ok(Measured {
         result,
         histograms: Some([figures.corrected, figures.uncorrected, figures.send_lag]),
+        link_histograms,
         fleet_connections: records.fleet_connections,
         sink_connections,
     })

@@ -20,6 +20,8 @@ pub(super) struct Measured {
     pub result: VariantResult,
     /// Corrected, uncorrected and send-lag latency over the window (absent if it failed early).
     pub histograms: Option<[Histogram<u64>; 3]>,
+    /// The emulated link's histograms by tag (absent without a link).
+    pub link_histograms: Option<super::link::LinkHistograms>,
     pub fleet_connections: Vec<ConnectionRecord>,
     pub sink_connections: Vec<ConnectionReport>,
 }
@@ -29,6 +31,7 @@ impl Measured {
         Measured {
             result,
             histograms: None,
+            link_histograms: None,
             fleet_connections: Vec::new(),
             sink_connections: Vec::new(),
         }
@@ -154,6 +157,10 @@ fn pool(
             .iter()
             .any(|c| c.broker.is_some())
             .then(|| pool_cost(costs.iter().map(|c| c.broker.as_ref()), &received)),
+        link: costs
+            .iter()
+            .any(|c| c.link.is_some())
+            .then(|| pool_cost(costs.iter().map(|c| c.link.as_ref()), &received)),
     };
     let window_s =
         scenario.duration.as_secs().max(1) as u32 + u32::from(scenario.duration.subsec_nanos() > 0);
@@ -181,9 +188,34 @@ fn pool(
         &intervals,
         scenario.duration,
     )?;
+    let links: Vec<_> = runs
+        .iter()
+        .filter_map(|m| Some((m.result.link.as_ref()?, m.link_histograms.as_ref()?)))
+        .collect();
+    v.link = super::link::pool(&links);
+    let link_hlog = if links.is_empty() {
+        String::new()
+    } else {
+        let file = format!("{}.link.hlog", v.name);
+        let intervals: Vec<Vec<(&Histogram<u64>, &str)>> = links
+            .iter()
+            .map(|(_, h)| h.iter().map(|(tag, h)| (h, tag.as_str())).collect())
+            .collect();
+        measure::write_tagged_log(
+            &options.out.join(&file),
+            &format!(
+                "fleetbench {} variant {}: the link's delay per packet, one interval per repetition",
+                scenario.name, v.name
+            ),
+            &intervals,
+            scenario.duration,
+        )?;
+        file
+    };
     v.files = VariantFiles {
         hlog,
         raw: PathBuf::from("raw").join(&v.name).display().to_string(),
+        link_hlog,
     };
     v.repetitions = repetitions;
     Ok(v)

@@ -49,6 +49,10 @@ const SPIN_NS: u64 = 100_000;
 pub const LINK_PLAN: &str = "link-plan.json";
 /// What the link did, in a variant's raw folder.
 pub const LINK_RECORD: &str = "link.json";
+/// The delay per packet as an HdrHistogram interval log, µs (one interval, the link's whole
+/// run): per direction (`up-`, `down-`) the delay `applied`, the delay `modelled`, the part spent
+/// waiting for a sleeping radio (`sleep`) and the link's `lateness`. In a variant's raw folder.
+pub const LINK_HLOG: &str = "link.hlog";
 
 /// What the link did in one direction, over every device.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -62,6 +66,9 @@ pub struct DirectionRecord {
     /// The delay each delivered packet actually had in the link, µs: from the instant the link
     /// took it to the instant it let it go (the model's delay plus the link's own lateness).
     pub delay_us: Percentiles,
+    /// The delay the model gave each delivered packet, µs (from the instant the link took it to
+    /// the instant the model set): `delay_us` without the link's own lateness.
+    pub modelled_us: Percentiles,
     /// The part spent waiting for a sleeping radio, µs (down only; 0 up).
     pub sleep_us: Percentiles,
     /// How late each packet left against the instant the model gave it, µs: the link's own
@@ -149,6 +156,7 @@ impl Ord for Held {
 /// Histograms of one direction while the link runs.
 struct DirectionTally {
     delay: Histogram<u64>,
+    modelled: Histogram<u64>,
     sleep: Histogram<u64>,
     lateness: Histogram<u64>,
 }
@@ -157,6 +165,7 @@ impl DirectionTally {
     fn new() -> DirectionTally {
         DirectionTally {
             delay: new_histogram(),
+            modelled: new_histogram(),
             sleep: new_histogram(),
             lateness: new_histogram(),
         }
@@ -199,6 +208,7 @@ pub fn run(plan: &WifiPlan, record_dir: &Path) -> anyhow::Result<()> {
     };
     println!("ready");
 
+    let started_ns = clock::now_ns();
     let mut air = model.airtime();
     let mut devices: BTreeMap<u32, DeviceLink> = BTreeMap::new();
     let mut held = BinaryHeap::new();
@@ -256,6 +266,9 @@ pub fn run(plan: &WifiPlan, record_dir: &Path) -> anyhow::Result<()> {
             tally
                 .delay
                 .saturating_record((now_ns - h.entered_ns) / 1_000);
+            tally
+                .modelled
+                .saturating_record(h.at_ns.saturating_sub(h.entered_ns) / 1_000);
             h.message.set_verdict(nfq::Verdict::Accept);
             queue.verdict(h.message)?;
         }
@@ -301,6 +314,21 @@ pub fn run(plan: &WifiPlan, record_dir: &Path) -> anyhow::Result<()> {
             })
             .collect(),
     };
+    crate::measure::write_tagged_log(
+        &record_dir.join(LINK_HLOG),
+        "fleetbench link: delay per packet, applied and modelled",
+        &[vec![
+            (&up.delay, "up-applied"),
+            (&up.modelled, "up-modelled"),
+            (&up.sleep, "up-sleep"),
+            (&up.lateness, "up-lateness"),
+            (&down.delay, "down-applied"),
+            (&down.modelled, "down-modelled"),
+            (&down.sleep, "down-sleep"),
+            (&down.lateness, "down-lateness"),
+        ]],
+        Duration::from_nanos(clock::now_ns().saturating_sub(started_ns)),
+    )?;
     crate::results::write_atomically(
         &record_dir.join(LINK_RECORD),
         &serde_json::to_vec_pretty(&record)?,
@@ -327,6 +355,7 @@ fn direction_record(
 ) -> DirectionRecord {
     let mut record = DirectionRecord {
         delay_us: percentiles(&tally.delay),
+        modelled_us: percentiles(&tally.modelled),
         sleep_us: percentiles(&tally.sleep),
         lateness_us: percentiles(&tally.lateness),
         ..DirectionRecord::default()
