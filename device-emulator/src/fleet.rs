@@ -116,6 +116,16 @@ pub async fn bind_devices(plan: &FleetPlan) -> std::io::Result<Vec<tokio::net::T
 }
 
 impl FleetPlan {
+    /// The instant a device that has fallen behind stops trying: the drain after the last due
+    /// instant, then one write timeout and one connect timeout. A reading not yet handed to the
+    /// transport by then is recorded as unsent ([`SendOutcome::Offline`]), a send still under way
+    /// as failed, and the device closes. On a lossy link a device can be seconds behind its
+    /// schedule when the window ends; this bounds how long the fleet runs past it.
+    pub fn give_up_ns(&self) -> u64 {
+        let after = DRAIN + self.profile.write_timeout + self.profile.connect_timeout;
+        self.stop_ns + after.as_nanos() as u64
+    }
+
     /// The timing every device's schedule derives from.
     pub fn timing(&self) -> Timing {
         Timing {
@@ -189,7 +199,8 @@ pub enum SendOutcome {
         /// Payload bytes.
         payload_bytes: u32,
     },
-    /// The device had no connection when it was due (connecting, or waiting to retry).
+    /// The device had no connection when it was due (connecting, or waiting to retry), or it
+    /// had fallen so far behind that the run ended first ([`FleetPlan::give_up_ns`]).
     Offline,
     /// The send failed; the connection was dropped.
     Failed,
@@ -385,6 +396,9 @@ async fn serving_device(
     let _ = server.await;
 }
 
+/// Why a device stopped connecting or sending: it had fallen behind and the run's time was up.
+const GAVE_UP: &str = "the run ended while the device was behind its schedule";
+
 /// The link's counts once every byte written to it has gone out at least once (bounded by
 /// [`CLOSE_WAIT`](transports::socket::CLOSE_WAIT)): the application counts a reading when it is
 /// written, and a reading still queued behind a retransmission would be counted as framing the
@@ -461,12 +475,15 @@ async fn device(
         _ = pacer.sleep_until(schedule.connect_ns) => {}
         _ = stop.cancelled() => return,
     }
+    let give_up_ns = plan.give_up_ns();
     for (seq, due_ns) in schedule {
+        let behind = clock::now_ns() >= give_up_ns;
         // Connect (or reconnect once the retry delay has passed) before the reading is due.
-        if open.is_none() && clock::now_ns() >= retry_at_ns {
+        if open.is_none() && clock::now_ns() >= retry_at_ns && !behind {
             let connect = Link::connect(kind, plan.target, &options);
             let result = tokio::select! {
-                result = connect => result,
+                result = connect => result.map_err(|e| e.to_string()),
+                _ = pacer.sleep_until(give_up_ns) => Err(GAVE_UP.to_string()),
                 _ = stop.cancelled() => break,
             };
             match result {
@@ -486,7 +503,7 @@ async fn device(
                         closed_stats: None,
                         readings_sent: 0,
                         payload_bytes: 0,
-                        end: e.to_string(),
+                        end: e,
                     });
                     retry_at_ns = clock::now_ns() + plan.profile.retry_delay.as_nanos() as u64;
                 }
@@ -512,10 +529,11 @@ async fn device(
                 BrokerAck::NotExpected
             },
         };
-        if let Some(conn) = open.as_mut() {
+        if let Some(conn) = open.as_mut().filter(|_| !behind) {
             record.sent_ns = clock::now_ns();
             let result = tokio::select! {
-                result = conn.link.send(&reading) => result,
+                result = conn.link.send(&reading) => result.map_err(|e| e.to_string()),
+                _ = pacer.sleep_until(give_up_ns) => Err(GAVE_UP.to_string()),
                 _ = stop.cancelled() => break,
             };
             record.broker_ack = conn.link.broker_ack();
@@ -532,7 +550,7 @@ async fn device(
                     // A broken connection's close is not waited for (nor counted): the device
                     // goes on at once, as before.
                     let conn = open.take().unwrap();
-                    observer.connection(conn.abandon(device_id, e.to_string()));
+                    observer.connection(conn.abandon(device_id, e));
                     retry_at_ns = clock::now_ns() + plan.profile.retry_delay.as_nanos() as u64;
                 }
             }

@@ -475,7 +475,8 @@ pub struct PerReading {
     pub segments_down: f64,
     /// IP+TCP header bytes counted per segment (40, plus 12 when TCP timestamps are on).
     pub header_bytes_per_segment: u64,
-    /// Segments retransmitted (both directions, from the device's socket).
+    /// Segments the measured end's sockets sent again (`tcpi_total_retrans`: its own
+    /// retransmissions, set-up included; the peer's are not seen).
     pub retransmits: u64,
 }
 
@@ -801,10 +802,15 @@ mod tests {
     }
 }
 
-/// What an emulated WiFi link did over a variant (the first repetition's, when there are
-/// several), from the link process's `link.json`.
+/// What an emulated WiFi link did over a variant, from the link process's `link.json` and
+/// `link.hlog` (pooled over repetitions: counts added, percentiles from the merged histograms).
+/// Its histograms cover the link's whole run, warm-up and drain included.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LinkSummary {
+    /// What the link is called: its preset (`esp8266-home`), with ` (changed)` when the scenario
+    /// changed any of the preset's numbers, or `custom`.
+    #[serde(default)]
+    pub name: String,
     /// The model the link ran, every parameter (`device_emulator::link::LinkModel` as JSON).
     #[serde(default)]
     pub model: serde_json::Value,
@@ -821,6 +827,14 @@ pub struct LinkSummary {
     /// did not decide. Above 0, the run was not on the modelled link.
     #[serde(default)]
     pub kernel_dropped: u64,
+    /// How long, ms, the run waited after the devices stopped for the bytes still crossing the
+    /// link (retransmissions after a loss) to be acknowledged, before stopping the receiving end.
+    #[serde(default)]
+    pub drain_ms: u64,
+    /// Bytes still unacknowledged when that wait ended at its bound: readings among them that
+    /// never arrived are counted lost.
+    #[serde(default)]
+    pub unacknowledged_at_stop_bytes: u64,
 }
 
 /// What the link did in one direction.

@@ -258,13 +258,12 @@ impl Devices<'_> {
         start_ns: u64,
     ) -> (Option<String>, bool) {
         match self {
-            Devices::Fleet { process, .. } => {
+            Devices::Fleet { process, plan, .. } => {
                 let mut error = None;
                 if complete {
-                    // Bounded: the last send may wait for its write timeout, then the drain.
-                    let bound = DRAIN
-                        + run.profile.write_timeout
-                        + run.profile.connect_timeout
+                    // Bounded: devices give up at the plan's give-up instant, then close.
+                    let bound = Duration::from_nanos(plan.give_up_ns() - plan.stop_ns)
+                        + 2 * transports::socket::CLOSE_WAIT
                         + Duration::from_secs(5);
                     if !process.wait_for_exit(bound) {
                         error = Some(format!(

@@ -19,10 +19,18 @@ use crate::wifi::{self, netns, DirectionRecord, LinkRecord, WifiPlan};
 /// The NFQUEUE the run's rules use (the namespace is the run's own).
 const QUEUE: u16 = 1000;
 
+/// The longest the run waits after the devices stop for device bytes still crossing the link:
+/// four doublings of a one-second retransmission timeout (1 + 2 + 4 + 8 s).
+const DRAIN_BOUND: Duration = Duration::from_secs(15);
+
 /// A running link.
 pub(super) struct RunningLink {
     process: ChildProcess,
     model: LinkModel,
+    /// What the link is called (its preset's name or `custom`).
+    name: String,
+    /// What [`drain`](Self::drain) found: how long it waited, ms, and the bytes left.
+    drained: (u64, u64),
 }
 
 impl RunningLink {
@@ -47,12 +55,42 @@ impl RunningLink {
             run.options,
         )?;
         process.expect_line("ready", READY_TIMEOUT)?;
-        Ok(Some(RunningLink { process, model }))
+        Ok(Some(RunningLink {
+            process,
+            model,
+            name: run.variant.link_name(run.scenario),
+            drained: (0, 0),
+        }))
     }
 
     /// The link process's pid, to sample.
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// Waits, after the devices stopped, until no socket with a device at either end has bytes
+    /// its peer has not acknowledged (closed sockets still retransmitting included), at most
+    /// [`DRAIN_BOUND`]: a reading caught in a retransmission timeout on a lossy link is late,
+    /// not lost, and the receiving end must still be there when it arrives.
+    pub fn drain(&mut self, error: &mut Option<String>) {
+        let start = std::time::Instant::now();
+        let in_flight = || wifi::sockets::device_bytes_in_flight();
+        let mut left = match in_flight() {
+            Ok(left) => left,
+            Err(e) => {
+                error.get_or_insert(format!("reading /proc/net/tcp after the run: {e}"));
+                return;
+            }
+        };
+        while left > 0 && start.elapsed() < DRAIN_BOUND && !crate::child::interrupted() {
+            std::thread::sleep(Duration::from_millis(10));
+            left = in_flight().unwrap_or(left);
+        }
+        if start.elapsed() >= Duration::from_millis(10) {
+            // What was acknowledged last is in the receiving end's socket: a moment to read it.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.drained = (start.elapsed().as_millis() as u64, left);
     }
 
     /// Stops the link (what it still holds goes at once), removes the rules and reads what it
@@ -79,11 +117,14 @@ impl RunningLink {
         )
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         let summary = LinkSummary {
+            name: self.name,
             model: serde_json::to_value(&self.model)?,
             devices: record.devices.len() as u32,
             up: direction(&record.up),
             down: direction(&record.down),
             kernel_dropped: record.kernel_dropped,
+            drain_ms: self.drained.0,
+            unacknowledged_at_stop_bytes: self.drained.1,
         };
         Ok((summary, histograms))
     }
@@ -121,11 +162,17 @@ pub(super) fn pool(runs: &[(&LinkSummary, &LinkHistograms)]) -> Option<LinkSumma
         }
     };
     Some(LinkSummary {
+        name: first.name.clone(),
         model: first.model.clone(),
         devices: runs.iter().map(|(s, _)| s.devices).max().unwrap_or(0),
         up: pooled(|s| &s.up, "up"),
         down: pooled(|s| &s.down, "down"),
         kernel_dropped: runs.iter().map(|(s, _)| s.kernel_dropped).sum(),
+        drain_ms: runs.iter().map(|(s, _)| s.drain_ms).max().unwrap_or(0),
+        unacknowledged_at_stop_bytes: runs
+            .iter()
+            .map(|(s, _)| s.unacknowledged_at_stop_bytes)
+            .sum(),
     })
 }
 

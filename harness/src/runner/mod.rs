@@ -107,8 +107,8 @@ fn has_emulated_link(scenario: &Scenario) -> bool {
 }
 
 /// Refuses a scenario with a non-ideal link where this process cannot build one: the link
-/// needs a network namespace and netfilter rules (root or CAP_NET_ADMIN) and iptables. Nothing is
-/// ever run on an ideal link in its place.
+/// needs a network namespace and netfilter rules (root or CAP_NET_ADMIN), iptables and ip.
+/// Nothing is ever run on an ideal link in its place.
 pub fn check_link_privileges(scenario: &Scenario) -> Result<(), String> {
     if !has_emulated_link(scenario) {
         return Ok(());
@@ -121,13 +121,13 @@ pub fn check_link_privileges(scenario: &Scenario) -> Result<(), String> {
                 .to_string(),
         );
     }
-    let iptables = std::process::Command::new("iptables")
-        .arg("--version")
-        .output();
-    if !iptables.is_ok_and(|o| o.status.success()) {
-        return Err(
-            "an emulated WiFi link ([link]) needs iptables: apt-get install iptables".to_string(),
-        );
+    for (tool, package) in [("iptables", "iptables"), ("ip", "iproute2")] {
+        let found = std::process::Command::new(tool).arg("-V").output();
+        if !found.is_ok_and(|o| o.status.success()) {
+            return Err(format!(
+                "an emulated WiFi link ([link]) needs {tool}: apt-get install {package}"
+            ));
+        }
     }
     Ok(())
 }
@@ -144,7 +144,10 @@ pub fn run(
     if has_emulated_link(scenario) {
         // The whole run, and every process it starts, in a network of its own: its rules go
         // with it when the run ends, however it ends.
+        // The devices' TCP behaves like lwIP's there, as far as Linux lets it (every variant of
+        // the run, ideal ones too, so they compare like with like).
         crate::wifi::netns::enter_private_network()
+            .and_then(|()| crate::wifi::netns::tune_device_tcp())
             .context("setting up the emulated WiFi link's network")?;
     }
     let profile = scenario.fleet.device_profile();
@@ -416,6 +419,10 @@ fn run_variant(
     progress.set_message("draining");
     let window = schedule.window.until_interrupted(complete);
     let (mut error, complete) = devices.finish(&run, complete, &progress, schedule.start_ns);
+    let mut link = link;
+    if let Some(l) = link.as_mut() {
+        l.drain(&mut error);
+    }
 
     stop_receiving_end(&mut sink, broker_process.as_mut(), &mut error);
     let (link, link_histograms) = match link {

@@ -270,13 +270,28 @@ impl VariantConfig {
         &self,
         scenario: &Scenario,
     ) -> Result<device_emulator::link::LinkModel, device_emulator::link::LinkModelError> {
-        let table = match (&scenario.link, &self.link) {
+        self.link_table(scenario).resolve()
+    }
+
+    /// The variant's link as written: the scenario's `[link]` with the variant's `link` over it.
+    pub fn link_table(&self, scenario: &Scenario) -> device_emulator::link::LinkTable {
+        match (&scenario.link, &self.link) {
             (Some(s), Some(v)) => s.overlaid(v),
             (Some(s), None) => s.clone(),
             (None, Some(v)) => v.clone(),
             (None, None) => device_emulator::link::LinkTable::default(),
-        };
-        table.resolve()
+        }
+    }
+
+    /// What the variant's link is called: its preset's name, with ` (changed)` when the
+    /// scenario or the variant changed any of its numbers, or `custom` without a preset.
+    pub fn link_name(&self, scenario: &Scenario) -> String {
+        let table = self.link_table(scenario);
+        match (table.preset, table.resolve()) {
+            (Some(preset), Ok(model)) if model == preset.model() => preset.name().to_string(),
+            (Some(preset), _) => format!("{} (changed)", preset.name()),
+            (None, _) => "custom".to_string(),
+        }
     }
 
     /// Device-served transports on hardware: the port each board serves on.

@@ -38,17 +38,20 @@ pub enum NetnsError {
     /// The namespace's loopback could not be brought up.
     #[error("bringing up the namespace's loopback: {0}")]
     Loopback(io::Error),
-    /// `iptables` could not be run.
-    #[error("running iptables (install it: apt-get install iptables): {0}")]
-    Iptables(io::Error),
-    /// `iptables` refused a rule.
-    #[error("iptables {args}: {stderr}")]
+    /// `iptables` or `ip` could not be run.
+    #[error("running {0} (install it: apt-get install iptables iproute2): {1}")]
+    Tool(&'static str, io::Error),
+    /// `iptables` or `ip` refused a rule or route.
+    #[error("{args}: {stderr}")]
     Rule {
-        /// The rule's arguments.
+        /// The command and its arguments.
         args: String,
-        /// What iptables said.
+        /// What it said.
         stderr: String,
     },
+    /// A sysctl of the namespace could not be set.
+    #[error("setting {0}: {1}")]
+    Sysctl(String, io::Error),
 }
 
 /// Moves this process, and every process it starts from now on, into a new network namespace
@@ -93,21 +96,81 @@ fn loopback_up() -> io::Result<()> {
     result
 }
 
+/// The retransmission timeout floor of a device's TCP: lwIP 2.1.3 counts RTOs in 500 ms ticks
+/// and on a LAN settles at 3 ticks, so a lost segment goes again after 1.0–1.5 s (Linux: 200 ms).
+pub const DEVICE_RTO_MIN: &str = "1000ms";
+/// A device's initial congestion window in segments: lwIP's min(4 × MSS, max(2 × MSS, 4380 B))
+/// is 4 segments at its MSS of 536 (Linux: 10).
+pub const DEVICE_INITCWND: &str = "4";
+/// A device's congestion control: lwIP's is Reno (slow start, congestion avoidance, fast
+/// retransmit and recovery); Linux here defaults to whatever the machine's is (often cubic or
+/// bbr).
+pub const DEVICE_CONGESTION_CONTROL: &str = "reno";
+/// The backend's addresses in the namespace: every loopback address that is not a device's.
+const BACKEND_ROUTES: [&str; 2] = ["127.0.0.1", "127.0.0.0/16"];
+
+/// Makes the devices' TCP in this namespace behave like lwIP on an ESP8266 where Linux lets it:
+/// - per route to the backend (so on the devices' sockets only, whose peer is the backend; the
+///   backend's sockets, whose peer is a device address, keep Linux's defaults):
+///   [`DEVICE_RTO_MIN`], [`DEVICE_INITCWND`] and [`DEVICE_CONGESTION_CONTROL`];
+/// - for the whole namespace, since both ends must agree: no TCP timestamps and no window
+///   scaling (lwIP negotiates neither), so headers are lwIP's 40 B per segment.
+///
+/// Not matched (Linux has no knob for them): lwIP's 250 ms delayed-ACK timer (Linux acks within
+/// 40–200 ms), its 3 s initial RTO and SYN interval (Linux: 1 s), its 12 retransmissions before
+/// giving up (Linux: 15), and its one-segment out-of-order queue.
+pub fn tune_device_tcp() -> Result<(), NetnsError> {
+    for route in BACKEND_ROUTES {
+        let args = [
+            "route",
+            "replace",
+            "local",
+            route,
+            "dev",
+            "lo",
+            "table",
+            "local",
+            "proto",
+            "kernel",
+            "scope",
+            "host",
+            "src",
+            "127.0.0.1",
+            "rto_min",
+            DEVICE_RTO_MIN,
+            "initcwnd",
+            DEVICE_INITCWND,
+            "congctl",
+            DEVICE_CONGESTION_CONTROL,
+        ];
+        run("ip", &args)?;
+    }
+    for (key, value) in [("tcp_timestamps", "0"), ("tcp_window_scaling", "0")] {
+        let path = format!("/proc/sys/net/ipv4/{key}");
+        std::fs::write(&path, value).map_err(|e| NetnsError::Sysctl(path, e))?;
+    }
+    Ok(())
+}
+
 /// Removes the rules [`queue_device_packets`] added (every OUTPUT rule of this namespace).
 pub fn clear_device_rules() -> Result<(), NetnsError> {
     iptables(&["-w", "-F", "OUTPUT"])
 }
 
 fn iptables(args: &[&str]) -> Result<(), NetnsError> {
-    let output = Command::new("iptables")
+    run("iptables", args)
+}
+
+fn run(program: &'static str, args: &[&str]) -> Result<(), NetnsError> {
+    let output = Command::new(program)
         .args(args)
         .output()
-        .map_err(NetnsError::Iptables)?;
+        .map_err(|e| NetnsError::Tool(program, e))?;
     if output.status.success() {
         Ok(())
     } else {
         Err(NetnsError::Rule {
-            args: args.join(" "),
+            args: format!("{program} {}", args.join(" ")),
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         })
     }
