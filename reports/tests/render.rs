@@ -5,9 +5,7 @@
 #[path = "support/fixtures.rs"]
 mod fixtures;
 
-use std::path::{Path, PathBuf};
-
-use fixtures::{fixture_dir, variant_names};
+use fixtures::{copy_fixture as fixture, decode_png, variant_names};
 
 const CHARTS: [(&str, &str); 6] = [
     ("latency-spectrum", "Latency by percentile"),
@@ -17,30 +15,6 @@ const CHARTS: [(&str, &str); 6] = [
     ("cost", "CPU and memory per process"),
     ("delivery", "Delivery"),
 ];
-
-fn fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join(name);
-    std::fs::create_dir_all(&out).unwrap();
-    for entry in std::fs::read_dir(fixture_dir(name)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
-    }
-    (dir, out)
-}
-
-fn decode_png(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let channels = info.color_type.samples();
-    let pixels = buf[..info.buffer_size()]
-        .chunks(channels)
-        .map(|p| [p[0], p[1], p[2]])
-        .collect();
-    (info.width, info.height, pixels)
-}
 
 #[test]
 fn every_chart_has_its_title_labels_and_one_series_per_variant() {

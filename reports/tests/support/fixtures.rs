@@ -12,6 +12,33 @@ pub fn fixture_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// A copy of the fixture folder `name` in a temporary folder (kept while the guard lives), to
+/// render into or change.
+pub fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    for entry in std::fs::read_dir(fixture_dir(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
+    }
+    (dir, out)
+}
+
+/// A PNG's width, height and RGB pixels.
+pub fn decode_png(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let channels = info.color_type.samples();
+    let pixels = buf[..info.buffer_size()]
+        .chunks(channels)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect();
+    (info.width, info.height, pixels)
+}
+
 /// The names of the variants in `dir/results.json`, in its order.
 pub fn variant_names(dir: &Path) -> Vec<String> {
     let r: serde_json::Value =
