@@ -1,10 +1,14 @@
-//! A variant's HdrHistogram interval log (`<variant>.hlog`) turned into percentile spectra.
+//! A variant's HdrHistogram interval logs turned into percentile spectra: its latency
+//! (`<variant>.hlog`) and, on an emulated WiFi link, the link's delay per packet
+//! (`files.link_hlog`).
 //!
-//! The harness writes one interval per second, tagged `corrected` and `uncorrected`, values in
-//! µs. Here every interval of a tag is merged into one histogram and sampled along the "nines"
-//! axis (`log10(1 / (1 - q))`), the way HdrHistogram's own plots show a spectrum. When a variant
-//! has no interval log (a failed variant, or a folder someone pruned) its spectrum falls back to
-//! the summary percentiles in results.json; a log that exists but does not decode is an error.
+//! The harness writes the latency log with one interval per second, tagged `corrected` and
+//! `uncorrected`, and the link's log with one interval per repetition, tagged `up-applied`,
+//! `up-modelled`, `down-applied`, `down-modelled` (and `-sleep`, `-lateness`), values in µs.
+//! Here every interval of a tag is merged into one histogram and sampled along the "nines" axis
+//! (`log10(1 / (1 - q))`), the way HdrHistogram's own plots show a spectrum. When a variant has
+//! no interval log (a failed variant, or a folder someone pruned) its spectrum falls back to the
+//! summary percentiles in results.json; a log that exists but does not decode is an error.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -16,7 +20,7 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
 
 use crate::error::ReportError;
-use crate::results::{Percentiles, VariantResult};
+use crate::results::{LinkDirectionSummary, Percentiles, VariantResult};
 
 /// Spacing of the spectrum's samples along the nines axis.
 const STEP_NINES: f64 = 0.05;
@@ -35,6 +39,26 @@ pub struct Spectra {
     pub from_summary: bool,
 }
 
+/// What an emulated WiFi link did to one direction's packets, as spectra of their delay in µs.
+#[derive(Clone, Debug, Default)]
+pub struct LinkDirectionSpectra {
+    /// The delay each delivered packet had in the link (the model's plus the link's lateness).
+    pub applied: Vec<Point>,
+    /// The delay the model gave it.
+    pub modelled: Vec<Point>,
+}
+
+/// A variant's emulated WiFi link as spectra.
+#[derive(Clone, Debug, Default)]
+pub struct LinkSpectra {
+    /// Device → backend.
+    pub up: LinkDirectionSpectra,
+    /// Backend → device.
+    pub down: LinkDirectionSpectra,
+    /// True when the points come from the summary percentiles, not the link's interval log.
+    pub from_summary: bool,
+}
+
 /// Reads the spectra of `variant` from its interval log in `dir`.
 pub fn read_spectra(dir: &Path, variant: &VariantResult) -> Result<Spectra, ReportError> {
     let file = if variant.files.hlog.is_empty() {
@@ -42,34 +66,84 @@ pub fn read_spectra(dir: &Path, variant: &VariantResult) -> Result<Spectra, Repo
     } else {
         variant.files.hlog.clone()
     };
-    let path = dir.join(file);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Spectra {
-                corrected: from_summary(&variant.latency_us.corrected),
-                uncorrected: from_summary(&variant.latency_us.uncorrected),
-                from_summary: true,
-            })
-        }
-        Err(source) => return Err(ReportError::Read { path, source }),
+    let Some(mut tagged) = read_log(&dir.join(file))? else {
+        return Ok(Spectra {
+            corrected: from_summary(&variant.latency_us.corrected),
+            uncorrected: from_summary(&variant.latency_us.uncorrected),
+            from_summary: true,
+        });
     };
-    let (corrected, uncorrected) = merge(&bytes).map_err(|reason| ReportError::Hlog {
-        path: path.clone(),
-        reason,
-    })?;
+    let mut take = |tag: &str| spectrum(&tagged.remove(tag).unwrap_or_else(new_histogram));
     Ok(Spectra {
-        corrected: spectrum(&corrected),
-        uncorrected: spectrum(&uncorrected),
+        corrected: take("corrected"),
+        uncorrected: take("uncorrected"),
         from_summary: false,
     })
 }
 
-/// Merges every interval of the log into a `corrected` and an `uncorrected` histogram.
-fn merge(log: &[u8]) -> Result<(Histogram<u64>, Histogram<u64>), String> {
-    let mut tagged = merge_tagged(log)?;
-    let mut take = |tag: &str| tagged.remove(tag).unwrap_or_else(new_histogram);
-    Ok((take("corrected"), take("uncorrected")))
+/// Reads the spectra of `variant`'s emulated link from its interval log in `dir`: `None` when
+/// the variant ran without a link, the summary percentiles (`delay_us`, `modelled_us`) when it
+/// has no log (`files.link_hlog` empty, or the file gone).
+pub fn read_link_spectra(
+    dir: &Path,
+    variant: &VariantResult,
+) -> Result<Option<LinkSpectra>, ReportError> {
+    let Some(link) = &variant.link else {
+        return Ok(None);
+    };
+    let file = &variant.files.link_hlog;
+    let log = if file.is_empty() {
+        None
+    } else {
+        read_log(&dir.join(file))?
+    };
+    let Some(mut tagged) = log else {
+        let direction = |d: &LinkDirectionSummary| LinkDirectionSpectra {
+            applied: from_summary(&d.delay_us),
+            modelled: from_summary(&d.modelled_us),
+        };
+        return Ok(Some(LinkSpectra {
+            up: direction(&link.up),
+            down: direction(&link.down),
+            from_summary: true,
+        }));
+    };
+    let mut direction = |prefix: &str| {
+        let mut take = |what: &str| {
+            let h = tagged.remove(&format!("{prefix}-{what}"));
+            spectrum(&h.unwrap_or_else(new_histogram))
+        };
+        LinkDirectionSpectra {
+            applied: take("applied"),
+            modelled: take("modelled"),
+        }
+    };
+    Ok(Some(LinkSpectra {
+        up: direction("up"),
+        down: direction("down"),
+        from_summary: false,
+    }))
+}
+
+/// The interval log at `path` merged by tag ([`merge_tagged`]); `None` when there is no such
+/// file.
+fn read_log(path: &Path) -> Result<Option<BTreeMap<String, Histogram<u64>>>, ReportError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ReportError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    merge_tagged(&bytes)
+        .map(Some)
+        .map_err(|reason| ReportError::Hlog {
+            path: path.to_owned(),
+            reason,
+        })
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -173,6 +247,6 @@ mod tests {
     #[test]
     fn garbage_in_a_log_is_an_error() {
         let log = b"Tag=corrected,0.000,1.000,0.381,HISTFAAAAnotbase64!!\n";
-        assert!(merge(log).is_err());
+        assert!(merge_tagged(log).is_err());
     }
 }

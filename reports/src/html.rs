@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use crate::charts::Kind;
 use crate::format::{count, sig3};
+use crate::link_model;
 use crate::results::RunResult;
 use crate::table::Summary;
 
@@ -90,6 +91,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
     if !run.complete {
         banner(&mut h, run);
     }
+    not_modelled_banner(&mut h, run);
     facts(&mut h, run);
     h.push_str("<h2>Summary</h2>\n<div class=\"scroll\">\n");
     table(&mut h, summary);
@@ -139,6 +141,31 @@ fn banner(h: &mut String, run: &RunResult) {
     h.push_str("</div>\n");
 }
 
+fn not_modelled_banner(h: &mut String, run: &RunResult) {
+    let variants = link_model::not_modelled(run);
+    if variants.is_empty() {
+        return;
+    }
+    let (title, text) = link_model::NOT_MODELLED
+        .split_once(". ")
+        .expect("a title sentence");
+    let _ = write!(
+        h,
+        "<div class=\"banner\" role=\"alert\"><strong>{}.</strong> {}\n<ul>\n",
+        escape(title),
+        escape(text)
+    );
+    for (name, n) in variants {
+        let _ = writeln!(
+            h,
+            "<li><strong>{}</strong>: {} packets dropped by the kernel</li>",
+            escape(name),
+            count(n)
+        );
+    }
+    h.push_str("</ul>\n</div>\n");
+}
+
 fn facts(h: &mut String, run: &RunResult) {
     let s = &run.scenario;
     let m = &run.machine;
@@ -176,8 +203,21 @@ fn facts(h: &mut String, run: &RunResult) {
             },
         ),
     ];
+    let links: Vec<(String, Vec<(&str, String)>)> = link_model::links(run)
+        .into_iter()
+        .map(|link| {
+            let mut items = vec![("variants", escape(&link.variants.join(", ")))];
+            items.extend(link.parameters.map(|(k, v)| (k, escape(&v))));
+            (format!("WiFi link: {}", escape(&link.name)), items)
+        })
+        .collect();
     h.push_str("<section class=\"facts\">\n");
-    for (title, items) in [("Scenario", &scenario[..]), ("Machine", &machine[..])] {
+    let mut blocks = vec![
+        ("Scenario".to_owned(), scenario.to_vec()),
+        ("Machine".to_owned(), machine.to_vec()),
+    ];
+    blocks.extend(links);
+    for (title, items) in blocks {
         let _ = write!(h, "<div>\n<h2>{title}</h2>\n<dl>\n");
         for (k, v) in items {
             let _ = writeln!(h, "<dt>{k}</dt><dd>{v}</dd>");

@@ -9,12 +9,15 @@
 //!   unknown fields are ignored).
 //! - `error` — [`ReportError`].
 //! - `hlog` — the interval logs merged into one corrected and one uncorrected histogram per
-//!   variant, turned into percentile spectra.
+//!   variant, and on an emulated WiFi link the link's applied and modelled delay per direction,
+//!   turned into percentile spectra.
 //! - `palette` — one fixed colour per transport, shared by every chart and the HTML table.
-//! - `charts` — the six charts, each drawn once by the same code onto an SVG and a bitmap
-//!   backend (text laid out with the bundled DejaVu Sans, no system fonts).
-//! - `table` — the side-by-side summary (one column per variant) as plain cells; `html` and
-//!   `markdown` render it, with the charts, into `report.html` and `summary.md`.
+//! - `charts` — the six charts of every run, and `link-delay` when a variant ran on an emulated
+//!   WiFi link, each drawn once by the same code onto an SVG and a bitmap backend (text laid
+//!   out with the bundled DejaVu Sans, no system fonts).
+//! - `table` — the side-by-side summary (one column per variant) as plain cells, the link each
+//!   variant ran on and what that link did among them (`link_model` puts the model into words);
+//!   `html` and `markdown` render it, with the charts, into `report.html` and `summary.md`.
 //! - `output` — atomic writes (temporary file, sync, rename): [`write_atomically`], which the
 //!   harness uses for its own files too.
 //! - [`compare`] — `compare.html` for two runs: the harness's verdicts as a table and, per
@@ -29,6 +32,7 @@ mod error;
 mod format;
 mod hlog;
 mod html;
+mod link_model;
 mod markdown;
 mod output;
 mod palette;
@@ -62,8 +66,9 @@ pub struct Rendered {
 /// One chart, written twice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chart {
-    /// Its name, also the files' stem: `latency-spectrum`, `latency-over-time`,
-    /// `throughput-over-time`, `overhead`, `cost`, `delivery`.
+    /// Its name, also the files' stem: `latency-spectrum`, `link-delay` (only when a variant ran
+    /// on an emulated WiFi link), `latency-over-time`, `throughput-over-time`, `overhead`,
+    /// `cost`, `delivery`.
     pub name: String,
     /// `charts/<name>.svg`.
     pub svg: PathBuf,
@@ -81,7 +86,13 @@ pub fn render(results_dir: &Path) -> Result<Rendered, ReportError> {
         .iter()
         .map(|v| hlog::read_spectra(results_dir, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let report = charts::Report::new(&run, &spectra);
+    let links = run
+        .variants
+        .iter()
+        .map(|v| hlog::read_link_spectra(results_dir, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = charts::Report::new(&run, &spectra, &links);
+    let kinds = charts::drawn(&report);
 
     let charts_dir = results_dir.join(CHARTS_DIR);
     std::fs::create_dir_all(&charts_dir).map_err(|source| ReportError::Write {
@@ -89,9 +100,9 @@ pub fn render(results_dir: &Path) -> Result<Rendered, ReportError> {
         source,
     })?;
 
-    let mut drawn = Vec::with_capacity(charts::ALL.len());
-    let mut written = Vec::with_capacity(charts::ALL.len());
-    for kind in charts::ALL {
+    let mut drawn = Vec::with_capacity(kinds.len());
+    let mut written = Vec::with_capacity(kinds.len());
+    for &kind in &kinds {
         let svg_text = charts::svg(kind, &report)?;
         let png_bytes = charts::png(kind, &report)?;
         let chart = Chart {
@@ -113,7 +124,7 @@ pub fn render(results_dir: &Path) -> Result<Rendered, ReportError> {
     let html = results_dir.join(HTML_FILE);
     output::write(&html, html::page(&run, &summary, &drawn).as_bytes())?;
     let markdown = results_dir.join(MARKDOWN_FILE);
-    output::write(&markdown, markdown::page(&run, &summary).as_bytes())?;
+    output::write(&markdown, markdown::page(&run, &summary, &kinds).as_bytes())?;
 
     Ok(Rendered {
         html,

@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::charts::{Kind, ALL};
+use crate::charts::Kind;
 use crate::format::{count, sig3};
+use crate::link_model;
 use crate::results::RunResult;
 use crate::table::Summary;
 use crate::CHARTS_DIR;
@@ -28,8 +29,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// The whole summary.
-pub fn page(run: &RunResult, summary: &Summary) -> String {
+/// The whole summary, linking the `charts` drawn.
+pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
     let s = &run.scenario;
     let m = &run.machine;
     let mut md = String::with_capacity(8 * 1024);
@@ -41,6 +42,27 @@ pub fn page(run: &RunResult, summary: &Summary) -> String {
         );
         for v in run.variants.iter().filter(|v| !v.complete) {
             let _ = writeln!(md, "> - **{}**: {}", escape(&v.name), escape(&v.failure()));
+        }
+        md.push('\n');
+    }
+    let not_modelled = link_model::not_modelled(run);
+    if !not_modelled.is_empty() {
+        let (title, text) = link_model::NOT_MODELLED
+            .split_once(". ")
+            .expect("a title sentence");
+        let _ = writeln!(
+            md,
+            "> [!WARNING]\n> **{}.** {}",
+            escape(title),
+            escape(text)
+        );
+        for (name, n) in not_modelled {
+            let _ = writeln!(
+                md,
+                "> - **{}**: {} packets dropped by the kernel",
+                escape(name),
+                count(n)
+            );
         }
         md.push('\n');
     }
@@ -65,6 +87,18 @@ pub fn page(run: &RunResult, summary: &Summary) -> String {
         escape(&m.fleetbench_version),
         escape(&m.git_revision)
     );
+    for link in link_model::links(run) {
+        let _ = writeln!(
+            md,
+            "Emulated WiFi link **{}** ({}):",
+            escape(&link.name),
+            escape(&link.variants.join(", "))
+        );
+        for (k, v) in &link.parameters {
+            let _ = writeln!(md, "- {k}: {}", escape(v));
+        }
+        md.push('\n');
+    }
 
     md.push('|');
     md.push_str(" |");
@@ -95,7 +129,7 @@ pub fn page(run: &RunResult, summary: &Summary) -> String {
     }
 
     md.push_str("\n### Charts\n\n");
-    for kind in ALL {
+    for &kind in charts {
         chart(&mut md, kind);
     }
     md

@@ -1,12 +1,16 @@
 //! The side-by-side summary: one column per variant, rows grouped in sections, every cell already
 //! formatted text. `html` and `markdown` render the same table, so the two never disagree.
 //!
-//! Units live in the row labels. A row that only some variants have (broker, collector leg)
-//! appears when any variant has it, with "–" for the others.
+//! Units live in the row labels. A row that only some variants have (broker, collector leg, the
+//! emulated WiFi link) appears when any variant has it, with "–" for the others.
 
 use crate::format::{count, mib, ms, percent, sig3};
+use crate::link_model;
 use crate::palette::{self, Rgb};
-use crate::results::{MeasuredAt, PerReading, ProcessCost, RunResult, VariantResult};
+use crate::results::{
+    LinkDirectionSummary, LinkSummary, MeasuredAt, PerReading, Percentiles, ProcessCost, RunResult,
+    VariantResult,
+};
 
 /// The whole table.
 #[derive(Clone, Debug)]
@@ -48,7 +52,6 @@ pub struct Row {
 
 const NONE: &str = "–";
 
-/// Builds the summary table of `run`.
 /// The worst of a figure over a hardware variant's devices (`pick` keeps the worse of two).
 fn hardware_worst(
     v: &VariantResult,
@@ -63,6 +66,7 @@ fn hardware_worst(
         .reduce(pick)
 }
 
+/// Builds the summary table of `run`.
 pub fn summary(run: &RunResult) -> Summary {
     let vs = &run.variants;
     let colours = palette::variants(vs.iter().map(|v| v.transport.as_str()));
@@ -88,6 +92,9 @@ pub fn summary(run: &RunResult) -> Summary {
         row("encoding", &|v| v.encoding.clone()),
         row("Nagle", &|v| if v.nagle { "on" } else { "off" }.to_owned()),
         row("devices", &|v| count(u64::from(v.devices))),
+        row("link", &|v| {
+            link_model::name(&run.scenario.source, v.link.as_ref())
+        }),
         row("status", &|v| match (&v.error, v.complete) {
             (Some(e), _) => format!("failed: {e}"),
             (None, true) => "complete".to_owned(),
@@ -188,7 +195,15 @@ pub fn summary(run: &RunResult) -> Summary {
         row("offered (readings/s)", &|v| sig3(v.offered_per_s)),
     ];
 
-    let mut bytes = leg_rows(vs, |v| Some(&v.per_reading));
+    let device_end = |v: &VariantResult| v.per_reading.measured_at;
+    let sender = if vs.iter().all(|v| device_end(v) == MeasuredAt::Device) {
+        "the device"
+    } else if vs.iter().all(|v| device_end(v) == MeasuredAt::Receiver) {
+        "the receiving end"
+    } else {
+        "the end measured"
+    };
+    let mut bytes = leg_rows(vs, |v| Some(&v.per_reading), sender);
     if any(&|v| v.per_reading.measured_at != MeasuredAt::Device) {
         // Hardware runs read overhead on the receiving end's sockets (or cannot read it).
         bytes.insert(
@@ -204,7 +219,7 @@ pub fn summary(run: &RunResult) -> Summary {
         );
     }
     if any(&|v| v.collector_leg.is_some()) {
-        for mut r in leg_rows(vs, |v| v.collector_leg.as_ref())
+        for mut r in leg_rows(vs, |v| v.collector_leg.as_ref(), "the collector")
             .into_iter()
             .skip(3)
         {
@@ -275,39 +290,144 @@ pub fn summary(run: &RunResult) -> Summary {
         }));
     }
 
-    Summary {
-        columns,
-        sections: vec![
+    let link = link_rows(vs);
+    let mut sections = vec![
+        Section {
+            title: "Variant",
+            rows: variant,
+        },
+        Section {
+            title: "Delivery",
+            rows: delivery,
+        },
+        Section {
+            title: "Latency, corrected (from the due instant)",
+            rows: latency,
+        },
+        Section {
+            title: "Throughput",
+            rows: throughput,
+        },
+        Section {
+            title: "Per reading, steady state (device's connection)",
+            rows: bytes,
+        },
+        Section {
+            title: "Connection set-up",
+            rows: setup,
+        },
+        Section {
+            title: "Cost",
+            rows: cost,
+        },
+    ];
+    if !link.is_empty() {
+        // After latency: what the link did to each packet, beside what readings saw.
+        sections.insert(
+            3,
             Section {
-                title: "Variant",
-                rows: variant,
+                title: "Emulated WiFi link (what the link did to each packet)",
+                rows: link,
             },
-            Section {
-                title: "Delivery",
-                rows: delivery,
-            },
-            Section {
-                title: "Latency, corrected (from the due instant)",
-                rows: latency,
-            },
-            Section {
-                title: "Throughput",
-                rows: throughput,
-            },
-            Section {
-                title: "Per reading, steady state (device's connection)",
-                rows: bytes,
-            },
-            Section {
-                title: "Connection set-up",
-                rows: setup,
-            },
-            Section {
-                title: "Cost",
-                rows: cost,
-            },
-        ],
+        );
     }
+    Summary { columns, sections }
+}
+
+/// A figure of both directions of a link: `up / down`.
+fn ways(f: impl Fn(&LinkDirectionSummary) -> String) -> impl Fn(&LinkSummary) -> String {
+    move |l| format!("{} / {}", f(&l.up), f(&l.down))
+}
+
+/// Percentile `q` of `d` in ms, "–" when nothing was recorded.
+fn quantile(d: &Percentiles, q: fn(&Percentiles) -> u64) -> String {
+    if d.count == 0 {
+        NONE.to_owned()
+    } else {
+        ms(q(d))
+    }
+}
+
+/// Percentile `q` of a direction's delay: the model's, then the one applied.
+fn against(d: &LinkDirectionSummary, q: fn(&Percentiles) -> u64) -> String {
+    format!(
+        "{} → {}",
+        quantile(&d.modelled_us, q),
+        quantile(&d.delay_us, q)
+    )
+}
+
+/// What each variant's emulated link did; no rows when no variant ran on one. (What the link
+/// was, its model, is given once per model beside the scenario: [`link_model::links`].)
+fn link_rows(vs: &[VariantResult]) -> Vec<Row> {
+    if vs.iter().all(|v| v.link.is_none()) {
+        return Vec::new();
+    }
+    let row = |label: &str, f: &dyn Fn(&LinkSummary) -> String| Row {
+        label: label.to_owned(),
+        cells: vs
+            .iter()
+            .map(|v| v.link.as_ref().map_or(NONE.to_owned(), f))
+            .collect(),
+    };
+    let mut rows = vec![
+        row("devices on the link", &|l| count(u64::from(l.devices))),
+        row(
+            "packets up / down",
+            &ways(|d: &LinkDirectionSummary| count(d.packets)),
+        ),
+        row(
+            "dropped up / down",
+            &ways(|d: &LinkDirectionSummary| count(d.dropped)),
+        ),
+        row(
+            "loss applied up / down",
+            &ways(|d: &LinkDirectionSummary| {
+                if d.packets == 0 {
+                    NONE.to_owned()
+                } else {
+                    format!("{} %", sig3(d.loss_rate * 100.0))
+                }
+            }),
+        ),
+        row("up: delay p50, modelled → applied (ms)", &|l| {
+            against(&l.up, |p| p.p50)
+        }),
+        row("up: delay p99, modelled → applied (ms)", &|l| {
+            against(&l.up, |p| p.p99)
+        }),
+        row("down: delay p50, modelled → applied (ms)", &|l| {
+            against(&l.down, |p| p.p50)
+        }),
+        row("down: delay p99, modelled → applied (ms)", &|l| {
+            against(&l.down, |p| p.p99)
+        }),
+        row(
+            "waiting for a sleeping radio p99 up / down (ms)",
+            &ways(|d: &LinkDirectionSummary| quantile(&d.sleep_us, |p| p.p99)),
+        ),
+        row(
+            "link's own lateness p99 up / down (ms)",
+            &ways(|d: &LinkDirectionSummary| quantile(&d.lateness_us, |p| p.p99)),
+        ),
+        row(
+            "dropped by the kernel before the link (above 0: not the modelled link)",
+            &|l| match l.kernel_dropped {
+                0 => "0".to_owned(),
+                n => format!("{} — NOT the modelled link", count(n)),
+            },
+        ),
+    ];
+    let cost = |label: &str, f: fn(&ProcessCost) -> String| Row {
+        label: label.to_owned(),
+        cells: vs
+            .iter()
+            .map(|v| v.cost.link.as_ref().map_or(NONE.to_owned(), f))
+            .collect(),
+    };
+    rows.push(cost("link process CPU (ms per 1,000 readings)", cpu));
+    rows.push(cost("link process peak RSS (MiB)", peak));
+    rows
 }
 
 fn lat_cell(v: &VariantResult, f: fn(&VariantResult) -> u64) -> String {
@@ -318,8 +438,18 @@ fn lat_cell(v: &VariantResult, f: fn(&VariantResult) -> u64) -> String {
     }
 }
 
-/// Payload, framing, wire bytes and segments of one leg.
-fn leg_rows(vs: &[VariantResult], leg: fn(&VariantResult) -> Option<&PerReading>) -> Vec<Row> {
+/// Payload, framing, wire bytes, segments and retransmits of one leg.
+///
+/// Retransmits are TCP_INFO's count (`tcpi_total_retrans`) on the sockets the leg was measured
+/// on, over whole connections up to the end of the steady state, set-up included: segments
+/// that `sender` sent again, never the other end's.
+fn leg_rows(
+    vs: &[VariantResult],
+    leg: fn(&VariantResult) -> Option<&PerReading>,
+    sender: &str,
+) -> Vec<Row> {
+    let retransmits_per_reading =
+        format!("retransmits per reading (segments {sender} sent again, set-up included)");
     let row = |label: &str, f: &dyn Fn(&PerReading) -> String| Row {
         label: label.to_owned(),
         cells: vs
@@ -341,6 +471,13 @@ fn leg_rows(vs: &[VariantResult], leg: fn(&VariantResult) -> Option<&PerReading>
             pair(p.segments_up, p.segments_down)
         }),
         row("retransmits", &|p| count(p.retransmits)),
+        row(&retransmits_per_reading, &|p| {
+            if p.readings == 0 || p.measured_at == MeasuredAt::NotMeasured {
+                NONE.to_owned()
+            } else {
+                sig3(p.retransmits as f64 / p.readings as f64)
+            }
+        }),
     ]
 }
 

@@ -27,7 +27,7 @@ fn a_committed_baseline_is_written_back_byte_for_byte() {
 fn older_fixtures_read_and_write_without_loss() {
     // Written before some fields existed: reading fills them in, and what is written then reads
     // back to the same bytes.
-    for fixture in ["clean", "lossy"] {
+    for fixture in ["clean", "lossy", "link"] {
         let path = repo_file(&format!("reports/tests/fixtures/{fixture}/results.json"));
         let once = RunResult::read(&path).unwrap().to_json();
         let again: RunResult = serde_json::from_slice(&once).unwrap();

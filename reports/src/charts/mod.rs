@@ -1,10 +1,12 @@
-//! The six charts, each drawn by one function generic over the plotters backend, so the SVG and
-//! the PNG of a chart come from the same code and always agree.
+//! The charts, each drawn by one function generic over the plotters backend, so the SVG and
+//! the PNG of a chart come from the same code and always agree. Six are drawn for every run;
+//! `link-delay` only when some variant ran on an emulated WiFi link ([`drawn`]).
 //!
 //! - `frame` — what every chart shares: fonts, title, legends, axes in log or linear space,
 //!   horizontal bar rows.
-//! - `spectrum` — `latency-spectrum`; `timeline` — `latency-over-time` and
-//!   `throughput-over-time`; `bars` — `overhead`, `cost` and `delivery`.
+//! - `spectrum` — `latency-spectrum`, and the percentile panels `link` draws with;
+//!   `link` — `link-delay`; `timeline` — `latency-over-time` and `throughput-over-time`;
+//!   `bars` — `overhead`, `cost` and `delivery`.
 //! - [`compare_svg`] — compare.html's chart: one variant's spectrum in two runs (SVG only).
 //!
 //! Text is laid out (and, in PNGs, rasterised) with DejaVu Sans bundled in `assets/` and
@@ -13,6 +15,7 @@
 
 mod bars;
 mod frame;
+mod link;
 mod spectrum;
 mod timeline;
 
@@ -22,7 +25,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::ReportError;
-use crate::hlog::{Point, Spectra};
+use crate::hlog::{LinkSpectra, Point, Spectra};
 use crate::palette::{self, Rgb};
 use crate::results::{RunResult, VariantResult};
 
@@ -37,6 +40,8 @@ static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 pub enum Kind {
     /// Percentile spectrum per variant, corrected and uncorrected.
     Spectrum,
+    /// The emulated WiFi link's delay per packet, applied against modelled, per direction.
+    LinkDelay,
     /// p50 and p99 per second per variant.
     LatencyOverTime,
     /// Arrivals per second per variant.
@@ -49,9 +54,11 @@ pub enum Kind {
     Delivery,
 }
 
-/// Every chart, in the order the reports show them.
-pub const ALL: [Kind; 6] = [
+/// Every chart, in the order the reports show them ([`drawn`] leaves out those a run has no
+/// data for).
+pub const ALL: [Kind; 7] = [
     Kind::Spectrum,
+    Kind::LinkDelay,
     Kind::LatencyOverTime,
     Kind::ThroughputOverTime,
     Kind::Overhead,
@@ -64,6 +71,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Spectrum => "latency-spectrum",
+            Kind::LinkDelay => "link-delay",
             Kind::LatencyOverTime => "latency-over-time",
             Kind::ThroughputOverTime => "throughput-over-time",
             Kind::Overhead => "overhead",
@@ -72,10 +80,20 @@ impl Kind {
         }
     }
 
+    /// Whether `report` has anything for this chart: `link-delay` needs a variant that ran on
+    /// an emulated link, every other chart is always drawn.
+    pub fn applies(self, report: &Report) -> bool {
+        match self {
+            Kind::LinkDelay => report.series.iter().any(|s| s.link.is_some()),
+            _ => true,
+        }
+    }
+
     /// The chart's title, drawn on it.
     pub fn title(self) -> &'static str {
         match self {
             Kind::Spectrum => "Latency by percentile",
+            Kind::LinkDelay => "Emulated WiFi link: delay per packet, applied and modelled",
             Kind::LatencyOverTime => "Latency per second (corrected)",
             Kind::ThroughputOverTime => "Readings arriving per second",
             Kind::Overhead => "Bytes and segments per reading",
@@ -92,6 +110,16 @@ impl Kind {
                  coordinated omission) and from the instant the send began (dashed). The x axis \
                  counts nines: each step right is ten times rarer. Built from the variants' \
                  HdrHistogram interval logs."
+            }
+            Kind::LinkDelay => {
+                "The delay the emulated WiFi link gave each packet it delivered, device to backend \
+                 (top) and backend to device (bottom), for each variant that ran on a link: \
+                 applied (solid: from the instant the link took the packet to the instant it let \
+                 it go) against what the model gave it (dashed: air delay, queueing behind \
+                 bandwidth and airtime, and waiting for a sleeping radio). The gap between them \
+                 is the link's own lateness. Every packet the link carried while it ran counts, \
+                 warm-up included, all repetitions merged. The x axis counts nines as in the \
+                 latency spectrum. Built from the variants' link interval logs."
             }
             Kind::LatencyOverTime => {
                 "Median (top) and 99th percentile (bottom) of the corrected latency of the \
@@ -124,21 +152,56 @@ impl Kind {
     }
 }
 
+/// The charts `report` gets, in the order the reports show them.
+pub fn drawn(report: &Report) -> Vec<Kind> {
+    ALL.into_iter().filter(|k| k.applies(report)).collect()
+}
+
 /// What a chart says under it in the HTML report: [`Kind::caption`], plus a note when some
-/// variant's spectrum had to come from the summary percentiles.
+/// variant's spectrum had to come from the summary percentiles; under `link-delay`, also which
+/// variants are not drawn (they ran on the ideal link) and which were not on the modelled link.
 pub fn caption(kind: Kind, report: &Report) -> String {
     let mut text = kind.caption().to_owned();
-    if kind == Kind::Spectrum {
-        let coarse: Vec<&str> = report
+    let names = |keep: &dyn Fn(&Series) -> bool| -> Vec<&str> {
+        report
             .series
             .iter()
-            .filter(|s| s.spectra.from_summary)
+            .filter(|s| keep(s))
             .map(|s| s.variant.name.as_str())
-            .collect();
-        if !coarse.is_empty() {
+            .collect()
+    };
+    let coarse = match kind {
+        Kind::Spectrum => names(&|s| s.spectra.from_summary),
+        Kind::LinkDelay => names(&|s| s.link.is_some_and(|l| l.from_summary)),
+        _ => Vec::new(),
+    };
+    if !coarse.is_empty() {
+        text.push_str(&format!(
+            " No interval log for {}: drawn through the summary percentiles only.",
+            coarse.join(", ")
+        ));
+    }
+    if kind == Kind::LinkDelay {
+        let ideal = names(&|s| s.link.is_none());
+        if !ideal.is_empty() {
             text.push_str(&format!(
-                " No interval log for {}: drawn through the summary percentiles only.",
-                coarse.join(", ")
+                " Not drawn, on the ideal link: {}.",
+                ideal.join(", ")
+            ));
+        }
+        let unmodelled: Vec<String> = report
+            .series
+            .iter()
+            .filter_map(|s| {
+                let n = s.variant.link.as_ref()?.kernel_dropped;
+                (n > 0).then(|| format!("{} ({n} packets)", s.variant.name))
+            })
+            .collect();
+        if !unmodelled.is_empty() {
+            text.push_str(&format!(
+                " Not on the modelled link: the kernel dropped packets before the link saw them \
+                 for {}.",
+                unmodelled.join(", ")
             ));
         }
     }
@@ -154,32 +217,49 @@ pub struct Report<'a> {
 }
 
 /// One variant as the charts show it.
+#[derive(Clone, Copy)]
 pub struct Series<'a> {
     /// Its figures.
     pub variant: &'a VariantResult,
     /// Its spectra.
     pub spectra: &'a Spectra,
+    /// Its emulated link's spectra; `None` on the ideal link.
+    pub link: Option<&'a LinkSpectra>,
     /// Its colour.
     pub colour: RGBColor,
 }
 
 impl<'a> Report<'a> {
-    /// Pairs each variant of `run` with its spectra and colour.
-    pub fn new(run: &'a RunResult, spectra: &'a [Spectra]) -> Report<'a> {
+    /// Pairs each variant of `run` with its spectra, its link's spectra and its colour.
+    pub fn new(
+        run: &'a RunResult,
+        spectra: &'a [Spectra],
+        links: &'a [Option<LinkSpectra>],
+    ) -> Report<'a> {
         let colours = palette::variants(run.variants.iter().map(|v| v.transport.as_str()));
         let series = run
             .variants
             .iter()
             .zip(spectra)
+            .zip(links)
             .zip(colours)
-            .map(|((variant, spectra), Rgb(r, g, b))| Series {
+            .map(|(((variant, spectra), link), Rgb(r, g, b))| Series {
                 variant,
                 spectra,
+                link: link.as_ref(),
                 colour: RGBColor(r, g, b),
             })
             .collect();
         Report { run, series }
     }
+}
+
+/// What a chart is drawn onto: an SVG document can dash a line itself ([`spectrum::dash_marked`]),
+/// a bitmap is dashed in segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Canvas {
+    Svg,
+    Bitmap,
 }
 
 /// A drawing failure, whatever the backend.
@@ -191,10 +271,10 @@ pub fn svg(kind: Kind, report: &Report) -> Result<String, ReportError> {
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
-        draw(kind, &root, report).map_err(|e| render_error(kind, e))?;
+        draw(kind, &root, report, Canvas::Svg).map_err(|e| render_error(kind, e))?;
         root.present().map_err(|e| render_error(kind, e.into()))?;
     }
-    Ok(text)
+    Ok(spectrum::dash_marked(&text))
 }
 
 /// Draws `kind` as a PNG image.
@@ -204,7 +284,7 @@ pub fn png(kind: Kind, report: &Report) -> Result<Vec<u8>, ReportError> {
     let mut rgb = vec![0u8; w as usize * h as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
-        draw(kind, &root, report).map_err(|e| render_error(kind, e))?;
+        draw(kind, &root, report, Canvas::Bitmap).map_err(|e| render_error(kind, e))?;
         root.present().map_err(|e| render_error(kind, e.into()))?;
     }
     let mut out = Vec::with_capacity(64 * 1024);
@@ -239,6 +319,7 @@ pub fn compare_svg(
     let series = Series {
         variant,
         spectra: candidate,
+        link: None,
         colour: RGBColor(r, g, b),
     };
     let mut text = String::new();
@@ -263,6 +344,7 @@ fn draw<DB: DrawingBackend>(
     kind: Kind,
     root: &DrawingArea<DB, Shift>,
     report: &Report,
+    canvas: Canvas,
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
@@ -271,6 +353,7 @@ where
     let area = frame::title(root, kind.title())?;
     match kind {
         Kind::Spectrum => spectrum::draw(&area, report),
+        Kind::LinkDelay => link::delay(&area, report, canvas),
         Kind::LatencyOverTime => timeline::latency(&area, report),
         Kind::ThroughputOverTime => timeline::throughput(&area, report),
         Kind::Overhead => bars::overhead(&area, report),

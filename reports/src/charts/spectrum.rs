@@ -3,7 +3,8 @@
 //! p90, p99 and p99.9 are evenly spread as in HdrHistogram's plots; latency is on a log scale.
 //!
 //! [`pair`] draws the same axes for one variant of two runs (compare.html): the baseline's
-//! corrected spectrum dashed, the candidate's solid.
+//! corrected spectrum dashed, the candidate's solid. [`Scale`] and [`panel`] are the axes and
+//! lines alone, which `link-delay` draws twice (one panel per direction).
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -19,7 +20,7 @@ const DASH_MARK: f64 = 0.996;
 
 /// How a line of the chart is drawn.
 #[derive(Clone, Copy)]
-enum Dash {
+pub enum Dash {
     /// One solid line.
     Solid,
     /// Short solid segments, on any backend.
@@ -29,10 +30,15 @@ enum Dash {
 }
 
 /// One line of the chart.
-struct Line<'a> {
-    points: &'a [Point],
-    colour: RGBColor,
-    dash: Dash,
+pub struct Line<'a> {
+    /// Nines and µs.
+    pub points: &'a [Point],
+    /// Its colour.
+    pub colour: RGBColor,
+    /// How it is drawn.
+    pub dash: Dash,
+    /// Its width, pixels.
+    pub width: u32,
 }
 
 /// Draws the chart into `area` (under the title).
@@ -52,6 +58,7 @@ where
                 points,
                 colour: s.colour,
                 dash,
+                width: 2,
             })
         })
         .collect();
@@ -81,6 +88,7 @@ where
         points,
         colour: candidate.colour,
         dash,
+        width: 2,
     };
     plot(
         area,
@@ -112,20 +120,60 @@ where
     DB::ErrorType: 'static,
 {
     let (plot, legend) = area.split_horizontally(SIZE.0 - frame::LEGEND_WIDTH);
-    let points = || lines.iter().flat_map(|l| l.points);
-    if points().next().is_none() {
+    let Some(scale) = Scale::of(lines) else {
         return frame::message(area, &[("no latency was recorded".to_owned(), 20.0)]);
+    };
+    panel(&plot, lines, &scale, None, "latency (ms, log scale)")?;
+    frame::legend(&legend, series, styles)
+}
+
+/// µs as plotted ms: at least 1 µs, so a zero still sits on the log axis.
+fn ms(us: f64) -> f64 {
+    (us / 1000.0).max(0.001)
+}
+
+/// The axes' extent: the value axis (log, ms) and how many nines the percentile axis shows.
+pub struct Scale {
+    y: Axis,
+    x_max: f64,
+}
+
+impl Scale {
+    /// An extent that holds every point of `lines`; `None` when they have no point at all.
+    pub fn of<'a>(lines: impl IntoIterator<Item = &'a Line<'a>> + Clone) -> Option<Scale> {
+        let points = || lines.clone().into_iter().flat_map(|l| l.points);
+        points().next()?;
+        let min = points().map(|p| ms(p.1)).fold(f64::INFINITY, f64::min);
+        let max = points().map(|p| ms(p.1)).fold(0.0, f64::max);
+        let widest = points().map(|p| p.0).fold(0.0, f64::max);
+        Some(Scale {
+            y: Axis::log(min, max),
+            x_max: widest.ceil().clamp(2.0, 7.0),
+        })
     }
-    let ms = |us: f64| (us / 1000.0).max(0.001);
-    let min = points().map(|p| ms(p.1)).fold(f64::INFINITY, f64::min);
-    let max = points().map(|p| ms(p.1)).fold(0.0, f64::max);
-    let y = Axis::log(min, max);
-    let widest = points().map(|p| p.0).fold(0.0, f64::max);
-    let x_max = widest.ceil().clamp(2.0, 7.0);
+}
+
+/// The percentile axes on `scale` in `area`, with `caption` over them when given and values
+/// described as `y_desc`, and `lines` in order.
+pub fn panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    lines: &[Line],
+    scale: &Scale,
+    caption: Option<&str>,
+    y_desc: &str,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    let (y, x_max) = (&scale.y, scale.x_max);
     let mut x_ticks = vec![0.0, 2f64.log10()];
     x_ticks.extend((1..=x_max as i32).map(f64::from));
 
-    let mut chart = ChartBuilder::on(&plot)
+    let mut builder = ChartBuilder::on(area);
+    if let Some(caption) = caption {
+        builder.caption(caption, frame::font(14.0));
+    }
+    let mut chart = builder
         .margin(10)
         .margin_right(20)
         .x_label_area_size(45)
@@ -134,7 +182,7 @@ where
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("latency (ms, log scale)")
+        .y_desc(y_desc)
         .x_label_formatter(&|n| percentile_label(*n))
         .y_label_formatter(&|t| y.label(*t))
         .label_style(frame::font(13.0))
@@ -144,7 +192,7 @@ where
         .draw()?;
 
     for line in lines {
-        let style = line.colour.stroke_width(2);
+        let style = line.colour.stroke_width(line.width);
         let pts: Vec<(f64, f64)> = line
             .points
             .iter()
@@ -155,11 +203,11 @@ where
             Dash::Segments => chart.draw_series(DashedLineSeries::new(pts, 7, 5, style))?,
             Dash::Marked => chart.draw_series(LineSeries::new(
                 pts,
-                line.colour.mix(DASH_MARK).stroke_width(2),
+                line.colour.mix(DASH_MARK).stroke_width(line.width),
             ))?,
         };
     }
-    frame::legend(&legend, series, styles)
+    Ok(())
 }
 
 /// `0%`, `50%`, `90%`, `99%`, `99.9%`, … for a position on the nines axis.
