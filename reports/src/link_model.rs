@@ -1,5 +1,5 @@
 //! The emulated WiFi link a variant ran on, in words for the reports: its name (`ideal`, a
-//! preset the model names, or `custom`) for the summary table, and each model of the run
+//! preset's name, or `custom`) for the summary table, and each model of the run
 //! ([`links`]) with its key parameters (delay, loss, modem sleep, bandwidth) read from
 //! `LinkSummary::model`, the link model as JSON, beside the scenario's facts.
 //!
@@ -32,17 +32,14 @@ pub fn not_modelled(run: &RunResult) -> Vec<(&str, u64)> {
 pub const IDEAL: &str = "ideal";
 
 /// The link `link` names: `not emulated (hardware)` for a hardware run's boards, [`IDEAL`]
-/// without a link, the preset the model names (a `preset` key), else `custom`.
+/// without a link, else the name the harness gave it (`esp8266-home`, `esp8266-home (changed)`,
+/// `custom`), `custom` when it gave none.
 pub fn name(source: &str, link: Option<&LinkSummary>) -> String {
     match link {
         None if source == "hardware" => "not emulated (hardware)".to_owned(),
         None => IDEAL.to_owned(),
-        Some(l) => l
-            .model
-            .get("preset")
-            .and_then(Value::as_str)
-            .unwrap_or("custom")
-            .to_owned(),
+        Some(l) if l.name.is_empty() => "custom".to_owned(),
+        Some(l) => l.name.clone(),
     }
 }
 
@@ -290,7 +287,7 @@ mod tests {
             ..LinkSummary::default()
         };
         assert_eq!(name("emulated", Some(&link)), "custom");
-        link.model["preset"] = "esp8266-home".into();
+        link.name = "esp8266-home".into();
         assert_eq!(name("emulated", Some(&link)), "esp8266-home");
         assert_eq!(name("emulated", None), IDEAL);
         assert_eq!(name("hardware", None), "not emulated (hardware)");

@@ -208,8 +208,8 @@ fn the_tables_say_which_link_and_what_it_did_with_the_fixture_figures() {
     let rendered = reports::render(&dir).unwrap();
     let md = std::fs::read_to_string(&rendered.markdown).unwrap();
     for row in [
-        "| link | ideal | custom |",
-        "Emulated WiFi link **custom** (qos1):\n\
+        "| link | ideal | esp8266-home |",
+        "Emulated WiFi link **esp8266-home** (qos1):\n\
          - delay up / down: quantiles p0 0.65 ms, p50 2.5 ms, p99 3.5 ms, p100 5 ms, each way\n\
          - loss up / down: 0.1 % independent, each way\n\
          - modem sleep: on, DTIM 1, wakes every 102 ms, awake 50 ms after traffic\n\
@@ -234,10 +234,10 @@ fn the_tables_say_which_link_and_what_it_did_with_the_fixture_figures() {
     }
     let html = std::fs::read_to_string(&rendered.html).unwrap();
     for cell in [
-        "<h2>WiFi link: custom</h2>",
+        "<h2>WiFi link: esp8266-home</h2>",
         "<dt>variants</dt><dd>qos1</dd>",
         "<dt>loss up / down</dt><dd>0.1 % independent, each way</dd>",
-        "<td>custom</td>",
+        "<td>esp8266-home</td>",
         "<td>9,000 / 8,600</td>",
         "<td>2.52 → 2.55</td>",
         "<td>0 / 100</td>",

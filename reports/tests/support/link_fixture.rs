@@ -161,11 +161,14 @@ pub fn write(clean: &Path, out: &Path) {
 
     let linked = &mut run.variants[1];
     linked.link = Some(LinkSummary {
+        name: "esp8266-home".into(),
         model: model(),
         devices: linked.devices,
         up: direction_summary(up_packets, up_dropped, &up),
         down: direction_summary(down_packets, down_dropped, &down),
         kernel_dropped: 0,
+        drain_ms: 0,
+        unacknowledged_at_stop_bytes: 0,
     });
     linked.cost.link = Some(ProcessCost {
         cpu_s: Some(0.27),
