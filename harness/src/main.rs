@@ -12,6 +12,7 @@ use fleetbench::role::collect::{
 };
 use fleetbench::role::serve::SinkPlan;
 use fleetbench::role::{self, RoleTransport};
+use fleetbench::wifi::probe;
 use fleetbench::{child, disk, runner, scenario, table};
 use transports::{Encoding, SinkTransport};
 
@@ -192,9 +193,84 @@ enum Command {
         #[arg(long)]
         record_dir: PathBuf,
     },
+    /// Measure the emulated WiFi link: in a network namespace of its own, start the real link
+    /// process (`fleetbench link`) on a model and send traffic through it from device hosts
+    /// (127.1.0.0 + id) to a receiver on 127.0.0.1; print per direction the one-way delay
+    /// measured against the model's, the link's own lateness and its drops against the configured
+    /// loss, and the link's packets per second and CPU per packet. Needs root or CAP_NET_ADMIN.
+    #[command(after_help = PROBE_LINK_HELP)]
+    ProbeLink {
+        /// flood: UDP datagrams at --rate, paced from a schedule (open loop), each timed one way
+        /// and counted by number. ping-pong: TCP exchanges, each leg timed one way.
+        #[arg(long, value_enum)]
+        mode: ProbeMode,
+        /// Devices sending, each from its own host.
+        #[arg(long, default_value_t = 10,
+              value_parser = clap::value_parser!(u32).range(1..=65_536))]
+        devices: u32,
+        /// flood: datagrams per second, all devices together [default: 20000].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: Option<u32>,
+        /// flood: datagrams in all [default: 100000].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        packets: Option<u64>,
+        /// flood: UDP payload bytes per datagram, at least 32 [default: 64].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(32..=60_000))]
+        payload: Option<u64>,
+        /// ping-pong: exchanges in all, shared out among the devices [default: 1000].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// The link model's preset: ideal, esp8266-home or esp8266-weak (with --link, it
+        /// replaces the file's preset; the file's other fields still apply).
+        #[arg(long, value_parser = parse_preset)]
+        preset: Option<device_emulator::link::Preset>,
+        /// A TOML file with a [link] table as a scenario has (a scenario file will do).
+        #[arg(long, value_name = "FILE")]
+        link: Option<PathBuf>,
+        /// The seed each device's link is drawn from.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Give up when the traffic has not finished within this long.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        time_limit: Duration,
+        /// Also write the report as JSON to this file (atomically).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Keep the link's plan, log, link.json and link.hlog in this folder.
+        #[arg(long)]
+        record_dir: Option<PathBuf>,
+    },
     /// Print the JSON Schema of results.json.
     Schema,
 }
+
+/// `probe-link --mode`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProbeMode {
+    /// UDP datagrams at a fixed rate.
+    Flood,
+    /// TCP exchanges.
+    PingPong,
+}
+
+/// `probe-link --help`'s closing notes.
+const PROBE_LINK_HELP: &str = "Examples:
+  fleetbench probe-link --mode flood --rate 50000 --packets 100000 --devices 100 --link one-ms.toml
+  fleetbench probe-link --mode ping-pong --preset esp8266-home --count 2000 --out probe.json
+
+A --link file holds a [link] table, e.g.
+  [link.up]
+  delay = { kind = \"constant\", value = \"1ms\" }
+  loss = { kind = \"bernoulli\", rate = 0.01 }
+
+Measured one-way delays are compared with what the link's model gave the same direction's
+packets (ping-pong: TCP's own segments too): within 5 % or 200 µs is the issue's criterion. The
+link's lateness is how late it let packets go against the model's instants.
+
+Exit codes:
+  0    measured (the report says whether the link held its model)
+  2    bad arguments, an invalid model, or no CAP_NET_ADMIN or iptables; nothing was run
+  3    the probe failed (the link died, traffic did not finish within --time-limit, ...)";
 
 #[derive(Subcommand)]
 enum BaselineAction {
@@ -417,6 +493,54 @@ fn main() -> ExitCode {
                 Ok(plan) => role::collect::run(&plan, record_dir.as_deref()),
                 Err(exit) => return exit,
             }
+        }
+        Command::ProbeLink {
+            mode,
+            devices,
+            rate,
+            packets,
+            payload,
+            count,
+            preset,
+            link,
+            seed,
+            time_limit,
+            out,
+            record_dir,
+        } => {
+            let flood_flags = rate.is_some() || packets.is_some() || payload.is_some();
+            let traffic = match mode {
+                ProbeMode::Flood if count.is_some() => {
+                    return exit_unplanned("--count is for --mode ping-pong")
+                }
+                ProbeMode::Flood => probe::Traffic::Flood {
+                    rate_pps: rate.unwrap_or(20_000),
+                    packets: packets.unwrap_or(100_000),
+                    payload_bytes: payload.unwrap_or(64) as usize,
+                },
+                ProbeMode::PingPong if flood_flags => {
+                    return exit_unplanned("--rate, --packets and --payload are for --mode flood")
+                }
+                ProbeMode::PingPong => probe::Traffic::PingPong {
+                    count: count.unwrap_or(1_000),
+                },
+            };
+            let mut table = match link.as_deref().map(probe::read_link_table).transpose() {
+                Ok(table) => table.unwrap_or_default(),
+                Err(e) => return exit_unplanned(format!("{e:#}")),
+            };
+            if preset.is_some() {
+                table.preset = preset;
+            }
+            let options = probe::ProbeOptions {
+                traffic,
+                devices,
+                table,
+                seed,
+                time_limit,
+                record_dir,
+            };
+            return probe_link(&options, out.as_deref());
         }
         Command::Schema => {
             println!(
@@ -672,6 +796,44 @@ fn agreed<T: RoleTransport + PartialEq, P>(
 
 /// A role given no plan, or a plan file that could not be read: printed, exit code 2 (nothing
 /// was run).
+/// `probe-link`: runs the probe, prints its report and writes it to `out`.
+fn probe_link(options: &probe::ProbeOptions, out: Option<&std::path::Path>) -> ExitCode {
+    let report = match probe::run(options) {
+        Ok(report) => report,
+        Err(e) if e.downcast_ref::<probe::ProbeRefused>().is_some() => return exit_unplanned(e),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(3);
+        }
+    };
+    print!("{}", report.render());
+    if let Some(out) = out {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|json| fleetbench::results::write_atomically(out, &json));
+        if let Err(e) = written {
+            eprintln!("error: {e}");
+            return ExitCode::from(3);
+        }
+        println!("report: {}", out.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// A link preset by name.
+fn parse_preset(name: &str) -> Result<device_emulator::link::Preset, String> {
+    device_emulator::link::Preset::ALL
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = device_emulator::link::Preset::ALL
+                .iter()
+                .map(|p| p.name())
+                .collect();
+            format!("unknown preset {name:?}; one of {}", names.join(", "))
+        })
+}
+
 fn exit_unplanned(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)

@@ -11,6 +11,7 @@
 
 pub mod netns;
 pub mod packet;
+pub mod probe;
 pub mod sockets;
 
 use std::collections::{BTreeMap, BinaryHeap};
