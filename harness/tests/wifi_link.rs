@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use device_emulator::link::LinkTable;
+use fleetbench::wifi::probe::report::ProbeReport;
 use fleetbench::wifi::{netns, LinkRecord, WifiPlan, LINK_RECORD};
 
 #[path = "support/run.rs"]
@@ -401,5 +402,114 @@ transport = "mqtt-qos0"
         );
         assert_eq!(link["down"]["dropped"], 0, "{name}: {link}");
         assert_eq!(link["unacknowledged_at_stop_bytes"], 0, "{name}: {link}");
+
+/// Runs `fleetbench probe-link` with `args` on the `[link]` table `table` and reads its report.
+fn probe_link(table: &str, args: &[&str]) -> ProbeReport {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("link.toml");
+    std::fs::write(&link, table).unwrap();
+    let out = dir.path().join("probe.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_fleetbench"))
+        .arg("probe-link")
+        .args(args)
+        .arg("--link")
+        .arg(&link)
+        .arg("--out")
+        .arg(&out)
+        .args(["--time-limit", "300s", "--record-dir"])
+        .arg(dir.path().join("link"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
+}
+
+/// The probe's flood through a constant 2 ms link with 5 % independent loss up: every datagram
+/// it sent was received or dropped by the link, and the link saw each one; the probe timed every
+/// datagram it received, the link modelled and timed every packet it passed.
+#[test]
+fn the_probe_accounts_for_every_datagram_it_floods_through_the_link() {
+    let report = probe_link(
+        r#"
+        [link.up]
+        delay = { kind = "constant", value = "2ms" }
+        loss = { kind = "bernoulli", rate = 0.05 }
+        "#,
+        &[
+            "--mode",
+            "flood",
+            "--rate",
+            "5000",
+            "--packets",
+            "3000",
+            "--devices",
+            "4",
+        ],
+    );
+    let flood = report.flood.clone().unwrap();
+    let up = &report.up;
+    assert_eq!(flood.sent, 3000);
+    assert!(flood.markers_sent >= 4, "{flood:?}");
+    assert_eq!(
+        (flood.duplicates, flood.socket_dropped),
+        (0, 0),
+        "{flood:?}"
+    );
+    assert_eq!(report.link.kernel_dropped, 0, "{:?}", report.link);
+    assert_eq!(up.link_packets, flood.sent + flood.markers_sent, "{up:?}");
+    // Every device's last marker came back: the link held nothing more when it stopped.
+    assert_eq!(up.released_at_stop, 0, "{up:?}");
+    assert_eq!(
+        flood.received + flood.markers_received + up.link_dropped,
+        flood.sent + flood.markers_sent,
+        "{flood:?} {up:?}"
+    );
+    assert!(flood.accounted);
+    assert_eq!(flood.lost, flood.sent - flood.received);
+    assert!(up.link_dropped > 0, "{up:?}");
+    assert_eq!(up.configured_loss, 0.05);
+    // What was measured and what was modelled, packet for packet.
+    let passed = up.link_packets - up.link_dropped;
+    assert_eq!(up.measured_us.count, flood.received, "{up:?}");
+    for (name, p) in [
+        ("modelled", &up.modelled_us),
+        ("applied", &up.applied_us),
+        ("lateness", &up.lateness_us),
+    ] {
+        assert_eq!(p.count, passed, "{name}: {up:?}");
+    }
+    assert_eq!((up.modelled_us.min, up.modelled_us.max), (2000, 2000));
+    // No datagram arrives before the link lets it go, so none before its modelled 2 ms.
+    assert!(up.measured_us.min >= 2000, "{up:?}");
+    assert_eq!(up.agreement.len(), 3);
+    assert_eq!(report.down.link_packets, 0);
+}
+
+/// The probe's ping-pong through a constant 1 ms link each way: every exchange completes and
+/// each leg is timed once; the link passed every packet both ways.
+#[test]
+fn the_probe_times_both_legs_of_every_exchange() {
+    let report = probe_link(
+        r#"
+        [link.up]
+        delay = { kind = "constant", value = "1ms" }
+        [link.down]
+        delay = { kind = "constant", value = "1ms" }
+        "#,
+        &["--mode", "ping-pong", "--count", "200", "--devices", "3"],
+    );
+    assert_eq!(report.ping_pong.as_ref().unwrap().exchanges, 200);
+    for (name, d) in [("up", &report.up), ("down", &report.down)] {
+        assert_eq!(d.measured_us.count, 200, "{name}: {d:?}");
+        assert!(d.measured_us.min >= 1000, "{name}: {d:?}");
+        assert_eq!(d.link_dropped, 0, "{name}: {d:?}");
+        // 200 messages, and TCP's handshakes, ACKs and FINs besides (the last of which the link
+        // may still hold when it stops).
+        assert!(d.link_packets >= 200, "{name}: {d:?}");
+        assert_eq!(
+            d.modelled_us.count + d.released_at_stop,
+            d.link_packets,
+            "{name}: {d:?}"
+        );
     }
 }

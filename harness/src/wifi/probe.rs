@@ -268,6 +268,7 @@ fn new_report(
             lateness_us: d.lateness_us.clone(),
             link_packets: d.packets,
             link_dropped: d.dropped,
+            released_at_stop: d.released_at_stop,
             drop_rate,
             configured_loss: configured,
             drop_rate_within: drop_rate_within(d.packets, drop_rate, configured),

@@ -111,6 +111,8 @@ pub struct DirectionFigures {
     pub link_packets: u64,
     /// Packets the link dropped in this direction.
     pub link_dropped: u64,
+    /// Packets the link still held when it stopped, let go at once (in no histogram).
+    pub released_at_stop: u64,
     /// `link_dropped / link_packets`.
     pub drop_rate: f64,
     /// The loss rate configured for these packets: each device's own (its quality applied),
