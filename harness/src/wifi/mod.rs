@@ -10,8 +10,10 @@
 //! drawn RSSI and counters, so a reader can see that the model held.
 
 pub mod netns;
+pub mod nfqueue;
 pub mod packet;
 pub mod probe;
+pub mod queue;
 pub mod sockets;
 
 use std::collections::{BTreeMap, BinaryHeap};
@@ -22,12 +24,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use device_emulator::link::{
-    DeviceLink, Direction, DirectionCounters, LinkModel, LinkPlan, Verdict,
+    Airtime, DeviceLink, Direction, DirectionCounters, LinkModel, LinkPlan, Verdict,
 };
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use transports::clock;
 
+use self::queue::{PacketQueue, QueuedPacket};
 use crate::child;
 use crate::measure::{new_histogram, percentiles};
 use crate::results::Percentiles;
@@ -134,7 +137,7 @@ struct Held {
     order: u64,
     entered_ns: u64,
     direction: Direction,
-    message: nfq::Message,
+    id: u32,
 }
 
 impl PartialEq for Held {
@@ -174,8 +177,107 @@ impl DirectionTally {
     }
 }
 
+/// The link while it runs: every device's link, the packets it holds and what it recorded.
+struct Link {
+    model: LinkPlan,
+    seed: u64,
+    air: Airtime,
+    devices: BTreeMap<u32, DeviceLink>,
+    held: BinaryHeap<Held>,
+    up: DirectionTally,
+    down: DirectionTally,
+    foreign: u64,
+    order: u64,
+}
+
+impl Link {
+    fn new(model: LinkPlan, seed: u64) -> Link {
+        Link {
+            air: model.airtime(),
+            model,
+            seed,
+            devices: BTreeMap::new(),
+            held: BinaryHeap::new(),
+            up: DirectionTally::new(),
+            down: DirectionTally::new(),
+            foreign: 0,
+            order: 0,
+        }
+    }
+
+    fn tally(&mut self, direction: Direction) -> &mut DirectionTally {
+        match direction {
+            Direction::Up => &mut self.up,
+            Direction::Down => &mut self.down,
+        }
+    }
+
+    /// Takes `packet`, read at `now_ns`: the model drops it at once, or holds it until its
+    /// instant; a packet that is not a device's passes at once.
+    fn take(
+        &mut self,
+        packet: &QueuedPacket,
+        now_ns: u64,
+        queue: &mut PacketQueue,
+    ) -> io::Result<()> {
+        let Some((direction, device_id, length)) = device_packet(packet.head()) else {
+            self.foreign += 1;
+            return queue.verdict(packet.id, nfqueue::Verdict::Accept);
+        };
+        let (model, seed) = (&self.model, self.seed);
+        let link = self
+            .devices
+            .entry(device_id)
+            .or_insert_with(|| model.device(seed, device_id));
+        match link.packet(direction, now_ns, u32::from(length), &mut self.air) {
+            Verdict::Drop => queue.verdict(packet.id, nfqueue::Verdict::Drop),
+            Verdict::Deliver(delivery) => {
+                self.tally(direction)
+                    .sleep
+                    .saturating_record(delivery.sleep_ns / 1_000);
+                self.order += 1;
+                self.held.push(Held {
+                    at_ns: delivery.at_ns,
+                    order: self.order,
+                    entered_ns: now_ns,
+                    direction,
+                    id: packet.id,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// The instant the next held packet is due, if any.
+    fn next_due_ns(&self) -> Option<u64> {
+        self.held.peek().map(|h| h.at_ns)
+    }
+
+    /// Lets go every held packet due by `now_ns`, recording each as let go at `now_ns` (the
+    /// caller sends the verdicts right after).
+    fn release_due(&mut self, now_ns: u64, queue: &mut PacketQueue) -> io::Result<()> {
+        while self.held.peek().is_some_and(|h| h.at_ns <= now_ns) {
+            let h = self.held.pop().expect("peeked");
+            let tally = self.tally(h.direction);
+            tally.lateness.saturating_record((now_ns - h.at_ns) / 1_000);
+            tally
+                .delay
+                .saturating_record((now_ns - h.entered_ns) / 1_000);
+            tally
+                .modelled
+                .saturating_record(h.at_ns.saturating_sub(h.entered_ns) / 1_000);
+            queue.verdict(h.id, nfqueue::Verdict::Accept)?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs the link on `plan` until SIGINT or SIGTERM, then lets every held packet go and writes
 /// [`LINK_RECORD`] into `record_dir`. Prints `ready` once bound to its queue.
+///
+/// Each round reads up to a batch of queued packets at once, gives each its verdict, lets go
+/// every held packet that has fallen due and sends all the round's verdicts together; it sleeps
+/// only when nothing is queued, until a packet arrives or the next release is near.
 pub fn run(plan: &WifiPlan, record_dir: &Path) -> anyhow::Result<()> {
     child::catch_interrupts();
     // A link outliving whatever started it would hold device packets for nobody.
@@ -186,125 +288,60 @@ pub fn run(plan: &WifiPlan, record_dir: &Path) -> anyhow::Result<()> {
     // SAFETY: prctl with an integer argument.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     let model = LinkPlan::new(&plan.model).context("the link model")?;
-    let mut queue = nfq::Queue::open().context("opening NFQUEUE (needs CAP_NET_ADMIN)")?;
-    queue
-        .bind(plan.queue)
-        .with_context(|| format!("binding NFQUEUE {}", plan.queue))?;
-    // The IPv4 header is all the model needs.
-    queue.set_copy_range(plan.queue, 20)?;
-    queue.set_queue_max_len(plan.queue, 1 << 20)?;
-    queue.set_fail_open(plan.queue, false)?;
-    queue.set_nonblocking(true);
-    let fd = netlink_fd().context("finding the queue's socket")?;
     // Room for bursts: a packet the socket cannot take is dropped by the kernel, unmodelled.
-    let room: libc::c_int = 64 << 20;
-    // SAFETY: setsockopt with an int we own on the queue's socket.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &room as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let mut queue = PacketQueue::open(plan.queue, 1 << 20, 64 << 20)
+        .with_context(|| format!("opening NFQUEUE {} (needs CAP_NET_ADMIN)", plan.queue))?;
     println!("ready");
 
     let started_ns = clock::now_ns();
-    let mut air = model.airtime();
-    let mut devices: BTreeMap<u32, DeviceLink> = BTreeMap::new();
-    let mut held = BinaryHeap::new();
-    let (mut up, mut down) = (DirectionTally::new(), DirectionTally::new());
-    let mut foreign = 0u64;
-    let mut order = 0u64;
+    let mut link = Link::new(model, plan.seed);
+    let mut batch = Vec::with_capacity(queue::BATCH);
     while !child::interrupted() {
-        loop {
-            let mut message = match queue.recv() {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
-                Err(e) => return Err(e).context("reading NFQUEUE"),
-            };
-            let now_ns = clock::now_ns();
-            let Some((direction, device_id, length)) = device_packet(message.get_payload()) else {
-                foreign += 1;
-                message.set_verdict(nfq::Verdict::Accept);
-                queue.verdict(message)?;
-                continue;
-            };
-            let link = devices
-                .entry(device_id)
-                .or_insert_with(|| model.device(plan.seed, device_id));
-            match link.packet(direction, now_ns, u32::from(length), &mut air) {
-                Verdict::Drop => {
-                    message.set_verdict(nfq::Verdict::Drop);
-                    queue.verdict(message)?;
-                }
-                Verdict::Deliver(delivery) => {
-                    let tally = match direction {
-                        Direction::Up => &mut up,
-                        Direction::Down => &mut down,
-                    };
-                    tally.sleep.saturating_record(delivery.sleep_ns / 1_000);
-                    order += 1;
-                    held.push(Held {
-                        at_ns: delivery.at_ns,
-                        order,
-                        entered_ns: now_ns,
-                        direction,
-                        message,
-                    });
-                }
-            }
+        queue.receive(&mut batch).context("reading NFQUEUE")?;
+        let read_ns = clock::now_ns();
+        for packet in &batch {
+            link.take(packet, read_ns, &mut queue)?;
         }
         let now_ns = clock::now_ns();
-        while held.peek().is_some_and(|h: &Held| h.at_ns <= now_ns) {
-            let mut h = held.pop().expect("peeked");
-            let tally = match h.direction {
-                Direction::Up => &mut up,
-                Direction::Down => &mut down,
-            };
-            tally.lateness.saturating_record((now_ns - h.at_ns) / 1_000);
-            tally
-                .delay
-                .saturating_record((now_ns - h.entered_ns) / 1_000);
-            tally
-                .modelled
-                .saturating_record(h.at_ns.saturating_sub(h.entered_ns) / 1_000);
-            h.message.set_verdict(nfq::Verdict::Accept);
-            queue.verdict(h.message)?;
+        link.release_due(now_ns, &mut queue)?;
+        queue.flush().context("sending verdicts")?;
+        if batch.len() == queue::BATCH {
+            // More may be queued: read on.
+            continue;
         }
-        // Sleep until a packet arrives or the next one is due (at most 100 ms, to notice a stop).
-        // A wake-up from the kernel comes tens of µs late, so the last stretch before a release
-        // is spent polling instead: the link's lateness is its own error on every packet.
-        let wait_ns = held
-            .peek()
-            .map_or(100_000_000, |h| h.at_ns.saturating_sub(clock::now_ns()))
+        // Nothing queued: sleep until a packet arrives or the next one is due (at most 100 ms,
+        // to notice a stop). A wake-up from the kernel comes tens of µs late, so the last
+        // stretch before a release is spent polling instead: the link's lateness is its own
+        // error on every packet.
+        let wait_ns = link
+            .next_due_ns()
+            .map_or(100_000_000, |at| at.saturating_sub(clock::now_ns()))
             .min(100_000_000);
         if wait_ns > SPIN_NS {
-            wait_readable(fd, Duration::from_nanos(wait_ns - SPIN_NS));
+            queue::wait_readable(queue.fd(), Duration::from_nanos(wait_ns - SPIN_NS));
         }
     }
     // Stopped: what is held goes now (the run has finished measuring).
     let (mut up_left, mut down_left) = (0, 0);
-    while let Some(mut h) = held.pop() {
+    while let Some(h) = link.held.pop() {
         match h.direction {
             Direction::Up => up_left += 1,
             Direction::Down => down_left += 1,
         }
-        h.message.set_verdict(nfq::Verdict::Accept);
-        let _ = queue.verdict(h.message);
+        let _ = queue.verdict(h.id, nfqueue::Verdict::Accept);
     }
+    let _ = queue.flush();
+    let (devices, up, down) = (&link.devices, &link.up, &link.down);
     let record = LinkRecord {
         up: DirectionRecord {
             released_at_stop: up_left,
-            ..direction_record(&devices, Direction::Up, &up)
+            ..direction_record(devices, Direction::Up, up)
         },
         down: DirectionRecord {
             released_at_stop: down_left,
-            ..direction_record(&devices, Direction::Down, &down)
+            ..direction_record(devices, Direction::Down, down)
         },
-        foreign_packets: foreign,
+        foreign_packets: link.foreign,
         kernel_dropped: kernel_dropped(plan.queue).unwrap_or(0),
         devices: devices
             .iter()
@@ -371,43 +408,6 @@ fn direction_record(
     record
 }
 
-/// The descriptor of this process's NETLINK_NETFILTER socket (the queue's; `nfq` does not
-/// expose it): the socket among /proc/self/fd whose inode /proc/net/netlink lists with protocol
-/// 12.
-fn netlink_fd() -> io::Result<i32> {
-    const NETLINK_NETFILTER: &str = "12";
-    let inodes: Vec<String> = std::fs::read_to_string("/proc/self/net/netlink")?
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let fields: Vec<&str> = l.split_whitespace().collect();
-            (fields.get(1) == Some(&NETLINK_NETFILTER))
-                .then(|| fields.last().map(|s| s.to_string()))?
-        })
-        .collect();
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let entry = entry?;
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue;
-        };
-        let target = target.to_string_lossy();
-        if let Some(inode) = target
-            .strip_prefix("socket:[")
-            .and_then(|s| s.strip_suffix(']'))
-        {
-            if inodes.iter().any(|i| i == inode) {
-                if let Ok(fd) = entry.file_name().to_string_lossy().parse() {
-                    return Ok(fd);
-                }
-            }
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        "no NETLINK_NETFILTER socket among this process's descriptors",
-    ))
-}
-
 /// What the kernel dropped on queue `queue` before the link could take it, from
 /// /proc/net/netfilter/nfnetlink_queue (this namespace's): `queue_dropped + user_dropped`.
 fn kernel_dropped(queue: u16) -> Option<u64> {
@@ -422,19 +422,4 @@ fn kernel_dropped(queue: u16) -> Option<u64> {
         }
         Some(fields.get(5)? + fields.get(6)?)
     })
-}
-
-/// Waits until `fd` is readable or `timeout` passes (ppoll: nanosecond timeout).
-fn wait_readable(fd: i32, timeout: Duration) {
-    let mut poll = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let timeout = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: one pollfd we own, a timespec we own, no signal mask.
-    unsafe { libc::ppoll(&mut poll, 1, &timeout, std::ptr::null()) };
 }
