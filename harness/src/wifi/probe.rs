@@ -167,6 +167,7 @@ pub fn run(options: &ProbeOptions) -> anyhow::Result<ProbeReport> {
             let received = receiver.finish(expected, Deadline::after(DRAIN))?;
             let mut report = new_report(options, &model, &record, cost);
             report.up.measured_us = percentiles(&received.delay_us);
+            report.up.socket_us = percentiles(&received.socket_delay_us);
             report.up.agreement =
                 QuantileCheck::all(&report.up.measured_us, &report.up.modelled_us);
             let seconds = (sent.last_ns - sent.first_ns) as f64 / 1e9;

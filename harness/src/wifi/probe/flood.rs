@@ -59,8 +59,13 @@ struct Shared {
 /// What the receiver counted and timed.
 #[derive(Debug)]
 pub struct FloodReceived {
-    /// One-way delay of each datagram, µs: its arrival instant minus its send instant.
+    /// One-way delay of each datagram, µs: the instant the receiving thread read it minus its
+    /// send instant.
     pub delay_us: Histogram<u64>,
+    /// One-way delay to the receiver's socket, µs: the kernel's receive timestamp (taken as the
+    /// datagram joined the socket's queue) minus the send instant. The same without the
+    /// receiving thread's own wake-up.
+    pub socket_delay_us: Histogram<u64>,
     /// Distinct datagrams received.
     pub datagrams: u64,
     /// Datagrams received more than once (the link never duplicates: this should be 0).
@@ -84,7 +89,8 @@ impl FloodReceiver {
     /// Binds 127.0.0.1:0 and starts receiving for `plan`.
     pub fn start(plan: &FloodPlan) -> anyhow::Result<FloodReceiver> {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the receiver")?;
-        set_buffer(&socket, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER)?;
+        set_option(&socket, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER)?;
+        set_option(&socket, libc::SO_TIMESTAMPNS, 1)?;
         // Short, so that a stop is noticed; only when nothing arrives.
         socket.set_read_timeout(Some(Duration::from_millis(20)))?;
         let socket = Arc::new(socket);
@@ -134,6 +140,7 @@ impl FloodReceiver {
 fn receive(socket: &UdpSocket, shared: &Shared, packets: u64) -> io::Result<FloodReceived> {
     let mut received = FloodReceived {
         delay_us: new_histogram(),
+        socket_delay_us: new_histogram(),
         datagrams: 0,
         duplicates: 0,
         markers: 0,
@@ -143,8 +150,8 @@ fn receive(socket: &UdpSocket, shared: &Shared, packets: u64) -> io::Result<Floo
     let mut seen = vec![false; packets as usize];
     let mut buf = [0u8; 2048];
     loop {
-        let n = match socket.recv(&mut buf) {
-            Ok(n) => n,
+        let (n, stamp) = match receive_stamped(socket, &mut buf) {
+            Ok(got) => got,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -168,6 +175,11 @@ fn receive(socket: &UdpSocket, shared: &Shared, packets: u64) -> io::Result<Floo
                     received
                         .delay_us
                         .saturating_record(now_ns.saturating_sub(m.sent_ns) / 1_000);
+                    if let Some(arrived_ns) = stamp.and_then(monotonic_from_realtime) {
+                        received
+                            .socket_delay_us
+                            .saturating_record(arrived_ns.saturating_sub(m.sent_ns) / 1_000);
+                    }
                 } else {
                     received.duplicates += 1;
                 }
@@ -211,7 +223,7 @@ pub fn send(
             let host = device_address(d, 0);
             let socket =
                 UdpSocket::bind(host).with_context(|| format!("binding device {d}'s {host}"))?;
-            set_buffer(&socket, libc::SO_SNDBUFFORCE, SEND_BUFFER)?;
+            set_option(&socket, libc::SO_SNDBUFFORCE, SEND_BUFFER)?;
             Ok(socket)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -293,7 +305,59 @@ pub fn send(
     }
 }
 
-fn set_buffer(socket: &UdpSocket, option: libc::c_int, bytes: libc::c_int) -> io::Result<()> {
+/// Receives one datagram into `buf`: its length and the kernel's receive timestamp
+/// (SO_TIMESTAMPNS: CLOCK_REALTIME ns), if it gave one.
+fn receive_stamped(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    use std::os::fd::AsRawFd;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for one control message holding a timespec, aligned as cmsghdr wants.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain old data; every pointer set below outlives the call.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &mut iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    header.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: recvmsg into the buffers above.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut header, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`, within
+    // msg_controllen, with the CMSG macros.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec);
+                stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+            }
+            cmsg = libc::CMSG_NXTHDR(&header, cmsg);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+/// A CLOCK_REALTIME instant on CLOCK_MONOTONIC, by the two clocks' offset now (the same but for
+/// a step of the wall clock in between; NTP's slewing moves both alike).
+fn monotonic_from_realtime(realtime_ns: u64) -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    let realtime_now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    let offset = realtime_now.checked_sub(clock::now_ns())?;
+    realtime_ns.checked_sub(offset)
+}
+
+fn set_option(socket: &UdpSocket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     // SAFETY: setsockopt with an int we own on a socket we own.
     let rc = unsafe {
@@ -301,7 +365,7 @@ fn set_buffer(socket: &UdpSocket, option: libc::c_int, bytes: libc::c_int) -> io
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
             option,
-            &bytes as *const libc::c_int as *const libc::c_void,
+            &value as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };

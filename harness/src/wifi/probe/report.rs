@@ -95,6 +95,10 @@ pub struct DirectionFigures {
     /// One-way delay of the probe's messages as measured end to end (arrival instant minus send
     /// instant), µs: the model's delay plus the link's lateness plus the kernel's own path.
     pub measured_us: Percentiles,
+    /// Flood: the one-way delay to the receiver's socket, µs (the kernel's receive timestamp
+    /// minus the send instant): `measured_us` without the receiving thread's own wake-up.
+    #[serde(default)]
+    pub socket_us: Percentiles,
     /// The delay the link's model gave this direction's packets, µs (every packet the link
     /// delivered: the probe's messages and, in ping-pong, TCP's own segments).
     pub modelled_us: Percentiles,
@@ -286,6 +290,9 @@ impl ProbeReport {
                 );
             };
             row("measured", &d.measured_us);
+            if d.socket_us.count > 0 {
+                row("at the socket", &d.socket_us);
+            }
             row("modelled", &d.modelled_us);
             row("link lateness", &d.lateness_us);
             if let Some(q) = &d.distribution_us {
