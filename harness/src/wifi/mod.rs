@@ -8,6 +8,11 @@
 //! The link records what it did ([`LinkRecord`], `link.json` in the variant's raw folder): per
 //! direction the packets passed and dropped and the delay actually applied, and per device its
 //! drawn RSSI and counters, so a reader can see that the model held.
+//!
+//! - [`queue`]: the queue's netlink socket, the only code that touches it (a batch of packets
+//!   per read, a round's verdicts in one send), over [`nfqueue`], its messages as pure code;
+//!   [`packet`]: the IPv4 header fields the model needs.
+//! - [`probe`]: `fleetbench probe-link`, which measures this link with real traffic.
 
 pub mod netns;
 pub mod nfqueue;
