@@ -402,6 +402,8 @@ transport = "mqtt-qos0"
         );
         assert_eq!(link["down"]["dropped"], 0, "{name}: {link}");
         assert_eq!(link["unacknowledged_at_stop_bytes"], 0, "{name}: {link}");
+    }
+}
 
 /// Runs `fleetbench probe-link` with `args` on the `[link]` table `table` and reads its report.
 fn probe_link(table: &str, args: &[&str]) -> ProbeReport {
