@@ -161,7 +161,17 @@ fn a_constant_delay_is_applied_to_every_packet_both_ways() {
         assert_eq!(d.lateness_us.count, d.delay_us.count, "{name}: {d:?}");
     }
     assert_eq!(record.devices.len(), 1);
-    assert_eq!(record.devices[0].device_id, 3);
+    let device = &record.devices[0];
+    assert_eq!(device.device_id, 3);
+    // Per device too: every packet it let go at its instant, each held 5 ms at least.
+    for (name, counts, d) in [
+        ("up", &device.up, &record.up),
+        ("down", &device.down, &record.down),
+    ] {
+        assert_eq!(counts.packets, d.packets, "{name}: {counts:?}");
+        assert_eq!(counts.delayed, d.delay_us.count, "{name}: {counts:?}");
+        assert!(counts.delay_mean_us >= 5000.0, "{name}: {counts:?}");
+    }
 }
 
 /// 10 % independent loss up: every datagram the link did not drop arrives, and it dropped

@@ -101,22 +101,41 @@ pub struct DeviceRecord {
     pub down: CountsRecord,
 }
 
-/// Packet counts of one device in one direction.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Packet counts of one device in one direction, and the delay its delivered packets had.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CountsRecord {
     /// Packets that entered the link.
     pub packets: u64,
     /// Packets dropped.
     pub dropped: u64,
+    /// Packets let go at their instant (not those let go when the link stopped).
+    #[serde(default)]
+    pub delayed: u64,
+    /// Their mean delay in the link, µs, as applied (0 with none).
+    #[serde(default)]
+    pub delay_mean_us: f64,
 }
 
-impl From<DirectionCounters> for CountsRecord {
-    fn from(c: DirectionCounters) -> CountsRecord {
+impl CountsRecord {
+    fn of(c: DirectionCounters, delays: DelaySum) -> CountsRecord {
         CountsRecord {
             packets: c.packets,
             dropped: c.dropped,
+            delayed: delays.packets,
+            delay_mean_us: if delays.packets == 0 {
+                0.0
+            } else {
+                (delays.total_ns as f64 / delays.packets as f64 / 1e3 * 10.0).round() / 10.0
+            },
         }
     }
+}
+
+/// The packets one device's link let go in one direction and their delays added up.
+#[derive(Clone, Copy, Debug, Default)]
+struct DelaySum {
+    packets: u64,
+    total_ns: u64,
 }
 
 /// `link.json`: what the link did over the whole variant.
@@ -142,6 +161,7 @@ struct Held {
     order: u64,
     entered_ns: u64,
     direction: Direction,
+    device_id: u32,
     id: u32,
 }
 
@@ -188,6 +208,8 @@ struct Link {
     seed: u64,
     air: Airtime,
     devices: BTreeMap<u32, DeviceLink>,
+    /// Per device, up and down.
+    delays: BTreeMap<u32, [DelaySum; 2]>,
     held: BinaryHeap<Held>,
     up: DirectionTally,
     down: DirectionTally,
@@ -202,6 +224,7 @@ impl Link {
             model,
             seed,
             devices: BTreeMap::new(),
+            delays: BTreeMap::new(),
             held: BinaryHeap::new(),
             up: DirectionTally::new(),
             down: DirectionTally::new(),
@@ -246,6 +269,7 @@ impl Link {
                     order: self.order,
                     entered_ns: now_ns,
                     direction,
+                    device_id,
                     id: packet.id,
                 });
                 Ok(())
@@ -271,6 +295,9 @@ impl Link {
             tally
                 .modelled
                 .saturating_record(h.at_ns.saturating_sub(h.entered_ns) / 1_000);
+            let sum = &mut self.delays.entry(h.device_id).or_default()[h.direction as usize];
+            sum.packets += 1;
+            sum.total_ns += now_ns - h.entered_ns;
             queue.verdict(h.id, nfqueue::Verdict::Accept)?;
         }
         Ok(())
@@ -350,11 +377,14 @@ pub fn run(plan: &WifiPlan, record_dir: &Path) -> anyhow::Result<()> {
         kernel_dropped: kernel_dropped(plan.queue).unwrap_or(0),
         devices: devices
             .iter()
-            .map(|(id, link)| DeviceRecord {
-                device_id: *id,
-                rssi_dbm: link.rssi_dbm(),
-                up: link.counters(Direction::Up).into(),
-                down: link.counters(Direction::Down).into(),
+            .map(|(id, device)| {
+                let [up, down] = link.delays.get(id).copied().unwrap_or_default();
+                DeviceRecord {
+                    device_id: *id,
+                    rssi_dbm: device.rssi_dbm(),
+                    up: CountsRecord::of(device.counters(Direction::Up), up),
+                    down: CountsRecord::of(device.counters(Direction::Down), down),
+                }
             })
             .collect(),
     };
