@@ -3,32 +3,19 @@
 //! is recorded as unsent, every due reading is recorded once, and the fleet ends in bounded time
 //! instead of sending its backlog for as long as it takes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use device_emulator::fleet::{ConnectionRecord, FleetObserver, FleetPlan, SendOutcome, SendRecord};
+use device_emulator::fleet::{FleetPlan, SendOutcome};
 use device_emulator::DeviceProfile;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 use transports::socket::SocketOptions;
 use transports::{clock, Encoding, TransportKind};
 
-#[derive(Default)]
-struct Log {
-    sends: Mutex<Vec<SendRecord>>,
-    connections: Mutex<Vec<ConnectionRecord>>,
-}
+mod support;
 
-impl FleetObserver for Log {
-    fn reading(&self, record: SendRecord) {
-        self.sends.lock().unwrap().push(record);
-    }
-    fn connection(&self, record: ConnectionRecord) {
-        self.connections.lock().unwrap().push(record);
-    }
-}
-
-const MS: u64 = 1_000_000;
+use support::{Log, MS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_far_behind_gives_up_at_the_plans_instant_and_records_every_reading() {

@@ -2,32 +2,19 @@
 //! sketch does, reconnects, and carries on with its schedule; what fell due meanwhile is recorded
 //! as not sent, never silently skipped.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use device_emulator::fleet::{ConnectionRecord, FleetObserver, FleetPlan, SendOutcome, SendRecord};
+use device_emulator::fleet::{FleetPlan, SendOutcome};
 use device_emulator::DeviceProfile;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use transports::{clock, Encoding, TransportKind};
 
-#[derive(Default)]
-struct Log {
-    sends: Mutex<Vec<SendRecord>>,
-    connections: Mutex<Vec<ConnectionRecord>>,
-}
+mod support;
 
-impl FleetObserver for Log {
-    fn reading(&self, record: SendRecord) {
-        self.sends.lock().unwrap().push(record);
-    }
-    fn connection(&self, record: ConnectionRecord) {
-        self.connections.lock().unwrap().push(record);
-    }
-}
-
-const MS: u64 = 1_000_000;
+use support::{Log, MS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_is_retried_after_the_fixed_delay() {

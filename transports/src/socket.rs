@@ -131,7 +131,16 @@ pub fn apply_accepted(stream: &TcpStream, options: &SocketOptions) -> io::Result
 }
 
 fn setsockopt_u32(fd: &impl AsRawFd, level: i32, name: i32, value: u32) -> io::Result<()> {
-    let value = value as libc::c_int;
+    set_int_option(fd, level, name, value as libc::c_int)
+}
+
+/// Sets an integer socket option (`setsockopt` with a C `int`) on `fd`.
+pub fn set_int_option(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: a valid fd and a pointer to a c_int of the given length.
     let rc = unsafe {
         libc::setsockopt(

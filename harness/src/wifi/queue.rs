@@ -80,8 +80,13 @@ impl PacketQueue {
         }
         // A full socket buffer is counted by the kernel (nfnetlink_queue's user_dropped), not
         // reported to us as ENOBUFS.
-        set_option(&fd, libc::SOL_NETLINK, libc::NETLINK_NO_ENOBUFS, 1)?;
-        set_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, receive_buffer)?;
+        transports::socket::set_int_option(&fd, libc::SOL_NETLINK, libc::NETLINK_NO_ENOBUFS, 1)?;
+        transports::socket::set_int_option(
+            &fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            receive_buffer,
+        )?;
         let mut socket = PacketQueue {
             fd,
             queue,
@@ -261,29 +266,6 @@ impl PacketQueue {
                 return Err(e);
             }
         }
-    }
-}
-
-fn set_option(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: setsockopt with an int we own on a socket we own.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            &value as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

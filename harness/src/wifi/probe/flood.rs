@@ -89,8 +89,13 @@ impl FloodReceiver {
     /// Binds 127.0.0.1:0 and starts receiving for `plan`.
     pub fn start(plan: &FloodPlan) -> anyhow::Result<FloodReceiver> {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the receiver")?;
-        set_option(&socket, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER)?;
-        set_option(&socket, libc::SO_TIMESTAMPNS, 1)?;
+        transports::socket::set_int_option(
+            &socket,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            RECEIVE_BUFFER,
+        )?;
+        transports::socket::set_int_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)?;
         // Short, so that a stop is noticed; only when nothing arrives.
         socket.set_read_timeout(Some(Duration::from_millis(20)))?;
         let socket = Arc::new(socket);
@@ -223,7 +228,12 @@ pub fn send(
             let host = device_address(d, 0);
             let socket =
                 UdpSocket::bind(host).with_context(|| format!("binding device {d}'s {host}"))?;
-            set_option(&socket, libc::SO_SNDBUFFORCE, SEND_BUFFER)?;
+            transports::socket::set_int_option(
+                &socket,
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUFFORCE,
+                SEND_BUFFER,
+            )?;
             Ok(socket)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -355,25 +365,6 @@ fn monotonic_from_realtime(realtime_ns: u64) -> Option<u64> {
     let realtime_now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
     let offset = realtime_now.checked_sub(clock::now_ns())?;
     realtime_ns.checked_sub(offset)
-}
-
-fn set_option(socket: &UdpSocket, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: setsockopt with an int we own on a socket we own.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            &value as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Counters SO_MEMINFO fills (SK_MEMINFO_VARS in linux/sock_diag.h: 9 since Linux 4.13).
