@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use device_emulator::fleet::{FleetPlan, SendOutcome};
+use device_emulator::fleet::SendOutcome;
 use device_emulator::DeviceProfile;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use transports::{clock, Encoding, TransportKind};
+use transports::clock;
 
 mod support;
 
@@ -43,27 +43,11 @@ async fn a_dropped_connection_is_retried_after_the_fixed_delay() {
 
     let retry_delay = Duration::from_millis(300);
     let start_ns = clock::now_ns() + 50 * MS;
-    let plan = FleetPlan {
-        transport: TransportKind::Tcp,
-        target,
-        encoding: Encoding::Json,
-        devices: 1,
-        first_device_id: 0,
-        seed: 3,
-        start_ns,
-        stop_ns: start_ns + 1_500 * MS,
-        ramp_ns: 0,
-        interval_ns: 20 * MS,
-        jitter_ns: 0,
-        profile: DeviceProfile {
-            retry_delay,
-            ..DeviceProfile::default()
-        },
-        spread_sources: false,
-        mqtt: Default::default(),
-        hold_timeout_ms: 30_000,
-        http_connections: Default::default(),
+    let profile = DeviceProfile {
+        retry_delay,
+        ..DeviceProfile::default()
     };
+    let plan = support::one_tcp_device(target, 3, start_ns, 1_500 * MS, 20 * MS, profile);
     let log = Arc::new(Log::default());
     tokio::time::timeout(
         Duration::from_secs(10),
