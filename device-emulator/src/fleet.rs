@@ -69,6 +69,10 @@ pub struct FleetPlan {
     /// http-post: a TCP connection per reading (the default) or one kept alive.
     #[serde(default)]
     pub http_connections: transports::httppost::Connections,
+    /// The run's faults (all of them: each device picks what it does itself with
+    /// [`Fault::device_outages`]: vanish and reboot, or close and reconnect in a storm).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::fault::Fault>,
 }
 
 fn default_hold_ms() -> u64 {
@@ -596,6 +600,7 @@ mod tests {
             mqtt: MqttSettings::default(),
             hold_timeout_ms: 30_000,
             http_connections: Default::default(),
+            faults: Vec::new(),
         }
     }
 

@@ -7,11 +7,14 @@
 //! - [`pacer`]: sleeping until a due instant with sub-millisecond precision.
 //! - [`link`]: the WiFi link model (delay, loss, bandwidth, airtime, modem sleep) decided per
 //!   packet, as pure code for a packet-level link process to call.
+//! - [`fault`]: the fault timeline a scenario asks for, resolved per device for the fleet and
+//!   the link process.
 //! - [`fleet`]: the device tasks, reporting every due reading and connection to a
 //!   [`FleetObserver`](fleet::FleetObserver).
 //!
 //! This crate never computes a figure: it reports what each device did, with timestamps.
 
+pub mod fault;
 pub mod fleet;
 pub mod link;
 pub mod pacer;

@@ -67,6 +67,7 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
         mqtt: Default::default(),
         hold_timeout_ms: 30_000,
         http_connections: Default::default(),
+        faults: Vec::new(),
     };
     let device_clock = plan.clone();
     let sink = tokio::spawn(async move {

@@ -50,6 +50,7 @@ impl LinkProcess {
             queue: QUEUE,
             model: model(table),
             seed: 7,
+            outages: Vec::new(),
         };
         let plan_path = dir.path().join("link-plan.json");
         std::fs::write(&plan_path, serde_json::to_vec(&plan).unwrap()).unwrap();

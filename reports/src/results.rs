@@ -217,11 +217,84 @@ pub struct VariantResult {
     /// applied, so a reader can see the model held.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<LinkSummary>,
+    /// Scenarios with `[[faults]]` only: what each fault did to this variant, in the
+    /// scenario's order (pooled over repetitions: counts add up, spreads over every device of
+    /// every repetition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultResult>,
     /// Each repetition's own figures, in the order run (one entry when the scenario runs each
     /// variant once). The figures above pool them: counts add up, latency percentiles come from
     /// the merged histograms, overhead from every connection of every repetition.
     #[serde(default)]
     pub repetitions: Vec<Repetition>,
+}
+
+/// What one fault did to one variant. Instants are ms from the start of the measured window.
+///
+/// A fault's readings are those due from its start until the next fault starts (or the window
+/// ends), from the devices it hit (every device for a backend or access-point fault), so the
+/// faults of a scenario never count one reading twice.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct FaultResult {
+    /// Its place in the scenario's `[[faults]]`, from 0.
+    pub index: u32,
+    /// `backend-restart`, `backend-pause`, `link-down`, `ap-restart`, `device-reboot` or
+    /// `boot-storm`.
+    pub kind: String,
+    /// Devices it hit.
+    pub devices: u32,
+    /// When it was planned to begin and end.
+    pub planned_start_ms: f64,
+    /// See `planned_start_ms`.
+    pub planned_end_ms: f64,
+    /// When it began and ended as done: the backend killed or stopped and ready or continued
+    /// again, the link's first and last dropped packet of the fault, the devices' vanishing and
+    /// power-on. Absent when nothing was done (an interrupted run).
+    pub start_ms: Option<f64>,
+    /// See `start_ms`.
+    pub end_ms: Option<f64>,
+    /// The fault's readings and what became of them (`lost` split by where as in the
+    /// variant's `delivery`).
+    pub delivery: Delivery,
+    /// From the fault's start to the instant each device knew its connection was gone (an
+    /// error, a timeout, the peer's close), over the devices that noticed; `missing` devices
+    /// never noticed (their connection lived through it, or they had none).
+    pub notice_ms: DeviceSpread,
+    /// From the fault's end (as done) to each device's first reading delivered after it;
+    /// `missing` devices delivered nothing more before the window ended.
+    pub recover_ms: DeviceSpread,
+    /// Connection attempts the hit devices began from the fault's start until the next fault
+    /// (or the window's end), failed ones included.
+    pub reconnect_attempts: u64,
+    /// Readings due before the fault's end that arrived after it: what the devices (or a
+    /// broker, or the TCP buffers) held and then delivered.
+    pub backlog: u64,
+    /// From the fault's end to the last of `backlog`'s arrivals.
+    pub backlog_drained_ms: Option<f64>,
+    /// Devices that booted again (a new boot id) within the fault.
+    pub reboots: u64,
+    /// Packets the link dropped for this fault (link faults only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_dropped: Option<u64>,
+}
+
+/// A spread of per-device times, ms: the devices that have one and those that do not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct DeviceSpread {
+    /// Devices with a time.
+    pub devices: u32,
+    /// Devices without one.
+    pub missing: u32,
+    /// Median over the devices with a time (absent with none).
+    pub p50: Option<f64>,
+    /// 99th percentile (nearest rank).
+    pub p99: Option<f64>,
+    /// Largest.
+    pub max: Option<f64>,
 }
 
 /// The real devices of a hardware run, as the control channel saw them.

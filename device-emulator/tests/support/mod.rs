@@ -53,5 +53,6 @@ pub fn one_tcp_device(
         mqtt: Default::default(),
         hold_timeout_ms: 30_000,
         http_connections: Default::default(),
+        faults: Vec::new(),
     }
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use device_emulator::fault::Fault;
 use device_emulator::fleet::{ConnectionRecord, FleetPlan, SendRecord, DRAIN};
 use device_emulator::DeviceProfile;
 use indicatif::ProgressBar;
@@ -46,6 +47,11 @@ pub(super) struct VariantRun<'a> {
     pub mqtt: Option<&'a MqttSettings>,
     /// The environment that hands secrets (the MQTT password) to children.
     pub secrets: &'a [(&'static str, String)],
+    /// Emulated runs with `[[faults]]`: the instant the devices start, fixed before anything
+    /// is started, since the link and the receiving end act on the fault timeline too.
+    pub start_ns: Option<u64>,
+    /// The run's fault timeline on CLOCK_MONOTONIC (empty without `[[faults]]`).
+    pub faults: &'a [Fault],
 }
 
 impl VariantRun<'_> {
@@ -113,7 +119,9 @@ impl<'a> DeviceSource<'a> {
 fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<Devices<'static>> {
     let (scenario, variant) = (run.scenario, run.variant);
     let schedule = Schedule::starting_at(
-        clock::now_ns() + (START_DELAY + Duration::from_millis(200)).as_nanos() as u64,
+        run.start_ns.unwrap_or_else(|| {
+            clock::now_ns() + (START_DELAY + Duration::from_millis(200)).as_nanos() as u64
+        }),
         scenario,
     );
     let plan = FleetPlan {
@@ -133,6 +141,7 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         mqtt: run.mqtt.cloned().unwrap_or_default(),
         hold_timeout_ms: run.hold_timeout_ms(),
         http_connections: variant.connections.unwrap_or_default(),
+        faults: run.faults.to_vec(),
     };
     let mut process = super::receiving::spawn_planned(
         "fleet",
@@ -143,6 +152,13 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         run.options,
     )?;
     process.expect_line("ready", READY_TIMEOUT)?;
+    if clock::now_ns() >= schedule.start_ns {
+        bail!(
+            "the fleet was ready only after the instant fixed for its start ({} ms after it): \
+             the machine is too busy to start a run with faults on time",
+            (clock::now_ns() - schedule.start_ns) / 1_000_000
+        );
+    }
     Ok(Devices::Fleet {
         process,
         plan: Box::new(plan),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
+use device_emulator::fault::Fault;
 use device_emulator::link::LinkModel;
 use hdrhistogram::Histogram;
 
@@ -34,10 +35,12 @@ pub(super) struct RunningLink {
 }
 
 impl RunningLink {
-    /// Starts the link for `run` if its model is not `ideal`; returns once it is ready.
+    /// Starts the link for `run` if its model is not `ideal` or a fault needs it to drop
+    /// packets; returns once it is ready.
     pub fn start(run: &VariantRun) -> anyhow::Result<Option<RunningLink>> {
         let model = run.variant.link_model(run.scenario)?;
-        if model.is_ideal() {
+        let outages = Fault::link_outages(run.faults);
+        if model.is_ideal() && outages.is_empty() {
             return Ok(None);
         }
         netns::queue_device_packets(QUEUE)?;
@@ -45,6 +48,7 @@ impl RunningLink {
             queue: QUEUE,
             model: model.clone(),
             seed: run.scenario.seed,
+            outages,
         };
         let mut process = super::receiving::spawn_planned(
             "link",

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use device_emulator::fault::Fault;
 use device_emulator::DeviceProfile;
 use indicatif::{ProgressBar, ProgressStyle};
 use transports::clock;
@@ -98,12 +99,14 @@ pub fn check_open_files(scenario: &Scenario, open_files: u64) -> Result<(), Stri
     Ok(())
 }
 
-/// Whether any variant of `scenario` runs on an emulated link other than `ideal`.
+/// Whether any variant of `scenario` runs on an emulated link other than `ideal`, or a fault
+/// needs the link process to drop packets.
 fn has_emulated_link(scenario: &Scenario) -> bool {
-    scenario
-        .variants
-        .iter()
-        .any(|v| v.link_model(scenario).is_ok_and(|m| !m.is_ideal()))
+    scenario.faults.iter().any(|f| f.kind.needs_link())
+        || scenario
+            .variants
+            .iter()
+            .any(|v| v.link_model(scenario).is_ok_and(|m| !m.is_ideal()))
 }
 
 /// Refuses a scenario with a non-ideal link where this process cannot build one: the link
@@ -115,9 +118,10 @@ pub fn check_link_privileges(scenario: &Scenario) -> Result<(), String> {
     }
     if !crate::wifi::netns::may_administer_network() {
         return Err(
-            "an emulated WiFi link ([link]) needs root or CAP_NET_ADMIN: run as root \
-             (sudo), grant the capability (setcap cap_net_admin+ep on the binary), or remove \
-             [link] to run on the ideal loopback link"
+            "an emulated WiFi link ([link], or a link-down, ap-restart or device-reboot fault) \
+             needs root or CAP_NET_ADMIN: run as root (sudo), grant the capability (setcap \
+             cap_net_admin+ep on the binary), or remove [link] and those faults to run on the \
+             ideal loopback link"
                 .to_string(),
         );
     }
@@ -309,6 +313,7 @@ fn unmeasured(
         files: VariantFiles::default(),
         hardware: None,
         link: None,
+        faults: Vec::new(),
         repetitions: Vec::new(),
     }
 }
@@ -348,6 +353,7 @@ fn run_variant(
         .mqtt_qos()
         .map(|_| variant.mqtt_settings(profile));
     let secrets = mqtt_secrets(mqtt.as_ref());
+    let (start_ns, faults) = fault_timeline(scenario, source);
     let run = VariantRun {
         scenario,
         variant,
@@ -357,6 +363,8 @@ fn run_variant(
         encoding: variant.encoding(&scenario.fleet),
         mqtt: mqtt.as_ref(),
         secrets: &secrets,
+        start_ns,
+        faults: &faults,
     };
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
 
@@ -532,6 +540,29 @@ fn run_variant(
         fleet_connections: records.fleet_connections,
         sink_connections,
     })
+}
+
+/// How long before the devices start a run with faults fixes their start: the link, the
+/// receiving end and the fleet must all be up by then (each takes a few hundred ms at most).
+const FAULT_START_ALLOWANCE: Duration = Duration::from_secs(3);
+
+/// An emulated run with `[[faults]]` fixes its start first, and with it the fault timeline,
+/// since the link and the receiving end act on it as well as the fleet.
+fn fault_timeline(scenario: &Scenario, source: &DeviceSource) -> (Option<u64>, Vec<Fault>) {
+    if scenario.faults.is_empty() || !matches!(source, DeviceSource::Emulated) {
+        return (None, Vec::new());
+    }
+    let schedule = Schedule::starting_at(
+        clock::now_ns() + FAULT_START_ALLOWANCE.as_nanos() as u64,
+        scenario,
+    );
+    let faults = Fault::timeline(
+        &scenario.faults,
+        schedule.window.start_ns,
+        scenario.fleet.devices,
+        scenario.seed,
+    );
+    (Some(schedule.start_ns), faults)
 }
 
 /// Checks and stops the receiving end and the broker. They must have lived through the run: if

@@ -108,6 +108,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
                 .to_owned(),
         ));
     }
+    check_faults(s)?;
     for (i, variant) in s.variants.iter().enumerate() {
         let path = [key("variants"), Seg::Index(i), key("name")];
         check_name(
@@ -128,6 +129,41 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
                     first + 1
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Each `[[faults]]` table must fit the fleet and the window, and be something fleetbench can
+/// inject into every variant: never a silent no-op. Faults run on emulated fleets only; a
+/// backend restart or pause needs a backend fleetbench started (the embedded broker, or one it
+/// starts with `broker_command`), and a link fault a broker inside the run's network.
+fn check_faults(s: &Scenario) -> Result<(), Problem> {
+    for (i, fault) in s.faults.iter().enumerate() {
+        let path = [key("faults"), Seg::Index(i)];
+        let name = fault.kind.name();
+        let at =
+            |message: String| problem(&path, format!("[[faults]] #{} {name}: {message}", i + 1));
+        if s.fleet.source == FleetSource::Hardware {
+            return Err(at(
+                "faults are injected into emulated fleets only; a hardware fleet's faults are \
+                 real ones"
+                    .to_owned(),
+            ));
+        }
+        fault
+            .check(s.fleet.devices, s.duration)
+            .map_err(|e| at(e.to_string()))?;
+        for (j, v) in s.variants.iter().enumerate() {
+            let external = matches!(v.broker(), BrokerChoice::External(_));
+            if external && (fault.kind.hits_backend() || fault.kind.needs_link()) {
+                return Err(at(format!(
+                    "[[variants]] #{} `{}` uses an external broker, which fleetbench can neither \
+                     kill and restart nor reach from the run's network; use the embedded broker",
+                    j + 1,
+                    v.name
+                )));
+            }
         }
     }
     Ok(())

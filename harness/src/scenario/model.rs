@@ -49,6 +49,11 @@ pub struct Scenario {
     /// or CAP_NET_ADMIN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<device_emulator::link::LinkTable>,
+    /// What goes wrong during the measured window (`[[faults]]`), the same for every variant:
+    /// backend restarts and pauses, link drops, access-point restarts, device reboots, boot
+    /// storms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<device_emulator::fault::FaultTable>,
 }
 
 /// Most repetitions a scenario may ask for.

@@ -50,6 +50,9 @@ pub struct WifiPlan {
     pub model: LinkModel,
     /// The run's seed: each device draws its link from it.
     pub seed: u64,
+    /// Stretches in which a device's link drops every packet both ways (link faults).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outages: Vec<device_emulator::fault::LinkOutage>,
 }
 
 /// How long before a packet's release the link stops sleeping and polls.

@@ -143,6 +143,7 @@ pub fn run(options: &ProbeOptions) -> anyhow::Result<ProbeReport> {
         queue: QUEUE,
         model: model.clone(),
         seed: options.seed,
+        outages: Vec::new(),
     };
     let deadline = Deadline::after(options.time_limit);
     match options.traffic {
