@@ -21,6 +21,8 @@ use hdrhistogram::Histogram;
 use transports::transport::BrokerAck;
 use transports::transport::{ConnectionEnd, ConnectionReport};
 
+pub mod faults;
+
 use crate::records::Arrival;
 use crate::results::{
     CloseCost, Delivery, Latency, PerReading, Percentiles, SecondStats, SetupCost, SinkSummary,
