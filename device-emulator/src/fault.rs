@@ -238,6 +238,21 @@ pub enum FaultError {
     Association(LinkModelError),
 }
 
+impl FaultError {
+    /// The key of the `[[faults]]` table the error is about.
+    pub fn key(&self) -> &'static str {
+        match self {
+            FaultError::DevicesNotAllowed(_)
+            | FaultError::NoSuchDevice { .. }
+            | FaultError::NoDevices => "devices",
+            FaultError::KeyNotAllowed { key, .. } => key,
+            FaultError::OutsideWindow { .. } => "start",
+            FaultError::ZeroDuration(_) => "duration",
+            FaultError::Association(_) => "association",
+        }
+    }
+}
+
 impl FaultTable {
     /// Checks the table against a fleet of `devices` and a measured window of `window`.
     pub fn check(&self, devices: u32, window: Duration) -> Result<(), FaultError> {

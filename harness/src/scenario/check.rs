@@ -140,10 +140,14 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
 /// starts with `broker_command`), and a link fault a broker inside the run's network.
 fn check_faults(s: &Scenario) -> Result<(), Problem> {
     for (i, fault) in s.faults.iter().enumerate() {
-        let path = [key("faults"), Seg::Index(i)];
         let name = fault.kind.name();
-        let at =
-            |message: String| problem(&path, format!("[[faults]] #{} {name}: {message}", i + 1));
+        let at_key = |k: &str, message: String| {
+            problem(
+                &[key("faults"), Seg::Index(i), key(k)],
+                format!("[[faults]] #{} {name}: {message}", i + 1),
+            )
+        };
+        let at = |message: String| at_key("kind", message);
         if s.fleet.source == FleetSource::Hardware {
             return Err(at(
                 "faults are injected into emulated fleets only; a hardware fleet's faults are \
@@ -153,7 +157,7 @@ fn check_faults(s: &Scenario) -> Result<(), Problem> {
         }
         fault
             .check(s.fleet.devices, s.duration)
-            .map_err(|e| at(e.to_string()))?;
+            .map_err(|e| at_key(e.key(), e.to_string()))?;
         for (j, v) in s.variants.iter().enumerate() {
             let external = matches!(v.broker(), BrokerChoice::External(_));
             if external && (fault.kind.hits_backend() || fault.kind.needs_link()) {

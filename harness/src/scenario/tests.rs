@@ -674,3 +674,86 @@ transport = "tcp"
     assert!(err.to_string().contains("external broker"), "{err}");
     assert_eq!(err.key(), Some("variants[1].link"), "{err}");
 }
+
+/// MINIMAL with `faults` appended as `[[faults]]` tables.
+fn with_faults(faults: &str) -> String {
+    format!("{MINIMAL}\n{faults}")
+}
+
+#[test]
+fn faults_read_their_kind_start_duration_and_devices() {
+    let text = with_faults(
+        r#"[[faults]]
+kind = "backend-restart"
+start = "2s"
+duration = "1s"
+
+[[faults]]
+kind = "device-reboot"
+start = "4s"
+duration = "0s"
+devices = [1, 3]
+boot = "300ms"
+association = { kind = "constant", value = "2s" }
+
+[[faults]]
+kind = "link-down"
+start = "6s"
+duration = "1s"
+devices = 0.25
+"#,
+    );
+    let s = parse(&text, "scenarios/x.toml").unwrap();
+    use device_emulator::fault::{DeviceSet, FaultKind};
+    let kinds: Vec<FaultKind> = s.faults.iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            FaultKind::BackendRestart,
+            FaultKind::DeviceReboot,
+            FaultKind::LinkDown
+        ]
+    );
+    assert_eq!(s.faults[1].devices, Some(DeviceSet::List(vec![1, 3])));
+    assert_eq!(s.faults[2].devices, Some(DeviceSet::Fraction(0.25)));
+    assert_eq!(s.faults[0].start.0, Duration::from_secs(2));
+}
+
+#[test]
+fn a_fault_that_cannot_be_injected_is_named_with_its_key_and_line() {
+    // A backend fault hits the one backend: no device list.
+    let err = error(&with_faults(
+        "[[faults]]\nkind = \"backend-pause\"\nstart = \"1s\"\nduration = \"1s\"\ndevices = [0]\n",
+    ));
+    assert!(err.to_string().contains("does not apply"), "{err}");
+    assert_eq!(err.key(), Some("faults[0].devices"), "{err}");
+    assert_eq!(err.line(), Some(20), "{err}");
+    // A device outside the fleet.
+    let err = error(&with_faults(
+        "[[faults]]\nkind = \"link-down\"\nstart = \"1s\"\nduration = \"1s\"\ndevices = [50]\n",
+    ));
+    assert!(
+        err.to_string().contains("device 50 is not in the fleet"),
+        "{err}"
+    );
+    // Past the window.
+    let err = error(&with_faults(
+        "[[faults]]\nkind = \"boot-storm\"\nstart = \"8s\"\nduration = \"1s\"\n",
+    ));
+    assert_eq!(err.key(), Some("faults[0].start"), "{err}");
+    // A typo in a key.
+    let err = error(&with_faults(
+        "[[faults]]\nkind = \"boot-storm\"\nstart = \"1s\"\nduraton = \"1s\"\n",
+    ));
+    assert!(err.to_string().contains("duraton"), "{err}");
+    assert_eq!(err.line(), Some(19), "{err}");
+    // An external broker cannot be killed by fleetbench.
+    let text = MINIMAL.replace(
+        "name = \"ws\"\ntransport = \"ws\"",
+        "name = \"q1\"\ntransport = \"mqtt-qos1\"\nbroker = \"mqtt://127.0.0.1:1883\"",
+    );
+    let err = error(&format!(
+        "{text}\n[[faults]]\nkind = \"backend-restart\"\nstart = \"1s\"\nduration = \"1s\"\n"
+    ));
+    assert!(err.to_string().contains("external broker"), "{err}");
+}
