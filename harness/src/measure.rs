@@ -450,6 +450,39 @@ fn split_loss(
     delivery.lost_by_broker = broker_acknowledges.then_some(by_broker);
 }
 
+/// The delivery of several runs of the same readings' kind (repetitions): every count adds up;
+/// a split of `lost` is absent when any run lacks it.
+pub fn pooled_delivery<'a>(runs: impl IntoIterator<Item = &'a Delivery>) -> Delivery {
+    let mut pooled = Delivery {
+        lost_unsent: Some(0),
+        lost_in_flight: Some(0),
+        lost_by_broker: Some(0),
+        ..Delivery::default()
+    };
+    let add = |into: &mut Option<u64>, from: Option<u64>| {
+        *into = into.zip(from).map(|(a, b)| a + b);
+    };
+    let mut any = false;
+    for d in runs {
+        any = true;
+        pooled.scheduled += d.scheduled;
+        pooled.sent += d.sent;
+        pooled.unsent += d.unsent;
+        pooled.received += d.received;
+        pooled.lost += d.lost;
+        pooled.duplicated += d.duplicated;
+        pooled.reordered += d.reordered;
+        add(&mut pooled.lost_unsent, d.lost_unsent);
+        add(&mut pooled.lost_in_flight, d.lost_in_flight);
+        add(&mut pooled.lost_by_broker, d.lost_by_broker);
+    }
+    if any {
+        pooled
+    } else {
+        Delivery::default()
+    }
+}
+
 /// `total / count` to three decimals; 0 when there is nothing to divide by.
 fn mean3(total: u64, count: u64) -> f64 {
     if count == 0 {

@@ -213,25 +213,7 @@ pub fn pool(runs: &[&FaultFigures]) -> Option<FaultFigures> {
         return Some(pooled);
     }
     let r = &mut pooled.result;
-    let d = &mut r.delivery;
-    *d = Default::default();
-    let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (None, None) => None,
-        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
-    };
-    for run in runs {
-        let o = &run.result.delivery;
-        d.scheduled += o.scheduled;
-        d.sent += o.sent;
-        d.unsent += o.unsent;
-        d.received += o.received;
-        d.lost += o.lost;
-        d.lost_unsent = add(d.lost_unsent, o.lost_unsent);
-        d.lost_in_flight = add(d.lost_in_flight, o.lost_in_flight);
-        d.lost_by_broker = add(d.lost_by_broker, o.lost_by_broker);
-        d.duplicated += o.duplicated;
-        d.reordered += o.reordered;
-    }
+    r.delivery = super::pooled_delivery(runs.iter().map(|f| &f.result.delivery));
     r.devices = runs.iter().map(|f| f.result.devices).sum();
     r.reconnect_attempts = runs.iter().map(|f| f.result.reconnect_attempts).sum();
     r.backlog = runs.iter().map(|f| f.result.backlog).sum();
@@ -240,11 +222,7 @@ pub fn pool(runs: &[&FaultFigures]) -> Option<FaultFigures> {
         .filter_map(|f| f.result.backlog_drained_ms)
         .reduce(f64::max);
     r.reboots = runs.iter().map(|f| f.result.reboots).sum();
-    r.link_dropped = runs
-        .iter()
-        .map(|f| f.result.link_dropped)
-        .reduce(|a, b| add(a, b))
-        .flatten();
+    r.link_dropped = runs.iter().map(|f| f.result.link_dropped).sum();
     pooled.notice_ms = runs
         .iter()
         .flat_map(|f| f.notice_ms.iter().copied())

@@ -10,8 +10,7 @@ use super::RunOptions;
 use crate::hardware;
 use crate::measure;
 use crate::results::{
-    Cost, Delivery, Latency, ProcessCost, Repetition, SecondStats, SinkSummary, VariantFiles,
-    VariantResult,
+    Cost, Latency, ProcessCost, Repetition, SecondStats, SinkSummary, VariantFiles, VariantResult,
 };
 use crate::scenario::Scenario;
 
@@ -81,25 +80,7 @@ fn pool(
     v.complete =
         runs.len() as u32 == scenario.repetitions && runs.iter().all(|m| m.result.complete);
     v.error = (!errors.is_empty()).then(|| errors.join("; "));
-    v.delivery = Delivery::default();
-    for m in runs {
-        let d = &m.result.delivery;
-        v.delivery.scheduled += d.scheduled;
-        v.delivery.sent += d.sent;
-        v.delivery.unsent += d.unsent;
-        v.delivery.received += d.received;
-        v.delivery.lost += d.lost;
-        v.delivery.duplicated += d.duplicated;
-        v.delivery.reordered += d.reordered;
-    }
-    let split = |part: fn(&Delivery) -> Option<u64>| {
-        runs.iter()
-            .map(|m| part(&m.result.delivery))
-            .sum::<Option<u64>>()
-    };
-    v.delivery.lost_unsent = split(|d| d.lost_unsent);
-    v.delivery.lost_in_flight = split(|d| d.lost_in_flight);
-    v.delivery.lost_by_broker = split(|d| d.lost_by_broker);
+    v.delivery = measure::pooled_delivery(runs.iter().map(|m| &m.result.delivery));
     let measured: Vec<&Measured> = runs.iter().filter(|m| m.histograms.is_some()).collect();
     let mut merged = [
         measure::new_histogram(),
