@@ -9,9 +9,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use device_emulator::fault::LinkOutage;
 use device_emulator::link::LinkTable;
+use fleetbench::wifi::outage::OutageRecord;
 use fleetbench::wifi::probe::report::ProbeReport;
 use fleetbench::wifi::{netns, LinkRecord, WifiPlan, LINK_RECORD};
+use transports::clock;
 
 #[path = "support/run.rs"]
 mod run;
@@ -39,6 +42,11 @@ struct LinkProcess {
 
 impl LinkProcess {
     fn start(table: &str) -> LinkProcess {
+        LinkProcess::start_with_outages(table, Vec::new())
+    }
+
+    /// Started with link faults: `outages` on CLOCK_MONOTONIC.
+    fn start_with_outages(table: &str, outages: Vec<LinkOutage>) -> LinkProcess {
         assert!(
             netns::may_administer_network(),
             "this test needs root or CAP_NET_ADMIN (CI runs as root)"
@@ -50,7 +58,7 @@ impl LinkProcess {
             queue: QUEUE,
             model: model(table),
             seed: 7,
-            outages: Vec::new(),
+            outages,
         };
         let plan_path = dir.path().join("link-plan.json");
         std::fs::write(&plan_path, serde_json::to_vec(&plan).unwrap()).unwrap();
@@ -527,4 +535,243 @@ fn the_probe_times_both_legs_of_every_exchange() {
             "{name}: {d:?}"
         );
     }
+}
+
+/// A numbered datagram of the outage tests: which device, which way, which batch, which one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Tag {
+    device: u8,
+    up: bool,
+    batch: u8,
+    index: u8,
+}
+
+impl Tag {
+    fn bytes(self) -> [u8; 4] {
+        [self.device, u8::from(self.up), self.batch, self.index]
+    }
+
+    fn read(bytes: &[u8]) -> Tag {
+        assert_eq!(bytes.len(), 4, "{bytes:?}");
+        Tag {
+            device: bytes[0],
+            up: bytes[1] == 1,
+            batch: bytes[2],
+            index: bytes[3],
+        }
+    }
+}
+
+/// Sleeps until `at_ns` on CLOCK_MONOTONIC.
+fn sleep_until(at_ns: u64) {
+    let now = clock::now_ns();
+    if at_ns > now {
+        std::thread::sleep(Duration::from_nanos(at_ns - now));
+    }
+}
+
+/// Reads every datagram waiting on `sockets` (non-blocking) into `received`.
+fn drain(sockets: &[&UdpSocket], received: &mut std::collections::BTreeSet<Tag>) {
+    let mut buf = [0u8; 64];
+    for socket in sockets {
+        while let Ok(n) = socket.recv(&mut buf) {
+            assert!(received.insert(Tag::read(&buf[..n])), "a duplicate");
+        }
+    }
+}
+
+/// The outage tests on the link `table` (its delay at most `delay`, both ways): device 2's link
+/// is down (fault 0) for a generous 3 s starting 2.5 s after the test begins, fault 1 takes
+/// down device 7, which sends nothing. Devices 2 and 5 each send numbered datagrams up, and
+/// the backend sends as many down to each, in batches: `before` right away, `during` 200 ms
+/// into the outage, `after` once it has ended; with a delay, also `edge`, sent half the delay
+/// before the outage, which the link takes before the outage or inside it, and either way
+/// lets go inside it.
+///
+/// The margins (the link reads a datagram well within 2 s of its sending) are the only
+/// assumption on speed: every other check is an identity. Device 2 loses exactly its `during`
+/// (and `edge`) datagrams both ways, nothing else is lost, and the link's record of fault 0
+/// counts exactly what the test saw lost, each way, none of it as the model's loss.
+fn outage_drops_one_device_both_ways(table: &str, delay: Duration) -> LinkRecord {
+    const BEFORE: u8 = 0;
+    const EDGE: u8 = 1;
+    const DURING: u8 = 2;
+    const AFTER: u8 = 3;
+    const PER_BATCH: u8 = 20;
+    let delay_ns = delay.as_nanos() as u64;
+    let from_ns = clock::now_ns() + 2_500_000_000;
+    let until_ns = from_ns + 3_000_000_000;
+    let link = LinkProcess::start_with_outages(
+        table,
+        vec![
+            LinkOutage {
+                fault: 0,
+                device_id: 2,
+                from_ns,
+                until_ns,
+            },
+            LinkOutage {
+                fault: 1,
+                device_id: 7,
+                from_ns,
+                until_ns,
+            },
+        ],
+    );
+    let backend = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let device_socket = |id: u32| {
+        let host = std::net::Ipv4Addr::from(u32::from(netns::FIRST_DEVICE) + id);
+        UdpSocket::bind((host, 0)).unwrap()
+    };
+    let devices = [(2u8, device_socket(2)), (5u8, device_socket(5))];
+    let mut sockets = vec![&backend];
+    for (_, s) in &devices {
+        s.set_nonblocking(true).unwrap();
+        sockets.push(s);
+    }
+    backend.set_nonblocking(true).unwrap();
+    let mut sent = std::collections::BTreeSet::new();
+    let mut received = std::collections::BTreeSet::new();
+    let send_batch = |batch: u8, sent: &mut std::collections::BTreeSet<Tag>| {
+        for index in 0..PER_BATCH {
+            for (device, socket) in &devices {
+                let tag = |up| Tag {
+                    device: *device,
+                    up,
+                    batch,
+                    index,
+                };
+                socket
+                    .send_to(&tag(true).bytes(), backend.local_addr().unwrap())
+                    .unwrap();
+                backend
+                    .send_to(&tag(false).bytes(), socket.local_addr().unwrap())
+                    .unwrap();
+                sent.insert(tag(true));
+                sent.insert(tag(false));
+            }
+        }
+    };
+    // Waits (hang guard: 60 s) until every datagram of `batch` has arrived.
+    let await_batch = |batch: u8,
+                       sent: &std::collections::BTreeSet<Tag>,
+                       received: &mut std::collections::BTreeSet<Tag>| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            drain(&sockets, received);
+            let left = sent
+                .iter()
+                .filter(|t: &&Tag| t.batch == batch && !received.contains(*t))
+                .count();
+            if left == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "batch {batch}: {left} datagrams never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+
+    send_batch(BEFORE, &mut sent);
+    await_batch(BEFORE, &sent, &mut received);
+    if delay_ns > 0 {
+        sleep_until(from_ns - delay_ns / 2);
+        send_batch(EDGE, &mut sent);
+    }
+    sleep_until(from_ns + 200_000_000);
+    send_batch(DURING, &mut sent);
+    sleep_until(until_ns);
+    // Sent at or after the outage's end: the link takes them after it, whatever its pace.
+    send_batch(AFTER, &mut sent);
+    // The link keeps each direction's order and the kernel each socket's, so once the last
+    // batch is in, every datagram before it has arrived or been dropped.
+    await_batch(AFTER, &sent, &mut received);
+    drain(&sockets, &mut received);
+    let record = link.stop();
+
+    let lost: Vec<Tag> = sent.difference(&received).copied().collect();
+    let expected: Vec<Tag> = sent
+        .iter()
+        .filter(|t| t.device == 2 && (t.batch == DURING || t.batch == EDGE))
+        .copied()
+        .collect();
+    assert_eq!(lost, expected);
+    let lost_up = lost.iter().filter(|t| t.up).count() as u64;
+    let lost_down = lost.len() as u64 - lost_up;
+    assert_eq!(record.kernel_dropped, 0);
+    assert_eq!((record.up.dropped, record.down.dropped), (0, 0));
+    assert_eq!(
+        (record.up.outage_dropped, record.down.outage_dropped),
+        (lost_up, lost_down),
+        "{record:?}"
+    );
+    let fault = &record.outages[0];
+    assert_eq!(
+        (fault.fault, fault.devices.as_slice()),
+        (0, [2].as_slice()),
+        "{fault:?}"
+    );
+    assert_eq!((fault.dropped_up, fault.dropped_down), (lost_up, lost_down));
+    // The link's own instants of its drops fall inside the outage.
+    assert!(fault.first_drop_ns.unwrap() >= from_ns, "{fault:?}");
+    assert!(fault.last_drop_ns.unwrap() < until_ns, "{fault:?}");
+    assert_eq!(
+        record.outages[1],
+        OutageRecord {
+            fault: 1,
+            devices: vec![7],
+            ..OutageRecord::default()
+        }
+    );
+    assert_eq!(record.outages.len(), 2);
+    // Per device: 2's losses are its outage's, 5 lost nothing.
+    for d in &record.devices {
+        let (up, down) = match d.device_id {
+            2 => (lost_up, lost_down),
+            5 => (0, 0),
+            other => panic!("device {other} sent nothing"),
+        };
+        assert_eq!(
+            (d.up.outage_dropped, d.down.outage_dropped),
+            (up, down),
+            "{d:?}"
+        );
+    }
+    // What the model judged it delivered or, with a delay, held until the outage dropped it.
+    for (name, d) in [("up", &record.up), ("down", &record.down)] {
+        assert_eq!(
+            d.packets,
+            d.delay_us.count + d.released_at_stop + d.outage_dropped_held,
+            "{name}: {d:?}"
+        );
+    }
+    record
+}
+
+/// The ideal link with a link fault: the link process runs only for the outage, drops device
+/// 2's datagrams inside it both ways and passes everything else as it came, with no delay.
+#[test]
+fn an_outage_on_the_ideal_link_drops_one_device_both_ways_and_passes_everything_else() {
+    let record = outage_drops_one_device_both_ways("[link]\npreset = \"ideal\"\n", Duration::ZERO);
+    for d in [&record.up, &record.down] {
+        assert_eq!(d.modelled_us.max, 0, "{d:?}");
+        assert_eq!(d.outage_dropped_held, 0, "{d:?}");
+    }
+}
+
+/// A constant 300 ms link each way with a link fault: also a datagram the link holds when the
+/// outage begins, due inside it, is lost (the `edge` batch).
+#[test]
+fn an_outage_on_a_delayed_link_also_drops_what_it_would_let_go_inside_it() {
+    outage_drops_one_device_both_ways(
+        r#"
+        [link.up]
+        delay = { kind = "constant", value = "300ms" }
+        [link.down]
+        delay = { kind = "constant", value = "300ms" }
+        "#,
+        Duration::from_millis(300),
+    );
 }

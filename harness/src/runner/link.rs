@@ -15,6 +15,7 @@ use super::{READY_TIMEOUT, STOP_GRACE};
 use crate::child::ChildProcess;
 use crate::measure::{new_histogram, percentiles};
 use crate::results::{LinkDirectionSummary, LinkSummary};
+use crate::wifi::outage::OutageRecord;
 use crate::wifi::{self, netns, DirectionRecord, LinkRecord, WifiPlan};
 
 /// The NFQUEUE the run's rules use (the namespace is the run's own).
@@ -98,13 +99,15 @@ impl RunningLink {
     }
 
     /// Stops the link (what it still holds goes at once), removes the rules and reads what it
-    /// did: its summary and its histograms by tag ([`wifi::LINK_HLOG`]), to pool repetitions.
-    /// An error names what failed; `error` gets the link's death during the run.
+    /// did: its summary, its histograms by tag ([`wifi::LINK_HLOG`]), to pool repetitions, and
+    /// what each link fault's outages dropped (one record per fault index among the run's link
+    /// outages, ascending; empty without any). An error names what failed; `error` gets the
+    /// link's death during the run.
     pub fn stop(
         mut self,
         run: &VariantRun,
         error: &mut Option<String>,
-    ) -> anyhow::Result<(LinkSummary, LinkHistograms)> {
+    ) -> anyhow::Result<(LinkSummary, LinkHistograms, Vec<OutageRecord>)> {
         if let Some(exited) = self.process.exited("during the run") {
             error.get_or_insert(exited);
         }
@@ -130,7 +133,7 @@ impl RunningLink {
             drain_ms: self.drained.0,
             unacknowledged_at_stop_bytes: self.drained.1,
         };
-        Ok((summary, histograms))
+        Ok((summary, histograms, record.outages))
     }
 }
 

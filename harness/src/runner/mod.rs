@@ -435,7 +435,7 @@ fn run_variant(
     stop_receiving_end(&mut sink, broker_process.as_mut(), &mut error);
     let (link, link_histograms) = match link {
         Some(l) => {
-            let (summary, histograms) = l.stop(&run, &mut error)?;
+            let (summary, histograms, _outages) = l.stop(&run, &mut error)?;
             (Some(summary), Some(histograms))
         }
         None => (None, None),
