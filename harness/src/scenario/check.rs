@@ -160,14 +160,57 @@ fn check_faults(s: &Scenario) -> Result<(), Problem> {
             .map_err(|e| at_key(e.key(), e.to_string()))?;
         for (j, v) in s.variants.iter().enumerate() {
             let external = matches!(v.broker(), BrokerChoice::External(_));
-            if external && (fault.kind.hits_backend() || fault.kind.needs_link()) {
+            let started = v.broker_command.is_some();
+            if external && !started && fault.kind.hits_backend() {
                 return Err(at(format!(
-                    "[[variants]] #{} `{}` uses an external broker, which fleetbench can neither \
-                     kill and restart nor reach from the run's network; use the embedded broker",
+                    "[[variants]] #{} `{}` uses an external broker fleetbench did not start, \
+                     which it cannot kill and start again; give the command that starts it \
+                     (`broker_command`), or use the embedded broker",
                     j + 1,
                     v.name
                 )));
             }
+            if external && fault.kind.needs_link() {
+                return Err(at(format!(
+                    "[[variants]] #{} `{}` uses an external broker, which the run's network does \
+                     not reach; use the embedded broker",
+                    j + 1,
+                    v.name
+                )));
+            }
+        }
+    }
+    check_backend_faults_apart(s)
+}
+
+/// Backend faults act on one process, one at a time: a restart or pause must end before the
+/// next one begins (a pause of a killed backend, or a kill of a paused one, is no fault a
+/// scenario means).
+fn check_backend_faults_apart(s: &Scenario) -> Result<(), Problem> {
+    let mut backend: Vec<(usize, &device_emulator::fault::FaultTable)> = s
+        .faults
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.kind.hits_backend())
+        .collect();
+    backend.sort_by_key(|(_, f)| f.start.0);
+    for pair in backend.windows(2) {
+        let ((i, first), (j, next)) = (pair[0], pair[1]);
+        let first_end = first.start.0 + first.duration.0;
+        if next.start.0 < first_end {
+            return Err(problem(
+                &[key("faults"), Seg::Index(j), key("start")],
+                format!(
+                    "[[faults]] #{} {} starts at {} into the window, before [[faults]] #{} {} \
+                     ends (at {}): backend faults must not overlap",
+                    j + 1,
+                    next.kind.name(),
+                    humantime::format_duration(next.start.0),
+                    i + 1,
+                    first.kind.name(),
+                    humantime::format_duration(first_end)
+                ),
+            ));
         }
     }
     Ok(())
@@ -291,6 +334,7 @@ fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
     let at = |name: &str| [key("variants"), Seg::Index(i), key(name)];
     let given = [
         ("broker", v.broker.is_some()),
+        ("broker_command", v.broker_command.is_some()),
         ("username", v.username.is_some()),
         ("password", v.password.is_some()),
         ("topic", v.topic.is_some()),
@@ -385,6 +429,27 @@ fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
                 ),
             ));
         }
+        if let Some(command) = &v.broker_command {
+            if command.first().is_none_or(|program| program.is_empty()) {
+                return Err(problem(
+                    &at("broker_command"),
+                    format!(
+                        "`broker_command` in [[variants]] #{} names no program: write the \
+                         command as a list, e.g. [\"mosquitto\", \"-c\", \"mosquitto.conf\"]",
+                        i + 1
+                    ),
+                ));
+            }
+        }
+    } else if v.broker_command.is_some() {
+        return Err(problem(
+            &at("broker_command"),
+            format!(
+                "`broker_command` in [[variants]] #{} starts an external broker: give `broker = \
+                 \"mqtt://host:port\"`, where it listens",
+                i + 1
+            ),
+        ));
     } else if v.username.is_some() || v.password.is_some() {
         return Err(problem(
             &at(if v.username.is_some() {

@@ -211,6 +211,13 @@ pub struct VariantConfig {
     /// MQTT only: `"embedded"` (rumqttd in its own process, the default) or `"mqtt://host:port"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// MQTT with an external `broker` only: the command that starts that broker, as an argv
+    /// list (`["mosquitto", "-c", "/etc/fleetbench/mosquitto.conf"]`). fleetbench starts it for
+    /// the variant, waits until `broker`'s port accepts a connection, samples its CPU and
+    /// memory as the broker's, kills and starts it again for a `backend-restart` fault, and
+    /// stops it (SIGTERM) at the end. It must be the broker itself, not a wrapper that forks it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_command: Option<Vec<String>>,
     /// MQTT only: username sent in CONNECT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -264,7 +271,8 @@ pub const MAX_SUBSCRIBERS: u32 = 1_000;
 pub enum BrokerChoice {
     /// rumqttd, started by the harness in its own process on a free loopback port.
     Embedded,
-    /// A broker already running at this address.
+    /// An external broker at this address: already running, or started by fleetbench with the
+    /// variant's `broker_command`.
     External(String),
 }
 

@@ -757,3 +757,66 @@ fn a_fault_that_cannot_be_injected_is_named_with_its_key_and_line() {
     ));
     assert!(err.to_string().contains("external broker"), "{err}");
 }
+/// MINIMAL with its second variant made an MQTT one (`variant` keys after the transport) and
+/// `faults` appended.
+fn with_mqtt_and_faults(variant: &str, faults: &str) -> String {
+    MINIMAL.replace(
+        "name = \"ws\"\ntransport = \"ws\"",
+        &format!("name = \"q1\"\ntransport = \"mqtt-qos1\"\n{variant}"),
+    ) + faults
+}
+
+const RESTART_AND_PAUSE: &str = "\n[[faults]]\nkind = \"backend-restart\"\nstart = \"2s\"\n\
+    duration = \"1s\"\n\n[[faults]]\nkind = \"backend-pause\"\nstart = \"4s\"\nduration = \"1s\"\n";
+
+#[test]
+fn a_backend_fault_through_an_external_broker_needs_the_command_that_starts_it() {
+    let at = "broker = \"mqtt://127.0.0.1:1883\"\n";
+    let err = error(&with_mqtt_and_faults(at, RESTART_AND_PAUSE));
+    assert!(err.to_string().contains("`broker_command`"), "{err}");
+    assert_eq!(err.key(), Some("faults[0]"), "{err}");
+
+    let started = format!("{at}broker_command = [\"mosquitto\", \"-p\", \"1883\"]\n");
+    let s = parse(&with_mqtt_and_faults(&started, RESTART_AND_PAUSE), "x.toml").unwrap();
+    assert_eq!(
+        s.variants[1].broker_command.as_deref(),
+        Some(&["mosquitto".to_string(), "-p".into(), "1883".into()][..])
+    );
+    // Still no link fault: the broker would be started, but the check stays as it was.
+    let link = "\n[[faults]]\nkind = \"link-down\"\nstart = \"2s\"\nduration = \"1s\"\n";
+    let err = error(&with_mqtt_and_faults(&started, link));
+    assert!(err.to_string().contains("external broker"), "{err}");
+}
+
+#[test]
+fn a_broker_command_needs_an_external_broker_and_a_program() {
+    let err = error(&with_mqtt_and_faults(
+        "broker_command = [\"mosquitto\"]\n",
+        "",
+    ));
+    assert!(err.to_string().contains("mqtt://host:port"), "{err}");
+    assert_eq!(err.key(), Some("variants[1].broker_command"), "{err}");
+    let err = error(&with_mqtt_and_faults(
+        "broker = \"mqtt://127.0.0.1:1883\"\nbroker_command = []\n",
+        "",
+    ));
+    assert!(err.to_string().contains("names no program"), "{err}");
+    let tcp = MINIMAL.replace(
+        "name = \"ws\"\ntransport = \"ws\"",
+        "name = \"ws\"\ntransport = \"ws\"\nbroker_command = [\"mosquitto\"]",
+    );
+    let err = error(&tcp);
+    assert!(err.to_string().contains("applies only to MQTT"), "{err}");
+}
+
+#[test]
+fn backend_faults_must_not_overlap() {
+    let overlapping = "\n[[faults]]\nkind = \"backend-pause\"\nstart = \"3s\"\nduration = \"2s\"\n\
+        \n[[faults]]\nkind = \"backend-restart\"\nstart = \"2s\"\nduration = \"1500ms\"\n";
+    let err = error(&(MINIMAL.to_string() + overlapping));
+    assert!(err.to_string().contains("must not overlap"), "{err}");
+    assert!(err.to_string().contains("#1 backend-pause"), "{err}");
+    assert_eq!(err.key(), Some("faults[0].start"), "{err}");
+    // One ending as the next begins is fine.
+    parse(&(MINIMAL.to_string() + RESTART_AND_PAUSE), "x.toml").unwrap();
+}
