@@ -95,9 +95,36 @@ impl ChildProcess {
         env: &[(&str, String)],
         log: &Path,
     ) -> anyhow::Result<Self> {
-        use std::os::unix::process::CommandExt;
         let stderr =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        Self::spawn_logging_to(name, exe, args, env, (log, stderr))
+    }
+
+    /// As [`spawn_with_env`](Self::spawn_with_env), adding to `log` instead of replacing it: a
+    /// process started again after a kill keeps its predecessor's log above its own.
+    pub fn spawn_appending(
+        name: &str,
+        exe: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        Self::spawn_logging_to(name, exe, args, env, (log, stderr))
+    }
+
+    fn spawn_logging_to(
+        name: &str,
+        exe: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        (log, stderr): (&Path, std::fs::File),
+    ) -> anyhow::Result<Self> {
+        use std::os::unix::process::CommandExt;
         let mut command = Command::new(exe);
         command
             .args(args)
@@ -202,9 +229,39 @@ impl ChildProcess {
     }
 
     /// Asks the child to stop (SIGTERM).
-    pub fn terminate(&self) {
-        // SAFETY: sending a signal to our own child's pid.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Stops the child where it is (SIGSTOP) until [`resume`](Self::resume): a backend pause.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused child go on (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Kills the child without warning (SIGKILL) and reaps it, as a backend restart does. If it
+    /// had already exited on its own, it is not killed and the error describes that exit (see
+    /// [`exited`](Self::exited)): a death the harness did not cause is never passed off as one
+    /// it did.
+    pub fn kill(&mut self, when: &str) -> Result<(), String> {
+        if let Some(exited) = self.exited(when) {
+            return Err(exited);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok(())
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
+        // Never to a child that has exited and been reaped: its pid may be another's by now.
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: sending a signal to our own child's pid, which it still holds.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        }
     }
 
     /// Waits until the child exits or `timeout` passes; true if it exited.
@@ -311,6 +368,55 @@ mod tests {
                 log.display()
             )
         );
+    }
+
+    #[test]
+    fn a_child_that_died_on_its_own_is_not_killed_but_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sink.log");
+        let mut child = ChildProcess::spawn(
+            "sink",
+            Path::new("/bin/sh"),
+            &["-c".into(), "echo 'error: disk full' >&2; exit 3".into()],
+            &log,
+        )
+        .unwrap();
+        assert!(child.wait_for_exit(Duration::from_secs(60)));
+        assert_eq!(
+            child.kill("before backend-restart #1"),
+            Err(format!(
+                "the sink exited before backend-restart #1 (exit status 3): disk full; see {}",
+                log.display()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_paused_child_goes_on_when_resumed_and_a_kill_reaps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("sink.log");
+        let mut child =
+            ChildProcess::spawn("sink", Path::new("/bin/sleep"), &["600".into()], &log).unwrap();
+        let state = |pid: u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            stat.rsplit_once(") ").unwrap().1.chars().next().unwrap()
+        };
+        let pid = child.pid();
+        child.pause();
+        // Stopping takes effect when the signal is delivered; a hang guard only.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while state(pid) != 'T' {
+            assert!(Instant::now() < deadline, "not stopped in 60 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.resume();
+        while state(pid) == 'T' {
+            assert!(Instant::now() < deadline, "not continued in 60 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(child.kill("before backend-restart #1"), Ok(()));
+        let status = child.exit_status().expect("reaped");
+        assert_eq!(describe_status(status), "killed by signal 9 (SIGKILL)");
     }
 
     #[test]

@@ -482,6 +482,7 @@ fn main() -> ExitCode {
                         encoding,
                         hold_timeout,
                         retry,
+                        flush_promptly: false,
                     })),
                     None => Err(exit_unplanned(format!(
                         "`collect {}` needs --devices-file",

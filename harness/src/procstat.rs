@@ -119,6 +119,15 @@ pub struct ProcTrack {
     pub exited_at_ns: Option<u64>,
     /// Samples that failed for another reason than the process being gone (and are missing).
     pub failed_samples: u64,
+    /// Processes the label stood for before [`pid`](Self::pid), oldest first: a backend killed
+    /// and started again ([`Sampler::replace_pid`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_pids: Vec<u32>,
+    /// CPU ticks the earlier processes used, up to each one's last sample: added to every
+    /// sample of the current process, so [`ProcSample::cpu_ticks`] counts the label's CPU
+    /// across all of them.
+    #[serde(default)]
+    pub earlier_cpu_ticks: u64,
 }
 
 /// A sample taken at a named moment.
@@ -225,7 +234,10 @@ impl Shared {
         {
             match sample(track.pid) {
                 Ok(s) => {
-                    track.samples.push(s);
+                    track.samples.push(ProcSample {
+                        cpu_ticks: track.earlier_cpu_ticks + s.cpu_ticks,
+                        ..s
+                    });
                     if let Some(name) = mark {
                         track.marks.push(ProcMark {
                             name: name.to_owned(),
@@ -265,6 +277,8 @@ impl Sampler {
                 marks: Vec::new(),
                 exited_at_ns: None,
                 failed_samples: 0,
+                earlier_pids: Vec::new(),
+                earlier_cpu_ticks: 0,
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -293,6 +307,27 @@ impl Sampler {
     /// `window_start`); see [`ProcSeries::mark_sample`].
     pub fn mark(&self, name: &str) {
         self.shared.sample_all(Some(name));
+    }
+
+    /// From now on samples `pid` under `label`, in place of the process it stood for (a
+    /// backend killed and started again); does nothing for a label it does not sample.
+    ///
+    /// CPU seconds add up across the two: every sample of the new process counts the old one's
+    /// CPU ticks up to its last sample plus its own, so [`ProcSeries::cpu_seconds_between`] over
+    /// a window that spans the restart is the two processes' CPU in it. What the old process
+    /// used after its last sample is not counted; sample right before killing it
+    /// ([`mark`](Self::mark)) and that is nothing. Between the last sample of the old one and
+    /// the first of the new one the counter is interpolated, which is right for a process that
+    /// was not running. Memory is each sample's own process's: the peak is the highest of
+    /// either, and a mark's resident size that of the process alive at the mark.
+    pub fn replace_pid(&self, label: &str, pid: u32) {
+        let mut series = self.shared.series();
+        if let Some(track) = series.tracks.iter_mut().find(|t| t.label == label) {
+            track.earlier_cpu_ticks = track.samples.last().map_or(0, |s| s.cpu_ticks);
+            track.earlier_pids.push(track.pid);
+            track.pid = pid;
+            track.exited_at_ns = None;
+        }
     }
 
     /// Stops the thread, takes a last sample of every live process and returns all samples.
@@ -375,6 +410,8 @@ mod tests {
                 }],
                 exited_at_ns: None,
                 failed_samples: 0,
+                earlier_pids: Vec::new(),
+                earlier_cpu_ticks: 0,
             }],
         }
     }
@@ -515,6 +552,59 @@ mod tests {
 
         let json = serde_json::to_string(&series).unwrap();
         assert_eq!(serde_json::from_str::<ProcSeries>(&json).unwrap(), series);
+    }
+
+    /// A child that spins until killed, and waits until it has used `ticks` CPU ticks (a hang
+    /// guard only: spinning, it gets there whatever the load).
+    fn spinner(ticks: u64) -> std::process::Child {
+        let child = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while sample(child.id()).unwrap().cpu_ticks < ticks {
+            assert!(Instant::now() < deadline, "no CPU used in 120 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    }
+
+    #[test]
+    fn a_replaced_process_adds_its_cpu_to_the_one_before() {
+        let mut old = spinner(2);
+        let sampler = Sampler::start(vec![("sink".to_owned(), old.id())], Duration::from_secs(60));
+        sampler.mark("before_kill");
+        old.kill().unwrap();
+        old.wait().unwrap();
+        let mut new = spinner(1);
+        sampler.replace_pid("sink", new.id());
+        sampler.replace_pid("nobody", 1);
+        sampler.mark("after_restart");
+        let series = sampler.stop();
+        new.kill().unwrap();
+        new.wait().unwrap();
+
+        let track = series.track("sink").unwrap();
+        assert_eq!(
+            (track.pid, track.earlier_pids.clone()),
+            (new.id(), vec![old.id()])
+        );
+        let before = series.mark_sample("sink", "before_kill").unwrap().cpu_ticks;
+        assert!(before >= 2);
+        assert_eq!(track.earlier_cpu_ticks, before);
+        let after = series
+            .mark_sample("sink", "after_restart")
+            .unwrap()
+            .cpu_ticks;
+        assert!(
+            after > before,
+            "{after} counts the old {before} and the new one's own"
+        );
+        assert!(track
+            .samples
+            .windows(2)
+            .all(|w| w[0].cpu_ticks <= w[1].cpu_ticks));
+        assert!(track.exited_at_ns.is_none());
     }
 }
 

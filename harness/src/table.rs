@@ -193,7 +193,7 @@ pub fn render(result: &RunResult) -> String {
 
 /// Below the table, one line per variant that failed or did not complete, with its whole error
 /// (which names the process and its own cause), and one per receiving end that did not stop
-/// cleanly, with the readings that were at risk.
+/// cleanly or was killed by a backend restart, with the readings that were at risk.
 fn notes(result: &RunResult) -> String {
     let mut out = String::new();
     for v in &result.variants {
@@ -205,8 +205,9 @@ fn notes(result: &RunResult) -> String {
         if let Some(n) = v.sink.at_risk {
             let _ = writeln!(
                 out,
-                "{}: the receiving end did not stop cleanly: {n} reading(s) sent after its last \
-                 flush were not recorded (at risk; counted as lost)",
+                "{}: the receiving end did not stop cleanly or a backend restart killed it: {n} \
+                 reading(s) sent after its last flush were not recorded (at risk; counted as \
+                 lost)",
                 v.name
             );
         }

@@ -141,7 +141,7 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
         .expect("the broker acknowledges a reading");
 
     let arrivals = Arc::new(Arrivals {
-        recorder: SinkRecorder::create(dir.path()).unwrap(),
+        recorder: SinkRecorder::open(dir.path(), false).unwrap(),
         barrier: Notify::new(),
     });
     let shutdown = CancellationToken::new();

@@ -261,7 +261,16 @@ fn a_killed_sink_keeps_what_it_flushed_and_says_what_was_at_risk() {
     };
     assert_eq!(
         at_risk,
-        records::at_risk(&sends, &arrivals, window, mark.flushed_ns, 1)
+        records::at_risk(
+            &sends,
+            &arrivals,
+            window,
+            &[records::Unflushed {
+                from_ns: mark.flushed_ns,
+                until_ns: u64::MAX
+            }],
+            1
+        )
     );
     assert!(at_risk <= v["delivery"]["lost"].as_u64().unwrap());
     assert!(

@@ -123,6 +123,7 @@ fn every_plan_reads_back_as_written() {
     let sink = SinkPlan {
         echo_interval: Some(Duration::from_millis(250)),
         idle_timeout: Duration::from_secs(7),
+        flush_promptly: true,
         ..SinkPlan::new(
             SinkTransport::HttpPost,
             "127.0.0.1:0".parse().unwrap(),
@@ -135,6 +136,11 @@ fn every_plan_reads_back_as_written() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(r#""transport": "http-post""#), "{text}");
     assert!(text.contains(r#""echo_interval_ms": 250"#), "{text}");
+    // A plan written before `flush_promptly` existed reads as false.
+    let older = text.replace(",\n  \"flush_promptly\": true", "");
+    assert_ne!(older, text);
+    std::fs::write(&path, older).unwrap();
+    assert!(!read_plan::<SinkPlan>(&path).unwrap().flush_promptly);
 
     let broker = CollectorPlan::Broker(BrokerCollectorPlan {
         transport: SubscribedTransport::MqttQos2,
@@ -153,6 +159,7 @@ fn every_plan_reads_back_as_written() {
         encoding: Encoding::Binary,
         hold_timeout: Duration::from_secs(20),
         retry: DeviceCollectorPlan::DEFAULT_RETRY,
+        flush_promptly: true,
     });
     for plan in [broker, devices] {
         let path = dir.path().join("collector-plan.json");
@@ -240,6 +247,7 @@ fn a_collector_started_with_a_plan_reads_the_devices_file_it_names() {
         encoding: Encoding::Json,
         hold_timeout: DeviceCollectorPlan::DEFAULT_HOLD_TIMEOUT,
         retry: DeviceCollectorPlan::DEFAULT_RETRY,
+        flush_promptly: false,
     });
     let path = dir.path().join("collector-plan.json");
     write_plan(&path, &plan).unwrap();

@@ -682,10 +682,11 @@ pub struct SinkSummary {
     pub bytes_received: u64,
     /// Segments the sink's sockets sent over whole connections, SYN-ACK and FIN included.
     pub segments_out: u64,
-    /// Present when the receiving end did not stop cleanly (killed or crashed): of the readings
-    /// due in the window, those the fleet sent after its last flush of records (it flushes every
-    /// second) that it did not record. They may have arrived and gone with its buffer; they
-    /// count as lost. Absent when it stopped cleanly and nothing was at risk.
+    /// Present when the receiving end did not stop cleanly (killed or crashed) or a backend
+    /// restart killed it: of the readings due in the window, those the fleet sent after a dead
+    /// process's last flush of records (it flushes every second) and before its death, that
+    /// were not recorded. They may have arrived and gone with its buffer; they count as lost.
+    /// Absent when it stopped cleanly and was never killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_risk: Option<u64>,
 }

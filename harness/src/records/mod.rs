@@ -11,8 +11,12 @@
 //! Recorders ([`FleetRecorder`], [`SinkRecorder`]) queue records for a thread that owns the files
 //! (`writer`), and must be flushed before the process exits; a receiving end also hands what it
 //! recorded to the kernel at least once a second ([`Flusher`]), so a process killed mid-run loses
-//! at most its last second of records, and [`at_risk`] counts the readings that may have gone
-//! with it. A write error is kept and returned by the next flush, which the process reports.
+//! at most its last second of records (with `flush_promptly`, for runs whose faults kill it,
+//! only what was still queued), and [`at_risk`] counts the readings that may have gone with it.
+//! A receiving end adds to its files, so one started again after a backend restart goes on
+//! where the killed one stopped; connection ids start again from 0 in the new process (tell
+//! the two apart by the instants: the restart's is in `backend-faults.json`). A write error is kept and returned by the next flush, which
+//! the process reports.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -82,16 +86,30 @@ impl FlushMark {
     }
 }
 
-/// Readings a receiving end may have taken and lost with its buffer, when it did not stop
-/// cleanly: those due in `window` that the fleet sent at or after `flushed_ns` (its last flush)
-/// and that it did not record, counted per subscriber under fan-out as delivery is. Readings
-/// sent before that instant but still in flight are not counted; some of those counted may
-/// never have arrived at all.
+/// A stretch in which one process of a receiving end had taken readings it may not have handed
+/// to the kernel yet, and died: from its last [`FlushMark`] to its death. A receiving end that
+/// did not stop cleanly leaves one (to the end of the run, its death not being known); each
+/// one killed by a backend restart leaves one too, to the instant it was killed (the restarted
+/// process marks afresh, so the runner reads the killed one's mark before the restart).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unflushed {
+    /// Its last flush mark, ns (0 when it left none).
+    pub from_ns: u64,
+    /// When it died, ns; `u64::MAX` when not known.
+    pub until_ns: u64,
+}
+
+/// Readings a receiving end may have taken and lost with its buffer, over every process of it
+/// that died holding some (`unflushed`): those due in `window` that the fleet sent in one of
+/// those stretches and that were never recorded, counted per subscriber under fan-out as
+/// delivery is. Readings sent before a stretch but still in flight are not counted; some of
+/// those counted may never have reached the process at all (on a killed socket, or sent while
+/// nothing listened), so this is an upper bound on what the records lost, not a count of loss.
 pub fn at_risk(
     sends: &[SendRecord],
     arrivals: &[Arrival],
     window: crate::measure::Window,
-    flushed_ns: u64,
+    unflushed: &[Unflushed],
     subscribers: u32,
 ) -> u64 {
     let fan_out = subscribers.max(1);
@@ -102,10 +120,15 @@ pub fn at_risk(
             (receiver, a.device_id, a.seq)
         })
         .collect();
+    let in_a_stretch = |ns: u64| {
+        unflushed
+            .iter()
+            .any(|u| (u.from_ns..u.until_ns).contains(&ns))
+    };
     sends
         .iter()
         .filter(|s| (window.start_ns..window.end_ns).contains(&s.scheduled_ns))
-        .filter(|s| matches!(s.outcome, SendOutcome::Sent { .. }) && s.sent_ns >= flushed_ns)
+        .filter(|s| matches!(s.outcome, SendOutcome::Sent { .. }) && in_a_stretch(s.sent_ns))
         .map(|s| {
             (0..fan_out)
                 .filter(|r| !recorded.contains(&(*r, s.device_id, s.seq)))
@@ -372,11 +395,45 @@ mod tests {
             arrived_ns: 0,
             connection,
         };
-        assert_eq!(at_risk(&sends, &[arrival(2, 0)], window, 450, 1), 1);
+        let after = |from_ns: u64| Unflushed {
+            from_ns,
+            until_ns: u64::MAX,
+        };
+        assert_eq!(
+            at_risk(&sends, &[arrival(2, 0)], window, &[after(450)], 1),
+            1
+        );
         // Under fan-out each subscriber's missing copy counts.
         assert_eq!(
-            at_risk(&sends, &[arrival(2, 0), arrival(3, 1)], window, 450, 2),
+            at_risk(
+                &sends,
+                &[arrival(2, 0), arrival(3, 1)],
+                window,
+                &[after(450)],
+                2
+            ),
             2
         );
+        // A process flushed at 150 and killed at 550, and its successor that did not stop
+        // cleanly (last flushed at 580): seq 1 was sent in the first stretch and seq 3 in the
+        // second, neither recorded.
+        let killed = Unflushed {
+            from_ns: 150,
+            until_ns: 550,
+        };
+        assert_eq!(
+            at_risk(&sends, &[arrival(2, 0)], window, &[killed, after(580)], 1),
+            2
+        );
+        // Sent while nothing was up (between the kill and the successor's mark): not at risk.
+        let late = Unflushed {
+            from_ns: 150,
+            until_ns: 200,
+        };
+        assert_eq!(
+            at_risk(&sends, &[arrival(2, 0)], window, &[late, after(650)], 1),
+            0
+        );
+        assert_eq!(at_risk(&sends, &[], window, &[], 1), 0);
     }
 }

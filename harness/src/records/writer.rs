@@ -64,17 +64,29 @@ struct Files {
     failed: Option<(io::ErrorKind, String)>,
 }
 
+/// How a recorder opens its files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opening {
+    /// Empties them (the fleet: one process writes them from start to end).
+    Replace,
+    /// Adds to what is there, after cutting off a torn last record or line (a receiving end:
+    /// one started again after a kill goes on where the killed one stopped).
+    Append,
+}
+
 impl Files {
-    fn create(records: &Path, connections: &Path) -> io::Result<Files> {
-        let open = |path: &Path| {
-            let file = File::create(path).map_err(|e| {
-                io::Error::new(e.kind(), format!("creating {}: {e}", path.display()))
-            })?;
+    fn open(records: &Path, connections: &Path, opening: Opening) -> io::Result<Files> {
+        let open = |path: &Path, whole: Whole| {
+            let file = match opening {
+                Opening::Replace => File::create(path),
+                Opening::Append => open_appending(path, whole),
+            }
+            .map_err(|e| io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?;
             Ok::<_, io::Error>((BufWriter::with_capacity(BUFFER, file), path.to_owned()))
         };
         Ok(Files {
-            records: open(records)?,
-            connections: open(connections)?,
+            records: open(records, Whole::Records(RECORD_LEN as u64))?,
+            connections: open(connections, Whole::Lines)?,
             failed: None,
         })
     }
@@ -144,6 +156,59 @@ impl Files {
     }
 }
 
+/// What a file holds whole, so that a torn end (a process killed in the middle of a write) can
+/// be cut off before more is added.
+#[derive(Clone, Copy, Debug)]
+enum Whole {
+    /// Fixed-size records of this many bytes.
+    Records(u64),
+    /// Lines ending in `\n`.
+    Lines,
+}
+
+/// Opens `path` to add to it (creating it), first cutting off a torn last record or line, which
+/// would otherwise misalign every record or spoil every line written after it. Only the one
+/// process writing the file may do this: the runner starts a receiving end again only once the
+/// killed one is reaped.
+fn open_appending(path: &Path, whole: Whole) -> io::Result<File> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    let keep = match whole {
+        Whole::Records(size) => len / size * size,
+        Whole::Lines => {
+            // Back from the end, a chunk at a time, to the last newline.
+            let mut end = len;
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                if end == 0 {
+                    break 0;
+                }
+                let start = end.saturating_sub(chunk.len() as u64);
+                let part = &mut chunk[..(end - start) as usize];
+                file.read_exact_at(part, start)?;
+                if let Some(i) = part.iter().rposition(|b| *b == b'\n') {
+                    break start + i as u64 + 1;
+                }
+                end = start;
+            }
+        }
+    };
+    if keep < len {
+        tracing::warn!(
+            file = %path.display(),
+            cut = len - keep,
+            "cutting off the torn end its last writer left"
+        );
+        file.set_len(keep)?;
+    }
+    Ok(file)
+}
+
 /// The sending half of a recorder: pushes entries to the thread that owns the files.
 struct RecordWriter<C> {
     entries: Option<mpsc::Sender<Entry<C>>>,
@@ -152,16 +217,36 @@ struct RecordWriter<C> {
 }
 
 impl<C: Serialize + Send + 'static> RecordWriter<C> {
-    /// Creates (truncates) both files in `dir` and starts the thread that writes them.
-    fn create(dir: &Path, records: &str, connections: &str) -> io::Result<RecordWriter<C>> {
-        let mut files = Files::create(&dir.join(records), &dir.join(connections))?;
+    /// Opens both files in `dir` and starts the thread that writes them. With `promptly`, the
+    /// thread hands what it wrote to the kernel whenever it has nothing more queued, so that a
+    /// process killed without warning loses at most what was still queued; otherwise records
+    /// go out when the buffer fills or at a flush.
+    fn open(
+        dir: &Path,
+        (records, connections): (&str, &str),
+        opening: Opening,
+        promptly: bool,
+    ) -> io::Result<RecordWriter<C>> {
+        let mut files = Files::open(&dir.join(records), &dir.join(connections), opening)?;
         let (entries, received) = mpsc::channel::<Entry<C>>();
         let thread = std::thread::Builder::new()
             .name(format!("{records} writer"))
-            .spawn(move || {
-                for entry in received {
-                    files.write(entry);
-                }
+            .spawn(move || loop {
+                let entry = match received.try_recv() {
+                    Ok(entry) => entry,
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        if promptly && files.failed.is_none() {
+                            // A write(2) of what is buffered, if anything; no sync.
+                            files.write_out(false);
+                        }
+                        match received.recv() {
+                            Ok(entry) => entry,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                files.write(entry);
             })?;
         Ok(RecordWriter {
             entries: Some(entries),
@@ -221,9 +306,10 @@ impl<C> Drop for RecordWriter<C> {
 pub struct FleetRecorder(RecordWriter<ConnectionRecord>);
 
 impl FleetRecorder {
-    /// Creates the fleet's files in `dir`.
+    /// Creates the fleet's files in `dir` (emptied if they were there).
     pub fn create(dir: &Path) -> io::Result<FleetRecorder> {
-        RecordWriter::create(dir, SENDS, FLEET_CONNECTIONS).map(FleetRecorder)
+        RecordWriter::open(dir, (SENDS, FLEET_CONNECTIONS), Opening::Replace, false)
+            .map(FleetRecorder)
     }
 
     /// Writes out everything recorded so far and syncs it to disk; the first write error of the
@@ -248,9 +334,21 @@ impl FleetObserver for FleetRecorder {
 pub struct SinkRecorder(RecordWriter<ConnectionReport>);
 
 impl SinkRecorder {
-    /// Creates the sink's files in `dir`.
-    pub fn create(dir: &Path) -> io::Result<SinkRecorder> {
-        RecordWriter::create(dir, ARRIVALS, SINK_CONNECTIONS).map(SinkRecorder)
+    /// Opens the receiving end's files in `dir` to add to them (created if missing): a
+    /// receiving end started again after a backend restart goes on where the killed one
+    /// stopped, after cutting off a torn last record or line. A run's record folder starts
+    /// empty (`fleetbench run` refuses an `--out` that holds a run, and `--force` removes its
+    /// `raw/`). With `flush_promptly`, records are handed to the kernel whenever the writer has
+    /// nothing queued, not only by the [`Flusher`] every second: for a run whose faults may
+    /// kill this process.
+    pub fn open(dir: &Path, flush_promptly: bool) -> io::Result<SinkRecorder> {
+        RecordWriter::open(
+            dir,
+            (ARRIVALS, SINK_CONNECTIONS),
+            Opening::Append,
+            flush_promptly,
+        )
+        .map(SinkRecorder)
     }
 
     /// Writes out everything recorded so far and syncs it to disk; the first write error of the
@@ -358,7 +456,7 @@ mod tests {
     #[test]
     fn a_receiving_end_flushes_every_second_and_marks_a_clean_stop() {
         let dir = tempfile::tempdir().unwrap();
-        let recorder = Arc::new(SinkRecorder::create(dir.path()).unwrap());
+        let recorder = Arc::new(SinkRecorder::open(dir.path(), false).unwrap());
         let flusher = Flusher::start(recorder.clone(), dir.path()).unwrap();
         let started = FlushMark::read(dir.path()).unwrap().unwrap();
         assert!(!started.stopped);
@@ -389,7 +487,7 @@ mod tests {
     #[test]
     fn a_write_error_is_returned_by_every_flush_naming_the_file_and_no_clean_stop_is_marked() {
         let dir = folder_with_a_full(ARRIVALS);
-        let recorder = Arc::new(SinkRecorder::create(dir.path()).unwrap());
+        let recorder = Arc::new(SinkRecorder::open(dir.path(), false).unwrap());
         let flusher = Flusher::start(recorder.clone(), dir.path()).unwrap();
         let reading = Reading {
             device_id: 3,
@@ -411,6 +509,82 @@ mod tests {
         // Records after the failure are not written; every later flush says why.
         recorder.reading(0, &reading, 100);
         assert_eq!(recorder.flush().unwrap_err().to_string(), error);
+    }
+
+    fn reading(seq: u32) -> Reading {
+        Reading {
+            device_id: 3,
+            seq,
+            ..Reading::default()
+        }
+    }
+
+    fn closed(conn: u64) -> ConnectionReport {
+        ConnectionReport::new(
+            conn,
+            "127.1.0.1:4000".parse().unwrap(),
+            1,
+            transports::transport::ConnectionEnd::PeerClosed,
+        )
+    }
+
+    #[test]
+    fn a_reopened_receiving_end_adds_to_its_records_after_cutting_off_a_torn_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SinkRecorder::open(dir.path(), false).unwrap();
+        first.reading(0, &reading(1), 10);
+        first.reading(0, &reading(2), 20);
+        first.closed(closed(0));
+        first.flush().unwrap();
+        drop(first);
+        // Killed in the middle of writes: part of a record and part of a line.
+        let add = |name: &str, bytes: &[u8]| {
+            use std::io::Write as _;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            f.write_all(bytes).unwrap();
+        };
+        add(ARRIVALS, &[7; 11]);
+        add(SINK_CONNECTIONS, b"{\"conn\":1,\"pe");
+        let again = SinkRecorder::open(dir.path(), false).unwrap();
+        again.reading(0, &reading(3), 30);
+        again.closed(closed(0));
+        again.flush().unwrap();
+
+        let arrivals = read_arrivals(&dir.path().join(ARRIVALS)).unwrap();
+        let seqs: Vec<(u32, u64)> = arrivals.iter().map(|a| (a.seq, a.arrived_ns)).collect();
+        assert_eq!(seqs, [(1, 10), (2, 20), (3, 30)]);
+        let lines: Vec<ConnectionReport> =
+            super::super::read_jsonl(&dir.path().join(SINK_CONNECTIONS)).unwrap();
+        assert_eq!(lines.len(), 2);
+    }
+
+    #[test]
+    fn a_prompt_receiving_end_hands_records_to_the_kernel_with_no_flush() {
+        let slow = tempfile::tempdir().unwrap();
+        let prompt = tempfile::tempdir().unwrap();
+        let kept = SinkRecorder::open(slow.path(), false).unwrap();
+        let handed = SinkRecorder::open(prompt.path(), true).unwrap();
+        kept.reading(0, &reading(1), 10);
+        handed.reading(0, &reading(1), 10);
+        // Nothing but the queue running empty writes the prompt one's record out (a hang guard
+        // only: the writer gets there whatever the load).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while read_arrivals(&prompt.path().join(ARRIVALS))
+            .unwrap()
+            .is_empty()
+        {
+            assert!(std::time::Instant::now() < deadline, "not written in 60 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The other keeps its record in its buffer until a flush: nothing else writes it.
+        assert!(read_arrivals(&slow.path().join(ARRIVALS))
+            .unwrap()
+            .is_empty());
+        kept.flush().unwrap();
+        assert_eq!(read_arrivals(&slow.path().join(ARRIVALS)).unwrap().len(), 1);
     }
 
     #[test]

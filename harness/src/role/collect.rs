@@ -207,6 +207,12 @@ pub struct DeviceCollectorPlan {
     /// Delay before reconnecting to a device.
     #[serde(rename = "retry_ms", with = "millis")]
     pub retry: Duration,
+    /// Hand records to the kernel whenever the writer has nothing queued, not only every
+    /// second: the run's faults may kill this process (a backend restart), which then loses at
+    /// most what was still queued. (An MQTT collector is never the process a backend fault
+    /// kills: the broker is.)
+    #[serde(default)]
+    pub flush_promptly: bool,
 }
 
 impl DeviceCollectorPlan {
@@ -228,7 +234,7 @@ pub fn run(plan: &CollectorPlan, record_dir: Option<&Path>) -> anyhow::Result<()
 
 fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
     use transports::mqtt::driver::{self, CollectorOptions};
-    let receipts = Receipts::new(record_dir)?;
+    let receipts = Receipts::new(record_dir, false)?;
     let observer = receipts.observer();
     let options = CollectorOptions {
         qos: plan.transport.qos(),
@@ -287,7 +293,7 @@ fn collect_from_devices(
         response_timeout: plan.hold_timeout + Duration::from_secs(5),
     };
     let (transport, start_ns, ramp) = (plan.transport, plan.start_ns, plan.ramp);
-    let receipts = Receipts::new(record_dir)?;
+    let receipts = Receipts::new(record_dir, plan.flush_promptly)?;
     let observer = receipts.observer();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -39,12 +39,14 @@ pub(super) enum Receipts {
 }
 
 impl Receipts {
-    /// Records into `record_dir` (created if missing), or tallies without one.
-    pub(super) fn new(record_dir: Option<&Path>) -> anyhow::Result<Receipts> {
+    /// Records into `record_dir` (created if missing; added to if records are there, as after
+    /// a backend restart), or tallies without one. `flush_promptly`: see
+    /// [`SinkRecorder::open`].
+    pub(super) fn new(record_dir: Option<&Path>, flush_promptly: bool) -> anyhow::Result<Receipts> {
         Ok(match record_dir {
             Some(dir) => {
                 let recorder = std::fs::create_dir_all(dir)
-                    .and_then(|()| SinkRecorder::create(dir))
+                    .and_then(|()| SinkRecorder::open(dir, flush_promptly))
                     .with_context(|| format!("creating the record folder {}", dir.display()))?;
                 let recorder = Arc::new(recorder);
                 let flusher = Flusher::start(recorder.clone(), dir)

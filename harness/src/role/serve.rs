@@ -31,6 +31,11 @@ pub struct SinkPlan {
     /// Raw TCP echo mode: ask each device for a reading this often and measure the round trip.
     #[serde(rename = "echo_interval_ms", with = "millis_opt")]
     pub echo_interval: Option<Duration>,
+    /// Hand records to the kernel whenever the writer has nothing queued, not only every
+    /// second: the run's faults may kill this process (a backend restart), which then loses at
+    /// most what was still queued.
+    #[serde(default)]
+    pub flush_promptly: bool,
 }
 
 impl SinkPlan {
@@ -45,6 +50,7 @@ impl SinkPlan {
             encoding,
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             echo_interval: None,
+            flush_promptly: false,
         }
     }
 }
@@ -74,7 +80,7 @@ impl RoleTransport for SinkTransport {
 /// Serves `plan` until SIGINT or SIGTERM, printing `listening <addr>` once it listens; records
 /// into `record_dir`, or prints a tally at exit without one.
 pub fn run(plan: &SinkPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
-    let receipts = Receipts::new(record_dir)?;
+    let receipts = Receipts::new(record_dir, plan.flush_promptly)?;
     let observer = receipts.observer();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -3,8 +3,8 @@
 //!
 //! Timeline of one variant, all instants on CLOCK_MONOTONIC:
 //! sink starts → fleet starts and says `ready` → `start` (first device connects; the ramp and
-//! warm-up follow) → window start → window end (last due reading) → fleet drains, reports, exits
-//! → sink is stopped and flushes → figures.
+//! warm-up follow) → window start → (backend faults: [`faults`]) → window end (last due
+//! reading) → fleet drains, reports, exits → sink is stopped and flushes → figures.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +27,7 @@ use crate::results::{
 use crate::scenario::{FleetSource, Scenario, VariantConfig};
 
 mod devices;
+pub mod faults;
 mod link;
 mod pool;
 mod receiving;
@@ -387,7 +388,7 @@ fn run_variant(
         )?)
     };
     let mut devices = source.appear(&run, early.as_ref().map(|r| r.target))?;
-    let receiving = match early {
+    let mut receiving = match early {
         Some(r) => r,
         None => start_device_collector(
             scenario,
@@ -398,35 +399,42 @@ fn run_variant(
             options,
         )?,
     };
-    let ReceivingEnd {
-        receiver: mut sink,
-        broker: mut broker_process,
-        target,
-        broker_desc,
-        broker_pid,
-    } = receiving;
 
-    // Observe the window.
+    // Observe the window, acting on the backend faults in it.
     let mut pids = devices.pids();
-    pids.push(("sink".to_string(), sink.pid()));
+    pids.push(("sink".to_string(), receiving.receiver.pid()));
     if let Some(l) = &link {
         pids.push(("link".to_string(), l.pid()));
     }
-    if let Some(pid) = broker_pid {
+    if let Some(pid) = receiving.broker_pid {
         pids.push(("broker".to_string(), pid));
     }
     let sampler = Sampler::start(pids, sample_period(scenario));
     sampler.mark("idle");
     let schedule = devices.schedule(scenario);
     let progress = progress_bar(variant, repetition, &schedule, options);
-    let mut complete = sleep_until(schedule.window.start_ns, &progress, schedule.start_ns);
+    let sleep = |ns: u64| sleep_until(ns, &progress, schedule.start_ns);
+    let mut complete = sleep(schedule.window.start_ns);
     sampler.mark("window_start");
     progress.set_message("measuring");
-    complete = complete && sleep_until(schedule.window.end_ns, &progress, schedule.start_ns);
+    let mut backend_faults = faults::BackendFaults::new(run.faults, &raw);
+    complete = complete
+        && backend_faults.act_until(schedule.window.end_ns, &mut receiving, &sampler, sleep);
     sampler.mark("window_end");
     progress.set_message("draining");
     let window = schedule.window.until_interrupted(complete);
+    let (backend_faults, fault_error) = backend_faults.finish(&mut receiving, &sampler, sleep)?;
     let (mut error, complete) = devices.finish(&run, complete, &progress, schedule.start_ns);
+    // A backend that did not come back explains what the devices saw after it.
+    error = fault_error.or(error);
+    let ReceivingEnd {
+        receiver: mut sink,
+        broker: mut broker_process,
+        target,
+        broker_desc,
+        broker_pid,
+        backend: _,
+    } = receiving;
     let mut link = link;
     if let Some(l) = link.as_mut() {
         l.drain(&mut error);
@@ -447,19 +455,18 @@ fn run_variant(
     let records = devices.records(&run, window, error.as_deref())?;
     let sink_connections: Vec<ConnectionReport> =
         records::read_jsonl(&raw.join(records::SINK_CONNECTIONS))?;
-    // A receiving end that did not stop cleanly lost what it had not flushed; only a fleet
-    // knows what was sent to tell how much.
-    let at_risk = match records::FlushMark::read(&raw)? {
-        _ if records.hardware.is_some() => None,
-        Some(mark) if mark.stopped => None,
-        mark => Some(records::at_risk(
+    // A receiving end that did not stop cleanly, or was killed by a backend restart, lost what
+    // it had not flushed; only a fleet knows what was sent to tell how much.
+    let unflushed = faults::unflushed(&backend_faults, records::FlushMark::read(&raw)?);
+    let at_risk = (records.hardware.is_none() && !unflushed.is_empty()).then(|| {
+        records::at_risk(
             &records.due,
             &records.arrivals,
             window,
-            mark.map_or(0, |m| m.flushed_ns),
+            &unflushed,
             subscribers.unwrap_or(1),
-        )),
-    };
+        )
+    });
     let mut figures = measure::readings(
         &records.due,
         &records.arrivals,

@@ -1,13 +1,20 @@
 //! The receiving end of a variant: the sink server, or the broker and the MQTT collector, or the
 //! collector of devices that serve; started as child processes and awaited until ready. The sink
 //! and the collector are each given a plan file in the variant's raw folder
-//! ([`crate::role`]); the broker is given its few settings as flags.
+//! ([`crate::role`]); the broker is given its few settings as flags, and an external broker
+//! with a `broker_command` is started with that command.
+//!
+//! One process of it is the backend that backend faults act on ([`Backend`]): the sink, the
+//! broker of an MQTT variant (its collector stays up), or the collector of a device-served
+//! variant. Each is kept with the command that started it ([`Launch`]), so that it can be
+//! started again, on the same address with the same plan, after a kill.
 
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
-use std::time::Duration;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use device_emulator::fault::FaultKind;
 use transports::mqtt::MqttSettings;
 use transports::{Encoding, Role, TransportKind};
 
@@ -41,6 +48,187 @@ pub(super) struct ReceivingEnd {
     /// MQTT only: the broker's pid, to sample: the embedded one's, or an external broker's when
     /// it listens on this machine.
     pub broker_pid: Option<u32>,
+    /// The process backend faults act on, and how to start it again; `None` for an external
+    /// broker fleetbench did not start.
+    pub backend: Option<Backend>,
+}
+
+/// Which process of a [`ReceivingEnd`] the backend is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BackendRole {
+    /// The `receiver`: the sink, or a device-served variant's collector. It writes the
+    /// variant's receiving-end records.
+    Receiver,
+    /// The `broker` of an MQTT variant.
+    Broker,
+}
+
+/// The process backend faults act on: which one, its label in the sampler, and how to start it
+/// again.
+pub(super) struct Backend {
+    /// Which process of the receiving end.
+    pub role: BackendRole,
+    /// How the sampler knows it: `sink` (for a collector too) or `broker`.
+    pub label: &'static str,
+    /// The command that started it, to start it again after a kill.
+    pub launch: Launch,
+}
+
+impl ReceivingEnd {
+    /// The backend's process, with what fleetbench knows of it; `None` when it did not start
+    /// it.
+    pub(super) fn backend(&mut self) -> Option<(&mut ChildProcess, &Backend)> {
+        let backend = self.backend.as_ref()?;
+        let process = match backend.role {
+            BackendRole::Receiver => &mut self.receiver,
+            BackendRole::Broker => self.broker.as_mut()?,
+        };
+        Some((process, backend))
+    }
+}
+
+/// How a started process says it is up.
+#[derive(Clone, Debug)]
+pub(super) enum Ready {
+    /// It prints a line on stdout starting with this (`listening `, `ready`).
+    Line(&'static str),
+    /// Its port accepts a TCP connection (an external broker, which prints nothing fleetbench
+    /// reads).
+    Accepts(SocketAddr),
+}
+
+/// A command that starts one process of the receiving end, kept to start it again.
+pub(super) struct Launch {
+    /// The process's name in the run and in messages (`sink`, `collector`, `broker`).
+    pub name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+    /// Environment variables to add (an MQTT password).
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    ready: Ready,
+}
+
+impl Launch {
+    /// `fleetbench <subcommand> [<transport>] --plan <raw/file> --record-dir <raw>`, logging to
+    /// `raw/<name>.log`; writes `plan` to `raw/file` first. A transport, which the child checks
+    /// against its plan, names the child in `ps`.
+    fn planned<T: serde::Serialize>(
+        name: &'static str,
+        (subcommand, transport): (&str, Option<TransportKind>),
+        (file, plan): (&str, &T),
+        raw: &Path,
+        options: &RunOptions,
+        ready: Ready,
+    ) -> anyhow::Result<Launch> {
+        let plan_path = raw.join(file);
+        crate::role::write_plan(&plan_path, plan)?;
+        Ok(Launch {
+            name,
+            program: options.exe.clone(),
+            args: planned_args(subcommand, transport, &plan_path, raw),
+            env: Vec::new(),
+            log: raw.join(format!("{name}.log")),
+            ready,
+        })
+    }
+
+    /// `fleetbench broker --listen <listen>` with room for `max_connections`, logging to
+    /// `raw/broker.log`.
+    fn embedded_broker(
+        listen: SocketAddr,
+        max_connections: u64,
+        raw: &Path,
+        options: &RunOptions,
+    ) -> Launch {
+        Launch {
+            name: "broker",
+            program: options.exe.clone(),
+            args: vec![
+                "broker".into(),
+                "--listen".into(),
+                listen.to_string(),
+                "--max-connections".into(),
+                max_connections.to_string(),
+            ],
+            env: Vec::new(),
+            log: raw.join("broker.log"),
+            ready: Ready::Line("listening "),
+        }
+    }
+
+    /// A variant's `broker_command`, logging to `raw/broker.log`, up once `target` accepts.
+    fn broker_command(command: &[String], target: SocketAddr, raw: &Path) -> Launch {
+        Launch {
+            name: "broker",
+            program: PathBuf::from(&command[0]),
+            args: command[1..].to_vec(),
+            env: Vec::new(),
+            log: raw.join("broker.log"),
+            ready: Ready::Accepts(target),
+        }
+    }
+
+    /// Starts the process and waits (at most [`READY_TIMEOUT`]) until it is up; hands back the
+    /// rest of its ready line (empty for [`Ready::Accepts`]). `again`: it is started after a
+    /// kill, so its log is added to, under a line saying so, rather than replaced.
+    pub(super) fn start(&self, again: bool) -> anyhow::Result<(ChildProcess, String)> {
+        let env: Vec<(&str, String)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let mut process = if again {
+            use std::io::Write as _;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .and_then(|mut log| {
+                    writeln!(
+                        log,
+                        "--- fleetbench: the {} is started again (backend-restart) ---",
+                        self.name
+                    )
+                })
+                .with_context(|| format!("writing {}", self.log.display()))?;
+            ChildProcess::spawn_appending(self.name, &self.program, &self.args, &env, &self.log)?
+        } else {
+            ChildProcess::spawn_with_env(self.name, &self.program, &self.args, &env, &self.log)?
+        };
+        let rest = match &self.ready {
+            Ready::Line(prefix) => process.expect_line(prefix, READY_TIMEOUT)?,
+            Ready::Accepts(addr) => {
+                await_accepting(&mut process, *addr, READY_TIMEOUT)?;
+                String::new()
+            }
+        };
+        Ok((process, rest))
+    }
+}
+
+/// Waits until `addr` accepts a TCP connection while `process` runs, at most `timeout`.
+fn await_accepting(
+    process: &mut ChildProcess,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(exited) = process.exited("during start-up") {
+            bail!(exited);
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the {} did not accept connections on {addr} within {timeout:?}",
+                process.name()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Starts the sink, or the broker (if embedded) and the collector, and waits until they are ready.
@@ -58,6 +246,7 @@ pub(super) fn start_receiving_end(
         .fleet
         .listen
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let restarts = backend_restarts(scenario);
     let Some(mqtt) = mqtt else {
         let Role::Dialed(dialed) = variant.transport.role() else {
             bail!("{} is served by its devices: it has no sink", variant.name);
@@ -71,55 +260,69 @@ pub(super) fn start_receiving_end(
                 .filter(|e| *e)
                 // Whole milliseconds, as the plan holds them.
                 .map(|_| Duration::from_millis(scenario.fleet.interval.as_millis() as u64)),
+            flush_promptly: restarts,
             ..SinkPlan::new(transport, listen, encoding)
         };
-        let mut sink = spawn_planned(
+        let launch = Launch::planned(
             "sink",
             ("serve", Some(transport.kind())),
             (SINK_PLAN, &plan),
-            &[],
             raw,
             options,
+            Ready::Line("listening "),
         )?;
-        let target = sink
-            .expect_line("listening ", READY_TIMEOUT)?
+        let (sink, listening) = launch.start(false)?;
+        let target: SocketAddr = listening
             .parse()
             .context("the sink printed an address that does not parse")?;
+        if restarts && plan.listen.port() == 0 {
+            // Started again, the sink must listen where the devices connect: its plan now names
+            // the port it was given.
+            crate::role::write_plan(
+                &raw.join(SINK_PLAN),
+                &SinkPlan {
+                    listen: target,
+                    ..plan
+                },
+            )?;
+        }
         return Ok(ReceivingEnd {
             receiver: sink,
             broker: None,
             target,
             broker_desc: None,
             broker_pid: None,
+            backend: Some(Backend {
+                role: BackendRole::Receiver,
+                label: "sink",
+                launch,
+            }),
         });
     };
     let subscribers = variant.subscribers.unwrap_or(1);
-    let (broker, target, broker_desc) = match variant.broker() {
+    let (broker, target, broker_desc, backend) = match variant.broker() {
         BrokerChoice::Embedded => {
             // Room for every device, the subscribers and a margin for reconnects in flight.
             let max_connections = scenario.fleet.devices as u64 + subscribers as u64 + 64;
-            let mut broker = ChildProcess::spawn(
-                "broker",
-                &options.exe,
-                &[
-                    "broker".into(),
-                    "--listen".into(),
-                    listen.to_string(),
-                    "--max-connections".into(),
-                    max_connections.to_string(),
-                ],
-                &raw.join("broker.log"),
-            )?;
-            let mut target: SocketAddr =
-                broker
-                    .expect_line("listening ", READY_TIMEOUT)?
-                    .parse()
-                    .context("the broker printed an address that does not parse")?;
+            let (broker, listening) =
+                Launch::embedded_broker(listen, max_connections, raw, options).start(false)?;
+            let listening: SocketAddr = listening
+                .parse()
+                .context("the broker printed an address that does not parse")?;
+            // Started again, it listens where it did (the port it was given, if it chose).
+            let launch = Launch::embedded_broker(listening, max_connections, raw, options);
+            let mut target = listening;
             // A broker on every interface is reached by the collector over loopback.
             if target.ip().is_unspecified() {
                 target.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            (Some(broker), target, "rumqttd 0.20 (embedded)".to_string())
+            let backend = Backend {
+                role: BackendRole::Broker,
+                label: "broker",
+                launch,
+            };
+            let desc = "rumqttd 0.20 (embedded)".to_string();
+            (Some(broker), target, desc, Some(backend))
         }
         BrokerChoice::External(address) => {
             let target = address
@@ -127,15 +330,41 @@ pub(super) fn start_receiving_end(
                 .with_context(|| format!("resolving broker {address}"))?
                 .next()
                 .with_context(|| format!("broker {address} resolves to no address"))?;
-            (None, target, format!("mqtt://{address}"))
+            match &variant.broker_command {
+                Some(command) => {
+                    if TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok() {
+                        bail!(
+                            "{}: something already listens on {target}, where `broker_command` \
+                             would start the variant's broker; stop it or choose another port",
+                            variant.name
+                        );
+                    }
+                    let launch = Launch::broker_command(command, target, raw);
+                    let (broker, _) = launch.start(false).with_context(|| {
+                        format!("starting the broker with `{}`", command.join(" "))
+                    })?;
+                    let backend = Backend {
+                        role: BackendRole::Broker,
+                        label: "broker",
+                        launch,
+                    };
+                    let desc = format!("mqtt://{address}");
+                    (Some(broker), target, desc, Some(backend))
+                }
+                None => (None, target, format!("mqtt://{address}"), None),
+            }
         }
     };
     let broker_pid = match &broker {
         Some(b) => Some(b.pid()),
         None => procstat::pid_listening_on(target),
     };
-    let broker_desc = match (&broker, broker_pid) {
-        (None, Some(pid)) => {
+    let broker_desc = match (&broker, broker_pid, variant.broker()) {
+        (Some(_), Some(pid), BrokerChoice::External(_)) => {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            format!("{} (external, started by fleetbench)", comm.trim())
+        }
+        (None, Some(pid), _) => {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             format!("{} (external, pid {pid})", comm.trim())
         }
@@ -158,22 +387,37 @@ pub(super) fn start_receiving_end(
         subscribers,
         encoding,
     });
-    let mut collector = spawn_planned(
-        "collector",
-        ("collect", Some(plan.transport().kind())),
-        (COLLECTOR_PLAN, &plan),
-        secrets,
-        raw,
-        options,
-    )?;
-    collector.expect_line("ready", READY_TIMEOUT)?;
+    let launch = Launch {
+        env: secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..Launch::planned(
+            "collector",
+            ("collect", Some(plan.transport().kind())),
+            (COLLECTOR_PLAN, &plan),
+            raw,
+            options,
+            Ready::Line("ready"),
+        )?
+    };
+    let (collector, _) = launch.start(false)?;
     Ok(ReceivingEnd {
         receiver: collector,
         broker,
         target,
         broker_desc: Some(broker_desc),
         broker_pid,
+        backend,
     })
+}
+
+/// Whether the scenario's faults kill the backend (and so start it again).
+fn backend_restarts(scenario: &Scenario) -> bool {
+    scenario
+        .faults
+        .iter()
+        .any(|f| f.kind == FaultKind::BackendRestart)
 }
 
 /// Starts the collector of a device-served variant, once the fleet has written where its devices
@@ -197,22 +441,28 @@ pub(super) fn start_device_collector(
         encoding,
         hold_timeout: Duration::from_millis(hold_timeout_ms),
         retry: DeviceCollectorPlan::DEFAULT_RETRY,
+        flush_promptly: backend_restarts(scenario),
     });
-    let mut collector = spawn_planned(
+    let launch = Launch::planned(
         "collector",
         ("collect", Some(plan.transport().kind())),
         (COLLECTOR_PLAN, &plan),
-        &[],
         raw,
         options,
+        Ready::Line("ready"),
     )?;
-    collector.expect_line("ready", READY_TIMEOUT)?;
+    let (collector, _) = launch.start(false)?;
     Ok(ReceivingEnd {
         receiver: collector,
         broker: None,
         target: SocketAddr::from(([127, 0, 0, 1], 0)),
         broker_desc: None,
         broker_pid: None,
+        backend: Some(Backend {
+            role: BackendRole::Receiver,
+            label: "sink",
+            launch,
+        }),
     })
 }
 
@@ -232,17 +482,27 @@ pub(super) fn spawn_planned<T: serde::Serialize>(
     ChildProcess::spawn_with_env(
         name,
         &options.exe,
-        &[subcommand.to_string()]
-            .into_iter()
-            .chain(transport.map(|t| t.name().to_string()))
-            .chain([
-                "--plan".into(),
-                plan_path.display().to_string(),
-                "--record-dir".into(),
-                raw.display().to_string(),
-            ])
-            .collect::<Vec<String>>(),
+        &planned_args(subcommand, transport, &plan_path, raw),
         env,
         &raw.join(format!("{name}.log")),
     )
+}
+
+/// `<subcommand> [<transport>] --plan <plan> --record-dir <raw>`.
+fn planned_args(
+    subcommand: &str,
+    transport: Option<TransportKind>,
+    plan: &Path,
+    raw: &Path,
+) -> Vec<String> {
+    [subcommand.to_string()]
+        .into_iter()
+        .chain(transport.map(|t| t.name().to_string()))
+        .chain([
+            "--plan".into(),
+            plan.display().to_string(),
+            "--record-dir".into(),
+            raw.display().to_string(),
+        ])
+        .collect()
 }
