@@ -774,7 +774,7 @@ fn a_backend_fault_through_an_external_broker_needs_the_command_that_starts_it()
     let at = "broker = \"mqtt://127.0.0.1:1883\"\n";
     let err = error(&with_mqtt_and_faults(at, RESTART_AND_PAUSE));
     assert!(err.to_string().contains("`broker_command`"), "{err}");
-    assert_eq!(err.key(), Some("faults[0]"), "{err}");
+    assert_eq!(err.key(), Some("faults[0].kind"), "{err}");
 
     let started = format!("{at}broker_command = [\"mosquitto\", \"-p\", \"1883\"]\n");
     let s = parse(&with_mqtt_and_faults(&started, RESTART_AND_PAUSE), "x.toml").unwrap();
