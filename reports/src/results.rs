@@ -389,6 +389,10 @@ pub struct Repetition {
     /// What the emulated WiFi link did in this repetition (absent on the ideal link).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<LinkSummary>,
+    /// What each fault did in this repetition (`fleetbench compare` judges faults' times on
+    /// these, one value per repetition).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultResult>,
 }
 
 impl Repetition {
@@ -410,6 +414,7 @@ impl Repetition {
             sink: v.sink.clone(),
             files: v.files.clone(),
             link: v.link.clone(),
+            faults: v.faults.clone(),
         }
     }
 }
