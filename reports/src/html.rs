@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use crate::charts::Kind;
 use crate::format::{count, sig3};
 use crate::link_model;
+use crate::palette;
+use crate::recovery;
 use crate::results::RunResult;
 use crate::table::Summary;
 
@@ -95,13 +97,15 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
     facts(&mut h, run);
     h.push_str("<h2>Summary</h2>\n<div class=\"scroll\">\n");
     table(&mut h, summary);
-    h.push_str("</div>\n<h2>Charts</h2>\n");
+    h.push_str("</div>\n");
+    recovery_table(&mut h, run);
+    h.push_str("<h2>Charts</h2>\n");
     for f in charts {
         let _ = write!(
             h,
             "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n",
-            f.kind.name(),
-            inline_svg(&f.svg, f.kind.title()),
+            escape(&f.kind.name(run)),
+            inline_svg(&f.svg, &f.kind.title(run)),
             escape(&f.caption)
         );
     }
@@ -258,6 +262,56 @@ fn table(h: &mut String, summary: &Summary) {
         }
     }
     h.push_str("</tbody>\n</table>\n");
+}
+
+/// What the recovery table's columns mean, under its heading.
+const RECOVERY_NOTE: &str = "One row per variant and fault. A fault's readings are those due \
+     from its start until the next fault starts (or the window ends), from the devices it hit. \
+     Notice: from the fault's start to each device's knowing its connection was gone; recover: \
+     from the fault's end to each device's first reading delivered after it; missing: devices \
+     that never noticed, and that delivered nothing more. Backlog: readings due before the \
+     fault's end that arrived after it. \u{2013} means the run has no such figure.";
+
+/// The recovery table, when any variant had faults.
+fn recovery_table(h: &mut String, run: &RunResult) {
+    let rows = recovery::rows(run);
+    if rows.is_empty() {
+        return;
+    }
+    let colours = palette::variants(run.variants.iter().map(|v| v.transport.as_str()));
+    let _ = write!(
+        h,
+        "<h2 id=\"recovery\">Faults and recovery</h2>\n<p class=\"sub\">{}</p>\n\
+         <div class=\"scroll\">\n<table>\n<thead>\n<tr>",
+        escape(RECOVERY_NOTE)
+    );
+    for (i, c) in recovery::COLUMNS.iter().enumerate() {
+        let style = if i < 2 {
+            " style=\"text-align:left\""
+        } else {
+            ""
+        };
+        let _ = write!(h, "<th scope=\"col\"{style}>{}</th>", escape(c));
+    }
+    h.push_str("</tr>\n</thead>\n<tbody>\n");
+    for row in rows {
+        let colour = colours
+            .get(row.variant)
+            .map_or_else(String::new, |c| c.hex());
+        let [variant, fault, rest @ ..] = &row.cells;
+        let _ = write!(
+            h,
+            "<tr><th scope=\"row\"><span class=\"swatch\" style=\"background:{colour}\"></span>{}</th>\
+             <th scope=\"row\">{}</th>",
+            escape(variant),
+            escape(fault)
+        );
+        for cell in rest {
+            let _ = write!(h, "<td>{}</td>", escape(cell));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody>\n</table>\n</div>\n");
 }
 
 /// A chart's SVG document as an element of the page: no XML namespace attribute (HTML needs

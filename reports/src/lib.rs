@@ -12,12 +12,15 @@
 //!   variant, and on an emulated WiFi link the link's applied and modelled delay per direction,
 //!   turned into percentile spectra.
 //! - `palette` — one fixed colour per transport, shared by every chart and the HTML table.
-//! - `charts` — the six charts of every run, and `link-delay` when a variant ran on an emulated
-//!   WiFi link, each drawn once by the same code onto an SVG and a bitmap backend (text laid
+//! - `charts` — the six charts of every run, `link-delay` when a variant ran on an emulated
+//!   WiFi link and a fault timeline per variant with faults, each drawn once by the same code onto an SVG and a bitmap backend (text laid
 //!   out with the bundled DejaVu Sans, no system fonts).
 //! - `table` — the side-by-side summary (one column per variant) as plain cells, the link each
 //!   variant ran on and what that link did among them (`link_model` puts the model into words);
 //!   `html` and `markdown` render it, with the charts, into `report.html` and `summary.md`.
+//! - [`recovery`] — with `[[faults]]`, the recovery table (one row per variant and fault: what
+//!   was lost, how soon devices noticed and recovered), as text cells that `html`, `markdown`
+//!   and the harness's terminal table print.
 //! - `output` — atomic writes (temporary file, sync, rename): [`write_atomically`], which the
 //!   harness uses for its own files too.
 //! - [`compare`] — `compare.html` for two runs: the harness's verdicts as a table and, per
@@ -36,6 +39,7 @@ mod link_model;
 mod markdown;
 mod output;
 mod palette;
+pub mod recovery;
 pub mod results;
 mod table;
 
@@ -67,8 +71,8 @@ pub struct Rendered {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chart {
     /// Its name, also the files' stem: `latency-spectrum`, `link-delay` (only when a variant ran
-    /// on an emulated WiFi link), `latency-over-time`, `throughput-over-time`, `overhead`,
-    /// `cost`, `delivery`.
+    /// on an emulated WiFi link), `latency-over-time`, `throughput-over-time`,
+    /// `fault-timeline-<variant>` (one per variant with faults), `overhead`, `cost`, `delivery`.
     pub name: String,
     /// `charts/<name>.svg`.
     pub svg: PathBuf,
@@ -105,10 +109,11 @@ pub fn render(results_dir: &Path) -> Result<Rendered, ReportError> {
     for &kind in &kinds {
         let svg_text = charts::svg(kind, &report)?;
         let png_bytes = charts::png(kind, &report)?;
+        let name = kind.name(&run);
         let chart = Chart {
-            name: kind.name().to_owned(),
-            svg: charts_dir.join(format!("{}.svg", kind.name())),
-            png: charts_dir.join(format!("{}.png", kind.name())),
+            svg: charts_dir.join(format!("{name}.svg")),
+            png: charts_dir.join(format!("{name}.png")),
+            name,
         };
         output::write(&chart.svg, svg_text.as_bytes())?;
         output::write(&chart.png, &png_bytes)?;

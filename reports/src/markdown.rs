@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::charts::Kind;
 use crate::format::{count, sig3};
 use crate::link_model;
+use crate::recovery;
 use crate::results::RunResult;
 use crate::table::Summary;
 use crate::CHARTS_DIR;
@@ -128,19 +129,48 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
         }
     }
 
+    recovery_table(&mut md, run);
+
     md.push_str("\n### Charts\n\n");
     for &kind in charts {
-        chart(&mut md, kind);
+        chart(&mut md, kind, run);
     }
     md
 }
 
-fn chart(md: &mut String, kind: Kind) {
+/// The recovery table, when any variant had faults.
+fn recovery_table(md: &mut String, run: &RunResult) {
+    let rows = recovery::rows(run);
+    if rows.is_empty() {
+        return;
+    }
+    md.push_str(
+        "\n### Faults and recovery\n\nNotice from each fault's start, recovery from its end as \
+         done; – where the run has no such figure.\n\n|",
+    );
+    for c in recovery::COLUMNS {
+        let _ = write!(md, " {} |", escape(c));
+    }
+    md.push_str("\n|:---|:---|");
+    for _ in 2..recovery::COLUMNS.len() {
+        md.push_str("---:|");
+    }
+    md.push('\n');
+    for row in rows {
+        md.push('|');
+        for cell in &row.cells {
+            let _ = write!(md, " {} |", escape(cell));
+        }
+        md.push('\n');
+    }
+}
+
+fn chart(md: &mut String, kind: Kind, run: &RunResult) {
     let _ = writeln!(
         md,
         "![{}]({CHARTS_DIR}/{}.png)\n",
-        kind.title(),
-        kind.name()
+        escape(&kind.title(run)),
+        kind.name(run)
     );
 }
 

@@ -69,8 +69,23 @@ pub fn legend<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
+    legend_with_areas(area, series, styles, &[])
+}
+
+/// [`legend`], then a key of shaded areas: a swatch of each fill (outlined in its edge colour)
+/// and what it marks.
+pub fn legend_with_areas<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+    styles: &[(&str, Stroke)],
+    areas: &[(&str, RGBColor, RGBColor)],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
     let (_, height) = area.dim_in_pixel();
-    let rows = series.len() + styles.len() + usize::from(!styles.is_empty());
+    let keys = styles.len() + areas.len();
+    let rows = series.len() + keys + usize::from(keys > 0);
     let step = (f64::from(height.saturating_sub(40)) / rows.max(1) as f64).clamp(12.0, 22.0);
     let size = (step * 0.68).clamp(10.0, 14.0);
     let mut y = 30.0;
@@ -84,18 +99,29 @@ where
         ))?;
         y += step;
     }
-    if !styles.is_empty() {
+    if keys > 0 {
         y += step * 0.5;
-        for (label, stroke) in styles {
-            let yi = y as i32;
-            sample(area, yi, MUTED, *stroke)?;
-            area.draw(&Text::new(
-                label.to_string(),
-                (44, yi),
-                font_left(size).color(&MUTED),
-            ))?;
-            y += step;
-        }
+    }
+    for (label, stroke) in styles {
+        let yi = y as i32;
+        sample(area, yi, MUTED, *stroke)?;
+        area.draw(&Text::new(
+            label.to_string(),
+            (44, yi),
+            font_left(size).color(&MUTED),
+        ))?;
+        y += step;
+    }
+    for (label, fill, edge) in areas {
+        let yi = y as i32;
+        area.draw(&Rectangle::new([(10, yi - 6), (38, yi + 6)], fill.filled()))?;
+        area.draw(&Rectangle::new([(10, yi - 6), (38, yi + 6)], *edge))?;
+        area.draw(&Text::new(
+            label.to_string(),
+            (44, yi),
+            font_left(size).color(&MUTED),
+        ))?;
+        y += step;
     }
     Ok(())
 }

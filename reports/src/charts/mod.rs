@@ -1,11 +1,13 @@
 //! The charts, each drawn by one function generic over the plotters backend, so the SVG and
 //! the PNG of a chart come from the same code and always agree. Six are drawn for every run;
-//! `link-delay` only when some variant ran on an emulated WiFi link ([`drawn`]).
+//! `link-delay` only when some variant ran on an emulated WiFi link, and
+//! `fault-timeline-<variant>` for each variant with faults ([`drawn`]).
 //!
 //! - `frame` — what every chart shares: fonts, title, legends, axes in log or linear space,
 //!   horizontal bar rows.
 //! - `spectrum` — `latency-spectrum`, and the percentile panels `link` draws with;
 //!   `link` — `link-delay`; `timeline` — `latency-over-time` and `throughput-over-time`;
+//!   `faults` — `fault-timeline-<variant>`, one variant's seconds with its faults' windows;
 //!   `bars` — `overhead`, `cost` and `delivery`.
 //! - [`compare_svg`] — compare.html's chart: one variant's spectrum in two runs (SVG only).
 //!
@@ -14,6 +16,7 @@
 //! SVGs name the family `sans-serif`, so a browser draws them with its own sans-serif font.
 
 mod bars;
+mod faults;
 mod frame;
 mod link;
 mod spectrum;
@@ -46,6 +49,9 @@ pub enum Kind {
     LatencyOverTime,
     /// Arrivals per second per variant.
     ThroughputOverTime,
+    /// One variant's arrivals and p99 per second, its faults' windows shaded; the variant's
+    /// index in the run.
+    FaultTimeline(usize),
     /// Bytes and segments per reading.
     Overhead,
     /// CPU and memory per process.
@@ -54,8 +60,9 @@ pub enum Kind {
     Delivery,
 }
 
-/// Every chart, in the order the reports show them ([`drawn`] leaves out those a run has no
-/// data for).
+/// Every chart drawn once per run, in the order the reports show them ([`drawn`] leaves out
+/// those a run has no data for, and adds a [`Kind::FaultTimeline`] per variant with faults after
+/// `throughput-over-time`).
 pub const ALL: [Kind; 7] = [
     Kind::Spectrum,
     Kind::LinkDelay,
@@ -67,38 +74,56 @@ pub const ALL: [Kind; 7] = [
 ];
 
 impl Kind {
-    /// The chart's name and file stem.
-    pub fn name(self) -> &'static str {
+    /// The chart's kind, for errors: its name, without a variant.
+    pub fn family(self) -> &'static str {
         match self {
             Kind::Spectrum => "latency-spectrum",
             Kind::LinkDelay => "link-delay",
             Kind::LatencyOverTime => "latency-over-time",
             Kind::ThroughputOverTime => "throughput-over-time",
+            Kind::FaultTimeline(_) => faults::NAME,
             Kind::Overhead => "overhead",
             Kind::Cost => "cost",
             Kind::Delivery => "delivery",
         }
     }
 
+    /// The chart's name and file stem: [`Kind::family`], and for a variant's chart
+    /// `fault-timeline-<variant>`.
+    pub fn name(self, run: &RunResult) -> String {
+        match self {
+            Kind::FaultTimeline(i) => faults::name(run.variants.get(i)),
+            _ => self.family().to_owned(),
+        }
+    }
+
     /// Whether `report` has anything for this chart: `link-delay` needs a variant that ran on
-    /// an emulated link, every other chart is always drawn.
+    /// an emulated link, a fault timeline a variant with faults; every other chart is always
+    /// drawn.
     pub fn applies(self, report: &Report) -> bool {
         match self {
             Kind::LinkDelay => report.series.iter().any(|s| s.link.is_some()),
+            Kind::FaultTimeline(i) => report
+                .series
+                .get(i)
+                .is_some_and(|s| !s.variant.faults.is_empty()),
             _ => true,
         }
     }
 
     /// The chart's title, drawn on it.
-    pub fn title(self) -> &'static str {
+    pub fn title(self, run: &RunResult) -> String {
         match self {
-            Kind::Spectrum => "Latency by percentile",
-            Kind::LinkDelay => "Emulated WiFi link: delay per packet, applied and modelled",
-            Kind::LatencyOverTime => "Latency per second (corrected)",
-            Kind::ThroughputOverTime => "Readings arriving per second",
-            Kind::Overhead => "Bytes and segments per reading",
-            Kind::Cost => "CPU and memory per process",
-            Kind::Delivery => "Delivery",
+            Kind::Spectrum => "Latency by percentile".to_owned(),
+            Kind::LinkDelay => {
+                "Emulated WiFi link: delay per packet, applied and modelled".to_owned()
+            }
+            Kind::LatencyOverTime => "Latency per second (corrected)".to_owned(),
+            Kind::ThroughputOverTime => "Readings arriving per second".to_owned(),
+            Kind::FaultTimeline(i) => faults::title(run.variants.get(i)),
+            Kind::Overhead => "Bytes and segments per reading".to_owned(),
+            Kind::Cost => "CPU and memory per process".to_owned(),
+            Kind::Delivery => "Delivery".to_owned(),
         }
     }
 
@@ -129,6 +154,7 @@ impl Kind {
                 "Readings that arrived in each second of the measured window; the dashed grey \
                  line is the rate the fleet offered."
             }
+            Kind::FaultTimeline(_) => faults::CAPTION,
             Kind::Overhead => {
                 "Steady-state bytes per reading on the device's connection, up (device to \
                  backend) and down (backend to device): the payload, the protocol's framing, and \
@@ -152,9 +178,21 @@ impl Kind {
     }
 }
 
-/// The charts `report` gets, in the order the reports show them.
+/// The charts `report` gets, in the order the reports show them: a fault timeline per variant
+/// with faults, in the run's order, after `throughput-over-time`.
 pub fn drawn(report: &Report) -> Vec<Kind> {
-    ALL.into_iter().filter(|k| k.applies(report)).collect()
+    let timelines = (0..report.series.len()).map(Kind::FaultTimeline);
+    ALL.into_iter()
+        .flat_map(|k| {
+            let after: Vec<Kind> = if k == Kind::ThroughputOverTime {
+                timelines.clone().collect()
+            } else {
+                Vec::new()
+            };
+            std::iter::once(k).chain(after)
+        })
+        .filter(|k| k.applies(report))
+        .collect()
 }
 
 /// What a chart says under it in the HTML report: [`Kind::caption`], plus a note when some
@@ -180,6 +218,16 @@ pub fn caption(kind: Kind, report: &Report) -> String {
             " No interval log for {}: drawn through the summary percentiles only.",
             coarse.join(", ")
         ));
+    }
+    if let Kind::FaultTimeline(i) = kind {
+        if let Some(note) = report
+            .series
+            .get(i)
+            .and_then(|s| faults::planned_note(s.variant))
+        {
+            text.push(' ');
+            text.push_str(&note);
+        }
     }
     if kind == Kind::LinkDelay {
         let ideal = names(&|s| s.link.is_none());
@@ -350,12 +398,13 @@ where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE)?;
-    let area = frame::title(root, kind.title())?;
+    let area = frame::title(root, &kind.title(report.run))?;
     match kind {
         Kind::Spectrum => spectrum::draw(&area, report),
         Kind::LinkDelay => link::delay(&area, report, canvas),
         Kind::LatencyOverTime => timeline::latency(&area, report),
         Kind::ThroughputOverTime => timeline::throughput(&area, report),
+        Kind::FaultTimeline(i) => faults::timeline(&area, report, i),
         Kind::Overhead => bars::overhead(&area, report),
         Kind::Cost => bars::cost(&area, report),
         Kind::Delivery => bars::delivery(&area, report),
@@ -364,7 +413,7 @@ where
 
 fn render_error(kind: Kind, e: Box<dyn std::error::Error + Send + Sync>) -> ReportError {
     ReportError::Render {
-        chart: kind.name(),
+        chart: kind.family(),
         reason: e.to_string(),
     }
 }
@@ -379,7 +428,7 @@ fn register_font(kind: Kind) -> Result<(), ReportError> {
         Ok(())
     } else {
         Err(ReportError::Render {
-            chart: kind.name(),
+            chart: kind.family(),
             reason: "the bundled font DejaVuSans.ttf did not load".to_owned(),
         })
     }

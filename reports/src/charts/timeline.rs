@@ -9,8 +9,9 @@ use super::frame::{self, Axis};
 use super::{DrawResult, Report, SIZE};
 use crate::results::SecondStats;
 
-/// The window's length in seconds, at least as long as the data.
-fn window(report: &Report) -> f64 {
+/// The window's length in seconds, at least as long as the data (of every variant, so that
+/// every time axis of a report is the same).
+pub(super) fn window(report: &Report) -> f64 {
     let last = report
         .series
         .iter()
@@ -183,7 +184,7 @@ where
 
 /// One variant's line, with a dot per second when there are few seconds (and so few points
 /// that a lone second would otherwise be invisible).
-fn draw_line<DB, X, Y>(
+pub(super) fn draw_line<DB, X, Y>(
     chart: &mut ChartContext<DB, Cartesian2d<X, Y>>,
     points: Vec<(f64, f64)>,
     colour: RGBColor,
