@@ -187,7 +187,60 @@ pub fn render(result: &RunResult) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&recovery(result));
     out.push_str(&notes(result));
+    out
+}
+
+/// Short headings for the recovery table's columns (`reports::recovery::COLUMNS`, same order).
+const RECOVERY_HEADINGS: [&str; 12] = [
+    "variant",
+    "fault",
+    "devices",
+    "window ms",
+    "due",
+    "lost (unsent / in flight / broker)",
+    "dup",
+    "notice p50 / p99 ms",
+    "recover p50 / p99 / max ms",
+    "missing notice / recover",
+    "reconnects",
+    "backlog (drained ms)",
+];
+
+/// With `[[faults]]`, below the table: one line per variant and fault, the cells of report.html's
+/// recovery table ("–" where the run has no such figure).
+fn recovery(result: &RunResult) -> String {
+    let rows = reports::recovery::rows(result);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let cells: Vec<[String; 12]> = std::iter::once(RECOVERY_HEADINGS.map(String::from))
+        .chain(rows.into_iter().map(|r| r.cells))
+        .collect();
+    let mut widths = [0usize; 12];
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::from(
+        "\nfaults (notice from each fault's start, recover from its end as done; – = none):\n",
+    );
+    for row in &cells {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            let pad = " ".repeat(w - cell.chars().count());
+            // Names left, figures right.
+            if i < 2 {
+                let _ = write!(line, "{cell}{pad}  ");
+            } else {
+                let _ = write!(line, "{pad}{cell}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
     out
 }
 
@@ -244,5 +297,36 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("INCOMPLETE: the run was interrupted or a variant failed"));
+        assert!(
+            !table.contains("faults (notice"),
+            "no faults, no recovery lines"
+        );
+    }
+
+    #[test]
+    fn each_fault_of_each_variant_has_a_line_with_absent_figures_as_a_dash() {
+        let text = include_str!("../../reports/tests/fixtures/faults/results.json");
+        let result: RunResult = serde_json::from_str(text).unwrap();
+        let table = render(&result);
+        let faults: Vec<&str> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("faults ("))
+            .skip(1)
+            .collect();
+        assert_eq!(faults.len(), 5, "{table}");
+        assert!(faults[0].starts_with("variant  fault "), "{table}");
+        let words = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            words(faults[1]),
+            "qos0 #0 backend-restart 50 2,003 → 3,013 1,500 1,015 (995 / 20 / –) 0 51.3 / 98.7 \
+             1,046 / 1,108 / 1,121 0 / 0 50 0"
+        );
+        assert_eq!(
+            words(faults[2]),
+            "qos0 #1 device-reboot 10 5,000 → 5,501 300 216 (215 / 1 / –) 0 – / – \
+             1,612 / 1,905 / 1,905 10 / 1 10 0"
+        );
+        assert!(words(faults[3]).starts_with("qos1 #0 backend-restart 50 "));
+        assert!(faults[3].ends_with("  50 (1,135)"), "{table}");
     }
 }
