@@ -122,7 +122,7 @@ pub fn write_all(
             .iter()
             .map(|r| reports::compare::CompareRow {
                 variant: r.variant.clone(),
-                metric: r.label.to_string(),
+                metric: r.label.clone(),
                 baseline: output::value(r.baseline, r.unit),
                 candidate: output::value(r.candidate, r.unit),
                 change: output::change(r),

@@ -10,11 +10,14 @@
 //! throughput = 5
 //! framing_bytes_up = 0         # exact
 //! lost = 0                     # readings the candidate may lose (a count, not a percent)
+//! fault_recover_p99 = 20       # every fault of a [[faults]] scenario: recovery p99 +20 %
+//! fault_lost = 600             # readings the candidate may lose in each fault
 //! [variants.mqtt-qos0]         # overrides for one variant
 //! lost = 20
 //! ```
 //!
-//! A metric without a threshold is compared and shown, never gated.
+//! A metric without a threshold is compared and shown, never gated. The `fault_` keys
+//! ([`super::metrics::FAULTS`]) set one threshold for the figure of every fault.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,7 +26,8 @@ use serde::{Deserialize, Serialize};
 
 macro_rules! thresholds {
     ($($id:ident),* $(,)?) => {
-        /// Thresholds per metric id (see [`super::metrics::ALL`]); absent means not gated.
+        /// Thresholds per metric id (see [`super::metrics::ALL`]) and per fault figure (the
+        /// `fault_` keys of [`super::metrics::FAULTS`]); absent means not gated.
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields, expecting = "a table of metric thresholds")]
         pub struct Thresholds {
@@ -88,6 +92,18 @@ thresholds!(
     lost_by_broker,
     duplicated,
     reordered,
+    fault_lost,
+    fault_lost_unsent,
+    fault_lost_in_flight,
+    fault_lost_by_broker,
+    fault_duplicated,
+    fault_notice_p50,
+    fault_notice_p99,
+    fault_recover_p50,
+    fault_recover_p99,
+    fault_recover_max,
+    fault_recover_missing,
+    fault_backlog_drained,
 );
 
 /// A gate: thresholds for every variant, overrides per variant, and the interval's confidence.

@@ -1,7 +1,9 @@
 //! What `fleetbench compare` compares: every metric, how to read it from a repetition, which way
-//! is better, and how it varies between runs.
+//! is better, and how it varies between runs; and with `[[faults]]`, the figures of each fault
+//! ([`FAULTS`]), compared fault by fault.
 
 use crate::results::Repetition;
+use reports::results::FaultResult;
 
 /// How a metric behaves between two runs of the same build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -306,6 +308,159 @@ pub fn find(id: &str) -> Option<&'static Metric> {
     ALL.iter().find(|m| m.id == id)
 }
 
+/// One figure of a fault (`results.faults[]`), compared for each fault the two runs share: a
+/// baseline fault is paired with the candidate's fault of the same index and kind, and faults
+/// that differ are not compared (the comparison says so in a note).
+///
+/// A row's id is `faults[<index>].<kind>.<figure>` (`faults[0].backend-restart.recover_p99`),
+/// its label `faults[<index>] <kind>: <label>`. Thresholds files name the figure once for every
+/// fault of a variant by [`FaultMetric::gate_key`] (`fault_recover_p99 = 20`), which
+/// `[variants.<name>]` overrides as any other key. Every figure is better lower.
+pub struct FaultMetric {
+    /// The figure's part of a row's id.
+    pub figure: &'static str,
+    /// Key in thresholds files (`fault_` and the figure): a threshold for every fault.
+    pub gate_key: &'static str,
+    /// How tables name it, after the fault.
+    pub label: &'static str,
+    /// Unit of its values.
+    pub unit: &'static str,
+    /// How it is judged: times vary with the machine ([`Kind::Spread`], one value per
+    /// repetition); readings and devices are counts ([`Kind::Count`], the candidate's total
+    /// against a threshold).
+    pub kind: Kind,
+    /// Percent allowed when no gate sets a threshold. A spread figure's is its threshold; a
+    /// count's is the slack above the baseline's own count (at least one), since a fault always
+    /// costs some readings and so a count's fixed default of 0 would call every fault worse.
+    pub default_threshold: f64,
+    /// Its value in one fault of one repetition, if it has one.
+    pub value: fn(&FaultResult) -> Option<f64>,
+}
+
+impl FaultMetric {
+    /// The id of this figure of fault `index` of `kind`.
+    pub fn id(&self, index: u32, kind: &str) -> String {
+        format!("faults[{index}].{kind}.{}", self.figure)
+    }
+
+    /// The label of this figure of fault `index` of `kind`.
+    pub fn label(&self, index: u32, kind: &str) -> String {
+        format!("faults[{index}] {kind}: {}", self.label)
+    }
+}
+
+/// Every figure of a fault, in the order tables show them.
+pub const FAULTS: &[FaultMetric] = &[
+    FaultMetric {
+        figure: "lost",
+        gate_key: "fault_lost",
+        label: "lost readings",
+        unit: "readings",
+        kind: Kind::Count,
+        default_threshold: 10.0,
+        value: |f| Some(f.delivery.lost as f64),
+    },
+    FaultMetric {
+        figure: "lost_unsent",
+        gate_key: "fault_lost_unsent",
+        label: "lost: never sent",
+        unit: "readings",
+        kind: Kind::Count,
+        default_threshold: 10.0,
+        value: |f| f.delivery.lost_unsent.map(|n| n as f64),
+    },
+    FaultMetric {
+        figure: "lost_in_flight",
+        gate_key: "fault_lost_in_flight",
+        label: "lost: sent, never arrived",
+        unit: "readings",
+        kind: Kind::Count,
+        default_threshold: 10.0,
+        value: |f| f.delivery.lost_in_flight.map(|n| n as f64),
+    },
+    FaultMetric {
+        figure: "lost_by_broker",
+        gate_key: "fault_lost_by_broker",
+        label: "lost: dropped by the broker",
+        unit: "readings",
+        kind: Kind::Count,
+        default_threshold: 10.0,
+        value: |f| f.delivery.lost_by_broker.map(|n| n as f64),
+    },
+    FaultMetric {
+        figure: "duplicated",
+        gate_key: "fault_duplicated",
+        label: "duplicated readings",
+        unit: "readings",
+        kind: Kind::Count,
+        default_threshold: 10.0,
+        value: |f| Some(f.delivery.duplicated as f64),
+    },
+    FaultMetric {
+        figure: "notice_p50",
+        gate_key: "fault_notice_p50",
+        label: "notice p50",
+        unit: "ms",
+        kind: Kind::Spread,
+        default_threshold: 20.0,
+        value: |f| f.notice_ms.p50,
+    },
+    FaultMetric {
+        figure: "notice_p99",
+        gate_key: "fault_notice_p99",
+        label: "notice p99",
+        unit: "ms",
+        kind: Kind::Spread,
+        default_threshold: 20.0,
+        value: |f| f.notice_ms.p99,
+    },
+    FaultMetric {
+        figure: "recover_p50",
+        gate_key: "fault_recover_p50",
+        label: "recover p50",
+        unit: "ms",
+        kind: Kind::Spread,
+        default_threshold: 20.0,
+        value: |f| f.recover_ms.p50,
+    },
+    FaultMetric {
+        figure: "recover_p99",
+        gate_key: "fault_recover_p99",
+        label: "recover p99",
+        unit: "ms",
+        kind: Kind::Spread,
+        default_threshold: 20.0,
+        value: |f| f.recover_ms.p99,
+    },
+    FaultMetric {
+        figure: "recover_max",
+        gate_key: "fault_recover_max",
+        label: "recover max",
+        unit: "ms",
+        kind: Kind::Spread,
+        default_threshold: 50.0,
+        value: |f| f.recover_ms.max,
+    },
+    FaultMetric {
+        figure: "recover_missing",
+        gate_key: "fault_recover_missing",
+        label: "devices not recovered",
+        unit: "devices",
+        kind: Kind::Count,
+        default_threshold: 10.0,
+        value: |f| Some(f64::from(f.recover_ms.missing)),
+    },
+    FaultMetric {
+        figure: "backlog_drained",
+        gate_key: "fault_backlog_drained",
+        label: "backlog drained after",
+        unit: "ms",
+        kind: Kind::Spread,
+        default_threshold: 50.0,
+        value: |f| f.backlog_drained_ms,
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +478,40 @@ mod tests {
                 m.id
             );
         }
-        assert_eq!(super::super::gate::Thresholds::KEYS.len(), ALL.len());
+        let mut keys: Vec<_> = FAULTS.iter().map(|m| m.gate_key).collect();
+        keys.extend(FAULTS.iter().map(|m| m.figure));
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 2 * FAULTS.len());
+        for m in FAULTS {
+            assert_eq!(m.gate_key, format!("fault_{}", m.figure));
+            assert!(
+                super::super::gate::Thresholds::KEYS.contains(&m.gate_key),
+                "{} has no key in thresholds files",
+                m.gate_key
+            );
+            assert!(
+                !ids.contains(&m.gate_key),
+                "{} is also a metric",
+                m.gate_key
+            );
+        }
+        assert_eq!(
+            super::super::gate::Thresholds::KEYS.len(),
+            ALL.len() + FAULTS.len()
+        );
+    }
+
+    #[test]
+    fn fault_rows_are_named_by_index_kind_and_figure() {
+        let p99 = FAULTS.iter().find(|m| m.figure == "recover_p99").unwrap();
+        assert_eq!(
+            p99.id(0, "backend-restart"),
+            "faults[0].backend-restart.recover_p99"
+        );
+        assert_eq!(
+            p99.label(1, "link-down"),
+            "faults[1] link-down: recover p99"
+        );
     }
 }

@@ -19,6 +19,12 @@
 //!   (rounding), whichever is largest.
 //! - Counts (lost, duplicated, reordered): `worse` when the candidate's total is above the
 //!   threshold (an absolute count), `better` when below the baseline's, else `same`.
+//! - Faults (`[[faults]]`): each fault of the baseline is paired with the candidate's fault of the
+//!   same index and kind, and its figures ([`metrics::FAULTS`]) compared as above: times as
+//!   spread metrics, readings and devices as counts. Faults that do not pair (a different kind
+//!   at an index, or an index only one run has) are not compared, and a note says so. An
+//!   ungated fault count's threshold is the baseline's count plus a slack, since every fault
+//!   costs some readings.
 
 pub mod files;
 pub mod gate;
@@ -29,8 +35,9 @@ pub mod stats;
 use serde::Serialize;
 
 use crate::results::{Repetition, RunResult, VariantResult, SCHEMA_VERSION};
-use gate::GateConfig;
-use metrics::{Better, Kind, Metric};
+use gate::{GateConfig, Thresholds};
+use metrics::{Better, FaultMetric, Kind, Metric};
+use reports::results::FaultResult;
 
 /// Rounding slack on exact metrics: results carry three decimals.
 const EXACT_SLACK: f64 = 0.005;
@@ -72,10 +79,11 @@ impl Verdict {
 pub struct Row {
     /// Variant name.
     pub variant: String,
-    /// Metric id ([`metrics::ALL`]).
-    pub metric: &'static str,
+    /// Metric id ([`metrics::ALL`]), or a fault's figure (`faults[0].backend-restart.lost`,
+    /// [`metrics::FAULTS`]).
+    pub metric: String,
     /// Metric label.
-    pub label: &'static str,
+    pub label: String,
     /// Unit of the values.
     pub unit: &'static str,
     /// How the metric is judged.
@@ -253,10 +261,12 @@ pub fn compare(
             Some(c) => {
                 for metric in metrics::ALL {
                     let gated = thresholds.get(metric.id);
-                    if let Some(row) = compare_metric(metric, b, c, gated, confidence) {
+                    let figure = Figure::of(metric);
+                    if let Some(row) = compare_metric(&figure, b, c, gated, confidence) {
                         rows.push(row);
                     }
                 }
+                rows.extend(compare_faults(b, c, &thresholds, confidence, &mut notes));
             }
             None => {
                 notes.push(format!("variant `{}` is only in the baseline", b.name));
@@ -346,8 +356,8 @@ fn workload_differences(a: &RunResult, b: &RunResult) -> Vec<String> {
 fn absent_row(variant: &str, gated: bool, verdict: Verdict) -> Row {
     Row {
         variant: variant.to_string(),
-        metric: "variant",
-        label: "variant present",
+        metric: "variant".to_string(),
+        label: "variant present".to_string(),
         unit: "",
         kind: Kind::Exact,
         better: Better::Higher,
@@ -366,24 +376,144 @@ fn absent_row(variant: &str, gated: bool, verdict: Verdict) -> Row {
     }
 }
 
-fn values(metric: &Metric, reps: &[Repetition]) -> Vec<f64> {
+/// How a figure is read from one repetition.
+type Reader<'a> = Box<dyn Fn(&Repetition) -> Option<f64> + 'a>;
+
+/// What a row compares: a metric of [`metrics::ALL`], or a figure of one fault.
+struct Figure<'a> {
+    id: String,
+    label: String,
+    unit: &'static str,
+    kind: Kind,
+    better: Better,
+    /// Threshold when no gate sets one.
+    default: DefaultThreshold,
+    value: Reader<'a>,
+    /// A fault's figure: repetitions that carry no faults at all (results written before
+    /// repetitions had them) are read from the variant's pooled faults instead.
+    of_fault: bool,
+}
+
+/// The threshold of a row no gate names.
+#[derive(Clone, Copy)]
+enum DefaultThreshold {
+    /// This one.
+    Fixed(f64),
+    /// The baseline's value plus this percent of it, at least one more (fault counts).
+    AboveBaseline(f64),
+}
+
+impl Figure<'static> {
+    fn of(metric: &'static Metric) -> Figure<'static> {
+        Figure {
+            id: metric.id.to_string(),
+            label: metric.label.to_string(),
+            unit: metric.unit,
+            kind: metric.kind,
+            better: metric.better,
+            default: DefaultThreshold::Fixed(metric.default_threshold),
+            value: Box::new(metric.value),
+            of_fault: false,
+        }
+    }
+}
+
+impl<'a> Figure<'a> {
+    /// `metric` of the fault with this index and kind.
+    fn of_fault(metric: &'static FaultMetric, index: u32, kind: &'a str) -> Figure<'a> {
+        Figure {
+            id: metric.id(index, kind),
+            label: metric.label(index, kind),
+            unit: metric.unit,
+            kind: metric.kind,
+            better: Better::Lower,
+            default: match metric.kind {
+                Kind::Count => DefaultThreshold::AboveBaseline(metric.default_threshold),
+                _ => DefaultThreshold::Fixed(metric.default_threshold),
+            },
+            value: Box::new(move |r: &Repetition| {
+                r.faults
+                    .iter()
+                    .find(|f| f.index == index && f.kind == kind)
+                    .and_then(metric.value)
+            }),
+            of_fault: true,
+        }
+    }
+}
+
+/// Rows for the faults `b` and `c` share (same index, same kind); a note for each fault that
+/// does not pair.
+fn compare_faults(
+    b: &VariantResult,
+    c: &VariantResult,
+    thresholds: &Thresholds,
+    confidence: f64,
+    notes: &mut Vec<String>,
+) -> Vec<Row> {
+    let name = |f: &FaultResult| format!("#{} ({})", f.index, f.kind);
+    let mut rows = Vec::new();
+    for bf in &b.faults {
+        match c.faults.iter().find(|cf| cf.index == bf.index) {
+            Some(cf) if cf.kind == bf.kind => {
+                for metric in metrics::FAULTS {
+                    let figure = Figure::of_fault(metric, bf.index, &bf.kind);
+                    let gated = thresholds.get(metric.gate_key);
+                    rows.extend(compare_metric(&figure, b, c, gated, confidence));
+                }
+            }
+            Some(cf) => notes.push(format!(
+                "variant `{}`: fault #{} is {} in the baseline and {} in the candidate; not \
+                 compared",
+                b.name, bf.index, bf.kind, cf.kind
+            )),
+            None => notes.push(format!(
+                "variant `{}`: fault {} is only in the baseline; not compared",
+                b.name,
+                name(bf)
+            )),
+        }
+    }
+    for cf in &c.faults {
+        if !b.faults.iter().any(|bf| bf.index == cf.index) {
+            notes.push(format!(
+                "variant `{}`: fault {} is only in the candidate; not compared",
+                c.name,
+                name(cf)
+            ));
+        }
+    }
+    rows
+}
+
+fn values(figure: &Figure, reps: &[Repetition]) -> Vec<f64> {
     reps.iter()
         .filter(|r| r.complete)
-        .filter_map(|r| (metric.value)(r))
+        .filter_map(|r| (figure.value)(r))
         .filter(|v| v.is_finite())
         .collect()
 }
 
-/// Compares one metric of one variant; `None` when neither side has it.
+/// The repetitions `figure` is read from in `v`.
+fn repetitions(figure: &Figure, v: &VariantResult) -> Vec<Repetition> {
+    let reps = v.repetitions_or_self();
+    if figure.of_fault && reps.iter().all(|r| r.faults.is_empty()) {
+        vec![Repetition::of(1, v)]
+    } else {
+        reps
+    }
+}
+
+/// Compares one figure of one variant; `None` when neither side has it.
 fn compare_metric(
-    metric: &'static Metric,
+    metric: &Figure,
     b: &VariantResult,
     c: &VariantResult,
     gated: Option<f64>,
     confidence: f64,
 ) -> Option<Row> {
-    let b_reps = b.repetitions_or_self();
-    let c_reps = c.repetitions_or_self();
+    let b_reps = repetitions(metric, b);
+    let c_reps = repetitions(metric, c);
     let b_values = values(metric, &b_reps);
     let c_values = values(metric, &c_reps);
     let pooled = |v: &VariantResult| (metric.value)(&Repetition::of(0, v));
@@ -391,11 +521,17 @@ fn compare_metric(
         Kind::Spread => (stats::median(&b_values), stats::median(&c_values)),
         Kind::Exact | Kind::Count => (pooled(b), pooled(c)),
     };
-    let threshold = gated.unwrap_or(metric.default_threshold);
+    let threshold = gated.unwrap_or(match metric.default {
+        DefaultThreshold::Fixed(t) => t,
+        DefaultThreshold::AboveBaseline(percent) => {
+            let base = b_value.unwrap_or(0.0);
+            base + (base * percent / 100.0).ceil().max(1.0)
+        }
+    });
     let mut row = Row {
         variant: b.name.clone(),
-        metric: metric.id,
-        label: metric.label,
+        metric: metric.id.clone(),
+        label: metric.label.clone(),
         unit: metric.unit,
         kind: metric.kind,
         better: metric.better,
@@ -464,7 +600,7 @@ fn compare_metric(
                 &b_values,
                 &c_values,
                 confidence,
-                stats::seed_for(&b.name, metric.id),
+                stats::seed_for(&b.name, &metric.id),
             );
             row.interval_percent = interval;
             spread_verdict(
@@ -529,5 +665,178 @@ mod tests {
         // No interval.
         assert_eq!(spread_verdict(25.0, None, 10.0), Verdict::Noise);
         assert_eq!(spread_verdict(5.0, None, 10.0), Verdict::Same);
+    }
+
+    /// The reports' `faults` fixture: qos0 and qos1 through a broker restart (#0) and a reboot
+    /// of 10 devices (#1), one repetition.
+    fn faults_run() -> RunResult {
+        serde_json::from_str(include_str!(
+            "../../../reports/tests/fixtures/faults/results.json"
+        ))
+        .unwrap()
+    }
+
+    fn gate(text: &str) -> GateConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    fn row<'a>(c: &'a Comparison, variant: &str, metric: &str) -> Option<&'a Row> {
+        c.rows
+            .iter()
+            .find(|r| r.variant == variant && r.metric == metric)
+    }
+
+    #[test]
+    fn faults_are_paired_by_index_and_kind_and_the_rest_left_out_with_a_note() {
+        let baseline = faults_run();
+        let mut candidate = faults_run();
+        for v in &mut candidate.variants {
+            // The same index, another kind; and a fault the baseline does not have.
+            v.faults[1].kind = "link-down".into();
+            let mut extra = v.faults[0].clone();
+            extra.index = 2;
+            v.faults.push(extra);
+        }
+        let c = compare(&baseline, "base", &candidate, "cand", None).unwrap();
+        let fault_rows: Vec<&Row> = c
+            .rows
+            .iter()
+            .filter(|r| r.metric.starts_with("faults"))
+            .collect();
+        assert!(!fault_rows.is_empty());
+        assert!(
+            fault_rows
+                .iter()
+                .all(|r| r.metric.starts_with("faults[0].backend-restart.")),
+            "only the fault both runs had: {:?}",
+            fault_rows.iter().map(|r| &r.metric).collect::<Vec<_>>()
+        );
+        for variant in ["qos0", "qos1"] {
+            let lost = row(&c, variant, "faults[0].backend-restart.lost").unwrap();
+            assert_eq!(lost.label, "faults[0] backend-restart: lost readings");
+            assert_eq!(lost.verdict, Verdict::Same);
+            assert!(row(&c, variant, "faults[0].backend-restart.recover_p99").is_some());
+            assert!(c.notes.contains(&format!(
+                "variant `{variant}`: fault #1 is device-reboot in the baseline and link-down \
+                 in the candidate; not compared"
+            )));
+            assert!(c.notes.contains(&format!(
+                "variant `{variant}`: fault #2 (backend-restart) is only in the candidate; not \
+                 compared"
+            )));
+        }
+        // QoS 0 cannot say what a broker lost: no row; QoS 1 can.
+        assert!(row(&c, "qos0", "faults[0].backend-restart.lost_by_broker").is_none());
+        assert!(row(&c, "qos1", "faults[0].backend-restart.lost_by_broker").is_some());
+
+        // The same faults in another order are not paired with each other.
+        let mut swapped = faults_run();
+        for v in &mut swapped.variants {
+            v.faults.swap(0, 1);
+            v.faults[0].index = 0;
+            v.faults[1].index = 1;
+        }
+        let c = compare(&baseline, "base", &swapped, "cand", None).unwrap();
+        assert!(c.rows.iter().all(|r| !r.metric.starts_with("faults")));
+        assert_eq!(
+            c.notes
+                .iter()
+                .filter(|n| n.contains("not compared"))
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn a_faults_counts_are_judged_by_a_threshold_its_key_sets() {
+        let baseline = faults_run();
+        let mut candidate = faults_run();
+        let d = &mut candidate.variants[1].faults[0].delivery;
+        (d.lost, d.lost_unsent) = (1_200, Some(1_180));
+        let lost = "faults[0].backend-restart.lost";
+
+        // Not gated: up to 10 % above the baseline's 1,010 is the same.
+        let c = compare(&baseline, "base", &candidate, "cand", None).unwrap();
+        let r = row(&c, "qos1", lost).unwrap();
+        assert_eq!((r.baseline, r.candidate), (Some(1_010.0), Some(1_200.0)));
+        assert_eq!(
+            (r.threshold, r.verdict, r.gated),
+            (1_111.0, Verdict::Worse, false)
+        );
+        assert_eq!(row(&c, "qos0", lost).unwrap().verdict, Verdict::Same);
+        assert!(c.passed());
+
+        // Gated by name, for every variant and overridden for one.
+        let c = compare(
+            &baseline,
+            "base",
+            &candidate,
+            "cand",
+            Some(&gate("[thresholds]\nfault_lost = 1100\n")),
+        )
+        .unwrap();
+        let r = row(&c, "qos1", lost).unwrap();
+        assert!(r.gated && r.fails() && !c.passed());
+        assert!(row(&c, "qos0", lost).unwrap().gated);
+        let c = compare(
+            &baseline,
+            "base",
+            &candidate,
+            "cand",
+            Some(&gate(
+                "[thresholds]\nfault_lost = 1100\n[variants.qos1]\nfault_lost = 1300\n",
+            )),
+        )
+        .unwrap();
+        assert_eq!(row(&c, "qos1", lost).unwrap().verdict, Verdict::Same);
+        assert!(c.passed());
+    }
+
+    #[test]
+    fn a_faults_times_vary_and_need_repetitions_to_be_worse() {
+        let with_recover_p99 = |p99s: &[f64]| {
+            let mut run = faults_run();
+            run.scenario.repetitions = p99s.len() as u32;
+            for v in &mut run.variants {
+                v.repetitions = p99s
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p99)| {
+                        let mut r = Repetition::of(i as u32 + 1, v);
+                        r.faults[0].recover_ms.p99 = Some(*p99);
+                        r
+                    })
+                    .collect();
+            }
+            run
+        };
+        let p99 = "faults[0].backend-restart.recover_p99";
+        let one = compare(
+            &with_recover_p99(&[1_130.0]),
+            "base",
+            &with_recover_p99(&[2_000.0]),
+            "cand",
+            None,
+        )
+        .unwrap();
+        let r = row(&one, "qos1", p99).unwrap();
+        assert_eq!((r.kind, r.unit), (Kind::Spread, "ms"));
+        assert_eq!(r.verdict, Verdict::Noise, "one value a side cannot tell");
+
+        let baseline = with_recover_p99(&[1_100.0, 1_130.0, 1_150.0]);
+        let candidate = with_recover_p99(&[2_000.0, 2_050.0, 2_100.0]);
+        let c = compare(&baseline, "base", &candidate, "cand", None).unwrap();
+        let r = row(&c, "qos1", p99).unwrap();
+        assert_eq!(r.baseline_values, [1_100.0, 1_130.0, 1_150.0]);
+        assert_eq!(r.verdict, Verdict::Worse);
+        let lenient = gate("[thresholds]\nfault_recover_p99 = 100\n");
+        let c = compare(&baseline, "base", &candidate, "cand", Some(&lenient)).unwrap();
+        let r = row(&c, "qos1", p99).unwrap();
+        assert!(r.gated && r.verdict == Verdict::Same);
+        let bmf = output::bmf(&c);
+        assert!(
+            bmf.contains("\"faults-0-backend-restart-recover-p99-ms\""),
+            "{bmf}"
+        );
     }
 }

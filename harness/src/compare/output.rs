@@ -111,7 +111,7 @@ pub fn terminal(c: &Comparison) -> String {
         .map(|r| {
             [
                 r.variant.clone(),
-                r.label.to_string(),
+                r.label.clone(),
                 value(r.baseline, r.unit),
                 value(r.candidate, r.unit),
                 change(r),
@@ -193,7 +193,7 @@ fn md_table(out: &mut String, rows: &[&Row]) {
             out,
             "| {} | {}{} | {} | {} | {} | {} | {} |",
             md_escape(&r.variant),
-            md_escape(r.label),
+            md_escape(&r.label),
             if r.gated { " (gated)" } else { "" },
             value(r.baseline, r.unit),
             value(r.candidate, r.unit),
@@ -307,7 +307,7 @@ pub fn junit(c: &Comparison) -> String {
             "    <testcase classname=\"{}.{}\" name=\"{}\" time=\"0\">",
             xml_escape(&c.scenario),
             xml_escape(&r.variant),
-            r.metric
+            xml_escape(&r.metric)
         );
         if r.fails() {
             let _ = write!(
@@ -343,14 +343,23 @@ pub fn bmf(c: &Comparison) -> String {
             metric.insert("lower_value".into(), lo.into());
             metric.insert("upper_value".into(), hi.into());
         }
-        let slug = format!("{}-{}", r.metric.replace('_', "-"), unit_slug(r.unit));
+        let key = format!("{}-{}", slug(&r.metric), unit_slug(r.unit));
         if let serde_json::Value::Object(m) = bench {
-            m.insert(slug.trim_end_matches('-').to_string(), metric.into());
+            m.insert(key.trim_end_matches('-').to_string(), metric.into());
         }
     }
     let mut text = serde_json::to_string_pretty(&doc).expect("bmf serializes");
     text.push('\n');
     text
+}
+
+/// A metric id in kebab case, letters and digits only: `latency-p99`,
+/// `faults-0-backend-restart-recover-p99`.
+fn slug(id: &str) -> String {
+    id.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 fn unit_slug(unit: &str) -> &'static str {
@@ -361,6 +370,7 @@ fn unit_slug(unit: &str) -> &'static str {
         "readings/s" => "per-s",
         "segments" => "segments",
         "readings" => "readings",
+        "devices" => "devices",
         _ => "",
     }
 }
@@ -377,5 +387,10 @@ mod tests {
         assert_eq!(value(None, "B"), "–");
         assert_eq!(xml_escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
         assert_eq!(md_escape("a|b"), "a\\|b");
+        assert_eq!(slug("latency_p99"), "latency-p99");
+        assert_eq!(
+            slug("faults[0].backend-restart.recover_p99"),
+            "faults-0-backend-restart-recover-p99"
+        );
     }
 }
