@@ -346,6 +346,9 @@ pub struct Outage {
     pub kind: FaultKind,
     /// When the device vanishes or closes, ns.
     pub from_ns: u64,
+    /// When its power is back (the fault's end), ns: after a reboot it then boots and
+    /// associates until `until_ns`; in a boot storm this is `until_ns`.
+    pub powered_ns: u64,
     /// When it may connect again, ns: after a reboot its sketch runs and it is associated; after
     /// a boot storm, the one instant every device of the storm reconnects.
     pub until_ns: u64,
@@ -431,6 +434,7 @@ impl Fault {
                     fault: f.index,
                     kind: f.kind,
                     from_ns: f.start_ns,
+                    powered_ns: f.end_ns,
                     until_ns: hit.back_ns,
                 })
             })
@@ -527,6 +531,7 @@ mod tests {
                 fault: 0,
                 kind: FaultKind::DeviceReboot,
                 from_ns: f.start_ns,
+                powered_ns: f.end_ns,
                 until_ns: back
             }]
         );

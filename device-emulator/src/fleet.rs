@@ -2,10 +2,15 @@
 //! [`Schedule`], reads its sensors and sends every due reading over its transport [`Link`].
 //!
 //! Devices report every due reading (sent or not, with the instant the send began and whether a
-//! broker acknowledged it) and every
-//! connection (set-up cost, final counters, how it ended) to a [`FleetObserver`]. Turning those
-//! reports into figures is the harness's job.
+//! broker acknowledged it), every connection (set-up cost, final counters, how it ended) and
+//! every boot after a reboot to a [`FleetObserver`]. Turning those reports into figures is the
+//! harness's job.
+//!
+//! A device goes through the outages the plan's faults give it (see [`run`]); one whose profile
+//! has a `buffer` keeps the readings it could not send in a [`Backlog`] and sends them, oldest
+//! first, once connected again.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +19,13 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use transports::mqtt::MqttSettings;
+use transports::served::ServerStop;
 use transports::socket::SocketOptions;
 use transports::transport::{BrokerAck, LinkOptions, LinkStats, Setup};
 use transports::{clock, DialedTransport, Encoding, Link, Role, ServedTransport, TransportKind};
 
+use crate::backlog::{Backlog, Boot, Kept};
+use crate::fault::{Fault, FaultKind, Outage};
 use crate::pacer::Pacer;
 use crate::schedule::{Schedule, Timing};
 use crate::sensor::SensorModel;
@@ -185,6 +193,15 @@ impl FleetPlan {
 }
 
 impl FleetPlan {
+    /// How long a device waits before it dials again after a failed connect or a dropped
+    /// connection: the profile's, else its library's
+    /// ([`TransportKind::library_retry_delay`]).
+    pub fn retry_delay(&self) -> Duration {
+        self.profile
+            .retry_delay
+            .unwrap_or_else(|| self.transport.library_retry_delay())
+    }
+
     /// The MQTT keep-alive the devices use: the profile's, else their library's.
     pub fn keepalive(&self) -> Duration {
         self.profile.keepalive.unwrap_or_else(|| {
@@ -203,8 +220,9 @@ pub enum SendOutcome {
         /// Payload bytes.
         payload_bytes: u32,
     },
-    /// The device had no connection when it was due (connecting, or waiting to retry), or it
-    /// had fallen so far behind that the run ended first ([`FleetPlan::give_up_ns`]).
+    /// The device had no connection when it was due (connecting, waiting to retry, off in an
+    /// outage), it dropped the reading from a full backlog, or it had fallen so far behind that
+    /// the run ended first ([`FleetPlan::give_up_ns`]).
     Offline,
     /// The send failed; the connection was dropped.
     Failed,
@@ -215,11 +233,16 @@ pub enum SendOutcome {
 pub struct SendRecord {
     /// Device id.
     pub device_id: u32,
-    /// Sequence number.
+    /// Its place in the device's schedule, from 0 at the run's start whatever the reboots (the
+    /// sequence number on the wire is this less the `first_seq` of its boot, [`BootRecord`]).
     pub seq: u32,
+    /// The boot the device was in when the reading fell due (0 until its first reboot; a
+    /// reading due while the device is off counts in the boot that ended).
+    pub boot: u32,
     /// The due instant, CLOCK_MONOTONIC ns (the reading carries it in µs).
     pub scheduled_ns: u64,
-    /// When the device began the send (0 when it did not send).
+    /// When the device began the send (0 when it did not send). A reading kept in the backlog
+    /// is recorded when it is sent, after later ones, with its own due instant.
     pub sent_ns: u64,
     /// What happened.
     pub outcome: SendOutcome,
@@ -233,6 +256,15 @@ pub struct SendRecord {
 pub struct ConnectionRecord {
     /// Device id.
     pub device_id: u32,
+    /// When the device began the attempt (a served connection: when it accepted it),
+    /// CLOCK_MONOTONIC ns.
+    #[serde(default)]
+    pub started_ns: u64,
+    /// When the device knew the connection was gone (a failed send, connect or handshake) or
+    /// closed it (the close began, or it vanished), CLOCK_MONOTONIC ns; a served connection's,
+    /// when its handler was done with it.
+    #[serde(default)]
+    pub ended_ns: u64,
     /// Set-up cost, when the connection came up.
     pub setup: Option<Setup>,
     /// Counts at the end (after the drain, before the close), when the connection came up.
@@ -245,21 +277,77 @@ pub struct ConnectionRecord {
     pub readings_sent: u64,
     /// Payload bytes of those readings.
     pub payload_bytes: u64,
-    /// Why it ended: `"stopped"` for the normal end of a run, else the error.
+    /// Why it ended: `"stopped"` for the normal end of a run, [`VANISHED`] when the device lost
+    /// power, [`STORM_CLOSE`] when it closed for a boot storm, else the error.
     pub end: String,
+}
+
+impl ConnectionRecord {
+    /// An attempt begun at `started_ns` that never came up, for `end`.
+    pub fn failed(device_id: u32, started_ns: u64, end: String) -> ConnectionRecord {
+        ConnectionRecord {
+            device_id,
+            started_ns,
+            ended_ns: clock::now_ns(),
+            setup: None,
+            final_stats: None,
+            closed_stats: None,
+            readings_sent: 0,
+            payload_bytes: 0,
+            end,
+        }
+    }
+}
+
+/// The end of a connection dropped at a `device-reboot`: no FIN, no RST ([`Link::vanish`]).
+pub const VANISHED: &str = "vanished";
+
+/// The end of a connection the device closed (FIN) at the start of a `boot-storm`.
+pub const STORM_CLOSE: &str = "closed for a boot storm";
+
+/// One boot of a device after the run's first (boot 0, which starts with the schedule, is not
+/// reported): when its power came back, when it was ready to connect, and where in its schedule
+/// its sequence numbers start again at 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootRecord {
+    /// Device id.
+    pub device_id: u32,
+    /// The boot, from 1.
+    pub boot: u32,
+    /// The schedule index of its first due reading: a reading of this boot with sequence
+    /// number `s` on the wire is the schedule's `first_seq + s`.
+    pub first_seq: u32,
+    /// When the power came back, CLOCK_MONOTONIC ns.
+    pub powered_ns: u64,
+    /// When the device had booted and associated, and began to connect, CLOCK_MONOTONIC ns.
+    pub ready_ns: u64,
 }
 
 /// Told by the fleet what each device does. Called inline from device tasks: keep it cheap.
 pub trait FleetObserver: Send + Sync + 'static {
-    /// A reading fell due.
+    /// A reading fell due (or, kept in the backlog, was sent or dropped).
     fn reading(&self, record: SendRecord);
     /// A connection ended or an attempt failed.
     fn connection(&self, record: ConnectionRecord);
+    /// A device booted again after a `device-reboot`.
+    fn boot(&self, record: BootRecord) {
+        let _ = record;
+    }
 }
 
 /// Runs the fleet until every device has sent its last due reading, drained and closed, or until
 /// `stop` is cancelled (then devices close at once, without the drain). Device-served variants
 /// take the devices' `listeners` from [`bind_devices`].
+///
+/// Each device goes through its outages of the plan's faults ([`Fault::device_outages`]): at a
+/// `device-reboot` it vanishes (its connection, or its server and every connection it accepted,
+/// dropped without a FIN or an RST), is off until its `until_ns`, then boots again (a new boot
+/// id, its sequence from 0, a [`BootRecord`]) and connects (or listens again) at once; at a
+/// `boot-storm` it closes as its library does and reconnects (or listens again) at the storm's
+/// end, at the same instant as every other device of the storm. Readings due meanwhile are
+/// recorded [`SendOutcome::Offline`]. The emulated devices' clock (the `t` a reading carries)
+/// keeps counting from the plan's start across reboots, unlike a board's `micros()`, so that
+/// the harness moves every arrival to CLOCK_MONOTONIC the same way.
 pub async fn run(
     plan: FleetPlan,
     observer: Arc<dyn FleetObserver>,
@@ -271,6 +359,8 @@ pub async fn run(
     let mut devices = JoinSet::new();
     let mut listeners = listeners.into_iter();
     for index in 0..plan.devices {
+        let device_id = plan.first_device_id + index;
+        let outages = Fault::device_outages(&plan.faults, device_id);
         match plan.transport.role() {
             Role::Served(kind) => {
                 let Some(listener) = listeners.next() else {
@@ -281,34 +371,57 @@ pub async fn run(
                     kind,
                     index,
                     listener,
+                    outages,
                     pacer.clone(),
                     observer.clone(),
                     stop.clone(),
                 ));
             }
             Role::Dialed(kind) => {
-                devices.spawn(device(
-                    plan.clone(),
+                let schedule = Schedule::new(&plan.timing(), plan.seed, device_id, index);
+                let device = DialingDevice {
+                    options: plan.link_options(device_id),
+                    give_up_ns: plan.give_up_ns(),
+                    retry_delay_ns: plan.retry_delay().as_nanos() as u64,
+                    backlog: Backlog::new(plan.profile.buffer),
+                    plan: plan.clone(),
                     kind,
-                    index,
-                    pacer.clone(),
-                    observer.clone(),
-                    stop.clone(),
-                ));
+                    device_id,
+                    pacer: pacer.clone(),
+                    observer: observer.clone(),
+                    stop: stop.clone(),
+                    open: None,
+                    retry_at_ns: schedule.connect_ns,
+                    boot: Boot::default(),
+                    outages: outages.into(),
+                    off: None,
+                };
+                devices.spawn(device.run(schedule));
             }
         }
     }
     while devices.join_next().await.is_some() {}
 }
 
+/// A device's server, running until one of its [`ServerStop`] tokens.
+struct Server {
+    task: tokio::task::JoinHandle<()>,
+    stop: ServerStop,
+}
+
 /// A device that serves its readings (SSE, HTTP streaming, long polling, WebSocket server): it
 /// listens from the start, and each due reading goes into its outbox for whichever collectors
-/// are connected (or into its replay buffer, where the transport keeps one).
+/// are connected (or into its replay buffer, where the transport keeps one). At a reboot its
+/// server vanishes with its outbox (RAM is lost), and a new one listens on the same address
+/// once it is back; at a boot storm its server closes and listens again at the storm's end,
+/// with the same outbox.
+#[allow(clippy::too_many_arguments)]
 async fn serving_device(
     plan: Arc<FleetPlan>,
     kind: ServedTransport,
     index: u32,
     listener: tokio::net::TcpListener,
+    outages: Vec<Outage>,
     pacer: Arc<Pacer>,
     observer: Arc<dyn FleetObserver>,
     stop: CancellationToken,
@@ -324,71 +437,134 @@ async fn serving_device(
         ServedTransport::LongPoll => (64, 64),
         ServedTransport::HttpStream | ServedTransport::WsServer => (8, 0),
     };
-    let outbox = Outbox::new(queue, replay);
+    let mut outbox = Outbox::new(queue, replay);
     let link = plan.link_options(device_id);
+    let address = listener.local_addr().ok();
     let options = ServedOptions {
         encoding: plan.encoding,
-        socket: link.socket,
+        socket: link.socket.clone(),
         write_timeout: plan.profile.write_timeout,
         request_timeout: plan.profile.connect_timeout.max(Duration::from_secs(10)),
         hold_timeout: Duration::from_millis(plan.hold_timeout_ms),
     };
-    let server_stop = CancellationToken::new();
     let report_observer = observer.clone();
-    let report = Arc::new(move |c: served::ServedConnection| {
-        report_observer.connection(ConnectionRecord {
-            device_id,
-            setup: c.setup,
-            final_stats: c.setup.map(|_| c.final_stats),
-            closed_stats: c.closed_stats,
-            readings_sent: c.readings_sent,
-            payload_bytes: c.payload_bytes,
-            end: c.end,
+    let report: Arc<dyn Fn(served::ServedConnection) + Send + Sync> =
+        Arc::new(move |c: served::ServedConnection| {
+            report_observer.connection(ConnectionRecord {
+                device_id,
+                started_ns: c.accepted_ns,
+                ended_ns: c.ended_ns,
+                setup: c.setup,
+                final_stats: c.setup.map(|_| c.final_stats),
+                closed_stats: c.closed_stats,
+                readings_sent: c.readings_sent,
+                payload_bytes: c.payload_bytes,
+                end: c.end,
+            });
         });
-    });
-    let server = tokio::spawn(served::serve_device(
-        kind,
-        listener,
-        outbox.clone(),
-        options,
-        report,
-        server_stop.clone(),
-    ));
+    let serve = |listener, outbox: &Arc<Outbox>| {
+        let stop = ServerStop::default();
+        let task = tokio::spawn(served::serve_device_until(
+            kind,
+            listener,
+            outbox.clone(),
+            options.clone(),
+            report.clone(),
+            stop.clone(),
+        ));
+        Server { task, stop }
+    };
+    let mut server = Some(serve(listener, &outbox));
+    let mut stopped_servers = Vec::new();
+    let mut outages: VecDeque<Outage> = outages.into();
+    let mut off: Option<Outage> = None;
+    let mut boot = Boot::default();
     let mut payload = Vec::with_capacity(128);
-    for (seq, due_ns) in schedule {
+    'readings: for (seq, due_ns) in schedule {
+        // The outages that begin or end by this reading's due instant, in time order.
+        loop {
+            if let Some(o) = off {
+                if o.until_ns > due_ns {
+                    break;
+                }
+                tokio::select! {
+                    _ = pacer.sleep_until(o.until_ns) => {}
+                    _ = stop.cancelled() => break 'readings,
+                }
+                off = None;
+                if o.kind == FaultKind::DeviceReboot {
+                    boot = boot.next(seq);
+                    observer.boot(boot_record(device_id, boot, &o));
+                    outbox = Outbox::new(queue, replay);
+                }
+                // Listening again where it listened (the collectors know only that address).
+                let listening = address
+                    .ok_or_else(|| std::io::Error::other("the device's address is not known"))
+                    .and_then(|at| transports::socket::listen(at, &link.socket, 16));
+                match listening {
+                    Ok(listener) => server = Some(serve(listener, &outbox)),
+                    Err(e) => observer.connection(ConnectionRecord::failed(
+                        device_id,
+                        clock::now_ns(),
+                        format!("listening again after the outage: {e}"),
+                    )),
+                }
+                continue;
+            }
+            let Some(o) = outages.front().copied().filter(|o| o.from_ns <= due_ns) else {
+                break;
+            };
+            tokio::select! {
+                _ = pacer.sleep_until(o.from_ns) => {}
+                _ = stop.cancelled() => break 'readings,
+            }
+            outages.pop_front();
+            if let Some(s) = server.take() {
+                match o.kind {
+                    FaultKind::DeviceReboot => s.stop.vanish.cancel(),
+                    _ => s.stop.shutdown.cancel(),
+                }
+                stopped_servers.push(s.task);
+            }
+            off = Some(o);
+        }
         tokio::select! {
             _ = pacer.sleep_until(due_ns) => {}
             _ = stop.cancelled() => break,
         }
         let values = sensors.sample();
-        let reading = values.reading(device_id, seq, plan.device_us(due_ns));
-        let sent_ns = clock::now_ns();
-        let took = outbox.publish(&reading);
-        payload.clear();
-        plan.encoding.encode(&reading, &mut payload);
-        // Handed over when a collector's queue took it, or when the device keeps it for one
-        // that is between polls (a first poll takes the whole buffer) or that will resume after
-        // its last event. Before any SSE client has connected nothing can ask for it (a first
-        // EventSource connection replays nothing): unsent, the device offline to the collector.
-        let kept = match kind {
-            ServedTransport::LongPoll => true,
-            _ => outbox.keeps_for_resume(),
-        };
-        let outcome = if took > 0 || kept {
-            SendOutcome::Sent {
-                payload_bytes: payload.len() as u32,
-            }
-        } else {
-            SendOutcome::Offline
-        };
-        observer.reading(SendRecord {
+        let mut reading = values.reading(device_id, boot.wire_seq(seq), plan.device_us(due_ns));
+        reading.boot = boot.boot;
+        let mut record = SendRecord {
             device_id,
             seq,
+            boot: boot.boot,
             scheduled_ns: due_ns,
-            sent_ns,
-            outcome,
+            sent_ns: 0,
+            outcome: SendOutcome::Offline,
             broker_ack: BrokerAck::NotExpected,
-        });
+        };
+        if off.is_none() {
+            record.sent_ns = clock::now_ns();
+            let took = outbox.publish(&reading);
+            payload.clear();
+            plan.encoding.encode(&reading, &mut payload);
+            // Handed over when a collector's queue took it, or when the device keeps it for one
+            // that is between polls (a first poll takes the whole buffer) or that will resume
+            // after its last event. Before any SSE client has connected nothing can ask for it
+            // (a first EventSource connection replays nothing): unsent, the device offline to
+            // the collector.
+            let kept = match kind {
+                ServedTransport::LongPoll => true,
+                _ => outbox.keeps_for_resume(),
+            };
+            if took > 0 || kept {
+                record.outcome = SendOutcome::Sent {
+                    payload_bytes: payload.len() as u32,
+                };
+            }
+        }
+        observer.reading(record);
     }
     if !stop.is_cancelled() {
         tokio::select! {
@@ -396,8 +572,24 @@ async fn serving_device(
             _ = stop.cancelled() => {}
         }
     }
-    server_stop.cancel();
-    let _ = server.await;
+    if let Some(s) = server {
+        s.stop.shutdown.cancel();
+        stopped_servers.push(s.task);
+    }
+    for task in stopped_servers {
+        let _ = task.await;
+    }
+}
+
+/// The record of `boot`, begun in outage `o`.
+fn boot_record(device_id: u32, boot: Boot, o: &Outage) -> BootRecord {
+    BootRecord {
+        device_id,
+        boot: boot.boot,
+        first_seq: boot.first_seq,
+        powered_ns: o.powered_ns,
+        ready_ns: o.until_ns,
+    }
 }
 
 /// Why a device stopped connecting or sending: it had fallen behind and the run's time was up.
@@ -428,153 +620,409 @@ struct Open {
 }
 
 impl Open {
-    /// Closes the link as the firmware would and records the connection: its counts before the
-    /// close and after it.
-    async fn close(self, device_id: u32, end: String) -> ConnectionRecord {
-        let final_stats = sent_stats(&self.link).await;
-        let closed_stats = self.link.close().await;
+    /// The record of this connection, ended now for `end`, with its counts `final_stats`.
+    fn record(&self, device_id: u32, final_stats: LinkStats, end: String) -> ConnectionRecord {
         ConnectionRecord {
             device_id,
+            started_ns: self.setup.started_ns,
+            ended_ns: clock::now_ns(),
             setup: Some(self.setup),
             final_stats: Some(final_stats),
-            closed_stats,
-            readings_sent: self.readings_sent,
-            payload_bytes: self.payload_bytes,
-            end,
-        }
-    }
-
-    /// Records a broken connection and closes it in the background, uncounted.
-    fn abandon(self, device_id: u32, end: String) -> ConnectionRecord {
-        let record = ConnectionRecord {
-            device_id,
-            setup: Some(self.setup),
-            final_stats: Some(self.link.stats()),
             closed_stats: None,
             readings_sent: self.readings_sent,
             payload_bytes: self.payload_bytes,
             end,
-        };
+        }
+    }
+
+    /// Closes the link as the firmware would and records the connection: its counts before the
+    /// close and after it.
+    async fn close(self, device_id: u32, end: String) -> ConnectionRecord {
+        let final_stats = sent_stats(&self.link).await;
+        let mut record = self.record(device_id, final_stats, end);
+        record.closed_stats = self.link.close().await;
+        record
+    }
+
+    /// Records a broken connection and closes it in the background, uncounted.
+    fn abandon(self, device_id: u32, end: String) -> ConnectionRecord {
+        let record = self.record(device_id, self.link.stats(), end);
         tokio::spawn(self.link.close());
+        record
+    }
+
+    /// Drops the connection as a device that loses power ([`Link::vanish`]) and records it;
+    /// where that could not be done silently, the end says so.
+    fn vanish(self, device_id: u32) -> ConnectionRecord {
+        let mut record = self.record(device_id, self.link.stats(), VANISHED.to_string());
+        if let Err(e) = self.link.vanish() {
+            record.end = format!("{VANISHED}, but closed with a FIN: {e}");
+        }
         record
     }
 }
 
-async fn device(
+/// How a wait of a device ended.
+enum Raced<T> {
+    /// What it waited for came.
+    Done(T),
+    /// Its next outage began first.
+    OutageBegins,
+    /// The run's give-up instant came first.
+    GaveUp,
+    /// The fleet was stopped.
+    Stopped,
+}
+
+/// Races `work` against the fleet's `stop`, the instant `outage_ns` (the device's next outage
+/// begins) and `give_up_ns`. Those two are waited for with tokio's timer (to the millisecond:
+/// nothing is measured from them, and a dropped tokio sleep leaves nothing behind, unlike a
+/// pacer entry).
+async fn race<T>(
+    stop: &CancellationToken,
+    outage_ns: Option<u64>,
+    give_up_ns: Option<u64>,
+    work: impl std::future::Future<Output = T>,
+) -> Raced<T> {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => Raced::Stopped,
+        done = work => Raced::Done(done),
+        _ = coarse_sleep_until(outage_ns) => Raced::OutageBegins,
+        _ = coarse_sleep_until(give_up_ns) => Raced::GaveUp,
+    }
+}
+
+/// Sleeps with tokio's timer until the CLOCK_MONOTONIC instant `at_ns`, or forever.
+async fn coarse_sleep_until(at_ns: Option<u64>) {
+    match at_ns {
+        Some(at_ns) => {
+            let wait = Duration::from_nanos(at_ns.saturating_sub(clock::now_ns()));
+            tokio::time::sleep(wait).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// A device that dials: connects (and reconnects after its retry delay), sends each due reading
+/// (after those it kept while it could not), and goes through its outages.
+struct DialingDevice {
     plan: Arc<FleetPlan>,
     kind: DialedTransport,
-    index: u32,
+    device_id: u32,
+    options: LinkOptions,
     pacer: Arc<Pacer>,
     observer: Arc<dyn FleetObserver>,
     stop: CancellationToken,
-) {
-    let device_id = plan.first_device_id + index;
-    let options = plan.link_options(device_id);
-    let schedule = Schedule::new(&plan.timing(), plan.seed, device_id, index);
-    let mut sensors = SensorModel::new(plan.seed, device_id);
-    let mut open: Option<Open> = None;
-    let mut retry_at_ns = schedule.connect_ns;
+    give_up_ns: u64,
+    retry_delay_ns: u64,
+    open: Option<Open>,
+    /// When it may next try to connect.
+    retry_at_ns: u64,
+    boot: Boot,
+    /// Outages not begun yet, in time order.
+    outages: VecDeque<Outage>,
+    /// The outage it is in.
+    off: Option<Outage>,
+    backlog: Backlog,
+}
 
-    tokio::select! {
-        _ = pacer.sleep_until(schedule.connect_ns) => {}
-        _ = stop.cancelled() => return,
-    }
-    let give_up_ns = plan.give_up_ns();
-    for (seq, due_ns) in schedule {
-        let behind = clock::now_ns() >= give_up_ns;
-        // Connect (or reconnect once the retry delay has passed) before the reading is due.
-        if open.is_none() && clock::now_ns() >= retry_at_ns && !behind {
-            let connect = Link::connect(kind, plan.target, &options);
-            let result = tokio::select! {
-                result = connect => result.map_err(|e| e.to_string()),
-                _ = pacer.sleep_until(give_up_ns) => Err(GAVE_UP.to_string()),
-                _ = stop.cancelled() => break,
+/// Where a device is when a reading falls due.
+enum DueState {
+    /// On (connected or not).
+    On,
+    /// Off in an outage.
+    Off,
+}
+
+impl DialingDevice {
+    async fn run(mut self, schedule: Schedule) {
+        let mut sensors = SensorModel::new(self.plan.seed, self.device_id);
+        for (seq, due_ns) in schedule {
+            let Some(state) = self.until_due(seq, due_ns).await else {
+                break;
             };
-            match result {
-                Ok((link, setup)) => {
-                    open = Some(Open {
-                        link,
-                        setup,
-                        readings_sent: 0,
-                        payload_bytes: 0,
-                    })
+            // Sensors are read whether or not the reading can be sent (and whatever the
+            // outages), so values never depend on the network.
+            let values = sensors.sample();
+            let mut reading =
+                values.reading(self.device_id, self.boot.wire_seq(seq), self.plan.device_us(due_ns));
+            reading.boot = self.boot.boot;
+            let due = Kept {
+                seq,
+                boot: self.boot.boot,
+                due_ns,
+                reading,
+            };
+            let delivered = match state {
+                DueState::Off => {
+                    self.hold(due);
+                    true
                 }
-                Err(e) => {
-                    observer.connection(ConnectionRecord {
-                        device_id,
-                        setup: None,
-                        final_stats: None,
-                        closed_stats: None,
-                        readings_sent: 0,
-                        payload_bytes: 0,
-                        end: e,
-                    });
-                    retry_at_ns = clock::now_ns() + plan.profile.retry_delay.as_nanos() as u64;
+                DueState::On => self.deliver(due).await,
+            };
+            if !delivered {
+                break;
+            }
+        }
+        self.finish().await;
+    }
+
+    /// Goes through what happens before the reading `seq`, due at `due_ns`: outages that begin
+    /// or end, connects and reconnects, until it is due. `None` when the fleet was stopped.
+    async fn until_due(&mut self, seq: u32, due_ns: u64) -> Option<DueState> {
+        // At most one connect attempt per reading, as a sketch's loop tries once per pass.
+        let mut attempted = false;
+        loop {
+            if let Some(o) = self.off {
+                if o.until_ns > due_ns {
+                    return Some(DueState::Off);
+                }
+                self.sleep_until(o.until_ns).await?;
+                self.back(o, seq);
+                attempted = false;
+                continue;
+            }
+            let outage_ns = self.outages.front().map(|o| o.from_ns);
+            let connect_at = self.retry_at_ns.min(due_ns);
+            let wants_link = self.open.is_none() && !attempted && self.retry_at_ns <= due_ns;
+            let wake_ns = if wants_link { connect_at } else { due_ns };
+            if let Some(from_ns) = outage_ns.filter(|from| *from <= wake_ns) {
+                self.sleep_until(from_ns).await?;
+                self.outage_begins().await;
+                continue;
+            }
+            self.sleep_until(wake_ns).await?;
+            if !wants_link {
+                return Some(DueState::On);
+            }
+            attempted = true;
+            if clock::now_ns() < self.give_up_ns {
+                self.connect().await?;
+                // What it kept goes first, as soon as it can.
+                if !self.send_backlog().await {
+                    return None;
                 }
             }
         }
+    }
+
+    /// Waits with the pacer until `at_ns`; `None` when the fleet was stopped first.
+    async fn sleep_until(&self, at_ns: u64) -> Option<()> {
         tokio::select! {
-            _ = pacer.sleep_until(due_ns) => {}
-            _ = stop.cancelled() => break,
+            _ = self.pacer.sleep_until(at_ns) => Some(()),
+            _ = self.stop.cancelled() => None,
         }
-        // Sensors are read whether or not the reading can be sent, so values never depend on
-        // the network.
-        let values = sensors.sample();
-        let reading = values.reading(device_id, seq, plan.device_us(due_ns));
+    }
+
+    /// One connect attempt, cut short by the device's next outage or the give-up instant.
+    /// `None` when the fleet was stopped.
+    async fn connect(&mut self) -> Option<()> {
+        let started_ns = clock::now_ns();
+        let outage_ns = self.outages.front().map(|o| o.from_ns);
+        let connect = Link::connect(self.kind, self.plan.target, &self.options);
+        let failed = match race(&self.stop, outage_ns, Some(self.give_up_ns), connect).await {
+            Raced::Stopped => return None,
+            Raced::Done(Ok((link, setup))) => {
+                self.open = Some(Open {
+                    link,
+                    setup,
+                    readings_sent: 0,
+                    payload_bytes: 0,
+                });
+                return Some(());
+            }
+            Raced::Done(Err(e)) => e.to_string(),
+            Raced::GaveUp => GAVE_UP.to_string(),
+            Raced::OutageBegins => "the device's outage began while it connected".to_string(),
+        };
+        self.observer
+            .connection(ConnectionRecord::failed(self.device_id, started_ns, failed));
+        self.retry_at_ns = clock::now_ns() + self.retry_delay_ns;
+        Some(())
+    }
+
+    /// The device's next outage begins now: it vanishes (a reboot: its backlog is lost with its
+    /// RAM) or closes as its library does (a storm, in the background: the device is off
+    /// meanwhile).
+    async fn outage_begins(&mut self) {
+        let Some(o) = self.outages.pop_front() else {
+            return;
+        };
+        self.off = Some(o);
+        let conn = self.open.take();
+        match o.kind {
+            FaultKind::DeviceReboot => {
+                if let Some(conn) = conn {
+                    self.observer.connection(conn.vanish(self.device_id));
+                }
+                let lost: Vec<Kept> = self.backlog.drain().collect();
+                for kept in lost {
+                    self.unsent(kept);
+                }
+            }
+            _ => {
+                if let Some(conn) = conn {
+                    let (observer, device_id) = (self.observer.clone(), self.device_id);
+                    tokio::spawn(async move {
+                        observer.connection(conn.close(device_id, STORM_CLOSE.to_string()).await);
+                    });
+                }
+            }
+        }
+    }
+
+    /// Outage `o` is over: after a reboot the device is in its next boot, whose first reading
+    /// is the schedule's `next_seq`; it connects at once.
+    fn back(&mut self, o: Outage, next_seq: u32) {
+        self.off = None;
+        if o.kind == FaultKind::DeviceReboot {
+            self.boot = self.boot.next(next_seq);
+            self.observer
+                .boot(boot_record(self.device_id, self.boot, &o));
+        }
+        self.retry_at_ns = o.until_ns;
+    }
+
+    /// Whether the device can send now: connected, and not past the give-up instant.
+    fn can_send(&self) -> bool {
+        self.open.is_some() && clock::now_ns() < self.give_up_ns
+    }
+
+    /// Sends what the device kept, oldest first, while it can. `false` when the fleet was
+    /// stopped.
+    async fn send_backlog(&mut self) -> bool {
+        while self.can_send() {
+            let Some(kept) = self.backlog.next() else {
+                break;
+            };
+            if !self.send(kept).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends what the device kept, oldest first, then `due`; what cannot be sent is held
+    /// ([`hold`](Self::hold)). `false` when the fleet was stopped.
+    async fn deliver(&mut self, due: Kept) -> bool {
+        if !self.send_backlog().await {
+            return false;
+        }
+        if self.can_send() {
+            self.send(due).await
+        } else {
+            self.hold(due);
+            true
+        }
+    }
+
+    /// Sends one reading on the open connection and records it; a failed send drops the
+    /// connection. `false` when the fleet was stopped (the reading is then not recorded).
+    async fn send(&mut self, kept: Kept) -> bool {
+        let Some(conn) = self.open.as_mut() else {
+            self.hold(kept);
+            return true;
+        };
         let mut record = SendRecord {
-            device_id,
-            seq,
-            scheduled_ns: due_ns,
+            device_id: self.device_id,
+            seq: kept.seq,
+            boot: kept.boot,
+            scheduled_ns: kept.due_ns,
+            sent_ns: clock::now_ns(),
+            outcome: SendOutcome::Failed,
+            broker_ack: BrokerAck::NotExpected,
+        };
+        let outage_ns = self.outages.front().map(|o| o.from_ns);
+        let sent = race(
+            &self.stop,
+            outage_ns,
+            Some(self.give_up_ns),
+            conn.link.send(&kept.reading),
+        )
+        .await;
+        record.broker_ack = conn.link.broker_ack();
+        match sent {
+            Raced::Stopped => return false,
+            Raced::Done(Ok(payload)) => {
+                conn.readings_sent += 1;
+                conn.payload_bytes += payload as u64;
+                record.outcome = SendOutcome::Sent {
+                    payload_bytes: payload as u32,
+                };
+            }
+            Raced::Done(Err(e)) => self.drop_connection(e.to_string()),
+            Raced::GaveUp => self.drop_connection(GAVE_UP.to_string()),
+            // Cut short mid-send: the outage takes the connection.
+            Raced::OutageBegins => self.outage_begins().await,
+        }
+        self.observer.reading(record);
+        true
+    }
+
+    /// The open connection broke for `end`: recorded, closed in the background (a broken
+    /// connection's close is not waited for, nor counted), retried after the delay.
+    fn drop_connection(&mut self, end: String) {
+        if let Some(conn) = self.open.take() {
+            self.observer.connection(conn.abandon(self.device_id, end));
+        }
+        self.retry_at_ns = clock::now_ns() + self.retry_delay_ns;
+    }
+
+    /// A reading the device cannot send now: kept in the backlog (what the backlog does not
+    /// keep is unsent), unless the device is off after a reboot, when nothing is read or kept.
+    fn hold(&mut self, kept: Kept) {
+        if self
+            .off
+            .is_some_and(|o| o.kind == FaultKind::DeviceReboot)
+        {
+            self.unsent(kept);
+        } else if let Some(dropped) = self.backlog.keep(kept) {
+            self.unsent(dropped);
+        }
+    }
+
+    /// Records a reading never sent.
+    fn unsent(&self, kept: Kept) {
+        self.observer.reading(SendRecord {
+            device_id: self.device_id,
+            seq: kept.seq,
+            boot: kept.boot,
+            scheduled_ns: kept.due_ns,
             sent_ns: 0,
             outcome: SendOutcome::Offline,
-            broker_ack: if plan.transport.broker_acknowledges() {
+            broker_ack: if self.plan.transport.broker_acknowledges() {
                 BrokerAck::Missing
             } else {
                 BrokerAck::NotExpected
             },
-        };
-        if let Some(conn) = open.as_mut().filter(|_| !behind) {
-            record.sent_ns = clock::now_ns();
-            let result = tokio::select! {
-                result = conn.link.send(&reading) => result.map_err(|e| e.to_string()),
-                _ = pacer.sleep_until(give_up_ns) => Err(GAVE_UP.to_string()),
-                _ = stop.cancelled() => break,
-            };
-            record.broker_ack = conn.link.broker_ack();
-            match result {
-                Ok(payload) => {
-                    conn.readings_sent += 1;
-                    conn.payload_bytes += payload as u64;
-                    record.outcome = SendOutcome::Sent {
-                        payload_bytes: payload as u32,
-                    };
-                }
-                Err(e) => {
-                    record.outcome = SendOutcome::Failed;
-                    // A broken connection's close is not waited for (nor counted): the device
-                    // goes on at once, as before.
-                    let conn = open.take().unwrap();
-                    observer.connection(conn.abandon(device_id, e));
-                    retry_at_ns = clock::now_ns() + plan.profile.retry_delay.as_nanos() as u64;
-                }
-            }
-        }
-        observer.reading(record);
+        });
     }
-    if let Some(conn) = open {
-        if !stop.is_cancelled() {
-            let drained_ns = plan.stop_ns + DRAIN.as_nanos() as u64;
+
+    /// After the last due reading: what is still kept is unsent; the open connection drains
+    /// and closes (at once when the fleet was stopped).
+    async fn finish(mut self) {
+        let kept: Vec<Kept> = self.backlog.drain().collect();
+        for k in kept {
+            self.unsent(k);
+        }
+        let Some(conn) = self.open.take() else {
+            return;
+        };
+        if !self.stop.is_cancelled() {
+            let drained_ns = self.plan.stop_ns + DRAIN.as_nanos() as u64;
             tokio::select! {
-                _ = pacer.sleep_until(drained_ns) => {}
-                _ = stop.cancelled() => {}
+                _ = self.pacer.sleep_until(drained_ns) => {}
+                _ = self.stop.cancelled() => {}
             }
         }
-        let end = if stop.is_cancelled() {
+        let end = if self.stop.is_cancelled() {
             "interrupted"
         } else {
             "stopped"
         };
-        observer.connection(conn.close(device_id, end.to_string()).await);
+        self.observer
+            .connection(conn.close(self.device_id, end.to_string()).await);
     }
 }
 

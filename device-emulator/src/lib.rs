@@ -7,6 +7,7 @@
 //! - [`pacer`]: sleeping until a due instant with sub-millisecond precision.
 //! - [`link`]: the WiFi link model (delay, loss, bandwidth, airtime, modem sleep) decided per
 //!   packet, as pure code for a packet-level link process to call.
+//! - [`backlog`]: the readings a device keeps while it cannot send them, and its boots.
 //! - [`fault`]: the fault timeline a scenario asks for, resolved per device for the fleet and
 //!   the link process.
 //! - [`fleet`]: the device tasks, reporting every due reading and connection to a
@@ -14,6 +15,7 @@
 //!
 //! This crate never computes a figure: it reports what each device did, with timestamps.
 
+pub mod backlog;
 pub mod fault;
 pub mod fleet;
 pub mod link;
@@ -22,5 +24,5 @@ pub mod profile;
 pub mod schedule;
 pub mod sensor;
 
-pub use fleet::{FleetObserver, FleetPlan};
+pub use fleet::{BootRecord, FleetObserver, FleetPlan};
 pub use profile::DeviceProfile;

@@ -23,9 +23,15 @@ pub struct DeviceProfile {
     /// How long one write may block before the device gives the connection up (arduinoWebSockets: 5 s).
     #[serde(with = "crate::profile::millis")]
     pub write_timeout: Duration,
-    /// Fixed delay before a device retries a failed or dropped connection, as firmware sketches do.
-    #[serde(with = "crate::profile::millis")]
-    pub retry_delay: Duration,
+    /// Fixed delay before a device retries a failed or dropped connection, as firmware sketches
+    /// do. `None` means "as the transport's firmware library (or its usual sketch) does"
+    /// ([`TransportKind::library_retry_delay`]: 5 s for WiFiClient and PubSubClient, 1 s for
+    /// arduino-mqtt, 500 ms for arduinoWebSockets, none for HTTP POST); resolved by
+    /// [`FleetPlan::retry_delay`](crate::FleetPlan::retry_delay).
+    ///
+    /// [`TransportKind::library_retry_delay`]: transports::TransportKind::library_retry_delay
+    #[serde(with = "crate::profile::opt_millis", default)]
+    pub retry_delay: Option<Duration>,
     /// MQTT keep-alive: PINGREQ when nothing has arrived for this long. `None` means "as the
     /// transport's firmware library does" ([`TransportKind::library_keepalive`]: 15 s for
     /// PubSubClient, 10 s for arduino-mqtt).
@@ -33,6 +39,12 @@ pub struct DeviceProfile {
     /// [`TransportKind::library_keepalive`]: transports::TransportKind::library_keepalive
     #[serde(with = "crate::profile::opt_millis", default)]
     pub keepalive: Option<Duration>,
+    /// Readings a device keeps while it cannot send them (a ring buffer in RAM), sent oldest
+    /// first once it is connected again; when full, the oldest is dropped. 0 (the default)
+    /// keeps none, as the libraries do: a reading due while offline is lost. A reboot empties
+    /// it (RAM is lost with power).
+    #[serde(default)]
+    pub buffer: u32,
 }
 
 impl Default for DeviceProfile {
@@ -44,8 +56,9 @@ impl Default for DeviceProfile {
             recv_buffer: 2144,
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
-            retry_delay: Duration::from_secs(2),
+            retry_delay: None,
             keepalive: None,
+            buffer: 0,
         }
     }
 }

@@ -32,6 +32,7 @@ impl SensorValues {
             humidity_dpct: self.humidity_dpct,
             pressure_pa: self.pressure_pa,
             air_quality_dppm: self.air_quality_dppm,
+            boot: 0,
         }
     }
 }

@@ -44,7 +44,7 @@ async fn a_dropped_connection_is_retried_after_the_fixed_delay() {
     let retry_delay = Duration::from_millis(300);
     let start_ns = clock::now_ns() + 50 * MS;
     let profile = DeviceProfile {
-        retry_delay,
+        retry_delay: Some(retry_delay),
         ..DeviceProfile::default()
     };
     let plan = support::one_tcp_device(target, 3, start_ns, 1_500 * MS, 20 * MS, profile);

@@ -106,12 +106,12 @@ mod tests {
         let e = estimate(&scenario);
         // 2,000 devices, one reading every 5 s over 30 s + 1 h: 727 each, two variants.
         assert_eq!(e.readings, 2 * 2_000 * 727);
-        let records = e.readings * 56;
+        let records = e.readings * 64;
         assert!(
             e.bytes >= records && e.bytes < records + 20_000_000,
             "{e:?}"
         );
-        assert_eq!(Estimate::PER_MILLION_READINGS, 56_000_000);
+        assert_eq!(Estimate::PER_MILLION_READINGS, 64_000_000);
     }
 
     #[test]

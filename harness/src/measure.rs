@@ -693,6 +693,7 @@ mod tests {
         SendRecord {
             device_id,
             seq,
+            boot: 0,
             scheduled_ns,
             sent_ns,
             outcome: SendOutcome::Sent { payload_bytes: 80 },
@@ -729,6 +730,7 @@ mod tests {
             scheduled_us: scheduled_ns / 1_000,
             arrived_ns,
             connection: 0,
+            boot: 0,
         }
     }
 

@@ -112,6 +112,7 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
                     scheduled_us: device_clock.monotonic_us(r.scheduled_us),
                     arrived_ns,
                     connection: 0,
+                    boot: r.boot,
                 });
             }
         }

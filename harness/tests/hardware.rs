@@ -285,6 +285,7 @@ impl TestDevice {
                     humidity_dpct: 450,
                     pressure_pa: 101_325,
                     air_quality_dppm: 4_125,
+                    boot: 0,
                 };
                 frame.clear();
                 transports::tcp::codec::encode_frame(Encoding::Json, &reading, &mut frame);

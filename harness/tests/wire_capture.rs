@@ -58,6 +58,7 @@ fn reading(seq: u32) -> Reading {
         humidity_dpct: 450,
         pressure_pa: 101_325,
         air_quality_dppm: 4125,
+        boot: 0,
     }
 }
 

@@ -116,12 +116,18 @@ pub struct ProfileEcho {
     pub connect_timeout_ms: u64,
     /// Bound on one write, ms.
     pub write_timeout_ms: u64,
-    /// Delay before a reconnect, ms.
-    pub retry_delay_ms: u64,
+    /// Delay before a reconnect, ms; absent means each transport's firmware library's (5 s for
+    /// WiFiClient and PubSubClient sketches, 1 s for arduino-mqtt's, 500 ms for
+    /// arduinoWebSockets, none for HTTP POST). Older files always have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_delay_ms: Option<u64>,
     /// MQTT keep-alive, ms; `null` means each MQTT library's default (PubSubClient 15 s,
     /// arduino-mqtt 10 s).
     #[serde(default)]
     pub keepalive_ms: Option<u64>,
+    /// Readings a device keeps while it cannot send them (0: none).
+    #[serde(default)]
+    pub buffer: u32,
 }
 
 /// The figures of one variant.

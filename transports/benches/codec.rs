@@ -21,6 +21,7 @@ fn readings() -> Vec<Reading> {
             humidity_dpct: rng.random_range(20..95) * 10,
             pressure_pa: rng.random_range(95_000..105_000),
             air_quality_dppm: rng.random_range(3_500..20_000),
+            boot: 0,
         })
         .collect()
 }

@@ -23,6 +23,10 @@ pub struct Reading {
     pub pressure_pa: u32,
     /// Air quality in tenths of a ppm (MQ-135).
     pub air_quality_dppm: u16,
+    /// Which boot of the device this reading comes from: 0 for the first since the run began,
+    /// one more after each reboot (whose sequence numbers start again at 0). On the wire only
+    /// when above 0, so a device that never rebooted sends the bytes it always did.
+    pub boot: u32,
 }
 
 #[cfg(test)]
@@ -47,6 +51,7 @@ impl Reading {
             humidity_dpct: spread(rng, 16) as u16,
             pressure_pa: spread(rng, 32) as u32,
             air_quality_dppm: spread(rng, 16) as u16,
+            boot: spread(rng, 32) as u32,
         }
     }
 }

@@ -158,6 +158,18 @@ pub fn set_int_option(
     }
 }
 
+/// Prepares a connection to vanish as a device's does when it loses power: puts the socket in
+/// TCP repair mode (`TCP_REPAIR`, as checkpointing tools do), in which Linux closes it without a
+/// FIN or an RST: the socket is discarded silently when its last descriptor closes, and the
+/// peer learns nothing until it next sends and is answered with a reset. Close every descriptor
+/// of the socket soon after, and neither read, write nor shut it down first: in repair mode a
+/// read or write fails, and a shutdown would still send a FIN.
+///
+/// Needs CAP_NET_ADMIN (`EPERM` otherwise); on an error the socket is left as it was.
+pub fn prepare_to_vanish(socket: &impl AsRawFd) -> io::Result<()> {
+    set_int_option(socket, libc::SOL_TCP, libc::TCP_REPAIR, 1)
+}
+
 /// Bytes in the socket's send queue not yet acknowledged by the peer (SIOCOUTQ): sent-but-unacked
 /// plus not-yet-sent.
 pub fn unacknowledged_bytes(fd: &impl AsRawFd) -> io::Result<u64> {

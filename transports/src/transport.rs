@@ -156,6 +156,31 @@ impl TransportKind {
         }
     }
 
+    /// How long a device waits before it dials again after a failed connect or a dropped
+    /// connection, as that library's usual sketch does (`shared/reference/esp8266.md`,
+    /// "Timeouts and reconnects in the libraries"):
+    /// - tcp: 5 s, the `WiFiClient` sketch's `delay(5000)` after a failed `connect()`;
+    /// - mqtt-qos0: 5 s, PubSubClient's `reconnect()` example, `delay(5000)` between attempts
+    ///   (the library itself leaves the cadence to the sketch);
+    /// - mqtt-qos1, mqtt-qos2: 1 s, arduino-mqtt's example `connect()` loop, `delay(1000)`
+    ///   (the library has no reconnect of its own);
+    /// - ws: 500 ms, arduinoWebSockets' `setReconnectInterval` default, its own reconnect;
+    /// - http-post: none: every reading opens its own connection (or, kept alive, reopens it)
+    ///   when it falls due, so there is nothing to wait for beyond the next reading;
+    /// - device-served transports: none (the device listens; the collector reconnects).
+    pub fn library_retry_delay(self) -> Duration {
+        match self {
+            TransportKind::Tcp | TransportKind::MqttQos0 => Duration::from_secs(5),
+            TransportKind::MqttQos1 | TransportKind::MqttQos2 => Duration::from_secs(1),
+            TransportKind::Ws => Duration::from_millis(500),
+            TransportKind::HttpPost
+            | TransportKind::Sse
+            | TransportKind::HttpStream
+            | TransportKind::LongPoll
+            | TransportKind::WsServer => Duration::ZERO,
+        }
+    }
+
     /// Whether that library leaves Nagle's algorithm on (WiFiClient, PubSubClient, arduino-mqtt
     /// and ESP8266WebServer do; arduinoWebSockets, ESP8266HTTPClient and AsyncEventSource call
     /// `setNoDelay(true)`).
@@ -346,6 +371,20 @@ impl Link {
             Link::Ws(c) => c.stats(),
             Link::Mqtt(c) => c.stats(),
             Link::HttpPost(c) => c.stats(),
+        }
+    }
+
+    /// Drops the connection as a device that loses power does: nothing more is written, no
+    /// FIN, no RST (the socket in TCP repair mode, [`crate::socket::prepare_to_vanish`], then
+    /// closed), so the peer learns only when it next sends and is reset. Needs CAP_NET_ADMIN;
+    /// when repair mode cannot be set, the connection is closed at once with a FIN and the
+    /// error returned, so a vanish is never silently an ordinary close.
+    pub fn vanish(self) -> std::io::Result<()> {
+        match self {
+            Link::Tcp(c) => c.vanish(),
+            Link::Ws(c) => c.vanish(),
+            Link::Mqtt(c) => c.vanish(),
+            Link::HttpPost(c) => c.vanish(),
         }
     }
 

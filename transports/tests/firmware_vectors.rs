@@ -123,6 +123,7 @@ fn reading(
         humidity_dpct,
         pressure_pa,
         air_quality_dppm,
+        boot: 0,
     }
 }
 

@@ -32,6 +32,7 @@ fn reading(seq: u32) -> Reading {
         humidity_dpct: 410,
         pressure_pa: 101_325,
         air_quality_dppm: 4_125,
+        boot: 0,
     }
 }
 

@@ -53,6 +53,7 @@ fn reading(seq: u32) -> Reading {
         humidity_dpct: 400,
         pressure_pa: 101_000,
         air_quality_dppm: 4_000,
+        boot: 0,
     }
 }
 

@@ -3,15 +3,16 @@
 use std::net::SocketAddr;
 use std::sync::Mutex;
 
-use device_emulator::fleet::{ConnectionRecord, FleetObserver, FleetPlan, SendRecord};
+use device_emulator::fleet::{BootRecord, ConnectionRecord, FleetObserver, FleetPlan, SendRecord};
 use device_emulator::DeviceProfile;
 use transports::{Encoding, TransportKind};
 
-/// Every send and connection record a fleet reported, in order.
+/// Every send, connection and boot record a fleet reported, in order.
 #[derive(Default)]
 pub struct Log {
     pub sends: Mutex<Vec<SendRecord>>,
     pub connections: Mutex<Vec<ConnectionRecord>>,
+    pub boots: Mutex<Vec<BootRecord>>,
 }
 
 impl FleetObserver for Log {
@@ -20,6 +21,9 @@ impl FleetObserver for Log {
     }
     fn connection(&self, record: ConnectionRecord) {
         self.connections.lock().unwrap().push(record);
+    }
+    fn boot(&self, record: BootRecord) {
+        self.boots.lock().unwrap().push(record);
     }
 }
 

@@ -102,6 +102,7 @@ fn sent(device_id: u32, seq: u32, scheduled_ns: u64) -> SendRecord {
     SendRecord {
         device_id,
         seq,
+        boot: 0,
         scheduled_ns,
         sent_ns: scheduled_ns,
         outcome: SendOutcome::Sent { payload_bytes: 0 },
@@ -179,6 +180,7 @@ mod tests {
             scheduled_us,
             arrived_ns: scheduled_us * 1_000 + 300_000,
             connection: 0,
+            boot: 0,
         }
     }
 

@@ -297,6 +297,7 @@ mod tests {
                 SendOutcome::Offline
             },
             broker_ack: BrokerAck::NotExpected,
+            boot: 0,
         }
     }
 
@@ -307,6 +308,7 @@ mod tests {
             scheduled_us: due / 1_000,
             arrived_ns: at,
             connection: 0,
+            boot: 0,
         }
     }
 

@@ -1,8 +1,10 @@
 //! The raw records a run leaves behind, one folder per variant, and their writers and readers.
 //!
-//! - `sends.bin`: one 28-byte record per due reading, written by the fleet process.
-//! - `arrivals.bin`: one 28-byte record per reading decoded by the sink or collector process.
+//! - `sends.bin`: one 32-byte record per due reading, written by the fleet process.
+//! - `arrivals.bin`: one 32-byte record per reading decoded by the sink or collector process.
 //! - `fleet-connections.jsonl`, `sink-connections.jsonl`: one JSON line per connection.
+//! - `boots.jsonl`: one JSON line per device boot after a reboot ([`BootRecord`]), written by
+//!   the fleet process (empty without `device-reboot` faults).
 //! - `receiver-flushed.json`: when the receiving end last handed its records to the kernel, and
 //!   whether it stopped cleanly (see [`FlushMark`]).
 //!
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use device_emulator::fleet::BootRecord;
 use device_emulator::fleet::{SendOutcome, SendRecord};
 use transports::transport::BrokerAck;
 
@@ -43,14 +46,16 @@ pub const FLEET_CONNECTIONS: &str = "fleet-connections.jsonl";
 pub const SINK_CONNECTIONS: &str = "sink-connections.jsonl";
 /// See [`SENDS`].
 pub const RECEIVER_FLUSHED: &str = "receiver-flushed.json";
+/// See [`SENDS`].
+pub const BOOTS: &str = "boots.jsonl";
 
 /// How often a receiving end hands its records to the kernel.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Bytes of one record in `sends.bin`.
-pub const SEND_LEN: usize = 28;
+pub const SEND_LEN: usize = 32;
 /// Bytes of one record in `arrivals.bin`.
-pub const ARRIVAL_LEN: usize = 28;
+pub const ARRIVAL_LEN: usize = 32;
 
 /// When a receiving end last handed its records to the kernel (`receiver-flushed.json`, written
 /// atomically): every arrival it recorded before `flushed_ns` is in `arrivals.bin`.
@@ -151,11 +156,14 @@ pub struct Arrival {
     pub arrived_ns: u64,
     /// The receiving connection: for an MQTT collector, the subscriber's index.
     pub connection: u32,
+    /// The boot the reading carries (0 until the device's first reboot; with `seq`, which
+    /// starts at 0 in every boot, it names the reading: see [`BootRecord`]).
+    pub boot: u32,
 }
 
-/// A send record: device id (u32), seq (u32), due ns (u64), send began ns (u64), outcome (u8:
-/// 0 sent, 1 offline, 2 failed), broker acknowledgement (u8: 0 none expected, 1 missing,
-/// 2 received; always 0 in files written before it was recorded), payload bytes (u16).
+/// A send record: device id (u32), seq (u32, the schedule's index), due ns (u64), send began ns
+/// (u64), outcome (u8: 0 sent, 1 offline, 2 failed), broker acknowledgement (u8: 0 none
+/// expected, 1 missing, 2 received), payload bytes (u16), boot (u32).
 fn encode_send(r: &SendRecord) -> [u8; SEND_LEN] {
     let (outcome, payload) = match r.outcome {
         SendOutcome::Sent { payload_bytes } => (0u8, payload_bytes.min(u16::MAX as u32) as u16),
@@ -174,6 +182,7 @@ fn encode_send(r: &SendRecord) -> [u8; SEND_LEN] {
         BrokerAck::Received => 2,
     };
     b[26..28].copy_from_slice(&payload.to_le_bytes());
+    b[28..32].copy_from_slice(&r.boot.to_le_bytes());
     b
 }
 
@@ -209,6 +218,7 @@ fn decode_send(b: &[u8]) -> io::Result<SendRecord> {
     Ok(SendRecord {
         device_id: u32_at(0),
         seq: u32_at(4),
+        boot: u32_at(28),
         scheduled_ns: u64_at(8),
         sent_ns: u64_at(16),
         outcome,
@@ -216,6 +226,8 @@ fn decode_send(b: &[u8]) -> io::Result<SendRecord> {
     })
 }
 
+/// An arrival record: device id (u32), seq (u32), due µs as carried (u64), arrived ns (u64),
+/// connection (u32), boot (u32).
 fn encode_arrival(a: &Arrival) -> [u8; ARRIVAL_LEN] {
     let mut b = [0u8; ARRIVAL_LEN];
     b[0..4].copy_from_slice(&a.device_id.to_le_bytes());
@@ -223,6 +235,7 @@ fn encode_arrival(a: &Arrival) -> [u8; ARRIVAL_LEN] {
     b[8..16].copy_from_slice(&a.scheduled_us.to_le_bytes());
     b[16..24].copy_from_slice(&a.arrived_ns.to_le_bytes());
     b[24..28].copy_from_slice(&a.connection.to_le_bytes());
+    b[28..32].copy_from_slice(&a.boot.to_le_bytes());
     b
 }
 
@@ -233,6 +246,7 @@ fn decode_arrival(b: &[u8]) -> Arrival {
         scheduled_us: u64::from_le_bytes(b[8..16].try_into().unwrap()),
         arrived_ns: u64::from_le_bytes(b[16..24].try_into().unwrap()),
         connection: u32::from_le_bytes(b[24..28].try_into().unwrap()),
+        boot: u32::from_le_bytes(b[28..32].try_into().unwrap()),
     }
 }
 
@@ -304,6 +318,7 @@ mod tests {
             SendRecord {
                 device_id: 7,
                 seq: 1,
+                boot: 0,
                 scheduled_ns: 10,
                 sent_ns: 12,
                 outcome: SendOutcome::Sent { payload_bytes: 88 },
@@ -312,6 +327,7 @@ mod tests {
             SendRecord {
                 device_id: 7,
                 seq: 2,
+                boot: 0,
                 scheduled_ns: 20,
                 sent_ns: 0,
                 outcome: SendOutcome::Offline,
@@ -320,6 +336,7 @@ mod tests {
             SendRecord {
                 device_id: 7,
                 seq: 3,
+                boot: 2,
                 scheduled_ns: 30,
                 sent_ns: 31,
                 outcome: SendOutcome::Sent { payload_bytes: 90 },
@@ -328,6 +345,7 @@ mod tests {
             SendRecord {
                 device_id: 7,
                 seq: 4,
+                boot: 0,
                 scheduled_ns: 40,
                 sent_ns: 41,
                 outcome: SendOutcome::Failed,
@@ -349,6 +367,86 @@ mod tests {
         assert!(read_arrivals(&dir.path().join(ARRIVALS))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn arrivals_carry_the_boot_of_their_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SinkRecorder::open(dir.path(), false).unwrap();
+        let reading = |seq, boot| transports::Reading {
+            device_id: 4,
+            seq,
+            scheduled_us: 1_000 + u64::from(seq),
+            boot,
+            ..Default::default()
+        };
+        use transports::transport::SinkObserver;
+        sink.reading(3, &reading(41, 0), 100);
+        sink.reading(3, &reading(0, 1), 200);
+        sink.flush().unwrap();
+        let arrivals = read_arrivals(&dir.path().join(ARRIVALS)).unwrap();
+        assert_eq!(
+            arrivals,
+            [
+                Arrival {
+                    device_id: 4,
+                    seq: 41,
+                    scheduled_us: 1_041,
+                    arrived_ns: 100,
+                    connection: 3,
+                    boot: 0,
+                },
+                Arrival {
+                    device_id: 4,
+                    seq: 0,
+                    scheduled_us: 1_000,
+                    arrived_ns: 200,
+                    connection: 3,
+                    boot: 1,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_fleet_records_boots_and_connection_instants_as_json_lines() {
+        use device_emulator::fleet::ConnectionRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let fleet = FleetRecorder::create(dir.path()).unwrap();
+        let boots = [
+            BootRecord {
+                device_id: 2,
+                boot: 1,
+                first_seq: 40,
+                powered_ns: 1_000,
+                ready_ns: 5_000,
+            },
+            BootRecord {
+                device_id: 2,
+                boot: 2,
+                first_seq: 90,
+                powered_ns: 9_000,
+                ready_ns: 12_000,
+            },
+        ];
+        for b in boots {
+            fleet.boot(b);
+        }
+        fleet.connection(ConnectionRecord::failed(2, 7, "refused".into()));
+        fleet.flush().unwrap();
+        assert_eq!(
+            read_jsonl::<BootRecord>(&dir.path().join(BOOTS)).unwrap(),
+            boots
+        );
+        let connections: Vec<ConnectionRecord> =
+            read_jsonl(&dir.path().join(FLEET_CONNECTIONS)).unwrap();
+        assert_eq!(connections.len(), 1);
+        assert_eq!(connections[0].started_ns, 7);
+        assert!(connections[0].ended_ns >= 7);
+        // A line written before the instants were recorded reads as 0.
+        let old = r#"{"device_id":1,"setup":null,"final_stats":null,"readings_sent":0,"payload_bytes":0,"end":"x"}"#;
+        let c: ConnectionRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((c.started_ns, c.ended_ns), (0, 0));
     }
 
     #[test]
@@ -375,6 +473,7 @@ mod tests {
         let send = |seq: u32, scheduled_ns: u64, sent_ns: u64, outcome: SendOutcome| SendRecord {
             device_id: 1,
             seq,
+            boot: 0,
             scheduled_ns,
             sent_ns,
             outcome,
@@ -394,6 +493,7 @@ mod tests {
             scheduled_us: 0,
             arrived_ns: 0,
             connection,
+            boot: 0,
         };
         let after = |from_ns: u64| Unflushed {
             from_ns,

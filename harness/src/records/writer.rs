@@ -1,11 +1,12 @@
 //! Writing the raw records off the connection tasks: a recorder's observer methods encode a
-//! record and push it on a channel; one thread per recorder owns its two files and writes what
-//! comes, in order. Flushes, the flush mark and write errors are that thread's too.
+//! record and push it on a channel; one thread per recorder owns its files (records,
+//! connections and, for the fleet, boots) and writes what comes, in order. Flushes, the flush
+//! mark and write errors are that thread's too.
 //!
 //! The channel is unbounded. An observer method runs inline in a connection task on a tokio
 //! worker, so it must neither block (a bounded channel's backpressure would stall the devices'
 //! schedule and show the disk's hiccups as latency) nor drop a record (a bounded channel that
-//! refuses when full would lose them). The cost is memory while the disk falls behind: 28 bytes
+//! refuses when full would lose them). The cost is memory while the disk falls behind: 32 bytes
 //! (plus the channel's slot) per reading queued, which a disk that keeps up never accumulates.
 //!
 //! The first write error stops the writer: nothing after it is written (a torn record would
@@ -20,13 +21,13 @@ use std::sync::{mpsc, Arc};
 
 use serde::Serialize;
 
-use device_emulator::fleet::{ConnectionRecord, FleetObserver, SendRecord};
+use device_emulator::fleet::{BootRecord, ConnectionRecord, FleetObserver, SendRecord};
 use transports::transport::{ConnectionReport, SinkObserver};
 use transports::Reading;
 
 use super::{
-    encode_arrival, encode_send, Arrival, FlushMark, ARRIVALS, ARRIVAL_LEN, FLEET_CONNECTIONS,
-    FLUSH_EVERY, SENDS, SEND_LEN, SINK_CONNECTIONS,
+    encode_arrival, encode_send, Arrival, FlushMark, ARRIVALS, ARRIVAL_LEN, BOOTS,
+    FLEET_CONNECTIONS, FLUSH_EVERY, SENDS, SEND_LEN, SINK_CONNECTIONS,
 };
 
 /// Bytes of one fixed-size record (a send or an arrival: both are this long).
@@ -42,6 +43,8 @@ enum Entry<C> {
     Record([u8; RECORD_LEN]),
     /// A connection, serialized on the writer thread as one JSON line of the connections file.
     Connection(Box<C>),
+    /// A device's boot, one JSON line of the boots file (the fleet's recorder only).
+    Boot(BootRecord),
     /// Everything sent before it goes out.
     Flush(Box<Flush>),
 }
@@ -56,10 +59,12 @@ struct Flush {
     done: mpsc::Sender<io::Result<()>>,
 }
 
-/// One recorder's two files, owned by its writer thread.
+/// One recorder's files, owned by its writer thread.
 struct Files {
     records: (BufWriter<File>, PathBuf),
     connections: (BufWriter<File>, PathBuf),
+    /// The boots file, for the fleet's recorder.
+    boots: Option<(BufWriter<File>, PathBuf)>,
     /// The first write error, as `writing <path>: <cause>`; nothing is written after it.
     failed: Option<(io::ErrorKind, String)>,
 }
@@ -75,7 +80,12 @@ enum Opening {
 }
 
 impl Files {
-    fn open(records: &Path, connections: &Path, opening: Opening) -> io::Result<Files> {
+    fn open(
+        records: &Path,
+        connections: &Path,
+        boots: Option<&Path>,
+        opening: Opening,
+    ) -> io::Result<Files> {
         let open = |path: &Path, whole: Whole| {
             let file = match opening {
                 Opening::Replace => File::create(path),
@@ -87,6 +97,7 @@ impl Files {
         Ok(Files {
             records: open(records, Whole::Records(RECORD_LEN as u64))?,
             connections: open(connections, Whole::Lines)?,
+            boots: boots.map(|b| open(b, Whole::Lines)).transpose()?,
             failed: None,
         })
     }
@@ -117,6 +128,14 @@ impl Files {
                 line.push(b'\n');
                 (&self.connections.1, self.connections.0.write_all(&line))
             }
+            Entry::Boot(b) => {
+                let Some((file, path)) = &mut self.boots else {
+                    return;
+                };
+                let mut line = serde_json::to_vec(&b).expect("a boot serializes");
+                line.push(b'\n');
+                (&*path, file.write_all(&line))
+            }
         };
         if let Err(e) = written {
             let file = file.clone();
@@ -140,7 +159,10 @@ impl Files {
 
     fn write_out(&mut self, to_disk: bool) {
         let mut failure = None;
-        for (file, path) in [&mut self.records, &mut self.connections] {
+        let files = [&mut self.records, &mut self.connections]
+            .into_iter()
+            .chain(self.boots.as_mut());
+        for (file, path) in files {
             let out = file.flush().and_then(|()| match to_disk {
                 true => file.get_ref().sync_data(),
                 false => Ok(()),
@@ -217,17 +239,23 @@ struct RecordWriter<C> {
 }
 
 impl<C: Serialize + Send + 'static> RecordWriter<C> {
-    /// Opens both files in `dir` and starts the thread that writes them. With `promptly`, the
-    /// thread hands what it wrote to the kernel whenever it has nothing more queued, so that a
-    /// process killed without warning loses at most what was still queued; otherwise records
-    /// go out when the buffer fills or at a flush.
+    /// Opens the files in `dir` (and the boots file, when named) and starts the thread that
+    /// writes them. With `promptly`, the thread hands what it wrote to the kernel whenever it
+    /// has nothing more queued, so that a process killed without warning loses at most what was
+    /// still queued; otherwise records go out when the buffer fills or at a flush.
     fn open(
         dir: &Path,
-        (records, connections): (&str, &str),
+        (records, connections, boots): (&str, &str, Option<&str>),
         opening: Opening,
         promptly: bool,
     ) -> io::Result<RecordWriter<C>> {
-        let mut files = Files::open(&dir.join(records), &dir.join(connections), opening)?;
+        let boots = boots.map(|name| dir.join(name));
+        let mut files = Files::open(
+            &dir.join(records),
+            &dir.join(connections),
+            boots.as_deref(),
+            opening,
+        )?;
         let (entries, received) = mpsc::channel::<Entry<C>>();
         let thread = std::thread::Builder::new()
             .name(format!("{records} writer"))
@@ -301,15 +329,20 @@ impl<C> Drop for RecordWriter<C> {
     }
 }
 
-/// The fleet process's [`FleetObserver`]: records every due reading (`sends.bin`) and connection
-/// (`fleet-connections.jsonl`).
+/// The fleet process's [`FleetObserver`]: records every due reading (`sends.bin`), connection
+/// (`fleet-connections.jsonl`) and boot after a reboot (`boots.jsonl`).
 pub struct FleetRecorder(RecordWriter<ConnectionRecord>);
 
 impl FleetRecorder {
     /// Creates the fleet's files in `dir` (emptied if they were there).
     pub fn create(dir: &Path) -> io::Result<FleetRecorder> {
-        RecordWriter::open(dir, (SENDS, FLEET_CONNECTIONS), Opening::Replace, false)
-            .map(FleetRecorder)
+        RecordWriter::open(
+            dir,
+            (SENDS, FLEET_CONNECTIONS, Some(BOOTS)),
+            Opening::Replace,
+            false,
+        )
+        .map(FleetRecorder)
     }
 
     /// Writes out everything recorded so far and syncs it to disk; the first write error of the
@@ -326,6 +359,10 @@ impl FleetObserver for FleetRecorder {
 
     fn connection(&self, record: ConnectionRecord) {
         self.0.push(Entry::Connection(Box::new(record)));
+    }
+
+    fn boot(&self, record: BootRecord) {
+        self.0.push(Entry::Boot(record));
     }
 }
 
@@ -344,7 +381,7 @@ impl SinkRecorder {
     pub fn open(dir: &Path, flush_promptly: bool) -> io::Result<SinkRecorder> {
         RecordWriter::open(
             dir,
-            (ARRIVALS, SINK_CONNECTIONS),
+            (ARRIVALS, SINK_CONNECTIONS, None),
             Opening::Append,
             flush_promptly,
         )
@@ -373,6 +410,7 @@ impl SinkObserver for SinkRecorder {
             scheduled_us: reading.scheduled_us,
             arrived_ns,
             connection: conn as u32,
+            boot: reading.boot,
         })));
     }
 
@@ -594,20 +632,17 @@ mod tests {
         recorder.reading(SendRecord {
             device_id: 1,
             seq: 1,
+            boot: 0,
             scheduled_ns: 10,
             sent_ns: 0,
             outcome: SendOutcome::Offline,
             broker_ack: BrokerAck::NotExpected,
         });
-        recorder.connection(ConnectionRecord {
-            device_id: 1,
-            setup: None,
-            final_stats: None,
-            closed_stats: None,
-            readings_sent: 0,
-            payload_bytes: 0,
-            end: "connecting: refused".into(),
-        });
+        recorder.connection(ConnectionRecord::failed(
+            1,
+            5,
+            "connecting: refused".into(),
+        ));
         let error = recorder.flush().unwrap_err().to_string();
         let expected = format!("writing {}", dir.path().join(FLEET_CONNECTIONS).display());
         assert!(error.starts_with(&expected), "{error}");

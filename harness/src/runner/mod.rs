@@ -262,8 +262,9 @@ fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEc
             recv_buffer: profile.recv_buffer,
             connect_timeout_ms: profile.connect_timeout.as_millis() as u64,
             write_timeout_ms: profile.write_timeout.as_millis() as u64,
-            retry_delay_ms: profile.retry_delay.as_millis() as u64,
+            retry_delay_ms: profile.retry_delay.map(|d| d.as_millis() as u64),
             keepalive_ms: profile.keepalive.map(|k| k.as_millis() as u64),
+            buffer: profile.buffer,
         },
         text: std::fs::read_to_string(file).unwrap_or_default(),
     }

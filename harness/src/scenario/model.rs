@@ -163,7 +163,9 @@ pub struct ProfileOverrides {
         with = "opt_duration_text"
     )]
     pub write_timeout: Option<Duration>,
-    /// Delay before a device retries a failed or dropped connection.
+    /// Delay before a device retries a failed or dropped connection; absent means "as the
+    /// transport's firmware library (or its usual sketch) does"
+    /// (`TransportKind::library_retry_delay`).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -177,6 +179,10 @@ pub struct ProfileOverrides {
         with = "opt_duration_text"
     )]
     pub keepalive: Option<Duration>,
+    /// Readings a device keeps while it cannot send them, sent oldest first once it is
+    /// connected again (a ring buffer; 0, the default, keeps none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<u32>,
 }
 
 impl ProfileOverrides {
@@ -191,8 +197,9 @@ impl ProfileOverrides {
             recv_buffer: self.recv_buffer.unwrap_or(base.recv_buffer),
             connect_timeout: self.connect_timeout.unwrap_or(base.connect_timeout),
             write_timeout: self.write_timeout.unwrap_or(base.write_timeout),
-            retry_delay: self.retry_delay.unwrap_or(base.retry_delay),
+            retry_delay: self.retry_delay.or(base.retry_delay),
             keepalive: self.keepalive.or(base.keepalive),
+            buffer: self.buffer.unwrap_or(base.buffer),
         }
     }
 }

@@ -28,6 +28,7 @@ recv_buffer = 16384
 connect_timeout = "3s"
 write_timeout = "500ms"
 retry_delay = "250ms"
+buffer = 20
 
 [[variants]]
 name = "tcp"
@@ -193,8 +194,9 @@ fn full_file() {
             recv_buffer: 16384,
             connect_timeout: Duration::from_secs(3),
             write_timeout: Duration::from_millis(500),
-            retry_delay: Duration::from_millis(250),
+            retry_delay: Some(Duration::from_millis(250)),
             keepalive: None,
+            buffer: 20,
         }
     );
     assert_eq!(s.variants.len(), 2);
@@ -226,12 +228,22 @@ fn overrides_keep_unset_fields() {
     };
     let base = DeviceProfile {
         nagle: Some(true),
+        retry_delay: Some(Duration::from_secs(3)),
+        buffer: 4,
         ..DeviceProfile::default()
     };
     let applied = overrides.apply(base.clone());
     assert_eq!(applied.mss, 1000);
     assert_eq!(applied.nagle, Some(true));
     assert_eq!(applied.retry_delay, base.retry_delay);
+    assert_eq!(applied.buffer, 4);
+    // Without an override anywhere, the retry delay is each library's.
+    assert_eq!(
+        ProfileOverrides::default()
+            .apply(DeviceProfile::default())
+            .retry_delay,
+        None
+    );
 }
 
 #[test]

@@ -5,11 +5,14 @@
 //! ```
 //!
 //! Encoding writes exactly that shape: keys in this order, no spaces, and tenths printed as an
-//! integer when whole and with one decimal otherwise.
+//! integer when whole and with one decimal otherwise. A reading from after a reboot (boot above
+//! 0) ends with its boot, `,"b":1}`; one from the first boot has no `b`, so its bytes are what
+//! they always were (and what the firmware's C++ encoder writes, which has no boot).
 //!
 //! Decoding is a small strict parser for one flat object. It accepts any key order and whitespace,
 //! skips unknown keys (any JSON value, nested at most 16 deep) and requires each known key exactly
-//! once. `id`, `seq`, `t` and `pressure` must be written as integers; `temp`, `humidity` and `ppm`
+//! once, except `b` (the boot), which may be absent (boot 0). `id`, `seq`, `t`, `pressure` and
+//! `b` must be written as integers; `temp`, `humidity` and `ppm`
 //! take any JSON number, rounded to the nearest tenth with halves away from zero. Keys are compared
 //! as written, so a known key spelled with escapes counts as unknown; escapes are checked for form
 //! only (surrogate pairing is not). Work is linear in the payload length; bounding that length is
@@ -18,8 +21,12 @@ use super::DecodeError;
 use crate::Reading;
 
 /// The longest payload [`encode`](super::Encoding::encode) can produce, in bytes: every field at
-/// its widest (`u64::MAX`, `-3276.8`, ...).
-pub const MAX_LEN: usize = 127;
+/// its widest (`u64::MAX`, `-3276.8`, ..., boot `u32::MAX`).
+pub const MAX_LEN: usize = 142;
+
+/// The longest payload of a reading of boot 0 (no `b`): what the firmware's encoder writes at
+/// most.
+pub const MAX_LEN_BOOT_0: usize = 127;
 
 /// Nesting allowed inside the values of unknown keys.
 const MAX_DEPTH: usize = 16;
@@ -43,6 +50,10 @@ pub(crate) fn encode(r: &Reading, out: &mut Vec<u8>) {
     push_uint(out, r.pressure_pa.into());
     out.extend_from_slice(b",\"ppm\":");
     push_tenths(out, r.air_quality_dppm.into());
+    if r.boot > 0 {
+        out.extend_from_slice(b",\"b\":");
+        push_uint(out, r.boot.into());
+    }
     out.push(b'}');
 }
 
@@ -156,9 +167,12 @@ enum Field {
     Humidity,
     Pressure,
     Ppm,
+    /// The boot: optional, so not in [`Field::ALL`], the required keys.
+    B,
 }
 
 impl Field {
+    /// The required keys.
     const ALL: [Field; 7] = [
         Field::Id,
         Field::Seq,
@@ -178,6 +192,7 @@ impl Field {
             b"humidity" => Field::Humidity,
             b"pressure" => Field::Pressure,
             b"ppm" => Field::Ppm,
+            b"b" => Field::B,
             _ => return None,
         })
     }
@@ -191,6 +206,7 @@ impl Field {
             Field::Humidity => "humidity",
             Field::Pressure => "pressure",
             Field::Ppm => "ppm",
+            Field::B => "b",
         }
     }
 }
@@ -250,6 +266,7 @@ impl<'a> Parser<'a> {
             Field::Humidity => reading.humidity_dpct = n.tenths(key)?,
             Field::Pressure => reading.pressure_pa = n.integer(key)?,
             Field::Ppm => reading.air_quality_dppm = n.tenths(key)?,
+            Field::B => reading.boot = n.integer(key)?,
         }
         Ok(())
     }
@@ -519,6 +536,7 @@ mod tests {
             humidity_dpct: 450,
             pressure_pa: 101_325,
             air_quality_dppm: 4125,
+            boot: 0,
         }
     }
 
@@ -599,14 +617,59 @@ mod tests {
             humidity_dpct: u16::MAX,
             pressure_pa: u32::MAX,
             air_quality_dppm: u16::MAX,
+            boot: 0,
         };
         let text = encoded(&r);
         assert_eq!(
             text,
             r#"{"id":4294967295,"seq":4294967295,"t":18446744073709551615,"temp":-3276.8,"humidity":6553.5,"pressure":4294967295,"ppm":6553.5}"#
         );
-        assert_eq!(text.len(), MAX_LEN);
+        assert_eq!(text.len(), MAX_LEN_BOOT_0);
         assert_eq!(decode_str(&text), Ok(r));
+        let rebooted = Reading {
+            boot: u32::MAX,
+            ..r
+        };
+        let text = encoded(&rebooted);
+        assert!(text.ends_with(r#","ppm":6553.5,"b":4294967295}"#), "{text}");
+        assert_eq!(text.len(), MAX_LEN);
+        assert_eq!(decode_str(&text), Ok(rebooted));
+    }
+
+    #[test]
+    fn the_boot_is_written_last_and_only_after_a_reboot() {
+        let rebooted = Reading {
+            boot: 2,
+            ..sample()
+        };
+        assert_eq!(
+            encoded(&rebooted),
+            SAMPLE.replace('}', r#","b":2}"#),
+            "boot 0 is the sample's bytes, boot 2 the same with its boot"
+        );
+        assert_eq!(decode_str(&encoded(&rebooted)), Ok(rebooted));
+        // Read in any place, once, as an integer; an explicit 0 is boot 0.
+        let first = SAMPLE.replacen('{', r#"{"b":3,"#, 1);
+        assert_eq!(decode_str(&first).map(|r| r.boot), Ok(3));
+        assert_eq!(
+            decode_str(&SAMPLE.replace('}', r#","b":0}"#)),
+            Ok(sample())
+        );
+        assert_eq!(
+            decode_str(&SAMPLE.replace('}', r#","b":1,"b":2}"#)),
+            Err(DuplicateField("b"))
+        );
+        assert_eq!(
+            decode_str(&SAMPLE.replace('}', r#","b":1.5}"#)),
+            Err(WrongType {
+                key: "b",
+                expected: "an integer"
+            })
+        );
+        assert_eq!(
+            decode_str(&SAMPLE.replace('}', r#","b":4294967296}"#)),
+            Err(OutOfRange("b"))
+        );
     }
 
     #[test]

@@ -50,11 +50,16 @@ impl Encoding {
 /// Why a payload could not be decoded into a reading.
 ///
 /// Field names are the JSON keys (`"id"`, `"seq"`, `"t"`, `"temp"`, `"humidity"`, `"pressure"`,
-/// `"ppm"`).
+/// `"ppm"`, and `"b"`, the boot, which may be absent).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// A binary payload whose length is not [`binary::RECORD_LEN`].
-    #[error("binary record is {len} bytes, expected {}", binary::RECORD_LEN)]
+    /// A binary payload whose length is neither [`binary::RECORD_LEN`] nor
+    /// [`binary::BOOT_RECORD_LEN`].
+    #[error(
+        "binary record is {len} bytes, expected {} (or {} after a reboot)",
+        binary::RECORD_LEN,
+        binary::BOOT_RECORD_LEN
+    )]
     WrongLength {
         /// The length received.
         len: usize,

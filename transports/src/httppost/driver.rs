@@ -52,6 +52,10 @@ pub struct DeviceConnection {
     /// The connection open now: the set-up one until the first send, then (kept-alive) the same
     /// one, or (per reading) one only while a send is under way.
     open: Option<TcpStream>,
+    /// A duplicate of the connection a send has taken out of `open`, while it is out: a send
+    /// cut short drops its stream, and this keeps the socket from closing (with a FIN) until
+    /// the link is dropped or vanishes ([`vanish`](Self::vanish)).
+    in_flight: Option<OwnedFd>,
     /// Application bytes of every connection, shared by each connection's counting stream.
     counts: Arc<StreamCounts>,
     /// Per reading: TCP_INFO of the set-up connection taken as its first send began (its
@@ -85,6 +89,7 @@ impl DeviceConnection {
             options: options.clone(),
             connections: options.http_connections,
             open: Some(stream),
+            in_flight: None,
             counts: Arc::default(),
             setup_counters: None,
             finished: None,
@@ -133,12 +138,14 @@ impl DeviceConnection {
         let Some(stream) = self.open.take() else {
             return Err(LinkError::Write("the connection is closed".into()));
         };
+        self.in_flight = stream.as_fd().try_clone_to_owned().ok();
         let mut stream = CountingStream::with_counts(stream, self.counts.clone());
         // ESP8266HTTPClient drops whatever is unread before reusing a connection.
         self.response.clear();
         self.out_of_step = true;
         let result = self.exchange_bounded(&mut stream).await;
         self.open = Some(stream.into_inner());
+        self.in_flight = None;
         let status = result?;
         self.out_of_step = false;
         Ok(status)
@@ -158,10 +165,12 @@ impl DeviceConnection {
             }
             None => self.options.dial(self.target).await?,
         };
+        self.in_flight = stream.as_fd().try_clone_to_owned().ok();
         let mut stream = CountingStream::with_counts(stream, self.counts.clone());
         self.response.clear();
         let result = self.exchange_bounded(&mut stream).await;
         self.close_connection(stream).await;
+        self.in_flight = None;
         result
     }
 
@@ -239,6 +248,21 @@ impl DeviceConnection {
             self.counts.bytes_read(),
             counters,
         )
+    }
+
+    /// Drops the connection open now, if any (the kept-alive one, or the one of a send cut
+    /// short), as a device that lost power: no FIN, no RST ([`socket::prepare_to_vanish`]).
+    /// When that cannot be done (no CAP_NET_ADMIN) it is closed as usual and the error returned.
+    pub fn vanish(self) -> std::io::Result<()> {
+        let mut result = Ok(());
+        for fd in self.open.as_ref().map(|s| s.as_fd()).into_iter().chain(
+            self.in_flight.as_ref().map(|fd| fd.as_fd()),
+        ) {
+            if let Err(e) = socket::prepare_to_vanish(&fd) {
+                result = Err(e);
+            }
+        }
+        result
     }
 
     /// Closes the open connection, if any (FIN, then a bounded wait for the backend's); returns

@@ -24,6 +24,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -329,9 +330,19 @@ struct DeviceSession {
 }
 
 impl DeviceSession {
+    /// Serves `commands` until closed or until the [`DeviceConnection`] is dropped, then closes
+    /// the socket: with a FIN, as a dropped session always did, unless the device `vanished`
+    /// (its socket in repair mode, where a shutdown would still send one).
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>, vanished: Arc<AtomicBool>) {
+        self.serve(&mut commands).await;
+        if vanished.load(Ordering::Acquire) {
+            self.session.writer.into_inner().forget();
+        }
+    }
+
     /// Reads acks and pings as PubSubClient does while serving `commands`, until closed or
     /// until the [`DeviceConnection`] is dropped.
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    async fn serve(&mut self, commands: &mut mpsc::Receiver<Command>) {
         loop {
             let reading = self.read_end.is_none();
             let keepalive_due = self.session.keepalive.deadline();
@@ -456,6 +467,8 @@ pub struct DeviceConnection {
     counts: Arc<StreamCounts>,
     /// A duplicate of the socket, for TCP_INFO while the session task owns it.
     fd: OwnedFd,
+    /// Set by [`vanish`](Self::vanish): the session task closes its socket without a FIN.
+    vanished: Arc<AtomicBool>,
     qos: u8,
     encoding: Encoding,
     write_timeout: Duration,
@@ -497,11 +510,13 @@ impl DeviceConnection {
             pending: None,
             closing: None,
         };
-        tokio::spawn(task.run(inbox));
+        let vanished = Arc::new(AtomicBool::new(false));
+        tokio::spawn(task.run(inbox, vanished.clone()));
         Ok(DeviceConnection {
             commands,
             counts,
             fd,
+            vanished,
             qos,
             encoding: options.encoding,
             write_timeout: options.write_timeout,
@@ -564,6 +579,16 @@ impl DeviceConnection {
     /// Counts so far.
     pub fn stats(&self) -> LinkStats {
         LinkStats::from_parts(&self.counts, &self.fd, Side::Dialed)
+    }
+
+    /// Drops the connection as a device that lost power: no DISCONNECT, no FIN, no RST
+    /// ([`socket::prepare_to_vanish`] on the session's socket, whose task then fails to read or
+    /// write and ends, closing it). When that cannot be done (no CAP_NET_ADMIN) the session
+    /// task closes the socket as usual (a FIN) and the error is returned.
+    pub fn vanish(self) -> io::Result<()> {
+        socket::prepare_to_vanish(&self.fd)?;
+        self.vanished.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Sends DISCONNECT, then FIN (as PubSubClient's and arduino-mqtt's `disconnect()`), and

@@ -89,6 +89,8 @@ impl Tally {
             readings_sent: self.readings_sent,
             payload_bytes: self.payload_bytes,
             end,
+            accepted_ns: 0,
+            ended_ns: 0,
         }
     }
 }
@@ -421,6 +423,7 @@ mod tests {
             humidity_dpct: 400,
             pressure_pa: 100_900,
             air_quality_dppm: 4_125,
+            boot: 0,
         }
     }
 

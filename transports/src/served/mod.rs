@@ -82,8 +82,15 @@ pub struct ServedConnection {
     pub readings_sent: u64,
     /// Their payload bytes.
     pub payload_bytes: u64,
-    /// How it ended (`"stopped"` when the device shut down).
+    /// How it ended (`"stopped"` when the device shut down, `"vanished"` when it lost power).
     pub end: String,
+    /// When the device accepted it, CLOCK_MONOTONIC ns (set by the accept loop).
+    #[serde(default)]
+    pub accepted_ns: u64,
+    /// When the device was done with it: its handler returned (after the close, when the
+    /// device closed it) or the device vanished, CLOCK_MONOTONIC ns (set by the accept loop).
+    #[serde(default)]
+    pub ended_ns: u64,
 }
 
 impl ServedConnection {
@@ -97,6 +104,8 @@ impl ServedConnection {
             readings_sent: 0,
             payload_bytes: 0,
             end: String::new(),
+            accepted_ns: 0,
+            ended_ns: 0,
         }
     }
 }
@@ -176,10 +185,42 @@ pub async fn serve_device(
     report: Arc<dyn Fn(ServedConnection) + Send + Sync>,
     shutdown: CancellationToken,
 ) {
+    let stop = ServerStop {
+        shutdown,
+        vanish: CancellationToken::new(),
+    };
+    serve_device_until(kind, listener, outbox, options, report, stop).await
+}
+
+/// The two ways a device's server ends.
+#[derive(Clone, Debug, Default)]
+pub struct ServerStop {
+    /// The device stops: every connection is closed as its library does (closing bytes, FIN),
+    /// waited for within bounds.
+    pub shutdown: CancellationToken,
+    /// The device loses power: the listener closes and every connection vanishes at once,
+    /// nothing more written, no FIN, no RST ([`crate::socket::prepare_to_vanish`]; where that
+    /// cannot be done, the connection is closed and its `end` says so). Each is reported with
+    /// its counts at that instant, `end` `"vanished"` and no set-up (its handler is dropped
+    /// mid-way, so what it had served is not known).
+    pub vanish: CancellationToken,
+}
+
+/// [`serve_device`], ended by either of `stop`'s tokens.
+pub async fn serve_device_until(
+    kind: ServedTransport,
+    listener: TcpListener,
+    outbox: Arc<Outbox>,
+    options: ServedOptions,
+    report: Arc<dyn Fn(ServedConnection) + Send + Sync>,
+    stop: ServerStop,
+) {
+    let ServerStop { shutdown, vanish } = stop;
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = vanish.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(_) => {
@@ -190,30 +231,62 @@ pub async fn serve_device(
         };
         // MSS and buffers came from the listener (`socket::listen`).
         let _ = crate::socket::apply_accepted(&stream, &options.socket);
+        // A second descriptor of the socket, to make it vanish while the handler holds it (it
+        // lives as long as this connection's task, a moment after the handler returns).
+        let fd = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned();
+        let accepted_ns = clock::now_ns();
         let conn = DeviceConn {
             stream: CountingStream::new(stream),
             peer,
             outbox: outbox.clone(),
             options: options.clone(),
             shutdown: shutdown.clone(),
-            accepted_ns: clock::now_ns(),
+            accepted_ns,
         };
+        let counts = conn.stream.counts();
         let report = report.clone();
+        let vanish = vanish.clone();
         tasks.spawn(async move {
-            let served = match kind {
-                ServedTransport::Sse => sse::serve(conn).await,
-                ServedTransport::HttpStream => httpstream::serve(conn).await,
-                ServedTransport::LongPoll => longpoll::serve(conn).await,
-                ServedTransport::WsServer => wsserver::serve(conn).await,
+            let mut handling = std::pin::pin!(handle(kind, conn));
+            let mut served = tokio::select! {
+                served = &mut handling => served,
+                _ = vanish.cancelled() => {
+                    let mut served = ServedConnection::new(peer);
+                    let vanished = fd.as_ref().map_err(|e| e.kind().into()).and_then(|fd| {
+                        served.final_stats = LinkStats::from_parts(&counts, fd, Side::Accepted);
+                        crate::socket::prepare_to_vanish(fd)
+                    });
+                    served.end = match vanished {
+                        Ok(()) => "vanished".to_string(),
+                        Err(e) => format!("vanished, but closed with a FIN: {e}"),
+                    };
+                    served
+                }
             };
+            served.accepted_ns = accepted_ns;
+            served.ended_ns = clock::now_ns();
             report(served);
+            // The handler, if it was cut short, and the second descriptor close the socket
+            // here, after the report.
+            drop(fd);
         });
         while tasks.try_join_next().is_some() {}
     }
+    drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// Serves one collector connection with `kind`'s handler.
+async fn handle(kind: ServedTransport, conn: DeviceConn) -> ServedConnection {
+    match kind {
+        ServedTransport::Sse => sse::serve(conn).await,
+        ServedTransport::HttpStream => httpstream::serve(conn).await,
+        ServedTransport::LongPoll => longpoll::serve(conn).await,
+        ServedTransport::WsServer => wsserver::serve(conn).await,
+    }
 }
 
 /// What a collector's receiver gets for one connection to one device.

@@ -8,14 +8,14 @@
 //! connection (see [`FrameError`]).
 use bytes::{Buf, BytesMut};
 
-use crate::encoding::{binary::RECORD_LEN, json};
+use crate::encoding::{binary::{self, BOOT_RECORD_LEN}, json};
 use crate::{DecodeError, Encoding, Reading};
 
 /// The longest payload a frame may carry, in bytes (for `json`, the line without its `\n`).
 pub const MAX_FRAME_LEN: usize = 1024;
 
 // Every reading fits, even as a JSON line ending in `\r\n`.
-const _: () = assert!(json::MAX_LEN < MAX_FRAME_LEN && RECORD_LEN <= MAX_FRAME_LEN);
+const _: () = assert!(json::MAX_LEN < MAX_FRAME_LEN && BOOT_RECORD_LEN <= MAX_FRAME_LEN);
 
 /// Framing bytes added to each payload: 1 (`\n`) for `json`, 2 (length prefix) for `binary`.
 pub fn framing_len(encoding: Encoding) -> usize {
@@ -36,7 +36,7 @@ pub fn encode_frame(encoding: Encoding, reading: &Reading, out: &mut Vec<u8>) ->
             payload
         }
         Encoding::Binary => {
-            out.extend_from_slice(&(RECORD_LEN as u16).to_le_bytes());
+            out.extend_from_slice(&(binary::record_len(reading) as u16).to_le_bytes());
             let start = out.len();
             encoding.encode(reading, out);
             out.len() - start
@@ -158,6 +158,7 @@ mod tests {
             humidity_dpct: 450,
             pressure_pa: 101_325,
             air_quality_dppm: 4125,
+            boot: 0,
         }
     }
 

@@ -60,6 +60,13 @@ impl DeviceConnection {
         LinkStats::of(&self.stream, Side::Dialed)
     }
 
+    /// Drops the connection as a device that lost power: no FIN, no RST
+    /// ([`socket::prepare_to_vanish`]). When that cannot be done (no CAP_NET_ADMIN) the
+    /// connection is closed as usual and the error returned.
+    pub fn vanish(self) -> std::io::Result<()> {
+        socket::prepare_to_vanish(self.stream.get_ref())
+    }
+
     /// Sends FIN and waits (bounded) for the sink's; returns the counts after the close.
     pub async fn close(mut self) -> LinkStats {
         let peer_closed = self.stream.shutdown().await.is_ok()

@@ -110,6 +110,13 @@ impl DeviceConnection {
         LinkStats::of(self.ws.get_ref(), Side::Dialed)
     }
 
+    /// Drops the connection as a device that lost power: no Close frame, no FIN, no RST
+    /// ([`socket::prepare_to_vanish`]). When that cannot be done (no CAP_NET_ADMIN) the
+    /// connection is closed with a FIN and the error returned.
+    pub fn vanish(self) -> std::io::Result<()> {
+        socket::prepare_to_vanish(self.ws.get_ref().get_ref())
+    }
+
     /// Closes as arduinoWebSockets' `disconnect()` does (WebSockets.cpp `clientDisconnect`): a
     /// Close frame with status 1000, then FIN at once (`tcp->stop()`), without waiting for the
     /// sink's Close. Then waits (bounded) for the sink's Close and FIN; returns the counts after.

@@ -116,6 +116,7 @@ pub fn reading(device_id: u32, seq: u32) -> Reading {
         humidity_dpct: 450,
         pressure_pa: 101_325,
         air_quality_dppm: 4125,
+        boot: 0,
     }
 }
 
