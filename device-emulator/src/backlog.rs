@@ -54,7 +54,7 @@ impl Backlog {
     }
 
     /// The oldest reading kept, taken out.
-    pub fn next(&mut self) -> Option<Kept> {
+    pub fn take_oldest(&mut self) -> Option<Kept> {
         self.kept.pop_front()
     }
 
@@ -128,7 +128,7 @@ mod tests {
         assert_eq!(backlog.keep(kept(3)).map(|k| k.seq), Some(0));
         assert_eq!(backlog.keep(kept(4)).map(|k| k.seq), Some(1));
         assert_eq!(backlog.len(), 3);
-        assert_eq!(backlog.next().map(|k| k.seq), Some(2));
+        assert_eq!(backlog.take_oldest().map(|k| k.seq), Some(2));
         assert_eq!(seqs(&mut backlog), [3, 4]);
         assert!(backlog.is_empty());
     }

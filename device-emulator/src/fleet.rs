@@ -442,7 +442,7 @@ async fn serving_device(
     let address = listener.local_addr().ok();
     let options = ServedOptions {
         encoding: plan.encoding,
-        socket: link.socket.clone(),
+        socket: link.socket,
         write_timeout: plan.profile.write_timeout,
         request_timeout: plan.profile.connect_timeout.max(Duration::from_secs(10)),
         hold_timeout: Duration::from_millis(plan.hold_timeout_ms),
@@ -745,8 +745,11 @@ impl DialingDevice {
             // Sensors are read whether or not the reading can be sent (and whatever the
             // outages), so values never depend on the network.
             let values = sensors.sample();
-            let mut reading =
-                values.reading(self.device_id, self.boot.wire_seq(seq), self.plan.device_us(due_ns));
+            let mut reading = values.reading(
+                self.device_id,
+                self.boot.wire_seq(seq),
+                self.plan.device_us(due_ns),
+            );
             reading.boot = self.boot.boot;
             let due = Kept {
                 seq,
@@ -893,7 +896,7 @@ impl DialingDevice {
     /// stopped.
     async fn send_backlog(&mut self) -> bool {
         while self.can_send() {
-            let Some(kept) = self.backlog.next() else {
+            let Some(kept) = self.backlog.take_oldest() else {
                 break;
             };
             if !self.send(kept).await {
@@ -972,10 +975,7 @@ impl DialingDevice {
     /// A reading the device cannot send now: kept in the backlog (what the backlog does not
     /// keep is unsent), unless the device is off after a reboot, when nothing is read or kept.
     fn hold(&mut self, kept: Kept) {
-        if self
-            .off
-            .is_some_and(|o| o.kind == FaultKind::DeviceReboot)
-        {
+        if self.off.is_some_and(|o| o.kind == FaultKind::DeviceReboot) {
             self.unsent(kept);
         } else if let Some(dropped) = self.backlog.keep(kept) {
             self.unsent(dropped);

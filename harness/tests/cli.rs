@@ -333,7 +333,12 @@ fn a_backend_that_dies_mid_run_fails_the_variant_and_its_loss_is_counted() {
         .split("[[variants]]\nname = \"ws\"")
         .next()
         .unwrap()
-        .replace("duration = \"3s\"", "duration = \"4s\"");
+        .replace("duration = \"3s\"", "duration = \"4s\"")
+        // Retried within the window (WiFiClient's sketch waits 5 s).
+        .replace(
+            "ramp = \"500ms\"",
+            "ramp = \"500ms\"\n[fleet.profile]\nretry_delay = \"1s\"",
+        );
     // Kill the sink half a second into the 4 s window (after 1 s of warm-up).
     let (mut child, out) = start_and_wait_past_the_start(dir.path(), &text);
     let killed = Command::new("pkill")

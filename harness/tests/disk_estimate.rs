@@ -33,7 +33,7 @@ transport = "tcp"
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("raw records need about 33.9 TB"),
+        stderr.contains("raw records need about 38.7 TB"),
         "the estimate is printed first: {stderr}"
     );
     assert!(stderr.contains("pick another --out"), "{stderr}");

@@ -125,9 +125,14 @@ pub struct ProfileEcho {
     /// arduino-mqtt 10 s).
     #[serde(default)]
     pub keepalive_ms: Option<u64>,
-    /// Readings a device keeps while it cannot send them (0: none).
-    #[serde(default)]
+    /// Readings a device keeps while it cannot send them (absent: 0, none).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub buffer: u32,
+}
+
+/// Whether a count is 0 (left out of results.json, so files without it read the same).
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The figures of one variant.

@@ -638,11 +638,7 @@ mod tests {
             outcome: SendOutcome::Offline,
             broker_ack: BrokerAck::NotExpected,
         });
-        recorder.connection(ConnectionRecord::failed(
-            1,
-            5,
-            "connecting: refused".into(),
-        ));
+        recorder.connection(ConnectionRecord::failed(1, 5, "connecting: refused".into()));
         let error = recorder.flush().unwrap_err().to_string();
         let expected = format!("writing {}", dir.path().join(FLEET_CONNECTIONS).display());
         assert!(error.starts_with(&expected), "{error}");

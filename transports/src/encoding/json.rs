@@ -651,10 +651,7 @@ mod tests {
         // Read in any place, once, as an integer; an explicit 0 is boot 0.
         let first = SAMPLE.replacen('{', r#"{"b":3,"#, 1);
         assert_eq!(decode_str(&first).map(|r| r.boot), Ok(3));
-        assert_eq!(
-            decode_str(&SAMPLE.replace('}', r#","b":0}"#)),
-            Ok(sample())
-        );
+        assert_eq!(decode_str(&SAMPLE.replace('}', r#","b":0}"#)), Ok(sample()));
         assert_eq!(
             decode_str(&SAMPLE.replace('}', r#","b":1,"b":2}"#)),
             Err(DuplicateField("b"))

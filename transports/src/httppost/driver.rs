@@ -255,9 +255,13 @@ impl DeviceConnection {
     /// When that cannot be done (no CAP_NET_ADMIN) it is closed as usual and the error returned.
     pub fn vanish(self) -> std::io::Result<()> {
         let mut result = Ok(());
-        for fd in self.open.as_ref().map(|s| s.as_fd()).into_iter().chain(
-            self.in_flight.as_ref().map(|fd| fd.as_fd()),
-        ) {
+        for fd in self
+            .open
+            .as_ref()
+            .map(|s| s.as_fd())
+            .into_iter()
+            .chain(self.in_flight.as_ref().map(|fd| fd.as_fd()))
+        {
             if let Err(e) = socket::prepare_to_vanish(&fd) {
                 result = Err(e);
             }

@@ -287,9 +287,44 @@ pub fn content_type(encoding: crate::Encoding) -> &'static str {
     }
 }
 
+/// The length of the binary records a device sends in `bytes`, the start of one stream or one
+/// whole answer (`complete`): every record of a boot has one length, 26 bytes in the device's
+/// first boot and 30 after a reboot (the boot appended), and a device's stream or answer never
+/// spans a reboot.
+///
+/// - A whole answer: the length that divides it and at whose every record the first record's
+///   device id is found (26 when both would do, or neither: the caller then finds a torn record).
+/// - A stream of chunks, one record each, whose data hyper never hands over across two chunks:
+///   `None` until 26 bytes are in; then 30 if 30 are, else 26. Only a first record split by
+///   TCP exactly after its 26th byte is misread; the device id of the next record tells (see
+///   the HTTP streaming collector).
+pub fn binary_record_len(bytes: &[u8], complete: bool) -> Option<usize> {
+    use crate::encoding::binary::{BOOT_RECORD_LEN, RECORD_LEN};
+    if complete {
+        let fits = |len: usize| {
+            bytes.len() % len == 0 && bytes.chunks_exact(len).all(|r| r[..4] == bytes[..4])
+        };
+        return Some(if !fits(RECORD_LEN) && fits(BOOT_RECORD_LEN) {
+            BOOT_RECORD_LEN
+        } else {
+            RECORD_LEN
+        });
+    }
+    match bytes.len() {
+        n if n >= BOOT_RECORD_LEN => Some(BOOT_RECORD_LEN),
+        n if n >= RECORD_LEN => Some(RECORD_LEN),
+        _ => None,
+    }
+}
+
 /// Splits whole readings off the front of `buf`: a JSON reading is a flat object (it ends at
-/// the first `}`), a binary one is a fixed-size record. Returns the payloads.
-pub fn split_readings(buf: &mut Vec<u8>, encoding: crate::Encoding) -> Vec<Vec<u8>> {
+/// the first `}`), a binary one a record of `record_len` bytes (see [`binary_record_len`]).
+/// Returns the payloads.
+pub fn split_readings(
+    buf: &mut Vec<u8>,
+    encoding: crate::Encoding,
+    record_len: usize,
+) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let end = match encoding {
@@ -309,8 +344,7 @@ pub fn split_readings(buf: &mut Vec<u8>, encoding: crate::Encoding) -> Vec<Vec<u
                     }
                 }
             }
-            crate::Encoding::Binary => (buf.len() >= crate::encoding::binary::RECORD_LEN)
-                .then_some(crate::encoding::binary::RECORD_LEN),
+            crate::Encoding::Binary => (buf.len() >= record_len.max(1)).then_some(record_len),
         };
         match end {
             Some(end) => out.push(buf.drain(..end).collect()),
@@ -425,11 +459,52 @@ Connection: close\r\n\r\n"
     #[test]
     fn readings_split_from_a_byte_stream() {
         let mut buf = b"[{\"id\":1},{\"id\":2}]{\"id\":3".to_vec();
-        let got = split_readings(&mut buf, crate::Encoding::Json);
+        let got = split_readings(&mut buf, crate::Encoding::Json, 0);
         assert_eq!(got, vec![b"{\"id\":1}".to_vec(), b"{\"id\":2}".to_vec()]);
         assert_eq!(buf, b"{\"id\":3");
         let mut bin = vec![7u8; 60];
-        assert_eq!(split_readings(&mut bin, crate::Encoding::Binary).len(), 2);
+        assert_eq!(
+            split_readings(&mut bin, crate::Encoding::Binary, 26).len(),
+            2
+        );
         assert_eq!(bin.len(), 8);
+    }
+
+    #[test]
+    fn binary_records_are_26_bytes_in_the_first_boot_and_30_after_a_reboot() {
+        use crate::{Encoding, Reading};
+        let records = |boot: u32, n: u32| {
+            let mut out = Vec::new();
+            for seq in 0..n {
+                let reading = Reading {
+                    device_id: 1,
+                    seq,
+                    boot,
+                    ..Reading::default()
+                };
+                Encoding::Binary.encode(&reading, &mut out);
+            }
+            out
+        };
+        // Whole answers, including 390 bytes, which both lengths divide.
+        for n in [1, 2, 13, 15] {
+            assert_eq!(binary_record_len(&records(0, n), true), Some(26), "{n}");
+        }
+        for n in [1, 2, 13, 15] {
+            // Device 1 in boot 1: its boot equals its id, so only the later records tell.
+            assert_eq!(binary_record_len(&records(1, n), true), Some(30), "{n}");
+        }
+        // A stream: undecided until a record's worth is in.
+        assert_eq!(binary_record_len(&records(1, 1)[..20], false), None);
+        assert_eq!(binary_record_len(&records(0, 1), false), Some(26));
+        assert_eq!(binary_record_len(&records(1, 1), false), Some(30));
+        let mut stream = records(1, 3);
+        stream.truncate(80);
+        let got = split_readings(&mut stream, Encoding::Binary, 30);
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            Encoding::Binary.decode(&got[1]).map(|r| (r.seq, r.boot)),
+            Ok((1, 1))
+        );
     }
 }

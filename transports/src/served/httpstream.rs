@@ -55,21 +55,33 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
 
 /// Receives one device's chunked stream; each reading is stamped when its last byte is read.
 /// hyper hands over a chunk's data as it reads it, possibly in pieces: readings are delimited by
-/// their own syntax (flat JSON objects, fixed-size records).
+/// their own syntax (flat JSON objects, binary records of the stream's one length,
+/// [`http::binary_record_len`]; a record of another device id than the first means that length
+/// was misread, and ends the connection).
 pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
     let encoding = c.encoding;
+    let mut record_len: Option<usize> = None;
+    let mut device_id: Option<u32> = None;
     let request = hyper::Request::get("/stream")
         .header("Host", c.device.to_string())
         .body(Empty::new())
         .expect("valid request");
     receive_stream(c, request, |buf| {
-        http::split_readings(buf, encoding)
+        if record_len.is_none() {
+            record_len = http::binary_record_len(buf, false);
+        }
+        http::split_readings(buf, encoding, record_len.unwrap_or(usize::MAX))
             .into_iter()
             .map(|payload| {
-                encoding
-                    .decode(&payload)
-                    .map(|reading| (reading, payload.len()))
-                    .map_err(|e| e.to_string())
+                let reading = encoding.decode(&payload).map_err(|e| e.to_string())?;
+                if *device_id.get_or_insert(reading.device_id) != reading.device_id {
+                    return Err(format!(
+                        "a reading of device {} in the stream of device {}",
+                        reading.device_id,
+                        device_id.unwrap_or_default()
+                    ));
+                }
+                Ok((reading, payload.len()))
             })
             .collect()
     })

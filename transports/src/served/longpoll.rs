@@ -315,7 +315,7 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
     let mut open = true;
     let mut closed_by: Option<hyper::Error> = None;
     loop {
-        let request = hyper::Request::get(poll_target(*c.last_seq))
+        let request = hyper::Request::get(poll_target(c.cursor.seq()))
             .header(hyper::header::HOST, host.as_str())
             .body(Empty::<Bytes>::new());
         let request = match request {
@@ -359,7 +359,8 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
         match status {
             StatusCode::OK => {
                 let mut rest = body.to_vec();
-                for payload in http::split_readings(&mut rest, c.encoding) {
+                let record_len = http::binary_record_len(&rest, true).unwrap_or_default();
+                for payload in http::split_readings(&mut rest, c.encoding, record_len) {
                     let reading = match c.encoding.decode(&payload) {
                         Ok(reading) => reading,
                         Err(e) => return ConnectionEnd::Malformed(e.to_string()),
@@ -368,7 +369,7 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
                     // cannot be called while the connection lives.
                     c.readings += 1;
                     c.payload_bytes += payload.len() as u64;
-                    *c.last_seq = Some(c.last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
+                    c.cursor.advance(&reading);
                     c.observer.reading(c.conn, &reading, arrived_ns);
                 }
                 if !rest.is_empty() {

@@ -299,9 +299,9 @@ pub struct CollectorConn<'a> {
     pub conn: u64,
     /// Where readings go.
     pub observer: &'a dyn SinkObserver,
-    /// The sequence number of the last reading received from this device, across connections
-    /// (SSE sends it as `Last-Event-ID`, long polling as `after=`).
-    pub last_seq: &'a mut Option<u32>,
+    /// Where the collector is in this device's readings, across connections (SSE sends its
+    /// sequence number as `Last-Event-ID`, long polling as `after=`).
+    pub cursor: &'a mut Cursor,
     /// Readings received on this connection.
     pub readings: u64,
     /// Their payload bytes.
@@ -321,13 +321,40 @@ impl CollectorConn<'_> {
     pub fn arrived(&mut self, reading: &Reading, payload_len: usize, arrived_ns: u64) {
         self.readings += 1;
         self.payload_bytes += payload_len as u64;
-        *self.last_seq = Some(self.last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
+        self.cursor.advance(reading);
         self.observer.reading(self.conn, reading, arrived_ns);
     }
 
     /// Marks the transport ready now.
     pub fn mark_ready(&mut self) {
         self.ready = Some(LinkStats::of(&self.stream, Side::Dialed));
+    }
+}
+
+/// Where a collector is in one device's readings: the newest it received, by boot and then by
+/// sequence number. A reading of a later boot moves it there whatever its sequence number,
+/// since a device's sequence starts again at 0 when it reboots; one of an earlier boot (late
+/// from before the reboot) does not move it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    newest: Option<(u32, u32)>,
+}
+
+impl Cursor {
+    /// The sequence number of the newest reading received, if any.
+    pub fn seq(&self) -> Option<u32> {
+        self.newest.map(|(_, seq)| seq)
+    }
+
+    /// The boot of the newest reading received (0 before any).
+    pub fn boot(&self) -> u32 {
+        self.newest.map_or(0, |(boot, _)| boot)
+    }
+
+    /// Moves to `reading` if it is newer.
+    pub fn advance(&mut self, reading: &Reading) {
+        let at = (reading.boot, reading.seq);
+        self.newest = Some(self.newest.map_or(at, |newest| newest.max(at)));
     }
 }
 
@@ -354,7 +381,7 @@ pub async fn collect_device(
     next_conn: Arc<AtomicU64>,
     shutdown: CancellationToken,
 ) {
-    let mut last_seq: Option<u32> = None;
+    let mut cursor = Cursor::default();
     let socket = SocketOptions::linux_default();
     while !shutdown.is_cancelled() {
         let opened_ns = clock::now_ns();
@@ -377,7 +404,7 @@ pub async fn collect_device(
                     device,
                     conn,
                     observer: observer.as_ref(),
-                    last_seq: &mut last_seq,
+                    cursor: &mut cursor,
                     readings: 0,
                     payload_bytes: 0,
                     ready: None,
@@ -589,7 +616,7 @@ pub(crate) async fn receive_stream(
     let socket = unsafe { held_socket(&c.stream) };
     let shutdown = c.shutdown.clone();
     // hyper holds the stream: the tallies are kept here and written back at the end.
-    let last_seq: &mut Option<u32> = &mut *c.last_seq;
+    let cursor: &mut Cursor = &mut *c.cursor;
     let (mut readings, mut payload_bytes, mut ready) = (0u64, 0u64, None);
     let io = hyper_util::rt::TokioIo::new(&mut c.stream);
     let end = async {
@@ -638,7 +665,7 @@ pub(crate) async fn receive_stream(
                     for (reading, len) in found {
                         readings += 1;
                         payload_bytes += len as u64;
-                        *last_seq = Some(last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
+                        cursor.advance(&reading);
                         observer.reading(conn, &reading, arrived_ns);
                     }
                 }

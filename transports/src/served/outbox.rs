@@ -4,6 +4,10 @@
 //! client; the rest are dropped), and the device keeps its last few readings for replay (SSE's
 //! `Last-Event-ID`, long polling's `after=`). A slow or stuck collector therefore never grows a
 //! device's memory: what does not fit is dropped and shows up as lost.
+//!
+//! A device keeps one outbox per boot (its RAM), whose sequence starts at 0: a client that asks
+//! for what follows a sequence number the outbox never reached saw an earlier boot, and is
+//! given everything the outbox still holds.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +30,8 @@ struct Inner {
     clients: Vec<mpsc::Sender<Reading>>,
     /// A client has subscribed at least once, so one can come back for what it missed.
     resumable: bool,
+    /// The sequence number of the newest reading published.
+    newest: Option<u32>,
 }
 
 /// A client's view of an [`Outbox`]: readings to replay, then the live queue.
@@ -45,6 +51,7 @@ impl Outbox {
                 replay: VecDeque::with_capacity(replay_len),
                 clients: Vec::new(),
                 resumable: false,
+                newest: None,
             }),
             queue_per_client: queue_per_client.max(1),
             replay_len,
@@ -56,6 +63,7 @@ impl Outbox {
     /// misses it (counted in [`dropped`](Self::dropped)); a client that has gone is forgotten.
     pub fn publish(&self, reading: &Reading) -> usize {
         let mut inner = self.inner.lock().unwrap();
+        inner.newest = Some(inner.newest.map_or(reading.seq, |n| n.max(reading.seq)));
         if self.replay_len > 0 {
             if inner.replay.len() == self.replay_len {
                 inner.replay.pop_front();
@@ -87,17 +95,21 @@ impl Outbox {
     }
 
     /// Subscribes a client that has seen every reading up to `after` (by sequence number; `None`
-    /// for a new client, which replays nothing).
+    /// for a new client, which replays nothing; past the newest published, a client of an
+    /// earlier boot, which replays everything held).
     pub fn subscribe(&self, after: Option<u32>) -> Subscription {
         let (tx, live) = mpsc::channel(self.queue_per_client);
         let mut inner = self.inner.lock().unwrap();
         let replay = match after {
-            Some(after) => inner
-                .replay
-                .iter()
-                .filter(|r| r.seq > after)
-                .copied()
-                .collect(),
+            Some(after) => {
+                let after = inner.resume_after(after);
+                inner
+                    .replay
+                    .iter()
+                    .filter(|r| after.is_none_or(|a| r.seq > a))
+                    .copied()
+                    .collect()
+            }
             None => Vec::new(),
         };
         inner.clients.push(tx);
@@ -105,9 +117,11 @@ impl Outbox {
         Subscription { replay, live }
     }
 
-    /// Buffered readings newer than `after`, without subscribing (long polling's first look).
+    /// Buffered readings newer than `after`, without subscribing (long polling's first look);
+    /// all of them when `after` is past the newest published (a client of an earlier boot).
     pub fn newer_than(&self, after: Option<u32>) -> Vec<Reading> {
         let inner = self.inner.lock().unwrap();
+        let after = after.and_then(|a| inner.resume_after(a));
         inner
             .replay
             .iter()
@@ -132,6 +146,14 @@ impl Outbox {
     /// Readings a full client queue could not take, so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    /// Where a client that has seen up to `after` resumes: after it, or (`None`) from the
+    /// start when this outbox never published `after`.
+    fn resume_after(&self, after: u32) -> Option<u32> {
+        self.newest.filter(|newest| after <= *newest).map(|_| after)
     }
 }
 
@@ -193,6 +215,22 @@ mod tests {
             !Outbox::new(8, 0).keeps_for_resume(),
             "nothing is kept without a buffer"
         );
+    }
+
+    #[test]
+    fn a_client_of_an_earlier_boot_is_given_everything_held() {
+        // The device rebooted: its new outbox numbers from 0; the collector last saw 41.
+        let outbox = Outbox::new(8, 8);
+        for seq in 0..3 {
+            outbox.publish(&r(seq));
+        }
+        let seqs = |readings: Vec<Reading>| readings.iter().map(|r| r.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(outbox.newer_than(Some(41))), [0, 1, 2]);
+        assert_eq!(seqs(outbox.subscribe(Some(41)).replay), [0, 1, 2]);
+        // Within this boot, `after` means what it says.
+        assert_eq!(seqs(outbox.newer_than(Some(1))), [2]);
+        assert!(outbox.newer_than(Some(2)).is_empty());
+        assert!(Outbox::new(8, 8).newer_than(Some(5)).is_empty());
     }
 
     #[test]

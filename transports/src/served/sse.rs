@@ -156,7 +156,7 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
         .header("Cache-Control", "no-cache");
     // An EventSource sends the last `id:` it saw; the event of reading 0 carries none (see
     // `http::sse_event`), so after it alone there is nothing to send.
-    if let Some(seq) = c.last_seq.filter(|seq| *seq != 0) {
+    if let Some(seq) = c.cursor.seq().filter(|seq| *seq != 0) {
         request = request.header("Last-Event-ID", seq.to_string());
     }
     let request = request.body(Empty::new()).expect("valid request");

@@ -324,7 +324,7 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
         let arrived_ns = ws.get_ref().last_read_ns();
         c.readings += 1;
         c.payload_bytes += len as u64;
-        *c.last_seq = Some(c.last_seq.map_or(reading.seq, |s| s.max(reading.seq)));
+        c.cursor.advance(&reading);
         c.observer.reading(c.conn, &reading, arrived_ns);
     }
 }

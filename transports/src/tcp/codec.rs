@@ -8,7 +8,10 @@
 //! connection (see [`FrameError`]).
 use bytes::{Buf, BytesMut};
 
-use crate::encoding::{binary::{self, BOOT_RECORD_LEN}, json};
+use crate::encoding::{
+    binary::{self, BOOT_RECORD_LEN},
+    json,
+};
 use crate::{DecodeError, Encoding, Reading};
 
 /// The longest payload a frame may carry, in bytes (for `json`, the line without its `\n`).
