@@ -14,7 +14,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use device_emulator::fleet::{ConnectionRecord, SendOutcome, SendRecord};
+use device_emulator::fleet::{BootRecord, ConnectionRecord, SendOutcome, SendRecord};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
@@ -448,6 +448,26 @@ fn split_loss(
     delivery.lost_unsent = Some(unsent);
     delivery.lost_in_flight = Some(in_flight);
     delivery.lost_by_broker = broker_acknowledges.then_some(by_broker);
+}
+
+/// Moves every arrival of a later boot onto its device's schedule: a rebooted device numbers its
+/// readings from 0 again (a board keeps nothing across a reboot), so an arrival of boot `b` with
+/// sequence `s` is the schedule's reading `first_seq + s` of that boot ([`BootRecord`]). After
+/// this, sequence numbers are schedule indexes, as the fleet's send records are. An arrival of a
+/// boot no record names keeps its number (and no send record explains it).
+pub fn renumber_boots(arrivals: &mut [Arrival], boots: &[BootRecord]) {
+    if boots.is_empty() {
+        return;
+    }
+    let first: HashMap<(u32, u32), u32> = boots
+        .iter()
+        .map(|b| ((b.device_id, b.boot), b.first_seq))
+        .collect();
+    for a in arrivals.iter_mut().filter(|a| a.boot > 0) {
+        if let Some(first_seq) = first.get(&(a.device_id, a.boot)) {
+            a.seq = first_seq.saturating_add(a.seq);
+        }
+    }
 }
 
 /// The delivery of several runs of the same readings' kind (repetitions): every count adds up;

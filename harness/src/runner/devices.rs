@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use device_emulator::fault::Fault;
-use device_emulator::fleet::{ConnectionRecord, FleetPlan, SendRecord, DRAIN};
+use device_emulator::fleet::{BootRecord, ConnectionRecord, FleetPlan, SendRecord, DRAIN};
 use device_emulator::DeviceProfile;
 use indicatif::ProgressBar;
 use transports::clock;
@@ -98,6 +98,17 @@ pub(super) struct DeviceRecords {
     pub fleet_connections: Vec<ConnectionRecord>,
     /// Hardware only: the boards, their clocks and what could not be mapped.
     pub hardware: Option<HardwareSummary>,
+    /// The fleet's boots after a `device-reboot` (none on hardware).
+    pub boots: Vec<BootRecord>,
+}
+
+/// The JSON lines in `path`, none when the file is not there (a fleet that never rebooted a
+/// device writes an empty one; older runs have none).
+fn read_if_there<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Vec<T>> {
+    match path.exists() {
+        true => Ok(records::read_jsonl(path)?),
+        false => Ok(Vec::new()),
+    }
 }
 
 impl<'a> DeviceSource<'a> {
@@ -326,10 +337,13 @@ impl Devices<'_> {
         match self {
             Devices::Fleet { plan, .. } => {
                 let sends = records::read_sends(&raw.join(records::SENDS))?;
-                // Readings carry the devices' clock (µs since the plan's start).
+                // Readings carry the devices' clock (µs since the plan's start), and a rebooted
+                // device's sequence starts again at 0.
                 for a in &mut arrivals {
                     a.scheduled_us = plan.monotonic_us(a.scheduled_us);
                 }
+                let boots: Vec<BootRecord> = read_if_there(&raw.join(records::BOOTS))?;
+                crate::measure::renumber_boots(&mut arrivals, &boots);
                 if sends.is_empty() && error.is_none() && !child::interrupted() {
                     bail!(
                         "the fleet recorded no readings; see {}",
@@ -341,6 +355,7 @@ impl Devices<'_> {
                     arrivals,
                     fleet_connections: records::read_jsonl(&raw.join(records::FLEET_CONNECTIONS))?,
                     hardware: None,
+                    boots,
                 })
             }
             Devices::Boards {
@@ -363,6 +378,7 @@ impl Devices<'_> {
                     due: hardware::due_readings(&arrivals, window),
                     arrivals,
                     fleet_connections: Vec::new(),
+                    boots: Vec::new(),
                     hardware: Some(hardware::summary(
                         *expected,
                         &devices,

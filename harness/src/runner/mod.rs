@@ -27,6 +27,7 @@ use crate::results::{
 use crate::scenario::{FleetSource, Scenario, VariantConfig};
 
 mod devices;
+mod fault_figures;
 pub mod faults;
 mod link;
 mod pool;
@@ -442,12 +443,12 @@ fn run_variant(
     }
 
     stop_receiving_end(&mut sink, broker_process.as_mut(), &mut error);
-    let (link, link_histograms) = match link {
+    let (link, link_histograms, outages) = match link {
         Some(l) => {
-            let (summary, histograms, _outages) = l.stop(&run, &mut error)?;
-            (Some(summary), Some(histograms))
+            let (summary, histograms, outages) = l.stop(&run, &mut error)?;
+            (Some(summary), Some(histograms), outages)
         }
-        None => (None, None),
+        None => (None, None, Vec::new()),
     };
     let series = sampler.stop();
     progress.finish_and_clear();
@@ -475,6 +476,20 @@ fn run_variant(
         subscribers.unwrap_or(1),
     );
     devices.forget_unknowns(&mut figures);
+    let fault_figures = fault_figures::measure(
+        run.faults,
+        &fault_figures::FaultEvidence {
+            backend: &backend_faults,
+            outages: &outages,
+            boots: &records.boots,
+            connections: &records.fleet_connections,
+        },
+        &records.due,
+        &records.arrivals,
+        &figures.readings,
+        window,
+        subscribers.unwrap_or(1),
+    );
     figures.write_hlog(
         &options.out.join(&hlog),
         &format!(
@@ -539,6 +554,7 @@ fn run_variant(
         },
         hardware: records.hardware,
         link,
+        faults: fault_figures.iter().map(|f| f.result.clone()).collect(),
         ..unmeasured(scenario, variant, profile)
     };
     Ok(Measured {
@@ -547,6 +563,7 @@ fn run_variant(
         link_histograms,
         fleet_connections: records.fleet_connections,
         sink_connections,
+        faults: fault_figures,
     })
 }
 

@@ -9,6 +9,7 @@ use transports::sink::ConnectionReport;
 use super::RunOptions;
 use crate::hardware;
 use crate::measure;
+use crate::measure::faults::FaultFigures;
 use crate::results::{
     Cost, Latency, ProcessCost, Repetition, SecondStats, SinkSummary, VariantFiles, VariantResult,
 };
@@ -23,6 +24,8 @@ pub(super) struct Measured {
     pub link_histograms: Option<super::link::LinkHistograms>,
     pub fleet_connections: Vec<ConnectionRecord>,
     pub sink_connections: Vec<ConnectionReport>,
+    /// Each fault's figures with their per-device times, to pool repetitions exactly.
+    pub faults: Vec<FaultFigures>,
 }
 
 impl Measured {
@@ -33,6 +36,7 @@ impl Measured {
             link_histograms: None,
             fleet_connections: Vec::new(),
             sink_connections: Vec::new(),
+            faults: Vec::new(),
         }
     }
 }
@@ -174,6 +178,11 @@ fn pool(
         .filter_map(|m| Some((m.result.link.as_ref()?, m.link_histograms.as_ref()?)))
         .collect();
     v.link = super::link::pool(&links);
+    let faults: Vec<&[FaultFigures]> = runs.iter().map(|m| &m.faults[..]).collect();
+    v.faults = super::fault_figures::pool(&faults)
+        .into_iter()
+        .map(|f| f.result)
+        .collect();
     let link_hlog = if links.is_empty() {
         String::new()
     } else {
