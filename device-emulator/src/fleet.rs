@@ -181,7 +181,7 @@ impl FleetPlan {
             },
             source,
             connect_timeout: self.profile.connect_timeout,
-            write_timeout: self.profile.write_timeout,
+            write_timeout: self.send_timeout(),
             device_id,
             mqtt: MqttSettings {
                 keepalive: self.keepalive(),
@@ -200,6 +200,16 @@ impl FleetPlan {
         self.profile
             .retry_delay
             .unwrap_or_else(|| self.transport.library_retry_delay())
+    }
+
+    /// How long one send may take before the device gives the connection up: the library's
+    /// command timeout where it waits for an acknowledgement (arduino-mqtt at QoS 1 and 2, or
+    /// the profile's `command_timeout`), else the write timeout.
+    pub fn send_timeout(&self) -> Duration {
+        match self.transport.library_command_timeout() {
+            Some(library) => self.profile.command_timeout.unwrap_or(library),
+            None => self.profile.write_timeout,
+        }
     }
 
     /// The MQTT keep-alive the devices use: the profile's, else their library's.

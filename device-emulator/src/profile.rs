@@ -39,6 +39,14 @@ pub struct DeviceProfile {
     /// [`TransportKind::library_keepalive`]: transports::TransportKind::library_keepalive
     #[serde(with = "crate::profile::opt_millis", default)]
     pub keepalive: Option<Duration>,
+    /// How long a publish waits for its acknowledgement before the connection is given up.
+    /// `None` means "as the transport's firmware library does"
+    /// ([`TransportKind::library_command_timeout`]: arduino-mqtt's 1 s at QoS 1 and 2; other
+    /// transports are bounded by `write_timeout`).
+    ///
+    /// [`TransportKind::library_command_timeout`]: transports::TransportKind::library_command_timeout
+    #[serde(with = "crate::profile::opt_millis", default)]
+    pub command_timeout: Option<Duration>,
     /// Readings a device keeps while it cannot send them (a ring buffer in RAM), sent oldest
     /// first once it is connected again; when full, the oldest is dropped. 0 (the default)
     /// keeps none, as the libraries do: a reading due while offline is lost. A reboot empties
@@ -58,6 +66,7 @@ impl Default for DeviceProfile {
             write_timeout: Duration::from_secs(5),
             retry_delay: None,
             keepalive: None,
+            command_timeout: None,
             buffer: 0,
         }
     }

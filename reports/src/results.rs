@@ -125,6 +125,9 @@ pub struct ProfileEcho {
     /// arduino-mqtt 10 s).
     #[serde(default)]
     pub keepalive_ms: Option<u64>,
+    /// MQTT QoS 1 and 2: the publish's command timeout, ms; absent means arduino-mqtt's 1 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_timeout_ms: Option<u64>,
     /// Readings a device keeps while it cannot send them (absent: 0, none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub buffer: u32,

@@ -156,6 +156,19 @@ impl TransportKind {
         }
     }
 
+    /// How long a publish waits for its acknowledgement before the library gives the
+    /// connection up: arduino-mqtt's command timeout (`MQTTClient::setTimeout`, 1,000 ms by
+    /// default), which bounds the whole `lwmqtt_publish` exchange (PUBLISH written, PUBACK or
+    /// PUBCOMP read); on expiry `publish()` closes the connection. `None` for transports whose
+    /// send is bounded by the socket's write timeout alone (PubSubClient at QoS 0 waits for
+    /// nothing).
+    pub fn library_command_timeout(self) -> Option<Duration> {
+        match self {
+            TransportKind::MqttQos1 | TransportKind::MqttQos2 => Some(Duration::from_millis(1_000)),
+            _ => None,
+        }
+    }
+
     /// How long a device waits before it dials again after a failed connect or a dropped
     /// connection, as that library's usual sketch does (`shared/reference/esp8266.md`,
     /// "Timeouts and reconnects in the libraries"):

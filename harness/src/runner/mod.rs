@@ -265,6 +265,7 @@ fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEc
             write_timeout_ms: profile.write_timeout.as_millis() as u64,
             retry_delay_ms: profile.retry_delay.map(|d| d.as_millis() as u64),
             keepalive_ms: profile.keepalive.map(|k| k.as_millis() as u64),
+            command_timeout_ms: profile.command_timeout.map(|c| c.as_millis() as u64),
             buffer: profile.buffer,
         },
         text: std::fs::read_to_string(file).unwrap_or_default(),

@@ -179,6 +179,14 @@ pub struct ProfileOverrides {
         with = "opt_duration_text"
     )]
     pub keepalive: Option<Duration>,
+    /// MQTT QoS 1 and 2: how long a publish waits for its acknowledgement before the device
+    /// closes the connection (arduino-mqtt's command timeout, 1 s by default).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub command_timeout: Option<Duration>,
     /// Readings a device keeps while it cannot send them, sent oldest first once it is
     /// connected again (a ring buffer; 0, the default, keeps none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +207,7 @@ impl ProfileOverrides {
             write_timeout: self.write_timeout.unwrap_or(base.write_timeout),
             retry_delay: self.retry_delay.or(base.retry_delay),
             keepalive: self.keepalive.or(base.keepalive),
+            command_timeout: self.command_timeout.or(base.command_timeout),
             buffer: self.buffer.unwrap_or(base.buffer),
         }
     }

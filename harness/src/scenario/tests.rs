@@ -28,6 +28,7 @@ recv_buffer = 16384
 connect_timeout = "3s"
 write_timeout = "500ms"
 retry_delay = "250ms"
+command_timeout = "1500ms"
 buffer = 20
 
 [[variants]]
@@ -196,6 +197,7 @@ fn full_file() {
             write_timeout: Duration::from_millis(500),
             retry_delay: Some(Duration::from_millis(250)),
             keepalive: None,
+            command_timeout: Some(Duration::from_millis(1500)),
             buffer: 20,
         }
     );
