@@ -255,7 +255,8 @@ fn notes(result: &RunResult) -> String {
         } else if !v.complete {
             let _ = writeln!(out, "{}: INCOMPLETE: interrupted", v.name);
         }
-        if let Some(n) = v.sink.at_risk {
+        // A restarted backend that flushed everything it took has nothing to say.
+        if let Some(n) = v.sink.at_risk.filter(|n| *n > 0) {
             let _ = writeln!(
                 out,
                 "{}: the receiving end did not stop cleanly or a backend restart killed it: {n} \
