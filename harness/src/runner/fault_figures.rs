@@ -54,13 +54,7 @@ pub(super) fn done(faults: &[Fault], evidence: &FaultEvidence) -> Vec<FaultDone>
                 },
                 FaultKind::DeviceReboot => {
                     // A device with no connection open when the fault hit vanishes unseen.
-                    let vanished = evidence
-                        .connections
-                        .iter()
-                        .filter(|c| hit(c.device_id) && c.setup.is_some())
-                        .map(|c| c.ended_ns)
-                        .filter(|e| *e >= fault.start_ns)
-                        .min();
+                    let vanished = first_end(evidence.connections, fault);
                     let powered = evidence
                         .boots
                         .iter()
@@ -75,13 +69,7 @@ pub(super) fn done(faults: &[Fault], evidence: &FaultEvidence) -> Vec<FaultDone>
                     }
                 }
                 FaultKind::BootStorm => {
-                    let closed = evidence
-                        .connections
-                        .iter()
-                        .filter(|c| hit(c.device_id) && c.setup.is_some())
-                        .map(|c| c.ended_ns)
-                        .filter(|e| *e >= fault.start_ns)
-                        .min();
+                    let closed = first_end(evidence.connections, fault);
                     let reconnected = evidence
                         .connections
                         .iter()
@@ -97,6 +85,16 @@ pub(super) fn done(faults: &[Fault], evidence: &FaultEvidence) -> Vec<FaultDone>
             }
         })
         .collect()
+}
+
+/// The first end, from the fault's start on, of a connection that was up on a device it hit.
+fn first_end(connections: &[ConnectionRecord], fault: &Fault) -> Option<u64> {
+    connections
+        .iter()
+        .filter(|c| c.setup.is_some() && fault.devices.iter().any(|h| h.device_id == c.device_id))
+        .map(|c| c.ended_ns)
+        .filter(|e| *e >= fault.start_ns)
+        .min()
 }
 
 /// Every fault's figures for one run of a variant.
