@@ -270,7 +270,9 @@ pub struct FaultResult {
     /// See `start_ms`.
     pub end_ms: Option<f64>,
     /// The fault's readings and what became of them (`lost` split by where as in the
-    /// variant's `delivery`).
+    /// variant's `delivery`). `duplicated` counts the second arrivals from its devices that came
+    /// from its start until the next fault's, whenever their readings were due: a restarted
+    /// collector's replay may repeat readings due before the fault.
     pub delivery: Delivery,
     /// From the fault's start to the instant each device knew its connection was gone (an
     /// error, a timeout, the peer's close), over the devices that noticed; `missing` devices

@@ -95,14 +95,13 @@ pub fn figures(inputs: &FaultInputs) -> Vec<FaultFigures> {
         .map(|(i, fault)| {
             let done = inputs.done.get(i).copied().unwrap_or_default();
             // The fault's stretch of the schedule: from its start to the next fault's.
-            let next_start = inputs
+            let next_fault = inputs
                 .faults
                 .iter()
                 .map(|f| f.start_ns)
                 .filter(|s| *s > fault.start_ns)
-                .min()
-                .unwrap_or(window.end_ns)
-                .min(window.end_ns);
+                .min();
+            let next_start = next_fault.unwrap_or(window.end_ns).min(window.end_ns);
             let own = Window {
                 start_ns: fault.start_ns.max(window.start_ns),
                 end_ns: next_start.max(fault.start_ns.max(window.start_ns)),
@@ -121,7 +120,17 @@ pub fn figures(inputs: &FaultInputs) -> Vec<FaultFigures> {
                 .filter(|a| is_hit(a.device_id))
                 .copied()
                 .collect();
-            let delivery = readings(&sends, &arrivals, own, inputs.subscribers).delivery;
+            let mut delivery = readings(&sends, &arrivals, own, inputs.subscribers).delivery;
+            // A duplicate belongs to the fault it arrived in, whenever its reading was due: a
+            // collector started again after a restart asks for what the device still holds,
+            // and what comes twice may have been due before the fault began.
+            delivery.duplicated = duplicates_arriving(
+                inputs.arrivals,
+                window,
+                inputs.subscribers,
+                &hit,
+                fault.start_ns..next_fault.unwrap_or(u64::MAX),
+            );
 
             let start = done.start_ns.unwrap_or(fault.start_ns);
             let end = done.end_ns.unwrap_or(fault.end_ns);
@@ -202,6 +211,30 @@ pub fn figures(inputs: &FaultInputs) -> Vec<FaultFigures> {
             }
         })
         .collect()
+}
+
+/// Arrivals from the `hit` devices, at an instant in `during`, of a reading (due in `window`)
+/// that had already arrived: the same count as the variant's `duplicated`, by arrival instant.
+fn duplicates_arriving(
+    arrivals: &[Arrival],
+    window: Window,
+    subscribers: u32,
+    hit: &HashSet<u32>,
+    during: std::ops::Range<u64>,
+) -> u64 {
+    let fan_out = subscribers.max(1);
+    let mut seen: HashSet<(u32, u32, u32)> = HashSet::new();
+    let mut duplicated = 0;
+    for a in arrivals.iter().filter(|a| hit.contains(&a.device_id)) {
+        if !(window.start_ns..window.end_ns).contains(&a.scheduled_us.saturating_mul(1_000)) {
+            continue;
+        }
+        let receiver = if fan_out > 1 { a.connection } else { 0 };
+        if !seen.insert((receiver, a.device_id, a.seq)) && during.contains(&a.arrived_ns) {
+            duplicated += 1;
+        }
+    }
+    duplicated
 }
 
 /// Pools one fault's figures over repetitions: counts add up, spreads are over every device of
@@ -339,6 +372,11 @@ mod tests {
                     if device == 0 && seq == 8 {
                         arrivals.push(arrival(device, seq, due, due + 2 * MS));
                     }
+                    // Device 1's reading due at 6 s comes again at 7.5 s (a replay after the
+                    // restart): a duplicate of the second fault, though due before it.
+                    if device == 1 && seq == 6 {
+                        arrivals.push(arrival(device, seq, due, 7 * S + 500 * MS));
+                    }
                 }
             }
         }
@@ -421,11 +459,13 @@ mod tests {
         assert_eq!(reboot.start_ms, Some(3_000.0));
 
         let restart = &figures[1].result;
-        // Both devices' readings due at 7, 8, 9 s: one lost in flight, one duplicated.
+        // Both devices' readings due at 7, 8, 9 s: one lost in flight; two arrivals twice in
+        // its stretch, one of a reading due before it.
         assert_eq!(restart.delivery.scheduled, 6);
         assert_eq!(restart.delivery.received, 5);
         assert_eq!(restart.delivery.lost_in_flight, Some(1));
-        assert_eq!(restart.delivery.duplicated, 1);
+        assert_eq!(restart.delivery.duplicated, 2);
+        assert_eq!(reboot.delivery.duplicated, 0);
         assert_eq!(restart.devices, 2);
         // Noticed 100 ms and 199 ms after the restart began (its actual start, 7.001 s).
         assert_eq!(restart.notice_ms.devices, 2);
