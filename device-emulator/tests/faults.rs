@@ -199,12 +199,21 @@ async fn a_boot_storm_closes_every_connection_and_reconnects_them_all_at_its_end
         assert_eq!(mine[0].end, STORM_CLOSE);
         assert!(mine[0].ended_ns >= from_ns);
         // The reconnect begins when the pacer wakes the device at the storm's end: never
-        // before; the upper bound is a guard, the pacer's precision is tens of µs.
+        // before it, and before the device began to send its first reading due after it (it
+        // did not wait for that reading to connect).
         let reconnect = mine[1].started_ns;
+        let first_after = sends_of(&log, device)
+            .into_iter()
+            .filter(|s| s.scheduled_ns >= until_ns && s.outcome != SendOutcome::Offline)
+            .map(|s| s.sent_ns)
+            .min()
+            .expect("a reading sent after the storm");
         assert!(
-            (until_ns..until_ns + 1_000 * MS).contains(&reconnect),
-            "device {device} reconnected {} µs after the storm's end",
-            (reconnect as i64 - until_ns as i64) / 1_000
+            reconnect >= until_ns && reconnect < first_after,
+            "device {device} reconnected {} µs after the storm's end, {} µs before its first \
+             send after it",
+            (reconnect as i64 - until_ns as i64) / 1_000,
+            (first_after as i64 - reconnect as i64) / 1_000
         );
         assert_eq!(mine[1].end, "stopped");
         for s in sends_of(&log, device) {
