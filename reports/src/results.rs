@@ -263,9 +263,11 @@ pub struct FaultResult {
     pub planned_start_ms: f64,
     /// See `planned_start_ms`.
     pub planned_end_ms: f64,
-    /// When it began and ended as done: the backend killed or stopped and ready or continued
-    /// again, the link's first and last dropped packet of the fault, the devices' vanishing and
-    /// power-on. Absent when nothing was done (an interrupted run).
+    /// When it began and ended as done: the backend killed or stopped, and started again or
+    /// continued (the instant its new process was started or SIGCONT sent); for a link fault
+    /// the plan's instants, by which the link drops (what it dropped is `link_dropped`); the
+    /// devices' vanishing and power-on, or closing and reconnecting. Absent when nothing was
+    /// done (an interrupted run).
     pub start_ms: Option<f64>,
     /// See `start_ms`.
     pub end_ms: Option<f64>,

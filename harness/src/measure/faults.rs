@@ -22,7 +22,7 @@ use crate::results::{DeviceSpread, FaultResult};
 pub struct FaultDone {
     /// When it began.
     pub start_ns: Option<u64>,
-    /// When it ended: the backend ready or continued again, the last packet the link dropped
+    /// When it ended: the backend started again or continued, the last packet the link dropped
     /// for it, the devices powered on again.
     pub end_ns: Option<u64>,
     /// Packets the link dropped for it (link faults).

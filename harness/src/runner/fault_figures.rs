@@ -25,7 +25,8 @@ pub(super) struct FaultEvidence<'a> {
 }
 
 /// When each fault began and ended as done, from whichever part did it:
-/// - a backend fault: the signal sent, and the backend up again (`backend-faults.json`);
+/// - a backend fault: the signal sent, and the backend started again or continued
+///   (`backend-faults.json`);
 /// - a link fault: the link drops by the plan's instants on the clock every process shares, so
 ///   its start and end are the plan's; what it dropped is counted (`link_dropped`);
 /// - a reboot: the first device's vanishing (its connection's end at the fault's start) and

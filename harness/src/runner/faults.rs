@@ -42,8 +42,11 @@ pub struct BackendFaultRecord {
     pub pid: u32,
     /// When the signal was sent (SIGKILL or SIGSTOP), CLOCK_MONOTONIC ns.
     pub started_ns: u64,
-    /// When the backend was up again, ns: a restarted process had said it was ready (or, for an
-    /// external broker, accepted a connection); a paused one had been sent SIGCONT. `None` when
+    /// When the backend was back, ns: the instant before a paused one was sent SIGCONT, or
+    /// before a restarted one's new process was started (the runner then waits until it says it
+    /// is ready, or, for an external broker, accepts a connection). Stamped before, never after:
+    /// nothing can reach the backend earlier, so every arrival that waited for it comes at or
+    /// after this instant, however late the runner's own thread runs. `None` when
     /// it never was: a restart that failed (the variant's error says why), or a run interrupted
     /// first.
     pub ended_ns: Option<u64>,
@@ -220,8 +223,8 @@ impl BackendFaults {
             return;
         };
         if let Some((process, _)) = receiving.backend() {
-            process.resume();
             pause.ended_ns = Some(clock::now_ns());
+            process.resume();
         }
     }
 
@@ -262,25 +265,27 @@ impl BackendFaults {
                     flushed_ns,
                 });
             }
-            (FaultKind::BackendRestart, false) => match backend.launch.start(true) {
-                Ok((started, _)) => {
-                    let ended_ns = clock::now_ns();
-                    let new_pid = started.pid();
-                    // The killed one, reaped already, goes.
-                    *process = started;
-                    sampler.replace_pid(backend.label, new_pid);
-                    if let Some(record) = self.record(step.fault) {
-                        record.ended_ns = Some(ended_ns);
-                        record.new_pid = Some(new_pid);
+            (FaultKind::BackendRestart, false) => {
+                let ended_ns = clock::now_ns();
+                match backend.launch.start(true) {
+                    Ok((started, _)) => {
+                        let new_pid = started.pid();
+                        // The killed one, reaped already, goes.
+                        *process = started;
+                        sampler.replace_pid(backend.label, new_pid);
+                        if let Some(record) = self.record(step.fault) {
+                            record.ended_ns = Some(ended_ns);
+                            record.new_pid = Some(new_pid);
+                        }
+                    }
+                    Err(e) => {
+                        self.error = Some(format!(
+                            "{name}: the {} did not start again: {e:#}",
+                            backend.launch.name
+                        ))
                     }
                 }
-                Err(e) => {
-                    self.error = Some(format!(
-                        "{name}: the {} did not start again: {e:#}",
-                        backend.launch.name
-                    ))
-                }
-            },
+            }
             (FaultKind::BackendPause, true) => {
                 if let Some(exited) = process.exited(&format!("before {name}")) {
                     self.error = Some(exited);
@@ -301,8 +306,8 @@ impl BackendFaults {
                 });
             }
             (FaultKind::BackendPause, false) => {
-                process.resume();
                 let ended_ns = clock::now_ns();
+                process.resume();
                 if let Some(record) = self.record(step.fault) {
                     record.ended_ns = Some(ended_ns);
                 }
