@@ -81,6 +81,10 @@ pub struct FleetPlan {
     /// [`Fault::device_outages`]: vanish and reboot, or close and reconnect in a storm).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<crate::fault::Fault>,
+    /// The commands the backend sends down (`None`: none; devices then take none: an MQTT
+    /// device subscribes to nothing). Devices answer each with an acknowledgement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<crate::command::CommandPlan>,
 }
 
 fn default_hold_ms() -> u64 {
@@ -172,6 +176,7 @@ impl FleetPlan {
             _ => None,
         };
         LinkOptions {
+            commands: self.commands.as_ref().map(|c| c.device()),
             encoding: self.encoding,
             socket: SocketOptions {
                 mss: Some(self.profile.mss),
@@ -342,6 +347,10 @@ pub trait FleetObserver: Send + Sync + 'static {
     /// A device booted again after a `device-reboot`.
     fn boot(&self, record: BootRecord) {
         let _ = record;
+    }
+    /// A device read a command, or wrote its acknowledgement.
+    fn command(&self, event: transports::command::CommandEvent) {
+        let _ = event;
     }
 }
 
@@ -1042,6 +1051,7 @@ mod tests {
 
     fn plan_starting_at(start_ns: u64) -> FleetPlan {
         FleetPlan {
+            commands: None,
             transport: TransportKind::Tcp,
             target: SocketAddr::from(([127, 0, 0, 1], 9)),
             encoding: Encoding::Json,

@@ -8,6 +8,7 @@
 //! - [`link`]: the WiFi link model (delay, loss, bandwidth, airtime, modem sleep) decided per
 //!   packet, as pure code for a packet-level link process to call.
 //! - [`backlog`]: the readings a device keeps while it cannot send them, and its boots.
+//! - [`command`]: the commands a run sends down, fixed in advance, in due order.
 //! - [`fault`]: the fault timeline a scenario asks for, resolved per device for the fleet and
 //!   the link process.
 //! - [`fleet`]: the device tasks, reporting every due reading and connection to a
@@ -16,6 +17,7 @@
 //! This crate never computes a figure: it reports what each device did, with timestamps.
 
 pub mod backlog;
+pub mod command;
 pub mod fault;
 pub mod fleet;
 pub mod link;

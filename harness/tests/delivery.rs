@@ -77,6 +77,7 @@ impl SinkObserver for Arrivals {
 
 fn link_options(device_id: u32) -> LinkOptions {
     LinkOptions {
+        commands: None,
         encoding: Encoding::Json,
         socket: transports::socket::SocketOptions::linux_default(),
         source: None,
@@ -106,6 +107,7 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
 
     let start_ns = clock::now_ns() + 100 * MS;
     let plan = FleetPlan {
+        commands: None,
         transport: TransportKind::MqttQos1,
         target: broker.addr,
         encoding: Encoding::Json,

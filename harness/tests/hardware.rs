@@ -459,6 +459,7 @@ fn mqtt_boards_publish_through_the_embedded_broker_on_the_named_address() {
         run.board(move |s2| {
             block_on(async move {
                 let options = LinkOptions {
+                    commands: None,
                     connect_timeout: Duration::from_secs(2),
                     write_timeout: Duration::from_secs(2),
                     ..esp8266_link_options(d2.id, true)

@@ -29,6 +29,7 @@ use transports::{Encoding, Reading};
 
 fn link_options(device_id: u32, mqtt: MqttSettings) -> LinkOptions {
     LinkOptions {
+        commands: None,
         mqtt,
         ..esp8266_link_options(device_id, true)
     }

@@ -2,6 +2,8 @@
 //!
 //! - [`reading`]: the [`Reading`] value every transport carries.
 //! - [`encoding`]: the two payload encodings (`json`, `binary`), pure code over byte buffers.
+//! - [`command`]: commands down to a device and its acknowledgements up, pure, and the
+//!   backend's table of where each device's commands go. A leaf: it knows no transport.
 //! - [`clock`]: CLOCK_MONOTONIC timestamps, comparable across processes on one host.
 //! - [`socket`]: socket options of a device profile, TCP_INFO counters, a byte-counting stream.
 //! - [`link`], [`sink`]: the types every driver shares, for the device's end (options, errors,
@@ -17,6 +19,7 @@
 //! a connection's counters) as events, and the harness decides what to measure.
 
 pub mod clock;
+pub mod command;
 pub mod encoding;
 pub mod httppost;
 pub mod link;

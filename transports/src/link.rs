@@ -35,6 +35,9 @@ pub struct LinkOptions {
     pub mqtt: MqttSettings,
     /// A TCP connection per reading or one kept alive (http-post only).
     pub http_connections: Connections,
+    /// Whether the device takes commands from the backend, and how (`None`: it does not; an
+    /// MQTT device then subscribes to nothing).
+    pub commands: Option<crate::command::DeviceCommands>,
 }
 
 impl LinkOptions {

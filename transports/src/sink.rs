@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::command::routes::CommandRoutes;
+use crate::command::CommandEvent;
 use crate::link::LinkStats;
 use crate::socket::SocketCounters;
 use crate::{clock, Encoding, Reading};
@@ -32,6 +34,9 @@ pub struct SinkOptions {
     /// as due at the instant of the oldest unanswered `?`, so its latency is the round trip on
     /// the sink's own clock, with no clock sync.
     pub echo_interval: Option<Duration>,
+    /// Where the backend's due commands wait for a connection of their device (`None`: the
+    /// run sends no commands). A sink driver attaches a connection once it knows its device.
+    pub commands: Option<Arc<CommandRoutes>>,
 }
 
 impl Default for SinkOptions {
@@ -41,6 +46,7 @@ impl Default for SinkOptions {
             idle_timeout: Duration::from_secs(120),
             handshake_timeout: Duration::from_secs(5),
             echo_interval: None,
+            commands: None,
         }
     }
 }
@@ -158,6 +164,10 @@ pub trait SinkObserver: Send + Sync + 'static {
     fn reading(&self, conn: u64, reading: &Reading, arrived_ns: u64);
     /// A connection ended.
     fn closed(&self, report: ConnectionReport);
+    /// Something happened to a command (written, given up, acknowledged).
+    fn command(&self, event: CommandEvent) {
+        let _ = event;
+    }
 }
 
 /// An accepted connection handed to a sink driver by [`crate::transport::serve`]: the socket,

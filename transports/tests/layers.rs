@@ -68,7 +68,13 @@ fn no_module_below_transport_imports_it_or_names_every_transport() {
 }
 
 /// The leaves every driver builds on: shared types and per-transport settings.
-const SHARED: &[&str] = &["link.rs", "sink.rs", "settings.rs"];
+const SHARED: &[&str] = &[
+    "link.rs",
+    "sink.rs",
+    "settings.rs",
+    "command/mod.rs",
+    "command/routes.rs",
+];
 
 #[test]
 fn the_shared_types_import_no_driver() {

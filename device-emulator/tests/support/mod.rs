@@ -44,6 +44,7 @@ pub fn one_tcp_device(
     profile: DeviceProfile,
 ) -> FleetPlan {
     FleetPlan {
+        commands: None,
         transport: TransportKind::Tcp,
         target,
         encoding: Encoding::Json,

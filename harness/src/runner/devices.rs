@@ -136,6 +136,7 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         scenario,
     );
     let plan = FleetPlan {
+        commands: None,
         transport: variant.transport,
         target: target.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
         encoding: run.encoding,
