@@ -236,11 +236,75 @@ pub struct VariantResult {
     /// every repetition).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultResult>,
+    /// Scenarios with `[commands]` only: the commands sent down to the devices and what became
+    /// of them (pooled over repetitions like every figure above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandResult>,
     /// Each repetition's own figures, in the order run (one entry when the scenario runs each
     /// variant once). The figures above pool them: counts add up, latency percentiles come from
     /// the merged histograms, overhead from every connection of every repetition.
     #[serde(default)]
     pub repetitions: Vec<Repetition>,
+}
+
+/// The commands a variant's backend sent down to its devices (`[commands]`) and what became
+/// of them. A command counts in the window when it was due in it; latency runs from its due
+/// instant (fixed in advance, so coordinated-omission-correct) to the instant its device read
+/// it whole, on the one CLOCK_MONOTONIC both ends share.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct CommandResult {
+    /// What was asked: per device every `every_s` (absent: none), fleet-wide every
+    /// `broadcast_every_s`, `size` bytes each, MQTT subscription QoS `qos`.
+    pub every_s: Option<f64>,
+    /// See `every_s`.
+    pub broadcast_every_s: Option<f64>,
+    /// See `every_s`.
+    pub size: u32,
+    /// See `every_s`.
+    pub qos: u8,
+    /// Commands due in the window.
+    pub scheduled: u64,
+    /// Of those, written by the backend (to the device's socket, or published to the broker).
+    pub written: u64,
+    /// Of those, read by their device (each counted once).
+    pub received: u64,
+    /// Of those, acknowledged: the device's acknowledgement reached the backend.
+    pub acked: u64,
+    /// `scheduled - received`: never read by their device.
+    pub lost: u64,
+    /// Of `lost`, never written: the backend gave them up (no connection and its queue for the
+    /// device full) or still held them when the run ended.
+    pub lost_unwritten: u64,
+    /// Copies a device read beyond the first (a QoS 1 redelivery, a replayed request).
+    pub duplicated: u64,
+    /// Received, but the acknowledgement never reached the backend.
+    pub ack_lost: u64,
+    /// Latency in µs: `corrected` due → read by the device; `uncorrected` written → read;
+    /// `round_trip` due → acknowledgement read by the backend; `write_lag` due → written
+    /// (how late the backend wrote it: its own lateness, or the wait for a connection).
+    pub latency_us: CommandLatency,
+    /// Application bytes per command down (framing included: a line's newline, a frame's
+    /// header, a PUBLISH's headers, an HTTP request's head), over the commands written.
+    pub bytes_down: f64,
+    /// Application bytes per acknowledgement up, framing included, over those written.
+    pub bytes_up: f64,
+}
+
+/// Command latency, µs; see [`CommandResult::latency_us`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct CommandLatency {
+    /// Due → read by the device.
+    pub corrected: Percentiles,
+    /// Written by the backend → read by the device.
+    pub uncorrected: Percentiles,
+    /// Due → acknowledgement read by the backend.
+    pub round_trip: Percentiles,
+    /// Due → written by the backend.
+    pub write_lag: Percentiles,
 }
 
 /// What one fault did to one variant. Instants are ms from the start of the measured window.
@@ -411,6 +475,10 @@ pub struct Repetition {
     /// these, one value per repetition).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultResult>,
+    /// The commands of this repetition (`fleetbench compare` judges command latency on these,
+    /// one value per repetition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandResult>,
 }
 
 impl Repetition {
@@ -433,6 +501,7 @@ impl Repetition {
             files: v.files.clone(),
             link: v.link.clone(),
             faults: v.faults.clone(),
+            commands: v.commands.clone(),
         }
     }
 }

@@ -318,6 +318,7 @@ fn unmeasured(
         hardware: None,
         link: None,
         faults: Vec::new(),
+        commands: None,
         repetitions: Vec::new(),
     }
 }
