@@ -829,12 +829,69 @@ impl DialingDevice {
         }
     }
 
-    /// Waits with the pacer until `at_ns`; `None` when the fleet was stopped first.
-    async fn sleep_until(&self, at_ns: u64) -> Option<()> {
-        tokio::select! {
-            _ = self.pacer.sleep_until(at_ns) => Some(()),
-            _ = self.stop.cancelled() => None,
+    /// Waits with the pacer until `at_ns`, taking the commands that come down the open
+    /// connection meanwhile (a sketch's `loop()` polls its client between readings); `None`
+    /// when the fleet was stopped first.
+    async fn sleep_until(&mut self, at_ns: u64) -> Option<()> {
+        let (pacer, stop) = (self.pacer.clone(), self.stop.clone());
+        // One pacer entry for the whole wait, however many commands come.
+        let due = pacer.sleep_until(at_ns);
+        tokio::pin!(due);
+        loop {
+            let conn = self.open.as_mut().filter(|_| self.plan.commands.is_some());
+            let Some(conn) = conn else {
+                return tokio::select! {
+                    _ = &mut due => Some(()),
+                    _ = stop.cancelled() => None,
+                };
+            };
+            let received = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return None,
+                _ = &mut due => return Some(()),
+                received = conn.link.next_command() => received,
+            };
+            match received {
+                Ok(received) => self.take_command(received).await?,
+                Err(e) => self.drop_connection(e.to_string()),
+            }
         }
+    }
+
+    /// A command came down the open connection: recorded, then acknowledged as the library
+    /// does (a failed acknowledgement drops the connection). `None` when the fleet was stopped.
+    async fn take_command(&mut self, received: transports::command::ReceivedCommand) -> Option<()> {
+        use transports::command::{CommandEvent, CommandEventKind};
+        let command = received.command;
+        self.observer.command(CommandEvent {
+            kind: CommandEventKind::Received,
+            device_id: self.device_id,
+            seq: command.seq,
+            at_ns: received.received_ns,
+            bytes: received.bytes as u32,
+        });
+        let conn = self.open.as_mut()?;
+        let outage_ns = self.outages.front().map(|o| o.from_ns);
+        let acked = race(
+            &self.stop,
+            outage_ns,
+            Some(self.give_up_ns),
+            conn.link.ack(&command),
+        )
+        .await;
+        match acked {
+            Raced::Stopped => return None,
+            Raced::Done(Ok(bytes)) => self.observer.command(CommandEvent::now(
+                CommandEventKind::AckWritten,
+                self.device_id,
+                command.seq,
+                bytes,
+            )),
+            Raced::Done(Err(e)) => self.drop_connection(e.to_string()),
+            Raced::GaveUp => self.drop_connection(GAVE_UP.to_string()),
+            Raced::OutageBegins => self.outage_begins().await,
+        }
+        Some(())
     }
 
     /// One connect attempt, cut short by the device's next outage or the give-up instant.
@@ -1025,16 +1082,17 @@ impl DialingDevice {
         for k in kept {
             self.unsent(k);
         }
+        if self.open.is_none() {
+            return;
+        }
+        if !self.stop.is_cancelled() {
+            // Commands still come meanwhile.
+            let drained_ns = self.plan.stop_ns + DRAIN.as_nanos() as u64;
+            let _ = self.sleep_until(drained_ns).await;
+        }
         let Some(conn) = self.open.take() else {
             return;
         };
-        if !self.stop.is_cancelled() {
-            let drained_ns = self.plan.stop_ns + DRAIN.as_nanos() as u64;
-            tokio::select! {
-                _ = self.pacer.sleep_until(drained_ns) => {}
-                _ = self.stop.cancelled() => {}
-            }
-        }
         let end = if self.stop.is_cancelled() {
             "interrupted"
         } else {

@@ -467,6 +467,7 @@ fn main() -> ExitCode {
                         username,
                         subscribers,
                         encoding,
+                        commands: None,
                     })),
                     None => Err(exit_unplanned(format!(
                         "`collect {}` needs --broker",
@@ -483,6 +484,7 @@ fn main() -> ExitCode {
                         hold_timeout,
                         retry,
                         flush_promptly: false,
+                        commands: None,
                     })),
                     None => Err(exit_unplanned(format!(
                         "`collect {}` needs --devices-file",

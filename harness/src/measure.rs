@@ -21,6 +21,7 @@ use hdrhistogram::Histogram;
 use transports::transport::BrokerAck;
 use transports::transport::{ConnectionEnd, ConnectionReport};
 
+pub mod commands;
 pub mod faults;
 
 use crate::records::Arrival;

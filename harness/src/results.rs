@@ -7,10 +7,10 @@
 //! [`RunResult::write`] writes atomically.
 
 pub use reports::results::{
-    CloseCost, Cost, Delivery, DeviceSpread, FaultResult, HardwareDevice, HardwareSummary, Latency,
-    LinkDirectionSummary, LinkSummary, MeasuredAt, PerReading, Percentiles, ProcessCost,
-    ProfileEcho, Repetition, RunResult, ScenarioEcho, SecondStats, SetupCost, SinkSummary,
-    VariantFiles, VariantResult, SCHEMA_VERSION,
+    CloseCost, CommandLatency, CommandResult, Cost, Delivery, DeviceSpread, FaultResult,
+    HardwareDevice, HardwareSummary, Latency, LinkDirectionSummary, LinkSummary, MeasuredAt,
+    PerReading, Percentiles, ProcessCost, ProfileEcho, Repetition, RunResult, ScenarioEcho,
+    SecondStats, SetupCost, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
 };
 
 /// The JSON Schema of results.json.

@@ -143,6 +143,7 @@ fn every_plan_reads_back_as_written() {
     assert!(!read_plan::<SinkPlan>(&path).unwrap().flush_promptly);
 
     let broker = CollectorPlan::Broker(BrokerCollectorPlan {
+        commands: None,
         transport: SubscribedTransport::MqttQos2,
         broker: "127.0.0.1:1883".parse().unwrap(),
         topic: "site/{device}/r".into(),
@@ -152,6 +153,7 @@ fn every_plan_reads_back_as_written() {
         encoding: Encoding::Json,
     });
     let devices = CollectorPlan::Devices(DeviceCollectorPlan {
+        commands: None,
         transport: ServedTransport::LongPoll,
         devices_file: dir.path().join("devices.json"),
         start_ns: 123_456_789,
@@ -240,6 +242,7 @@ fn a_collector_started_with_a_plan_reads_the_devices_file_it_names() {
     let dir = tempfile::tempdir().unwrap();
     let devices_file = dir.path().join("elsewhere").join("devices.json");
     let plan = CollectorPlan::Devices(DeviceCollectorPlan {
+        commands: None,
         transport: ServedTransport::Sse,
         devices_file: devices_file.clone(),
         start_ns: 0,

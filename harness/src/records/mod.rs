@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use device_emulator::fleet::BootRecord;
 use device_emulator::fleet::{SendOutcome, SendRecord};
+use transports::command::{CommandEvent, CommandEventKind};
 use transports::transport::BrokerAck;
 
 mod writer;
@@ -48,6 +49,10 @@ pub const SINK_CONNECTIONS: &str = "sink-connections.jsonl";
 pub const RECEIVER_FLUSHED: &str = "receiver-flushed.json";
 /// See [`SENDS`].
 pub const BOOTS: &str = "boots.jsonl";
+/// See [`SENDS`].
+pub const DEVICE_COMMANDS: &str = "device-commands.bin";
+/// See [`SENDS`].
+pub const BACKEND_COMMANDS: &str = "backend-commands.bin";
 
 /// How often a receiving end hands its records to the kernel.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -56,6 +61,8 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 pub const SEND_LEN: usize = 32;
 /// Bytes of one record in `arrivals.bin`.
 pub const ARRIVAL_LEN: usize = 32;
+/// Bytes of one record in `commands.bin`.
+pub const COMMAND_LEN: usize = 24;
 
 /// When a receiving end last handed its records to the kernel (`receiver-flushed.json`, written
 /// atomically): every arrival it recorded before `flushed_ns` is in `arrivals.bin`.
@@ -248,6 +255,43 @@ fn decode_arrival(b: &[u8]) -> Arrival {
         connection: u32::from_le_bytes(b[24..28].try_into().unwrap()),
         boot: u32::from_le_bytes(b[28..32].try_into().unwrap()),
     }
+}
+
+/// A command record: kind (u8, [`CommandEventKind::code`]), 3 bytes zero, device id (u32),
+/// the command's seq (u32), bytes (u32), at ns (u64).
+fn encode_command(e: &CommandEvent) -> [u8; COMMAND_LEN] {
+    let mut b = [0u8; COMMAND_LEN];
+    b[0] = e.kind.code();
+    b[4..8].copy_from_slice(&e.device_id.to_le_bytes());
+    b[8..12].copy_from_slice(&e.seq.to_le_bytes());
+    b[12..16].copy_from_slice(&e.bytes.to_le_bytes());
+    b[16..24].copy_from_slice(&e.at_ns.to_le_bytes());
+    b
+}
+
+fn decode_command(b: &[u8]) -> io::Result<CommandEvent> {
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let kind = CommandEventKind::from_code(b[0]).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unknown command event {}", b[0]),
+        )
+    })?;
+    Ok(CommandEvent {
+        kind,
+        device_id: u32_at(4),
+        seq: u32_at(8),
+        bytes: u32_at(12),
+        at_ns: u64::from_le_bytes(b[16..24].try_into().unwrap()),
+    })
+}
+
+/// Reads `device-commands.bin` or `backend-commands.bin` (missing file: no records).
+pub fn read_commands(path: &Path) -> io::Result<Vec<CommandEvent>> {
+    read_records(path, COMMAND_LEN)?
+        .chunks_exact(COMMAND_LEN)
+        .map(decode_command)
+        .collect()
 }
 
 /// Reads whole records from a file; a torn last record (a process killed mid-write) is ignored.

@@ -26,9 +26,11 @@ use transports::transport::{ConnectionReport, SinkObserver};
 use transports::Reading;
 
 use super::{
-    encode_arrival, encode_send, Arrival, FlushMark, ARRIVALS, ARRIVAL_LEN, BOOTS,
-    FLEET_CONNECTIONS, FLUSH_EVERY, SENDS, SEND_LEN, SINK_CONNECTIONS,
+    encode_arrival, encode_command, encode_send, Arrival, FlushMark, ARRIVALS, ARRIVAL_LEN,
+    BACKEND_COMMANDS, BOOTS, COMMAND_LEN, DEVICE_COMMANDS, FLEET_CONNECTIONS, FLUSH_EVERY, SENDS,
+    SEND_LEN, SINK_CONNECTIONS,
 };
+use transports::command::{CommandEvent, CommandObserver};
 
 /// Bytes of one fixed-size record (a send or an arrival: both are this long).
 const RECORD_LEN: usize = SEND_LEN;
@@ -45,6 +47,8 @@ enum Entry<C> {
     Connection(Box<C>),
     /// A device's boot, one JSON line of the boots file (the fleet's recorder only).
     Boot(BootRecord),
+    /// A command event, for the commands file.
+    Command([u8; COMMAND_LEN]),
     /// Everything sent before it goes out.
     Flush(Box<Flush>),
 }
@@ -65,6 +69,8 @@ struct Files {
     connections: (BufWriter<File>, PathBuf),
     /// The boots file, for the fleet's recorder.
     boots: Option<(BufWriter<File>, PathBuf)>,
+    /// The commands file.
+    commands: (BufWriter<File>, PathBuf),
     /// The first write error, as `writing <path>: <cause>`; nothing is written after it.
     failed: Option<(io::ErrorKind, String)>,
 }
@@ -84,6 +90,7 @@ impl Files {
         records: &Path,
         connections: &Path,
         boots: Option<&Path>,
+        commands: &Path,
         opening: Opening,
     ) -> io::Result<Files> {
         let open = |path: &Path, whole: Whole| {
@@ -98,6 +105,7 @@ impl Files {
             records: open(records, Whole::Records(RECORD_LEN as u64))?,
             connections: open(connections, Whole::Lines)?,
             boots: boots.map(|b| open(b, Whole::Lines)).transpose()?,
+            commands: open(commands, Whole::Records(COMMAND_LEN as u64))?,
             failed: None,
         })
     }
@@ -128,6 +136,7 @@ impl Files {
                 line.push(b'\n');
                 (&self.connections.1, self.connections.0.write_all(&line))
             }
+            Entry::Command(record) => (&self.commands.1, self.commands.0.write_all(&record)),
             Entry::Boot(b) => {
                 let Some((file, path)) = &mut self.boots else {
                     return;
@@ -159,7 +168,7 @@ impl Files {
 
     fn write_out(&mut self, to_disk: bool) {
         let mut failure = None;
-        let files = [&mut self.records, &mut self.connections]
+        let files = [&mut self.records, &mut self.connections, &mut self.commands]
             .into_iter()
             .chain(self.boots.as_mut());
         for (file, path) in files {
@@ -245,7 +254,7 @@ impl<C: Serialize + Send + 'static> RecordWriter<C> {
     /// still queued; otherwise records go out when the buffer fills or at a flush.
     fn open(
         dir: &Path,
-        (records, connections, boots): (&str, &str, Option<&str>),
+        (records, connections, boots, commands): (&str, &str, Option<&str>, &str),
         opening: Opening,
         promptly: bool,
     ) -> io::Result<RecordWriter<C>> {
@@ -254,6 +263,7 @@ impl<C: Serialize + Send + 'static> RecordWriter<C> {
             &dir.join(records),
             &dir.join(connections),
             boots.as_deref(),
+            &dir.join(commands),
             opening,
         )?;
         let (entries, received) = mpsc::channel::<Entry<C>>();
@@ -338,7 +348,7 @@ impl FleetRecorder {
     pub fn create(dir: &Path) -> io::Result<FleetRecorder> {
         RecordWriter::open(
             dir,
-            (SENDS, FLEET_CONNECTIONS, Some(BOOTS)),
+            (SENDS, FLEET_CONNECTIONS, Some(BOOTS), DEVICE_COMMANDS),
             Opening::Replace,
             false,
         )
@@ -364,6 +374,10 @@ impl FleetObserver for FleetRecorder {
     fn boot(&self, record: BootRecord) {
         self.0.push(Entry::Boot(record));
     }
+
+    fn command(&self, event: CommandEvent) {
+        self.0.push(Entry::Command(encode_command(&event)));
+    }
 }
 
 /// The sink process's [`SinkObserver`]: records every arrival (`arrivals.bin`) and connection
@@ -381,7 +395,7 @@ impl SinkRecorder {
     pub fn open(dir: &Path, flush_promptly: bool) -> io::Result<SinkRecorder> {
         RecordWriter::open(
             dir,
-            (ARRIVALS, SINK_CONNECTIONS, None),
+            (ARRIVALS, SINK_CONNECTIONS, None, BACKEND_COMMANDS),
             Opening::Append,
             flush_promptly,
         )
@@ -416,6 +430,17 @@ impl SinkObserver for SinkRecorder {
 
     fn closed(&self, report: ConnectionReport) {
         self.0.push(Entry::Connection(Box::new(report)));
+    }
+
+    fn command(&self, event: CommandEvent) {
+        self.0.push(Entry::Command(encode_command(&event)));
+    }
+}
+
+/// The receiving end's record of the commands its routes give up.
+impl CommandObserver for SinkRecorder {
+    fn command(&self, event: CommandEvent) {
+        SinkObserver::command(self, event);
     }
 }
 

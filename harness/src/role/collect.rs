@@ -2,6 +2,7 @@
 //! does not receive. Over MQTT it subscribes to a broker; for the transports a device serves it
 //! connects to every device. It records every arrival as a sink does.
 
+use device_emulator::command::CommandPlan;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -182,6 +183,10 @@ pub struct BrokerCollectorPlan {
     pub subscribers: u32,
     /// Payload encoding the devices publish.
     pub encoding: Encoding,
+    /// The commands to publish to the devices (`[commands]`), from a commander session of
+    /// its own, which also takes the devices' acknowledgements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandPlan>,
 }
 
 /// A collector that connects to every device of a device-served variant.
@@ -213,6 +218,10 @@ pub struct DeviceCollectorPlan {
     /// kills: the broker is.)
     #[serde(default)]
     pub flush_promptly: bool,
+    /// The commands to send to the devices (`[commands]`), each to its device as the
+    /// transport's backend would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandPlan>,
 }
 
 impl DeviceCollectorPlan {

@@ -11,6 +11,7 @@
 //! embedded broker is [`crate::broker`].
 
 pub mod collect;
+mod commands;
 pub mod fleet;
 mod receipts;
 pub mod serve;

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use transports::transport::{ConnectionEnd, ConnectionReport, SinkObserver};
 
+use transports::command::CommandObserver;
+
 use crate::records::{Flusher, SinkRecorder};
 
 /// Counts what a receiving end without a record folder receives.
@@ -62,6 +64,15 @@ impl Receipts {
         match self {
             Receipts::Recorded(r, _, _) => r.clone(),
             Receipts::Tallied(t) => t.clone(),
+        }
+    }
+
+    /// Where the commands the receiving end gives up, writes and sees acknowledged are
+    /// recorded.
+    pub(super) fn command_observer(&self) -> Arc<dyn CommandObserver> {
+        match self {
+            Receipts::Recorded(r, _, _) => r.clone(),
+            Receipts::Tallied(_) => Arc::new(transports::command::IgnoreCommands),
         }
     }
 

@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 use transports::transport::SinkOptions;
 use transports::{Encoding, Role, SinkTransport, TransportKind};
 
+use device_emulator::command::CommandPlan;
+
+use super::commands::Routed;
 use super::receipts::Receipts;
 use super::{by_name, cancel_on_signal, millis, millis_opt, RoleTransport};
 
@@ -36,6 +39,10 @@ pub struct SinkPlan {
     /// most what was still queued.
     #[serde(default)]
     pub flush_promptly: bool,
+    /// The commands to send down to the devices (`[commands]`), each on its device's
+    /// connection once the sink knows the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandPlan>,
 }
 
 impl SinkPlan {
@@ -51,6 +58,7 @@ impl SinkPlan {
             idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
             echo_interval: None,
             flush_promptly: false,
+            commands: None,
         }
     }
 }
@@ -100,13 +108,21 @@ pub fn run(plan: &SinkPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
         println!("listening {}", listener.local_addr()?);
         let shutdown = CancellationToken::new();
         cancel_on_signal(shutdown.clone());
+        let routed = plan
+            .commands
+            .as_ref()
+            .map(|c| Routed::start(c, receipts.command_observer()));
         let options = SinkOptions {
             encoding: plan.encoding,
             idle_timeout: plan.idle_timeout,
             echo_interval: plan.echo_interval,
+            commands: routed.as_ref().map(|r| r.routes.clone()),
             ..SinkOptions::default()
         };
         transports::transport::serve(plan.transport, listener, options, observer, shutdown).await;
+        if let Some(r) = routed {
+            r.finish().await;
+        }
         anyhow::Ok(())
     })?;
     receipts.finish()

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use device_emulator::command::CommandPlan;
 use device_emulator::fault::Fault;
 use device_emulator::fleet::{BootRecord, ConnectionRecord, FleetPlan, SendRecord, DRAIN};
 use device_emulator::DeviceProfile;
@@ -52,6 +53,9 @@ pub(super) struct VariantRun<'a> {
     pub start_ns: Option<u64>,
     /// The run's fault timeline on CLOCK_MONOTONIC (empty without `[[faults]]`).
     pub faults: &'a [Fault],
+    /// Emulated runs with `[commands]`: the commands the backend sends down, on the run's
+    /// fixed start.
+    pub commands: Option<&'a CommandPlan>,
 }
 
 impl VariantRun<'_> {
@@ -136,7 +140,7 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         scenario,
     );
     let plan = FleetPlan {
-        commands: None,
+        commands: run.commands.cloned(),
         transport: variant.transport,
         target: target.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
         encoding: run.encoding,

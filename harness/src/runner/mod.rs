@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use device_emulator::command::CommandPlan;
 use device_emulator::fault::Fault;
 use device_emulator::DeviceProfile;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -359,6 +360,7 @@ fn run_variant(
         .map(|_| variant.mqtt_settings(profile));
     let secrets = mqtt_secrets(mqtt.as_ref());
     let (start_ns, faults) = fault_timeline(scenario, source);
+    let commands = command_plan(scenario, variant, start_ns);
     let run = VariantRun {
         scenario,
         variant,
@@ -370,6 +372,7 @@ fn run_variant(
         secrets: &secrets,
         start_ns,
         faults: &faults,
+        commands: commands.as_ref(),
     };
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
 
@@ -387,7 +390,7 @@ fn run_variant(
             run.encoding,
             run.mqtt,
             &secrets,
-            &raw,
+            (&raw, run.commands),
             options,
         )?)
     };
@@ -399,7 +402,7 @@ fn run_variant(
             variant,
             run.encoding,
             (devices.announce_servers(&run)?, run.hold_timeout_ms()),
-            &raw,
+            (&raw, run.commands),
             options,
         )?,
     };
@@ -492,6 +495,14 @@ fn run_variant(
         window,
         subscribers.unwrap_or(1),
     );
+    let command_figures = match run.commands {
+        Some(plan) => {
+            let mut events = records::read_commands(&raw.join(records::DEVICE_COMMANDS))?;
+            events.extend(records::read_commands(&raw.join(records::BACKEND_COMMANDS))?);
+            Some(measure::commands::commands(plan, window, &events))
+        }
+        None => None,
+    };
     figures.write_hlog(
         &options.out.join(&hlog),
         &format!(
@@ -557,6 +568,7 @@ fn run_variant(
         hardware: records.hardware,
         link,
         faults: fault_figures.iter().map(|f| f.result.clone()).collect(),
+        commands: command_figures.as_ref().map(|f| f.result.clone()),
         ..unmeasured(scenario, variant, profile)
     };
     Ok(Measured {
@@ -566,6 +578,7 @@ fn run_variant(
         fleet_connections: records.fleet_connections,
         sink_connections,
         faults: fault_figures,
+        commands: command_figures,
     })
 }
 
@@ -573,10 +586,12 @@ fn run_variant(
 /// receiving end and the fleet must all be up by then (each takes a few hundred ms at most).
 const FAULT_START_ALLOWANCE: Duration = Duration::from_secs(3);
 
-/// An emulated run with `[[faults]]` fixes its start first, and with it the fault timeline,
-/// since the link and the receiving end act on it as well as the fleet.
+/// An emulated run with `[[faults]]` or `[commands]` fixes its start first, and with it the
+/// fault timeline and the commands' due instants, since the link and the receiving end act on
+/// them as well as the fleet.
 fn fault_timeline(scenario: &Scenario, source: &DeviceSource) -> (Option<u64>, Vec<Fault>) {
-    if scenario.faults.is_empty() || !matches!(source, DeviceSource::Emulated) {
+    let fixed = !scenario.faults.is_empty() || scenario.commands.is_some();
+    if !fixed || !matches!(source, DeviceSource::Emulated) {
         return (None, Vec::new());
     }
     let schedule = Schedule::starting_at(
@@ -590,6 +605,32 @@ fn fault_timeline(scenario: &Scenario, source: &DeviceSource) -> (Option<u64>, V
         scenario.seed,
     );
     (Some(schedule.start_ns), faults)
+}
+
+/// The commands of a run of `variant` that starts at `start_ns` (fixed first: see
+/// [`fault_timeline`]): from the end of the connect ramp to the end of the window, set-interval
+/// commands that set the readings' own interval.
+fn command_plan(
+    scenario: &Scenario,
+    variant: &VariantConfig,
+    start_ns: Option<u64>,
+) -> Option<CommandPlan> {
+    let c = scenario.commands.as_ref()?;
+    let schedule = Schedule::starting_at(start_ns?, scenario);
+    Some(CommandPlan {
+        every_ns: c.every.map(|d| d.as_nanos() as u64),
+        broadcast_every_ns: c.broadcast_every.map(|d| d.as_nanos() as u64),
+        size: c.size,
+        set_interval_ms: scenario.fleet.interval.as_millis().min(u32::MAX as u128) as u32,
+        qos: c.qos_for(variant.transport),
+        queue: c.queue,
+        start_ns: schedule.start_ns + scenario.fleet.ramp.as_nanos() as u64,
+        stop_ns: schedule.window.end_ns,
+        clock_start_ns: schedule.start_ns,
+        seed: scenario.seed,
+        first_device_id: 0,
+        devices: scenario.fleet.devices,
+    })
 }
 
 /// Checks and stops the receiving end and the broker. They must have lived through the run: if

@@ -9,6 +9,7 @@ use transports::sink::ConnectionReport;
 use super::RunOptions;
 use crate::hardware;
 use crate::measure;
+use crate::measure::commands::CommandFigures;
 use crate::measure::faults::FaultFigures;
 use crate::results::{
     Cost, Latency, ProcessCost, Repetition, SecondStats, SinkSummary, VariantFiles, VariantResult,
@@ -26,6 +27,8 @@ pub(super) struct Measured {
     pub sink_connections: Vec<ConnectionReport>,
     /// Each fault's figures with their per-device times, to pool repetitions exactly.
     pub faults: Vec<FaultFigures>,
+    /// The commands' figures with their histograms (`[commands]` only).
+    pub commands: Option<CommandFigures>,
 }
 
 impl Measured {
@@ -37,6 +40,7 @@ impl Measured {
             fleet_connections: Vec::new(),
             sink_connections: Vec::new(),
             faults: Vec::new(),
+            commands: None,
         }
     }
 }
@@ -183,6 +187,8 @@ fn pool(
         .into_iter()
         .map(|f| f.result)
         .collect();
+    v.commands = CommandFigures::pooled(runs.iter().filter_map(|m| m.commands.as_ref()))
+        .map(|f| f.result);
     let link_hlog = if links.is_empty() {
         String::new()
     } else {

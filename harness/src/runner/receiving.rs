@@ -9,6 +9,7 @@
 //! variant. Each is kept with the command that started it ([`Launch`]), so that it can be
 //! started again, on the same address with the same plan, after a kill.
 
+use device_emulator::command::CommandPlan;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -238,7 +239,7 @@ pub(super) fn start_receiving_end(
     encoding: Encoding,
     mqtt: Option<&MqttSettings>,
     secrets: &[(&str, String)],
-    raw: &Path,
+    (raw, commands): (&Path, Option<&CommandPlan>),
     options: &RunOptions,
 ) -> anyhow::Result<ReceivingEnd> {
     // Loopback on a free port, unless real devices must reach it (an address the user named).
@@ -261,6 +262,7 @@ pub(super) fn start_receiving_end(
                 // Whole milliseconds, as the plan holds them.
                 .map(|_| Duration::from_millis(scenario.fleet.interval.as_millis() as u64)),
             flush_promptly: restarts,
+            commands: commands.cloned(),
             ..SinkPlan::new(transport, listen, encoding)
         };
         let launch = Launch::planned(
@@ -386,6 +388,7 @@ pub(super) fn start_receiving_end(
         username: mqtt.username.clone(),
         subscribers,
         encoding,
+        commands: commands.cloned(),
     });
     let launch = Launch {
         env: secrets
@@ -427,7 +430,7 @@ pub(super) fn start_device_collector(
     variant: &VariantConfig,
     encoding: Encoding,
     (start_ns, hold_timeout_ms): (u64, u64),
-    raw: &Path,
+    (raw, commands): (&Path, Option<&CommandPlan>),
     options: &RunOptions,
 ) -> anyhow::Result<ReceivingEnd> {
     let Role::Served(transport) = variant.transport.role() else {
@@ -442,6 +445,7 @@ pub(super) fn start_device_collector(
         hold_timeout: Duration::from_millis(hold_timeout_ms),
         retry: DeviceCollectorPlan::DEFAULT_RETRY,
         flush_promptly: backend_restarts(scenario),
+        commands: commands.cloned(),
     });
     let launch = Launch::planned(
         "collector",

@@ -109,6 +109,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
         ));
     }
     check_faults(s)?;
+    check_commands(s)?;
     for (i, variant) in s.variants.iter().enumerate() {
         let path = [key("variants"), Seg::Index(i), key("name")];
         check_name(
@@ -130,6 +131,57 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// `[commands]` must ask for some commands, each of a size fleetbench sends, at a QoS MQTT has,
+/// to an emulated fleet.
+fn check_commands(s: &Scenario) -> Result<(), Problem> {
+    let Some(c) = &s.commands else {
+        return Ok(());
+    };
+    let at = |k: &str, message: &str| {
+        problem(
+            &[key("commands"), key(k)],
+            format!("`{k}` in [commands]: {message}"),
+        )
+    };
+    if c.every.is_none() && c.broadcast_every.is_none() {
+        return Err(problem(
+            &[key("commands")],
+            "[commands] asks for no commands: give `every` (per device), `broadcast_every` \
+             (fleet-wide) or both"
+                .to_owned(),
+        ));
+    }
+    for (k, value) in [("every", c.every), ("broadcast_every", c.broadcast_every)] {
+        if value.is_some_and(|d| d < Duration::from_millis(1)) {
+            return Err(at(k, "must be at least 1ms"));
+        }
+    }
+    if c.size > MAX_COMMAND_SIZE {
+        return Err(at(
+            "size",
+            &format!(
+                "{} bytes is more than the {MAX_COMMAND_SIZE} a command may have",
+                c.size
+            ),
+        ));
+    }
+    if c.qos.is_some_and(|q| q > 2) {
+        return Err(at("qos", "MQTT has QoS 0, 1 and 2"));
+    }
+    if c.queue == 0 || c.queue > 65_536 {
+        return Err(at("queue", "must be 1 to 65536"));
+    }
+    if s.fleet.source == FleetSource::Hardware {
+        return Err(problem(
+            &[key("commands")],
+            "[commands] runs with emulated fleets only for now: a hardware fleet's boards do not \
+             report when a command arrived"
+                .to_owned(),
+        ));
     }
     Ok(())
 }

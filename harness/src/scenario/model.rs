@@ -54,6 +54,72 @@ pub struct Scenario {
     /// storms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<device_emulator::fault::FaultTable>,
+    /// Commands the backend sends down to the devices, each acknowledged by its device
+    /// (`[commands]`), the same for every variant; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<CommandsConfig>,
+}
+
+/// Commands down to the devices (`[commands]`): per device every `every`, fleet-wide every
+/// `broadcast_every`, or both; each due at an instant fixed in advance, as readings are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [commands] table")]
+pub struct CommandsConfig {
+    /// Per device, a command every this long (absent: none), from the end of the connect ramp
+    /// and a seeded phase below it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub every: Option<Duration>,
+    /// Fleet-wide, one command to every device at the same instant, every this long (absent:
+    /// none).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub broadcast_every: Option<Duration>,
+    /// Bytes of each command on the wire (padded up to it; default 64, at most 4096).
+    #[serde(default = "default_command_size")]
+    pub size: u32,
+    /// MQTT: the QoS devices subscribe to their command topic with and the backend publishes
+    /// at (default: the variant's own QoS, within what its library subscribes at: PubSubClient
+    /// at most 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<u8>,
+    /// How many commands the backend keeps for a device that has no connection (default 16);
+    /// beyond that the oldest is given up.
+    #[serde(default = "default_command_queue")]
+    pub queue: usize,
+}
+
+fn default_command_size() -> u32 {
+    64
+}
+
+fn default_command_queue() -> usize {
+    transports::command::routes::DEFAULT_QUEUE
+}
+
+/// Largest command a scenario may ask for, bytes.
+pub const MAX_COMMAND_SIZE: u32 = 4096;
+
+impl CommandsConfig {
+    /// The QoS a variant's commands travel at: the table's, else the variant's own, within
+    /// what its library subscribes at (PubSubClient: 0 or 1). 0 for transports without QoS.
+    pub fn qos_for(&self, transport: TransportKind) -> u8 {
+        let Some(own) = transport.mqtt_qos() else {
+            return 0;
+        };
+        let most = if transport == TransportKind::MqttQos0 {
+            1
+        } else {
+            2
+        };
+        self.qos.unwrap_or(own).min(most)
+    }
 }
 
 /// Most repetitions a scenario may ask for.
