@@ -498,7 +498,9 @@ fn run_variant(
     let command_figures = match run.commands {
         Some(plan) => {
             let mut events = records::read_commands(&raw.join(records::DEVICE_COMMANDS))?;
-            events.extend(records::read_commands(&raw.join(records::BACKEND_COMMANDS))?);
+            events.extend(records::read_commands(
+                &raw.join(records::BACKEND_COMMANDS),
+            )?);
             Some(measure::commands::commands(plan, window, &events))
         }
         None => None,

@@ -187,8 +187,8 @@ fn pool(
         .into_iter()
         .map(|f| f.result)
         .collect();
-    v.commands = CommandFigures::pooled(runs.iter().filter_map(|m| m.commands.as_ref()))
-        .map(|f| f.result);
+    v.commands =
+        CommandFigures::pooled(runs.iter().filter_map(|m| m.commands.as_ref())).map(|f| f.result);
     let link_hlog = if links.is_empty() {
         String::new()
     } else {

@@ -834,3 +834,45 @@ fn backend_faults_must_not_overlap() {
     // One ending as the next begins is fine.
     parse(&(MINIMAL.to_string() + RESTART_AND_PAUSE), "x.toml").unwrap();
 }
+
+#[test]
+fn commands_read_their_streams_size_qos_and_queue_with_defaults() {
+    let text = format!("{MINIMAL}\n[commands]\nevery = \"2s\"\nbroadcast_every = \"10s\"\n");
+    let s = parse(&text, "x.toml").unwrap();
+    let c = s.commands.as_ref().unwrap();
+    assert_eq!(c.every, Some(Duration::from_secs(2)));
+    assert_eq!(c.broadcast_every, Some(Duration::from_secs(10)));
+    assert_eq!((c.size, c.qos, c.queue), (64, None, 16));
+    // The QoS follows the variant's, within what its library subscribes at.
+    assert_eq!(c.qos_for(TransportKind::MqttQos2), 2);
+    assert_eq!(c.qos_for(TransportKind::Tcp), 0);
+    let asked = CommandsConfig {
+        qos: Some(2),
+        ..c.clone()
+    };
+    assert_eq!(asked.qos_for(TransportKind::MqttQos0), 1);
+    assert_eq!(asked.qos_for(TransportKind::MqttQos1), 2);
+    assert_eq!(parse(&text, "x.toml").unwrap(), s);
+    let none = parse(MINIMAL, "x.toml").unwrap();
+    assert_eq!(none.commands, None);
+}
+
+#[test]
+fn a_commands_table_that_asks_nothing_or_too_much_is_named_with_its_key_and_line() {
+    let with = |table: &str| format!("{MINIMAL}\n[commands]\n{table}");
+    let err = error(&with("size = 32\n"));
+    assert!(err.to_string().contains("asks for no commands"), "{err}");
+    assert_eq!(err.key(), Some("commands"), "{err}");
+    let err = error(&with("every = \"1s\"\nsize = 5000\n"));
+    assert!(err.to_string().contains("4096"), "{err}");
+    assert_eq!(err.key(), Some("commands.size"), "{err}");
+    assert_eq!(err.line(), Some(MINIMAL.lines().count() + 4), "{err}");
+    let err = error(&with("every = \"1s\"\nqos = 3\n"));
+    assert_eq!(err.key(), Some("commands.qos"), "{err}");
+    let err = error(&with("every = \"1s\"\nqueue = 0\n"));
+    assert_eq!(err.key(), Some("commands.queue"), "{err}");
+    let err = error(&with("every = \"0s\"\n"));
+    assert_eq!(err.key(), Some("commands.every"), "{err}");
+    let err = error(&with("evry = \"1s\"\n"));
+    assert!(err.to_string().contains("evry"), "{err}");
+}
