@@ -36,6 +36,11 @@ use crate::DeviceProfile;
 /// timer is not emulated here).
 pub const DRAIN: Duration = Duration::from_millis(300);
 
+/// With commands, devices keep their connections (and servers) this long after the last due
+/// reading instead of [`DRAIN`]: a command due just before the window's end still comes down
+/// and its acknowledgement goes back, even on a busy machine.
+pub const COMMAND_DRAIN: Duration = Duration::from_secs(2);
+
 /// Everything a fleet process needs to run: what the harness hands it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FleetPlan {
@@ -132,6 +137,15 @@ pub async fn bind_devices(plan: &FleetPlan) -> std::io::Result<Vec<tokio::net::T
 }
 
 impl FleetPlan {
+    /// How long devices keep their connections after the last due reading: [`DRAIN`], or
+    /// [`COMMAND_DRAIN`] when the backend sends commands.
+    pub fn drain(&self) -> Duration {
+        match self.commands {
+            Some(_) => COMMAND_DRAIN,
+            None => DRAIN,
+        }
+    }
+
     /// The instant a device that has fallen behind stops trying: the drain after the last due
     /// instant, then one write timeout and one connect timeout. A reading not yet handed to the
     /// transport by then is recorded as unsent ([`SendOutcome::Offline`]), a send still under way
@@ -587,7 +601,7 @@ async fn serving_device(
     }
     if !stop.is_cancelled() {
         tokio::select! {
-            _ = pacer.sleep_until(plan.stop_ns + DRAIN.as_nanos() as u64) => {}
+            _ = pacer.sleep_until(plan.stop_ns + plan.drain().as_nanos() as u64) => {}
             _ = stop.cancelled() => {}
         }
     }
@@ -1087,7 +1101,7 @@ impl DialingDevice {
         }
         if !self.stop.is_cancelled() {
             // Commands still come meanwhile.
-            let drained_ns = self.plan.stop_ns + DRAIN.as_nanos() as u64;
+            let drained_ns = self.plan.stop_ns + self.plan.drain().as_nanos() as u64;
             let _ = self.sleep_until(drained_ns).await;
         }
         let Some(conn) = self.open.take() else {
