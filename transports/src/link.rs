@@ -147,4 +147,8 @@ pub enum LinkError {
     /// A write blocked longer than allowed.
     #[error("write timed out after {0:?}")]
     WriteTimeout(Duration),
+    /// Reading what the backend sent down failed: it closed the connection, the socket
+    /// failed, or the bytes are not a command. The connection is gone.
+    #[error("read failed: {0}")]
+    Read(String),
 }

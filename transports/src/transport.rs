@@ -377,9 +377,9 @@ impl Link {
     /// when the link carries no commands (`LinkOptions::commands` is `None`).
     pub async fn next_command(&mut self) -> Result<ReceivedCommand, LinkError> {
         match self {
-            Link::Tcp(_) | Link::Ws(_) | Link::Mqtt(_) | Link::HttpPost(_) => {
-                std::future::pending().await
-            }
+            Link::Tcp(c) => c.next_command().await,
+            Link::Ws(c) => c.next_command().await,
+            Link::Mqtt(_) | Link::HttpPost(_) => std::future::pending().await,
         }
     }
 
@@ -387,9 +387,10 @@ impl Link {
     /// `fleet/<id>/ack`, a POST); returns the application bytes written, framing included.
     /// Bounded by the write timeout.
     pub async fn ack(&mut self, command: &Command) -> Result<usize, LinkError> {
-        let _ = command;
         match self {
-            Link::Tcp(_) | Link::Ws(_) | Link::Mqtt(_) | Link::HttpPost(_) => Ok(0),
+            Link::Tcp(c) => c.ack(command).await,
+            Link::Ws(c) => c.ack(command).await,
+            Link::Mqtt(_) | Link::HttpPost(_) => Ok(0),
         }
     }
 

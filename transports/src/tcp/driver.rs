@@ -7,20 +7,26 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::codec::{self, FrameDecoder};
+use super::codec::{self, FrameDecoder, Uplink};
+use crate::command::{Command, CommandEvent, CommandEventKind, ReceivedCommand};
 use crate::link::{LinkError, LinkOptions, LinkStats};
 use crate::sink::{Accepted, ConnectionEnd};
 use crate::socket::{self, CountingStream, Side, SocketCounters};
 use crate::{Encoding, Reading};
 
 /// A device's raw TCP connection, writing each reading as one frame in one write, as
-/// `WiFiClient.print` does.
+/// `WiFiClient.print` does, and, when it takes commands, reading the command lines the backend
+/// writes down the same connection and answering each with an acknowledgement line.
 pub struct DeviceConnection {
     stream: CountingStream<TcpStream>,
     encoding: Encoding,
     write_timeout: std::time::Duration,
     send_buffer: Option<u32>,
     frame: Vec<u8>,
+    /// Whether the device takes commands (reads what the backend writes).
+    takes_commands: bool,
+    /// Bytes read and not yet parsed into a command: kept across cancelled reads.
+    incoming: BytesMut,
 }
 
 impl DeviceConnection {
@@ -36,6 +42,8 @@ impl DeviceConnection {
             write_timeout: options.write_timeout,
             send_buffer: options.socket.send_buffer,
             frame: Vec::with_capacity(128),
+            takes_commands: options.commands.is_some(),
+            incoming: BytesMut::with_capacity(256),
         })
     }
 
@@ -43,16 +51,70 @@ impl DeviceConnection {
     pub async fn send(&mut self, reading: &Reading) -> Result<usize, LinkError> {
         self.frame.clear();
         let payload = codec::encode_frame(self.encoding, reading, &mut self.frame);
+        self.write_frame().await.map(|()| payload)
+    }
+
+    /// Writes `self.frame` in one write once the device's send buffer has room for it, within
+    /// the write timeout.
+    async fn write_frame(&mut self) -> Result<(), LinkError> {
         let write = async {
             socket::wait_for_send_room(self.stream.get_ref(), self.send_buffer, self.frame.len())
                 .await?;
             self.stream.write_all(&self.frame).await
         };
         match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(Ok(())) => Ok(payload),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(LinkError::Write(e.to_string())),
             Err(_) => Err(LinkError::WriteTimeout(self.write_timeout)),
         }
+    }
+
+    /// Reads the next command line the backend wrote; pending for ever when the device takes no
+    /// commands (it then reads nothing). Cancel-safe: bytes read stay in the connection's
+    /// buffer until a whole line is there. The command was received when the read that
+    /// completed its line returned; its bytes are the line's, `\n` included.
+    pub async fn next_command(&mut self) -> Result<ReceivedCommand, LinkError> {
+        if !self.takes_commands {
+            return std::future::pending().await;
+        }
+        loop {
+            let buffered = self.incoming.len();
+            // Only this method reads, and it parses before it reads again: a line parsed now
+            // was completed by the last read.
+            match codec::decode_command_line(&mut self.incoming) {
+                Ok(Some(command)) => {
+                    return Ok(ReceivedCommand {
+                        command,
+                        received_ns: self.stream.last_read_ns(),
+                        bytes: buffered - self.incoming.len(),
+                    })
+                }
+                Ok(None) => {}
+                Err(e) => return Err(LinkError::Read(e.to_string())),
+            }
+            match self.stream.read_buf(&mut self.incoming).await {
+                Ok(0) if self.incoming.is_empty() => {
+                    return Err(LinkError::Read("the backend closed the connection".into()))
+                }
+                Ok(0) => {
+                    return Err(LinkError::Read(format!(
+                        "the backend closed the connection inside a command ({} bytes)",
+                        self.incoming.len()
+                    )))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(LinkError::Read(e.to_string())),
+            }
+        }
+    }
+
+    /// Writes `command`'s acknowledgement line in one write, as a sketch's `client.print(line)`
+    /// does;
+    /// returns its bytes, `\n` included. Bounded by the write timeout.
+    pub async fn ack(&mut self, command: &Command) -> Result<usize, LinkError> {
+        self.frame.clear();
+        let len = codec::encode_ack_line(&command.ack(), &mut self.frame);
+        self.write_frame().await.map(|()| len)
     }
 
     /// Counts so far.
@@ -84,6 +146,13 @@ impl DeviceConnection {
 pub const ECHO_PROBE: &[u8] = b"?";
 
 /// Reads frames until the device closes, sends garbage, goes idle or the sink shuts down.
+///
+/// With commands ([`crate::sink::SinkOptions::commands`]), the connection attaches to its
+/// device at its first reading and from then on writes each of the device's commands as a line
+/// the moment it is handed over (reported [`CommandEventKind::Written`] once written), and
+/// reports each acknowledgement line it reads ([`CommandEventKind::Acked`], at the instant its
+/// last byte was read); a malformed acknowledgement closes the connection as a malformed
+/// reading does. Acknowledgements are neither readings nor rejected.
 pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
     // Raw TCP has no handshake of its own: ready is the end of TCP's, whatever the device sent
     // before this accept.
@@ -107,6 +176,14 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker
     });
+    // Commands: where they come from once the device is known, and a line's bytes.
+    let routes = sink.options.commands.clone();
+    let mut attached = None::<crate::command::routes::Attached>;
+    let mut line = Vec::with_capacity(128);
+    // Idle: no bytes read (nor echo probe written) for this long. Writing a command does not
+    // keep a connection alive.
+    let idle = sink.options.idle_timeout;
+    let mut idle_until = tokio::time::Instant::now() + idle;
     let end = 'conn: loop {
         let read = tokio::select! {
             _ = sink.shutdown.cancelled() => break ConnectionEnd::Shutdown,
@@ -121,10 +198,38 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
                     Ok(Err(e)) => break ConnectionEnd::Io(e.to_string()),
                     Err(_) => break ConnectionEnd::Io("echo probe write timed out".into()),
                 }
+                idle_until = tokio::time::Instant::now() + idle;
                 continue;
             }
-            read = tokio::time::timeout(sink.options.idle_timeout, stream.read_buf(&mut buf)) => read,
+            command = async {
+                attached.as_mut().expect("attached").commands.recv().await
+            }, if attached.is_some() => {
+                let Some(command) = command else {
+                    // A newer connection of the device took its commands over.
+                    attached = None;
+                    continue;
+                };
+                line.clear();
+                let bytes = codec::encode_command_line(&command, &mut line);
+                let write = tokio::time::timeout(sink.options.handshake_timeout, async {
+                    stream.write_all(&line).await?;
+                    stream.flush().await
+                });
+                match write.await {
+                    Ok(Ok(())) => sink.observer.command(CommandEvent::now(
+                        CommandEventKind::Written,
+                        command.device_id,
+                        command.seq,
+                        bytes,
+                    )),
+                    Ok(Err(e)) => break ConnectionEnd::Io(e.to_string()),
+                    Err(_) => break ConnectionEnd::Io("command write timed out".into()),
+                }
+                continue;
+            }
+            read = tokio::time::timeout_at(idle_until, stream.read_buf(&mut buf)) => read,
         };
+        idle_until = tokio::time::Instant::now() + idle;
         match read {
             Err(_) => break ConnectionEnd::IdleTimeout,
             Ok(Err(e)) => break ConnectionEnd::Io(e.to_string()),
@@ -140,8 +245,12 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
         let arrived_ns = stream.last_read_ns();
         loop {
             let buffered = buf.len();
-            match decoder.decode(&mut buf) {
-                Ok(Some(mut reading)) => {
+            let decoded = match &routes {
+                Some(_) => decoder.decode_uplink(&mut buf),
+                None => decoder.decode(&mut buf).map(|r| r.map(Uplink::Reading)),
+            };
+            match decoded {
+                Ok(Some(Uplink::Reading(mut reading))) => {
                     readings += 1;
                     payload_bytes += (buffered - buf.len()).saturating_sub(frame_overhead) as u64;
                     if echo.is_some() {
@@ -152,13 +261,27 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
                         };
                         reading.scheduled_us = probe_ns / 1_000;
                     }
+                    if let (Some(routes), None) = (&routes, &attached) {
+                        attached = Some(routes.attach(reading.device_id));
+                    }
                     sink.observer.reading(sink.conn, &reading, arrived_ns);
                 }
+                Ok(Some(Uplink::Ack(ack))) => sink.observer.command(CommandEvent {
+                    at_ns: arrived_ns,
+                    ..CommandEvent::now(
+                        CommandEventKind::Acked,
+                        ack.device_id,
+                        ack.seq,
+                        buffered - buf.len(),
+                    )
+                }),
                 Ok(None) => break,
                 Err(e) => break 'conn ConnectionEnd::Malformed(e.to_string()),
             }
         }
     };
+    // Commands this connection had not taken go back to wait for the device's next.
+    drop(attached);
     let last = LinkStats::of(&stream, Side::Accepted);
     sink.observer.closed(
         sink.report(end)

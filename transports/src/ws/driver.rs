@@ -14,6 +14,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::codec::frame_header_len;
+use crate::command::{Ack, Command, CommandEvent, CommandEventKind, ReceivedCommand};
 use crate::link::{LinkError, LinkOptions, LinkStats};
 use crate::sink::{Accepted, ConnectionEnd};
 use crate::socket::{self, CountingStream, Side};
@@ -35,12 +37,16 @@ fn config() -> WebSocketConfig {
 }
 
 /// A device's WebSocket client connection: one masked frame per reading, text for JSON and
-/// binary for the binary encoding.
+/// binary for the binary encoding; when it takes commands, each command is a text frame from
+/// the backend and each acknowledgement a masked text frame back (arduinoWebSockets'
+/// `WStype_TEXT` event and `sendTXT`).
 pub struct DeviceConnection {
     ws: WebSocketStream<CountingStream<TcpStream>>,
     encoding: Encoding,
     write_timeout: std::time::Duration,
     send_buffer: Option<u32>,
+    /// Whether the device takes commands (reads what the backend writes).
+    takes_commands: bool,
 }
 
 impl DeviceConnection {
@@ -74,7 +80,65 @@ impl DeviceConnection {
             encoding: options.encoding,
             write_timeout: options.write_timeout,
             send_buffer: options.socket.send_buffer,
+            takes_commands: options.commands.is_some(),
         })
+    }
+
+    /// Reads the next command, a text frame from the backend; pending for ever when the device
+    /// takes no commands (it then reads nothing). Cancel-safe: tungstenite keeps a frame read
+    /// in part in its own buffer. Pings are answered (by tungstenite) and skipped. The command
+    /// was received when the read that completed its frame returned; its bytes are the frame's,
+    /// header (unmasked, 2 or 4 bytes) included.
+    pub async fn next_command(&mut self) -> Result<ReceivedCommand, LinkError> {
+        if !self.takes_commands {
+            return std::future::pending().await;
+        }
+        loop {
+            let text = match self.ws.next().await {
+                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                    return Err(LinkError::Read("the backend closed the connection".into()))
+                }
+                Some(Err(e)) => return Err(LinkError::Read(e.to_string())),
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Close(_))) => {
+                    return Err(LinkError::Read("the backend closed the connection".into()))
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    return Err(LinkError::Read("a binary frame, not a command".into()))
+                }
+            };
+            // Only this method reads between sends: the frame was completed by the last read.
+            let received_ns = self.ws.get_ref().last_read_ns();
+            let command =
+                Command::parse(text.as_bytes()).map_err(|e| LinkError::Read(e.to_string()))?;
+            return Ok(ReceivedCommand {
+                command,
+                received_ns,
+                bytes: text.len() + frame_header_len(text.len(), false),
+            });
+        }
+    }
+
+    /// Sends `command`'s acknowledgement as one masked text frame and flushes it; returns the
+    /// frame's bytes, header included. Bounded by the write timeout.
+    pub async fn ack(&mut self, command: &Command) -> Result<usize, LinkError> {
+        let mut payload = Vec::with_capacity(32);
+        let len = command.ack().encode(&mut payload);
+        let text = String::from_utf8(payload).expect("an acknowledgement is ASCII");
+        let frame_len = len + frame_header_len(len, true);
+        let sent = send_frame(
+            &mut self.ws,
+            Message::text(text),
+            frame_len,
+            self.send_buffer,
+            self.write_timeout,
+        );
+        match sent.await {
+            Some(Ok(())) => Ok(frame_len),
+            Some(Err(e)) => Err(LinkError::Write(e.to_string())),
+            None => Err(LinkError::WriteTimeout(self.write_timeout)),
+        }
     }
 
     /// Sends one reading as one frame and flushes it; returns the payload length.
@@ -90,7 +154,7 @@ impl DeviceConnection {
             ),
             Encoding::Binary => Message::Binary(payload.into()),
         };
-        let frame_len = len + super::codec::frame_header_len(len, true);
+        let frame_len = len + frame_header_len(len, true);
         let sent = send_frame(
             &mut self.ws,
             message,
@@ -176,6 +240,13 @@ pub(crate) async fn send_frame(
 #[allow(clippy::result_large_err)]
 /// Answers the upgrade (echoing the `arduino` subprotocol when asked), then reads frames until
 /// the device closes, sends something malformed, goes idle or the sink shuts down.
+///
+/// With commands ([`crate::sink::SinkOptions::commands`]), the connection attaches to its
+/// device at its first reading and from then on sends each of the device's commands as a text
+/// frame the moment it is handed over (reported [`CommandEventKind::Written`] once flushed), and
+/// reports each acknowledgement text frame it reads ([`CommandEventKind::Acked`], at the
+/// instant its last byte was read); a malformed acknowledgement closes the connection as a
+/// malformed reading does. Acknowledgements are neither readings nor rejected.
 pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
     let echo_protocol = |request: &Request, mut response: Response| {
         let asked = request
@@ -217,11 +288,45 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
     let ready = LinkStats::of(ws.get_ref(), Side::Accepted);
     let (mut readings, mut payload_bytes) = (0u64, 0u64);
     let mut close_received = false;
+    // Commands: where they come from once the device is known.
+    let routes = sink.options.commands.clone();
+    let mut attached = None::<crate::command::routes::Attached>;
+    // Idle: no message read for this long. Writing a command does not keep a connection alive.
+    let idle = sink.options.idle_timeout;
+    let mut idle_until = tokio::time::Instant::now() + idle;
     let end = loop {
         let next = tokio::select! {
             _ = sink.shutdown.cancelled() => break ConnectionEnd::Shutdown,
-            next = tokio::time::timeout(sink.options.idle_timeout, ws.next()) => next,
+            command = async {
+                attached.as_mut().expect("attached").commands.recv().await
+            }, if attached.is_some() => {
+                let Some(command) = command else {
+                    // A newer connection of the device took its commands over.
+                    attached = None;
+                    continue;
+                };
+                let mut payload = Vec::with_capacity(command.size as usize);
+                let len = command.encode(&mut payload);
+                let text = String::from_utf8(payload).expect("a command is ASCII");
+                let write = tokio::time::timeout(
+                    sink.options.handshake_timeout,
+                    ws.send(Message::text(text)),
+                );
+                match write.await {
+                    Ok(Ok(())) => sink.observer.command(CommandEvent::now(
+                        CommandEventKind::Written,
+                        command.device_id,
+                        command.seq,
+                        len + frame_header_len(len, false),
+                    )),
+                    Ok(Err(e)) => break ConnectionEnd::Io(e.to_string()),
+                    Err(_) => break ConnectionEnd::Io("command write timed out".into()),
+                }
+                continue;
+            }
+            next = tokio::time::timeout_at(idle_until, ws.next()) => next,
         };
+        idle_until = tokio::time::Instant::now() + idle;
         let message = match next {
             Err(_) => break ConnectionEnd::IdleTimeout,
             Ok(None) | Ok(Some(Err(WsError::ConnectionClosed))) => break ConnectionEnd::PeerClosed,
@@ -235,6 +340,23 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
             _ => 0,
         };
         let decoded = match &message {
+            Message::Text(text) if routes.is_some() && Ack::is_ack(text.as_bytes()) => {
+                match Ack::parse(text.as_bytes()) {
+                    Ok(ack) => {
+                        sink.observer.command(CommandEvent {
+                            at_ns: ws.get_ref().last_read_ns(),
+                            ..CommandEvent::now(
+                                CommandEventKind::Acked,
+                                ack.device_id,
+                                ack.seq,
+                                payload_len + frame_header_len(payload_len, true),
+                            )
+                        });
+                        continue;
+                    }
+                    Err(e) => break ConnectionEnd::Malformed(e.to_string()),
+                }
+            }
             Message::Text(text) => Encoding::Json.decode(text.as_bytes()),
             Message::Binary(bytes) => Encoding::Binary.decode(bytes),
             Message::Close(_) => {
@@ -247,12 +369,17 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
             Ok(reading) => {
                 readings += 1;
                 payload_bytes += payload_len as u64;
+                if let (Some(routes), None) = (&routes, &attached) {
+                    attached = Some(routes.attach(reading.device_id));
+                }
                 sink.observer
                     .reading(sink.conn, &reading, ws.get_ref().last_read_ns());
             }
             Err(e) => break ConnectionEnd::Malformed(e.to_string()),
         }
     };
+    // Commands this connection had not taken go back to wait for the device's next.
+    drop(attached);
     // Counted before the close is answered, so the close stays out of the steady state.
     let report = sink
         .report(end)
