@@ -81,7 +81,8 @@ pub struct CommandsConfig {
         with = "opt_duration_text"
     )]
     pub broadcast_every: Option<Duration>,
-    /// Bytes of each command on the wire (padded up to it; default 64, at most 4096).
+    /// Bytes of each command on the wire (padded up to it; default 64, at most 1024: a raw TCP
+    /// command line's limit).
     #[serde(default = "default_command_size")]
     pub size: u32,
     /// MQTT: the QoS devices subscribe to their command topic with and the backend publishes
@@ -104,7 +105,7 @@ fn default_command_queue() -> usize {
 }
 
 /// Largest command a scenario may ask for, bytes.
-pub const MAX_COMMAND_SIZE: u32 = 4096;
+pub const MAX_COMMAND_SIZE: u32 = 1024;
 
 impl CommandsConfig {
     /// The QoS a variant's commands travel at: the table's, else the variant's own, within

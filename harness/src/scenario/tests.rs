@@ -864,7 +864,7 @@ fn a_commands_table_that_asks_nothing_or_too_much_is_named_with_its_key_and_line
     assert!(err.to_string().contains("asks for no commands"), "{err}");
     assert_eq!(err.key(), Some("commands"), "{err}");
     let err = error(&with("every = \"1s\"\nsize = 5000\n"));
-    assert!(err.to_string().contains("4096"), "{err}");
+    assert!(err.to_string().contains("1024"), "{err}");
     assert_eq!(err.key(), Some("commands.size"), "{err}");
     assert_eq!(err.line(), Some(MINIMAL.lines().count() + 4), "{err}");
     let err = error(&with("every = \"1s\"\nqos = 3\n"));
