@@ -40,6 +40,12 @@ pub fn save(results: &Path, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
         for v in &run.variants {
             files.push(v.files.hlog.clone());
             files.extend(v.repetitions.iter().map(|r| r.files.hlog.clone()));
+            files.extend(v.files.commands_hlog.clone());
+            files.extend(
+                v.repetitions
+                    .iter()
+                    .flat_map(|r| r.files.commands_hlog.clone()),
+            );
         }
         files.sort();
         files.dedup();

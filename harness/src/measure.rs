@@ -266,6 +266,70 @@ pub fn write_tagged_log(
     crate::results::write_atomically(path, &out)
 }
 
+/// Tags of a commands interval log ([`write_command_log`]): latency due → read by the device,
+/// and due → acknowledgement read by the backend.
+pub const COMMAND_LOG_TAGS: [&str; 2] = ["corrected", "round_trip"];
+
+/// File name, beside results.json, of a variant's commands interval log: `commands-<variant>.hlog`,
+/// or for repetition `k` of several `commands-<variant>.r<k>.hlog` (as `<variant>.r<k>.hlog`).
+/// It goes into `VariantFiles::commands_hlog`.
+pub fn command_log_file(variant: &str, repetition: Option<u32>) -> String {
+    match repetition {
+        Some(k) => format!("commands-{variant}.r{k}.hlog"),
+        None => format!("commands-{variant}.hlog"),
+    }
+}
+
+/// Writes a variant's command latency as an HdrHistogram interval log, which the reports draw
+/// as the `command-latency` chart: each `(corrected, round_trip)` pair is one interval of
+/// `length` after the previous (one per repetition), tagged [`COMMAND_LOG_TAGS`] (values in
+/// µs; the max column in ms).
+pub fn write_command_log(
+    path: &Path,
+    comment: &str,
+    intervals: &[(&Histogram<u64>, &Histogram<u64>)],
+    length: Duration,
+) -> io::Result<()> {
+    let [corrected, round_trip] = COMMAND_LOG_TAGS;
+    let tagged: Vec<Vec<(&Histogram<u64>, &str)>> = intervals
+        .iter()
+        .map(|(c, r)| vec![(*c, corrected), (*r, round_trip)])
+        .collect();
+    write_tagged_log(path, comment, &tagged, length)
+}
+
+#[cfg(test)]
+mod command_log_tests {
+    use super::*;
+
+    #[test]
+    fn a_command_log_reads_back_by_tag_with_every_interval_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(command_log_file("ws", None));
+        let histogram = |values: &[u64]| {
+            let mut h = new_histogram();
+            values.iter().for_each(|v| h.record(*v).unwrap());
+            h
+        };
+        let (c1, r1) = (histogram(&[1_000, 2_000]), histogram(&[3_000, 4_000]));
+        let (c2, r2) = (histogram(&[5_000]), histogram(&[9_000]));
+        write_command_log(
+            &path,
+            "test",
+            &[(&c1, &r1), (&c2, &r2)],
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let merged = reports::merge_tagged(&std::fs::read(&path).unwrap()).unwrap();
+        let tags: Vec<&str> = merged.keys().map(String::as_str).collect();
+        assert_eq!(tags, ["corrected", "round_trip"]);
+        assert_eq!(merged["corrected"].len(), 3);
+        assert_eq!(merged["round_trip"].len(), 3);
+        assert_eq!(merged["round_trip"].max(), r2.max());
+        assert_eq!(command_log_file("ws", Some(2)), "commands-ws.r2.hlog");
+    }
+}
+
 fn key(device_id: u32, seq: u32) -> u64 {
     (device_id as u64) << 32 | seq as u64
 }

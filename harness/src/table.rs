@@ -187,8 +187,66 @@ pub fn render(result: &RunResult) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&commands(result));
     out.push_str(&recovery(result));
     out.push_str(&notes(result));
+    out
+}
+
+/// Short headings for the commands table's columns (`reports::commands::COLUMNS`, same order).
+const COMMAND_HEADINGS: [&str; 9] = [
+    "variant",
+    "link",
+    "due",
+    "p50 / p99 ms",
+    "round trip p50 / p99 ms",
+    "lost (unwritten)",
+    "dup",
+    "ack lost",
+    "B down / up",
+];
+
+/// With `[commands]`, below the table: one line per variant that sent commands, the cells of
+/// report.html's commands table ("–" where the run has no such figure).
+fn commands(result: &RunResult) -> String {
+    let rows = reports::commands::rows(result);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let cells = std::iter::once(COMMAND_HEADINGS.map(String::from))
+        .chain(rows.into_iter().map(|r| r.cells))
+        .collect::<Vec<_>>();
+    let mut out = String::from(
+        "\ncommands (latency from the due instant to the device, round trip to the ack; – = \
+         none):\n",
+    );
+    out.push_str(&aligned(&cells, 2));
+    out
+}
+
+/// Rows of cells in columns as wide as their widest cell: the first `names` cells of a row
+/// left-aligned, the figures after them right-aligned.
+fn aligned<const N: usize>(cells: &[[String; N]], names: usize) -> String {
+    let mut widths = [0usize; N];
+    for row in cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in cells {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            let pad = " ".repeat(w - cell.chars().count());
+            if i < names {
+                let _ = write!(line, "{cell}{pad}  ");
+            } else {
+                let _ = write!(line, "{pad}{cell}  ");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
     out
 }
 
@@ -218,29 +276,10 @@ fn recovery(result: &RunResult) -> String {
     let cells: Vec<[String; 12]> = std::iter::once(RECOVERY_HEADINGS.map(String::from))
         .chain(rows.into_iter().map(|r| r.cells))
         .collect();
-    let mut widths = [0usize; 12];
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
     let mut out = String::from(
         "\nfaults (notice from each fault's start, recover from its end as done; – = none):\n",
     );
-    for row in &cells {
-        let mut line = String::new();
-        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
-            let pad = " ".repeat(w - cell.chars().count());
-            // Names left, figures right.
-            if i < 2 {
-                let _ = write!(line, "{cell}{pad}  ");
-            } else {
-                let _ = write!(line, "{pad}{cell}  ");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    out.push_str(&aligned(&cells, 2));
     out
 }
 
@@ -301,6 +340,57 @@ mod tests {
         assert!(
             !table.contains("faults (notice"),
             "no faults, no recovery lines"
+        );
+    }
+
+    #[test]
+    fn each_variant_that_sent_commands_has_a_line_below_the_table() {
+        use reports::results::{CommandLatency, CommandResult, Percentiles};
+        let text = include_str!("../../reports/tests/fixtures/clean/results.json");
+        let mut result: RunResult = serde_json::from_str(text).unwrap();
+        assert!(
+            !render(&result).contains("commands ("),
+            "no commands, no lines"
+        );
+        let p = |p50: u64, p99: u64| Percentiles {
+            count: 100,
+            p50,
+            p99,
+            ..Percentiles::default()
+        };
+        result.variants[1].commands = Some(CommandResult {
+            scheduled: 100,
+            written: 98,
+            received: 95,
+            acked: 93,
+            lost: 5,
+            lost_unwritten: 2,
+            ack_lost: 2,
+            latency_us: CommandLatency {
+                corrected: p(51_000, 101_500),
+                round_trip: p(52_000, 103_000),
+                ..CommandLatency::default()
+            },
+            bytes_down: 96.0,
+            bytes_up: 19.5,
+            ..CommandResult::default()
+        });
+        let table = render(&result);
+        let lines: Vec<&str> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("commands ("))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(lines[0].starts_with("variant  link "), "{table}");
+        let words = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(
+            words(lines[1]),
+            format!(
+                "{} ideal 100 51 / 102 52 / 103 5 (2) 0 2 96 / 19.5",
+                result.variants[1].name
+            )
         );
     }
 

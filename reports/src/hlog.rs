@@ -1,14 +1,16 @@
 //! A variant's HdrHistogram interval logs turned into percentile spectra: its latency
-//! (`<variant>.hlog`) and, on an emulated WiFi link, the link's delay per packet
-//! (`files.link_hlog`).
+//! (`<variant>.hlog`), on an emulated WiFi link the link's delay per packet
+//! (`files.link_hlog`), and with `[commands]` the commands' latency (`files.commands_hlog`).
 //!
 //! The harness writes the latency log with one interval per second, tagged `corrected` and
-//! `uncorrected`, and the link's log with one interval per repetition, tagged `up-applied`,
-//! `up-modelled`, `down-applied`, `down-modelled` (and `-sleep`, `-lateness`), values in µs.
+//! `uncorrected`; the link's log with one interval per repetition, tagged `up-applied`,
+//! `up-modelled`, `down-applied`, `down-modelled` (and `-sleep`, `-lateness`); and the commands'
+//! log with one interval per repetition, tagged `corrected` and `round_trip`; values in µs.
 //! Here every interval of a tag is merged into one histogram and sampled along the "nines" axis
 //! (`log10(1 / (1 - q))`), the way HdrHistogram's own plots show a spectrum. When a variant has
 //! no interval log (a failed variant, or a folder someone pruned) its spectrum falls back to the
-//! summary percentiles in results.json; a log that exists but does not decode is an error.
+//! summary percentiles in results.json (the commands' spectra have no such fallback: no log, no
+//! line); a log that exists but does not decode is an error.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -57,6 +59,39 @@ pub struct LinkSpectra {
     pub down: LinkDirectionSpectra,
     /// True when the points come from the summary percentiles, not the link's interval log.
     pub from_summary: bool,
+}
+
+/// A variant's command latency as spectra, µs (`[commands]`).
+#[derive(Clone, Debug, Default)]
+pub struct CommandSpectra {
+    /// Due → read by the device.
+    pub corrected: Vec<Point>,
+    /// Due → acknowledgement read by the backend.
+    pub round_trip: Vec<Point>,
+}
+
+/// Reads the command spectra of `variant` from its commands interval log in `dir`
+/// (`files.commands_hlog`, tagged `corrected` and `round_trip`): `None` when the variant sent no
+/// commands or has no such log (none named, or the file gone). There is no fallback to the
+/// summary percentiles: a variant without the log has no line in `command-latency`.
+pub fn read_command_spectra(
+    dir: &Path,
+    variant: &VariantResult,
+) -> Result<Option<CommandSpectra>, ReportError> {
+    let (Some(_), Some(file)) = (&variant.commands, &variant.files.commands_hlog) else {
+        return Ok(None);
+    };
+    if file.is_empty() {
+        return Ok(None);
+    }
+    let Some(mut tagged) = read_log(&dir.join(file))? else {
+        return Ok(None);
+    };
+    let mut take = |tag: &str| spectrum(&tagged.remove(tag).unwrap_or_else(new_histogram));
+    Ok(Some(CommandSpectra {
+        corrected: take("corrected"),
+        round_trip: take("round_trip"),
+    }))
 }
 
 /// Reads the spectra of `variant` from its interval log in `dir`.

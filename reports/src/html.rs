@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::charts::Kind;
+use crate::commands;
 use crate::format::{count, sig3};
 use crate::link_model;
 use crate::palette;
@@ -98,6 +99,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
     h.push_str("<h2>Summary</h2>\n<div class=\"scroll\">\n");
     table(&mut h, summary);
     h.push_str("</div>\n");
+    commands_table(&mut h, run);
     recovery_table(&mut h, run);
     h.push_str("<h2>Charts</h2>\n");
     for f in charts {
@@ -272,21 +274,61 @@ const RECOVERY_NOTE: &str = "One row per variant and fault. A fault's readings a
      that never noticed, and that delivered nothing more. Backlog: readings due before the \
      fault's end that arrived after it. \u{2013} means the run has no such figure.";
 
+/// What the commands table's columns mean, under its heading.
+const COMMANDS_NOTE: &str = "One row per variant that sent commands down to its devices. \
+     Latency runs from each command's due instant, fixed in advance, to its device's reading it \
+     whole; round trip to the backend's reading the device's acknowledgement. Lost: due in the \
+     window and never read by the device, of which (in brackets) never written by the backend. \
+     Duplicated: copies a device read beyond the first. Ack lost: read, but the acknowledgement \
+     never reached the backend. Bytes: application bytes per command down and per \
+     acknowledgement up, framing included. \u{2013} means the run has no such figure.";
+
 /// The recovery table, when any variant had faults.
 fn recovery_table(h: &mut String, run: &RunResult) {
     let rows = recovery::rows(run);
+    let rows: Vec<(usize, &[String])> = rows.iter().map(|r| (r.variant, &r.cells[..])).collect();
+    let title = ("recovery", "Faults and recovery");
+    variant_table(h, run, title, RECOVERY_NOTE, &recovery::COLUMNS, 2, &rows);
+}
+
+/// The commands table, when any variant sent commands.
+fn commands_table(h: &mut String, run: &RunResult) {
+    let rows = commands::rows(run);
+    let rows: Vec<(usize, &[String])> = rows.iter().map(|r| (r.variant, &r.cells[..])).collect();
+    let note = match commands::asked(run) {
+        Some(asked) => format!("Commands: {asked}. {COMMANDS_NOTE}"),
+        None => COMMANDS_NOTE.to_owned(),
+    };
+    let title = ("commands", "Commands (backend → devices)");
+    variant_table(h, run, title, &note, &commands::COLUMNS, 2, &rows);
+}
+
+/// A table of rows that each belong to a variant (`rows`: the variant's index and its cells),
+/// under a heading (`(id, title)`) and a `note`; nothing when there are no rows. The first
+/// `names` cells of a row are names (left-aligned, the first with the variant's swatch), the
+/// rest figures.
+fn variant_table(
+    h: &mut String,
+    run: &RunResult,
+    (id, title): (&str, &str),
+    note: &str,
+    columns: &[&str],
+    names: usize,
+    rows: &[(usize, &[String])],
+) {
     if rows.is_empty() {
         return;
     }
     let colours = palette::variants(run.variants.iter().map(|v| v.transport.as_str()));
     let _ = write!(
         h,
-        "<h2 id=\"recovery\">Faults and recovery</h2>\n<p class=\"sub\">{}</p>\n\
+        "<h2 id=\"{id}\">{}</h2>\n<p class=\"sub\">{}</p>\n\
          <div class=\"scroll\">\n<table>\n<thead>\n<tr>",
-        escape(RECOVERY_NOTE)
+        escape(title),
+        escape(note)
     );
-    for (i, c) in recovery::COLUMNS.iter().enumerate() {
-        let style = if i < 2 {
+    for (i, c) in columns.iter().enumerate() {
+        let style = if i < names {
             " style=\"text-align:left\""
         } else {
             ""
@@ -294,20 +336,22 @@ fn recovery_table(h: &mut String, run: &RunResult) {
         let _ = write!(h, "<th scope=\"col\"{style}>{}</th>", escape(c));
     }
     h.push_str("</tr>\n</thead>\n<tbody>\n");
-    for row in rows {
-        let colour = colours
-            .get(row.variant)
-            .map_or_else(String::new, |c| c.hex());
-        let [variant, fault, rest @ ..] = &row.cells;
-        let _ = write!(
-            h,
-            "<tr><th scope=\"row\"><span class=\"swatch\" style=\"background:{colour}\"></span>{}</th>\
-             <th scope=\"row\">{}</th>",
-            escape(variant),
-            escape(fault)
-        );
-        for cell in rest {
-            let _ = write!(h, "<td>{}</td>", escape(cell));
+    for (variant, cells) in rows {
+        let colour = colours.get(*variant).map_or_else(String::new, |c| c.hex());
+        h.push_str("<tr>");
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 0 {
+                let _ = write!(
+                    h,
+                    "<th scope=\"row\"><span class=\"swatch\" style=\"background:{colour}\">\
+                     </span>{}</th>",
+                    escape(cell)
+                );
+            } else if i < names {
+                let _ = write!(h, "<th scope=\"row\">{}</th>", escape(cell));
+            } else {
+                let _ = write!(h, "<td>{}</td>", escape(cell));
+            }
         }
         h.push_str("</tr>\n");
     }

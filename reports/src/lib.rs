@@ -9,11 +9,12 @@
 //!   unknown fields are ignored).
 //! - `error` — [`ReportError`].
 //! - `hlog` — the interval logs merged into one corrected and one uncorrected histogram per
-//!   variant, and on an emulated WiFi link the link's applied and modelled delay per direction,
-//!   turned into percentile spectra.
+//!   variant, on an emulated WiFi link the link's applied and modelled delay per direction, and
+//!   with `[commands]` the commands' latency and round trip, turned into percentile spectra.
 //! - `palette` — one fixed colour per transport, shared by every chart and the HTML table.
-//! - `charts` — the six charts of every run, `link-delay` when a variant ran on an emulated
-//!   WiFi link and a fault timeline per variant with faults, each drawn once by the same code onto an SVG and a bitmap backend (text laid
+//! - `charts` — the six charts of every run, `command-latency` when a variant sent commands,
+//!   `link-delay` when a variant ran on an emulated WiFi link and a fault timeline per variant
+//!   with faults, each drawn once by the same code onto an SVG and a bitmap backend (text laid
 //!   out with the bundled DejaVu Sans, no system fonts).
 //! - `table` — the side-by-side summary (one column per variant) as plain cells, the link each
 //!   variant ran on and what that link did among them (`link_model` puts the model into words);
@@ -21,6 +22,9 @@
 //! - [`recovery`] — with `[[faults]]`, the recovery table (one row per variant and fault: what
 //!   was lost, how soon devices noticed and recovered), as text cells that `html`, `markdown`
 //!   and the harness's terminal table print.
+//! - [`commands`] — with `[commands]`, the commands table (one row per variant: command
+//!   latency and round trip, lost, duplicated, unacknowledged, bytes each way), as text cells
+//!   that `html`, `markdown` and the harness's terminal table print.
 //! - `output` — atomic writes (temporary file, sync, rename): [`write_atomically`], which the
 //!   harness uses for its own files too.
 //! - [`compare`] — `compare.html` for two runs: the harness's verdicts as a table and, per
@@ -30,6 +34,7 @@
 //! spectrum, which only the histograms hold.
 
 mod charts;
+pub mod commands;
 pub mod compare;
 mod error;
 mod format;
@@ -70,9 +75,10 @@ pub struct Rendered {
 /// One chart, written twice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chart {
-    /// Its name, also the files' stem: `latency-spectrum`, `link-delay` (only when a variant ran
-    /// on an emulated WiFi link), `latency-over-time`, `throughput-over-time`,
-    /// `fault-timeline-<variant>` (one per variant with faults), `overhead`, `cost`, `delivery`.
+    /// Its name, also the files' stem: `latency-spectrum`, `command-latency` (only when a
+    /// variant sent commands), `link-delay` (only when a variant ran on an emulated WiFi link),
+    /// `latency-over-time`, `throughput-over-time`, `fault-timeline-<variant>` (one per variant
+    /// with faults), `overhead`, `cost`, `delivery`.
     pub name: String,
     /// `charts/<name>.svg`.
     pub svg: PathBuf,
@@ -95,7 +101,12 @@ pub fn render(results_dir: &Path) -> Result<Rendered, ReportError> {
         .iter()
         .map(|v| hlog::read_link_spectra(results_dir, v))
         .collect::<Result<Vec<_>, _>>()?;
-    let report = charts::Report::new(&run, &spectra, &links);
+    let commands = run
+        .variants
+        .iter()
+        .map(|v| hlog::read_command_spectra(results_dir, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = charts::Report::new(&run, &spectra, &links, &commands);
     let kinds = charts::drawn(&report);
 
     let charts_dir = results_dir.join(CHARTS_DIR);

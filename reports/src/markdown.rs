@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::charts::Kind;
+use crate::commands;
 use crate::format::{count, sig3};
 use crate::link_model;
 use crate::recovery;
@@ -129,6 +130,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
         }
     }
 
+    commands_table(&mut md, run);
     recovery_table(&mut md, run);
 
     md.push_str("\n### Charts\n\n");
@@ -141,24 +143,46 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
 /// The recovery table, when any variant had faults.
 fn recovery_table(md: &mut String, run: &RunResult) {
     let rows = recovery::rows(run);
+    let rows: Vec<&[String]> = rows.iter().map(|r| &r.cells[..]).collect();
+    let heading =
+        "Faults and recovery\n\nNotice from each fault's start, recovery from its end as \
+                   done; – where the run has no such figure.";
+    table(md, heading, &recovery::COLUMNS, 2, &rows);
+}
+
+/// The commands table, when any variant sent commands.
+fn commands_table(md: &mut String, run: &RunResult) {
+    let rows = commands::rows(run);
+    let rows: Vec<&[String]> = rows.iter().map(|r| &r.cells[..]).collect();
+    let asked = commands::asked(run).map_or_else(String::new, |a| format!("Commands: {a}. "));
+    let heading = format!(
+        "Commands (backend → devices)\n\n{asked}Latency from each command's due instant to its \
+         device's reading it, round trip to the backend's reading the acknowledgement; lost in \
+         brackets: never written by the backend; bytes per command down and per \
+         acknowledgement up, framing included; – where the run has no such figure."
+    );
+    table(md, &heading, &commands::COLUMNS, 2, &rows);
+}
+
+/// A table under `### heading` (its first line; the rest is text under it), the first `names`
+/// columns left-aligned and the rest right-aligned; nothing when there are no rows.
+fn table(md: &mut String, heading: &str, columns: &[&str], names: usize, rows: &[&[String]]) {
     if rows.is_empty() {
         return;
     }
-    md.push_str(
-        "\n### Faults and recovery\n\nNotice from each fault's start, recovery from its end as \
-         done; – where the run has no such figure.\n\n|",
-    );
-    for c in recovery::COLUMNS {
+    let (title, text) = heading.split_once("\n\n").unwrap_or((heading, ""));
+    let _ = write!(md, "\n### {title}\n\n{}\n\n|", text);
+    for c in columns {
         let _ = write!(md, " {} |", escape(c));
     }
-    md.push_str("\n|:---|:---|");
-    for _ in 2..recovery::COLUMNS.len() {
-        md.push_str("---:|");
+    md.push_str("\n|");
+    for i in 0..columns.len() {
+        md.push_str(if i < names { ":---|" } else { "---:|" });
     }
     md.push('\n');
     for row in rows {
         md.push('|');
-        for cell in &row.cells {
+        for cell in row.iter() {
             let _ = write!(md, " {} |", escape(cell));
         }
         md.push('\n');

@@ -817,6 +817,12 @@ pub struct VariantFiles {
     /// per repetition, over the whole time the link ran. Empty without a link.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub link_hlog: String,
+    /// Scenarios with `[commands]` only: HdrHistogram interval log of the commands' latency,
+    /// µs, tagged `corrected` (due → read by the device) and `round_trip` (due → acknowledgement
+    /// read by the backend); one interval per repetition (`commands-<variant>.hlog`). Absent
+    /// without commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands_hlog: Option<String>,
 }
 
 /// `measured_at` read leniently: absent or `null` is `device` (results written before the

@@ -10,14 +10,19 @@
 //! throughput = 5
 //! framing_bytes_up = 0         # exact
 //! lost = 0                     # readings the candidate may lose (a count, not a percent)
+//! command_latency_p99 = 20     # [commands]: due → device p99 +20 % (command_round_trip_p99 too)
+//! command_lost = 0             # commands the candidate may lose (a count)
+//! command_bytes_down = 0       # exact, as framing
 //! fault_recover_p99 = 20       # every fault of a [[faults]] scenario: recovery p99 +20 %
 //! fault_lost = 600             # readings the candidate may lose in each fault
 //! [variants.mqtt-qos0]         # overrides for one variant
 //! lost = 20
 //! ```
 //!
-//! A metric without a threshold is compared and shown, never gated. The `fault_` keys
-//! ([`super::metrics::FAULTS`]) set one threshold for the figure of every fault.
+//! A metric without a threshold is compared and shown, never gated. The `command_` keys are
+//! metrics like any other ([`super::metrics::ALL`]); a variant without `[commands]` has no
+//! such rows. The `fault_` keys ([`super::metrics::FAULTS`]) set one threshold for the figure of
+//! every fault.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -92,6 +97,16 @@ thresholds!(
     lost_by_broker,
     duplicated,
     reordered,
+    command_latency_p50,
+    command_latency_p99,
+    command_round_trip_p50,
+    command_round_trip_p99,
+    command_lost,
+    command_lost_unwritten,
+    command_duplicated,
+    command_ack_lost,
+    command_bytes_down,
+    command_bytes_up,
     fault_lost,
     fault_lost_unsent,
     fault_lost_in_flight,

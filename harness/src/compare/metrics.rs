@@ -1,9 +1,10 @@
 //! What `fleetbench compare` compares: every metric, how to read it from a repetition, which way
-//! is better, and how it varies between runs; and with `[[faults]]`, the figures of each fault
-//! ([`FAULTS`]), compared fault by fault.
+//! is better, and how it varies between runs (with `[commands]`, the `command_` metrics: the
+//! commands' latency and round trip, what became of them, their bytes); and with `[[faults]]`,
+//! the figures of each fault ([`FAULTS`]), compared fault by fault.
 
 use crate::results::Repetition;
-use reports::results::FaultResult;
+use reports::results::{CommandResult, FaultResult, Percentiles};
 
 /// How a metric behaves between two runs of the same build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -54,6 +55,27 @@ fn nonzero(v: f64) -> Option<f64> {
 
 fn ms_per_1000(cpu: Option<f64>) -> Option<f64> {
     cpu.map(|s| s * 1e3)
+}
+
+/// A percentile of a command latency, µs, when any command was measured.
+fn command_us(
+    r: &Repetition,
+    latency: fn(&CommandResult) -> &Percentiles,
+    at: fn(&Percentiles) -> u64,
+) -> Option<f64> {
+    let p = latency(r.commands.as_ref()?);
+    (p.count > 0).then(|| at(p) as f64)
+}
+
+/// A count of the commands, when the variant sent any.
+fn command_count(r: &Repetition, n: fn(&CommandResult) -> u64) -> Option<f64> {
+    r.commands.as_ref().map(|c| n(c) as f64)
+}
+
+/// Bytes per command, when any command was written.
+fn command_bytes(r: &Repetition, b: fn(&CommandResult) -> f64) -> Option<f64> {
+    let c = r.commands.as_ref()?;
+    (c.written > 0).then(|| b(c))
 }
 
 /// Every metric, in the order tables show them.
@@ -300,6 +322,96 @@ pub const ALL: &[Metric] = &[
         better: Better::Lower,
         default_threshold: 0.0,
         value: |r| Some(r.delivery.reordered as f64),
+    },
+    Metric {
+        id: "command_latency_p50",
+        label: "command latency p50 (due → device)",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 10.0,
+        value: |r| command_us(r, |c| &c.latency_us.corrected, |p| p.p50),
+    },
+    Metric {
+        id: "command_latency_p99",
+        label: "command latency p99 (due → device)",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 10.0,
+        value: |r| command_us(r, |c| &c.latency_us.corrected, |p| p.p99),
+    },
+    Metric {
+        id: "command_round_trip_p50",
+        label: "command round trip p50 (due → ack)",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 10.0,
+        value: |r| command_us(r, |c| &c.latency_us.round_trip, |p| p.p50),
+    },
+    Metric {
+        id: "command_round_trip_p99",
+        label: "command round trip p99 (due → ack)",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 10.0,
+        value: |r| command_us(r, |c| &c.latency_us.round_trip, |p| p.p99),
+    },
+    Metric {
+        id: "command_lost",
+        label: "lost commands",
+        unit: "commands",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| command_count(r, |c| c.lost),
+    },
+    Metric {
+        id: "command_lost_unwritten",
+        label: "lost commands: never written",
+        unit: "commands",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| command_count(r, |c| c.lost_unwritten),
+    },
+    Metric {
+        id: "command_duplicated",
+        label: "duplicated commands",
+        unit: "commands",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| command_count(r, |c| c.duplicated),
+    },
+    Metric {
+        id: "command_ack_lost",
+        label: "command acks lost",
+        unit: "commands",
+        kind: Kind::Count,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| command_count(r, |c| c.ack_lost),
+    },
+    Metric {
+        id: "command_bytes_down",
+        label: "bytes down per command",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| command_bytes(r, |c| c.bytes_down),
+    },
+    Metric {
+        id: "command_bytes_up",
+        label: "bytes up per command ack",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 0.0,
+        value: |r| command_bytes(r, |c| c.bytes_up),
     },
 ];
 

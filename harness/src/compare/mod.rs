@@ -792,6 +792,135 @@ mod tests {
         assert!(c.passed());
     }
 
+    /// The reports' `clean` fixture (qos0, qos1, qos2) with `reps` repetitions whose commands
+    /// are `commands(i)` for repetition `i`; the variants' pooled commands are the first
+    /// repetition's with the counts summed over all.
+    fn commands_run(
+        reps: u32,
+        commands: impl Fn(u32) -> reports::results::CommandResult,
+    ) -> RunResult {
+        let mut run: RunResult = serde_json::from_str(include_str!(
+            "../../../reports/tests/fixtures/clean/results.json"
+        ))
+        .unwrap();
+        run.scenario.repetitions = reps;
+        for v in &mut run.variants {
+            v.repetitions = (0..reps)
+                .map(|i| {
+                    let mut r = Repetition::of(i + 1, v);
+                    r.commands = Some(commands(i));
+                    r
+                })
+                .collect();
+            let mut pooled = commands(0);
+            let all: Vec<_> = (0..reps).map(&commands).collect();
+            pooled.scheduled = all.iter().map(|c| c.scheduled).sum();
+            pooled.lost = all.iter().map(|c| c.lost).sum();
+            pooled.lost_unwritten = all.iter().map(|c| c.lost_unwritten).sum();
+            pooled.duplicated = all.iter().map(|c| c.duplicated).sum();
+            pooled.ack_lost = all.iter().map(|c| c.ack_lost).sum();
+            v.commands = Some(pooled);
+        }
+        run
+    }
+
+    /// Commands with this p99 of latency due → device, µs, and this many lost.
+    fn commands(p99: u64, lost: u64) -> reports::results::CommandResult {
+        use reports::results::{CommandLatency, CommandResult, Percentiles};
+        let p = |p50: u64, p99: u64| Percentiles {
+            count: 400,
+            p50,
+            p99,
+            ..Percentiles::default()
+        };
+        CommandResult {
+            scheduled: 400,
+            written: 400,
+            received: 400 - lost,
+            acked: 400 - lost,
+            lost,
+            latency_us: CommandLatency {
+                corrected: p(51_000, p99),
+                round_trip: p(52_000, 103_000),
+                ..CommandLatency::default()
+            },
+            bytes_down: 96.0,
+            bytes_up: 19.0,
+            ..CommandResult::default()
+        }
+    }
+
+    #[test]
+    fn a_worse_command_p99_across_three_repetitions_is_worse_and_gated_fails() {
+        let baseline = commands_run(3, |i| commands([101_000, 102_000, 103_000][i as usize], 0));
+        let candidate = commands_run(3, |i| commands([150_000, 152_000, 155_000][i as usize], 0));
+        let p99 = "command_latency_p99";
+
+        let c = compare(&baseline, "base", &candidate, "cand", None).unwrap();
+        let r = row(&c, "qos1", p99).unwrap();
+        assert_eq!((r.kind, r.unit), (Kind::Spread, "µs"));
+        assert_eq!(r.baseline_values, [101_000.0, 102_000.0, 103_000.0]);
+        assert_eq!(
+            (r.baseline, r.candidate),
+            (Some(102_000.0), Some(152_000.0))
+        );
+        assert_eq!(r.verdict, Verdict::Worse);
+        assert!(!r.gated && c.passed(), "not gated without a threshold");
+        // The round trip and the rest did not change.
+        let same = |id: &str| row(&c, "qos1", id).unwrap().verdict;
+        assert_eq!(same("command_round_trip_p99"), Verdict::Same);
+        assert_eq!(same("command_latency_p50"), Verdict::Same);
+        assert_eq!(same("command_bytes_down"), Verdict::Same);
+        assert_eq!(same("command_lost"), Verdict::Same);
+
+        let gated = gate("[thresholds]\ncommand_latency_p99 = 20\n");
+        let c = compare(&baseline, "base", &candidate, "cand", Some(&gated)).unwrap();
+        let r = row(&c, "qos1", p99).unwrap();
+        assert!(r.gated && r.fails() && !c.passed());
+        let lenient = gate("[thresholds]\ncommand_latency_p99 = 60\n");
+        let c = compare(&baseline, "base", &candidate, "cand", Some(&lenient)).unwrap();
+        assert_eq!(row(&c, "qos1", p99).unwrap().verdict, Verdict::Same);
+        assert!(c.passed());
+
+        // One value a side cannot tell.
+        let one = compare(
+            &commands_run(1, |_| commands(102_000, 0)),
+            "base",
+            &commands_run(1, |_| commands(152_000, 0)),
+            "cand",
+            None,
+        )
+        .unwrap();
+        assert_eq!(row(&one, "qos1", p99).unwrap().verdict, Verdict::Noise);
+        assert!(output::bmf(&c).contains("\"command-latency-p99-us\""));
+    }
+
+    #[test]
+    fn lost_commands_are_a_count_and_any_is_worse_than_none() {
+        let baseline = commands_run(1, |_| commands(102_000, 0));
+        let candidate = commands_run(1, |_| commands(102_000, 5));
+        let c = compare(&baseline, "base", &candidate, "cand", None).unwrap();
+        let r = row(&c, "qos0", "command_lost").unwrap();
+        assert_eq!((r.kind, r.unit), (Kind::Count, "commands"));
+        assert_eq!((r.baseline, r.candidate), (Some(0.0), Some(5.0)));
+        assert_eq!((r.threshold, r.verdict), (0.0, Verdict::Worse));
+        assert_eq!(
+            row(&c, "qos0", "command_duplicated").unwrap().verdict,
+            Verdict::Same
+        );
+
+        let gated = gate("[thresholds]\ncommand_lost = 0\n[variants.qos2]\ncommand_lost = 5\n");
+        let c = compare(&baseline, "base", &candidate, "cand", Some(&gated)).unwrap();
+        assert!(row(&c, "qos0", "command_lost").unwrap().fails());
+        assert!(!row(&c, "qos2", "command_lost").unwrap().fails());
+        assert!(!c.passed());
+
+        // Runs without commands have no command rows at all.
+        let plain = faults_run();
+        let c = compare(&plain, "base", &plain, "cand", None).unwrap();
+        assert!(c.rows.iter().all(|r| !r.metric.starts_with("command_")));
+    }
+
     #[test]
     fn a_faults_times_vary_and_need_repetitions_to_be_worse() {
         let with_recover_p99 = |p99s: &[f64]| {

@@ -370,6 +370,7 @@ fn unit_slug(unit: &str) -> &'static str {
         "readings/s" => "per-s",
         "segments" => "segments",
         "readings" => "readings",
+        "commands" => "commands",
         "devices" => "devices",
         _ => "",
     }

@@ -566,6 +566,7 @@ fn run_variant(
                 Some(_) => raw_rel.join(crate::wifi::LINK_HLOG).display().to_string(),
                 None => String::new(),
             },
+            commands_hlog: None,
         },
         hardware: records.hardware,
         link,

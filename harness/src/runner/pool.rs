@@ -212,6 +212,7 @@ fn pool(
         hlog,
         raw: PathBuf::from("raw").join(&v.name).display().to_string(),
         link_hlog,
+        commands_hlog: None,
     };
     v.repetitions = repetitions;
     Ok(v)

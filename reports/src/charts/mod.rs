@@ -1,14 +1,15 @@
 //! The charts, each drawn by one function generic over the plotters backend, so the SVG and
 //! the PNG of a chart come from the same code and always agree. Six are drawn for every run;
-//! `link-delay` only when some variant ran on an emulated WiFi link, and
-//! `fault-timeline-<variant>` for each variant with faults ([`drawn`]).
+//! `command-latency` only when some variant sent commands, `link-delay` only when some variant
+//! ran on an emulated WiFi link, and `fault-timeline-<variant>` for each variant with faults
+//! ([`drawn`]).
 //!
 //! - `frame` — what every chart shares: fonts, title, legends, axes in log or linear space,
 //!   horizontal bar rows.
-//! - `spectrum` — `latency-spectrum`, and the percentile panels `link` draws with;
-//!   `link` — `link-delay`; `timeline` — `latency-over-time` and `throughput-over-time`;
-//!   `faults` — `fault-timeline-<variant>`, one variant's seconds with its faults' windows;
-//!   `bars` — `overhead`, `cost` and `delivery`.
+//! - `spectrum` — `latency-spectrum`, and the percentile panels `commands` and `link` draw
+//!   with; `commands` — `command-latency`; `link` — `link-delay`; `timeline` —
+//!   `latency-over-time` and `throughput-over-time`; `faults` — `fault-timeline-<variant>`,
+//!   one variant's seconds with its faults' windows; `bars` — `overhead`, `cost` and `delivery`.
 //! - [`compare_svg`] — compare.html's chart: one variant's spectrum in two runs (SVG only).
 //!
 //! Text is laid out (and, in PNGs, rasterised) with DejaVu Sans bundled in `assets/` and
@@ -16,6 +17,7 @@
 //! SVGs name the family `sans-serif`, so a browser draws them with its own sans-serif font.
 
 mod bars;
+mod commands;
 mod faults;
 mod frame;
 mod link;
@@ -28,7 +30,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::error::ReportError;
-use crate::hlog::{LinkSpectra, Point, Spectra};
+use crate::hlog::{CommandSpectra, LinkSpectra, Point, Spectra};
 use crate::palette::{self, Rgb};
 use crate::results::{RunResult, VariantResult};
 
@@ -43,6 +45,8 @@ static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 pub enum Kind {
     /// Percentile spectrum per variant, corrected and uncorrected.
     Spectrum,
+    /// Percentile spectrum of the commands' latency per variant, due → device and round trip.
+    CommandLatency,
     /// The emulated WiFi link's delay per packet, applied against modelled, per direction.
     LinkDelay,
     /// p50 and p99 per second per variant.
@@ -63,8 +67,9 @@ pub enum Kind {
 /// Every chart drawn once per run, in the order the reports show them ([`drawn`] leaves out
 /// those a run has no data for, and adds a [`Kind::FaultTimeline`] per variant with faults after
 /// `throughput-over-time`).
-pub const ALL: [Kind; 7] = [
+pub const ALL: [Kind; 8] = [
     Kind::Spectrum,
+    Kind::CommandLatency,
     Kind::LinkDelay,
     Kind::LatencyOverTime,
     Kind::ThroughputOverTime,
@@ -78,6 +83,7 @@ impl Kind {
     pub fn family(self) -> &'static str {
         match self {
             Kind::Spectrum => "latency-spectrum",
+            Kind::CommandLatency => commands::NAME,
             Kind::LinkDelay => "link-delay",
             Kind::LatencyOverTime => "latency-over-time",
             Kind::ThroughputOverTime => "throughput-over-time",
@@ -97,11 +103,12 @@ impl Kind {
         }
     }
 
-    /// Whether `report` has anything for this chart: `link-delay` needs a variant that ran on
-    /// an emulated link, a fault timeline a variant with faults; every other chart is always
-    /// drawn.
+    /// Whether `report` has anything for this chart: `command-latency` needs a variant that
+    /// sent commands, `link-delay` a variant that ran on an emulated link, a fault timeline a
+    /// variant with faults; every other chart is always drawn.
     pub fn applies(self, report: &Report) -> bool {
         match self {
+            Kind::CommandLatency => report.series.iter().any(|s| s.variant.commands.is_some()),
             Kind::LinkDelay => report.series.iter().any(|s| s.link.is_some()),
             Kind::FaultTimeline(i) => report
                 .series
@@ -115,6 +122,7 @@ impl Kind {
     pub fn title(self, run: &RunResult) -> String {
         match self {
             Kind::Spectrum => "Latency by percentile".to_owned(),
+            Kind::CommandLatency => commands::TITLE.to_owned(),
             Kind::LinkDelay => {
                 "Emulated WiFi link: delay per packet, applied and modelled".to_owned()
             }
@@ -136,6 +144,7 @@ impl Kind {
                  counts nines: each step right is ten times rarer. Built from the variants' \
                  HdrHistogram interval logs."
             }
+            Kind::CommandLatency => commands::CAPTION,
             Kind::LinkDelay => {
                 "The delay the emulated WiFi link gave each packet it delivered, device to backend \
                  (top) and backend to device (bottom), for each variant that ran on a link: \
@@ -229,6 +238,15 @@ pub fn caption(kind: Kind, report: &Report) -> String {
             text.push_str(&note);
         }
     }
+    if kind == Kind::CommandLatency {
+        let unlogged = names(&|s| s.variant.commands.is_some() && s.commands.is_none());
+        if !unlogged.is_empty() {
+            text.push_str(&format!(
+                " Not drawn, no command interval log: {}.",
+                unlogged.join(", ")
+            ));
+        }
+    }
     if kind == Kind::LinkDelay {
         let ideal = names(&|s| s.link.is_none());
         if !ideal.is_empty() {
@@ -273,16 +291,20 @@ pub struct Series<'a> {
     pub spectra: &'a Spectra,
     /// Its emulated link's spectra; `None` on the ideal link.
     pub link: Option<&'a LinkSpectra>,
+    /// Its commands' spectra; `None` without commands or without their interval log.
+    pub commands: Option<&'a CommandSpectra>,
     /// Its colour.
     pub colour: RGBColor,
 }
 
 impl<'a> Report<'a> {
-    /// Pairs each variant of `run` with its spectra, its link's spectra and its colour.
+    /// Pairs each variant of `run` with its spectra, its link's spectra, its commands' spectra
+    /// and its colour.
     pub fn new(
         run: &'a RunResult,
         spectra: &'a [Spectra],
         links: &'a [Option<LinkSpectra>],
+        commands: &'a [Option<CommandSpectra>],
     ) -> Report<'a> {
         let colours = palette::variants(run.variants.iter().map(|v| v.transport.as_str()));
         let series = run
@@ -290,13 +312,17 @@ impl<'a> Report<'a> {
             .iter()
             .zip(spectra)
             .zip(links)
+            .zip(commands)
             .zip(colours)
-            .map(|(((variant, spectra), link), Rgb(r, g, b))| Series {
-                variant,
-                spectra,
-                link: link.as_ref(),
-                colour: RGBColor(r, g, b),
-            })
+            .map(
+                |((((variant, spectra), link), commands), Rgb(r, g, b))| Series {
+                    variant,
+                    spectra,
+                    link: link.as_ref(),
+                    commands: commands.as_ref(),
+                    colour: RGBColor(r, g, b),
+                },
+            )
             .collect();
         Report { run, series }
     }
@@ -368,6 +394,7 @@ pub fn compare_svg(
         variant,
         spectra: candidate,
         link: None,
+        commands: None,
         colour: RGBColor(r, g, b),
     };
     let mut text = String::new();
@@ -401,6 +428,7 @@ where
     let area = frame::title(root, &kind.title(report.run))?;
     match kind {
         Kind::Spectrum => spectrum::draw(&area, report),
+        Kind::CommandLatency => commands::latency(&area, report, canvas),
         Kind::LinkDelay => link::delay(&area, report, canvas),
         Kind::LatencyOverTime => timeline::latency(&area, report),
         Kind::ThroughputOverTime => timeline::throughput(&area, report),
