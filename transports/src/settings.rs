@@ -31,6 +31,16 @@ pub struct MqttSettings {
     pub keepalive: Duration,
 }
 
+impl MqttSettings {
+    /// Topic of a device's commands, beside its readings' [`topic`](Self::topic): `{device}`
+    /// is replaced by its name (`fleet/esp-000042/cmd`, 20 characters). Devices that take
+    /// commands subscribe to it; the backend's commander publishes to it.
+    pub const COMMAND_TOPIC: &'static str = "fleet/{device}/cmd";
+    /// Topic of a device's acknowledgements of commands (`fleet/esp-000042/ack`, 20
+    /// characters): the device publishes to it; the commander subscribes to `fleet/+/ack`.
+    pub const ACK_TOPIC: &'static str = "fleet/{device}/ack";
+}
+
 impl Default for MqttSettings {
     fn default() -> Self {
         MqttSettings {

@@ -379,7 +379,8 @@ impl Link {
         match self {
             Link::Tcp(c) => c.next_command().await,
             Link::Ws(c) => c.next_command().await,
-            Link::Mqtt(_) | Link::HttpPost(_) => std::future::pending().await,
+            Link::Mqtt(c) => c.next_command().await,
+            Link::HttpPost(_) => std::future::pending().await,
         }
     }
 
@@ -390,7 +391,8 @@ impl Link {
         match self {
             Link::Tcp(c) => c.ack(command).await,
             Link::Ws(c) => c.ack(command).await,
-            Link::Mqtt(_) | Link::HttpPost(_) => Ok(0),
+            Link::Mqtt(c) => c.ack(command).await,
+            Link::HttpPost(_) => Ok(0),
         }
     }
 

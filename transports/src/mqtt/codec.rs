@@ -47,6 +47,16 @@ pub fn ack_bytes(qos: u8) -> (usize, usize) {
     }
 }
 
+/// Bytes of a SUBSCRIBE of one filter of `filter_len` bytes: packet id, the filter with its
+/// length, and the requested QoS (27 B for a device's 20-character command topic).
+pub fn subscribe_len(filter_len: usize) -> usize {
+    let remaining = 2 + 2 + filter_len + 1;
+    1 + remaining_length_bytes(remaining) + remaining
+}
+
+/// Bytes of a SUBACK of one filter: fixed header, packet id, one return code.
+pub const SUBACK_LEN: usize = 5;
+
 /// Bytes of a CONNECT without a will: `12 + (2 + id)`, plus `2 + length` for each credential.
 pub fn connect_len(client_id_len: usize, username: Option<&str>, password: Option<&str>) -> usize {
     let remaining = 10
@@ -87,7 +97,7 @@ pub fn publish_payload_offset(buf: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
-    use rumqttc::{Connect, Publish, QoS};
+    use rumqttc::{Connect, Publish, QoS, SubAck, Subscribe, SubscribeReasonCode};
 
     use super::*;
 
@@ -100,6 +110,21 @@ mod tests {
         assert_eq!(topic("fleet/{device}/reading", 42).len(), 24);
         assert_eq!(client_id(42).len(), 12);
         assert_eq!(filter("fleet/{device}/reading"), "fleet/+/reading");
+    }
+
+    #[test]
+    fn command_topics_are_20_characters() {
+        use crate::settings::MqttSettings;
+        assert_eq!(
+            topic(MqttSettings::COMMAND_TOPIC, 42),
+            "fleet/esp-000042/cmd"
+        );
+        assert_eq!(topic(MqttSettings::ACK_TOPIC, 42), "fleet/esp-000042/ack");
+        assert_eq!(filter(MqttSettings::ACK_TOPIC), "fleet/+/ack");
+        assert_eq!(subscribe_len(20), 27);
+        // An acknowledgement of command 3 to device 42, `{"ack":3,"d":42}`: 16 bytes.
+        assert_eq!(publish_len(20, 16, 0), 40);
+        assert_eq!(publish_len(20, 16, 1), 42);
     }
 
     #[test]
@@ -137,6 +162,16 @@ mod tests {
                 );
             }
         }
+        for filter_len in [1, 20, 200] {
+            let mut buf = BytesMut::new();
+            let subscribe = Subscribe::new("f".repeat(filter_len), QoS::ExactlyOnce);
+            assert_eq!(
+                subscribe.write(&mut buf).unwrap(),
+                subscribe_len(filter_len)
+            );
+        }
+        let suback = SubAck::new(1, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]);
+        assert_eq!(suback.write(&mut BytesMut::new()).unwrap(), SUBACK_LEN);
         let mut c = Connect::new("esp8266-0042");
         c.set_login("user", "secret");
         let mut buf = BytesMut::new();

@@ -1,4 +1,7 @@
-//! MQTT 3.1.1 at QoS 0, 1 and 2: devices publish to a broker, a collector subscribes.
+//! MQTT 3.1.1 at QoS 0, 1 and 2: devices publish to a broker, a collector subscribes; for
+//! commands, the backend's commander publishes to `fleet/<device>/cmd`, to which such devices
+//! subscribe, and they acknowledge on `fleet/<device>/ack`
+//! ([`MqttSettings::COMMAND_TOPIC`], [`MqttSettings::ACK_TOPIC`]).
 //!
 //! [`codec`] holds the pure parts (names, byte arithmetic, where a PUBLISH's payload starts);
 //! `state` the session state without I/O (packet ids, acknowledgements, keep-alive timing);

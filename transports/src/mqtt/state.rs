@@ -3,14 +3,21 @@
 //! plain values, unit-tested without sockets or clocks.
 //!
 //! - [`KeepAlive`]: when to send PINGREQ and when to give a silent connection up.
-//! - [`DevicePublishes`]: a device's packet ids and its one publish in flight (QoS 1 and 2).
-//! - [`SubscriberSession`]: a collector's QoS 2 ids awaiting PUBREL, kept across connections.
-//! - [`Backoff`]: the delays between a collector's reconnect attempts.
+//! - [`DevicePublishes`]: a device's packet ids, its one publish in flight (QoS 1 and 2) and
+//!   the subscription to its command topic waiting for SUBACK.
+//! - [`command_qos`]: the QoS a device subscribes to its commands at, within its library's reach.
+//! - [`SubscriberSession`]: the QoS 2 ids awaiting PUBREL of whatever receives PUBLISHes (a
+//!   collector's subscriber across its connections, the commander, a device for one connection).
+//! - [`CommanderPublishes`]: the commander's packet ids and its publishes in flight, and what
+//!   to send again after a reconnect.
+//! - [`Backoff`]: the delays between a backend session's reconnect attempts.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rumqttc::{Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS};
+use rumqttc::{
+    Packet, PubAck, PubComp, PubRec, PubRel, Publish, QoS, SubAck, Subscribe, SubscribeReasonCode,
+};
 use tokio::time::Instant;
 
 /// The QoS of a variant's level (0, 1; 2 and above are QoS 2).
@@ -20,6 +27,14 @@ pub fn qos_of(level: u8) -> QoS {
         1 => QoS::AtLeastOnce,
         _ => QoS::ExactlyOnce,
     }
+}
+
+/// The QoS a device of a variant at `variant_level` subscribes to its command topic at when
+/// `requested`: PubSubClient (the QoS 0 variant) subscribes at QoS 0 or 1 only, arduino-mqtt
+/// (QoS 1 and 2) at 0, 1 or 2.
+pub fn command_qos(variant_level: u8, requested: u8) -> QoS {
+    let most = if variant_level == 0 { 1 } else { 2 };
+    qos_of(requested.min(most))
 }
 
 /// Which silence makes a client ping.
@@ -124,14 +139,29 @@ pub enum AckStep {
     Completed,
 }
 
+/// What a SUBACK says of the subscription a device asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubAckStep {
+    /// Not the SUBACK of the subscription asked for (none asked, or another id).
+    NotOurs,
+    /// The broker granted the subscription at this QoS.
+    Granted(QoS),
+    /// The broker refused it (return code 0x80).
+    Refused,
+}
+
 /// A device's publishing state as arduino-mqtt (QoS 1, 2) and PubSubClient (QoS 0) keep it:
-/// packet ids counting 1, 2, … 65535, 1 (0 at QoS 0), and at most one publish in flight, whose
-/// acknowledgements are waited for before the next.
+/// packet ids counting 1, 2, … 65535, 1 (0 at a QoS 0 publish), and at most one publish in
+/// flight, whose acknowledgements are waited for before the next. A SUBSCRIBE takes its id from
+/// the same counter, as both libraries do (`nextMsgId`, `lwmqtt_get_next_packet_id`): a device
+/// that subscribes to its commands on connecting publishes its first reading with id 2.
 #[derive(Debug)]
 pub struct DevicePublishes {
     qos: QoS,
     last_pkid: u16,
     in_flight: Option<(u16, Awaiting)>,
+    /// The id of the SUBSCRIBE waiting for its SUBACK.
+    subscribing: Option<u16>,
 }
 
 impl DevicePublishes {
@@ -141,6 +171,33 @@ impl DevicePublishes {
             qos,
             last_pkid: 0,
             in_flight: None,
+            subscribing: None,
+        }
+    }
+
+    fn next_pkid(&mut self) -> u16 {
+        self.last_pkid = self.last_pkid % u16::MAX + 1;
+        self.last_pkid
+    }
+
+    /// The SUBSCRIBE of `filter` at `qos`, with the next packet id; it waits for its SUBACK
+    /// from now on.
+    pub fn subscribe(&mut self, filter: &str, qos: QoS) -> Subscribe {
+        let mut subscribe = Subscribe::new(filter, qos);
+        subscribe.pkid = self.next_pkid();
+        self.subscribing = Some(subscribe.pkid);
+        subscribe
+    }
+
+    /// A SUBACK arrived.
+    pub fn suback(&mut self, ack: &SubAck) -> SubAckStep {
+        if self.subscribing != Some(ack.pkid) {
+            return SubAckStep::NotOurs;
+        }
+        self.subscribing = None;
+        match ack.return_codes.first() {
+            Some(SubscribeReasonCode::Success(qos)) => SubAckStep::Granted(*qos),
+            _ => SubAckStep::Refused,
         }
     }
 
@@ -154,8 +211,7 @@ impl DevicePublishes {
             QoS::ExactlyOnce => Some(Awaiting::PubRec),
         };
         if let Some(awaiting) = awaiting {
-            self.last_pkid = self.last_pkid % u16::MAX + 1;
-            publish.pkid = self.last_pkid;
+            publish.pkid = self.next_pkid();
             self.in_flight = Some((publish.pkid, awaiting));
         }
         publish
@@ -195,8 +251,10 @@ impl DevicePublishes {
     }
 }
 
-/// A subscriber's MQTT session state, which outlives its connections (clean session off): the
-/// QoS 2 packet ids it acknowledged with PUBREC and the broker has not yet released.
+/// The receiving side of an MQTT session: the QoS 2 packet ids it acknowledged with PUBREC and
+/// the broker has not yet released. A collector's subscriber and the commander keep it across
+/// their connections (clean session off); a device keeps it for one connection (its state, as
+/// the libraries', does not outlive the connection).
 #[derive(Debug, Default)]
 pub struct SubscriberSession {
     unreleased: HashSet<u16>,
@@ -231,6 +289,117 @@ impl SubscriberSession {
     pub fn pubrel(&mut self, pkid: u16) -> Packet {
         self.unreleased.remove(&pkid);
         Packet::PubComp(PubComp::new(pkid))
+    }
+}
+
+/// Most publishes the commander keeps in flight (QoS 1 and 2) before it waits for an
+/// acknowledgement: rumqttc's default `inflight`, a backend client's usual bound.
+pub const COMMANDER_INFLIGHT: usize = 100;
+
+/// One of the commander's publishes in flight.
+#[derive(Clone, Debug)]
+struct Outgoing {
+    pkid: u16,
+    /// The PUBLISH, kept to send again until the broker took it over (PUBACK, PUBREC).
+    publish: Publish,
+    awaiting: Awaiting,
+}
+
+/// The commander's publishing state: packet ids counting 1, 2, … 65535, 1 and skipping the ids
+/// in flight; up to [`COMMANDER_INFLIGHT`] publishes in flight at QoS 1 and 2, in the order they
+/// were sent; and what a reconnect must send again (MQTT 3.1.1 §4.4).
+#[derive(Debug)]
+pub struct CommanderPublishes {
+    qos: QoS,
+    last_pkid: u16,
+    in_flight: Vec<Outgoing>,
+}
+
+impl CommanderPublishes {
+    /// Nothing in flight, publishing at `qos`.
+    pub fn new(qos: QoS) -> CommanderPublishes {
+        CommanderPublishes {
+            qos,
+            last_pkid: 0,
+            in_flight: Vec::new(),
+        }
+    }
+
+    /// Whether another publish may go out now (fewer than [`COMMANDER_INFLIGHT`] in flight).
+    pub fn has_room(&self) -> bool {
+        self.in_flight.len() < COMMANDER_INFLIGHT
+    }
+
+    /// The PUBLISH of `payload` to `topic`; at QoS 1 and 2 it is in flight from now on. Call
+    /// only when [`has_room`](Self::has_room).
+    pub fn publish(&mut self, topic: &str, payload: Vec<u8>) -> Publish {
+        let mut publish = Publish::new(topic, self.qos, payload);
+        let awaiting = match self.qos {
+            QoS::AtMostOnce => return publish,
+            QoS::AtLeastOnce => Awaiting::PubAck,
+            QoS::ExactlyOnce => Awaiting::PubRec,
+        };
+        loop {
+            self.last_pkid = self.last_pkid % u16::MAX + 1;
+            let pkid = self.last_pkid;
+            if !self.in_flight.iter().any(|o| o.pkid == pkid) {
+                publish.pkid = pkid;
+                break;
+            }
+        }
+        self.in_flight.push(Outgoing {
+            pkid: publish.pkid,
+            publish: publish.clone(),
+            awaiting,
+        });
+        publish
+    }
+
+    /// An incoming acknowledgement: the reply it needs (PUBREL for a PUBREC). Acknowledgements
+    /// of nothing in flight are ignored (a PUBREC answered again with PUBREL is the broker's
+    /// to complete, MQTT 3.1.1 §4.3.3).
+    pub fn incoming(&mut self, packet: &Packet) -> Option<Packet> {
+        let (pkid, expects) = match packet {
+            Packet::PubAck(ack) => (ack.pkid, Awaiting::PubAck),
+            Packet::PubRec(rec) => (rec.pkid, Awaiting::PubRec),
+            Packet::PubComp(comp) => (comp.pkid, Awaiting::PubComp),
+            _ => return None,
+        };
+        let at = self
+            .in_flight
+            .iter()
+            .position(|o| o.pkid == pkid && o.awaiting == expects)?;
+        match expects {
+            Awaiting::PubRec => {
+                self.in_flight[at].awaiting = Awaiting::PubComp;
+                Some(Packet::PubRel(PubRel::new(pkid)))
+            }
+            Awaiting::PubAck | Awaiting::PubComp => {
+                self.in_flight.remove(at);
+                None
+            }
+        }
+    }
+
+    /// The connection was replaced; `session_present` is the new CONNACK's flag. Returns what
+    /// to send again, in order: each PUBLISH the broker has not taken over (flagged DUP), and,
+    /// when the broker kept the session, PUBREL for each it took over and has not completed. A
+    /// broker without the session (restarted) lost what it took over: those are forgotten (their
+    /// loss is the broker's, as a reading's after PUBREC).
+    pub fn reconnected(&mut self, session_present: bool) -> Vec<Packet> {
+        if !session_present {
+            self.in_flight.retain(|o| o.awaiting != Awaiting::PubComp);
+        }
+        self.in_flight
+            .iter_mut()
+            .map(|o| match o.awaiting {
+                Awaiting::PubComp => Packet::PubRel(PubRel::new(o.pkid)),
+                Awaiting::PubAck | Awaiting::PubRec => {
+                    o.publish.dup = true;
+                    Packet::Publish(o.publish.clone())
+                }
+            })
+            .collect()
     }
 }
 
@@ -385,6 +554,117 @@ mod tests {
         p.last_pkid = u16::MAX - 1;
         assert_eq!(p.publish("t", vec![], false).pkid, u16::MAX);
         assert_eq!(p.publish("t", vec![], false).pkid, 1);
+    }
+
+    #[test]
+    fn a_device_subscribes_with_the_first_id_and_publishes_from_the_next() {
+        let mut p = DevicePublishes::new(QoS::AtLeastOnce);
+        let subscribe = p.subscribe("fleet/esp-000042/cmd", QoS::AtLeastOnce);
+        assert_eq!(subscribe.pkid, 1);
+        assert_eq!(subscribe.filters[0].qos, QoS::AtLeastOnce);
+        let granted = |pkid, code| SubAck::new(pkid, vec![code]);
+        let ok = SubscribeReasonCode::Success(QoS::AtLeastOnce);
+        assert_eq!(p.suback(&granted(9, ok)), SubAckStep::NotOurs);
+        assert_eq!(
+            p.suback(&granted(1, ok)),
+            SubAckStep::Granted(QoS::AtLeastOnce)
+        );
+        assert_eq!(
+            p.suback(&granted(1, ok)),
+            SubAckStep::NotOurs,
+            "answered once"
+        );
+        assert_eq!(p.publish("t", vec![], false).pkid, 2);
+        // PubSubClient: its QoS 0 publishes carry no id, its SUBSCRIBE still takes one.
+        let mut p = DevicePublishes::new(QoS::AtMostOnce);
+        assert_eq!(p.subscribe("c", QoS::AtLeastOnce).pkid, 1);
+        assert_eq!(
+            p.suback(&granted(1, SubscribeReasonCode::Failure)),
+            SubAckStep::Refused
+        );
+        assert_eq!(p.publish("t", vec![], false).pkid, 0);
+    }
+
+    #[test]
+    fn pubsubclient_subscribes_to_commands_at_qos_1_at_most() {
+        assert_eq!(command_qos(0, 0), QoS::AtMostOnce);
+        assert_eq!(command_qos(0, 1), QoS::AtLeastOnce);
+        assert_eq!(command_qos(0, 2), QoS::AtLeastOnce);
+        assert_eq!(command_qos(1, 2), QoS::ExactlyOnce);
+        assert_eq!(command_qos(2, 0), QoS::AtMostOnce);
+        assert_eq!(command_qos(2, 7), QoS::ExactlyOnce);
+    }
+
+    #[test]
+    fn commander_qos0_publishes_keep_nothing_in_flight() {
+        let mut c = CommanderPublishes::new(QoS::AtMostOnce);
+        assert_eq!(c.publish("t", vec![1]).pkid, 0);
+        assert_eq!(c.in_flight.len(), 0);
+        assert!(c.reconnected(true).is_empty());
+    }
+
+    #[test]
+    fn commander_qos1_keeps_many_in_flight_and_skips_ids_still_in_use() {
+        let mut c = CommanderPublishes::new(QoS::AtLeastOnce);
+        let ids: Vec<u16> = (0..3).map(|_| c.publish("t", vec![]).pkid).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(c.incoming(&Packet::PubAck(PubAck::new(2))), None);
+        assert_eq!(c.in_flight.len(), 2);
+        // A second PUBACK of the same id, or one of nothing sent, changes nothing.
+        c.incoming(&Packet::PubAck(PubAck::new(2)));
+        c.incoming(&Packet::PubRec(PubRec::new(1)));
+        assert_eq!(c.in_flight.len(), 2);
+        // Ids wrap past 65535 to 1, skipping 1 and 3, still in flight.
+        c.last_pkid = u16::MAX;
+        assert_eq!(c.publish("t", vec![]).pkid, 2);
+        assert_eq!(c.publish("t", vec![]).pkid, 4);
+        while c.has_room() {
+            c.publish("t", vec![]);
+        }
+        assert_eq!(c.in_flight.len(), COMMANDER_INFLIGHT);
+    }
+
+    #[test]
+    fn commander_qos2_releases_at_pubrec_and_completes_at_pubcomp() {
+        let mut c = CommanderPublishes::new(QoS::ExactlyOnce);
+        c.publish("t", vec![]);
+        assert_eq!(c.incoming(&Packet::PubComp(PubComp::new(1))), None);
+        assert_eq!(
+            c.incoming(&Packet::PubRec(PubRec::new(1))),
+            Some(Packet::PubRel(PubRel::new(1)))
+        );
+        assert_eq!(c.incoming(&Packet::PubRec(PubRec::new(1))), None, "once");
+        assert_eq!(c.in_flight.len(), 1);
+        assert_eq!(c.incoming(&Packet::PubComp(PubComp::new(1))), None);
+        assert_eq!(c.in_flight.len(), 0);
+    }
+
+    #[test]
+    fn commander_resends_in_order_after_a_reconnect() {
+        let mut c = CommanderPublishes::new(QoS::ExactlyOnce);
+        for payload in [b"a", b"b", b"c"] {
+            c.publish("t", payload.to_vec());
+        }
+        // "b" was taken over by the broker (PUBREC): only its PUBREL goes again.
+        c.incoming(&Packet::PubRec(PubRec::new(2)));
+        let again = c.reconnected(true);
+        let describe: Vec<String> = again
+            .iter()
+            .map(|p| match p {
+                Packet::Publish(p) => format!("publish {} dup={}", p.pkid, p.dup),
+                Packet::PubRel(r) => format!("pubrel {}", r.pkid),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            describe,
+            ["publish 1 dup=true", "pubrel 2", "publish 3 dup=true"]
+        );
+        // A broker that lost the session lost "b" with it; "a" and "c" go again.
+        let again = c.reconnected(false);
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|p| matches!(p, Packet::Publish(_))));
+        assert_eq!(c.in_flight.len(), 2);
     }
 
     #[test]
