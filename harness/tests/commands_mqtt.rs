@@ -44,10 +44,13 @@ const CONNECT: u64 = 26;
 const CONNACK_LEN: usize = 4;
 
 /// Device `device_id`'s link, taking commands at `commands`, with a keep-alive no test lasts
-/// (no PINGREQ among the bytes counted, however slow the machine).
+/// (no PINGREQ among the bytes counted) and connects and sends bounded only against hangs,
+/// however slow the machine.
 fn options(device_id: u32, commands: Option<u8>) -> LinkOptions {
     let mut options = LinkOptions {
         commands: commands.map(|qos| DeviceCommands { qos }),
+        connect_timeout: BOUND,
+        write_timeout: BOUND,
         ..esp8266_link_options(device_id, true)
     };
     options.mqtt.keepalive = Duration::from_secs(3600);
@@ -553,4 +556,118 @@ async fn qos2_commands_are_released_and_completed_once() {
     assert_eq!(script.read(4).await, [0x50, 2, 0, 9]);
     drop(script);
     device.close().await;
+}
+
+/// The commander's persistent session, against a scripted broker: a command written and not
+/// acknowledged when the connection drops goes again (DUP, same id) on the next one, and is
+/// reported written once; an acknowledgement is reported with its bytes and answered; a command
+/// handed while the commander cannot connect is dropped at shutdown, and the session is ended.
+#[tokio::test]
+async fn the_commander_sends_again_what_the_broker_did_not_acknowledge() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker = listener.local_addr().unwrap();
+    let accept = || async {
+        let (stream, _) = tokio::time::timeout(BOUND, listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut script = Script(stream);
+        // CONNECT of `fleetbench-commander`, 20 characters: 34 bytes.
+        let connect = script.read(34).await;
+        assert_eq!(&connect[14..], b"fleetbench-commander");
+        let clean = connect[9] & 0x02 != 0;
+        (script, clean)
+    };
+    let events = Arc::new(Events::default());
+    let shutdown = CancellationToken::new();
+    let (ready_tx, ready) = tokio::sync::oneshot::channel();
+    let (commands, handed) = tokio::sync::mpsc::unbounded_channel();
+    // The third connection waits for its CONNACK until shutdown, however slow the machine.
+    let options = CommanderOptions {
+        connect_timeout: BOUND,
+        ..CommanderOptions::new(1)
+    };
+    let commander = tokio::spawn(send_commands(
+        broker,
+        options,
+        handed,
+        events.clone(),
+        shutdown.clone(),
+        ready_tx,
+    ));
+
+    let (mut first, clean) = accept().await;
+    assert!(!clean, "a persistent session");
+    first.write(&[0x20, 2, 0, 0]).await;
+    let subscribe = [&[0x82, 16, 0, 1, 0, 11][..], b"fleet/+/ack", &[1]].concat();
+    assert_eq!(first.read(subscribe.len()).await, subscribe);
+    first.write(&[0x90, 3, 0, 1, 1]).await;
+    tokio::time::timeout(BOUND, ready)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+
+    commands.send(command(42, 0)).unwrap();
+    let publish = first.read(90).await;
+    assert_eq!(publish, command_publish(42, 0, 1, 1, false));
+    events.wait_for(CommandEventKind::Written, 1).await;
+    // No PUBACK: the connection drops.
+    drop(first);
+
+    let (mut second, clean) = accept().await;
+    assert!(!clean);
+    second.write(&[0x20, 2, 1, 0]).await; // session present: no SUBSCRIBE
+    assert_eq!(
+        second.read(90).await,
+        command_publish(42, 0, 1, 1, true),
+        "sent again, DUP, same id"
+    );
+    second.write(&[0x40, 2, 0, 1]).await;
+    let ack = [
+        &[0x32, 40, 0, 20][..],
+        b"fleet/esp-000042/ack",
+        &[0, 5],
+        br#"{"ack":0,"d":42}"#,
+    ]
+    .concat();
+    second.write(&ack).await;
+    assert_eq!(second.read(4).await, [0x40, 2, 0, 5], "PUBACK of the ack");
+    let acked = events.wait_for(CommandEventKind::Acked, 1).await;
+    assert_eq!(
+        (acked[0].device_id, acked[0].seq, acked[0].bytes),
+        (42, 0, 42)
+    );
+    drop(second);
+
+    // The commander connects again and waits for a CONNACK that does not come: a command
+    // handed now is not written before shutdown.
+    let (_third, _) = accept().await;
+    commands.send(command(42, 1)).unwrap();
+    shutdown.cancel();
+    // At shutdown it ends its session: a clean session, then DISCONNECT. (It waits for the
+    // CONNACK a bounded time: a machine that stalls longer sees no DISCONNECT, only the close.)
+    let (mut last, clean) = accept().await;
+    assert!(clean, "the persistent session is dropped");
+    let _ = last.0.write_all(&[0x20, 2, 0, 0]).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(BOUND, last.0.read_to_end(&mut rest)).await;
+    assert!(rest == [0xe0, 0] || rest.is_empty(), "{rest:02x?}");
+    tokio::time::timeout(BOUND, commander)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let written = events.of(CommandEventKind::Written);
+    assert_eq!(written.len(), 1, "written once: {written:?}");
+    assert_eq!((written[0].seq, written[0].bytes), (0, 90));
+    let dropped = events.of(CommandEventKind::Dropped);
+    assert_eq!(
+        dropped
+            .iter()
+            .map(|e| (e.device_id, e.seq))
+            .collect::<Vec<_>>(),
+        [(42, 1)]
+    );
+    assert_eq!(events.of(CommandEventKind::Acked).len(), 1);
 }
