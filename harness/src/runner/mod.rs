@@ -505,6 +505,22 @@ fn run_variant(
         }
         None => None,
     };
+    let commands_hlog = match &command_figures {
+        Some(f) => {
+            let file = measure::command_log_file(&variant.name, repetition.map(|(k, _)| k));
+            measure::write_command_log(
+                &options.out.join(&file),
+                &format!(
+                    "fleetbench {} variant {}: commands, due to device and round trip",
+                    scenario.name, variant.name
+                ),
+                &[(&f.corrected, &f.round_trip)],
+                scenario.duration,
+            )?;
+            Some(file)
+        }
+        None => None,
+    };
     figures.write_hlog(
         &options.out.join(&hlog),
         &format!(
@@ -566,7 +582,7 @@ fn run_variant(
                 Some(_) => raw_rel.join(crate::wifi::LINK_HLOG).display().to_string(),
                 None => String::new(),
             },
-            commands_hlog: None,
+            commands_hlog,
         },
         hardware: records.hardware,
         link,

@@ -187,8 +187,29 @@ fn pool(
         .into_iter()
         .map(|f| f.result)
         .collect();
-    v.commands =
-        CommandFigures::pooled(runs.iter().filter_map(|m| m.commands.as_ref())).map(|f| f.result);
+    let command_runs: Vec<&CommandFigures> =
+        runs.iter().filter_map(|m| m.commands.as_ref()).collect();
+    v.commands = CommandFigures::pooled(command_runs.iter().copied()).map(|f| f.result);
+    let commands_hlog = if command_runs.is_empty() {
+        None
+    } else {
+        let file = measure::command_log_file(&v.name, None);
+        let intervals: Vec<_> = command_runs
+            .iter()
+            .map(|f| (&f.corrected, &f.round_trip))
+            .collect();
+        measure::write_command_log(
+            &options.out.join(&file),
+            &format!(
+                "fleetbench {} variant {}: commands, due to device and round trip, one interval \
+                 per repetition",
+                scenario.name, v.name
+            ),
+            &intervals,
+            scenario.duration,
+        )?;
+        Some(file)
+    };
     let link_hlog = if links.is_empty() {
         String::new()
     } else {
@@ -212,7 +233,7 @@ fn pool(
         hlog,
         raw: PathBuf::from("raw").join(&v.name).display().to_string(),
         link_hlog,
-        commands_hlog: None,
+        commands_hlog,
     };
     v.repetitions = repetitions;
     Ok(v)
