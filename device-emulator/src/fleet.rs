@@ -479,6 +479,7 @@ async fn serving_device(
         write_timeout: plan.profile.write_timeout,
         request_timeout: plan.profile.connect_timeout.max(Duration::from_secs(10)),
         hold_timeout: Duration::from_millis(plan.hold_timeout_ms),
+        commands: None,
     };
     let report_observer = observer.clone();
     let report: Arc<dyn Fn(served::ServedConnection) + Send + Sync> =

@@ -334,6 +334,7 @@ async fn a_rebooted_long_poll_device_vanishes_listens_again_and_serves_its_new_b
             connect_timeout: Duration::from_secs(5),
             retry_delay: Duration::from_millis(100),
             response_timeout: Duration::from_millis(800),
+            commands: None,
         },
         collected.clone(),
         Arc::new(std::sync::atomic::AtomicU64::new(0)),

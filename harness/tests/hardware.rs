@@ -545,6 +545,7 @@ fn boards_that_serve_sse_are_found_by_their_control_channel_and_collected() {
                         write_timeout: Duration::from_secs(2),
                         request_timeout: Duration::from_secs(10),
                         hold_timeout: Duration::from_secs(30),
+                        commands: None,
                     },
                     Arc::new(|_| {}),
                     shutdown.clone(),

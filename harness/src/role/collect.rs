@@ -300,6 +300,7 @@ fn collect_from_devices(
         connect_timeout: Duration::from_secs(5),
         retry_delay: plan.retry,
         response_timeout: plan.hold_timeout + Duration::from_secs(5),
+        commands: None,
     };
     let (transport, start_ns, ramp) = (plan.transport, plan.start_ns, plan.ramp);
     let receipts = Receipts::new(record_dir, plan.flush_promptly)?;

@@ -1,5 +1,6 @@
 //! The HTTP a device server speaks, as bytes: request heads parsed with httparse, and the exact
-//! response heads, SSE events and chunks the ESP8266 libraries write. Pure; no I/O.
+//! response heads, SSE events, chunks and command answers the ESP8266 libraries write. Pure; no
+//! I/O.
 //!
 //! Checked against:
 //! - ESP8266WebServer (Arduino core 3.1.2, `ESP8266WebServer-impl.h`): `_prepareHeader` writes
@@ -8,14 +9,26 @@
 //!   alive, `Keep-Alive: timeout=2000` (`HTTP_MAX_CLOSE_WAIT`). `send` writes the head and the
 //!   body in two writes; `sendContent` writes a chunk in three (`%zx\r\n`, the data, `\r\n`).
 //! - AsyncEventSource (ESP32Async/ESPAsyncWebServer 3.x, `AsyncEventSource.cpp`
-//!   `generateEventMessage`, `WebResponses.cpp` `_assembleHead`).
+//!   `generateEventMessage`, `WebResponses.cpp` `_assembleHead`), and `AsyncBasicResponse`
+//!   (`request->send(code, type, content)`) for commands: head and body in one write, the
+//!   header names as 3.8 and later spell them (3.7 wrote them in lower case, the same length).
+//! - A command's request as a backend's HTTP client sends it ([`command_request`]) and the
+//!   response head it reads back ([`parse_response`]).
 
 use std::io::Write;
 
 /// Largest request head a device accepts (ESP8266WebServer keeps far less).
 pub const MAX_HEAD: usize = 2048;
 
-/// A parsed request head (device servers take no request bodies).
+/// Largest request body a device takes (a command's JSON; ESP8266WebServer reads a POST's
+/// body whole into RAM, so a real device's bound is its free heap).
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The path a device takes commands on (`server.on("/cmd", HTTP_POST, …)`).
+pub const COMMAND_PATH: &str = "/cmd";
+
+/// A parsed request head. Only a `Content-Length` body is taken (a command's); it follows the
+/// head and is not part of this value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     /// `GET`, …
@@ -26,6 +39,10 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
     pub version: u8,
+    /// The head's length, bytes (request line, headers, blank line).
+    pub head_len: usize,
+    /// The body's length, bytes (`Content-Length`; 0 without one).
+    pub body_len: usize,
 }
 
 impl Request {
@@ -69,16 +86,29 @@ pub enum RequestError {
     /// The head is larger than [`MAX_HEAD`].
     #[error("request head over {MAX_HEAD} bytes")]
     TooLarge,
-    /// Not HTTP/1.x.
+    /// The body announced is larger than [`MAX_BODY`].
+    #[error("request body over {MAX_BODY} bytes")]
+    BodyTooLarge,
+    /// Not HTTP/1.x, or a `Content-Length` that is not a number.
     #[error("malformed request: {0}")]
     Malformed(String),
-    /// A body was announced; device servers take none.
-    #[error("request with a body")]
+    /// A chunked body (`Transfer-Encoding`): device servers read bodies by `Content-Length` only.
+    #[error("request with a chunked body")]
     HasBody,
 }
 
+impl RequestError {
+    /// The status a device answers it with: 413 for what is too large, else 400.
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::TooLarge | RequestError::BodyTooLarge => 413,
+            RequestError::Malformed(_) | RequestError::HasBody => 400,
+        }
+    }
+}
+
 /// Parses a request head at the start of `buf`: `Ok(None)` until it is whole; then the request
-/// and the bytes it took.
+/// and the bytes it took (its `head_len`).
 pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RequestError> {
     let mut headers = [httparse::EMPTY_HEADER; 24];
     let mut req = httparse::Request::new(&mut headers);
@@ -99,18 +129,25 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RequestErro
                     )
                 })
                 .collect();
-            let request = Request {
+            let mut request = Request {
                 method: req.method.unwrap_or_default().to_string(),
                 target: req.path.unwrap_or_default().to_string(),
                 headers,
                 version: req.version.unwrap_or(1),
+                head_len: len,
+                body_len: 0,
             };
-            let has_body = request
-                .header("content-length")
-                .is_some_and(|l| l.trim() != "0")
-                || request.header("transfer-encoding").is_some();
-            if has_body {
+            if request.header("transfer-encoding").is_some() {
                 return Err(RequestError::HasBody);
+            }
+            if let Some(length) = request.header("content-length") {
+                request.body_len = length
+                    .trim()
+                    .parse()
+                    .map_err(|_| RequestError::Malformed(format!("Content-Length {length:?}")))?;
+            }
+            if request.body_len > MAX_BODY {
+                return Err(RequestError::BodyTooLarge);
             }
             Ok(Some((request, len)))
         }
@@ -279,6 +316,133 @@ pub fn no_content(keep_alive: bool) -> Vec<u8> {
     web_server_head(204, "", BodyLength::Known(0), keep_alive)
 }
 
+/// The writes of ESP8266WebServer's `send(status, content_type, body)`: the head
+/// ([`web_server_head`] with `Content-Length`), then the body in a second write when there is
+/// one (`send` hands the body to `sendContent` only when its length is not 0).
+pub fn web_server_response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<Vec<u8>> {
+    let mut writes = vec![web_server_head(
+        status,
+        content_type,
+        BodyLength::Known(body.len()),
+        keep_alive,
+    )];
+    if !body.is_empty() {
+        writes.push(body.to_vec());
+    }
+    writes
+}
+
+/// The reason phrase ESPAsyncWebServer's `responseCodeToString` gives `status`.
+fn async_web_server_reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        413 => "Request Entity Too Large",
+        _ => "",
+    }
+}
+
+/// ESPAsyncWebServer's answer to `request->send(status, content_type, body)` (ESP32Async 3.x,
+/// `AsyncBasicResponse`, one write): the status line, then the headers in the order they are
+/// added, `Connection: close` (the constructor), `Accept-Ranges: none` (an HTTP/1.1 request),
+/// `Content-Length` (always) and `Content-Type` (when there is one: a body without a type is
+/// `text/plain`). The server closes the connection once the response is acknowledged.
+pub fn async_web_server_response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    version: u8,
+) -> Vec<u8> {
+    let content_type = match content_type {
+        "" if !body.is_empty() => "text/plain",
+        other => other,
+    };
+    let mut out = format!(
+        "HTTP/1.{version} {status} {}\r\nConnection: close\r\n",
+        async_web_server_reason(status)
+    );
+    if version > 0 {
+        out.push_str("Accept-Ranges: none\r\n");
+    }
+    out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    if !content_type.is_empty() {
+        out.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// The request a backend's HTTP client sends a command with, one connection per command and
+/// no keep-alive: `POST /cmd`, `Host`, `Content-Type: application/json`, `Content-Length`,
+/// `Connection: close`, then the command's JSON.
+pub fn command_request(host: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "POST {COMMAND_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A response head as the backend reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The head's length, bytes.
+    pub head_len: usize,
+    /// The body's length, bytes (`Content-Length`).
+    pub body_len: usize,
+}
+
+/// Why bytes are not the response a device answers a command with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResponseError {
+    /// Not an HTTP/1.x response head, or one over [`MAX_HEAD`] bytes.
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    /// No `Content-Length`, or one over [`MAX_BODY`] (device servers always send one).
+    #[error("response without a usable Content-Length")]
+    NoLength,
+}
+
+/// Parses a response head at the start of `buf`: `Ok(None)` until it is whole.
+pub fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, ResponseError> {
+    let mut headers = [httparse::EMPTY_HEADER; 24];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(ResponseError::Malformed(
+            format!("head over {MAX_HEAD} bytes"),
+        )),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Ok(httparse::Status::Complete(head_len)) => {
+            let body_len = response
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .filter(|len| *len <= MAX_BODY)
+                .ok_or(ResponseError::NoLength)?;
+            Ok(Some(ResponseHead {
+                status: response.code.unwrap_or_default(),
+                head_len,
+                body_len,
+            }))
+        }
+        Err(e) => Err(ResponseError::Malformed(e.to_string())),
+    }
+}
+
 /// The content type of a payload encoding.
 pub fn content_type(encoding: crate::Encoding) -> &'static str {
     match encoding {
@@ -370,10 +534,29 @@ mod tests {
             parse_request(b"\x00\x01 nonsense\r\n\r\n"),
             Err(RequestError::Malformed(_))
         ));
+        assert_eq!(req.head_len, raw.len());
+        assert_eq!(req.body_len, 0);
+        let post = b"POST /cmd HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        let (req, len) = parse_request(post).unwrap().unwrap();
+        assert_eq!((len, req.head_len, req.body_len), (41, 41, 5));
+        assert_eq!(&post[len..], b"hello", "the body is not part of the head");
         assert_eq!(
-            parse_request(b"POST /x HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"),
+            parse_request(b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Err(RequestError::HasBody)
         );
+        assert!(matches!(
+            parse_request(b"POST /x HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
+        let huge_body = format!(
+            "POST /x HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        assert_eq!(
+            parse_request(huge_body.as_bytes()),
+            Err(RequestError::BodyTooLarge)
+        );
+        assert_eq!(RequestError::BodyTooLarge.status(), 413);
         let huge = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD));
         assert_eq!(parse_request(huge.as_bytes()), Err(RequestError::TooLarge));
     }
@@ -445,6 +628,83 @@ Accept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n"
             b"HTTP/1.1 204 No Content\r\nContent-Type: \r\nContent-Length: 0\r\n\
 Connection: close\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn command_answers_are_each_librarys_bytes() {
+        let ack = br#"{"ack":12,"d":7}"#;
+        // ESP8266WebServer, `server.send(200, "application/json", ack)` to a request that said
+        // `Connection: close`: head, then body.
+        let writes = web_server_response(200, "application/json", ack, false);
+        assert_eq!(
+            writes,
+            [
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\
+Connection: close\r\n\r\n"
+                    .to_vec(),
+                ack.to_vec()
+            ]
+        );
+        // A sketch without the handler: `onNotFound`'s `send(404, "text/plain", "")`, one write.
+        assert_eq!(
+            web_server_response(404, "text/plain", b"", false).concat(),
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\
+Connection: close\r\n\r\n"
+        );
+        // ESPAsyncWebServer, `request->send(200, "application/json", ack)`: one write.
+        assert_eq!(
+            async_web_server_response(200, "application/json", ack, 1),
+            [
+                &b"HTTP/1.1 200 OK\r\nConnection: close\r\nAccept-Ranges: none\r\n\
+Content-Length: 16\r\nContent-Type: application/json\r\n\r\n"[..],
+                ack
+            ]
+            .concat()
+        );
+        // `request->send(404)`: no body, no type.
+        assert_eq!(
+            async_web_server_response(404, "", b"", 1),
+            b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nAccept-Ranges: none\r\n\
+Content-Length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            async_web_server_response(400, "", b"x", 0),
+            b"HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-Length: 1\r\n\
+Content-Type: text/plain\r\n\r\nx"
+        );
+    }
+
+    #[test]
+    fn command_requests_parse_back_and_responses_give_their_lengths() {
+        let body = br#"{"cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000}"#;
+        let request = command_request("127.1.0.8:8080", body);
+        let (req, len) = parse_request(&request).unwrap().unwrap();
+        assert_eq!((req.method.as_str(), req.path()), ("POST", COMMAND_PATH));
+        assert_eq!(req.body_len, body.len());
+        assert!(!req.keeps_alive());
+        assert_eq!(&request[len..], body);
+        assert_eq!(
+            String::from_utf8_lossy(&request[..len]),
+            format!(
+                "POST /cmd HTTP/1.1\r\nHost: 127.1.0.8:8080\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+        );
+
+        let response = async_web_server_response(200, "application/json", b"{}", 1);
+        let head = parse_response(&response).unwrap().unwrap();
+        assert_eq!(head.status, 200);
+        assert_eq!(head.head_len + head.body_len, response.len());
+        assert_eq!(parse_response(&response[..10]), Ok(None));
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\n\r\n"),
+            Err(ResponseError::NoLength)
+        );
+        assert!(matches!(
+            parse_response(b"\x00 nonsense\r\n\r\n"),
+            Err(ResponseError::Malformed(_))
+        ));
     }
 
     #[test]

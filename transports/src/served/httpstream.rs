@@ -7,17 +7,19 @@
 
 use http_body_util::Empty;
 
+use super::http::Request;
 use super::{
-    http, read_get, receive_stream, stream_readings, CollectorConn, DeviceConn, ServedConnection,
+    expect_get, http, receive_stream, stream_readings, CollectorConn, DeviceConn, HeadError,
+    ServedConnection,
 };
 use crate::sink::ConnectionEnd;
 
-/// Serves one collector: the endless chunked response.
-pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
-    let mut buf = Vec::new();
+/// Serves one collector whose first request is `first` (read by the accept loop): the endless
+/// chunked response.
+pub async fn serve(mut conn: DeviceConn, first: Result<Request, HeadError>) -> ServedConnection {
     let mut served = ServedConnection::new(conn.peer);
     let mut stopped = false;
-    served.end = match read_get(&mut conn, &mut buf, "/stream").await {
+    served.end = match expect_get(&mut conn, first, "/stream").await {
         Err(e) => e,
         Ok(req) => {
             let encoding = conn.options.encoding;

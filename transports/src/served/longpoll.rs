@@ -34,8 +34,11 @@ use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::http::{self, Request, RequestError};
-use super::{read_request_head, CollectorConn, DeviceConn, HeadError, ServedConnection};
+use super::http::{self, Request};
+use super::{
+    commands, read_request_head, CollectorConn, DeviceConn, HeadError, ServedConnection,
+    ServedTransport,
+};
 use crate::link::{LinkStats, Setup};
 use crate::sink::ConnectionEnd;
 use crate::socket::Side;
@@ -69,6 +72,8 @@ pub(super) struct Tally {
     pub(super) readings_sent: u64,
     /// Their payload bytes.
     pub(super) payload_bytes: u64,
+    /// Commands taken on it.
+    pub(super) commands: u64,
 }
 
 impl Tally {
@@ -91,20 +96,43 @@ impl Tally {
             end,
             accepted_ns: 0,
             ended_ns: 0,
+            commands_received: self.commands,
         }
     }
 }
 
-/// Serves one collector connection: answers polls until the collector closes, sends something
-/// the device does not serve, goes quiet for the request timeout, or the device shuts down.
-pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
+/// Serves one collector connection whose first request is `first` (read by the accept loop,
+/// `buf` holding what followed it): answers polls until the collector closes, sends something
+/// the device does not serve, goes quiet for the request timeout, or the device shuts down. A
+/// `POST /cmd` among them is answered by the command handler, as the web server routes it.
+pub async fn serve(
+    mut conn: DeviceConn,
+    first: Result<Request, HeadError>,
+    mut buf: Vec<u8>,
+) -> ServedConnection {
     let mut tally = Tally::default();
-    let mut buf = Vec::with_capacity(256);
+    let mut first = Some(first);
     let stop = loop {
-        let request = match read_request(&mut conn, &mut buf).await {
+        let head = match first.take() {
+            Some(head) => head,
+            None => read_request_head(&mut conn, &mut buf).await,
+        };
+        let request = match head.map_err(|e| head_stop(e, conn.options.request_timeout)) {
             Ok(request) => request,
             Err(stop) => break stop,
         };
+        if commands::is_command(&request) {
+            match commands::answer(ServedTransport::LongPoll, &mut conn, &request, &mut buf).await {
+                Ok(answered) => {
+                    tally.commands += answered.took as u64;
+                    if !answered.keep_alive {
+                        break Stop::End(answered.end);
+                    }
+                    continue;
+                }
+                Err(end) => break Stop::End(end),
+            }
+        }
         let after = match poll_after(&request) {
             Ok(after) => after,
             Err(stop) => break stop,
@@ -134,9 +162,16 @@ pub(super) async fn read_request(
     buf: &mut Vec<u8>,
 ) -> Result<Request, Stop> {
     let timeout = conn.options.request_timeout;
-    read_request_head(conn, buf).await.map_err(|e| match e {
-        HeadError::Malformed(e @ RequestError::TooLarge) => Stop::Refuse(413, e.to_string()),
-        HeadError::Malformed(e) => Stop::Refuse(400, e.to_string()),
+    read_request_head(conn, buf)
+        .await
+        .map_err(|e| head_stop(e, timeout))
+}
+
+/// Why a connection stops when its next request head could not be read (`timeout`: the request
+/// timeout).
+fn head_stop(e: HeadError, timeout: Duration) -> Stop {
+    match e {
+        HeadError::Malformed(e) => Stop::Refuse(e.status(), e.to_string()),
         HeadError::Stopped => Stop::Stopped,
         HeadError::TimedOut => Stop::End(format!("no request within {timeout:?}")),
         HeadError::Closed { mid_request: false } => Stop::End("peer closed".into()),
@@ -144,11 +179,15 @@ pub(super) async fn read_request(
             Stop::End("peer closed in the middle of a request".into())
         }
         HeadError::Read(e) => Stop::End(format!("read failed: {e}")),
-    })
+    }
 }
 
-/// The `after` of a poll: `None` when absent or empty (the collector has nothing yet).
+/// The `after` of a poll: `None` when absent or empty (the collector has nothing yet). A poll
+/// carries no body (400).
 fn poll_after(request: &Request) -> Result<Option<u32>, Stop> {
+    if request.body_len > 0 {
+        return Err(Stop::Refuse(400, "request with a body".into()));
+    }
     if request.path() != PATH {
         return Err(Stop::Refuse(
             404,

@@ -5,14 +5,20 @@
 //! - [`http`]: the HTTP bytes a device server reads and writes (pure; requests parsed by httparse).
 //! - [`sse`], [`httpstream`], [`longpoll`], [`wsserver`]: one module per transport, each with the
 //!   device's connection handler (`serve`) and the collector's receiver (`receive`).
+//! - [`commands`]: commands to a device that serves: its web server's `POST /cmd` handler and
+//!   the collector's HTTP client that sends them (a WebSocket server takes them as frames on
+//!   its open socket, in [`wsserver`]).
 //! - Here: [`ServedTransport`], the four transports a device serves, and the dispatch over
-//!   them: the device's accept loop ([`serve_device`]) and the collector's loop over one device
-//!   ([`collect_device`]), which reconnects after a fixed delay as an EventSource does.
+//!   them: the device's accept loop ([`serve_device`]), which routes a connection's first
+//!   request (`POST /cmd` or the transport's own), and the collector's loop over one device
+//!   ([`collect_device`]), which reconnects after a fixed delay as an EventSource does and,
+//!   beside it, sends the device's commands.
 //!
 //! Device servers write their responses by hand, byte for byte what the ESP8266 libraries send;
 //! the collector reads them with hyper's client connection API, so each chunk or event is
 //! stamped when it arrives.
 
+pub mod commands;
 pub mod http;
 pub mod httpstream;
 pub mod longpoll;
@@ -31,6 +37,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use outbox::Outbox;
 
+use crate::command::routes::CommandRoutes;
+use crate::command::CommandObserver;
 use crate::link::{LinkStats, Setup};
 use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver};
 use crate::socket::{CountingStream, Side, SocketOptions};
@@ -50,7 +58,7 @@ pub enum ServedTransport {
 }
 
 /// How a device serves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServedOptions {
     /// Payload encoding.
     pub encoding: Encoding,
@@ -63,6 +71,23 @@ pub struct ServedOptions {
     pub request_timeout: Duration,
     /// Long polling: how long a request with nothing newer is held before 204.
     pub hold_timeout: Duration,
+    /// Where the device reports the commands it takes (`None`: it takes none; its web server
+    /// answers `POST /cmd` with 404, as a sketch without the handler does, and a WebSocket
+    /// server ignores text frames, as a sketch without a text event does).
+    pub commands: Option<Arc<dyn CommandObserver>>,
+}
+
+impl std::fmt::Debug for ServedOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedOptions")
+            .field("encoding", &self.encoding)
+            .field("socket", &self.socket)
+            .field("write_timeout", &self.write_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("hold_timeout", &self.hold_timeout)
+            .field("commands", &self.commands.is_some())
+            .finish()
+    }
 }
 
 /// One collector connection, as the device saw it.
@@ -91,6 +116,10 @@ pub struct ServedConnection {
     /// device closed it) or the device vanished, CLOCK_MONOTONIC ns (set by the accept loop).
     #[serde(default)]
     pub ended_ns: u64,
+    /// Commands the device took on it (`POST /cmd` requests answered 200, or command frames
+    /// acknowledged). A connection that carried only commands has no set-up and no readings.
+    #[serde(default)]
+    pub commands_received: u64,
 }
 
 impl ServedConnection {
@@ -106,6 +135,7 @@ impl ServedConnection {
             end: String::new(),
             accepted_ns: 0,
             ended_ns: 0,
+            commands_received: 0,
         }
     }
 }
@@ -124,6 +154,10 @@ pub struct DeviceConn {
     pub shutdown: CancellationToken,
     /// When the connection was accepted.
     pub accepted_ns: u64,
+    /// The device's web server handling one request at a time, as ESP8266WebServer's
+    /// `handleClient()` does: held while a `POST /cmd` is read and answered (shared by every
+    /// connection of one server; streaming and held polls are set aside and do not take it).
+    pub web_server: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl DeviceConn {
@@ -216,6 +250,7 @@ pub async fn serve_device_until(
     stop: ServerStop,
 ) {
     let ServerStop { shutdown, vanish } = stop;
+    let web_server = Arc::new(tokio::sync::Mutex::new(()));
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -242,6 +277,7 @@ pub async fn serve_device_until(
             options: options.clone(),
             shutdown: shutdown.clone(),
             accepted_ns,
+            web_server: web_server.clone(),
         };
         let counts = conn.stream.counts();
         let report = report.clone();
@@ -279,14 +315,45 @@ pub async fn serve_device_until(
     .await;
 }
 
-/// Serves one collector connection with `kind`'s handler.
-async fn handle(kind: ServedTransport, conn: DeviceConn) -> ServedConnection {
-    match kind {
-        ServedTransport::Sse => sse::serve(conn).await,
-        ServedTransport::HttpStream => httpstream::serve(conn).await,
-        ServedTransport::LongPoll => longpoll::serve(conn).await,
-        ServedTransport::WsServer => wsserver::serve(conn).await,
+/// Serves one collector connection: a WebSocket server's upgrade; or, on a web server, the
+/// first request routed as the server routes it: `POST /cmd` to the command handler (again for
+/// each request on a connection kept alive), anything else to `kind`'s handler.
+async fn handle(kind: ServedTransport, mut conn: DeviceConn) -> ServedConnection {
+    if kind == ServedTransport::WsServer {
+        return wsserver::serve(conn).await;
     }
+    let mut buf = Vec::new();
+    let mut commands = 0;
+    let first = loop {
+        let head = read_request_head(&mut conn, &mut buf).await;
+        let request = match head {
+            Ok(request) if commands::is_command(&request) => request,
+            other => break other,
+        };
+        match commands::answer(kind, &mut conn, &request, &mut buf).await {
+            Ok(answered) => {
+                commands += answered.took as u64;
+                if !answered.keep_alive {
+                    return commands::closed(conn, commands, answered.end).await;
+                }
+            }
+            Err(end) => {
+                let mut served = ServedConnection::new(conn.peer);
+                served.final_stats = conn.stats();
+                served.commands_received = commands;
+                served.end = end;
+                return served;
+            }
+        }
+    };
+    let mut served = match kind {
+        ServedTransport::Sse => sse::serve(conn, first).await,
+        ServedTransport::HttpStream => httpstream::serve(conn, first).await,
+        ServedTransport::LongPoll => longpoll::serve(conn, first, buf).await,
+        ServedTransport::WsServer => unreachable!("served above"),
+    };
+    served.commands_received += commands;
+    served
 }
 
 /// What a collector's receiver gets for one connection to one device.
@@ -314,6 +381,10 @@ pub struct CollectorConn<'a> {
     pub response_timeout: Duration,
     /// Stop.
     pub shutdown: CancellationToken,
+    /// Where this device's commands come from, when the collector sends any down this
+    /// connection (a WebSocket server's; the web servers take theirs on connections of their
+    /// own, [`commands::post_commands`]).
+    pub commands: Option<CommandRoute>,
 }
 
 impl CollectorConn<'_> {
@@ -358,6 +429,16 @@ impl Cursor {
     }
 }
 
+/// The commands of the one device a collector asks: the backend's table of where commands go
+/// and the device's id in it.
+#[derive(Clone, Debug)]
+pub struct CommandRoute {
+    /// The device the collector dials.
+    pub device_id: u32,
+    /// The backend's table, which the collector attaches the device to.
+    pub routes: Arc<CommandRoutes>,
+}
+
 /// How a collector connects to devices.
 #[derive(Clone, Debug)]
 pub struct CollectOptions {
@@ -367,12 +448,23 @@ pub struct CollectOptions {
     pub connect_timeout: Duration,
     /// Delay before reconnecting to a device (an EventSource's retry).
     pub retry_delay: Duration,
-    /// Long polling: how long to wait for an answer (longer than the device's hold).
+    /// Long polling: how long to wait for an answer (longer than the device's hold). Also the
+    /// bound on one command's exchange (written, answered).
     pub response_timeout: Duration,
+    /// The device's commands (`None`: the collector sends none). Per device: set it for each
+    /// device's [`collect_device`].
+    pub commands: Option<CommandRoute>,
 }
 
 /// Receives `kind` from the device at `device` until `shutdown`, reconnecting after
 /// `retry_delay` whenever the connection ends; reports each connection to `observer`.
+///
+/// With `options.commands`, it also takes the device's commands, beside the readings and never
+/// in their way: a web server's (SSE, HTTP streaming, long polling) each go as a `POST /cmd` on
+/// a connection of their own ([`commands::post_commands`], attached for as long as the
+/// collector runs); a WebSocket server's go down the open socket as text frames, attached
+/// while a connection is open ([`wsserver::receive`]). What happens to each is reported to
+/// `observer` ([`SinkObserver::command`]).
 pub async fn collect_device(
     kind: ServedTransport,
     device: SocketAddr,
@@ -380,6 +472,26 @@ pub async fn collect_device(
     observer: Arc<dyn SinkObserver>,
     next_conn: Arc<AtomicU64>,
     shutdown: CancellationToken,
+) {
+    let readings = collect_readings(kind, device, &options, &observer, next_conn, &shutdown);
+    match options.commands.clone() {
+        Some(route) if kind != ServedTransport::WsServer => {
+            let commands =
+                commands::post_commands(device, route, &options, &observer, shutdown.clone());
+            tokio::join!(readings, commands);
+        }
+        _ => readings.await,
+    }
+}
+
+/// [`collect_device`]'s reading path: one connection at a time, reconnecting.
+async fn collect_readings(
+    kind: ServedTransport,
+    device: SocketAddr,
+    options: &CollectOptions,
+    observer: &Arc<dyn SinkObserver>,
+    next_conn: Arc<AtomicU64>,
+    shutdown: &CancellationToken,
 ) {
     let mut cursor = Cursor::default();
     let socket = SocketOptions::linux_default();
@@ -411,6 +523,7 @@ pub async fn collect_device(
                     encoding: options.encoding,
                     response_timeout: options.response_timeout,
                     shutdown: shutdown.clone(),
+                    commands: options.commands.clone(),
                 };
                 let end = match kind {
                     ServedTransport::Sse => sse::receive(&mut c).await,
@@ -432,16 +545,23 @@ pub async fn collect_device(
     }
 }
 
-/// Reads the request of a collector of a streaming device: one `GET path`. Answers any other
-/// method 405 and any other path 404 (and what does not parse as [`read_request`] does), and
-/// returns why.
-pub async fn read_get(
+/// Checks the first request of a collector of a streaming device (`first`, read by the accept
+/// loop): one `GET path` without a body. Answers a body 400, any other method 405, any other
+/// path 404 (`POST /cmd` never comes here), and what did not parse 400 (413 when too large),
+/// and returns why.
+pub async fn expect_get(
     conn: &mut DeviceConn,
-    buf: &mut Vec<u8>,
+    first: Result<http::Request, HeadError>,
     path: &str,
 ) -> Result<http::Request, String> {
-    let req = read_request(conn, buf).await?;
-    if req.method != "GET" {
+    let req = match first {
+        Ok(req) => req,
+        Err(e) => return Err(answer_head_error(conn, e).await),
+    };
+    if req.body_len > 0 {
+        let _ = conn.write(&http::error_response(400)).await;
+        Err("request with a body".into())
+    } else if req.method != "GET" {
         let _ = conn.write(&http::error_response(405)).await;
         Err(format!("method {} refused", req.method))
     } else if req.path() != path {
@@ -452,33 +572,24 @@ pub async fn read_get(
     }
 }
 
-/// Reads one request head from the collector, bounded by the request timeout. On a request that
-/// does not parse, answers 400 (413 when too large) and returns why.
-pub async fn read_request(
-    conn: &mut DeviceConn,
-    buf: &mut Vec<u8>,
-) -> Result<http::Request, String> {
-    match read_request_head(conn, buf).await {
-        Ok(request) => Ok(request),
-        Err(HeadError::Malformed(e)) => {
-            let status = if e == http::RequestError::TooLarge {
-                413
-            } else {
-                400
-            };
-            let _ = conn.write(&http::error_response(status)).await;
-            Err(e.to_string())
+/// Answers a request head that could not be read as a streaming device does (400 or 413 for
+/// what does not parse, nothing otherwise) and returns why the connection ends.
+async fn answer_head_error(conn: &mut DeviceConn, e: HeadError) -> String {
+    match e {
+        HeadError::Malformed(e) => {
+            let _ = conn.write(&http::error_response(e.status())).await;
+            e.to_string()
         }
-        Err(HeadError::Stopped) => Err("stopped".into()),
-        Err(HeadError::TimedOut) => Err("no request within the request timeout".into()),
-        Err(HeadError::Closed { .. }) => Err("peer closed".into()),
-        Err(HeadError::Read(e)) => Err(e.to_string()),
+        HeadError::Stopped => "stopped".into(),
+        HeadError::TimedOut => "no request within the request timeout".into(),
+        HeadError::Closed { .. } => "peer closed".into(),
+        HeadError::Read(e) => e.to_string(),
     }
 }
 
 /// Why [`read_request_head`] read no request head.
 #[derive(Debug)]
-pub(crate) enum HeadError {
+pub enum HeadError {
     /// What came does not parse as a request head (or is too large).
     Malformed(http::RequestError),
     /// The device is shutting down.
@@ -493,7 +604,7 @@ pub(crate) enum HeadError {
 
 /// Reads the next request head from the collector into `buf` (bytes after it stay there), within
 /// the request timeout; answers nothing, whatever goes wrong.
-pub(crate) async fn read_request_head(
+pub async fn read_request_head(
     conn: &mut DeviceConn,
     buf: &mut Vec<u8>,
 ) -> Result<http::Request, HeadError> {

@@ -5,18 +5,20 @@
 
 use http_body_util::Empty;
 
+use super::http::Request;
 use super::{
-    http, read_get, receive_stream, stream_readings, CollectorConn, DeviceConn, ServedConnection,
+    expect_get, http, receive_stream, stream_readings, CollectorConn, DeviceConn, HeadError,
+    ServedConnection,
 };
 use crate::sink::ConnectionEnd;
 use crate::Encoding;
 
-/// Serves one collector: the event stream, replaying after its `Last-Event-ID`.
-pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
-    let mut buf = Vec::new();
+/// Serves one collector whose first request is `first` (read by the accept loop): the event
+/// stream, replaying after its `Last-Event-ID`.
+pub async fn serve(mut conn: DeviceConn, first: Result<Request, HeadError>) -> ServedConnection {
     let mut served = ServedConnection::new(conn.peer);
     let mut stopped = false;
-    served.end = match read_get(&mut conn, &mut buf, "/events").await {
+    served.end = match expect_get(&mut conn, first, "/events").await {
         Err(e) => e,
         Ok(_) if conn.options.encoding == Encoding::Binary => {
             let _ = conn.write(&http::error_response(400)).await;

@@ -9,9 +9,18 @@
 //!   own handshake would close it without a response). The 101 names the `arduino` subprotocol
 //!   when the collector asked for any, and a ping follows it at once, as the library sends them.
 //!   Live readings only: arduinoWebSockets keeps no backlog. A device that stops sends Close
-//!   (1000) and FIN, and counts the close apart.
+//!   (1000) and FIN, and counts the close apart. A device that takes commands takes each text
+//!   frame from the collector as one (the sketch's `WStype_TEXT` event): it reports it
+//!   `Received` (the frame's bytes, its masked header included), answers with the
+//!   acknowledgement as an unmasked text frame (`sendTXT`) and reports `AckWritten`; text that
+//!   is no command is ignored, as is every text frame by a device without commands.
 //! - Collector ([`receive`]): tungstenite's client handshake (`GET /`, no subprotocol); it sends
-//!   nothing but the pong to the device's ping and the Close reply.
+//!   the pong to the device's ping, the Close reply and, when it takes the device's commands,
+//!   each command as a masked text frame down the open socket (attached to the backend's
+//!   routes while the connection is open; `Written` once the frame is flushed, `Dropped` when
+//!   it could not be). A text frame that starts as an acknowledgement does ([`Ack::PREFIX`]) is
+//!   one: `Acked` (its frame's bytes), never a reading. The frame is written from the task that
+//!   reads: one small frame into an open window goes at once, so readings wait for no command.
 
 use std::io;
 
@@ -26,6 +35,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::http::Request;
 use super::longpoll::{finish, read_request, Stop, Tally};
 use super::{CollectorConn, DeviceConn, ServedConnection};
+use crate::command::{Ack, Command, CommandEvent, CommandEventKind, CommandObserver};
 use crate::link::LinkStats;
 use crate::sink::ConnectionEnd;
 use crate::socket::{CountingStream, Side};
@@ -71,6 +81,9 @@ pub fn accept(request: &Request) -> Result<Vec<u8>, String> {
             "not a WebSocket upgrade: {} {}",
             request.method, request.target
         ));
+    }
+    if request.body_len > 0 {
+        return Err("not a WebSocket upgrade: a request with a body".into());
     }
     if !has_token("upgrade", "websocket") {
         return Err("not a WebSocket upgrade: no Upgrade: websocket".into());
@@ -174,6 +187,15 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
             // Reading also answers pings (tungstenite queues the pong and flushes it here).
             message = ws.next() => match message {
                 Some(Ok(Message::Close(_))) => break Ending::Theirs,
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(observer) = &options.commands {
+                        let took = take_command(&mut ws, text.as_bytes(), observer, &options);
+                        match took.await {
+                            Ok(took) => tally.commands += took as u64,
+                            Err(why) => break Ending::Broken(why),
+                        }
+                    }
+                }
                 Some(Ok(_)) => {}
                 None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
                     break Ending::Broken("peer closed".into())
@@ -206,6 +228,51 @@ pub async fn serve(mut conn: DeviceConn) -> ServedConnection {
         Ending::Broken(end) => end,
     };
     tally.served(peer, final_stats, closed_stats, end)
+}
+
+/// Takes one text frame from the collector as a command: reports it `Received` (stamped with
+/// the read that completed it), answers with its acknowledgement as one unmasked text frame
+/// (`sendTXT`, within the send buffer and the write timeout) and reports `AckWritten`; `true`.
+/// Text that is no command is left alone (`false`); a failed write ends the connection
+/// (`Err`).
+async fn take_command(
+    ws: &mut WebSocketStream<CountingStream<TcpStream>>,
+    text: &[u8],
+    observer: &std::sync::Arc<dyn CommandObserver>,
+    options: &super::ServedOptions,
+) -> Result<bool, String> {
+    let received_ns = ws.get_ref().last_read_ns();
+    let Ok(command) = Command::parse(text) else {
+        return Ok(false);
+    };
+    observer.command(CommandEvent {
+        kind: CommandEventKind::Received,
+        device_id: command.device_id,
+        seq: command.seq,
+        at_ns: received_ns,
+        bytes: (text.len() + frame_header_len(text.len(), true)) as u32,
+    });
+    let mut ack = Vec::with_capacity(32);
+    let len = command.ack().encode(&mut ack);
+    let frame_len = len + frame_header_len(len, false);
+    let message = Message::Text(
+        String::from_utf8(ack)
+            .map_err(|_| "acknowledgement is not UTF-8".to_string())?
+            .into(),
+    );
+    let (send_buffer, write_timeout) = (options.socket.send_buffer, options.write_timeout);
+    match send_frame(ws, message, frame_len, send_buffer, write_timeout).await {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(format!("write failed: {e}")),
+        None => return Err(format!("write timed out after {write_timeout:?}")),
+    }
+    observer.command(CommandEvent::now(
+        CommandEventKind::AckWritten,
+        command.device_id,
+        command.seq,
+        frame_len,
+    ));
+    Ok(true)
 }
 
 /// Closes as arduinoWebSockets' server `disconnect()` does: [`CLOSE_NORMAL`], then FIN at once
@@ -286,8 +353,24 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
     // What `CollectorConn::mark_ready` and `arrived` do, on fields: tungstenite holds `c.stream`,
     // so the methods cannot be called while the WebSocket lives.
     c.ready = Some(LinkStats::of(ws.get_ref(), Side::Dialed));
+    // The device's commands come here while this connection can carry them.
+    let mut attached = c
+        .commands
+        .as_ref()
+        .map(|route| route.routes.attach(route.device_id));
     loop {
         let message = tokio::select! {
+            command = next_command(&mut attached) => {
+                let Some(command) = command else {
+                    attached = None;
+                    continue;
+                };
+                let sent = send_command(&mut ws, &command, c.observer, c.response_timeout);
+                if let Err(end) = sent.await {
+                    return end;
+                }
+                continue;
+            }
             _ = c.shutdown.cancelled() => {
                 let _ = tokio::time::timeout(CLOSE_WAIT, async {
                     ws.close(None).await?;
@@ -300,6 +383,21 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
             message = ws.next() => message,
         };
         let (decoded, len) = match &message {
+            Some(Ok(Message::Text(text))) if Ack::is_ack(text.as_bytes()) => {
+                match Ack::parse(text.as_bytes()) {
+                    Ok(ack) => {
+                        c.observer.command(CommandEvent {
+                            kind: CommandEventKind::Acked,
+                            device_id: ack.device_id,
+                            seq: ack.seq,
+                            at_ns: ws.get_ref().last_read_ns(),
+                            bytes: (text.len() + frame_header_len(text.len(), false)) as u32,
+                        });
+                        continue;
+                    }
+                    Err(e) => return ConnectionEnd::Malformed(e.to_string()),
+                }
+            }
             Some(Ok(Message::Text(text))) => (Encoding::Json.decode(text.as_bytes()), text.len()),
             Some(Ok(Message::Binary(bytes))) => (Encoding::Binary.decode(bytes), bytes.len()),
             Some(Ok(Message::Close(_))) => {
@@ -326,6 +424,56 @@ pub async fn receive(c: &mut CollectorConn<'_>) -> ConnectionEnd {
         c.payload_bytes += len as u64;
         c.cursor.advance(&reading);
         c.observer.reading(c.conn, &reading, arrived_ns);
+    }
+}
+
+/// The next command for this connection; pending forever when it takes none, `None` when the
+/// routes let it go.
+async fn next_command(attached: &mut Option<crate::command::routes::Attached>) -> Option<Command> {
+    match attached {
+        Some(attached) => attached.commands.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes `command` down the collector's socket as one masked text frame, flushed within
+/// `timeout`, and reports it `Written` (the frame's bytes) or, when it could not be written,
+/// `Dropped` and how the connection ends.
+async fn send_command(
+    ws: &mut WebSocketStream<&mut CountingStream<TcpStream>>,
+    command: &Command,
+    observer: &dyn crate::sink::SinkObserver,
+    timeout: std::time::Duration,
+) -> Result<(), ConnectionEnd> {
+    let mut text = Vec::with_capacity(command.size as usize);
+    let len = command.encode(&mut text);
+    let event = |kind, bytes| {
+        observer.command(CommandEvent::now(
+            kind,
+            command.device_id,
+            command.seq,
+            bytes,
+        ))
+    };
+    let text = String::from_utf8(text).expect("a command is ASCII");
+    match tokio::time::timeout(timeout, ws.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => {
+            event(CommandEventKind::Written, len + frame_header_len(len, true));
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            event(CommandEventKind::Dropped, 0);
+            Err(match e {
+                WsError::Io(e) => ConnectionEnd::Io(e.to_string()),
+                e => ConnectionEnd::Io(format!("command: {e}")),
+            })
+        }
+        Err(_) => {
+            event(CommandEventKind::Dropped, 0);
+            Err(ConnectionEnd::Io(format!(
+                "command not written within {timeout:?}"
+            )))
+        }
     }
 }
 

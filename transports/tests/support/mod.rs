@@ -201,6 +201,7 @@ pub fn device_options(kind: TransportKind, encoding: Encoding) -> ServedOptions 
         write_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
         hold_timeout: Duration::from_secs(5),
+        commands: None,
     }
 }
 
@@ -267,6 +268,7 @@ pub fn collect_options(encoding: Encoding) -> CollectOptions {
         connect_timeout: Duration::from_secs(5),
         retry_delay: Duration::from_millis(100),
         response_timeout: Duration::from_secs(5),
+        commands: None,
     }
 }
 
