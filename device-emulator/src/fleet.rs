@@ -436,6 +436,16 @@ pub async fn run(
     while devices.join_next().await.is_some() {}
 }
 
+/// Where a device's server reports the commands it reads and acknowledges: the fleet's
+/// observer.
+struct CommandsTo(Arc<dyn FleetObserver>);
+
+impl transports::command::CommandObserver for CommandsTo {
+    fn command(&self, event: transports::command::CommandEvent) {
+        self.0.command(event);
+    }
+}
+
 /// A device's server, running until one of its [`ServerStop`] tokens.
 struct Server {
     task: tokio::task::JoinHandle<()>,
@@ -479,11 +489,19 @@ async fn serving_device(
         write_timeout: plan.profile.write_timeout,
         request_timeout: plan.profile.connect_timeout.max(Duration::from_secs(10)),
         hold_timeout: Duration::from_millis(plan.hold_timeout_ms),
-        commands: None,
+        commands: plan.commands.as_ref().map(|_| {
+            Arc::new(CommandsTo(observer.clone())) as Arc<dyn transports::command::CommandObserver>
+        }),
     };
     let report_observer = observer.clone();
     let report: Arc<dyn Fn(served::ServedConnection) + Send + Sync> =
         Arc::new(move |c: served::ServedConnection| {
+            // A connection that only brought commands (a request to the device's web server)
+            // is the commands' cost, recorded with each command's bytes, not a readings
+            // connection.
+            if c.commands_received > 0 && c.readings_sent == 0 && c.setup.is_none() {
+                return;
+            }
             report_observer.connection(ConnectionRecord {
                 device_id,
                 started_ns: c.accepted_ns,

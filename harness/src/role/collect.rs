@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use transports::{DialedTransport, Encoding, Role, ServedTransport, TransportKind};
 
+use super::commands::Routed;
 use super::receipts::Receipts;
 use super::{by_name, cancel_on_signal, millis, RoleTransport};
 
@@ -259,6 +260,7 @@ fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::R
         connect_timeout: Duration::from_secs(10),
     };
     let broker = plan.broker;
+    let commander_mqtt = options.mqtt.clone();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
@@ -272,14 +274,57 @@ fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::R
             ready_tx,
         ));
         match ready.await {
-            Ok(Ok(())) => println!("ready"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 shutdown.cancel();
                 anyhow::bail!("{e}");
             }
             Err(_) => anyhow::bail!("the collector stopped before subscribing"),
         }
+        // The commander: a session of its own that publishes each command at its due instant
+        // and takes the devices' acknowledgements.
+        let commander = match &plan.commands {
+            Some(commands) => {
+                let (to, from) = tokio::sync::mpsc::unbounded_channel();
+                let (ready_tx, ready) = tokio::sync::oneshot::channel();
+                let options = driver::CommanderOptions {
+                    qos: commands.qos,
+                    mqtt: commander_mqtt.clone(),
+                    ..driver::CommanderOptions::new(commands.qos)
+                };
+                let task = tokio::spawn(driver::send_commands(
+                    broker,
+                    options,
+                    from,
+                    receipts.observer(),
+                    shutdown.clone(),
+                    ready_tx,
+                ));
+                match ready.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        shutdown.cancel();
+                        anyhow::bail!("{e}");
+                    }
+                    Err(_) => anyhow::bail!("the commander stopped before subscribing"),
+                }
+                let dispatcher = super::commands::dispatch(
+                    commands.clone(),
+                    move |c| {
+                        let _ = to.send(c);
+                    },
+                    shutdown.clone(),
+                );
+                Some((task, dispatcher))
+            }
+            None => None,
+        };
+        println!("ready");
         task.await?;
+        if let Some((task, dispatcher)) = commander {
+            let _ = dispatcher.await;
+            task.await?;
+        }
         Ok(())
     })?;
     receipts.finish()
@@ -309,6 +354,13 @@ fn collect_from_devices(
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         cancel_on_signal(shutdown.clone());
+        // The devices' ids follow the devices file's order.
+        let routed = plan.commands.as_ref().map(|c| {
+            (
+                c.first_device_id,
+                Routed::start(c, receipts.command_observer()),
+            )
+        });
         let anchor = transports::clock::Anchor::now();
         let next_conn = Arc::new(AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
@@ -317,8 +369,17 @@ fn collect_from_devices(
             // Connect a little before the device's slot in the ramp: it listens from the start.
             let slot = start_ns + ramp.as_nanos() as u64 * index as u64 / count;
             let at = anchor.instant_of(slot.saturating_sub(200_000_000));
+            let options = transports::served::CollectOptions {
+                commands: routed
+                    .as_ref()
+                    .map(|(first, r)| transports::served::CommandRoute {
+                        device_id: first + index as u32,
+                        routes: r.routes.clone(),
+                    }),
+                ..options.clone()
+            };
             let (options, observer, next_conn, shutdown) = (
-                options.clone(),
+                options,
                 observer.clone(),
                 next_conn.clone(),
                 shutdown.clone(),
@@ -336,6 +397,9 @@ fn collect_from_devices(
         }
         println!("ready");
         while tasks.join_next().await.is_some() {}
+        if let Some((_, r)) = routed {
+            r.finish().await;
+        }
     });
     receipts.finish()
 }
