@@ -84,8 +84,8 @@ enum Command {
     },
     /// Serve a sink (the backend under test) until SIGINT or SIGTERM.
     Serve {
-        /// Transport to serve: tcp, ws or http-post (MQTT goes to a broker; the device-served
-        /// transports are received with `collect`).
+        /// Transport to serve: tcp, ws, http-post or poll (MQTT goes to a broker; the
+        /// device-served transports are received with `collect`).
         #[arg(value_parser = SinkTransport::parse, required_unless_present = "plan")]
         transport: Option<SinkTransport>,
         /// Address to listen on. Loopback unless you mean otherwise.
@@ -101,6 +101,9 @@ enum Command {
         /// round trip.
         #[arg(long, value_parser = humantime::parse_duration)]
         echo_interval: Option<Duration>,
+        /// poll: the longest a device's poll for commands is held before a 204.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        poll_hold: Duration,
         /// The sink's plan (JSON, as `run` writes it to sink-plan.json), instead of the flags
         /// above (a transport given with it must be the plan's).
         #[arg(long, value_name = "FILE", conflicts_with_all = SERVE_PLANNED)]
@@ -311,7 +314,13 @@ const RUN_OUTPUTS: [&str; 10] = [
 
 /// What `serve --plan` replaces. The transport may be given with a plan, as a label `ps` shows;
 /// it must be the plan's.
-const SERVE_PLANNED: [&str; 4] = ["listen", "encoding", "idle_timeout", "echo_interval"];
+const SERVE_PLANNED: [&str; 5] = [
+    "listen",
+    "encoding",
+    "idle_timeout",
+    "echo_interval",
+    "poll_hold",
+];
 
 /// What `collect --plan` replaces (the transport, as for `serve`, may be given and must agree).
 const COLLECT_PLANNED: [&str; 11] = [
@@ -398,6 +407,7 @@ fn main() -> ExitCode {
             encoding,
             idle_timeout,
             echo_interval,
+            poll_hold,
             plan,
             record_dir,
         } => {
@@ -408,6 +418,7 @@ fn main() -> ExitCode {
                 (None, Some(transport)) => Ok(SinkPlan {
                     idle_timeout,
                     echo_interval,
+                    poll_hold,
                     ..SinkPlan::new(transport, listen, encoding)
                 }),
                 (None, None) => Err(exit_unplanned("`serve` needs a transport or --plan")),

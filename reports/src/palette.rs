@@ -34,8 +34,9 @@ impl Rgb {
 }
 
 /// The transports fleetbench knows and their colours (matplotlib's "tab10", which reads well on
-/// white and keeps its hues apart).
-const TRANSPORTS: [(&str, Rgb); 10] = [
+/// white and keeps its hues apart; poll, the eleventh, a dark red from "tab20b" beside
+/// http-post's red).
+const TRANSPORTS: [(&str, Rgb); 11] = [
     ("tcp", Rgb(0x1f, 0x77, 0xb4)),         // blue
     ("ws", Rgb(0xff, 0x7f, 0x0e)),          // orange
     ("mqtt-qos0", Rgb(0x2c, 0xa0, 0x2c)),   // green
@@ -46,6 +47,7 @@ const TRANSPORTS: [(&str, Rgb); 10] = [
     ("http-stream", Rgb(0xe3, 0x77, 0xc2)), // pink
     ("long-poll", Rgb(0x7f, 0x7f, 0x7f)),   // grey
     ("ws-server", Rgb(0xbc, 0xbd, 0x22)),   // olive
+    ("poll", Rgb(0x84, 0x3c, 0x39)),        // dark red, beside http-post (tab20b)
 ];
 
 /// Colours for transports added after this palette, picked by a hash of the name so they too

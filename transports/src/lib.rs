@@ -9,8 +9,9 @@
 //! - [`link`], [`sink`]: the types every driver shares, for the device's end (options, errors,
 //!   counts) and the receiving end (observer, connection reports); [`settings`], the
 //!   per-transport settings a device's options carry. Leaves: they know no transport.
-//! - [`tcp`], [`ws`], [`mqtt`], [`httppost`]: one module per transport, each a pure `codec` plus
-//!   one `driver`; [`served`]: the device-served transports and their own dispatch.
+//! - [`tcp`], [`ws`], [`mqtt`], [`httppost`], [`poll`]: one module per transport, each a pure
+//!   `codec` plus one `driver` (poll's readings and backend are http-post's); [`served`]: the
+//!   device-served transports and their own dispatch.
 //! - [`transport`]: on top, the only module that knows every transport: [`TransportKind`] (and by
 //!   role [`DialedTransport`], [`ServedTransport`], [`SinkTransport`]), the device's [`Link`] and
 //!   the receiving end's [`serve`](transport::serve). No driver imports it.
@@ -24,6 +25,7 @@ pub mod encoding;
 pub mod httppost;
 pub mod link;
 pub mod mqtt;
+pub mod poll;
 pub mod reading;
 pub mod served;
 pub mod settings;

@@ -107,6 +107,23 @@ impl LinkStats {
         )
     }
 
+    /// These counts and `other`'s, of other connections, added: application bytes summed,
+    /// TCP_INFO as [`SocketCounters::add_connection`] (both whole connections' counts).
+    pub fn plus(&self, other: &LinkStats) -> LinkStats {
+        let counters = match (self.counters, other.counters) {
+            (Some(mut mine), Some(theirs)) => {
+                mine.add_connection(&theirs);
+                Some(mine)
+            }
+            (mine, theirs) => mine.or(theirs),
+        };
+        LinkStats::new(
+            self.app_bytes_sent + other.app_bytes_sent,
+            self.app_bytes_received + other.app_bytes_received,
+            counters,
+        )
+    }
+
     /// These counts, read after this end read the peer's FIN (see
     /// [`SocketCounters::with_peer_fin`]).
     pub fn with_peer_fin(mut self) -> LinkStats {

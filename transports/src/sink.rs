@@ -37,7 +37,14 @@ pub struct SinkOptions {
     /// Where the backend's due commands wait for a connection of their device (`None`: the
     /// run sends no commands). A sink driver attaches a connection once it knows its device.
     pub commands: Option<Arc<CommandRoutes>>,
+    /// poll only: the longest the backend holds a device's `GET /commands` with no command for
+    /// it before answering `204` ([`DEFAULT_POLL_HOLD`] by default).
+    pub poll_hold: Duration,
 }
+
+/// The hold timeout of a poll backend unless told otherwise: 30 s, half of the ~65 s an
+/// ESP8266HTTPClient waits at most.
+pub const DEFAULT_POLL_HOLD: Duration = Duration::from_secs(30);
 
 impl Default for SinkOptions {
     fn default() -> Self {
@@ -47,6 +54,7 @@ impl Default for SinkOptions {
             handshake_timeout: Duration::from_secs(5),
             echo_interval: None,
             commands: None,
+            poll_hold: DEFAULT_POLL_HOLD,
         }
     }
 }

@@ -26,7 +26,7 @@ pub use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats, Setup};
 pub use crate::served::ServedTransport;
 use crate::sink::{Accepted, SinkConnection};
 pub use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver, SinkOptions};
-use crate::{httppost, mqtt, tcp, ws, Reading};
+use crate::{httppost, mqtt, poll, tcp, ws, Reading};
 
 /// Which transport a variant uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -50,6 +50,11 @@ pub enum TransportKind {
     /// (see [`crate::httppost::Connections`]); the backend answers 204.
     #[serde(rename = "http-post")]
     HttpPost,
+    /// HTTP long polling of the backend for commands (ESP8266HTTPClient, two clients): readings
+    /// POSTed as http-post's, and `GET /commands?device=<id>` held by the backend until a
+    /// command or its hold timeout, then sent again at once (see [`crate::poll`]).
+    #[serde(rename = "poll")]
+    Poll,
     /// Server-Sent Events served by the device (AsyncEventSource): one event per reading.
     #[serde(rename = "sse")]
     Sse,
@@ -74,6 +79,7 @@ impl TransportKind {
             TransportKind::MqttQos1 => "mqtt-qos1",
             TransportKind::MqttQos2 => "mqtt-qos2",
             TransportKind::HttpPost => "http-post",
+            TransportKind::Poll => "poll",
             TransportKind::Sse => "sse",
             TransportKind::HttpStream => "http-stream",
             TransportKind::LongPoll => "long-poll",
@@ -91,6 +97,7 @@ impl TransportKind {
             TransportKind::MqttQos1 => Role::Dialed(DialedTransport::MqttQos1),
             TransportKind::MqttQos2 => Role::Dialed(DialedTransport::MqttQos2),
             TransportKind::HttpPost => Role::Dialed(DialedTransport::HttpPost),
+            TransportKind::Poll => Role::Dialed(DialedTransport::Poll),
             TransportKind::Sse => Role::Served(ServedTransport::Sse),
             TransportKind::HttpStream => Role::Served(ServedTransport::HttpStream),
             TransportKind::LongPoll => Role::Served(ServedTransport::LongPoll),
@@ -104,13 +111,14 @@ impl TransportKind {
     }
 
     /// Every transport, in the order reports list them.
-    pub const ALL: [TransportKind; 10] = [
+    pub const ALL: [TransportKind; 11] = [
         TransportKind::Tcp,
         TransportKind::Ws,
         TransportKind::MqttQos0,
         TransportKind::MqttQos1,
         TransportKind::MqttQos2,
         TransportKind::HttpPost,
+        TransportKind::Poll,
         TransportKind::Sse,
         TransportKind::HttpStream,
         TransportKind::LongPoll,
@@ -133,14 +141,16 @@ impl TransportKind {
         matches!(self, TransportKind::MqttQos1 | TransportKind::MqttQos2)
     }
 
-    /// The ESP8266 firmware library this transport emulates.
+    /// The ESP8266 firmware library this transport emulates. poll's device runs two
+    /// ESP8266HTTPClient clients side by side, one POSTing readings and one held in a poll, as
+    /// an asynchronous sketch would (a blocking `loop()` could not post while it polls).
     pub fn firmware_library(self) -> &'static str {
         match self {
             TransportKind::Tcp => "WiFiClient",
             TransportKind::Ws => "arduinoWebSockets",
             TransportKind::MqttQos0 => "PubSubClient",
             TransportKind::MqttQos1 | TransportKind::MqttQos2 => "arduino-mqtt",
-            TransportKind::HttpPost => "ESP8266HTTPClient",
+            TransportKind::HttpPost | TransportKind::Poll => "ESP8266HTTPClient",
             TransportKind::Sse => "AsyncEventSource",
             TransportKind::HttpStream | TransportKind::LongPoll => "ESP8266WebServer",
             TransportKind::WsServer => "arduinoWebSockets (server)",
@@ -180,8 +190,9 @@ impl TransportKind {
     /// - mqtt-qos1, mqtt-qos2: 1 s, arduino-mqtt's example `connect()` loop, `delay(1000)`
     ///   (the library has no reconnect of its own);
     /// - ws: 500 ms, arduinoWebSockets' `setReconnectInterval` default, its own reconnect;
-    /// - http-post: none: every reading opens its own connection (or, kept alive, reopens it)
-    ///   when it falls due, so there is nothing to wait for beyond the next reading;
+    /// - http-post, poll: none: every reading opens its own connection (or, kept alive, reopens
+    ///   it) when it falls due, so there is nothing to wait for beyond the next reading (a
+    ///   failed poll is tried again after [`crate::poll::driver::POLL_RETRY`], by the link);
     /// - device-served transports: none (the device listens; the collector reconnects).
     pub fn library_retry_delay(self) -> Duration {
         match self {
@@ -189,6 +200,7 @@ impl TransportKind {
             TransportKind::MqttQos1 | TransportKind::MqttQos2 => Duration::from_secs(1),
             TransportKind::Ws => Duration::from_millis(500),
             TransportKind::HttpPost
+            | TransportKind::Poll
             | TransportKind::Sse
             | TransportKind::HttpStream
             | TransportKind::LongPoll
@@ -197,13 +209,14 @@ impl TransportKind {
     }
 
     /// Whether that library leaves Nagle's algorithm on (WiFiClient, PubSubClient, arduino-mqtt
-    /// and ESP8266WebServer do; arduinoWebSockets, ESP8266HTTPClient and AsyncEventSource call
-    /// `setNoDelay(true)`).
+    /// and ESP8266WebServer do; arduinoWebSockets, ESP8266HTTPClient (http-post and poll) and
+    /// AsyncEventSource call `setNoDelay(true)`).
     pub fn library_nagle(self) -> bool {
         !matches!(
             self,
             TransportKind::Ws
                 | TransportKind::HttpPost
+                | TransportKind::Poll
                 | TransportKind::Sse
                 | TransportKind::WsServer
         )
@@ -234,6 +247,8 @@ pub enum DialedTransport {
     MqttQos2,
     /// HTTP POST per reading.
     HttpPost,
+    /// HTTP POST per reading, and a long poll for commands.
+    Poll,
 }
 
 impl DialedTransport {
@@ -246,6 +261,7 @@ impl DialedTransport {
             DialedTransport::MqttQos1 => TransportKind::MqttQos1,
             DialedTransport::MqttQos2 => TransportKind::MqttQos2,
             DialedTransport::HttpPost => TransportKind::HttpPost,
+            DialedTransport::Poll => TransportKind::Poll,
         }
     }
 
@@ -256,6 +272,7 @@ impl DialedTransport {
             DialedTransport::Tcp => Some(SinkTransport::Tcp),
             DialedTransport::Ws => Some(SinkTransport::Ws),
             DialedTransport::HttpPost => Some(SinkTransport::HttpPost),
+            DialedTransport::Poll => Some(SinkTransport::Poll),
             DialedTransport::MqttQos0 | DialedTransport::MqttQos1 | DialedTransport::MqttQos2 => {
                 None
             }
@@ -270,8 +287,10 @@ pub enum SinkTransport {
     Tcp,
     /// WebSocket, the sink as server.
     Ws,
-    /// HTTP POST, the sink as a backend answering 204.
+    /// HTTP POST, the sink as a backend answering 204 (with commands, piggybacked).
     HttpPost,
+    /// HTTP POST, the sink as a backend answering 204 and holding polls for commands.
+    Poll,
 }
 
 impl SinkTransport {
@@ -281,6 +300,7 @@ impl SinkTransport {
             SinkTransport::Tcp => DialedTransport::Tcp,
             SinkTransport::Ws => DialedTransport::Ws,
             SinkTransport::HttpPost => DialedTransport::HttpPost,
+            SinkTransport::Poll => DialedTransport::Poll,
         }
     }
 
@@ -312,6 +332,8 @@ pub enum Link {
     Mqtt(Box<mqtt::driver::DeviceConnection>),
     /// HTTP client POSTing each reading.
     HttpPost(Box<httppost::driver::DeviceConnection>),
+    /// HTTP client POSTing each reading, and a second one polling for commands.
+    Poll(Box<poll::driver::DeviceConnection>),
 }
 
 impl Link {
@@ -340,6 +362,9 @@ impl Link {
                         .await
                         .map(|c| Link::HttpPost(Box::new(c)))
                 }
+                DialedTransport::Poll => poll::driver::DeviceConnection::connect(target, options)
+                    .await
+                    .map(|c| Link::Poll(Box::new(c))),
                 DialedTransport::MqttQos0 => mqtt_at(0).await,
                 DialedTransport::MqttQos1 => mqtt_at(1).await,
                 DialedTransport::MqttQos2 => mqtt_at(2).await,
@@ -367,6 +392,7 @@ impl Link {
             Link::Ws(c) => c.send(reading).await,
             Link::Mqtt(c) => c.send(reading).await,
             Link::HttpPost(c) => c.send(reading).await,
+            Link::Poll(c) => c.send(reading).await,
         }
     }
 
@@ -380,7 +406,8 @@ impl Link {
             Link::Tcp(c) => c.next_command().await,
             Link::Ws(c) => c.next_command().await,
             Link::Mqtt(c) => c.next_command().await,
-            Link::HttpPost(_) => std::future::pending().await,
+            Link::HttpPost(c) => Ok(c.next_command().await),
+            Link::Poll(c) => c.next_command().await,
         }
     }
 
@@ -392,7 +419,8 @@ impl Link {
             Link::Tcp(c) => c.ack(command).await,
             Link::Ws(c) => c.ack(command).await,
             Link::Mqtt(c) => c.ack(command).await,
-            Link::HttpPost(_) => Ok(0),
+            Link::HttpPost(c) => c.ack(command).await,
+            Link::Poll(c) => c.ack(command).await,
         }
     }
 
@@ -401,7 +429,9 @@ impl Link {
     pub fn broker_ack(&self) -> BrokerAck {
         match self {
             Link::Mqtt(c) => c.broker_ack(),
-            Link::Tcp(_) | Link::Ws(_) | Link::HttpPost(_) => BrokerAck::NotExpected,
+            Link::Tcp(_) | Link::Ws(_) | Link::HttpPost(_) | Link::Poll(_) => {
+                BrokerAck::NotExpected
+            }
         }
     }
 
@@ -412,6 +442,23 @@ impl Link {
             Link::Ws(c) => c.stats(),
             Link::Mqtt(c) => c.stats(),
             Link::HttpPost(c) => c.stats(),
+            Link::Poll(c) => c.stats(),
+        }
+    }
+
+    /// Counts of the connections this link opened for commands alone, kept out of
+    /// [`stats`](Self::stats) (so per-reading figures stay the readings'): a poll's connections
+    /// (poll), and per reading the connections that carried an acknowledgement alone
+    /// (http-post, poll), whole and summed. `None` where there are none (commands share the
+    /// readings' connection, or none were sent).
+    pub fn command_stats(&self) -> Option<LinkStats> {
+        match self {
+            Link::HttpPost(c) => c.ack_stats(),
+            Link::Poll(c) => match (c.poll_stats(), c.ack_stats()) {
+                (Some(poll), Some(acks)) => Some(poll.plus(&acks)),
+                (poll, acks) => poll.or(acks),
+            },
+            _ => None,
         }
     }
 
@@ -426,6 +473,7 @@ impl Link {
             Link::Ws(c) => c.vanish(),
             Link::Mqtt(c) => c.vanish(),
             Link::HttpPost(c) => c.vanish(),
+            Link::Poll(c) => c.vanish(),
         }
     }
 
@@ -439,6 +487,7 @@ impl Link {
                 Link::Ws(c) => c.close().await,
                 Link::Mqtt(c) => c.close().await,
                 Link::HttpPost(c) => c.close().await,
+                Link::Poll(c) => c.close().await,
             }
         };
         tokio::time::timeout(2 * crate::socket::CLOSE_WAIT, close)
@@ -447,7 +496,7 @@ impl Link {
     }
 }
 
-/// Serves `kind` (raw TCP, WebSocket or HTTP POST: MQTT readings are received by
+/// Serves `kind` (raw TCP, WebSocket, HTTP POST or poll: MQTT readings are received by
 /// [`crate::mqtt::driver::collect`], device-served ones by [`crate::served::collect_device`]) on
 /// `listener` until `shutdown` is cancelled, then closes every connection and returns once each
 /// has reported (bounded by two seconds).
@@ -488,7 +537,11 @@ pub async fn serve(
         match kind {
             SinkTransport::Tcp => tasks.spawn(tcp::driver::serve_connection(accept)),
             SinkTransport::Ws => tasks.spawn(ws::driver::serve_connection(accept)),
-            SinkTransport::HttpPost => tasks.spawn(httppost::driver::serve_connection(accept)),
+            SinkTransport::HttpPost => tasks.spawn(httppost::driver::serve_connection(
+                accept,
+                httppost::driver::Downlink::Piggyback,
+            )),
+            SinkTransport::Poll => tasks.spawn(poll::driver::serve_connection(accept)),
         };
         while tasks.try_join_next().is_some() {}
     }

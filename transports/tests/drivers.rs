@@ -77,7 +77,11 @@ async fn exercise(kind: SinkTransport, encoding: Encoding, devices: u32, count: 
                 assert!(payload / count as u64 <= 125);
                 frame_header_len((payload / count as u64) as usize, true) as f64
             }
-            SinkTransport::HttpPost => unreachable!("http-post has its own tests (httppost.rs)"),
+            SinkTransport::HttpPost | SinkTransport::Poll => {
+                unreachable!(
+                    "http-post and poll have their own tests (httppost.rs, commands_http.rs)"
+                )
+            }
         };
         assert_eq!(
             framing, expected,
@@ -185,7 +189,11 @@ async fn malformed_frame_closes_only_that_connection() {
                     .expect("the sink closes a connection that is not an upgrade")
                     .ok();
             }
-            SinkTransport::HttpPost => unreachable!("http-post has its own tests (httppost.rs)"),
+            SinkTransport::HttpPost | SinkTransport::Poll => {
+                unreachable!(
+                    "http-post and poll have their own tests (httppost.rs, commands_http.rs)"
+                )
+            }
         }
 
         good.send(&reading(1, 1)).await.unwrap();

@@ -97,7 +97,10 @@ impl SubscribedTransport {
             DialedTransport::MqttQos0 => Some(SubscribedTransport::MqttQos0),
             DialedTransport::MqttQos1 => Some(SubscribedTransport::MqttQos1),
             DialedTransport::MqttQos2 => Some(SubscribedTransport::MqttQos2),
-            DialedTransport::Tcp | DialedTransport::Ws | DialedTransport::HttpPost => None,
+            DialedTransport::Tcp
+            | DialedTransport::Ws
+            | DialedTransport::HttpPost
+            | DialedTransport::Poll => None,
         }
     }
 }

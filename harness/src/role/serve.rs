@@ -1,5 +1,5 @@
 //! The sink server role (`fleetbench serve`): the backend under test for the transports a
-//! device dials straight to it (tcp, ws, http-post), recording every arrival.
+//! device dials straight to it (tcp, ws, http-post, poll), recording every arrival.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -43,13 +43,29 @@ pub struct SinkPlan {
     /// connection once the sink knows the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<CommandPlan>,
+    /// poll only: the longest the backend holds a device's poll for commands before it answers
+    /// 204 (default [`SinkPlan::DEFAULT_POLL_HOLD`]).
+    #[serde(
+        rename = "poll_hold_ms",
+        with = "millis",
+        default = "SinkPlan::default_poll_hold"
+    )]
+    pub poll_hold: Duration,
 }
 
 impl SinkPlan {
     /// The idle timeout when none is asked for.
     pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-    /// `transport` on `listen` in `encoding`, with the default idle timeout and no echo.
+    /// The poll hold when none is asked for: [`transports::sink::DEFAULT_POLL_HOLD`], 30 s.
+    pub const DEFAULT_POLL_HOLD: Duration = transports::sink::DEFAULT_POLL_HOLD;
+
+    fn default_poll_hold() -> Duration {
+        Self::DEFAULT_POLL_HOLD
+    }
+
+    /// `transport` on `listen` in `encoding`, with the default idle timeout and poll hold, and
+    /// no echo.
     pub fn new(transport: SinkTransport, listen: SocketAddr, encoding: Encoding) -> SinkPlan {
         SinkPlan {
             transport,
@@ -59,6 +75,7 @@ impl SinkPlan {
             echo_interval: None,
             flush_promptly: false,
             commands: None,
+            poll_hold: Self::DEFAULT_POLL_HOLD,
         }
     }
 }
@@ -117,6 +134,7 @@ pub fn run(plan: &SinkPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
             idle_timeout: plan.idle_timeout,
             echo_interval: plan.echo_interval,
             commands: routed.as_ref().map(|r| r.routes.clone()),
+            poll_hold: plan.poll_hold,
             ..SinkOptions::default()
         };
         transports::transport::serve(plan.transport, listener, options, observer, shutdown).await;

@@ -263,6 +263,7 @@ pub(super) fn start_receiving_end(
                 .map(|_| Duration::from_millis(scenario.fleet.interval.as_millis() as u64)),
             flush_promptly: restarts,
             commands: commands.cloned(),
+            poll_hold: variant.hold_timeout.unwrap_or(SinkPlan::DEFAULT_POLL_HOLD),
             ..SinkPlan::new(transport, listen, encoding)
         };
         let launch = Launch::planned(

@@ -394,20 +394,24 @@ fn check_mqtt_keys(v: &VariantConfig, i: usize) -> Result<(), Problem> {
         ("clean_session", v.clean_session.is_some()),
         ("subscribers", v.subscribers.is_some()),
     ];
-    if v.connections.is_some() && v.transport != TransportKind::HttpPost {
+    if v.connections.is_some()
+        && !matches!(v.transport, TransportKind::HttpPost | TransportKind::Poll)
+    {
         return Err(problem(
             &at("connections"),
             format!(
-                "`connections` in [[variants]] #{} applies only to http-post",
+                "`connections` in [[variants]] #{} applies only to http-post and poll",
                 i + 1
             ),
         ));
     }
-    if v.hold_timeout.is_some() && v.transport != TransportKind::LongPoll {
+    if v.hold_timeout.is_some()
+        && !matches!(v.transport, TransportKind::LongPoll | TransportKind::Poll)
+    {
         return Err(problem(
             &at("hold_timeout"),
             format!(
-                "`hold_timeout` in [[variants]] #{} applies only to long-poll",
+                "`hold_timeout` in [[variants]] #{} applies only to long-poll and poll",
                 i + 1
             ),
         ));

@@ -319,8 +319,9 @@ pub struct VariantConfig {
     /// MQTT only: subscribers receiving every reading (fan-out; default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscribers: Option<u32>,
-    /// Long polling only: how long the device holds a request with nothing newer (default 30 s,
-    /// under ESP8266HTTPClient's ceiling of ~65 s).
+    /// Long polling only: how long the device (long-poll) or the backend (poll, a device's
+    /// poll for commands) holds a request with nothing newer (default 30 s, under
+    /// ESP8266HTTPClient's ceiling of ~65 s).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -331,8 +332,9 @@ pub struct VariantConfig {
     /// starts afresh from it, other fields change the scenario's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<device_emulator::link::LinkTable>,
-    /// http-post only: `"per-reading"` (a TCP connection per reading, the default sketch) or
-    /// `"kept-alive"` (one connection reused, the sketch's `FLEETBENCH_HTTP_REUSE` build).
+    /// http-post and poll only: `"per-reading"` (a TCP connection per reading, the default
+    /// sketch; poll: and per poll) or `"kept-alive"` (one connection reused, the sketch's
+    /// `FLEETBENCH_HTTP_REUSE` build; poll: one for readings, one for polls).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<transports::httppost::Connections>,
     /// Raw TCP on hardware only: echo mode (`firmware/`'s `tcp-echo`). The sink asks each device

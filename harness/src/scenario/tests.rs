@@ -91,6 +91,28 @@ fn http_post_connections_per_reading_by_default_or_kept_alive() {
 }
 
 #[test]
+fn poll_takes_connections_and_a_hold_timeout_http_post_no_hold() {
+    use transports::httppost::Connections;
+    let poll = MINIMAL.replace(
+        "name = \"ws\"\ntransport = \"ws\"",
+        "name = \"poll\"\ntransport = \"poll\"\nconnections = \"kept-alive\"\n\
+         hold_timeout = \"10s\"",
+    );
+    let s = parse(&poll, "x.toml").unwrap();
+    assert_eq!(s.variants[1].transport, TransportKind::Poll);
+    assert_eq!(s.variants[1].connections, Some(Connections::KeptAlive));
+    assert_eq!(s.variants[1].hold_timeout, Some(Duration::from_secs(10)));
+    let err = error(&poll.replace("hold_timeout = \"10s\"", "hold_timeout = \"90s\""));
+    assert_eq!(err.key(), Some("variants[1].hold_timeout"), "{err}");
+    let err = error(&poll.replace("transport = \"poll\"", "transport = \"http-post\""));
+    assert!(
+        err.to_string()
+            .contains("applies only to long-poll and poll"),
+        "{err}"
+    );
+}
+
+#[test]
 fn repetitions_and_a_gate_table() {
     let text = MINIMAL.replace(
         "duration = \"8s\"\n",

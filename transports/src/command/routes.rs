@@ -141,6 +141,15 @@ impl CommandRoutes {
         }
     }
 
+    /// Whether a connection of `device_id` is attached now (a held poll, a device's open
+    /// connection).
+    pub fn is_attached(&self, device_id: u32) -> bool {
+        let routes = self.routes.lock().expect("routes lock");
+        routes
+            .get(&device_id)
+            .is_some_and(|route| route.to.is_some())
+    }
+
     /// Gives up every command still waiting (the run is over); returns how many.
     pub fn drop_waiting(&self) -> usize {
         let mut routes = self.routes.lock().expect("routes lock");

@@ -13,6 +13,7 @@
 //! the connection.
 use std::net::SocketAddr;
 
+use crate::command::{Command, CommandError};
 use crate::Encoding;
 
 /// The path every reading is POSTed to.
@@ -52,10 +53,9 @@ pub const MAX_RESPONSE_HEAD: usize = 4096;
 /// The longest response body the device buffers before giving up.
 pub const MAX_RESPONSE_BODY: usize = 16 * 1024;
 
-/// The request head's fixed lines: request line, `User-Agent`, `Accept-Encoding` and
-/// `Connection`.
-const FIXED_LINES: [&str; 4] = [
-    "POST /readings HTTP/1.1\r\n",
+/// The request head's fixed lines after the request line and `Host`: `User-Agent`,
+/// `Accept-Encoding` and `Connection`.
+const FIXED_LINES: [&str; 3] = [
     "User-Agent: ESP8266HTTPClient\r\n",
     "Accept-Encoding: identity;q=1,chunked;q=0.1,*;q=0\r\n",
     "Connection: keep-alive\r\n",
@@ -100,20 +100,7 @@ pub fn host_port(target: SocketAddr) -> String {
 /// `sendHeader` writes its own headers, then those added with `addHeader` in the order added
 /// (`Content-Type` by the sketch, `Content-Length` by `sendRequest`).
 pub fn request_head(host_port: &str, content_type: &str, body_len: usize, out: &mut Vec<u8>) {
-    out.reserve(request_head_len(host_port, content_type, body_len));
-    let [request_line, user_agent, accept_encoding, connection] = FIXED_LINES;
-    out.extend_from_slice(request_line.as_bytes());
-    out.extend_from_slice(b"Host: ");
-    out.extend_from_slice(host_port.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(user_agent.as_bytes());
-    out.extend_from_slice(accept_encoding.as_bytes());
-    out.extend_from_slice(connection.as_bytes());
-    out.extend_from_slice(b"Content-Type: ");
-    out.extend_from_slice(content_type.as_bytes());
-    out.extend_from_slice(b"\r\nContent-Length: ");
-    out.extend_from_slice(body_len.to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
+    client_head("POST", PATH, host_port, Some((content_type, body_len)), out);
 }
 
 /// Bytes [`request_head`] writes, without writing them.
@@ -124,11 +111,57 @@ pub fn request_head(host_port: &str, content_type: &str, body_len: usize, out: &
 /// is 8 bytes longer than `application/json` (216 B for a 26-byte record); each digit of the port
 /// or of the host, and each digit of the payload length past two, adds one.
 pub fn request_head_len(host_port: &str, content_type: &str, body_len: usize) -> usize {
+    client_head_len("POST", PATH, host_port, Some((content_type, body_len)))
+}
+
+/// Appends the head ESP8266HTTPClient writes for a `method` request to `path` (query
+/// included): the request line, `Host`, its own three headers, then, for a request with a
+/// `body` (its content type and length), `Content-Type` and `Content-Length`, and the blank
+/// line. A GET has no body: `sendRequest` adds no `Content-Length` for an empty payload.
+pub fn client_head(
+    method: &str,
+    path: &str,
+    host_port: &str,
+    body: Option<(&str, usize)>,
+    out: &mut Vec<u8>,
+) {
+    out.reserve(client_head_len(method, path, host_port, body));
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host_port.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for line in FIXED_LINES {
+        out.extend_from_slice(line.as_bytes());
+    }
+    if let Some((content_type, body_len)) = body {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Bytes [`client_head`] writes, without writing them.
+pub fn client_head_len(
+    method: &str,
+    path: &str,
+    host_port: &str,
+    body: Option<(&str, usize)>,
+) -> usize {
+    let request_line = method.len() + " ".len() + path.len() + " HTTP/1.1\r\n".len();
     let fixed: usize = FIXED_LINES.iter().map(|line| line.len()).sum();
     let host = "Host: \r\n".len() + host_port.len();
-    let content_type = "Content-Type: \r\n".len() + content_type.len();
-    let content_length = "Content-Length: \r\n".len() + decimal_digits(body_len);
-    fixed + host + content_type + content_length + "\r\n".len()
+    let body_headers = body.map_or(0, |(content_type, body_len)| {
+        "Content-Type: \r\n".len()
+            + content_type.len()
+            + "Content-Length: \r\n".len()
+            + decimal_digits(body_len)
+    });
+    request_line + host + fixed + body_headers + "\r\n".len()
 }
 
 fn decimal_digits(mut n: usize) -> usize {
@@ -167,14 +200,39 @@ pub enum ResponseError {
     MissingLength(u16),
 }
 
+/// One whole response at the start of a buffer, as [`frame_response`] found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framed {
+    /// Its status code.
+    pub status: u16,
+    /// Bytes of its head, blank line included: the body starts there.
+    pub head_len: usize,
+    /// Bytes of the whole response, head and body.
+    pub len: usize,
+}
+
+impl Framed {
+    /// Its body, in `buf` (the buffer it was framed in).
+    pub fn body<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.head_len..self.len]
+    }
+}
+
 /// Checks whether `buf` starts with one whole response; if so returns its status and its length
 /// in bytes, head and body (so the caller consumes exactly that), and `Ok(None)` while more bytes
-/// are needed.
+/// are needed. [`frame_response`] with the status and length only.
+pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, ResponseError> {
+    Ok(frame_response(buf)?.map(|framed| (framed.status, framed.len)))
+}
+
+/// Checks whether `buf` starts with one whole response; if so returns where its head ends and
+/// how long it is (so the caller consumes exactly that), and `Ok(None)` while more bytes are
+/// needed.
 ///
 /// Lines end in CRLF. Responses to a POST have a body exactly when the status is neither 1xx, 204
 /// nor 304; its length must be given by `Content-Length` (header names are matched without regard
 /// to case, values trimmed of spaces and tabs). A `Transfer-Encoding` of any kind is refused.
-pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, ResponseError> {
+pub fn frame_response(buf: &[u8]) -> Result<Option<Framed>, ResponseError> {
     let Some(head_len) = find_head_end(buf)? else {
         // A status line can be refused before the head is complete.
         if let Some(line_end) = find(buf, b"\r\n") {
@@ -219,8 +277,12 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(u16, usize)>, ResponseError>
     if body_len > MAX_RESPONSE_BODY {
         return Err(ResponseError::BodyTooLarge(body_len));
     }
-    let total = head_len + body_len;
-    Ok((buf.len() >= total).then_some((status, total)))
+    let len = head_len + body_len;
+    Ok((buf.len() >= len).then_some(Framed {
+        status,
+        head_len,
+        len,
+    }))
 }
 
 /// The length of the head including its blank line, once buffered.
@@ -281,6 +343,68 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
+}
+
+/// The path a device POSTs a command's acknowledgement to (body:
+/// [`Ack::encode`](crate::command::Ack::encode)).
+pub const ACK_PATH: &str = "/ack";
+
+/// `Content-Type` of a response carrying commands: one command's JSON per line.
+pub const COMMANDS_CONTENT_TYPE: &str = "application/x-ndjson";
+
+/// The status line of a response carrying commands.
+const OK_LINE: &str = "HTTP/1.1 200 OK\r\n";
+
+/// Appends the body of a response carrying `commands`: each one's JSON ([`Command::encode`])
+/// and a newline, in order. Returns how many bytes it appended.
+pub fn commands_body(commands: &[Command], out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    for command in commands {
+        command.encode(out);
+        out.push(b'\n');
+    }
+    out.len() - start
+}
+
+/// The lines of a response body that carries commands, blank ones skipped: one command's JSON
+/// each, in order (each command's share of the response is counted over these).
+pub fn command_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    body.split(|&b| b == b'\n')
+        .filter(|line| !line.trim_ascii().is_empty())
+}
+
+/// The commands a response body holds, one per line (blank lines skipped), in order.
+pub fn parse_commands(body: &[u8]) -> Result<Vec<Command>, CommandError> {
+    command_lines(body).map(Command::parse).collect()
+}
+
+/// Bytes of the backend's response carrying a body of `body_len` bytes of commands, as hyper 1
+/// writes it: the status line, `content-type` ([`COMMANDS_CONTENT_TYPE`]), the
+/// `content-length` hyper adds, its `date` header (always [`DATE_HEADER_LEN`]), the blank line
+/// and the body:
+///
+/// ```text
+/// HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ncontent-length: 71\r\ndate: …\r\n\r\n{"cmd":…}\n
+/// ```
+pub fn commands_response_len(body_len: usize) -> usize {
+    OK_LINE.len()
+        + "content-type: \r\n".len()
+        + COMMANDS_CONTENT_TYPE.len()
+        + "content-length: \r\n".len()
+        + decimal_digits(body_len)
+        + DATE_HEADER_LEN
+        + "\r\n".len()
+        + body_len
+}
+
+/// Command `index`'s share of a message of `total` bytes that carried `count` commands (a
+/// response carrying several, or the poll that fetched them): `total / count`, the first
+/// `total % count` commands one byte more, so the shares add up to `total` exactly.
+pub fn share_of(total: usize, count: usize, index: usize) -> usize {
+    if count == 0 {
+        return 0;
+    }
+    total / count + usize::from(index < total % count)
 }
 
 #[cfg(test)]
@@ -473,6 +597,91 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    fn command(device_id: u32, seq: u32, size: u32) -> Command {
+        Command {
+            device_id,
+            seq,
+            due_us: 15_000_000,
+            op: crate::command::CommandOp::SetInterval { ms: 1000 },
+            size,
+        }
+    }
+
+    #[test]
+    fn an_ack_is_posted_as_a_reading_is_to_its_own_path() {
+        let mut out = Vec::new();
+        client_head("POST", ACK_PATH, HOST, Some((JSON, 16)), &mut out);
+        let expected = "POST /ack HTTP/1.1\r\n\
+                        Host: 127.0.0.1:54321\r\n\
+                        User-Agent: ESP8266HTTPClient\r\n\
+                        Accept-Encoding: identity;q=1,chunked;q=0.1,*;q=0\r\n\
+                        Connection: keep-alive\r\n\
+                        Content-Type: application/json\r\n\
+                        Content-Length: 16\r\n\
+                        \r\n";
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+        // 5 bytes shorter than a reading's head (`/ack` against `/readings`): 203, and with
+        // `{"ack":12,"d":7}` 219 bytes in all.
+        assert_eq!(expected.len(), 203);
+        assert_eq!(
+            client_head_len("POST", ACK_PATH, HOST, Some((JSON, 16))),
+            203
+        );
+        let mut reading = Vec::new();
+        client_head("POST", PATH, HOST, Some((JSON, 86)), &mut reading);
+        assert_eq!(reading, head(HOST, JSON, 86));
+    }
+
+    #[test]
+    fn commands_ride_a_response_one_per_line_and_parse_back() {
+        let commands = [command(7, 0, 64), command(7, 1, 0), command(7, 2, 100)];
+        let mut body = Vec::new();
+        let len = commands_body(&commands, &mut body);
+        assert_eq!(len, body.len());
+        assert_eq!(len, 64 + 1 + commands[1].unpadded_len() + 1 + 100 + 1);
+        assert_eq!(body.iter().filter(|&&b| b == b'\n').count(), 3);
+        let parsed = parse_commands(&body).unwrap();
+        assert_eq!(parsed.len(), 3);
+        for (got, sent) in parsed.iter().zip(&commands) {
+            assert_eq!(
+                (got.device_id, got.seq, got.op),
+                (sent.device_id, sent.seq, sent.op)
+            );
+        }
+        assert_eq!(parse_commands(b"\n\n").unwrap(), []);
+        assert!(parse_commands(b"{\"ack\":1,\"d\":2}\n").is_err());
+    }
+
+    #[test]
+    fn a_commands_response_is_framed_as_its_length_says() {
+        let mut body = Vec::new();
+        commands_body(&[command(7, 0, 64)], &mut body);
+        let mut response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {COMMANDS_CONTENT_TYPE}\r\ncontent-length: {}\r\n\
+             date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        response.extend_from_slice(&body);
+        assert_eq!(commands_response_len(body.len()), response.len());
+        assert_eq!(response.len(), 177);
+        let framed = frame_response(&response).unwrap().unwrap();
+        assert_eq!(framed.status, 200);
+        assert_eq!(framed.len, response.len());
+        assert_eq!(framed.body(&response), &body[..]);
+    }
+
+    #[test]
+    fn shares_add_up_to_the_whole() {
+        for (total, count) in [(193, 1), (200, 3), (7, 7), (5, 9), (1000, 16)] {
+            let shares: Vec<usize> = (0..count).map(|i| share_of(total, count, i)).collect();
+            assert_eq!(shares.iter().sum::<usize>(), total, "{total}/{count}");
+            let (min, max) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+            assert!(max - min <= 1, "{shares:?}");
+        }
+        assert_eq!(share_of(10, 0, 0), 0);
     }
 
     #[test]

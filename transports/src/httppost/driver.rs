@@ -1,15 +1,23 @@
 //! The HTTP POST driver: the device as ESP8266HTTPClient, on a TCP connection per reading or on
-//! one kept alive, and the backend as a hyper 1 HTTP/1.1 server answering 204. The request bytes and the device's
-//! response framing are [`super::codec`]'s; what to make of the events is the caller's.
+//! one kept alive, and the backend as a hyper 1 HTTP/1.1 server answering 204, or with the
+//! device's commands. The request bytes and the device's response framing are
+//! [`super::codec`]'s; what to make of the events is the caller's.
+//!
+//! The backend here serves both HTTP transports a device dials, as one backend would:
+//! http-post (`Downlink::Piggyback`: commands ride the answers to readings) and poll
+//! (`Downlink::Poll`: the same readings, and held `GET /commands` polls, whose device end is
+//! [`crate::poll::driver`]'s).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -18,9 +26,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 use super::{codec, Connections};
+use crate::command::routes::CommandRoutes;
+use crate::command::{Ack, Command, CommandEvent, CommandEventKind, ReceivedCommand};
 use crate::link::{LinkError, LinkOptions, LinkStats};
+use crate::poll;
 use crate::sink::{Accepted, ConnectionEnd, ConnectionReport, SinkObserver};
 use crate::socket::{self, CountingStream, Side, SocketCounters, StreamCounts};
 use crate::{Encoding, Reading};
@@ -45,6 +57,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// opens the first reading's connection, so set-up is one handshake; see [`Self::stats`] for
 /// how the totals keep per-reading figures whole. With [`Connections::KeptAlive`] every reading
 /// goes over the one connection opened at set-up.
+///
+/// Commands ride the responses (piggybacking): a `200` to a POST carries the commands the
+/// backend had for the device, one per line ([`codec::parse_commands`]); they wait here for
+/// [`next_command`](Self::next_command), stamped with the instant their response was read
+/// whole. So a command waits for the device's next reading: what piggybacking costs.
+/// [`ack`](Self::ack) POSTs an acknowledgement to [`codec::ACK_PATH`] on the kind of
+/// connection readings use.
 pub struct DeviceConnection {
     target: SocketAddr,
     options: LinkOptions,
@@ -65,15 +84,30 @@ pub struct DeviceConnection {
     finished: Option<SocketCounters>,
     /// Connections closed so far (per reading).
     connections_closed: u64,
+    /// Per reading: application bytes of the connections that carried an acknowledgement
+    /// alone, kept out of the link's counts.
+    ack_counts: Arc<StreamCounts>,
+    /// Per reading: the whole counts of those connections, summed.
+    ack_counters: Option<SocketCounters>,
     encoding: Encoding,
     host_port: String,
     head: Vec<u8>,
     payload: Vec<u8>,
     response: BytesMut,
+    /// Commands read with responses and not yet taken, oldest first.
+    commands: VecDeque<ReceivedCommand>,
     /// An exchange was cut short (timeout, error, or its future dropped) on a kept-alive
     /// connection: a response may still be on its way, so the connection can no longer tell
     /// which request it answers.
     out_of_step: bool,
+}
+
+/// What a request is for: a connection per reading opens one for either, but only a
+/// reading's is counted in the link's totals.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Reading,
+    Ack,
 }
 
 impl DeviceConnection {
@@ -94,11 +128,14 @@ impl DeviceConnection {
             setup_counters: None,
             finished: None,
             connections_closed: 0,
+            ack_counts: Arc::default(),
+            ack_counters: None,
             encoding: options.encoding,
             host_port: codec::host_port(target),
             head: Vec::with_capacity(256),
             payload: Vec::with_capacity(128),
             response: BytesMut::with_capacity(256),
+            commands: VecDeque::new(),
             out_of_step: false,
         })
     }
@@ -106,13 +143,9 @@ impl DeviceConnection {
     /// POSTs one reading and reads the response; returns the payload length. Any status other
     /// than 2xx, a response the device cannot frame or a closed connection is a
     /// [`LinkError::Write`]; the exchange is bounded by the write timeout, a connect by the
-    /// connect timeout and a per-reading connection's close by [`socket::CLOSE_WAIT`].
+    /// connect timeout and a per-reading connection's close by [`socket::CLOSE_WAIT`]. Commands
+    /// in the response are kept for [`next_command`](Self::next_command).
     pub async fn send(&mut self, reading: &Reading) -> Result<usize, LinkError> {
-        if self.out_of_step {
-            return Err(LinkError::Write(
-                "an earlier request was cut short; its response may still arrive".into(),
-            ));
-        }
         self.payload.clear();
         self.encoding.encode(reading, &mut self.payload);
         self.head.clear();
@@ -122,19 +155,83 @@ impl DeviceConnection {
             self.payload.len(),
             &mut self.head,
         );
-        let status = match self.connections {
-            Connections::KeptAlive => self.send_kept_alive().await?,
-            Connections::PerReading => self.send_on_own_connection().await?,
-        };
-        if (200..300).contains(&status) {
-            Ok(self.payload.len())
-        } else {
-            Err(LinkError::Write(format!("the backend answered {status}")))
+        self.post(Purpose::Reading).await?;
+        Ok(self.payload.len())
+    }
+
+    /// POSTs the acknowledgement of `command` ([`Ack::encode`](crate::command::Ack::encode)) to
+    /// [`codec::ACK_PATH`] and reads the response; returns the request's bytes, head and body.
+    /// Kept alive, it goes over the one connection (whose counts then hold it); per reading, on
+    /// a connection of its own whose counts are kept apart ([`ack_stats`](Self::ack_stats)).
+    /// Bounded and failing as [`send`](Self::send).
+    pub async fn ack(&mut self, command: &Command) -> Result<usize, LinkError> {
+        self.payload.clear();
+        command.ack().encode(&mut self.payload);
+        self.head.clear();
+        codec::client_head(
+            "POST",
+            codec::ACK_PATH,
+            &self.host_port,
+            Some((codec::JSON, self.payload.len())),
+            &mut self.head,
+        );
+        self.post(Purpose::Ack).await?;
+        Ok(self.head.len() + self.payload.len())
+    }
+
+    /// The next command a response carried, with the instant that response was read whole and
+    /// its share of the response's bytes ([`codec::share_of`]). Pending while none is kept:
+    /// commands arrive only with the responses [`send`](Self::send) reads. Cancel-safe.
+    pub async fn next_command(&mut self) -> ReceivedCommand {
+        match self.commands.pop_front() {
+            Some(command) => command,
+            None => std::future::pending().await,
         }
     }
 
-    /// The POST on the connection kept alive since set-up.
-    async fn send_kept_alive(&mut self) -> Result<u16, LinkError> {
+    /// Writes the request in `head` and `payload` on the connection `purpose` goes over, reads
+    /// the response and keeps the commands it carries.
+    async fn post(&mut self, purpose: Purpose) -> Result<(), LinkError> {
+        if self.out_of_step {
+            return Err(LinkError::Write(
+                "an earlier request was cut short; its response may still arrive".into(),
+            ));
+        }
+        let (framed, read_ns) = match (self.connections, purpose) {
+            (Connections::KeptAlive, _) => self.post_kept_alive().await?,
+            (Connections::PerReading, Purpose::Reading) => self.post_on_own_connection().await?,
+            (Connections::PerReading, Purpose::Ack) => self.ack_on_own_connection().await?,
+        };
+        if !(200..300).contains(&framed.status) {
+            return Err(LinkError::Write(format!(
+                "the backend answered {}",
+                framed.status
+            )));
+        }
+        self.keep_commands(framed, read_ns);
+        Ok(())
+    }
+
+    /// Keeps the commands the response `framed` (at the front of the response buffer, read
+    /// whole at `read_ns`) carries; a line that is not a command is skipped, as a sketch skips
+    /// what it cannot parse, and still takes its share of the bytes.
+    fn keep_commands(&mut self, framed: codec::Framed, read_ns: u64) {
+        let body = framed.body(&self.response);
+        let count = codec::command_lines(body).count();
+        for (index, line) in codec::command_lines(body).enumerate() {
+            match Command::parse(line) {
+                Ok(command) => self.commands.push_back(ReceivedCommand {
+                    command,
+                    received_ns: read_ns,
+                    bytes: codec::share_of(framed.len, count, index),
+                }),
+                Err(e) => tracing::warn!("a response carried a line that is not a command: {e}"),
+            }
+        }
+    }
+
+    /// The request on the connection kept alive since set-up.
+    async fn post_kept_alive(&mut self) -> Result<(codec::Framed, u64), LinkError> {
         let Some(stream) = self.open.take() else {
             return Err(LinkError::Write("the connection is closed".into()));
         };
@@ -146,16 +243,16 @@ impl DeviceConnection {
         let result = self.exchange_bounded(&mut stream).await;
         self.open = Some(stream.into_inner());
         self.in_flight = None;
-        let status = result?;
+        let exchanged = result?;
         self.out_of_step = false;
-        Ok(status)
+        Ok(exchanged)
     }
 
     /// The POST on a connection of its own: the set-up connection for the first reading, a new
     /// one for every other, closed once the response is read, as an `HTTPClient` that goes out
     /// of scope closes its cloned client (FIN, after `end()` kept it for a reuse that never
     /// comes). The close is waited for whatever the exchange came to, so the counts are whole.
-    async fn send_on_own_connection(&mut self) -> Result<u16, LinkError> {
+    async fn post_on_own_connection(&mut self) -> Result<(codec::Framed, u64), LinkError> {
         let stream = match self.open.take() {
             Some(first) => {
                 // The set-up connection carries the first reading: its counts so far are the
@@ -169,16 +266,38 @@ impl DeviceConnection {
         let mut stream = CountingStream::with_counts(stream, self.counts.clone());
         self.response.clear();
         let result = self.exchange_bounded(&mut stream).await;
-        self.close_connection(stream).await;
+        if let Some(counters) = close_counted(stream).await {
+            self.finished
+                .get_or_insert_with(SocketCounters::default)
+                .add_connection(&counters);
+        }
+        self.connections_closed += 1;
         self.in_flight = None;
         result
     }
 
-    /// Writes the request and reads one response, within the write timeout.
+    /// An acknowledgement on a connection of its own, per reading: always a new one (the
+    /// set-up connection, still unused before the first reading, stays that reading's), its
+    /// counts kept apart from the link's.
+    async fn ack_on_own_connection(&mut self) -> Result<(codec::Framed, u64), LinkError> {
+        let stream = self.options.dial(self.target).await?;
+        let mut stream = CountingStream::with_counts(stream, self.ack_counts.clone());
+        self.response.clear();
+        let result = self.exchange_bounded(&mut stream).await;
+        if let Some(counters) = close_counted(stream).await {
+            self.ack_counters
+                .get_or_insert_with(SocketCounters::default)
+                .add_connection(&counters);
+        }
+        result
+    }
+
+    /// Writes the request and reads one response, within the write timeout; the response stays
+    /// at the front of the response buffer. Returns it framed and the instant it was read whole.
     async fn exchange_bounded(
         &mut self,
         stream: &mut CountingStream<TcpStream>,
-    ) -> Result<u16, LinkError> {
+    ) -> Result<(codec::Framed, u64), LinkError> {
         let exchange = exchange(
             stream,
             self.options.socket.send_buffer,
@@ -186,26 +305,10 @@ impl DeviceConnection {
             &mut self.response,
         );
         match tokio::time::timeout(self.options.write_timeout, exchange).await {
-            Ok(Ok(status)) => Ok(status),
+            Ok(Ok(framed)) => Ok((framed, stream.last_read_ns())),
             Ok(Err(e)) => Err(LinkError::Write(e)),
             Err(_) => Err(LinkError::WriteTimeout(self.options.write_timeout)),
         }
-    }
-
-    /// Sends FIN, waits (bounded) for the backend's, and adds the connection's counts to the
-    /// totals.
-    async fn close_connection(&mut self, mut stream: CountingStream<TcpStream>) {
-        let peer_closed =
-            stream.shutdown().await.is_ok() && socket::await_peer_close(&mut stream).await;
-        if let Ok(mut counters) = SocketCounters::of(stream.get_ref(), Side::Dialed) {
-            if peer_closed {
-                counters = counters.with_peer_fin();
-            }
-            self.finished
-                .get_or_insert_with(SocketCounters::default)
-                .add_connection(&counters);
-        }
-        self.connections_closed += 1;
     }
 
     /// TCP connections this device has closed so far (per reading, one a send).
@@ -222,6 +325,8 @@ impl DeviceConnection {
     /// subtracted from later ones leave whole connections, handshake and close included, so
     /// figures per reading are the whole cost of each reading, and set-up shows what opening
     /// one connection costs. The counts hold one handshake more than went over the wire.
+    /// Connections that carried an acknowledgement alone are not in them
+    /// ([`ack_stats`](Self::ack_stats)).
     pub fn stats(&self) -> LinkStats {
         let counters = match (self.connections, self.setup_counters) {
             (Connections::PerReading, Some(setup)) => {
@@ -248,6 +353,18 @@ impl DeviceConnection {
             self.counts.bytes_read(),
             counters,
         )
+    }
+
+    /// Per reading: the counts of the connections that carried an acknowledgement alone, whole
+    /// (handshake and close), summed; `None` kept alive (acknowledgements are in
+    /// [`stats`](Self::stats), on the one connection) or before any.
+    pub fn ack_stats(&self) -> Option<LinkStats> {
+        let counters = self.ack_counters?;
+        Some(LinkStats::new(
+            self.ack_counts.bytes_written(),
+            self.ack_counts.bytes_read(),
+            Some(counters),
+        ))
     }
 
     /// Drops the connection open now, if any (the kept-alive one, or the one of a send cut
@@ -277,7 +394,12 @@ impl DeviceConnection {
             let mut stream = CountingStream::with_counts(stream, self.counts.clone());
             match self.connections {
                 Connections::PerReading if self.setup_counters.is_some() => {
-                    self.close_connection(stream).await
+                    if let Some(counters) = close_counted(stream).await {
+                        self.finished
+                            .get_or_insert_with(SocketCounters::default)
+                            .add_connection(&counters);
+                    }
+                    self.connections_closed += 1;
                 }
                 _ => {
                     peer_closed = stream.shutdown().await.is_ok()
@@ -295,14 +417,28 @@ impl DeviceConnection {
     }
 }
 
+/// Sends FIN on a connection of its own, waits (bounded) for the backend's, and returns the
+/// connection's whole counts (`None` if the socket no longer answers).
+pub(crate) async fn close_counted(mut stream: CountingStream<TcpStream>) -> Option<SocketCounters> {
+    let peer_closed =
+        stream.shutdown().await.is_ok() && socket::await_peer_close(&mut stream).await;
+    let counters = SocketCounters::of(stream.get_ref(), Side::Dialed).ok()?;
+    Some(if peer_closed {
+        counters.with_peer_fin()
+    } else {
+        counters
+    })
+}
+
 /// Writes each part in its own write, within the device's send buffer, then reads until one
-/// whole response is buffered; returns its status.
-async fn exchange(
+/// whole response is buffered at the front of `response`; returns it framed (the caller
+/// consumes it).
+pub(crate) async fn exchange(
     stream: &mut CountingStream<TcpStream>,
     send_buffer: Option<u32>,
     parts: [&[u8]; 2],
     response: &mut BytesMut,
-) -> Result<u16, String> {
+) -> Result<codec::Framed, String> {
     for part in parts.into_iter().filter(|part| !part.is_empty()) {
         socket::wait_for_send_room(stream.get_ref(), send_buffer, part.len())
             .await
@@ -310,11 +446,8 @@ async fn exchange(
         stream.write_all(part).await.map_err(|e| e.to_string())?;
     }
     loop {
-        match codec::parse_response(response) {
-            Ok(Some((status, len))) => {
-                response.advance(len);
-                return Ok(status);
-            }
+        match codec::frame_response(response) {
+            Ok(Some(framed)) => return Ok(framed),
             Ok(None) => {}
             Err(e) => return Err(format!("unusable response: {e}")),
         }
@@ -337,20 +470,46 @@ struct Tally {
     end: Option<ConnectionEnd>,
 }
 
+/// How the HTTP backend sends a device its commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Downlink {
+    /// http-post: the answer to each reading carries the commands waiting for its device
+    /// (taken without waiting), `204` when there are none.
+    Piggyback,
+    /// poll: readings are answered `204`; a device fetches its commands with `GET
+    /// /commands?device=<id>`, held until a command for it or `hold` has passed (then `204`).
+    Poll {
+        /// The longest a poll is held.
+        hold: Duration,
+    },
+}
+
 /// The backend's request handler for one connection.
 struct Backend {
     conn: u64,
     observer: Arc<dyn SinkObserver>,
     counts: Arc<StreamCounts>,
     body_timeout: Duration,
+    downlink: Downlink,
+    routes: Option<Arc<CommandRoutes>>,
+    shutdown: CancellationToken,
+    /// Application bytes read when the last request's body was read whole: where the next
+    /// request starts (a device sends its next request only after the answer).
+    request_start: AtomicU64,
     tally: Mutex<Tally>,
 }
 
+/// The response body: empty, or the commands sent.
+type Answer = Response<Full<Bytes>>;
+
 impl Backend {
-    /// Reads the whole body (bounded in size and time), then answers: 204 for a reading POSTed
-    /// to `/readings`, 404 for another path, 405 for another method, 400 for a body that does
-    /// not decode, 413 (closing) for one over [`MAX_BODY`], 408 (closing) for one that stalls.
-    async fn handle(&self, request: Request<Incoming>) -> Response<Empty<Bytes>> {
+    /// Reads the whole body (bounded in size and time), then answers: for a reading POSTed to
+    /// `/readings`, 204 or (piggybacking) the device's commands; for an acknowledgement POSTed
+    /// to `/ack`, 204; for a poll (`GET /commands?device=<id>`, poll only), the device's
+    /// commands once it has some, or 204 after the hold; 404 for another path, 405 for another
+    /// method, 400 for a body or query that does not decode, 413 (closing) for a body over
+    /// [`MAX_BODY`], 408 (closing) for one that stalls.
+    async fn handle(&self, request: Request<Incoming>) -> Answer {
         let (parts, body) = request.into_parts();
         let body = if body.size_hint().lower() > MAX_BODY as u64 {
             Err(self.closing(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))
@@ -371,51 +530,156 @@ impl Backend {
                 }
             }
         };
-        // The instant the read that completed the body returned.
+        // The instant the read that completed the body returned, and the request's bytes.
         let arrived_ns = self.counts.last_read_ns();
+        let read = self.counts.bytes_read();
+        let request_bytes = read.saturating_sub(self.request_start.swap(read, Ordering::Relaxed));
         let body = match body {
             Ok(body) => body,
             Err(response) => return response,
         };
-        if parts.uri.path() != codec::PATH {
-            return self.reject(StatusCode::NOT_FOUND);
-        }
-        if parts.method != Method::POST {
+        let path = parts.uri.path();
+        let allowed = match (path, self.downlink) {
+            (codec::PATH | codec::ACK_PATH, _) => Method::POST,
+            (poll::codec::COMMANDS_PATH, Downlink::Poll { .. }) => Method::GET,
+            _ => return self.reject(StatusCode::NOT_FOUND),
+        };
+        if parts.method != allowed {
             let mut response = self.reject(StatusCode::METHOD_NOT_ALLOWED);
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
+            response.headers_mut().insert(
+                ALLOW,
+                HeaderValue::from_static(if allowed == Method::GET {
+                    "GET"
+                } else {
+                    "POST"
+                }),
+            );
             return response;
         }
-        let declared = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(codec::encoding_of);
-        let encoding = declared.unwrap_or_else(|| sniff(&body));
-        match encoding.decode(&body) {
-            Ok(reading) => {
+        match (path, self.downlink) {
+            (codec::ACK_PATH, _) => self.acknowledged(&body, arrived_ns, request_bytes),
+            (codec::PATH, downlink) => {
+                let declared = parts
+                    .headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(codec::encoding_of);
+                let encoding = declared.unwrap_or_else(|| sniff(&body));
+                let Ok(reading) = encoding.decode(&body) else {
+                    return self.reject(StatusCode::BAD_REQUEST);
+                };
                 {
                     let mut tally = self.tally();
                     tally.readings += 1;
                     tally.payload_bytes += body.len() as u64;
                 }
                 self.observer.reading(self.conn, &reading, arrived_ns);
+                match (downlink, &self.routes) {
+                    (Downlink::Piggyback, Some(routes)) => {
+                        // Attached only while the answer is made: commands due meanwhile wait
+                        // for the device's next request.
+                        let mut attached = routes.attach(reading.device_id);
+                        let mut commands = Vec::new();
+                        while let Ok(command) = attached.commands.try_recv() {
+                            commands.push(command);
+                        }
+                        self.answer(commands)
+                    }
+                    _ => status_only(StatusCode::NO_CONTENT),
+                }
+            }
+            (_, Downlink::Poll { hold }) => match poll::codec::device_of_query(parts.uri.query()) {
+                Some(device_id) => {
+                    let commands = self.hold(device_id, hold).await;
+                    self.answer(commands)
+                }
+                None => self.reject(StatusCode::BAD_REQUEST),
+            },
+            (_, Downlink::Piggyback) => self.reject(StatusCode::NOT_FOUND),
+        }
+    }
+
+    /// An acknowledgement arrived whole at `arrived_ns` in a request of `request_bytes`:
+    /// reported as [`CommandEventKind::Acked`] with the whole request's bytes, answered 204.
+    fn acknowledged(&self, body: &[u8], arrived_ns: u64, request_bytes: u64) -> Answer {
+        match Ack::parse(body) {
+            Ok(ack) => {
+                self.observer.command(CommandEvent {
+                    kind: CommandEventKind::Acked,
+                    device_id: ack.device_id,
+                    seq: ack.seq,
+                    at_ns: arrived_ns,
+                    bytes: request_bytes as u32,
+                });
                 status_only(StatusCode::NO_CONTENT)
             }
             Err(_) => self.reject(StatusCode::BAD_REQUEST),
         }
     }
 
+    /// Holds a poll of `device_id` until a command for it (then takes every other waiting
+    /// with it), `hold` has passed, or the sink shuts down. The device is attached while the
+    /// poll is held, and detached after (a command due after the take waits for its next poll).
+    async fn hold(&self, device_id: u32, hold: Duration) -> Vec<Command> {
+        let mut commands = Vec::new();
+        let Some(routes) = &self.routes else {
+            tokio::select! {
+                _ = tokio::time::sleep(hold) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+            return commands;
+        };
+        let mut attached = routes.attach(device_id);
+        tokio::select! {
+            // `None`: a newer poll of the same device took its commands over.
+            first = attached.commands.recv() => commands.extend(first),
+            _ = tokio::time::sleep(hold) => {}
+            _ = self.shutdown.cancelled() => {}
+        }
+        if !commands.is_empty() {
+            while let Ok(command) = attached.commands.try_recv() {
+                commands.push(command);
+            }
+        }
+        commands
+    }
+
+    /// The answer carrying `commands`: 204 when there are none, else 200 with them one per
+    /// line ([`codec::commands_body`]). Each is reported [`CommandEventKind::Written`] now, as
+    /// the answer is handed to hyper to write, with its share of the response's bytes
+    /// ([`codec::commands_response_len`], split by [`codec::share_of`]).
+    fn answer(&self, commands: Vec<Command>) -> Answer {
+        if commands.is_empty() {
+            return status_only(StatusCode::NO_CONTENT);
+        }
+        let mut body = Vec::with_capacity(commands.iter().map(|c| c.size as usize + 1).sum());
+        let body_len = codec::commands_body(&commands, &mut body);
+        let total = codec::commands_response_len(body_len);
+        for (index, command) in commands.iter().enumerate() {
+            self.observer.command(CommandEvent::now(
+                CommandEventKind::Written,
+                command.device_id,
+                command.seq,
+                codec::share_of(total, commands.len(), index),
+            ));
+        }
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(codec::COMMANDS_CONTENT_TYPE),
+        );
+        response
+    }
+
     /// A well-framed request that is not a reading: counted, and the connection stays.
-    fn reject(&self, status: StatusCode) -> Response<Empty<Bytes>> {
+    fn reject(&self, status: StatusCode) -> Answer {
         self.tally().rejected += 1;
         status_only(status)
     }
 
     /// A request that is not a reading and cannot be read past: counted, and the connection
     /// ends as malformed once the response is written.
-    fn closing(&self, status: StatusCode, why: &str) -> Response<Empty<Bytes>> {
+    fn closing(&self, status: StatusCode, why: &str) -> Answer {
         {
             let mut tally = self.tally();
             tally.rejected += 1;
@@ -431,13 +695,13 @@ impl Backend {
     }
 }
 
-fn status_only(status: StatusCode) -> Response<Empty<Bytes>> {
-    let mut response = Response::new(Empty::new());
+fn status_only(status: StatusCode) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     response
 }
 
-fn close_after(response: &mut Response<Empty<Bytes>>) {
+fn close_after(response: &mut Answer) {
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));
@@ -453,12 +717,13 @@ fn sniff(body: &[u8]) -> Encoding {
 
 /// Serves HTTP/1.1 with hyper until the device closes, sends something hyper cannot parse, goes
 /// idle (no request head within the idle timeout) or the sink shuts down (after the current
-/// request), then reports the connection.
+/// request; a held poll is answered 204 at once), then reports the connection. Commands go to
+/// devices as `downlink` says, from `SinkOptions::commands` (none without).
 ///
 /// A body's encoding is its `Content-Type`'s (sniffed when that names neither), so
 /// `SinkOptions::encoding` is not consulted; there is no handshake to time. Every response
 /// carries hyper's `date` header (see [`codec::NO_CONTENT`]).
-pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
+pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted, downlink: Downlink) {
     let ready_counters = SocketCounters::of(&stream, Side::Accepted).ok();
     // hyper owns the stream and closes it when it is done; a second descriptor of the socket
     // keeps it open until the final TCP_INFO has been read.
@@ -470,6 +735,10 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
         observer: sink.observer.clone(),
         counts: counts.clone(),
         body_timeout: sink.options.idle_timeout,
+        downlink,
+        routes: sink.options.commands.clone(),
+        shutdown: sink.shutdown.clone(),
+        request_start: AtomicU64::new(0),
         tally: Mutex::default(),
     });
     let service = {
