@@ -627,8 +627,9 @@ fn fault_timeline(scenario: &Scenario, source: &DeviceSource) -> (Option<u64>, V
 }
 
 /// The commands of a run of `variant` that starts at `start_ns` (fixed first: see
-/// [`fault_timeline`]): from the end of the connect ramp to the end of the window, set-interval
-/// commands that set the readings' own interval.
+/// [`fault_timeline`]): from the end of the connect ramp to one reading interval (and its
+/// jitter) before the end of the window, set-interval commands that set the readings' own
+/// interval.
 fn command_plan(
     scenario: &Scenario,
     variant: &VariantConfig,
@@ -644,7 +645,13 @@ fn command_plan(
         qos: c.qos_for(variant.transport),
         queue: c.queue,
         start_ns: schedule.start_ns + scenario.fleet.ramp.as_nanos() as u64,
-        stop_ns: schedule.window.end_ns,
+        // A reading is still due after the last command (http-post's commands ride the answer
+        // to the next reading), so no command is lost only because the run ended.
+        stop_ns: schedule
+            .window
+            .end_ns
+            .saturating_sub((scenario.fleet.interval + scenario.fleet.jitter).as_nanos() as u64)
+            .max(schedule.window.start_ns),
         clock_start_ns: schedule.start_ns,
         seed: scenario.seed,
         first_device_id: 0,
