@@ -27,12 +27,15 @@ inline void fail(const char* file, int line, const std::string& what) {
 std::string hex(const void* data, std::size_t len);
 // Text with control characters escaped, for messages.
 std::string printable(const std::string& s);
+// Lowercase or uppercase hex back to bytes; throws on anything else.
+std::string unhex(const std::string& hex);
 
 // The test suites (one per file).
 void vectors(const char* path);
+void commands(const char* path);
+void downlink(const char* commands_path);
 void framing();
 void control();
-void echo();
 void timing();
 void sensor();
 

@@ -1,5 +1,7 @@
 #include "json_reader.h"
 
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 namespace json {
@@ -282,5 +284,15 @@ int64_t Value::i64() const {
 }
 
 Value parse(const std::string& text) { return Parser(text).document(); }
+
+Value parse_file(const char* path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    throw std::runtime_error(std::string("cannot open ") + path);
+  }
+  std::stringstream text;
+  text << file.rdbuf();
+  return parse(text.str());
+}
 
 }  // namespace json

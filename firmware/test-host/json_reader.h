@@ -1,4 +1,4 @@
-// A small JSON reader for firmware/vectors/readings.json: objects, arrays, strings (with the
+// A small JSON reader for firmware/vectors/*.json: objects, arrays, strings (with the
 // escapes serde_json writes), integers of any sign up to 64 bits, true, false and null. Numbers
 // keep their text, so u64 values are exact. Throws std::runtime_error with the byte offset on
 // malformed input, and on a missing key or a value of the wrong kind.
@@ -31,6 +31,8 @@ struct Value {
 };
 
 Value parse(const std::string& text);
+// The file at `path`, parsed; throws when it cannot be read.
+Value parse_file(const char* path);
 
 }  // namespace json
 

@@ -1,9 +1,11 @@
-// Host tests of the firmware's portable core: `host-tests <path to firmware/vectors/readings.json>`.
+// Host tests of the firmware's portable core:
+// `host-tests <firmware/vectors/readings.json> <firmware/vectors/commands.json>`.
 // Built and run by transports/tests/firmware_vectors.rs; exits non-zero on any failure.
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <new>
+#include <stdexcept>
 
 #include "check.h"
 
@@ -42,6 +44,21 @@ std::string printable(const std::string& s) {
   return out;
 }
 
+std::string unhex(const std::string& hex) {
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    throw std::runtime_error("not hex: " + std::string(1, c));
+  };
+  if (hex.size() % 2 != 0) throw std::runtime_error("odd hex length");
+  std::string out;
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    out += static_cast<char>(digit(hex[i]) * 16 + digit(hex[i + 1]));
+  }
+  return out;
+}
+
 }  // namespace test
 
 // Every heap allocation in the process is counted, so a test can show that code allocates
@@ -59,8 +76,9 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::cerr << "usage: " << argv[0] << " <firmware/vectors/readings.json>\n";
+  if (argc != 3) {
+    std::cerr << "usage: " << argv[0]
+              << " <firmware/vectors/readings.json> <firmware/vectors/commands.json>\n";
     return 2;
   }
   struct Suite {
@@ -68,11 +86,13 @@ int main(int argc, char** argv) {
     void (*run)();
   };
   static const char* vectors_path = argv[1];
+  static const char* commands_path = argv[2];
   const Suite suites[] = {
       {"vectors", [] { test::vectors(vectors_path); }},
+      {"commands", [] { test::commands(commands_path); }},
+      {"downlink", [] { test::downlink(commands_path); }},
       {"framing", test::framing},
       {"control", test::control},
-      {"echo", test::echo},
       {"timing", test::timing},
       {"sensor", test::sensor},
   };

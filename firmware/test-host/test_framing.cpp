@@ -1,4 +1,4 @@
-// The framing helpers beyond the vectors: echo requests, `after=` parsing, the replay ring and
+// The framing helpers beyond the vectors: `after=` parsing, the replay ring and
 // long-poll bodies that do not fit.
 #include <cstring>
 #include <string>
@@ -22,12 +22,6 @@ Reading numbered(uint32_t seq) {
   r.pressure_pa = 101325;
   r.air_quality_dppm = 4000;
   return r;
-}
-
-void echo_requests() {
-  const uint8_t bytes[] = {'?', 'x', '?', '\n', '?'};
-  CHECK_EQ(fleetbench::count_echo_requests(bytes, sizeof bytes), std::size_t{3});
-  CHECK_EQ(fleetbench::count_echo_requests(bytes, 0), std::size_t{0});
 }
 
 void after_queries() {
@@ -148,7 +142,6 @@ void small_buffers() {
 }  // namespace
 
 void framing() {
-  echo_requests();
   after_queries();
   ring();
   batch_bodies_that_do_not_fit();

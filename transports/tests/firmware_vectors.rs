@@ -9,6 +9,14 @@
 //! - `firmware_host_tests_pass_under_gxx`: checks the core is C++11 without exceptions or RTTI
 //!   (the ESP8266 toolchain's floor), builds `firmware/test-host` with the core using
 //!   `g++ -std=c++17 -Wall -Wextra -Werror -O1`, and runs it over the same file.
+//! - `command_vectors_match_the_rust_codec`: `firmware/vectors/commands.json` holds commands as
+//!   `transports::command` encodes them (every digit length, the sizes around the padding's
+//!   threshold) with their acknowledgements, and byte strings a device may receive (whitespace,
+//!   key orders, unknown keys, escapes, numbers out of range, truncations, invalid UTF-8) with
+//!   what `Command::parse` makes of each. Generated and checked the same way.
+//! - `firmware_host_tests_pass_under_gxx` runs the host tests over both files: the firmware must
+//!   parse every command and refuse every input as the Rust codec does, and acknowledge byte for
+//!   byte; it also drives each environment's command path (firmware/test-host/test_downlink.cpp).
 //! - `esp8266webserver_sketches_write_through_the_library`: the http-stream and long-poll sketches
 //!   write nothing on the client themselves; ESP8266WebServer writes their heads and chunks.
 //!
@@ -18,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
+use transports::command::{Command as DeviceCommand, CommandError, CommandOp};
 use transports::mqtt::codec as mqtt;
 use transports::served::{http, longpoll};
 use transports::tcp::codec as tcp;
@@ -99,6 +108,56 @@ fn repo_root() -> PathBuf {
 
 fn vectors_path() -> PathBuf {
     repo_root().join("firmware/vectors/readings.json")
+}
+
+fn command_vectors_path() -> PathBuf {
+    repo_root().join("firmware/vectors/commands.json")
+}
+
+/// The whole commands file.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct CommandVectors {
+    comment: String,
+    commands: Vec<CommandVector>,
+    inputs: Vec<InputVector>,
+}
+
+/// One command as the backend encodes it, and the device's acknowledgement of it.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct CommandVector {
+    name: String,
+    device_id: u32,
+    seq: u32,
+    due_us: u64,
+    interval_ms: u32,
+    /// The size asked (`Command::size`); `text` is that long when padding fits.
+    size: u32,
+    /// `Command::encode`, as text (ASCII).
+    text: String,
+    /// `Ack::encode`.
+    ack: String,
+}
+
+/// Bytes a device may receive, and what `Command::parse` makes of them.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct InputVector {
+    name: String,
+    /// The bytes, lowercase hex.
+    bytes: String,
+    /// `ok`, `not-a-command` or `unknown-op`.
+    verdict: String,
+    /// The command parsed, when `ok`.
+    command: Option<ParsedVector>,
+}
+
+/// A parsed command's fields.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct ParsedVector {
+    device_id: u32,
+    seq: u32,
+    due_us: u64,
+    interval_ms: u32,
+    size: u32,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -344,6 +403,360 @@ fn generate() -> Vectors {
     }
 }
 
+fn set_interval(device_id: u32, seq: u32, due_us: u64, ms: u32, size: u32) -> DeviceCommand {
+    DeviceCommand {
+        device_id,
+        seq,
+        due_us,
+        op: CommandOp::SetInterval { ms },
+        size,
+    }
+}
+
+fn encoded(command: &DeviceCommand) -> Vec<u8> {
+    let mut out = Vec::new();
+    command.encode(&mut out);
+    out
+}
+
+/// The fixed commands, named.
+fn commands() -> Vec<(String, DeviceCommand)> {
+    let mut list = Vec::new();
+    let sample = set_interval(7, 12, 15_000_000, 1000, 0);
+    let unpadded = sample.unpadded_len() as u32;
+    for size in [0, 64, 256, 1000] {
+        list.push((
+            format!("documented sample, size {size}"),
+            DeviceCommand { size, ..sample },
+        ));
+    }
+    // Around the padding's threshold: `,"p":""` needs 7 bytes.
+    for extra in [0u32, 1, 6, 7, 8, 9] {
+        list.push((
+            format!("documented sample, unpadded + {extra}"),
+            DeviceCommand {
+                size: unpadded + extra,
+                ..sample
+            },
+        ));
+    }
+    list.push((
+        "unpadded - 1".to_string(),
+        DeviceCommand {
+            size: unpadded - 1,
+            ..sample
+        },
+    ));
+    list.push(("zero".to_string(), set_interval(0, 0, 0, 0, 0)));
+    let maxima = set_interval(u32::MAX, u32::MAX, u64::MAX, u32::MAX, 0);
+    list.push(("maxima".to_string(), maxima));
+    list.push((
+        "maxima, padded".to_string(),
+        DeviceCommand {
+            size: maxima.unpadded_len() as u32 + 7,
+            ..maxima
+        },
+    ));
+    // Every digit length: `d`, `c` and `v` 1 to 10 digits, `t` 1 to 20.
+    for i in 0..20u32 {
+        let u32_digits = i % 10 + 1;
+        let small = 10u32.pow(u32_digits - 1);
+        let large = (10u64.pow(u32_digits) - 1).min(u64::from(u32::MAX)) as u32;
+        let t = if i % 2 == 0 || i == 19 {
+            10u64.pow(i)
+        } else {
+            10u64.pow(i + 1) - 1
+        };
+        let (d, c, v) = if i % 2 == 0 {
+            (small, large, small)
+        } else {
+            (large, small, large)
+        };
+        list.push((format!("digits {i}"), set_interval(d, c, t, v, 40 + 13 * i)));
+    }
+    list
+}
+
+/// Byte strings a device may receive: commands around the shape `Command::encode` gives, and
+/// everything around them that is not one.
+fn inputs() -> Vec<(String, Vec<u8>)> {
+    let sample = encoded(&set_interval(7, 12, 15_000_000, 1000, 0));
+    let padded = encoded(&set_interval(7, 12, 15_000_000, 1000, 100));
+    let text = |s: &str| s.as_bytes().to_vec();
+    let with = |before: &[u8], body: &[u8], after: &[u8]| [before, body, after].concat();
+    let mut list: Vec<(String, Vec<u8>)> = vec![
+        ("sample".into(), sample.clone()),
+        ("padded".into(), padded.clone()),
+        ("a line".into(), with(b"", &sample, b"\n")),
+        ("a CRLF line".into(), with(b"", &padded, b"\r\n")),
+        ("surrounding blanks".into(), with(b" \t\x0c\r\n", &sample, b" \x0c\t")),
+        (
+            "keys reordered".into(),
+            text(r#"{"p":"xx","v":1000,"t":15000000,"c":12,"d":7,"cmd":"set-interval"}"#),
+        ),
+        (
+            "whitespace between tokens".into(),
+            text("{ \"cmd\" :\t\"set-interval\" ,\r\n\"d\": 7 ,\"c\":12,\"t\":15000000,\"v\":1000 }"),
+        ),
+        (
+            "form feed between tokens".into(),
+            text("{\"cmd\":\"set-interval\",\x0c\"d\":7,\"c\":12,\"t\":15000000,\"v\":1000}"),
+        ),
+        (
+            "empty padding".into(),
+            text(r#"{"cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000,"p":""}"#),
+        ),
+        (
+            "padding of other characters".into(),
+            text("{\"cmd\":\"set-interval\",\"d\":7,\"c\":12,\"t\":15000000,\"v\":1000,\"p\":\"a b\u{e9}\u{1f600}{}[]:,\"}"),
+        ),
+        (
+            "unknown keys of every kind".into(),
+            text(r#"{"x":1,"cmd":"set-interval","y":[1,{"a":null,"b":[true,false]}],"d":7,"z":"q\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","c":12,"w":-1.5e+3,"t":15000000,"u":{},"v":1000,"s":[],"long key name":0.25E-2}"#),
+        ),
+        (
+            "an unknown key repeated".into(),
+            text(r#"{"x":1,"x":2,"cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000}"#),
+        ),
+        (
+            "escaped key names".into(),
+            text(r#"{"\u0063md":"set-interval","\u0064":7,"c":12,"t":15000000,"v":1000}"#),
+        ),
+        (
+            "nested 10 deep".into(),
+            text(&format!(
+                r#"{{"x":{}1{},"cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000}}"#,
+                "[".repeat(10),
+                "]".repeat(10)
+            )),
+        ),
+        (
+            "nested 200 deep".into(),
+            text(&format!(
+                r#"{{"x":{}1{},"cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            )),
+        ),
+        (
+            "widest numbers".into(),
+            text(r#"{"cmd":"set-interval","d":4294967295,"c":4294967295,"t":18446744073709551615,"v":4294967295}"#),
+        ),
+        (
+            "zeros".into(),
+            text(r#"{"cmd":"set-interval","d":0,"c":0,"t":0,"v":0}"#),
+        ),
+    ];
+    let field_cases: [(&str, &str); 22] = [
+        ("d", "-1"),
+        ("d", "-0"),
+        ("d", "1.0"),
+        ("d", "1e2"),
+        ("d", "07"),
+        ("d", "+7"),
+        ("d", "4294967296"),
+        ("d", "\"7\""),
+        ("d", "null"),
+        ("d", "true"),
+        ("c", "99999999999"),
+        ("t", "18446744073709551616"),
+        ("t", "1.5"),
+        ("v", "4294967296"),
+        ("v", "-1000"),
+        ("p", "null"),
+        ("p", "1"),
+        ("p", "\"x\\\"x\""),
+        ("p", "\"x\\nx\""),
+        ("p", "\"x\u{1}x\""),
+        ("cmd", "\"set\\u002dinterval\""),
+        ("cmd", "[]"),
+    ];
+    for (field, value) in field_cases {
+        let mut fields = vec![
+            ("cmd", "\"set-interval\"".to_string()),
+            ("d", "7".to_string()),
+            ("c", "12".to_string()),
+            ("t", "15000000".to_string()),
+            ("v", "1000".to_string()),
+        ];
+        match fields.iter_mut().find(|(name, _)| *name == field) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => fields.push((field, value.to_string())),
+        }
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(name, v)| format!("\"{name}\":{v}"))
+            .collect();
+        list.push((
+            format!("{field} = {value}"),
+            text(&format!("{{{}}}", body.join(","))),
+        ));
+    }
+    for missing in ["cmd", "d", "c", "t", "v"] {
+        let body: Vec<String> = [
+            ("cmd", "\"set-interval\""),
+            ("d", "7"),
+            ("c", "12"),
+            ("t", "15000000"),
+            ("v", "1000"),
+        ]
+        .iter()
+        .filter(|(name, _)| *name != missing)
+        .map(|(name, v)| format!("\"{name}\":{v}"))
+        .collect();
+        list.push((
+            format!("without {missing}"),
+            text(&format!("{{{}}}", body.join(","))),
+        ));
+    }
+    for (name, bytes) in [
+        (
+            "d twice",
+            text(r#"{"cmd":"set-interval","d":7,"d":7,"c":12,"t":15000000,"v":1000}"#),
+        ),
+        (
+            "p twice",
+            text(r#"{"cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000,"p":"","p":""}"#),
+        ),
+        (
+            "another command",
+            text(r#"{"cmd":"reboot","d":7,"c":12,"t":15000000,"v":1000}"#),
+        ),
+        (
+            "another command, v too large",
+            text(r#"{"cmd":"reboot","d":7,"c":12,"t":15000000,"v":4294967296}"#),
+        ),
+        ("another command, no fields", text(r#"{"cmd":"reboot"}"#)),
+        (
+            "the name in capitals",
+            text(r#"{"cmd":"SET-INTERVAL","d":7,"c":12,"t":15000000,"v":1000}"#),
+        ),
+        (
+            "the name with a space",
+            text(r#"{"cmd":"set-interval ","d":7,"c":12,"t":15000000,"v":1000}"#),
+        ),
+        (
+            "the name in other letters",
+            text("{\"cmd\":\"s\u{e9}t\",\"d\":7,\"c\":12,\"t\":15000000,\"v\":1000}"),
+        ),
+        (
+            "the name in invalid UTF-8",
+            [
+                &b"{\"cmd\":\"set-\xffinterval\""[..],
+                b",\"d\":7,\"c\":12,\"t\":15000000,\"v\":1000}",
+            ]
+            .concat(),
+        ),
+        (
+            "padding in invalid UTF-8",
+            [
+                &b"{\"cmd\":\"set-interval\",\"d\":7,\"c\":12,\"t\":15000000,\"v\":1000,"[..],
+                b"\"p\":\"x\xc3x\"}",
+            ]
+            .concat(),
+        ),
+        (
+            "padding with an overlong encoding",
+            [
+                &b"{\"cmd\":\"set-interval\",\"d\":7,\"c\":12,\"t\":15000000,\"v\":1000,"[..],
+                b"\"p\":\"\xc0\xaf\"}",
+            ]
+            .concat(),
+        ),
+        (
+            "a lone surrogate in a key",
+            text(r#"{"\ud800":1,"cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000}"#),
+        ),
+        (
+            "a bad escape in an unknown value",
+            text(r#"{"x":"\q","cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000}"#),
+        ),
+        (
+            "a NUL between tokens",
+            text("{\"cmd\":\"set-interval\"\u{0},\"d\":7,\"c\":12,\"t\":15000000,\"v\":1000}"),
+        ),
+        (
+            "a trailing comma",
+            text(r#"{"cmd":"set-interval","d":7,"c":12,"t":15000000,"v":1000,}"#),
+        ),
+        ("trailing bytes", with(b"", &sample, b"x")),
+        ("two commands", with(&sample, &sample, b"")),
+        ("two lines", with(&sample, b"\n", &sample)),
+        ("empty", Vec::new()),
+        ("blanks", text(" \r\n")),
+        ("an empty object", text("{}")),
+        ("an array", with(b"[", &sample, b"]")),
+        ("a string", text("\"set-interval\"")),
+        ("bytes", b"\xff\xfe\x00\x01".to_vec()),
+    ] {
+        list.push((name.to_string(), bytes));
+    }
+    // Every truncation of the sample and of the padded command.
+    for (which, whole) in [("sample", &sample), ("padded", &padded)] {
+        for len in 0..whole.len() {
+            list.push((format!("{which} cut to {len} bytes"), whole[..len].to_vec()));
+        }
+    }
+    list
+}
+
+/// What the Rust codec makes of the fixed commands and inputs.
+fn generate_commands() -> CommandVectors {
+    let commands = commands()
+        .into_iter()
+        .map(|(name, command)| {
+            let mut ack = Vec::new();
+            command.ack().encode(&mut ack);
+            let CommandOp::SetInterval { ms } = command.op;
+            CommandVector {
+                name,
+                device_id: command.device_id,
+                seq: command.seq,
+                due_us: command.due_us,
+                interval_ms: ms,
+                size: command.size,
+                text: String::from_utf8(encoded(&command)).expect("commands are ASCII"),
+                ack: String::from_utf8(ack).expect("acknowledgements are ASCII"),
+            }
+        })
+        .collect();
+    let inputs = inputs()
+        .into_iter()
+        .map(|(name, bytes)| {
+            let (verdict, command) = match DeviceCommand::parse(&bytes) {
+                Ok(c) => {
+                    let CommandOp::SetInterval { ms } = c.op;
+                    (
+                        "ok",
+                        Some(ParsedVector {
+                            device_id: c.device_id,
+                            seq: c.seq,
+                            due_us: c.due_us,
+                            interval_ms: ms,
+                            size: c.size,
+                        }),
+                    )
+                }
+                Err(CommandError::UnknownOp(_)) => ("unknown-op", None),
+                Err(_) => ("not-a-command", None),
+            };
+            InputVector {
+                name,
+                bytes: hex(&bytes),
+                verdict: verdict.to_string(),
+                command,
+            }
+        })
+        .collect();
+    CommandVectors {
+        comment: "Generated by transports/tests/firmware_vectors.rs from transports::command; \
+                  FLEETBENCH_BLESS_VECTORS=1 rewrites it. Input bytes are lowercase hex."
+            .to_string(),
+        commands,
+        inputs,
+    }
+}
+
 /// Where `found` first differs from `want` (a JSON path, with both values), or `None`.
 fn first_difference<T: Serialize>(want: &T, found: &T) -> Option<String> {
     fn walk(path: &str, want: &serde_json::Value, found: &serde_json::Value) -> Option<String> {
@@ -369,7 +782,7 @@ fn first_difference<T: Serialize>(want: &T, found: &T) -> Option<String> {
     walk("", &want, &found)
 }
 
-fn render(vectors: &Vectors) -> String {
+fn render<T: Serialize>(vectors: &T) -> String {
     let mut text = serde_json::to_string_pretty(vectors).expect("vectors serialize");
     text.push('\n');
     text
@@ -431,6 +844,52 @@ fn vectors_match_the_rust_codec() {
         "{} holds the right values but not as the generator writes them; {bless}",
         path.display()
     );
+}
+
+#[test]
+fn command_vectors_match_the_rust_codec() {
+    let expected = generate_commands();
+    let path = command_vectors_path();
+    if std::env::var(BLESS_ENV).as_deref() == Ok("1") {
+        std::fs::write(&path, render(&expected)).expect("write the commands file");
+        eprintln!("rewrote {}", path.display());
+        return;
+    }
+    let bless = format!(
+        "to regenerate it: {BLESS_ENV}=1 cargo nextest run -p transports --test firmware_vectors"
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}; {bless}", path.display()));
+    let found: CommandVectors = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}; {bless}", path.display()));
+    for (section, diff) in [
+        (
+            "commands",
+            first_difference(&expected.commands, &found.commands),
+        ),
+        ("inputs", first_difference(&expected.inputs, &found.inputs)),
+    ] {
+        if let Some(diff) = diff {
+            panic!("\"{section}\" differs from the Rust codec: {diff}; {bless}");
+        }
+    }
+    assert_eq!(found, expected, "commands file differs; {bless}");
+    assert!(
+        text == render(&expected),
+        "{} holds the right values but not as the generator writes them; {bless}",
+        path.display()
+    );
+    // The inputs cover each verdict, and the commands each side of the padding's threshold.
+    for verdict in ["ok", "not-a-command", "unknown-op"] {
+        assert!(
+            expected.inputs.iter().any(|i| i.verdict == verdict),
+            "no input is {verdict}"
+        );
+    }
+    assert!(expected
+        .commands
+        .iter()
+        .any(|c| c.text.len() == c.size as usize && c.text.contains(r#""p":"""#)));
 }
 
 /// Runs `cmd`, failing the test with its output unless it succeeds; returns its stdout.
@@ -513,7 +972,9 @@ fn firmware_host_tests_pass_under_gxx() {
         "building firmware/test-host",
     );
     let stdout = run(
-        Command::new(&binary).arg(vectors_path()),
+        Command::new(&binary)
+            .arg(vectors_path())
+            .arg(command_vectors_path()),
         "running firmware/test-host",
     );
     println!("{stdout}");

@@ -24,16 +24,6 @@ size_t frame_tcp(Encoding encoding, const Reading& r, uint8_t* out, size_t cap) 
   return n + 1;
 }
 
-size_t count_echo_requests(const uint8_t* data, size_t len) {
-  size_t count = 0;
-  for (size_t i = 0; i < len; ++i) {
-    if (data[i] == '?') {
-      ++count;
-    }
-  }
-  return count;
-}
-
 const char* content_type(Encoding encoding) {
   return encoding == ENCODING_BINARY ? "application/octet-stream" : "application/json";
 }

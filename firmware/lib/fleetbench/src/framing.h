@@ -26,9 +26,6 @@ const size_t TCP_FRAME_MAX_LEN = JSON_MAX_LEN + 1;
 // record's length as a little-endian u16 then the record.
 size_t frame_tcp(Encoding encoding, const Reading& r, uint8_t* out, size_t cap);
 
-// Echo mode: how many readings the bytes received ask for (one per '?'; anything else is ignored).
-size_t count_echo_requests(const uint8_t* data, size_t len);
-
 // ---- Device-served HTTP (transports/src/served/http.rs) ----
 // ESP8266WebServer writes the response heads and the chunk framing of http-stream itself (see
 // src/variants/http_stream.cpp and long_poll.cpp for its bytes); the core gives the bodies.

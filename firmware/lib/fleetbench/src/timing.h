@@ -13,6 +13,8 @@ namespace fleetbench {
 // first + k * interval + jitter_k, where first = start + a random phase below the interval.
 // A late loop never moves a due instant: readings that fell due meanwhile come out one by one at
 // once, each with its own due instant, so lateness is measured (no coordinated omission).
+// A set-interval command changes the interval from then on (set_interval); the emulator's
+// devices keep theirs.
 class Schedule {
  public:
   // `seed` is the device's schedule stream seed: stream_seed(run seed, device id, 2).
@@ -31,6 +33,12 @@ class Schedule {
   // The time between readings.
   uint64_t interval_us() const { return interval_us_; }
 
+  // From `now_us` on, a reading every `interval_us` (0 counts as 1): the next one is due one new
+  // interval after the last one's planned instant, and not before now; a reading already due
+  // keeps its instant, and the next reading keeps its jitter. Before start(), only the interval
+  // changes. Returns false, changing nothing, when the interval is already that.
+  bool set_interval(uint64_t interval_us, uint64_t now_us);
+
   // Whether no reading falls due before now + span: time for something that blocks (a sensor
   // read, a control-channel connect). True when the schedule has not started.
   bool clear_for(uint64_t now_us, uint64_t span_us) const;
@@ -38,9 +46,16 @@ class Schedule {
  private:
   void plan_next();
 
+  // The planned instant (without jitter) of reading next_seq_.
+  uint64_t next_base_us() const;
+
   uint64_t interval_us_;
   uint64_t jitter_us_;
-  uint64_t first_us_;
+  // Reading anchor_seq_ is planned at anchor_us_, every later one an interval after the one
+  // before (start() anchors reading 0, set_interval the next reading).
+  uint64_t anchor_us_;
+  uint32_t anchor_seq_;
+  uint64_t next_jitter_us_;
   uint64_t next_due_us_;
   uint32_t next_seq_;
   bool started_;
