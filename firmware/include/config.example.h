@@ -49,6 +49,20 @@
 // How long a long-poll request with nothing newer is held before 204.
 #define FLEETBENCH_HOLD_MS 30000
 
+// ---- Commands (README, "Commands") ----
+// The longest command the board takes (its MQTT and HTTP buffers): at least the scenario's
+// command size.
+#define FLEETBENCH_COMMAND_MAX_LEN 1024
+#define FLEETBENCH_MQTT_COMMAND_TOPIC "fleet/{device}/cmd"
+#define FLEETBENCH_MQTT_ACK_TOPIC "fleet/{device}/ack"
+// The command subscription's QoS (and the acks', on arduino-mqtt); by default the variant's QoS.
+// PubSubClient (mqtt-qos0) subscribes at 0 or 1.
+// #define FLEETBENCH_MQTT_COMMAND_QOS 1
+// http-stream: the port of the second web server that takes POST /cmd while the stream runs.
+#define FLEETBENCH_COMMAND_PORT 8080
+// poll: a command request the backend leaves unanswered this long is given up (ms).
+#define FLEETBENCH_POLL_TIMEOUT_MS 60000
+
 // ---- Sensors ----
 // Uncomment to send readings from the synthetic model instead of real sensors (or build with
 // -D SYNTHETIC_SENSORS).

@@ -15,9 +15,30 @@ const uint64_t kSensorQuietUs = 150000;
 fleetbench::Schedule g_schedule(static_cast<uint64_t>(FLEETBENCH_INTERVAL_MS) * 1000,
                                 static_cast<uint64_t>(FLEETBENCH_JITTER_MS) * 1000,
                                 fleetbench::stream_seed(FLEETBENCH_SEED, FLEETBENCH_DEVICE_ID, 2));
+fleetbench::CommandHandler g_commands(FLEETBENCH_DEVICE_ID, g_schedule, now_us);
 uint32_t g_echo_seq = 0;
+// What the log has said about commands so far.
+uint32_t g_logged_acknowledged = 0;
+uint32_t g_logged_refused = 0;
+
+// One line per command handled since the last call (the latest of each kind).
+void log_commands() {
+  if (g_commands.acknowledged() != g_logged_acknowledged) {
+    g_logged_acknowledged = g_commands.acknowledged();
+    Serial.printf("command %u acknowledged: interval %u ms\n",
+                  static_cast<unsigned>(g_commands.last_command().seq),
+                  static_cast<unsigned>(g_schedule.interval_us() / 1000));
+  }
+  if (g_commands.refused() != g_logged_refused) {
+    g_logged_refused = g_commands.refused();
+    Serial.printf("command refused: %s\n",
+                  fleetbench::command_status_name(g_commands.last_refusal()));
+  }
+}
 
 }  // namespace
+
+fleetbench::CommandHandler& commands() { return g_commands; }
 
 uint64_t now_us() { return micros64(); }
 
@@ -41,6 +62,7 @@ void begin(const char* variant) {
 }
 
 void service() {
+  log_commands();
   control_service(g_schedule);
   uint64_t now = now_us();
   sensors_refresh(g_schedule.clear_for(now, kSensorQuietUs), now);

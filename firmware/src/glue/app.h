@@ -19,6 +19,8 @@ namespace app {
 const uint64_t kRetryDelayUs = static_cast<uint64_t>(FLEETBENCH_RETRY_DELAY_MS) * 1000;
 // Bound on a connect and on one blocking write, ms.
 const uint32_t kTimeoutMs = FLEETBENCH_TIMEOUT_MS;
+// The longest command the sketches' buffers take (MQTT packet buffers, HTTP bodies).
+const size_t kCommandMaxLen = FLEETBENCH_COMMAND_MAX_LEN;
 
 // Serial, sensors, WiFi (blocks until connected), the control channel, and the schedule (not in
 // echo builds). `variant` is what HELLO reports: the transport's name as the harness knows it
@@ -26,10 +28,16 @@ const uint32_t kTimeoutMs = FLEETBENCH_TIMEOUT_MS;
 // reports `tcp`).
 void begin(const char* variant);
 
-// Keeps the control channel and the sensor cache going. Holds no reading up: a sensor read only
-// happens when no reading is due soon, and a control connect only in the gap before the next one
-// (except a connect given its full timeout after three chances were cut short: see control.h).
+// Keeps the control channel and the sensor cache going, and logs what commands did since the last
+// call. Holds no reading up: a sensor read only happens when no reading is due soon, and a
+// control connect only in the gap before the next one (except a connect given its full timeout
+// after three chances were cut short: see control.h).
 void service();
+
+// The device's commands: the sketch hands every command its library delivers to this handler
+// (through fleetbench/downlink.h), which applies it to the reading schedule (set-interval) and
+// writes the acknowledgement the sketch sends back.
+fleetbench::CommandHandler& commands();
 
 // When a reading is due: takes it (sequence number, due instant, current sensor values) and
 // returns true. The sketch sends it, or drops it when its link is down (the seq gap shows it).

@@ -61,6 +61,35 @@
 #ifndef FLEETBENCH_TIMEOUT_MS
 #define FLEETBENCH_TIMEOUT_MS 5000
 #endif
+// Commands (see firmware/README.md, "Commands"). The longest command the device takes: its MQTT
+// packet buffers and HTTP body buffers are sized for it. Keep it at least the scenario's
+// [commands] size.
+#ifndef FLEETBENCH_COMMAND_MAX_LEN
+#define FLEETBENCH_COMMAND_MAX_LEN 1024
+#endif
+#ifndef FLEETBENCH_MQTT_COMMAND_TOPIC
+#define FLEETBENCH_MQTT_COMMAND_TOPIC "fleet/{device}/cmd"
+#endif
+#ifndef FLEETBENCH_MQTT_ACK_TOPIC
+#define FLEETBENCH_MQTT_ACK_TOPIC "fleet/{device}/ack"
+#endif
+// The QoS of the command subscription and of the acks (arduino-mqtt; PubSubClient publishes at
+// 0): the variant's QoS unless set.
+#ifndef FLEETBENCH_MQTT_COMMAND_QOS
+#ifdef FLEETBENCH_MQTT_QOS
+#define FLEETBENCH_MQTT_COMMAND_QOS FLEETBENCH_MQTT_QOS
+#else
+#define FLEETBENCH_MQTT_COMMAND_QOS 0
+#endif
+#endif
+// http-stream: the port of the second ESP8266WebServer that takes commands while the stream runs.
+#ifndef FLEETBENCH_COMMAND_PORT
+#define FLEETBENCH_COMMAND_PORT 8080
+#endif
+// poll: a command request unanswered this long is given up and the connection reopened.
+#ifndef FLEETBENCH_POLL_TIMEOUT_MS
+#define FLEETBENCH_POLL_TIMEOUT_MS 60000
+#endif
 #ifndef FLEETBENCH_SERVE_PORT
 #define FLEETBENCH_SERVE_PORT 80
 #endif

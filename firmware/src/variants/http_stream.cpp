@@ -18,6 +18,11 @@
 //
 // ESP8266WebServer serves one client at a time and a handler must return before the next one, so
 // the handler keeps the sketch going itself (app::service, readings) while it streams.
+//
+// Commands: the stream's handler never returns while a collector is connected, so this server
+// could not take a command until the stream ended. A second ESP8266WebServer on
+// FLEETBENCH_COMMAND_PORT (8080) takes POST /cmd (fleetbench::serve_web_commands), answered 200
+// application/json with the ack; the loop and the streaming handler both service it.
 #include <ESP8266WebServer.h>
 #include <ESP8266WiFi.h>
 
@@ -26,6 +31,7 @@
 namespace {
 
 ESP8266WebServer g_server(FLEETBENCH_SERVE_PORT);
+ESP8266WebServer g_command_server(FLEETBENCH_COMMAND_PORT);
 
 void handle_stream() {
   if (!g_server.chunkedResponseModeStart(200, fleetbench::content_type(app::encoding()))) {
@@ -41,6 +47,7 @@ void handle_stream() {
       break;
     }
     app::service();
+    g_command_server.handleClient();
     fleetbench::Reading r;
     while (app::next_reading(&r)) {
       uint8_t payload[fleetbench::PAYLOAD_MAX_LEN + 1];
@@ -59,10 +66,13 @@ void setup() {
   g_server.on("/stream", HTTP_GET, handle_stream);
   g_server.onNotFound([] { g_server.send(404, "text/plain", ""); });
   g_server.begin();
+  fleetbench::serve_web_commands(g_command_server, HTTP_POST, app::commands());
+  g_command_server.begin();
 }
 
 void loop() {
   app::service();
+  g_command_server.handleClient();
   g_server.handleClient();
   // No collector streaming: due readings are lost.
   fleetbench::Reading r;

@@ -14,6 +14,12 @@
 //
 // While a request is held the handler keeps the sketch going itself (app::service, readings):
 // ESP8266WebServer serves one client at a time and a handler must return before the next one.
+//
+// Commands: POST /cmd with the command as its body (fleetbench::serve_web_commands), answered
+// 200 application/json with the ack. The same server: a command that comes while a poll is held
+// waits for that poll's answer (at the next reading, or the hold's end); the server then answers
+// that poll with `Connection: close` and drops the collector's kept-alive connection, because
+// another client waits, and serves the command.
 #include <ESP8266WebServer.h>
 #include <ESP8266WiFi.h>
 
@@ -78,6 +84,7 @@ void handle_readings() {
 void setup() {
   app::begin("long-poll");
   g_server.on("/readings", HTTP_GET, handle_readings);
+  fleetbench::serve_web_commands(g_server, HTTP_POST, app::commands());
   g_server.onNotFound([] { g_server.send(404, "text/plain", ""); });
   g_server.begin();
 }

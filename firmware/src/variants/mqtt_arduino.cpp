@@ -1,7 +1,15 @@
 // mqtt-qos1 / mqtt-qos2 (-D FLEETBENCH_MQTT_QOS=1 or 2): 256dpi/arduino-mqtt (lwmqtt) publishing
 // at QoS 1 or 2; each publish blocks until PUBACK (QoS 1) or PUBCOMP (QoS 2), or the library's
 // 1 s command timeout, which closes the connection. Client id and topic as mqtt-qos0. Library
-// defaults: 10 s keepalive, header+topic and payload written apart with Nagle on.
+// defaults: 10 s keepalive, header+topic and payload written apart with Nagle on; the read and
+// write buffers are sized for a command of FLEETBENCH_COMMAND_MAX_LEN (a longer message makes
+// lwmqtt drop the connection).
+//
+// Commands: after every connect the sketch subscribes to FLEETBENCH_MQTT_COMMAND_TOPIC
+// (fleet/esp-NNNNNN/cmd) at FLEETBENCH_MQTT_COMMAND_QOS (the variant's QoS unless set); the
+// advanced message callback handles each command and queues its ack, and after each loop() the
+// acks are published to FLEETBENCH_MQTT_ACK_TOPIC at that QoS (the library asks not to publish
+// from its callback) (fleetbench::ArduinoMqttCommands).
 #include <ESP8266WiFi.h>
 #include <MQTT.h>
 
@@ -14,7 +22,8 @@
 namespace {
 
 WiFiClient g_net;
-MQTTClient g_mqtt(256);
+MQTTClient g_mqtt(static_cast<int>(app::kCommandMaxLen + 128));
+fleetbench::ArduinoMqttCommands<MQTTClient> g_commands(g_mqtt, app::commands());
 fleetbench::Reconnect g_reconnect(app::kRetryDelayUs);
 char g_client_id[24];
 char g_topic[96];
@@ -28,6 +37,11 @@ void keep_connected() {
                 : g_mqtt.connect(g_client_id);
   if (ok) {
     Serial.println("mqtt: connected");
+    // A clean session: the broker forgot the subscription with the last connection.
+    if (!g_commands.subscribe()) {
+      Serial.printf("mqtt: subscribing to the command topic failed, error %d\n",
+                    static_cast<int>(g_mqtt.lastError()));
+    }
   } else {
     Serial.printf("mqtt: connect failed, error %d\n", static_cast<int>(g_mqtt.lastError()));
     g_reconnect.failed(app::now_us());
@@ -45,12 +59,17 @@ void setup() {
   }
   g_net.setTimeout(app::kTimeoutMs);
   g_mqtt.begin(FLEETBENCH_MQTT_HOST, FLEETBENCH_MQTT_PORT, g_net);
+  if (!g_commands.begin(FLEETBENCH_MQTT_COMMAND_TOPIC, FLEETBENCH_MQTT_ACK_TOPIC,
+                        FLEETBENCH_MQTT_COMMAND_QOS)) {
+    Serial.println("mqtt: FLEETBENCH_MQTT_COMMAND_TOPIC or _ACK_TOPIC is too long");
+  }
 }
 
 void loop() {
   app::service();
   keep_connected();
   g_mqtt.loop();
+  g_commands.publish_acks();
   fleetbench::Reading r;
   while (app::next_reading(&r)) {
     if (!g_mqtt.connected()) {

@@ -1,15 +1,26 @@
 // mqtt-qos0: knolleary/PubSubClient publishing at QoS 0 (all it can), client id `esp8266-NNNN`,
 // topic FLEETBENCH_MQTT_TOPIC with {device} = `esp-NNNNNN`. Library defaults: 15 s keepalive,
-// 256-byte buffer, each packet in one write with Nagle on.
+// each packet in one write with Nagle on; the buffer is enlarged from 256 bytes to take a command
+// of FLEETBENCH_COMMAND_MAX_LEN (a longer PUBLISH is dropped unread by the library).
+//
+// Commands: after every connect the sketch subscribes to FLEETBENCH_MQTT_COMMAND_TOPIC
+// (fleet/esp-NNNNNN/cmd) at FLEETBENCH_MQTT_COMMAND_QOS (0 or 1, what PubSubClient subscribes
+// at); the callback set with setCallback answers each command by publishing its ack to
+// FLEETBENCH_MQTT_ACK_TOPIC at QoS 0 (fleetbench::PubSubCommands).
 #include <ESP8266WiFi.h>
 #include <PubSubClient.h>
 
 #include "../glue/app.h"
 
+#if FLEETBENCH_MQTT_COMMAND_QOS > 1
+#error "PubSubClient subscribes at QoS 0 or 1: set FLEETBENCH_MQTT_COMMAND_QOS to 0 or 1"
+#endif
+
 namespace {
 
 WiFiClient g_net;
 PubSubClient g_mqtt(g_net);
+fleetbench::PubSubCommands<PubSubClient> g_commands(g_mqtt, app::commands());
 fleetbench::Reconnect g_reconnect(app::kRetryDelayUs);
 char g_client_id[24];
 char g_topic[96];
@@ -23,6 +34,10 @@ void keep_connected() {
                 : g_mqtt.connect(g_client_id);
   if (ok) {
     Serial.println("mqtt: connected");
+    // A clean session: the broker forgot the subscription with the last connection.
+    if (!g_commands.subscribe(FLEETBENCH_MQTT_COMMAND_QOS)) {
+      Serial.println("mqtt: subscribing to the command topic failed");
+    }
   } else {
     Serial.printf("mqtt: connect failed, state %d\n", g_mqtt.state());
     g_reconnect.failed(app::now_us());
@@ -40,6 +55,13 @@ void setup() {
   }
   g_net.setTimeout(app::kTimeoutMs);
   g_mqtt.setServer(FLEETBENCH_MQTT_HOST, FLEETBENCH_MQTT_PORT);
+  // A command's PUBLISH: fixed header, topic and packet id besides the payload.
+  if (!g_mqtt.setBufferSize(static_cast<uint16_t>(app::kCommandMaxLen + 128))) {
+    Serial.println("mqtt: no memory for the packet buffer");
+  }
+  if (!g_commands.begin(FLEETBENCH_MQTT_COMMAND_TOPIC, FLEETBENCH_MQTT_ACK_TOPIC)) {
+    Serial.println("mqtt: FLEETBENCH_MQTT_COMMAND_TOPIC or _ACK_TOPIC is too long");
+  }
 }
 
 void loop() {

@@ -3,6 +3,12 @@
 // `id: <seq>` and `data: <json>`. At most 8 messages queue per client; the rest are dropped.
 // A collector that reconnects with Last-Event-ID gets the readings after it that the device still
 // holds (the last 8), as the emulator's outbox replays them.
+//
+// Commands: POST /cmd with the command as an application/json body (ESPAsyncWebServer hands it
+// to the route's body callback, in pieces; fleetbench::AsyncCommandRoute gathers them, up to
+// FLEETBENCH_COMMAND_MAX_LEN), answered 200 application/json with the ack. The server is
+// asynchronous: a command is served while the event stream runs. (A form-encoded body would be
+// parsed into parameters instead, and refused.)
 #include <ESPAsyncTCP.h>
 #include <ESPAsyncWebServer.h>
 
@@ -16,6 +22,8 @@ namespace {
 
 AsyncWebServer g_server(FLEETBENCH_SERVE_PORT);
 AsyncEventSource g_events("/events");
+fleetbench::AsyncCommandRoute<AsyncWebServerRequest, FLEETBENCH_COMMAND_MAX_LEN> g_command_route(
+    app::commands());
 fleetbench::Reading g_kept[8];
 fleetbench::ReadingRing g_ring(g_kept, 8);
 
@@ -44,6 +52,7 @@ void setup() {
   app::begin("sse");
   g_events.onConnect(on_connect);
   g_server.addHandler(&g_events);
+  g_command_route.attach(g_server, HTTP_POST);
   g_server.onNotFound([](AsyncWebServerRequest* request) { request->send(404); });
   g_server.begin();
 }

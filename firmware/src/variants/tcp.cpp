@@ -1,8 +1,11 @@
 // tcp: raw TCP on WiFiClient, one framed reading per write (a JSON line, or a length-prefixed
-// binary record), Nagle left on as WiFiClient leaves it.
+// binary record), Nagle left on as WiFiClient leaves it. Commands come down the same connection,
+// one JSON line each (read with readStringUntil('\n')); each is answered at once with its ack
+// line, also with Nagle on, so an ack can wait behind an unacknowledged reading.
 //
 // tcp-echo (-D FLEETBENCH_ECHO): the device sends nothing on its own schedule; each '?' the
 // server writes on the data connection is answered at once with one reading stamped on arrival.
+// Command lines are answered as in tcp.
 #include <ESP8266WiFi.h>
 
 #include "../glue/app.h"
@@ -45,11 +48,12 @@ void loop() {
   app::service();
   keep_connected();
 #ifdef FLEETBENCH_ECHO
-  fleetbench::answer_echo_requests(g_data, [] {
+  fleetbench::answer_tcp_commands_and_echoes(g_data, app::commands(), [] {
     send(app::echo_reading());
     return g_data.connected() != 0;
   });
 #else
+  fleetbench::answer_tcp_commands(g_data, app::commands());
   fleetbench::Reading r;
   while (app::next_reading(&r)) {
     if (g_data.connected()) {

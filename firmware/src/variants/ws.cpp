@@ -1,6 +1,8 @@
 // ws: WebSocket client (links2004/arduinoWebSockets) to ws://<host>:<data port>/ with the
 // `arduino` subprotocol: one masked frame per reading, text for JSON and binary for the binary
 // encoding. The library turns Nagle off and reconnects on its own after the retry delay.
+// Commands come down as text frames (the event callback's WStype_TEXT); each is answered at once
+// with its ack as a text frame (sendTXT), from the callback.
 #include <WebSocketsClient.h>
 
 #include "../glue/app.h"
@@ -9,8 +11,10 @@ namespace {
 
 WebSocketsClient g_ws;
 
-void on_event(WStype_t type, uint8_t*, size_t) {
-  if (type == WStype_CONNECTED) {
+void on_event(WStype_t type, uint8_t* payload, size_t length) {
+  if (type == WStype_TEXT) {
+    fleetbench::answer_ws_command(g_ws, app::commands(), payload, length);
+  } else if (type == WStype_CONNECTED) {
     Serial.println("ws: connected");
   } else if (type == WStype_DISCONNECTED) {
     Serial.println("ws: disconnected");

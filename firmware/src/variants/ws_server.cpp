@@ -1,6 +1,8 @@
 // ws-server: the device serves WebSocket (links2004/arduinoWebSockets' WebSocketsServer) on
 // FLEETBENCH_WS_SERVER_PORT; the harness's collector connects and gets every live reading as one
 // unmasked frame. Nothing is replayed: readings due while no collector is connected are lost.
+// Commands come as text frames from a connected client (the event callback's WStype_TEXT); each
+// is answered to that client with its ack as a text frame (sendTXT(num, …)).
 #include <WebSocketsServer.h>
 
 #include "../glue/app.h"
@@ -9,10 +11,17 @@ namespace {
 
 WebSocketsServer g_server(FLEETBENCH_WS_SERVER_PORT);
 
+void on_event(uint8_t num, WStype_t type, uint8_t* payload, size_t length) {
+  if (type == WStype_TEXT) {
+    fleetbench::answer_ws_server_command(g_server, num, app::commands(), payload, length);
+  }
+}
+
 }  // namespace
 
 void setup() {
   app::begin("ws-server");
+  g_server.onEvent(on_event);
   g_server.begin();
 }
 
