@@ -283,7 +283,8 @@ pub struct CommandResult {
     pub ack_lost: u64,
     /// Latency in µs: `corrected` due → read by the device; `uncorrected` written → read;
     /// `round_trip` due → acknowledgement read by the backend; `write_lag` due → written
-    /// (how late the backend wrote it: its own lateness, or the wait for a connection).
+    /// (how late the backend wrote it: its own lateness, or the wait for a connection); `ack`
+    /// read by the device → acknowledgement read by the backend.
     pub latency_us: CommandLatency,
     /// Application bytes per command down (framing included: a line's newline, a frame's
     /// header, a PUBLISH's headers, an HTTP request's head), over the commands written.
@@ -305,6 +306,10 @@ pub struct CommandLatency {
     pub round_trip: Percentiles,
     /// Due → written by the backend.
     pub write_lag: Percentiles,
+    /// Read by the device → its acknowledgement read by the backend: the way back, which on a
+    /// connection that also carries readings can wait behind one (an ack Nagle holds until the
+    /// backend acknowledges the reading before it).
+    pub ack: Percentiles,
 }
 
 /// What one fault did to one variant. Instants are ms from the start of the measured window.

@@ -29,6 +29,8 @@ pub struct CommandFigures {
     pub round_trip: Histogram<u64>,
     /// Due → written, µs.
     pub write_lag: Histogram<u64>,
+    /// Read by the device → acknowledgement read by the backend, µs.
+    pub ack: Histogram<u64>,
     /// Bytes of the commands written, and how many.
     bytes_down: (u64, u64),
     /// Bytes of the acknowledgements the devices wrote, and how many.
@@ -96,6 +98,7 @@ pub fn commands(plan: &CommandPlan, window: Window, events: &[CommandEvent]) -> 
         uncorrected: new_histogram(),
         round_trip: new_histogram(),
         write_lag: new_histogram(),
+        ack: new_histogram(),
         bytes_down,
         bytes_up,
     };
@@ -129,9 +132,12 @@ pub fn commands(plan: &CommandPlan, window: Window, events: &[CommandEvent]) -> 
             }
         }
         match (first, s.acked_ns) {
-            (_, Some(a)) => {
+            (got, Some(a)) => {
                 r.acked += 1;
                 figures.round_trip.saturating_record(us(*due_ns, a));
+                if let Some(got) = got {
+                    figures.ack.saturating_record(us(got, a));
+                }
             }
             (Some(_), None) => r.ack_lost += 1,
             (None, None) => {}
@@ -149,6 +155,7 @@ impl CommandFigures {
             uncorrected: percentiles(&self.uncorrected),
             round_trip: percentiles(&self.round_trip),
             write_lag: percentiles(&self.write_lag),
+            ack: percentiles(&self.ack),
         };
         let mean = |(sum, n): (u64, u64)| if n == 0 { 0.0 } else { sum as f64 / n as f64 };
         self.result.bytes_down = mean(self.bytes_down);
@@ -176,6 +183,7 @@ impl CommandFigures {
                 (&mut pooled.uncorrected, &f.uncorrected),
                 (&mut pooled.round_trip, &f.round_trip),
                 (&mut pooled.write_lag, &f.write_lag),
+                (&mut pooled.ack, &f.ack),
             ] {
                 into.add(from).expect("histograms of one shape");
             }
@@ -279,6 +287,9 @@ mod tests {
         near(r.latency_us.corrected.max, 4_000);
         near(r.latency_us.round_trip.max, 5_000);
         near(r.latency_us.uncorrected.min, 2_000);
+        // Read at due + 3 ms, acknowledged at due + 5 ms.
+        assert_eq!(r.latency_us.ack.count, 1);
+        near(r.latency_us.ack.max, 2_000);
         assert_eq!(r.bytes_down, 70.0);
         assert_eq!(r.bytes_up, 20.0);
         let pooled = CommandFigures::pooled([&f, &f]).unwrap();
