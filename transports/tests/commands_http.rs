@@ -10,66 +10,29 @@
 //! No assertion bets on speed: waits are bounded only to catch a hang.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use transports::command::routes::CommandRoutes;
-use transports::command::{
-    Command, CommandEvent, CommandEventKind, CommandObserver, CommandOp, DeviceCommands,
-    ReceivedCommand,
-};
+use transports::command::{Command, CommandEventKind, CommandOp, DeviceCommands, ReceivedCommand};
 use transports::httppost::codec::{self, NO_CONTENT_LEN};
 use transports::httppost::Connections;
 use transports::sink::DEFAULT_POLL_HOLD;
-use transports::transport::{serve, ConnectionReport, LinkOptions, SinkObserver, SinkOptions};
+use transports::transport::{serve, LinkOptions, SinkOptions};
 use transports::{Encoding, Link, Reading, SinkTransport};
 
 mod support;
 
-use support::{payload, reading, until};
+use support::{payload, reading, until, Seen};
 
 /// The device every test drives.
 const DEVICE: u32 = 7;
 
 /// A command's size on the wire in these tests.
 const SIZE: u32 = 64;
-
-/// Everything the backend reported: readings, command events (its own and its routes'), and
-/// closed connections.
-#[derive(Default)]
-struct Seen {
-    readings: Mutex<Vec<Reading>>,
-    commands: Mutex<Vec<CommandEvent>>,
-    closed: Mutex<Vec<ConnectionReport>>,
-}
-
-impl SinkObserver for Seen {
-    fn reading(&self, _conn: u64, reading: &Reading, _arrived_ns: u64) {
-        self.readings.lock().unwrap().push(*reading);
-    }
-    fn closed(&self, report: ConnectionReport) {
-        self.closed.lock().unwrap().push(report);
-    }
-    fn command(&self, event: CommandEvent) {
-        self.commands.lock().unwrap().push(event);
-    }
-}
-
-impl CommandObserver for Seen {
-    fn command(&self, event: CommandEvent) {
-        self.commands.lock().unwrap().push(event);
-    }
-}
-
-impl Seen {
-    fn events(&self, kind: CommandEventKind) -> Vec<CommandEvent> {
-        let events = self.commands.lock().unwrap();
-        events.iter().filter(|e| e.kind == kind).copied().collect()
-    }
-}
 
 /// A backend serving `kind` on a loopback port, with a table of routes for commands.
 struct Backend {

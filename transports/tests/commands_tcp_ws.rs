@@ -2,7 +2,7 @@
 //! loopback sockets: a sink that takes its commands from a `CommandRoutes`, a device `Link`
 //! that takes commands, what each end reports, and what each message costs in bytes.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -13,51 +13,20 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use transports::command::routes::CommandRoutes;
-use transports::command::{
-    Command, CommandEvent, CommandEventKind, CommandOp, DeviceCommands, IgnoreCommands,
-};
+use transports::command::{Command, CommandEventKind, CommandOp, DeviceCommands, IgnoreCommands};
 use transports::tcp::codec::framing_len;
 use transports::transport::{
-    serve, ConnectionEnd, ConnectionReport, LinkError, LinkOptions, ReceivedCommand, SinkObserver,
-    SinkOptions,
+    serve, ConnectionEnd, LinkError, LinkOptions, ReceivedCommand, SinkOptions,
 };
 use transports::ws::codec::frame_header_len;
 use transports::{Encoding, Link, Reading, SinkTransport};
 
 mod support;
 
-use support::{link_options, payload, reading, until};
+use support::{link_options, payload, reading, until, Seen};
 
 /// Bound on any one wait: a hang guard, never a speed bet.
 const HANG: Duration = Duration::from_secs(10);
-
-/// Everything a sink reported, commands included.
-#[derive(Default)]
-struct Seen {
-    readings: Mutex<Vec<Reading>>,
-    closed: Mutex<Vec<ConnectionReport>>,
-    commands: Mutex<Vec<CommandEvent>>,
-}
-
-impl SinkObserver for Seen {
-    fn reading(&self, _conn: u64, reading: &Reading, _arrived_ns: u64) {
-        self.readings.lock().unwrap().push(*reading);
-    }
-    fn closed(&self, report: ConnectionReport) {
-        self.closed.lock().unwrap().push(report);
-    }
-    fn command(&self, event: CommandEvent) {
-        self.commands.lock().unwrap().push(event);
-    }
-}
-
-impl Seen {
-    /// The command events of `kind` so far, in the order reported.
-    fn events(&self, kind: CommandEventKind) -> Vec<CommandEvent> {
-        let events = self.commands.lock().unwrap();
-        events.iter().filter(|e| e.kind == kind).copied().collect()
-    }
-}
 
 /// A sink taking its commands from `routes`, on a loopback port.
 struct CommandSink {

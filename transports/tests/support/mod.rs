@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use transports::command::{CommandEvent, CommandEventKind, CommandObserver};
 use transports::served::{
     collect_device, serve_device, CollectOptions, Outbox, ServedConnection, ServedOptions,
 };
@@ -37,6 +38,41 @@ impl SinkObserver for Collected {
     }
     fn closed(&self, report: ConnectionReport) {
         self.closed.lock().unwrap().push(report);
+    }
+}
+
+/// Everything a sink reported, commands included (its own events and its routes'): readings
+/// in arrival order, closed connections and command events.
+#[derive(Default)]
+pub struct Seen {
+    pub readings: Mutex<Vec<Reading>>,
+    pub closed: Mutex<Vec<ConnectionReport>>,
+    pub commands: Mutex<Vec<CommandEvent>>,
+}
+
+impl SinkObserver for Seen {
+    fn reading(&self, _conn: u64, reading: &Reading, _arrived_ns: u64) {
+        self.readings.lock().unwrap().push(*reading);
+    }
+    fn closed(&self, report: ConnectionReport) {
+        self.closed.lock().unwrap().push(report);
+    }
+    fn command(&self, event: CommandEvent) {
+        self.commands.lock().unwrap().push(event);
+    }
+}
+
+impl CommandObserver for Seen {
+    fn command(&self, event: CommandEvent) {
+        self.commands.lock().unwrap().push(event);
+    }
+}
+
+impl Seen {
+    /// The command events of `kind` so far, in the order reported.
+    pub fn events(&self, kind: CommandEventKind) -> Vec<CommandEvent> {
+        let events = self.commands.lock().unwrap();
+        events.iter().filter(|e| e.kind == kind).copied().collect()
     }
 }
 
