@@ -50,6 +50,10 @@ pub struct CommandPlan {
     pub first_device_id: u32,
     /// How many devices.
     pub devices: u32,
+    /// The devices' ids, when they are not `first_device_id` onwards (real boards, each with
+    /// the id it was given); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<u32>,
 }
 
 impl CommandPlan {
@@ -63,25 +67,40 @@ impl CommandPlan {
     pub fn schedule(&self) -> CommandSchedule {
         let mut heap = BinaryHeap::new();
         if let Some(every) = self.every_ns.filter(|e| *e > 0) {
-            for index in 0..self.devices {
-                let device_id = self.first_device_id + index;
+            for index in 0..self.device_count() {
+                let device_id = self.device_id(index);
                 let mut rng = ChaCha8Rng::seed_from_u64(stream_seed(self.seed, device_id, 7));
                 // Whole microseconds, as the device clock counts.
                 let phase = rng.random_range(0..every.div_ceil(1_000)) * 1_000;
-                heap.push(Reverse((self.start_ns + phase, 1, device_id)));
+                heap.push(Reverse((self.start_ns + phase, 1, index)));
             }
         }
         if let Some(every) = self.broadcast_every_ns.filter(|e| *e > 0) {
-            heap.push(Reverse((
-                self.start_ns + every / 2,
-                0,
-                self.first_device_id,
-            )));
+            if self.device_count() > 0 {
+                heap.push(Reverse((self.start_ns + every / 2, 0, 0)));
+            }
         }
         CommandSchedule {
             plan: self.clone(),
             heap,
-            next_seq: vec![0; self.devices as usize],
+            next_seq: vec![0; self.device_count() as usize],
+        }
+    }
+
+    /// How many devices take commands.
+    pub fn device_count(&self) -> u32 {
+        match self.device_ids.len() {
+            0 => self.devices,
+            n => n as u32,
+        }
+    }
+
+    /// The id of the device at `index` (0-based): for a device-served variant, the device at
+    /// that place in the devices file.
+    pub fn device_id(&self, index: u32) -> u32 {
+        match self.device_ids.get(index as usize) {
+            Some(id) => *id,
+            None => self.first_device_id + index,
         }
     }
 
@@ -108,8 +127,8 @@ impl CommandPlan {
 /// A plan's commands in due order: `(due instant ns, command)`.
 pub struct CommandSchedule {
     plan: CommandPlan,
-    /// The next due instant of each stream: `(due_ns, 0 broadcast / 1 device, device)`; the
-    /// broadcast stream's entry walks the devices one by one at the same instant.
+    /// The next due instant of each stream: `(due_ns, 0 broadcast / 1 device, device index)`;
+    /// the broadcast stream's entry walks the devices one by one at the same instant.
     heap: BinaryHeap<Reverse<(u64, u8, u32)>>,
     next_seq: Vec<u32>,
 }
@@ -118,31 +137,31 @@ impl Iterator for CommandSchedule {
     type Item = (u64, Command);
 
     fn next(&mut self) -> Option<(u64, Command)> {
-        let Reverse((due_ns, stream, device_id)) = self.heap.pop()?;
+        let Reverse((due_ns, stream, index)) = self.heap.pop()?;
         if due_ns >= self.plan.stop_ns {
             // Every later entry is later still.
             self.heap.clear();
             return None;
         }
-        let index = (device_id - self.plan.first_device_id) as usize;
-        let seq = self.next_seq[index];
-        self.next_seq[index] += 1;
+        let seq = self.next_seq[index as usize];
+        self.next_seq[index as usize] += 1;
         match stream {
             0 => {
-                let next = if index + 1 < self.plan.devices as usize {
-                    (due_ns, 0, device_id + 1)
+                let next = if index + 1 < self.plan.device_count() {
+                    (due_ns, 0, index + 1)
                 } else {
                     let every = self.plan.broadcast_every_ns.unwrap_or(u64::MAX);
-                    (due_ns.saturating_add(every), 0, self.plan.first_device_id)
+                    (due_ns.saturating_add(every), 0, 0)
                 };
                 self.heap.push(Reverse(next));
             }
             _ => {
                 let every = self.plan.every_ns.unwrap_or(u64::MAX);
                 self.heap
-                    .push(Reverse((due_ns.saturating_add(every), 1, device_id)));
+                    .push(Reverse((due_ns.saturating_add(every), 1, index)));
             }
         }
+        let device_id = self.plan.device_id(index);
         Some((due_ns, self.plan.command(device_id, seq, due_ns)))
     }
 }
@@ -165,6 +184,7 @@ mod tests {
             seed: 7,
             first_device_id: 3,
             devices: 4,
+            device_ids: Vec::new(),
         }
     }
 
@@ -213,6 +233,25 @@ mod tests {
                 .collect();
             assert_eq!(seqs, (0..seqs.len() as u32).collect::<Vec<_>>());
         }
+    }
+
+    #[test]
+    fn boards_with_ids_of_their_own_each_get_their_commands() {
+        let p = CommandPlan {
+            device_ids: vec![42, 7, 1000],
+            broadcast_every_ns: Some(5_000_000_000),
+            ..plan()
+        };
+        let all: Vec<(u64, Command)> = p.schedule().collect();
+        for id in [42, 7, 1000] {
+            let seqs: Vec<u32> = all
+                .iter()
+                .filter(|(_, c)| c.device_id == id)
+                .map(|(_, c)| c.seq)
+                .collect();
+            assert_eq!(seqs, (0..12).collect::<Vec<_>>(), "device {id}");
+        }
+        assert_eq!(all.len(), 36);
     }
 
     #[test]

@@ -445,6 +445,122 @@ fn echo_mode_measures_the_round_trip_without_clock_sync() {
 }
 
 #[test]
+fn boards_acknowledge_commands_and_their_round_trip_needs_no_clock_model() {
+    use transports::command::DeviceCommands;
+    use transports::transport::{DialedTransport, Link, LinkOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, control) = (free_port(), free_port());
+    let scenario = write_scenario(
+        dir.path(),
+        &format!(
+            r#"name = "hw-commands"
+warmup = "4s"
+duration = "3s"
+
+[fleet]
+source = "hardware"
+listen = "127.0.0.1:{listen}"
+control = "127.0.0.1:{control}"
+wait_for_devices = "20s"
+devices = 2
+interval = "100ms"
+
+[commands]
+every = "200ms"
+
+[[variants]]
+name = "ws"
+transport = "ws"
+"#
+        ),
+    );
+    let mut run = HardwareRun {
+        listen,
+        control,
+        stop: Arc::new(AtomicBool::new(false)),
+        boards: Vec::new(),
+        run: run_command(&scenario, &dir.path().join("out"))
+            .arg("--no-report")
+            .spawn()
+            .unwrap(),
+        dir,
+    };
+    for id in [3u32, 11] {
+        // Clocks hours off: the round trip must not care.
+        let device = TestDevice::new(id, 55_000_000_000 * id as u64);
+        run.control_board(&device, "ws");
+        // As arduinoWebSockets on a board: readings every 100 ms, and between them each
+        // command read and acknowledged. The backend starts once the boards said HELLO: try
+        // until it is up.
+        run.board(move |stop| {
+            block_on(async move {
+                let options = LinkOptions {
+                    commands: Some(DeviceCommands { qos: 0 }),
+                    connect_timeout: Duration::from_secs(2),
+                    write_timeout: Duration::from_secs(2),
+                    ..esp8266_link_options(device.id, false)
+                };
+                let target = format!("127.0.0.1:{listen}").parse().unwrap();
+                let mut link = loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match Link::connect(DialedTransport::Ws, target, &options).await {
+                        Ok((link, _)) => break link,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                };
+                let mut seq = 0;
+                let mut ticker = tokio::time::interval(Duration::from_millis(100));
+                while !stop.load(Ordering::Relaxed) {
+                    tokio::select! {
+                        _ = ticker.tick() => {
+                            let reading = device.stamped(seq);
+                            seq += 1;
+                            if link.send(&reading).await.is_err() {
+                                return;
+                            }
+                        }
+                        got = link.next_command() => match got {
+                            Ok(got) => {
+                                if link.ack(&got.command).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Err(_) => return,
+                        },
+                    }
+                }
+                link.close().await;
+            });
+        });
+    }
+    let done = run.finish();
+    assert_eq!(done.status.code(), Some(0));
+    let c = &done.results["variants"][0]["commands"];
+    println!("hardware commands: {c}");
+    let count = |k: &str| c[k].as_u64().unwrap();
+    // Boards report no reads: their acknowledgements say what arrived.
+    assert_eq!(c["received_by_ack"], true, "{c}");
+    // 2 boards × about 3 s / 200 ms.
+    assert!(count("scheduled") >= 20, "{c}");
+    assert_eq!(count("scheduled"), count("received") + count("lost"), "{c}");
+    assert_eq!(count("lost"), 0, "{c}");
+    assert_eq!(count("acked"), count("received"), "{c}");
+    let latency = &c["latency_us"];
+    assert_eq!(latency["corrected"]["count"], 0, "{c}");
+    assert_eq!(latency["round_trip"]["count"], count("acked"), "{c}");
+    // The round trip on the backend's clock, not the boards' hours of offset.
+    let max = latency["round_trip"]["max"].as_u64().unwrap();
+    assert!(max < OFFSETS_APPLIED_US, "round trip max {max} µs");
+    assert!(latency["round_trip"]["min"].as_u64().unwrap() > 0, "{c}");
+    // A masked text frame (6 bytes of header) of a 15- to 17-byte ack.
+    let up = c["bytes_up"].as_f64().unwrap();
+    assert!((21.0..=23.0).contains(&up), "{c}");
+}
+
+#[test]
 fn mqtt_boards_publish_through_the_embedded_broker_on_the_named_address() {
     use transports::mqtt::driver::DeviceConnection;
     use transports::transport::LinkOptions;

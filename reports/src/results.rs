@@ -281,6 +281,11 @@ pub struct CommandResult {
     pub duplicated: u64,
     /// Received, but the acknowledgement never reached the backend.
     pub ack_lost: u64,
+    /// Hardware runs (echo mode): boards do not report when a command arrived, so `received`
+    /// counts the acknowledged commands, latency to the device (`corrected`, `uncorrected`,
+    /// `ack`) is not measured, and `round_trip` is on the backend's clock alone.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub received_by_ack: bool,
     /// Latency in µs: `corrected` due → read by the device; `uncorrected` written → read;
     /// `round_trip` due → acknowledgement read by the backend; `write_lag` due → written
     /// (how late the backend wrote it: its own lateness, or the wait for a connection); `ack`

@@ -33,8 +33,20 @@ pub struct CommandFigures {
     pub ack: Histogram<u64>,
     /// Bytes of the commands written, and how many.
     bytes_down: (u64, u64),
-    /// Bytes of the acknowledgements the devices wrote, and how many.
+    /// Bytes of the acknowledgements the devices wrote (or, where they recorded none, that the
+    /// backend read), and how many.
     bytes_up: (u64, u64),
+}
+
+/// Who says a command arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeenBy {
+    /// The devices record each command they read (an emulated fleet).
+    Devices,
+    /// Only the acknowledgements do (real boards, which report nothing else): a command
+    /// acknowledged was received, latency to the device is not measured, and the round trip
+    /// needs no clock but the backend's (echo mode).
+    Acknowledgements,
 }
 
 /// What the two ends recorded of one command.
@@ -48,7 +60,12 @@ struct Seen {
 
 /// Measures `plan`'s commands due in `window` from the events both ends recorded (in any
 /// order, both files together).
-pub fn commands(plan: &CommandPlan, window: Window, events: &[CommandEvent]) -> CommandFigures {
+pub fn commands(
+    plan: &CommandPlan,
+    window: Window,
+    events: &[CommandEvent],
+    seen_by: SeenBy,
+) -> CommandFigures {
     let due: HashMap<(u32, u32), u64> = plan
         .schedule()
         .take_while(|(due_ns, _)| *due_ns < window.end_ns)
@@ -58,6 +75,9 @@ pub fn commands(plan: &CommandPlan, window: Window, events: &[CommandEvent]) -> 
     let mut seen: HashMap<(u32, u32), Seen> = HashMap::with_capacity(due.len());
     let mut bytes_down = (0u64, 0u64);
     let mut bytes_up = (0u64, 0u64);
+    // What the backend read of the acknowledgements: their bytes where the devices recorded
+    // none (boards).
+    let mut acks_read = (0u64, 0u64);
     for e in events {
         let key = (e.device_id, e.seq);
         if !due.contains_key(&key) {
@@ -82,8 +102,13 @@ pub fn commands(plan: &CommandPlan, window: Window, events: &[CommandEvent]) -> 
                 if s.acked_ns.is_none_or(|a| e.at_ns < a) {
                     s.acked_ns = Some(e.at_ns);
                 }
+                acks_read.0 += e.bytes as u64;
+                acks_read.1 += 1;
             }
         }
+    }
+    if bytes_up.1 == 0 {
+        bytes_up = acks_read;
     }
     let mut figures = CommandFigures {
         result: CommandResult {
@@ -92,6 +117,7 @@ pub fn commands(plan: &CommandPlan, window: Window, events: &[CommandEvent]) -> 
             size: plan.size,
             qos: plan.qos,
             scheduled: due.len() as u64,
+            received_by_ack: seen_by == SeenBy::Acknowledgements,
             ..CommandResult::default()
         },
         corrected: new_histogram(),
@@ -115,6 +141,15 @@ pub fn commands(plan: &CommandPlan, window: Window, events: &[CommandEvent]) -> 
             figures.write_lag.saturating_record(us(*due_ns, w));
         }
         let first = s.received_ns.iter().min().copied();
+        if first.is_none() && seen_by == SeenBy::Acknowledgements && s.acked_ns.is_some() {
+            // Received, as its acknowledgement says; when is not known.
+            r.received += 1;
+            r.acked += 1;
+            if let Some(a) = s.acked_ns {
+                figures.round_trip.saturating_record(us(*due_ns, a));
+            }
+            continue;
+        }
         match first {
             Some(got) => {
                 r.received += 1;
@@ -217,6 +252,7 @@ mod tests {
             seed: 1,
             first_device_id: 0,
             devices: 2,
+            device_ids: Vec::new(),
         }
     }
 
@@ -273,7 +309,7 @@ mod tests {
         }
         // An event of a command due outside the window counts nowhere.
         events.push(event(Received, 0, 0, 11 * S, 70));
-        let f = commands(&p, window, &events);
+        let f = commands(&p, window, &events, SeenBy::Devices);
         let r = &f.result;
         assert_eq!(r.scheduled, 6);
         assert_eq!((r.written, r.received, r.acked), (5, 4, 1));
@@ -292,6 +328,19 @@ mod tests {
         near(r.latency_us.ack.max, 2_000);
         assert_eq!(r.bytes_down, 70.0);
         assert_eq!(r.bytes_up, 20.0);
+        // Boards report no reads: the acknowledged command counts received, and only its
+        // round trip is measured.
+        let boards: Vec<CommandEvent> = events
+            .iter()
+            .filter(|e| !matches!(e.kind, Received | AckWritten))
+            .copied()
+            .collect();
+        let b = commands(&p, window, &boards, SeenBy::Acknowledgements).result;
+        assert!(b.received_by_ack);
+        assert_eq!((b.received, b.acked, b.lost), (1, 1, 5));
+        assert_eq!(b.latency_us.corrected.count, 0);
+        assert_eq!(b.latency_us.round_trip.count, 1);
+        assert_eq!(b.bytes_up, 20.0);
         let pooled = CommandFigures::pooled([&f, &f]).unwrap();
         assert_eq!(pooled.result.scheduled, 12);
         assert_eq!(pooled.result.latency_us.corrected.count, 8);

@@ -380,8 +380,12 @@ fn run_variant(
     let link = link::RunningLink::start(&run)?;
 
     // The receiving end: up before the first device connects, unless the devices serve their
-    // readings; then they listen first and the collector connects to them.
-    let early = if variant.transport.device_listens() {
+    // readings (then they listen first and the collector connects to them) or real boards take
+    // commands (then their ids are known only once they have said HELLO, and they connect to
+    // the backend as soon as it is up).
+    let hardware = matches!(source, DeviceSource::Hardware(_));
+    let boards_take_commands = hardware && scenario.commands.is_some();
+    let early = if variant.transport.device_listens() || boards_take_commands {
         None
     } else {
         Some(start_receiving_end(
@@ -394,15 +398,30 @@ fn run_variant(
             options,
         )?)
     };
-    let mut devices = source.appear(&run, early.as_ref().map(|r| r.target))?;
+    let target = early.as_ref().map(|r| r.target);
+    let mut devices = source.appear(&run, target.or(scenario.fleet.listen))?;
+    let board_commands = match boards_take_commands {
+        true => board_command_plan(scenario, variant, &devices),
+        false => None,
+    };
+    let commands = run.commands.or(board_commands.as_ref());
     let mut receiving = match early {
         Some(r) => r,
-        None => start_device_collector(
+        None if variant.transport.device_listens() => start_device_collector(
             scenario,
             variant,
             run.encoding,
             (devices.announce_servers(&run)?, run.hold_timeout_ms()),
-            (&raw, run.commands),
+            (&raw, commands),
+            options,
+        )?,
+        None => start_receiving_end(
+            scenario,
+            variant,
+            run.encoding,
+            run.mqtt,
+            &secrets,
+            (&raw, commands),
             options,
         )?,
     };
@@ -495,13 +514,18 @@ fn run_variant(
         window,
         subscribers.unwrap_or(1),
     );
-    let command_figures = match run.commands {
+    let command_figures = match commands {
         Some(plan) => {
             let mut events = records::read_commands(&raw.join(records::DEVICE_COMMANDS))?;
             events.extend(records::read_commands(
                 &raw.join(records::BACKEND_COMMANDS),
             )?);
-            Some(measure::commands::commands(plan, window, &events))
+            // Boards do not report when a command arrived: their acknowledgements do.
+            let seen_by = match hardware {
+                true => measure::commands::SeenBy::Acknowledgements,
+                false => measure::commands::SeenBy::Devices,
+            };
+            Some(measure::commands::commands(plan, window, &events, seen_by))
         }
         None => None,
     };
@@ -656,8 +680,35 @@ fn command_plan(
         seed: scenario.seed,
         first_device_id: 0,
         devices: scenario.fleet.devices,
+        device_ids: Vec::new(),
     })
 }
+
+/// The commands of a hardware run (echo mode: round trips on the backend's clock alone), once
+/// the boards have said HELLO: to each board by its own id, from a moment from now (their
+/// backend is about to start and they connect to it on their next try) to one reading interval
+/// before the window's end.
+fn board_command_plan(
+    scenario: &Scenario,
+    variant: &VariantConfig,
+    devices: &Devices,
+) -> Option<CommandPlan> {
+    let Devices::Boards { present, .. } = devices else {
+        return None;
+    };
+    scenario.commands.as_ref()?;
+    let schedule = Schedule::starting_at(clock::now_ns(), scenario);
+    Some(CommandPlan {
+        start_ns: schedule.start_ns + BOARD_COMMANDS_AFTER.as_nanos() as u64,
+        device_ids: present.clone(),
+        devices: present.len() as u32,
+        ..command_plan(scenario, variant, Some(schedule.start_ns))?
+    })
+}
+
+/// How long after the boards said HELLO their first command is due: their backend starts and
+/// they connect to it (a board retries every 2 s).
+const BOARD_COMMANDS_AFTER: Duration = Duration::from_secs(3);
 
 /// Checks and stops the receiving end and the broker. They must have lived through the run: if
 /// one died, what the devices saw afterwards (refused connects, unsent readings) is in the
