@@ -343,6 +343,16 @@ async fn poll_a_command_answers_the_held_poll_at_once() {
             (0..4).map(|s| reading(DEVICE, s)).collect::<Vec<_>>(),
             "{connections:?}"
         );
+        // A device that closes its held poll gave it up: a peer's close, not a malformed
+        // request.
+        let closed = seen.closed.lock().unwrap().clone();
+        assert!(
+            closed
+                .iter()
+                .all(|c| !matches!(c.end, transports::sink::ConnectionEnd::Malformed(_))),
+            "{connections:?}: {:?}",
+            closed.iter().map(|c| &c.end).collect::<Vec<_>>()
+        );
     }
 }
 

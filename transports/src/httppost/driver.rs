@@ -468,6 +468,9 @@ struct Tally {
     rejected: u64,
     /// Set when a request ended the connection for a reason hyper will not report.
     end: Option<ConnectionEnd>,
+    /// A poll is held on the connection: a device that closes it now gives its poll up (a
+    /// peer's close, not a malformed request).
+    holding: bool,
 }
 
 /// How the HTTP backend sends a device its commands.
@@ -590,7 +593,9 @@ impl Backend {
             }
             (_, Downlink::Poll { hold }) => match poll::codec::device_of_query(parts.uri.query()) {
                 Some(device_id) => {
+                    self.tally().holding = true;
                     let commands = self.hold(device_id, hold).await;
+                    self.tally().holding = false;
                     self.answer(commands)
                 }
                 None => self.reject(StatusCode::BAD_REQUEST),
@@ -776,6 +781,10 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted, downli
         (None, Some(Ok(()))) if shut_down => ConnectionEnd::Shutdown,
         (None, Some(Ok(()))) => ConnectionEnd::PeerClosed,
         (None, Some(Err(e))) if e.is_timeout() => ConnectionEnd::IdleTimeout,
+        // The device closed while its whole request waited for the answer (a held poll).
+        (None, Some(Err(e))) if e.is_incomplete_message() && tally.holding => {
+            ConnectionEnd::PeerClosed
+        }
         (None, Some(Err(e)))
             if e.is_parse() || e.is_parse_too_large() || e.is_incomplete_message() =>
         {
