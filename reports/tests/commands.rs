@@ -83,6 +83,7 @@ fn commands(
         lost_unwritten,
         duplicated: 1,
         ack_lost: received - round_trip.len(),
+        received_by_ack: false,
         latency_us: CommandLatency {
             corrected: percentiles(corrected),
             round_trip: percentiles(round_trip),
