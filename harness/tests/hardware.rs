@@ -497,8 +497,9 @@ transport = "ws"
             block_on(async move {
                 let options = LinkOptions {
                     commands: Some(DeviceCommands { qos: 0 }),
-                    connect_timeout: Duration::from_secs(2),
-                    write_timeout: Duration::from_secs(2),
+                    // Hang guards: a loopback connect or write never comes near them.
+                    connect_timeout: Duration::from_secs(60),
+                    write_timeout: Duration::from_secs(60),
                     ..esp8266_link_options(device.id, false)
                 };
                 let target = format!("127.0.0.1:{listen}").parse().unwrap();

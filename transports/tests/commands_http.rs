@@ -26,7 +26,7 @@ use transports::{Encoding, Link, Reading, SinkTransport};
 
 mod support;
 
-use support::{payload, reading, until, Seen};
+use support::{payload, reading, until, Seen, HANG};
 
 /// The device every test drives.
 const DEVICE: u32 = 7;
@@ -73,7 +73,7 @@ async fn start(kind: SinkTransport, poll_hold: Duration) -> Backend {
 impl Backend {
     async fn stop(self) -> Arc<Seen> {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.task)
+        tokio::time::timeout(HANG, self.task)
             .await
             .expect("the backend stops")
             .unwrap();
@@ -110,7 +110,7 @@ fn command(device_id: u32, seq: u32) -> Command {
 
 /// The next command the link reads (10 s at most: a hang guard).
 async fn next(link: &mut Link) -> ReceivedCommand {
-    tokio::time::timeout(Duration::from_secs(10), link.next_command())
+    tokio::time::timeout(HANG, link.next_command())
         .await
         .expect("a command within 10 s")
         .unwrap()
@@ -432,7 +432,7 @@ async fn poll_a_vanished_device_leaves_its_held_poll_silent() {
     )
     .await
     .unwrap();
-    let guard = Duration::from_secs(10);
+    let guard = HANG;
     let accept = || async {
         tokio::time::timeout(guard, listener.accept())
             .await

@@ -189,7 +189,7 @@ fn collector(kind: ServedTransport, device: SocketAddr, routes: Arc<CommandRoute
 impl Collector {
     async fn stop(self) -> Arc<Backend> {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        tokio::time::timeout(support::HANG, self.task)
             .await
             .expect("the collector stops")
             .unwrap();

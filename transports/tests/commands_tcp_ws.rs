@@ -23,10 +23,7 @@ use transports::{Encoding, Link, Reading, SinkTransport};
 
 mod support;
 
-use support::{link_options, payload, reading, until, Seen};
-
-/// Bound on any one wait: a hang guard, never a speed bet.
-const HANG: Duration = Duration::from_secs(10);
+use support::{link_options, payload, reading, until, Seen, HANG};
 
 /// A sink taking its commands from `routes`, on a loopback port.
 struct CommandSink {

@@ -21,6 +21,10 @@ use transports::socket::{SocketCounters, SocketOptions};
 use transports::transport::{serve, ConnectionReport, LinkOptions, SinkObserver, SinkOptions};
 use transports::{Encoding, Reading, SinkTransport, TransportKind};
 
+/// A bound no healthy wait comes near, however loaded the machine: a hang guard, not a speed
+/// bet.
+pub const HANG: Duration = Duration::from_secs(60);
+
 /// Everything a sink or a collector reported: each reading with its connection and arrival
 /// instant, and each closed connection.
 #[derive(Default)]
