@@ -53,7 +53,6 @@ pub enum SeenBy {
 #[derive(Default)]
 struct Seen {
     written_ns: Option<u64>,
-    dropped: bool,
     received_ns: Vec<u64>,
     acked_ns: Option<u64>,
 }
@@ -92,7 +91,8 @@ pub fn commands(
                 bytes_down.0 += e.bytes as u64;
                 bytes_down.1 += 1;
             }
-            CommandEventKind::Dropped => s.dropped = true,
+            // A command given up and never written counts as lost unwritten without it.
+            CommandEventKind::Dropped => {}
             CommandEventKind::Received => s.received_ns.push(e.at_ns),
             CommandEventKind::AckWritten => {
                 bytes_up.0 += e.bytes as u64;
@@ -177,7 +177,6 @@ pub fn commands(
             (Some(_), None) => r.ack_lost += 1,
             (None, None) => {}
         }
-        let _ = s.dropped;
     }
     figures.fill_latency();
     figures

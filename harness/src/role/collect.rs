@@ -276,14 +276,7 @@ fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::R
             shutdown.clone(),
             ready_tx,
         ));
-        match ready.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                shutdown.cancel();
-                anyhow::bail!("{e}");
-            }
-            Err(_) => anyhow::bail!("the collector stopped before subscribing"),
-        }
+        subscribed(ready, &shutdown, "collector").await?;
         // The commander: a session of its own that publishes each command at its due instant
         // and takes the devices' acknowledgements.
         let commander = match &plan.commands {
@@ -303,14 +296,7 @@ fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::R
                     shutdown.clone(),
                     ready_tx,
                 ));
-                match ready.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        shutdown.cancel();
-                        anyhow::bail!("{e}");
-                    }
-                    Err(_) => anyhow::bail!("the commander stopped before subscribing"),
-                }
+                subscribed(ready, &shutdown, "commander").await?;
                 let dispatcher = super::commands::dispatch(
                     commands.clone(),
                     move |c| {
@@ -328,9 +314,26 @@ fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::R
             let _ = dispatcher.await;
             task.await?;
         }
-        Ok(())
+        anyhow::Ok(())
     })?;
     receipts.finish()
+}
+
+/// Waits until a broker session (the `who`: collector or commander) has subscribed; on its
+/// error, stops everything and returns it.
+async fn subscribed(
+    ready: tokio::sync::oneshot::Receiver<Result<(), String>>,
+    shutdown: &CancellationToken,
+    who: &str,
+) -> anyhow::Result<()> {
+    match ready.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            shutdown.cancel();
+            anyhow::bail!("{e}")
+        }
+        Err(_) => anyhow::bail!("the {who} stopped before subscribing"),
+    }
 }
 
 fn collect_from_devices(

@@ -42,10 +42,7 @@ where
         .filter(|s| s.commands.is_some())
         .copied()
         .collect();
-    let dashed = match canvas {
-        Canvas::Svg => Dash::Marked,
-        Canvas::Bitmap => Dash::Segments,
-    };
+    let dashed = canvas.dashed();
     let lines: Vec<Line> = drawn
         .iter()
         .filter_map(|s| Some((s.colour, s.commands?)))

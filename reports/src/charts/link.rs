@@ -32,10 +32,7 @@ where
         .filter(|s| s.link.is_some())
         .copied()
         .collect();
-    let dashed = match canvas {
-        Canvas::Svg => Dash::Marked,
-        Canvas::Bitmap => Dash::Segments,
-    };
+    let dashed = canvas.dashed();
     let up = lines(&linked, |l| &l.up, dashed);
     let down = lines(&linked, |l| &l.down, dashed);
     let Some(scale) = Scale::of(up.iter().chain(&down)) else {

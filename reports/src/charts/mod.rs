@@ -336,6 +336,17 @@ enum Canvas {
     Bitmap,
 }
 
+impl Canvas {
+    /// How a dashed line is drawn on this canvas: marked for the SVG to dash, or in short
+    /// segments on a bitmap.
+    fn dashed(self) -> spectrum::Dash {
+        match self {
+            Canvas::Svg => spectrum::Dash::Marked,
+            Canvas::Bitmap => spectrum::Dash::Segments,
+        }
+    }
+}
+
 /// A drawing failure, whatever the backend.
 type DrawResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
