@@ -5,8 +5,10 @@
 //! that answers "how much CPU between these two instants" and "how much memory at most".
 //!
 //! Timestamps are CLOCK_MONOTONIC nanoseconds, the clock the rest of the harness uses, so samples
-//! line up with the measurement window. CPU time comes in clock ticks (`utime + stime`), usually
-//! 10 ms each, so short windows have coarse CPU figures; interpolation does not make them finer.
+//! line up with the measurement window. CPU time is read in nanoseconds from the process's CPU-time
+//! clock (`clock_getcpuclockid`: the scheduler's own count of every thread's run time, exited
+//! threads included), so a 10 s window resolves far better than 1 %; `/proc/<pid>/stat`'s
+//! `utime + stime` (clock ticks, 10 ms each) is the fallback where that clock cannot be read.
 //! What to do with the figures (per-reading CPU, comparisons) is left to the report.
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,9 +22,8 @@ use serde::{Deserialize, Serialize};
 pub struct ProcSample {
     /// When the sample was taken: CLOCK_MONOTONIC, nanoseconds.
     pub at_ns: u64,
-    /// CPU time used so far, user plus system, all threads, in clock ticks
-    /// (see [`clock_ticks_per_second`]).
-    pub cpu_ticks: u64,
+    /// CPU time used so far, user plus system, all threads, in nanoseconds.
+    pub cpu_ns: u64,
     /// Resident memory (VmRSS) in bytes.
     pub rss_bytes: u64,
     /// Highest resident memory so far (VmHWM) in bytes.
@@ -48,13 +49,41 @@ pub fn sample(pid: u32) -> io::Result<ProcSample> {
     // Kernel threads have no VmRSS/VmHWM lines: they use no user memory.
     Ok(ProcSample {
         at_ns,
-        cpu_ticks: stat.cpu_ticks,
+        cpu_ns: process_cpu_ns(pid)
+            .unwrap_or(stat.cpu_ticks * (1_000_000_000 / clock_ticks_per_second())),
         rss_bytes: status_kib(&status, "VmRSS:").unwrap_or(0) * 1024,
         peak_rss_bytes: status_kib(&status, "VmHWM:").unwrap_or(0) * 1024,
     })
 }
 
-/// Clock ticks per second, the unit of [`ProcSample::cpu_ticks`] (`sysconf(_SC_CLK_TCK)`).
+/// The CPU time process `pid` has used, all its threads (live or exited) together, in ns: its
+/// CPU-time clock. `None` if the clock cannot be read (the process is gone).
+pub fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` is a valid clockid_t to write to.
+    let rc = unsafe { libc::clock_getcpuclockid(pid as libc::pid_t, &mut clock) };
+    if rc != 0 {
+        return None;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to; a bad clock id fails with an error code.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// The resolution of [`ProcSample::cpu_ns`], in seconds: 1 ns where the CPU-time clock can be
+/// read, else a clock tick.
+pub fn cpu_resolution_s() -> f64 {
+    match process_cpu_ns(std::process::id()) {
+        Some(_) => 1e-9,
+        None => 1.0 / clock_ticks_per_second() as f64,
+    }
+}
+
+/// Clock ticks per second, the unit of `/proc/<pid>/stat`'s CPU times (`sysconf(_SC_CLK_TCK)`).
 pub fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -123,11 +152,11 @@ pub struct ProcTrack {
     /// and started again ([`Sampler::replace_pid`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier_pids: Vec<u32>,
-    /// CPU ticks the earlier processes used, up to each one's last sample: added to every
-    /// sample of the current process, so [`ProcSample::cpu_ticks`] counts the label's CPU
+    /// CPU time (ns) the earlier processes used, up to each one's last sample: added to every
+    /// sample of the current process, so [`ProcSample::cpu_ns`] counts the label's CPU
     /// across all of them.
     #[serde(default)]
-    pub earlier_cpu_ticks: u64,
+    pub earlier_cpu_ns: u64,
 }
 
 /// A sample taken at a named moment.
@@ -142,8 +171,6 @@ pub struct ProcMark {
 /// Everything a [`Sampler`] saw.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcSeries {
-    /// Unit of [`ProcSample::cpu_ticks`].
-    pub clock_ticks_per_second: u64,
     /// Time between periodic samples, in milliseconds.
     pub period_ms: u64,
     /// One track per sampled process, in the order given to [`Sampler::start`].
@@ -165,8 +192,8 @@ impl ProcSeries {
             return None;
         }
         let samples = &self.track(label)?.samples;
-        let ticks = cpu_ticks_at(samples, to_ns)? - cpu_ticks_at(samples, from_ns)?;
-        Some(ticks / self.clock_ticks_per_second as f64)
+        let ns = cpu_ns_at(samples, to_ns)? - cpu_ns_at(samples, from_ns)?;
+        Some(ns / 1e9)
     }
 
     /// The highest resident memory the process reached while it was sampled (VmHWM).
@@ -194,15 +221,15 @@ impl ProcSeries {
 }
 
 /// The CPU counter at `at_ns`, interpolated between the samples around it.
-fn cpu_ticks_at(samples: &[ProcSample], at_ns: u64) -> Option<f64> {
+fn cpu_ns_at(samples: &[ProcSample], at_ns: u64) -> Option<f64> {
     let after = samples.partition_point(|s| s.at_ns < at_ns);
     let next = samples.get(after)?;
     if next.at_ns == at_ns {
-        return Some(next.cpu_ticks as f64);
+        return Some(next.cpu_ns as f64);
     }
     let prev = samples.get(after.checked_sub(1)?)?;
     let fraction = (at_ns - prev.at_ns) as f64 / (next.at_ns - prev.at_ns) as f64;
-    Some(prev.cpu_ticks as f64 + fraction * (next.cpu_ticks as f64 - prev.cpu_ticks as f64))
+    Some(prev.cpu_ns as f64 + fraction * (next.cpu_ns as f64 - prev.cpu_ns as f64))
 }
 
 /// Whether a [`sample`] error means the process is gone (ESRCH: it died while being read).
@@ -235,7 +262,7 @@ impl Shared {
             match sample(track.pid) {
                 Ok(s) => {
                     track.samples.push(ProcSample {
-                        cpu_ticks: track.earlier_cpu_ticks + s.cpu_ticks,
+                        cpu_ns: track.earlier_cpu_ns + s.cpu_ns,
                         ..s
                     });
                     if let Some(name) = mark {
@@ -278,12 +305,11 @@ impl Sampler {
                 exited_at_ns: None,
                 failed_samples: 0,
                 earlier_pids: Vec::new(),
-                earlier_cpu_ticks: 0,
+                earlier_cpu_ns: 0,
             })
             .collect();
         let shared = Arc::new(Shared {
             series: Mutex::new(ProcSeries {
-                clock_ticks_per_second: clock_ticks_per_second(),
                 period_ms: period.as_millis() as u64,
                 tracks,
             }),
@@ -323,7 +349,7 @@ impl Sampler {
     pub fn replace_pid(&self, label: &str, pid: u32) {
         let mut series = self.shared.series();
         if let Some(track) = series.tracks.iter_mut().find(|t| t.label == label) {
-            track.earlier_cpu_ticks = track.samples.last().map_or(0, |s| s.cpu_ticks);
+            track.earlier_cpu_ns = track.samples.last().map_or(0, |s| s.cpu_ns);
             track.earlier_pids.push(track.pid);
             track.pid = pid;
             track.exited_at_ns = None;
@@ -387,10 +413,11 @@ fn run(shared: &Shared, period: Duration) {
 mod tests {
     use super::*;
 
+    /// A sample whose CPU time is `cpu_ticks` of 10 ms.
     fn s(at_ns: u64, cpu_ticks: u64, rss_bytes: u64) -> ProcSample {
         ProcSample {
             at_ns,
-            cpu_ticks,
+            cpu_ns: cpu_ticks * 10_000_000,
             rss_bytes,
             peak_rss_bytes: rss_bytes + 10,
         }
@@ -398,7 +425,6 @@ mod tests {
 
     fn series() -> ProcSeries {
         ProcSeries {
-            clock_ticks_per_second: 100,
             period_ms: 1000,
             tracks: vec![ProcTrack {
                 label: "rx".to_owned(),
@@ -411,7 +437,7 @@ mod tests {
                 exited_at_ns: None,
                 failed_samples: 0,
                 earlier_pids: Vec::new(),
-                earlier_cpu_ticks: 0,
+                earlier_cpu_ns: 0,
             }],
         }
     }
@@ -444,10 +470,33 @@ mod tests {
         .join()
         .unwrap();
         let after = sample(pid).unwrap();
+        assert!(after.cpu_ns > before.cpu_ns, "{before:?} -> {after:?}");
+    }
+
+    #[test]
+    fn cpu_time_is_the_schedulers_count_in_nanoseconds_agreeing_with_proc_stat() {
+        let mut child = spinner(50);
+        let ns = process_cpu_ns(child.id()).unwrap();
+        let stat =
+            parse_stat(&std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap())
+                .unwrap();
+        let ns_again = process_cpu_ns(child.id()).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // /proc/<pid>/stat scales utime + stime to the same run time, rounded to ticks; read
+        // between two clock readings, it lies between them, give or take a tick.
+        let tick_ns = 1_000_000_000 / clock_ticks_per_second();
+        let stat_ns = stat.cpu_ticks * tick_ns;
         assert!(
-            after.cpu_ticks > before.cpu_ticks,
-            "{before:?} -> {after:?}"
+            ns.saturating_sub(tick_ns) <= stat_ns && stat_ns <= ns_again + tick_ns,
+            "clock {ns}..{ns_again} ns, /proc/<pid>/stat {stat_ns} ns"
         );
+        assert_eq!(
+            process_cpu_ns(child.id()),
+            None,
+            "a reaped process has no clock"
+        );
+        assert_eq!(cpu_resolution_s(), 1e-9);
     }
 
     #[test]
@@ -554,15 +603,15 @@ mod tests {
         assert_eq!(serde_json::from_str::<ProcSeries>(&json).unwrap(), series);
     }
 
-    /// A child that spins until killed, and waits until it has used `ticks` CPU ticks (a hang
-    /// guard only: spinning, it gets there whatever the load).
-    fn spinner(ticks: u64) -> std::process::Child {
+    /// A child that spins until killed, and waits until it has used `ms` of CPU (a hang guard
+    /// only: spinning, it gets there whatever the load).
+    fn spinner(ms: u64) -> std::process::Child {
         let child = std::process::Command::new("sh")
             .args(["-c", "while :; do :; done"])
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while sample(child.id()).unwrap().cpu_ticks < ticks {
+        while sample(child.id()).unwrap().cpu_ns < ms * 1_000_000 {
             assert!(Instant::now() < deadline, "no CPU used in 120 s");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -571,12 +620,12 @@ mod tests {
 
     #[test]
     fn a_replaced_process_adds_its_cpu_to_the_one_before() {
-        let mut old = spinner(2);
+        let mut old = spinner(20);
         let sampler = Sampler::start(vec![("sink".to_owned(), old.id())], Duration::from_secs(60));
         sampler.mark("before_kill");
         old.kill().unwrap();
         old.wait().unwrap();
-        let mut new = spinner(1);
+        let mut new = spinner(10);
         sampler.replace_pid("sink", new.id());
         sampler.replace_pid("nobody", 1);
         sampler.mark("after_restart");
@@ -589,21 +638,15 @@ mod tests {
             (track.pid, track.earlier_pids.clone()),
             (new.id(), vec![old.id()])
         );
-        let before = series.mark_sample("sink", "before_kill").unwrap().cpu_ticks;
-        assert!(before >= 2);
-        assert_eq!(track.earlier_cpu_ticks, before);
-        let after = series
-            .mark_sample("sink", "after_restart")
-            .unwrap()
-            .cpu_ticks;
+        let before = series.mark_sample("sink", "before_kill").unwrap().cpu_ns;
+        assert!(before >= 20_000_000);
+        assert_eq!(track.earlier_cpu_ns, before);
+        let after = series.mark_sample("sink", "after_restart").unwrap().cpu_ns;
         assert!(
             after > before,
             "{after} counts the old {before} and the new one's own"
         );
-        assert!(track
-            .samples
-            .windows(2)
-            .all(|w| w[0].cpu_ticks <= w[1].cpu_ticks));
+        assert!(track.samples.windows(2).all(|w| w[0].cpu_ns <= w[1].cpu_ns));
         assert!(track.exited_at_ns.is_none());
     }
 }

@@ -755,7 +755,8 @@ pub struct ProcessCost {
     pub cpu_s: Option<f64>,
     /// That per 1,000 readings received.
     pub cpu_s_per_1000_readings: Option<f64>,
-    /// Resolution of the CPU figures (one clock tick), seconds.
+    /// Resolution of the CPU figures, seconds: 1 ns from the process's CPU-time clock, one clock
+    /// tick (10 ms) where that clock cannot be read.
     pub cpu_resolution_s: f64,
     /// Peak resident set (VmHWM), bytes.
     pub peak_rss_bytes: Option<u64>,

@@ -803,7 +803,7 @@ fn process_cost(
         cpu_s_per_1000_readings: cpu_s
             .filter(|_| readings > 0)
             .map(|c| (c / readings as f64 * 1e3 * 1e5).round() / 1e5),
-        cpu_resolution_s: 1.0 / procstat::clock_ticks_per_second() as f64,
+        cpu_resolution_s: procstat::cpu_resolution_s(),
         peak_rss_bytes: series.peak_rss_bytes(label),
         idle_rss_bytes: idle,
         window_end_rss_bytes: end,
