@@ -205,6 +205,17 @@ impl ProcSeries {
             .max()
     }
 
+    /// The highest resident memory of the samples taken in `from_ns..to_ns` (the instant
+    /// `to_ns` itself left out).
+    pub fn rss_peak_between(&self, label: &str, from_ns: u64, to_ns: u64) -> Option<u64> {
+        let samples = &self.track(label)?.samples;
+        samples
+            .iter()
+            .filter(|s| (from_ns..to_ns).contains(&s.at_ns))
+            .map(|s| s.rss_bytes)
+            .max()
+    }
+
     /// Resident memory at the last sample taken at or before `at_ns`.
     pub fn rss_at(&self, label: &str, at_ns: u64) -> Option<u64> {
         let samples = &self.track(label)?.samples;
@@ -553,6 +564,10 @@ mod tests {
         assert_eq!(series.rss_at("rx", 1_000), Some(500));
         assert_eq!(series.rss_at("rx", 3_999), Some(700));
         assert_eq!(series.rss_at("rx", 9_999), Some(600));
+        assert_eq!(series.rss_peak_between("rx", 1_000, 3_000), Some(700));
+        assert_eq!(series.rss_peak_between("rx", 2_001, 4_001), Some(600));
+        assert_eq!(series.rss_peak_between("rx", 1_000, 2_000), Some(500));
+        assert_eq!(series.rss_peak_between("rx", 5_000, 5_000), None);
         assert_eq!(
             series.mark_sample("rx", "window_start").map(|s| s.at_ns),
             Some(2_000)

@@ -764,7 +764,8 @@ pub struct ProcessCost {
     pub idle_rss_bytes: Option<u64>,
     /// Resident set at the end of the window, bytes.
     pub window_end_rss_bytes: Option<u64>,
-    /// (end-of-window RSS - idle RSS) / devices, bytes.
+    /// (highest RSS sampled inside the window - idle RSS) / devices, bytes: every device
+    /// connected and sending, before the closing at the window's end.
     pub rss_per_device_bytes: Option<f64>,
 }
 

@@ -798,6 +798,10 @@ fn process_cost(
     let cpu_s = series.cpu_seconds_between(label, window.start_ns, window.end_ns);
     let idle = series.mark_sample(label, "idle").map(|s| s.rss_bytes);
     let end = series.mark_sample(label, "window_end").map(|s| s.rss_bytes);
+    // Memory per device is taken inside the window, every device connected and sending: at
+    // the window's end the devices close their connections and write their records, which
+    // costs memory of its own.
+    let steady = series.rss_peak_between(label, window.start_ns, window.end_ns);
     ProcessCost {
         cpu_s: cpu_s.map(|c| (c * 1e4).round() / 1e4),
         cpu_s_per_1000_readings: cpu_s
@@ -807,7 +811,7 @@ fn process_cost(
         peak_rss_bytes: series.peak_rss_bytes(label),
         idle_rss_bytes: idle,
         window_end_rss_bytes: end,
-        rss_per_device_bytes: match (idle, end) {
+        rss_per_device_bytes: match (idle, steady) {
             (Some(i), Some(e)) if devices > 0 => {
                 Some(((e as f64 - i as f64) / devices as f64).round())
             }
