@@ -90,6 +90,22 @@ pub struct FleetPlan {
     /// device subscribes to nothing). Devices answer each with an acknowledgement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<crate::command::CommandPlan>,
+    /// When this process runs one shard of a larger fleet (devices `first_device_id` onwards of
+    /// it): where the shard sits in the whole fleet, so that each device connects at its own
+    /// place in the whole fleet's ramp and runs the schedule it runs in one process. `None`:
+    /// this process is the whole fleet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<FleetShard>,
+}
+
+/// Where one shard of a fleet split over several processes sits in the whole fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetShard {
+    /// The place of the shard's first device in the whole fleet (0-based): the whole fleet's
+    /// ramp spreads its connects by this place plus the device's index in the shard.
+    pub first_index: u32,
+    /// How many devices the whole fleet has (the ramp spreads them all).
+    pub fleet_devices: u32,
 }
 
 fn default_hold_ms() -> u64 {
@@ -164,8 +180,20 @@ impl FleetPlan {
             ramp: Duration::from_nanos(self.ramp_ns),
             interval: Duration::from_nanos(self.interval_ns),
             jitter: Duration::from_nanos(self.jitter_ns),
-            devices: self.devices,
+            devices: self.shard.map_or(self.devices, |s| s.fleet_devices),
         }
+    }
+
+    /// The schedule of the device at `index` in this process: the one it has in the whole
+    /// fleet, whether the fleet runs in one process or in shards.
+    pub fn schedule(&self, index: u32) -> Schedule {
+        let place = self.shard.map_or(0, |s| s.first_index) + index;
+        Schedule::new(
+            &self.timing(),
+            self.seed,
+            self.first_device_id + index,
+            place,
+        )
     }
 
     /// The emulated devices' clock at the CLOCK_MONOTONIC instant `ns`: microseconds since the
@@ -411,7 +439,7 @@ pub async fn run(
                 ));
             }
             Role::Dialed(kind) => {
-                let schedule = Schedule::new(&plan.timing(), plan.seed, device_id, index);
+                let schedule = plan.schedule(index);
                 let device = DialingDevice {
                     options: plan.link_options(device_id),
                     give_up_ns: plan.give_up_ns(),
@@ -471,7 +499,7 @@ async fn serving_device(
 ) {
     use transports::served::{self, Outbox, ServedOptions};
     let device_id = plan.first_device_id + index;
-    let schedule = Schedule::new(&plan.timing(), plan.seed, device_id, index);
+    let schedule = plan.schedule(index);
     let mut sensors = SensorModel::new(plan.seed, device_id);
     // AsyncEventSource keeps 8 messages per client and replays nothing it has not queued; a
     // long-poll sketch keeps what it has not been asked for yet.
@@ -1172,6 +1200,29 @@ mod tests {
             hold_timeout_ms: 30_000,
             http_connections: Default::default(),
             faults: Vec::new(),
+            shard: None,
+        }
+    }
+
+    #[test]
+    fn a_shard_runs_the_schedules_its_devices_have_in_the_whole_fleet() {
+        let mut whole = plan_starting_at(1_000_000_000);
+        whole.devices = 10;
+        whole.ramp_ns = 2_000_000_000;
+        whole.jitter_ns = 5_000_000;
+        let shard = FleetPlan {
+            devices: 4,
+            first_device_id: 6,
+            shard: Some(FleetShard {
+                first_index: 6,
+                fleet_devices: 10,
+            }),
+            ..whole.clone()
+        };
+        for index in 0..4 {
+            let (a, b) = (whole.schedule(6 + index), shard.schedule(index));
+            assert_eq!((a.connect_ns, a.first_ns), (b.connect_ns, b.first_ns));
+            assert_eq!(a.collect::<Vec<_>>(), b.collect::<Vec<_>>());
         }
     }
 

@@ -69,6 +69,7 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
         hold_timeout_ms: 30_000,
         http_connections: Default::default(),
         faults: Vec::new(),
+        shard: None,
     };
     let device_clock = plan.clone();
     let sink = tokio::spawn(async move {

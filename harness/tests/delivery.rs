@@ -125,6 +125,7 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
         hold_timeout_ms: 30_000,
         http_connections: Default::default(),
         faults: Vec::new(),
+        shard: None,
     };
     let sends = Arc::new(Sends {
         recorder: FleetRecorder::create(dir.path()).unwrap(),

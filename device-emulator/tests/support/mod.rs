@@ -62,6 +62,7 @@ pub fn one_tcp_device(
         hold_timeout_ms: 30_000,
         http_connections: Default::default(),
         faults: Vec::new(),
+        shard: None,
     }
 }
 
