@@ -51,6 +51,10 @@ pub struct SinkPlan {
         default = "SinkPlan::default_poll_hold"
     )]
     pub poll_hold: Duration,
+    /// Listen with SO_REUSEPORT, so that several sink processes share the port (a sink split
+    /// into shards): the kernel spreads the connections over them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reuse_port: bool,
 }
 
 impl SinkPlan {
@@ -76,6 +80,7 @@ impl SinkPlan {
             flush_promptly: false,
             commands: None,
             poll_hold: Self::DEFAULT_POLL_HOLD,
+            reuse_port: false,
         }
     }
 }
@@ -116,6 +121,9 @@ pub fn run(plan: &SinkPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
             tokio::net::TcpSocket::new_v6()?
         };
         socket.set_reuseaddr(true)?;
+        if plan.reuse_port {
+            socket.set_reuseport(true)?;
+        }
         socket
             .bind(listen)
             .with_context(|| format!("binding {listen}"))?;

@@ -12,13 +12,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use device_emulator::command::CommandPlan;
 use device_emulator::fault::Fault;
-use device_emulator::fleet::{BootRecord, ConnectionRecord, FleetPlan, SendRecord, DRAIN};
+use device_emulator::fleet::{
+    BootRecord, ConnectionRecord, FleetPlan, FleetShard, SendRecord, DRAIN,
+};
 use device_emulator::DeviceProfile;
 use indicatif::ProgressBar;
 use transports::clock;
@@ -77,10 +79,12 @@ pub(super) enum DeviceSource<'a> {
 
 /// The devices of one run, once they are there.
 pub(super) enum Devices<'a> {
-    /// An emulated fleet: its process and the plan it runs.
+    /// An emulated fleet: its processes (one, or its shards in device order), the plan of the
+    /// whole fleet, and where each process records (the raw folder, or `fleet-<k>/` in it).
     Fleet {
-        process: ChildProcess,
+        processes: Vec<ChildProcess>,
         plan: Box<FleetPlan>,
+        record_dirs: Vec<PathBuf>,
     },
     /// The boards running this variant's firmware that said HELLO.
     Boards {
@@ -130,7 +134,8 @@ impl<'a> DeviceSource<'a> {
     }
 }
 
-/// Writes the fleet's plan and starts it; returns once it says `ready`.
+/// Writes the fleet's plan and starts it, in one process or split into shards
+/// ([`super::shards`]); returns once every process says `ready`, before the fleet's start.
 fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<Devices<'static>> {
     let (scenario, variant) = (run.scenario, run.variant);
     let schedule = Schedule::starting_at(
@@ -158,26 +163,78 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         hold_timeout_ms: run.hold_timeout_ms(),
         http_connections: variant.connections.unwrap_or_default(),
         faults: run.faults.to_vec(),
+        shard: None,
     };
-    let mut process = super::receiving::spawn_planned(
-        "fleet",
-        ("fleet", None),
-        (role::FLEET_PLAN, &plan),
-        run.secrets,
-        run.raw,
-        run.options,
-    )?;
-    process.expect_line("ready", READY_TIMEOUT)?;
+    let shards = super::shards::fleet_processes(scenario, variant, super::shards::open_files());
+    // One process records into the raw folder itself; shard k into `fleet-<k>/` in it.
+    let mut started = Vec::new();
+    for (k, range) in super::shards::device_ranges(plan.devices, shards)
+        .into_iter()
+        .enumerate()
+    {
+        let (name, dir, shard_plan) = match shards {
+            1 => ("fleet".to_string(), run.raw.to_path_buf(), plan.clone()),
+            _ => {
+                let dir = run.raw.join(format!("fleet-{k}"));
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let shard_plan = FleetPlan {
+                    devices: range.len() as u32,
+                    first_device_id: range.start,
+                    shard: Some(FleetShard {
+                        first_index: range.start,
+                        fleet_devices: plan.devices,
+                    }),
+                    ..plan.clone()
+                };
+                (format!("fleet-{k}"), dir, shard_plan)
+            }
+        };
+        // Every shard is started before any is awaited: they start side by side.
+        let process = super::receiving::spawn_planned(
+            &name,
+            ("fleet", None),
+            (role::FLEET_PLAN, &shard_plan),
+            run.secrets,
+            &dir,
+            run.options,
+        )?;
+        started.push((process, dir));
+    }
+    for (process, _) in &mut started {
+        process.expect_line("ready", READY_TIMEOUT)?;
+    }
     if clock::now_ns() >= schedule.start_ns {
         bail!(
-            "the fleet was ready only after the instant fixed for its start ({} ms after it): \
-             the machine is too busy to start a run with faults on time",
+            "the fleet{} was ready only after the instant fixed for its start ({} ms after it): \
+             the machine is too busy to start the run on time",
+            match shards {
+                1 => String::new(),
+                n => format!(" ({n} processes)"),
+            },
             (clock::now_ns() - schedule.start_ns) / 1_000_000
         );
     }
+    let (processes, record_dirs): (Vec<ChildProcess>, Vec<PathBuf>) = started.into_iter().unzip();
+    if shards > 1 && variant.transport.device_listens() {
+        // The collector reads one devices file: the shards' in device order.
+        let mut addresses: Vec<String> = Vec::new();
+        for dir in &record_dirs {
+            let path = dir.join(role::DEVICES_FILE);
+            let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let shard: Vec<String> = serde_json::from_slice(&text)
+                .with_context(|| format!("reading {}", path.display()))?;
+            addresses.extend(shard);
+        }
+        crate::results::write_atomically(
+            &run.raw.join(role::DEVICES_FILE),
+            &serde_json::to_vec(&addresses)?,
+        )?;
+    }
     Ok(Devices::Fleet {
-        process,
+        processes,
         plan: Box::new(plan),
+        record_dirs,
     })
 }
 
@@ -242,8 +299,24 @@ impl Devices<'_> {
     /// The device processes to sample: the fleet's (boards run elsewhere).
     pub fn pids(&self) -> Vec<(String, u32)> {
         match self {
-            Devices::Fleet { process, .. } => vec![("fleet".to_string(), process.pid())],
+            Devices::Fleet { processes, .. } if processes.len() == 1 => {
+                vec![("fleet".to_string(), processes[0].pid())]
+            }
+            Devices::Fleet { processes, .. } => processes
+                .iter()
+                .enumerate()
+                .map(|(k, p)| (format!("fleet-{k}"), p.pid()))
+                .collect(),
             Devices::Boards { .. } => Vec::new(),
+        }
+    }
+
+    /// Where the fleet's processes wrote their records (the raw folder, or each shard's
+    /// `fleet-<k>/`); boards: the raw folder, where nothing of theirs is.
+    pub fn record_dirs(&self, raw: &Path) -> Vec<PathBuf> {
+        match self {
+            Devices::Fleet { record_dirs, .. } => record_dirs.clone(),
+            Devices::Boards { .. } => vec![raw.to_path_buf()],
         }
     }
 
@@ -290,22 +363,32 @@ impl Devices<'_> {
         start_ns: u64,
     ) -> (Option<String>, bool) {
         match self {
-            Devices::Fleet { process, plan, .. } => {
+            Devices::Fleet {
+                processes, plan, ..
+            } => {
                 let mut error = None;
                 if complete {
                     // Bounded: devices give up at the plan's give-up instant, then close.
                     let bound = Duration::from_nanos(plan.give_up_ns() - plan.stop_ns)
                         + 2 * transports::socket::CLOSE_WAIT
                         + Duration::from_secs(5);
-                    if !process.wait_for_exit(bound) {
-                        error = Some(format!(
-                            "the fleet did not finish within {bound:?} of the window end"
-                        ));
+                    let deadline = std::time::Instant::now() + bound;
+                    for process in processes.iter_mut() {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if !process.wait_for_exit(left) && error.is_none() {
+                            error = Some(format!(
+                                "the {} did not finish within {bound:?} of the window end",
+                                process.name()
+                            ));
+                        }
                     }
                 }
-                process.stop(super::STOP_GRACE);
-                if process.exit_status().is_some_and(|s| !s.success()) && !child::interrupted() {
-                    error = error.or(process.exited("with a failure"));
+                for process in processes.iter_mut() {
+                    process.stop(super::STOP_GRACE);
+                    if process.exit_status().is_some_and(|s| !s.success()) && !child::interrupted()
+                    {
+                        error = error.or(process.exited("with a failure"));
+                    }
                 }
                 // The fleet has closed its connections; give the receiving end a moment for the
                 // last bytes (through a broker, the last messages are still being routed).
@@ -331,34 +414,55 @@ impl Devices<'_> {
     /// The devices' records, with every arrival's due instant moved to the harness clock: by the
     /// fleet plan's start, or by each board's fitted clock model (unless the sink stamped them
     /// itself, in echo mode). The boards' control records are kept as `clocks.json`.
+    ///
+    /// The receiving end's arrivals are read from each of `receiver_dirs` (one, or each sink
+    /// shard's) and the fleet's records from each of its processes' folders, concatenated;
+    /// arrivals from several sinks are put in the order they arrived.
     pub fn records(
         &self,
         run: &VariantRun,
         window: Window,
         error: Option<&str>,
+        receiver_dirs: &[PathBuf],
     ) -> anyhow::Result<DeviceRecords> {
         let raw = run.raw;
-        let mut arrivals = records::read_arrivals(&raw.join(records::ARRIVALS))?;
+        let mut arrivals = Vec::new();
+        for dir in receiver_dirs {
+            arrivals.extend(records::read_arrivals(&dir.join(records::ARRIVALS))?);
+        }
+        if receiver_dirs.len() > 1 {
+            arrivals.sort_by_key(|a| a.arrived_ns);
+        }
         match self {
-            Devices::Fleet { plan, .. } => {
-                let sends = records::read_sends(&raw.join(records::SENDS))?;
+            Devices::Fleet {
+                plan, record_dirs, ..
+            } => {
+                let mut sends = Vec::new();
+                let mut boots: Vec<BootRecord> = Vec::new();
+                let mut fleet_connections = Vec::new();
+                for dir in record_dirs {
+                    sends.extend(records::read_sends(&dir.join(records::SENDS))?);
+                    boots.extend(read_if_there::<BootRecord>(&dir.join(records::BOOTS))?);
+                    fleet_connections.extend(records::read_jsonl::<ConnectionRecord>(
+                        &dir.join(records::FLEET_CONNECTIONS),
+                    )?);
+                }
                 // Readings carry the devices' clock (µs since the plan's start), and a rebooted
                 // device's sequence starts again at 0.
                 for a in &mut arrivals {
                     a.scheduled_us = plan.monotonic_us(a.scheduled_us);
                 }
-                let boots: Vec<BootRecord> = read_if_there(&raw.join(records::BOOTS))?;
                 crate::measure::renumber_boots(&mut arrivals, &boots);
                 if sends.is_empty() && error.is_none() && !child::interrupted() {
                     bail!(
-                        "the fleet recorded no readings; see {}",
-                        raw.join("fleet.log").display()
+                        "the fleet recorded no readings; see its log in {}",
+                        record_dirs[0].display()
                     );
                 }
                 Ok(DeviceRecords {
                     due: sends,
                     arrivals,
-                    fleet_connections: records::read_jsonl(&raw.join(records::FLEET_CONNECTIONS))?,
+                    fleet_connections,
                     hardware: None,
                     boots,
                 })

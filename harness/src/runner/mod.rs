@@ -33,6 +33,7 @@ pub mod faults;
 mod link;
 mod pool;
 mod receiving;
+pub mod shards;
 
 use devices::{ControlServer, DeviceSource, Devices, VariantRun};
 use pool::{pool_all, Measured};
@@ -72,34 +73,14 @@ pub fn default_out(scenario: &Scenario) -> PathBuf {
     PathBuf::from("results").join(format!("{}-{}", scenario.name, stamp.trim_end_matches('Z')))
 }
 
-/// Refuses an emulated fleet that one process cannot hold within `open_files` descriptors (the
-/// limit each child gets): every device is a socket in the fleet (two for a device that
-/// serves: its listener and its collector's connection), and the sink, collector or broker
-/// holds one per device too. Past the limit connects fail with EMFILE and the run would only
-/// report them as lost readings, so it is better not started. Hardware runs open no fleet.
+/// Refuses, before anything starts, what the open-file limit each child gets (`open_files`)
+/// does not allow even split into shards (see [`shards::check`]): an embedded MQTT broker or a
+/// device-served collector past one process's limit, shards asked for that each hold more, sink
+/// shards a run with commands or backend faults would need. Past the limit connects fail with
+/// EMFILE and the run would only report them as lost readings, so it is better not started.
+/// Hardware runs open no fleet.
 pub fn check_open_files(scenario: &Scenario, open_files: u64) -> Result<(), String> {
-    if scenario.fleet.source != FleetSource::Emulated {
-        return Ok(());
-    }
-    let devices = u64::from(scenario.fleet.devices);
-    for variant in &scenario.variants {
-        let per_device = if variant.transport.device_listens() {
-            2
-        } else {
-            1
-        };
-        let needed = devices * per_device + child::SPARE_FILES;
-        if needed > open_files {
-            let most = (open_files.saturating_sub(child::SPARE_FILES)) / per_device;
-            return Err(format!(
-                "`fleet.devices = {devices}`: variant `{}` needs about {needed} open files in one \
-                 process and this machine allows {open_files} (ulimit -n); a fleet is not split \
-                 across processes yet, so this transport can run at most {most} devices here",
-                variant.name
-            ));
-        }
-    }
-    Ok(())
+    shards::check(scenario, open_files)
 }
 
 /// Whether any variant of `scenario` runs on an emulated link other than `ideal`, or a fault
@@ -427,8 +408,10 @@ fn run_variant(
     };
 
     // Observe the window, acting on the backend faults in it.
+    let fleet_labels = labels(devices.pids());
+    let sink_labels = labels(receiving.receiver_pids());
     let mut pids = devices.pids();
-    pids.push(("sink".to_string(), receiving.receiver.pid()));
+    pids.extend(receiving.receiver_pids());
     if let Some(l) = &link {
         pids.push(("link".to_string(), l.pid()));
     }
@@ -455,6 +438,8 @@ fn run_variant(
     error = fault_error.or(error);
     let ReceivingEnd {
         receiver: mut sink,
+        more_receivers: mut more_sinks,
+        record_dirs: receiver_dirs,
         broker: mut broker_process,
         target,
         broker_desc,
@@ -466,7 +451,12 @@ fn run_variant(
         l.drain(&mut error);
     }
 
-    stop_receiving_end(&mut sink, broker_process.as_mut(), &mut error);
+    stop_receiving_end(
+        &mut sink,
+        &mut more_sinks,
+        broker_process.as_mut(),
+        &mut error,
+    );
     let (link, link_histograms, outages) = match link {
         Some(l) => {
             let (summary, histograms, outages) = l.stop(&run, &mut error)?;
@@ -478,12 +468,19 @@ fn run_variant(
     progress.finish_and_clear();
 
     // Measure.
-    let records = devices.records(&run, window, error.as_deref())?;
-    let sink_connections: Vec<ConnectionReport> =
-        records::read_jsonl(&raw.join(records::SINK_CONNECTIONS))?;
+    let records = devices.records(&run, window, error.as_deref(), &receiver_dirs)?;
+    let mut sink_connections: Vec<ConnectionReport> = Vec::new();
     // A receiving end that did not stop cleanly, or was killed by a backend restart, lost what
-    // it had not flushed; only a fleet knows what was sent to tell how much.
-    let unflushed = faults::unflushed(&backend_faults, records::FlushMark::read(&raw)?);
+    // it had not flushed; only a fleet knows what was sent to tell how much. (Backend faults
+    // act on an unsplit receiving end only.)
+    let mut unflushed = Vec::new();
+    for (k, dir) in receiver_dirs.iter().enumerate() {
+        sink_connections.extend(records::read_jsonl::<ConnectionReport>(
+            &dir.join(records::SINK_CONNECTIONS),
+        )?);
+        let killed = if k == 0 { &backend_faults[..] } else { &[] };
+        unflushed.extend(faults::unflushed(killed, records::FlushMark::read(dir)?));
+    }
     let at_risk = (records.hardware.is_none() && !unflushed.is_empty()).then(|| {
         records::at_risk(
             &records.due,
@@ -516,10 +513,13 @@ fn run_variant(
     );
     let command_figures = match commands {
         Some(plan) => {
-            let mut events = records::read_commands(&raw.join(records::DEVICE_COMMANDS))?;
-            events.extend(records::read_commands(
-                &raw.join(records::BACKEND_COMMANDS),
-            )?);
+            let mut events = Vec::new();
+            for dir in devices.record_dirs(&raw) {
+                events.extend(records::read_commands(&dir.join(records::DEVICE_COMMANDS))?);
+            }
+            for dir in &receiver_dirs {
+                events.extend(records::read_commands(&dir.join(records::BACKEND_COMMANDS))?);
+            }
             // Boards do not report when a command arrived: their acknowledgements do.
             let seen_by = match hardware {
                 true => measure::commands::SeenBy::Acknowledgements,
@@ -557,16 +557,20 @@ fn run_variant(
     let (per_reading, setup, close) = devices.overhead(&records, &sink_connections, mqtt.is_some());
     let received = figures.delivery.received;
     let count = devices.count(scenario);
+    // Every device connected and sending: until the last interval of the window.
+    let steady_until_ns = window
+        .end_ns
+        .saturating_sub((scenario.fleet.interval + scenario.fleet.jitter).as_nanos() as u64);
+    let process_cost =
+        |labels: &[String]| process_cost(&series, labels, (window, steady_until_ns), received, count);
     let cost = Cost {
         fleet: match devices {
-            Devices::Fleet { .. } => process_cost(&series, "fleet", window, received, count),
+            Devices::Fleet { .. } => process_cost(&fleet_labels),
             Devices::Boards { .. } => ProcessCost::default(),
         },
-        sink: process_cost(&series, "sink", window, received, count),
-        broker: broker_pid.map(|_| process_cost(&series, "broker", window, received, count)),
-        link: link
-            .as_ref()
-            .map(|_| process_cost(&series, "link", window, received, count)),
+        sink: process_cost(&sink_labels),
+        broker: broker_pid.map(|_| process_cost(&labels_of(["broker"]))),
+        link: link.as_ref().map(|_| process_cost(&labels_of(["link"]))),
     };
     let backend = match devices {
         Devices::Boards { .. } if variant.transport.device_listens() => {
@@ -716,12 +720,14 @@ const BOARD_COMMANDS_AFTER: Duration = Duration::from_secs(3);
 /// that could not write its records says so as it stops.
 fn stop_receiving_end(
     sink: &mut ChildProcess,
+    more_sinks: &mut [ChildProcess],
     mut broker: Option<&mut ChildProcess>,
     error: &mut Option<String>,
 ) {
     for process in [Some(&mut *sink), broker.as_deref_mut()]
         .into_iter()
         .flatten()
+        .chain(more_sinks.iter_mut())
     {
         if let Some(exited) = process.exited("during the run") {
             if error.is_none() && !child::interrupted() {
@@ -729,9 +735,11 @@ fn stop_receiving_end(
             }
         }
     }
-    sink.stop(STOP_GRACE);
-    if error.is_none() && !child::interrupted() {
-        *error = sink.failed("at the end of the run");
+    for sink in std::iter::once(sink).chain(more_sinks.iter_mut()) {
+        sink.stop(STOP_GRACE);
+        if error.is_none() && !child::interrupted() {
+            *error = sink.failed("at the end of the run");
+        }
     }
     if let Some(b) = broker {
         b.stop(STOP_GRACE);
@@ -788,27 +796,55 @@ fn progress_bar(
     progress
 }
 
+/// The labels of sampled processes.
+fn labels(pids: Vec<(String, u32)>) -> Vec<String> {
+    pids.into_iter().map(|(label, _)| label).collect()
+}
+
+/// Labels given by name.
+fn labels_of<const N: usize>(names: [&str; N]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
+}
+
+/// The CPU and memory of one part of the run, summed over the processes sampled under
+/// `labels` (one, or each shard of a split fleet or sink): CPU seconds add up exactly, and so
+/// do the resident sets at the idle and window-end marks; the peak is the sum of each
+/// process's own peak (an upper bound, since the peaks need not coincide). A figure no process
+/// has is `None`.
 fn process_cost(
     series: &ProcSeries,
-    label: &str,
-    window: Window,
+    labels: &[String],
+    (window, steady_until_ns): (Window, u64),
     readings: u64,
     devices: u32,
 ) -> ProcessCost {
-    let cpu_s = series.cpu_seconds_between(label, window.start_ns, window.end_ns);
-    let idle = series.mark_sample(label, "idle").map(|s| s.rss_bytes);
-    let end = series.mark_sample(label, "window_end").map(|s| s.rss_bytes);
-    // Memory per device is taken inside the window, every device connected and sending: at
-    // the window's end the devices close their connections and write their records, which
-    // costs memory of its own.
-    let steady = series.rss_peak_between(label, window.start_ns, window.end_ns);
+    let sum = |each: &dyn Fn(&str) -> Option<f64>| -> Option<f64> {
+        labels
+            .iter()
+            .filter_map(|l| each(l))
+            .fold(None, |total, v| Some(total.unwrap_or(0.0) + v))
+    };
+    let cpu_s = sum(&|l| series.cpu_seconds_between(l, window.start_ns, window.end_ns));
+    let idle = sum(&|l| series.mark_sample(l, "idle").map(|s| s.rss_bytes as f64)).map(|b| b as u64);
+    let end =
+        sum(&|l| series.mark_sample(l, "window_end").map(|s| s.rss_bytes as f64)).map(|b| b as u64);
+    let peak = sum(&|l| series.peak_rss_bytes(l).map(|b| b as f64)).map(|b| b as u64);
+    // Memory per device is taken while every device is connected and sending: from the
+    // window's start until its last interval, when the devices begin to close their
+    // connections and write their records, which costs memory of its own.
+    let steady = sum(&|l| {
+        series
+            .rss_peak_between(l, window.start_ns, steady_until_ns.max(window.start_ns + 1))
+            .map(|b| b as f64)
+    })
+    .map(|b| b as u64);
     ProcessCost {
         cpu_s: cpu_s.map(|c| (c * 1e4).round() / 1e4),
         cpu_s_per_1000_readings: cpu_s
             .filter(|_| readings > 0)
             .map(|c| (c / readings as f64 * 1e3 * 1e5).round() / 1e5),
         cpu_resolution_s: procstat::cpu_resolution_s(),
-        peak_rss_bytes: series.peak_rss_bytes(label),
+        peak_rss_bytes: peak,
         idle_rss_bytes: idle,
         window_end_rss_bytes: end,
         rss_per_device_bytes: match (idle, steady) {

@@ -38,8 +38,13 @@ pub(super) fn mqtt_secrets(mqtt: Option<&MqttSettings>) -> Vec<(&'static str, St
 
 /// The processes that receive a variant's readings, and where devices connect.
 pub(super) struct ReceivingEnd {
-    /// The sink server (raw TCP, WebSocket) or the MQTT collector.
+    /// The sink server (raw TCP, WebSocket) or the MQTT collector; the first sink shard when
+    /// the sink is split.
     pub receiver: ChildProcess,
+    /// The other sink shards, sharing the receiver's port (none unless the sink is split).
+    pub more_receivers: Vec<ChildProcess>,
+    /// Where the receiving end records: the raw folder, or each sink shard's `sink-<k>/`.
+    pub record_dirs: Vec<PathBuf>,
     /// The embedded MQTT broker, when there is one.
     pub broker: Option<ChildProcess>,
     /// Where devices connect: the sink or the broker.
@@ -76,6 +81,19 @@ pub(super) struct Backend {
 }
 
 impl ReceivingEnd {
+    /// The receiving end's processes as the sampler labels them: `sink` (a collector too), or
+    /// `sink-<k>` for each sink shard.
+    pub(super) fn receiver_pids(&self) -> Vec<(String, u32)> {
+        match self.more_receivers.len() {
+            0 => vec![("sink".to_string(), self.receiver.pid())],
+            _ => std::iter::once(&self.receiver)
+                .chain(&self.more_receivers)
+                .enumerate()
+                .map(|(k, p)| (format!("sink-{k}"), p.pid()))
+                .collect(),
+        }
+    }
+
     /// The backend's process, with what fleetbench knows of it; `None` when it did not start
     /// it.
     pub(super) fn backend(&mut self) -> Option<(&mut ChildProcess, &Backend)> {
@@ -266,6 +284,10 @@ pub(super) fn start_receiving_end(
             poll_hold: variant.hold_timeout.unwrap_or(SinkPlan::DEFAULT_POLL_HOLD),
             ..SinkPlan::new(transport, listen, encoding)
         };
+        let sinks = super::shards::sink_processes(scenario, variant, super::shards::open_files());
+        if sinks > 1 {
+            return start_sink_shards(plan, sinks, raw, options);
+        }
         let launch = Launch::planned(
             "sink",
             ("serve", Some(transport.kind())),
@@ -291,6 +313,8 @@ pub(super) fn start_receiving_end(
         }
         return Ok(ReceivingEnd {
             receiver: sink,
+            more_receivers: Vec::new(),
+            record_dirs: vec![raw.to_path_buf()],
             broker: None,
             target,
             broker_desc: None,
@@ -408,11 +432,70 @@ pub(super) fn start_receiving_end(
     let (collector, _) = launch.start(false)?;
     Ok(ReceivingEnd {
         receiver: collector,
+        more_receivers: Vec::new(),
+        record_dirs: vec![raw.to_path_buf()],
         broker,
         target,
         broker_desc: Some(broker_desc),
         broker_pid,
         backend,
+    })
+}
+
+/// Starts `sinks` sink processes sharing one port (SO_REUSEPORT), each recording into
+/// `raw/sink-<k>/` with its plan and log: the first on the plan's address (a free port), the
+/// others on the port it was given; returns once all listen. A run with sink shards has no
+/// commands and no backend faults (refused before it starts), so no one of them is the
+/// backend.
+fn start_sink_shards(
+    plan: SinkPlan,
+    sinks: u32,
+    raw: &Path,
+    options: &RunOptions,
+) -> anyhow::Result<ReceivingEnd> {
+    let mut plan = SinkPlan {
+        reuse_port: true,
+        ..plan
+    };
+    let mut processes = Vec::new();
+    let mut record_dirs = Vec::new();
+    let mut target = None;
+    for k in 0..sinks {
+        let dir = raw.join(format!("sink-{k}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let launch = Launch::planned(
+            "sink",
+            ("serve", Some(plan.transport.kind())),
+            (SINK_PLAN, &plan),
+            &dir,
+            options,
+            Ready::Line("listening "),
+        )?;
+        let (sink, listening) = launch
+            .start(false)
+            .with_context(|| format!("starting sink process {k} of {sinks}"))?;
+        let listening: SocketAddr = listening
+            .parse()
+            .context("the sink printed an address that does not parse")?;
+        if target.is_none() {
+            // The others share the port the first was given.
+            plan.listen = listening;
+            target = Some(listening);
+        }
+        processes.push(sink);
+        record_dirs.push(dir);
+    }
+    let mut processes = processes.into_iter();
+    let receiver = processes.next().context("no sink process")?;
+    Ok(ReceivingEnd {
+        receiver,
+        more_receivers: processes.collect(),
+        record_dirs,
+        broker: None,
+        target: target.context("no sink process")?,
+        broker_desc: None,
+        broker_pid: None,
+        backend: None,
     })
 }
 
@@ -459,6 +542,8 @@ pub(super) fn start_device_collector(
     let (collector, _) = launch.start(false)?;
     Ok(ReceivingEnd {
         receiver: collector,
+        more_receivers: Vec::new(),
+        record_dirs: vec![raw.to_path_buf()],
         broker: None,
         target: SocketAddr::from(([127, 0, 0, 1], 0)),
         broker_desc: None,

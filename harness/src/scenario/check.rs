@@ -110,6 +110,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
     }
     check_faults(s)?;
     check_commands(s)?;
+    check_processes(s)?;
     for (i, variant) in s.variants.iter().enumerate() {
         let path = [key("variants"), Seg::Index(i), key("name")];
         check_name(
@@ -128,6 +129,79 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
                     i + 1,
                     variant.name,
                     first + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Fleet and sink shards: at least one process, at most one per device; the fleet's on emulated
+/// fleets only, the sink's on the transports `fleetbench serve` receives, and never with what
+/// one sink process must do for all devices (send their commands, be the backend a fault kills
+/// or pauses).
+fn check_processes(s: &Scenario) -> Result<(), Problem> {
+    let devices = s.fleet.devices;
+    if let Some(n) = s.fleet.processes {
+        let at = [key("fleet"), key("processes")];
+        if s.fleet.source == FleetSource::Hardware {
+            return Err(problem(
+                &at,
+                "`processes` in [fleet] applies only to emulated fleets".to_owned(),
+            ));
+        }
+        if !(1..=devices).contains(&n) {
+            return Err(problem(
+                &at,
+                format!(
+                    "`processes` in [fleet] must be between 1 and `devices` ({devices}), not {n}"
+                ),
+            ));
+        }
+    }
+    for (i, v) in s.variants.iter().enumerate() {
+        let Some(n) = v.sink_processes else {
+            continue;
+        };
+        let at = [key("variants"), Seg::Index(i), key("sink_processes")];
+        let name = format!("`sink_processes` in [[variants]] #{}", i + 1);
+        if s.fleet.source == FleetSource::Hardware {
+            return Err(problem(
+                &at,
+                format!("{name} applies only to emulated fleets"),
+            ));
+        }
+        if !v.received_by_a_sink() {
+            return Err(problem(
+                &at,
+                format!(
+                    "{name} applies only to tcp, ws, http-post and poll, whose readings \
+                     `fleetbench serve` receives"
+                ),
+            ));
+        }
+        if !(1..=devices).contains(&n) {
+            return Err(problem(
+                &at,
+                format!("{name} must be between 1 and `devices` ({devices}), not {n}"),
+            ));
+        }
+        if n > 1 && s.commands.is_some() {
+            return Err(problem(
+                &at,
+                format!(
+                    "{name}: sink processes share the port and the kernel chooses which one \
+                     holds a device's connection, so no one of them can send a device its \
+                     commands; [commands] needs `sink_processes = 1`"
+                ),
+            ));
+        }
+        if n > 1 && s.faults.iter().any(|f| f.kind.hits_backend()) {
+            return Err(problem(
+                &at,
+                format!(
+                    "{name}: backend faults kill or pause one backend process; \
+                     backend-restart and backend-pause need `sink_processes = 1`"
                 ),
             ));
         }

@@ -169,6 +169,11 @@ pub struct FleetConfig {
         with = "opt_duration_text"
     )]
     pub wait_for_devices: Option<Duration>,
+    /// Emulated only: how many `fleetbench fleet` processes share the devices, each a contiguous
+    /// range of them (default: as few as the open-file limit allows, one for any fleet one
+    /// process can hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u32>,
 }
 
 /// Where a scenario's devices come from.
@@ -346,6 +351,10 @@ pub struct VariantConfig {
     /// for ws-server, as `firmware/` does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_port: Option<u16>,
+    /// tcp, ws, http-post and poll, emulated: how many `fleetbench serve` processes receive the
+    /// readings, sharing the port (SO_REUSEPORT; default: as few as the open-file limit allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink_processes: Option<u32>,
 }
 
 /// Most subscribers an MQTT variant may fan out to.
@@ -362,6 +371,12 @@ pub enum BrokerChoice {
 }
 
 impl VariantConfig {
+    /// Whether `fleetbench serve` receives this variant's readings (tcp, ws, http-post, poll):
+    /// the devices dial it, not a broker, and do not serve.
+    pub fn received_by_a_sink(&self) -> bool {
+        matches!(self.transport.role(), transports::Role::Dialed(d) if d.sink().is_some())
+    }
+
     /// This variant's link model: its `[variants.link]` over the scenario's `[link]`, resolved
     /// (`ideal` when neither is given).
     pub fn link_model(
