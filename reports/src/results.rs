@@ -744,6 +744,14 @@ pub struct Cost {
     /// the link had the machine it needed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<ProcessCost>,
+    /// A fleet split into processes: each shard's own cost, in device order (`fleet` is their
+    /// sum); absent when the fleet ran in one process, and in pooled repetitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fleet_shards: Vec<ProcessCost>,
+    /// A sink split into processes sharing its port: each one's own cost (`sink` is their
+    /// sum); absent when the sink ran in one process, and in pooled repetitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sink_shards: Vec<ProcessCost>,
 }
 
 /// One process's cost, read from /proc.

@@ -571,6 +571,8 @@ fn run_variant(
         sink: process_cost(&sink_labels),
         broker: broker_pid.map(|_| process_cost(&labels_of(["broker"]))),
         link: link.as_ref().map(|_| process_cost(&labels_of(["link"]))),
+        fleet_shards: shard_costs(&series, &fleet_labels, (window, steady_until_ns), received, count),
+        sink_shards: shard_costs(&series, &sink_labels, (window, steady_until_ns), received, count),
     };
     let backend = match devices {
         Devices::Boards { .. } if variant.transport.device_listens() => {
@@ -794,6 +796,35 @@ fn progress_bar(
     });
     progress.set_message("warming up");
     progress
+}
+
+/// Each shard's own cost when a part of the run is split into several processes (`labels`);
+/// none when it ran in one. CPU per reading is over the readings of the whole run (the shards'
+/// add up to the part's); memory per device over the devices one shard holds (a fleet shard's
+/// range; for a sink shard, as the kernel spreads them, about as many).
+fn shard_costs(
+    series: &ProcSeries,
+    labels: &[String],
+    window: (Window, u64),
+    readings: u64,
+    devices: u32,
+) -> Vec<ProcessCost> {
+    if labels.len() < 2 {
+        return Vec::new();
+    }
+    let shards = labels.len() as u32;
+    labels
+        .iter()
+        .map(|label| {
+            process_cost(
+                series,
+                std::slice::from_ref(label),
+                window,
+                readings,
+                devices.div_ceil(shards),
+            )
+        })
+        .collect()
 }
 
 /// The labels of sampled processes.

@@ -150,6 +150,7 @@ fn pool(
             .iter()
             .any(|c| c.link.is_some())
             .then(|| pool_cost(costs.iter().map(|c| c.link.as_ref()), &received)),
+        ..Cost::default()
     };
     let window_s =
         scenario.duration.as_secs().max(1) as u32 + u32::from(scenario.duration.subsec_nanos() > 0);
