@@ -118,7 +118,10 @@ fn three_fleet_shards_and_two_sinks_compute_what_one_process_computes() {
         for k in 0..3 {
             let shard = raw.join(format!("fleet-{k}"));
             for (device, seq, due) in schedule_in(&shard) {
-                assert!(split_schedule.insert((device, seq, due)), "{device}/{seq} twice");
+                assert!(
+                    split_schedule.insert((device, seq, due)),
+                    "{device}/{seq} twice"
+                );
                 let first = *shard_of.entry(device).or_insert(k);
                 assert_eq!(first, k, "device {device} in shards {first} and {k}");
             }
@@ -138,10 +141,17 @@ fn three_fleet_shards_and_two_sinks_compute_what_one_process_computes() {
             .collect();
         for (k, devices) in ranges.iter().enumerate() {
             let (first, last) = (devices[0], *devices.last().unwrap());
-            assert_eq!(devices.len() as u32, last - first + 1, "shard {k}: {devices:?}");
+            assert_eq!(
+                devices.len() as u32,
+                last - first + 1,
+                "shard {k}: {devices:?}"
+            );
         }
         let whole_schedule = schedule_in(&whole.join("raw").join(variant));
-        assert_eq!(split_schedule, whole_schedule, "{variant}: schedules differ");
+        assert_eq!(
+            split_schedule, whole_schedule,
+            "{variant}: schedules differ"
+        );
 
         // Both sinks took connections (the kernel spreads 40 of them over the port's two
         // listeners), and between them every device's readings arrived.
@@ -157,7 +167,11 @@ fn three_fleet_shards_and_two_sinks_compute_what_one_process_computes() {
     }
     // The fleet's and the sink's cost are the sums over their processes.
     let tcp = &split_results["variants"][0];
-    assert!(tcp["cost"]["fleet"]["cpu_s"].as_f64().is_some(), "{}", tcp["cost"]);
+    assert!(
+        tcp["cost"]["fleet"]["cpu_s"].as_f64().is_some(),
+        "{}",
+        tcp["cost"]
+    );
     assert!(tcp["cost"]["sink"]["peak_rss_bytes"].as_u64().unwrap() > 0);
 }
 

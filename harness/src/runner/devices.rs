@@ -221,7 +221,8 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         let mut addresses: Vec<String> = Vec::new();
         for dir in &record_dirs {
             let path = dir.join(role::DEVICES_FILE);
-            let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let shard: Vec<String> = serde_json::from_slice(&text)
                 .with_context(|| format!("reading {}", path.display()))?;
             addresses.extend(shard);

@@ -518,7 +518,9 @@ fn run_variant(
                 events.extend(records::read_commands(&dir.join(records::DEVICE_COMMANDS))?);
             }
             for dir in &receiver_dirs {
-                events.extend(records::read_commands(&dir.join(records::BACKEND_COMMANDS))?);
+                events.extend(records::read_commands(
+                    &dir.join(records::BACKEND_COMMANDS),
+                )?);
             }
             // Boards do not report when a command arrived: their acknowledgements do.
             let seen_by = match hardware {
@@ -856,9 +858,14 @@ fn process_cost(
             .fold(None, |total, v| Some(total.unwrap_or(0.0) + v))
     };
     let cpu_s = sum(&|l| series.cpu_seconds_between(l, window.start_ns, window.end_ns));
-    let idle = sum(&|l| series.mark_sample(l, "idle").map(|s| s.rss_bytes as f64)).map(|b| b as u64);
-    let end =
-        sum(&|l| series.mark_sample(l, "window_end").map(|s| s.rss_bytes as f64)).map(|b| b as u64);
+    let idle =
+        sum(&|l| series.mark_sample(l, "idle").map(|s| s.rss_bytes as f64)).map(|b| b as u64);
+    let end = sum(&|l| {
+        series
+            .mark_sample(l, "window_end")
+            .map(|s| s.rss_bytes as f64)
+    })
+    .map(|b| b as u64);
     let peak = sum(&|l| series.peak_rss_bytes(l).map(|b| b as f64)).map(|b| b as u64);
     // Memory per device is taken while every device is connected and sending: from the
     // window's start until its last interval, when the devices begin to close their

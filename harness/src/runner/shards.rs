@@ -65,7 +65,11 @@ fn processes_for(devices: u32, per_device: u64, per_process: u64) -> u32 {
 
 /// How many fleet processes run `variant`: `[fleet] processes` if given, else as few as the
 /// open-file limit allows. One for a hardware fleet (there is none).
-pub fn fleet_processes(scenario: &Scenario, variant: &VariantConfig, open_files: Option<u64>) -> u32 {
+pub fn fleet_processes(
+    scenario: &Scenario,
+    variant: &VariantConfig,
+    open_files: Option<u64>,
+) -> u32 {
     if scenario.fleet.source == FleetSource::Hardware {
         return 1;
     }
@@ -81,7 +85,11 @@ pub fn fleet_processes(scenario: &Scenario, variant: &VariantConfig, open_files:
 /// How many sink processes receive `variant`: its `sink_processes` if given, else as few as
 /// the open-file limit allows; one for a variant `fleetbench serve` does not receive, or a
 /// hardware fleet.
-pub fn sink_processes(scenario: &Scenario, variant: &VariantConfig, open_files: Option<u64>) -> u32 {
+pub fn sink_processes(
+    scenario: &Scenario,
+    variant: &VariantConfig,
+    open_files: Option<u64>,
+) -> u32 {
     if scenario.fleet.source == FleetSource::Hardware || !variant.received_by_a_sink() {
         return 1;
     }
@@ -180,8 +188,8 @@ pub fn check(scenario: &Scenario, open_files: u64) -> Result<(), String> {
                 ));
             }
         }
-        let embedded_broker = variant.transport.mqtt_qos().is_some()
-            && variant.broker() == BrokerChoice::Embedded;
+        let embedded_broker =
+            variant.transport.mqtt_qos().is_some() && variant.broker() == BrokerChoice::Embedded;
         if embedded_broker {
             let subscribers = u64::from(variant.subscribers.unwrap_or(1));
             // As the runner sizes it: every device, the subscribers, a margin for reconnects.

@@ -901,11 +901,19 @@ fn a_commands_table_that_asks_nothing_or_too_much_is_named_with_its_key_and_line
 
 #[test]
 fn fleet_and_sink_processes_out_of_bounds_are_named_with_their_key_and_line() {
-    let fleet = |n: &str| MINIMAL.replace("devices = 50\n", &format!("devices = 50\nprocesses = {n}\n"));
+    let fleet = |n: &str| {
+        MINIMAL.replace(
+            "devices = 50\n",
+            &format!("devices = 50\nprocesses = {n}\n"),
+        )
+    };
     let s = parse(&fleet("3"), "x.toml").unwrap();
     assert_eq!(s.fleet.processes, Some(3));
     let err = error(&fleet("0"));
-    assert!(err.to_string().contains("between 1 and `devices` (50)"), "{err}");
+    assert!(
+        err.to_string().contains("between 1 and `devices` (50)"),
+        "{err}"
+    );
     assert_eq!(err.key(), Some("fleet.processes"), "{err}");
     assert_eq!(err.line(), Some(6), "{err}");
     assert_eq!(error(&fleet("51")).key(), Some("fleet.processes"));
@@ -924,12 +932,19 @@ fn fleet_and_sink_processes_out_of_bounds_are_named_with_their_key_and_line() {
     assert!(err.to_string().contains("applies only to tcp, ws"), "{err}");
     assert_eq!(err.key(), Some("variants[1].sink_processes"), "{err}");
     assert_eq!(err.line(), Some(MINIMAL.lines().count() + 1), "{err}");
-    assert!(error(&sinks("sse", 2)).to_string().contains("applies only to"));
+    assert!(error(&sinks("sse", 2))
+        .to_string()
+        .contains("applies only to"));
     assert!(error(&sinks("ws", 0)).to_string().contains("between 1"));
-    let err = error(&format!(
-        "{}\n[commands]\nevery = \"1s\"\n",
-        sinks("ws", 2)
-    ));
-    assert!(err.to_string().contains("[commands] needs `sink_processes = 1`"), "{err}");
-    parse(&format!("{}\n[commands]\nevery = \"1s\"\n", sinks("ws", 1)), "x.toml").unwrap();
+    let err = error(&format!("{}\n[commands]\nevery = \"1s\"\n", sinks("ws", 2)));
+    assert!(
+        err.to_string()
+            .contains("[commands] needs `sink_processes = 1`"),
+        "{err}"
+    );
+    parse(
+        &format!("{}\n[commands]\nevery = \"1s\"\n", sinks("ws", 1)),
+        "x.toml",
+    )
+    .unwrap();
 }
