@@ -286,7 +286,7 @@ fn unknown_key_names_table_line_and_choices() {
         err.to_string(),
         "scenarios/x.toml:5: unknown key `devicez` in [fleet] (expected one of: devices, \
          interval, jitter, ramp, encoding, profile, source, listen, control, \
-         wait_for_devices)"
+         wait_for_devices, processes)"
     );
 }
 
