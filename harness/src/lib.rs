@@ -21,6 +21,7 @@ pub mod records;
 pub mod results;
 pub mod role;
 pub mod runner;
+pub mod saturate;
 pub mod scenario;
 pub mod table;
 pub mod wifi;

@@ -50,6 +50,28 @@ enum Command {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         repetitions: Option<u32>,
     },
+    /// Search for each variant's knee: raise the offered rate step by step as the scenario's
+    /// [saturate] table says, each step one run, until a step breaks the SLO, loses a reading or
+    /// is not steady; name the process that limited it.
+    #[command(after_help = SATURATE_HELP)]
+    Saturate {
+        /// Scenario file (TOML) with a [saturate] table, e.g. scenarios/saturate.toml.
+        scenario: PathBuf,
+        /// The objective every step must meet, overriding the table's `slo`: conditions joined
+        /// by `,` or `and`, e.g. "p99<10ms", "p50<=2ms and p999<50ms", "lost==0".
+        #[arg(long)]
+        slo: Option<String>,
+        /// Search only this variant (default: every variant, in turn).
+        #[arg(long)]
+        variant: Option<String>,
+        /// Folder for saturation.json, .md, .svg and a step-<k>-<variant>/ per step (default:
+        /// results/saturate-<scenario>-<UTC timestamp>); one holding a search is refused.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Compare a candidate run with a baseline, metric by metric; with --gate or --thresholds,
     /// fail on regressions. Exit codes: 0 pass, 1 regression, 2 usage or configuration error, 3
     /// the candidate run failed.
@@ -298,6 +320,18 @@ const RUN_EXIT_CODES: &str = "Exit codes:
   3    a variant failed or was incomplete, or results could not be written
   130  interrupted (Ctrl-C); what was measured is written";
 
+/// `saturate --help`'s closing notes.
+const SATURATE_HELP: &str = "Every step must deliver every due reading (lost == 0) and be steady: the readings arriving
+per second in the window's last third within 5 % of the offered rate, and the per-second p99 of
+the window's second half at most twice the first half's (or 1 ms above it).
+
+Exit codes:
+  0    searched: every variant stopped (with or without a knee)
+  2    bad scenario, no [saturate] table, no or a bad SLO, an unknown --variant, or --out holds
+       a search; nothing was run
+  3    the search's files could not be written
+  130  interrupted (Ctrl-C); what was measured is written, marked incomplete";
+
 /// What a run writes into its results folder, files and folders; `run --force` removes them.
 const RUN_OUTPUTS: [&str; 10] = [
     "results.json",
@@ -359,6 +393,15 @@ fn main() -> ExitCode {
         } => {
             let out = OutFolder { path: out, force };
             return run(scenario, out, quiet, no_report, repetitions, open_files);
+        }
+        Command::Saturate {
+            scenario,
+            slo,
+            variant,
+            out,
+            quiet,
+        } => {
+            return saturate(scenario, slo, variant, out, quiet, open_files);
         }
         Command::Compare {
             baseline,
@@ -722,6 +765,95 @@ fn run(
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(3)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Exit codes: [`SATURATE_HELP`].
+fn saturate(
+    path: PathBuf,
+    slo: Option<String>,
+    variant: Option<String>,
+    out: Option<PathBuf>,
+    quiet: bool,
+    open_files: Option<u64>,
+) -> ExitCode {
+    use fleetbench::saturate::{self, output, slo::Slo};
+    let scenario = match scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => return exit_unplanned(e),
+    };
+    let Some(table) = &scenario.saturate else {
+        return exit_unplanned(format!(
+            "{}: no [saturate] table: add one saying how to raise the offered rate (see \
+             scenarios/saturate.toml)",
+            path.display()
+        ));
+    };
+    let slo = match slo.or_else(|| table.slo.clone()) {
+        Some(text) => match Slo::parse(&text) {
+            Ok(slo) => slo,
+            Err(e) => return exit_unplanned(format!("--slo: {e}")),
+        },
+        None => {
+            return exit_unplanned(format!(
+                "{}: no SLO: pass --slo \"p99<10ms\" or set `slo` in [saturate]",
+                path.display()
+            ))
+        }
+    };
+    if let Some(name) = &variant {
+        if !scenario.variants.iter().any(|v| &v.name == name) {
+            let names: Vec<&str> = scenario.variants.iter().map(|v| v.name.as_str()).collect();
+            return exit_unplanned(format!(
+                "--variant {name}: no such variant in {}; one of {}",
+                path.display(),
+                names.join(", ")
+            ));
+        }
+    }
+    if let Err(e) = runner::check_link_privileges(&scenario) {
+        return exit_unplanned(format!("{}: {e}", path.display()));
+    }
+    let out = out.unwrap_or_else(|| {
+        let default = runner::default_out(&scenario);
+        let name = default.file_name().unwrap_or_default().to_string_lossy();
+        default.with_file_name(format!("saturate-{name}"))
+    });
+    if out.join(output::JSON_FILE).exists() {
+        return exit_unplanned(format!(
+            "{} already holds a saturation search; choose another --out",
+            out.display()
+        ));
+    }
+    child::catch_interrupts();
+    let options = saturate::SaturateOptions {
+        out: out.clone(),
+        exe: std::env::current_exe().expect("own executable path"),
+        progress: !quiet,
+        slo,
+        variant,
+        open_files,
+    };
+    eprintln!(
+        "fleetbench: saturation search of {} under SLO {}, results in {}",
+        scenario.name,
+        options.slo,
+        out.display()
+    );
+    match saturate::run(&scenario, &path, &options) {
+        Ok(search) => {
+            print!("{}", output::markdown(&search));
+            println!("saturation: {}", out.join(output::JSON_FILE).display());
+            if child::interrupted() {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
             }
         }
         Err(e) => {

@@ -53,6 +53,8 @@ use std::path::{Path, PathBuf};
 pub use error::ReportError;
 pub use hlog::merge_tagged;
 pub use output::write_atomically;
+/// `saturation.svg`, a saturation search's chart (drawn by `fleetbench saturate`).
+pub use charts::saturation as saturation_chart;
 
 /// File name of the HTML report inside a results folder.
 pub const HTML_FILE: &str = "report.html";

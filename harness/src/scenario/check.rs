@@ -111,6 +111,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
     check_faults(s)?;
     check_commands(s)?;
     check_processes(s)?;
+    check_saturate(s)?;
     for (i, variant) in s.variants.iter().enumerate() {
         let path = [key("variants"), Seg::Index(i), key("name")];
         check_name(
@@ -204,6 +205,51 @@ fn check_processes(s: &Scenario) -> Result<(), Problem> {
                      backend-restart and backend-pause need `sink_processes = 1`"
                 ),
             ));
+/// `[saturate]` must plan steps (see `saturate::plan`), each long enough, under an objective
+/// that parses.
+fn check_saturate(s: &Scenario) -> Result<(), Problem> {
+    let Some(table) = &s.saturate else {
+        return Ok(());
+    };
+    let at = |name: &str| -> Vec<Seg> {
+        if name.is_empty() {
+            vec![key("saturate")]
+        } else {
+            vec![key("saturate"), key(name)]
+        }
+    };
+    if let Err(e) = crate::saturate::plan::steps(table, &s.fleet) {
+        return Err(problem(&at(e.key), e.message));
+    }
+    if let Some(window) = table.window {
+        if window.is_zero() || window > MAX_DURATION {
+            return Err(problem(
+                &at("window"),
+                "`window` in [saturate] must be longer than zero and at most 7 days".to_owned(),
+            ));
+        }
+    }
+    let warmup = table.warmup.unwrap_or(s.warmup);
+    if warmup > MAX_DURATION {
+        return Err(problem(
+            &at("warmup"),
+            "`warmup` in [saturate] must be at most 7 days".to_owned(),
+        ));
+    }
+    if warmup < s.fleet.ramp {
+        return Err(problem(
+            &at("warmup"),
+            format!(
+                "`warmup` in [saturate] ({}) must cover the fleet's connect `ramp` ({}), so that \
+                 every device is connected before a step's window",
+                humantime::format_duration(warmup),
+                humantime::format_duration(s.fleet.ramp)
+            ),
+        ));
+    }
+    if let Some(slo) = &table.slo {
+        if let Err(e) = crate::saturate::slo::Slo::parse(slo) {
+            return Err(problem(&at("slo"), format!("`slo` in [saturate]: {e}")));
         }
     }
     Ok(())

@@ -58,6 +58,114 @@ pub struct Scenario {
     /// (`[commands]`), the same for every variant; absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<CommandsConfig>,
+    /// How `fleetbench saturate` raises the offered rate step by step (`[saturate]`); `run`
+    /// ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturate: Option<SaturateConfig>,
+}
+
+/// `[saturate]`: the steps of a saturation search. Each step runs the scenario with more devices
+/// or a shorter interval (`by`), from `start` by `factor` or `step` up to `max`, for `warmup`
+/// and then a measured `window`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [saturate] table")]
+pub struct SaturateConfig {
+    /// What grows: the number of devices (the interval stays the fleet's) or the rate of each
+    /// device (the interval shrinks; the devices stay the fleet's).
+    pub by: SaturateBy,
+    /// The first step: a device count (by devices) or an interval (by interval).
+    pub start: StepValue,
+    /// Each step offers this many times the rate of the one before (above 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// Or a fixed step: devices added (by devices) or a duration taken off the interval (by
+    /// interval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepValue>,
+    /// The last step: most devices, or the shortest interval. A step that would pass it is
+    /// run at it.
+    pub max: StepValue,
+    /// Warm-up of each step, covering the fleet's connect ramp (default: the scenario's).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub warmup: Option<Duration>,
+    /// The measured window of each step (default: the scenario's `duration`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_duration_text"
+    )]
+    pub window: Option<Duration>,
+    /// The objective each step must meet, e.g. `"p99<10ms"` (`--slo` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<String>,
+}
+
+/// What a saturation search raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SaturateBy {
+    /// More devices, each at the fleet's interval.
+    Devices,
+    /// A shorter interval for the fleet's devices.
+    Interval,
+}
+
+impl SaturateBy {
+    /// `devices` or `interval`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaturateBy::Devices => "devices",
+            SaturateBy::Interval => "interval",
+        }
+    }
+}
+
+/// A `[saturate]` value: a device count (a TOML integer) or an interval (a duration string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepValue {
+    /// Devices.
+    Devices(u64),
+    /// An interval.
+    Interval(Duration),
+}
+
+impl Serialize for StepValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StepValue::Devices(n) => s.serialize_u64(*n),
+            StepValue::Interval(d) => s.collect_str(&humantime::format_duration(*d)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StepValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StepValue, D::Error> {
+        struct StepVisitor;
+        impl serde::de::Visitor<'_> for StepVisitor {
+            type Value = StepValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    r#"a device count (by = "devices") or a duration string such as "100ms" (by = "interval")"#,
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<StepValue, E> {
+                Ok(StepValue::Devices(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StepValue, E> {
+                u64::try_from(v)
+                    .map(StepValue::Devices)
+                    .map_err(|_| E::custom(format_args!("a device count of {v}: it must be 1 or more")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StepValue, E> {
+                duration_text::DurationVisitor.visit_str(v).map(StepValue::Interval)
+            }
+        }
+        d.deserialize_any(StepVisitor)
+    }
 }
 
 /// Commands down to the devices (`[commands]`): per device every `every`, fleet-wide every

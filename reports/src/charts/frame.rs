@@ -83,17 +83,45 @@ pub fn legend_with_areas<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
+    let entries: Vec<(String, RGBColor)> = series
+        .iter()
+        .map(|s| (s.variant.name.clone(), s.colour))
+        .collect();
+    entries_with_areas(area, &entries, styles, areas)
+}
+
+/// [`legend`] for lines that are not a run's variants: each entry a label and its colour.
+pub fn legend_entries<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, RGBColor)],
+    styles: &[(&str, Stroke)],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    entries_with_areas(area, entries, styles, &[])
+}
+
+fn entries_with_areas<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[(String, RGBColor)],
+    styles: &[(&str, Stroke)],
+    areas: &[(&str, RGBColor, RGBColor)],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
     let (_, height) = area.dim_in_pixel();
     let keys = styles.len() + areas.len();
     let rows = series.len() + keys + usize::from(keys > 0);
     let step = (f64::from(height.saturating_sub(40)) / rows.max(1) as f64).clamp(12.0, 22.0);
     let size = (step * 0.68).clamp(10.0, 14.0);
     let mut y = 30.0;
-    for s in series {
+    for (name, colour) in series {
         let yi = y as i32;
-        sample(area, yi, s.colour, Stroke::Solid)?;
+        sample(area, yi, *colour, Stroke::Solid)?;
         area.draw(&Text::new(
-            short(&s.variant.name, 18),
+            short(name, 18),
             (44, yi),
             font_left(size),
         ))?;

@@ -21,6 +21,7 @@ mod commands;
 mod faults;
 mod frame;
 mod link;
+pub mod saturation;
 mod spectrum;
 mod timeline;
 

@@ -16,7 +16,7 @@ use crate::hlog::Point;
 /// Opacity that marks a line to be dashed by the SVG itself: [`pair`] draws the baseline as one
 /// polyline of this opacity and [`dash_marked`] gives it a `stroke-dasharray`. (Plotters' SVG
 /// backend has no dash attribute; its `DashedLineSeries` writes one polyline per dash.)
-const DASH_MARK: f64 = 0.996;
+pub(super) const DASH_MARK: f64 = 0.996;
 
 /// How a line of the chart is drawn.
 #[derive(Clone, Copy)]
