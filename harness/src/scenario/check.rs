@@ -205,6 +205,11 @@ fn check_processes(s: &Scenario) -> Result<(), Problem> {
                      backend-restart and backend-pause need `sink_processes = 1`"
                 ),
             ));
+        }
+    }
+    Ok(())
+}
+
 /// `[saturate]` must plan steps (see `saturate::plan`), each long enough, under an objective
 /// that parses.
 fn check_saturate(s: &Scenario) -> Result<(), Problem> {

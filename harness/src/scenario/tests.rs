@@ -948,3 +948,54 @@ fn fleet_and_sink_processes_out_of_bounds_are_named_with_their_key_and_line() {
     )
     .unwrap();
 }
+
+/// MINIMAL with a `[saturate]` table; its first key is on line 17.
+fn with_saturate(table: &str) -> String {
+    format!("{MINIMAL}\n[saturate]\n{table}")
+}
+
+#[test]
+fn a_saturate_table_loads() {
+    let s = parse(
+        &with_saturate(
+            "by = \"interval\"\nstart = \"1s\"\nfactor = 1.5\nmax = \"5ms\"\nwarmup = \"3s\"\n\
+             window = \"5s\"\nslo = \"p99<10ms and lost==0\"\n",
+        ),
+        "x",
+    )
+    .unwrap();
+    let table = s.saturate.unwrap();
+    assert_eq!(table.by, SaturateBy::Interval);
+    assert_eq!(table.start, StepValue::Interval(Duration::from_secs(1)));
+    assert_eq!(table.max, StepValue::Interval(Duration::from_millis(5)));
+    assert_eq!(table.window, Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn saturate_errors_name_the_key_and_its_line() {
+    let base = "by = \"devices\"\nstart = 10\nfactor = 2.0\nmax = 100\n";
+    // Unknown key.
+    let err = error(&with_saturate(&format!("{base}hold = \"5s\"\n")));
+    assert_eq!((err.line(), err.key()), (Some(21), Some("saturate.hold")));
+    assert!(err.to_string().contains("unknown key `hold` in [saturate]"));
+    // Bad enum value.
+    let err = error(&with_saturate(&base.replace("\"devices\"", "\"rate\"")));
+    assert_eq!((err.line(), err.key()), (Some(17), Some("saturate.by")));
+    // A duration where a count belongs.
+    let err = error(&with_saturate(&base.replace("max = 100", "max = \"5ms\"")));
+    assert_eq!((err.line(), err.key()), (Some(20), Some("saturate.max")));
+    assert!(err.to_string().contains("device count"), "{err}");
+    // A factor that does not grow.
+    let err = error(&with_saturate(&base.replace("2.0", "0.5")));
+    assert_eq!((err.line(), err.key()), (Some(19), Some("saturate.factor")));
+    // A bad SLO names its token.
+    let err = error(&with_saturate(&format!("{base}slo = \"p99<10ms, p98<1ms\"\n")));
+    assert_eq!((err.line(), err.key()), (Some(21), Some("saturate.slo")));
+    assert!(err.to_string().contains("`p98<1ms`"), "{err}");
+    // A warm-up shorter than the connect ramp.
+    let err = error(
+        &with_saturate(&format!("{base}warmup = \"1s\"\n"))
+            .replace("interval = \"100ms\"", "interval = \"100ms\"\nramp = \"2s\""),
+    );
+    assert_eq!((err.line(), err.key()), (Some(22), Some("saturate.warmup")));
+}
