@@ -60,3 +60,8 @@ baseline scenario="gate":
     out="results/baseline-{{scenario}}-$(date -u +%Y%m%dT%H%M%SZ)"
     cargo run --release -q -- run "scenarios/{{scenario}}.toml" --out "$out" --quiet --no-report
     cargo run --release -q -- baseline save "$out" "{{scenario}}"
+
+# Saturation search: raise the offered rate of scenarios/<scenario>.toml step by step as its
+# [saturate] table says, and report each variant's knee and limiter (e.g. --slo "p99<5ms").
+saturate scenario="saturate" *args="":
+    cargo run --release -q -- saturate scenarios/{{scenario}}.toml {{args}}

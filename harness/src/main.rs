@@ -321,9 +321,10 @@ const RUN_EXIT_CODES: &str = "Exit codes:
   130  interrupted (Ctrl-C); what was measured is written";
 
 /// `saturate --help`'s closing notes.
-const SATURATE_HELP: &str = "Every step must deliver every due reading (lost == 0) and be steady: the readings arriving
-per second in the window's last third within 5 % of the offered rate, and the per-second p99 of
-the window's second half at most twice the first half's (or 1 ms above it).
+const SATURATE_HELP: &str =
+    "Every step must deliver every due reading (lost == 0) and be steady: the readings arriving
+per second in the window's last third within 5 % of the offered rate, and the per-second median
+latency of the window's second half at most twice the first half's (or 1 ms above it).
 
 Exit codes:
   0    searched: every variant stopped (with or without a knee)

@@ -85,7 +85,9 @@ fn an_impossible_slo_stops_at_the_first_step_with_no_knee_and_a_named_reason() {
         .map(|r| r.as_str().unwrap())
         .collect();
     assert!(
-        reasons.iter().any(|r| r.starts_with("p99 ") && r.ends_with("is not < 1 µs")),
+        reasons
+            .iter()
+            .any(|r| r.starts_with("p99 ") && r.ends_with("is not < 1 µs")),
         "{reasons:?}"
     );
     assert!(tcp["knee"].is_null());
@@ -96,7 +98,10 @@ fn an_impossible_slo_stops_at_the_first_step_with_no_knee_and_a_named_reason() {
         ["fleet", "sink", "undetermined"].contains(&named),
         "{limiter}"
     );
-    assert!(limiter["why"].as_str().unwrap().contains("fleet"), "{limiter}");
+    assert!(
+        limiter["why"].as_str().unwrap().contains("fleet"),
+        "{limiter}"
+    );
     // The step's own run is kept, and every output written.
     assert!(out.join("step-1-tcp").join("results.json").is_file());
     let md = std::fs::read_to_string(out.join("saturation.md")).unwrap();
@@ -119,11 +124,17 @@ fn a_loose_slo_runs_every_step_and_the_knee_is_the_last() {
     assert_eq!(search["complete"], true);
     assert_eq!(search["by"], "devices");
     let variants = search["variants"].as_array().unwrap();
-    let names: Vec<&str> = variants.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = variants
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["tcp", "ws"]);
     for v in variants {
         let steps = v["steps"].as_array().unwrap();
-        let devices: Vec<u64> = steps.iter().map(|s| s["devices"].as_u64().unwrap()).collect();
+        let devices: Vec<u64> = steps
+            .iter()
+            .map(|s| s["devices"].as_u64().unwrap())
+            .collect();
         assert_eq!(devices, [2, 4], "{v:#}");
         for s in steps {
             assert_eq!(s["verdict"], "pass", "{s:#}");
@@ -132,7 +143,10 @@ fn a_loose_slo_runs_every_step_and_the_knee_is_the_last() {
             assert!(s["p50_us"].as_u64().unwrap() <= s["p99_us"].as_u64().unwrap());
             assert!(s["utilisation"]["fleet"].is_number(), "{s:#}");
             assert!(s["utilisation"]["sink"].is_number(), "{s:#}");
-            assert!(out.join(s["dir"].as_str().unwrap()).join("results.json").is_file());
+            assert!(out
+                .join(s["dir"].as_str().unwrap())
+                .join("results.json")
+                .is_file());
         }
         let knee = &v["knee"];
         assert_eq!(knee["step"], 2, "{v:#}");

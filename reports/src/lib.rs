@@ -50,11 +50,11 @@ mod table;
 
 use std::path::{Path, PathBuf};
 
+/// `saturation.svg`, a saturation search's chart (drawn by `fleetbench saturate`).
+pub use charts::saturation as saturation_chart;
 pub use error::ReportError;
 pub use hlog::merge_tagged;
 pub use output::write_atomically;
-/// `saturation.svg`, a saturation search's chart (drawn by `fleetbench saturate`).
-pub use charts::saturation as saturation_chart;
 
 /// File name of the HTML report inside a results folder.
 pub const HTML_FILE: &str = "report.html";

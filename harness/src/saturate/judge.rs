@@ -22,10 +22,10 @@ pub struct Steady {
     pub steady: bool,
     /// Mean readings arriving per second over the window's last third.
     pub delivered_tail_per_s: f64,
-    /// Median of the per-second p99 latency in the window's first half, µs.
-    pub p99_first_half_us: u64,
+    /// Median of the per-second median (p50) latency in the window's first half, µs.
+    pub p50_first_half_us: u64,
     /// The same in the second half, µs.
-    pub p99_second_half_us: u64,
+    pub p50_second_half_us: u64,
     /// Why it was not steady, when it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -33,24 +33,25 @@ pub struct Steady {
 
 /// The steady check over a window's per-second series: the readings arriving per second in
 /// the last third of the window must average within 5 % (at least 2/s) of `offered_per_s`,
-/// and the median per-second p99 of the second half must not exceed twice the first half's
-/// by more than 1 ms. A window of no seconds is not steady.
+/// and the median of the per-second p50 in the second half must not exceed twice the first
+/// half's by more than 1 ms (a growing queue raises every percentile; the median of a second
+/// is steadier than its p99, which at low rates is one reading's). A window of no seconds is not steady.
 pub fn steady(seconds: &[SecondStats], offered_per_s: f64) -> Steady {
     let n = seconds.len();
     if n == 0 {
         return Steady {
             steady: false,
             delivered_tail_per_s: 0.0,
-            p99_first_half_us: 0,
-            p99_second_half_us: 0,
+            p50_first_half_us: 0,
+            p50_second_half_us: 0,
             reason: Some("the window has no seconds".to_owned()),
         };
     }
     let tail = &seconds[n - n.div_ceil(3)..];
     let delivered = tail.iter().map(|s| s.arrivals as f64).sum::<f64>() / tail.len() as f64;
     let (first, second) = seconds.split_at(n / 2);
-    let p99_first = median_p99(first);
-    let p99_second = median_p99(second);
+    let p50_first = median_p50(first);
+    let p50_second = median_p50(second);
     let slack = (STEADY_RATE_TOLERANCE * offered_per_s).max(STEADY_SLACK_PER_S);
     let mut reasons = Vec::new();
     if (delivered - offered_per_s).abs() > slack {
@@ -59,11 +60,11 @@ pub fn steady(seconds: &[SecondStats], offered_per_s: f64) -> Steady {
              offered"
         ));
     }
-    if let (Some(a), Some(b)) = (p99_first, p99_second) {
+    if let (Some(a), Some(b)) = (p50_first, p50_second) {
         let allowed = ((a as f64 * STEADY_LATENCY_GROWTH) as u64).max(a + STEADY_LATENCY_SLACK_US);
         if b > allowed {
             reasons.push(format!(
-                "latency grew through the window: per-second p99 {} in the second half against \
+                "latency grew through the window: per-second p50 {} in the second half against \
                  {} in the first",
                 super::slo::human_ns(b * 1_000),
                 super::slo::human_ns(a * 1_000)
@@ -73,21 +74,21 @@ pub fn steady(seconds: &[SecondStats], offered_per_s: f64) -> Steady {
     Steady {
         steady: reasons.is_empty(),
         delivered_tail_per_s: delivered,
-        p99_first_half_us: p99_first.unwrap_or(0),
-        p99_second_half_us: p99_second.unwrap_or(0),
+        p50_first_half_us: p50_first.unwrap_or(0),
+        p50_second_half_us: p50_second.unwrap_or(0),
         reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
     }
 }
 
-/// The median of the p99 of the seconds that had arrivals.
-fn median_p99(seconds: &[SecondStats]) -> Option<u64> {
-    let mut p99: Vec<u64> = seconds
+/// The median of the p50 of the seconds that had arrivals.
+fn median_p50(seconds: &[SecondStats]) -> Option<u64> {
+    let mut p50: Vec<u64> = seconds
         .iter()
         .filter(|s| s.arrivals > 0)
-        .map(|s| s.p99_us)
+        .map(|s| s.p50_us)
         .collect();
-    p99.sort_unstable();
-    p99.get(p99.len() / 2).copied().filter(|_| !p99.is_empty())
+    p50.sort_unstable();
+    p50.get(p50.len() / 2).copied()
 }
 
 /// A process of a run, as the limiter names it.

@@ -313,8 +313,7 @@ pub fn run(
                 .map(|open| runner::check_open_files(&step_scenario, open))
                 .and_then(Result::err);
             if let Some(refused) = refused {
-                search.variants[current].stopped =
-                    format!("step {index} was not run: {refused}");
+                search.variants[current].stopped = format!("step {index} was not run: {refused}");
                 break;
             }
             let dir = format!("step-{index}-{}", variant.name);

@@ -50,30 +50,29 @@ enum Growth {
 /// Every step of `config` over `fleet` (whose devices or interval stay fixed), lowest rate
 /// first, the last one at `max`.
 pub fn steps(config: &SaturateConfig, fleet: &FleetConfig) -> Result<Vec<StepLoad>, PlanError> {
-    let growth = match (config.factor, config.step) {
-        (Some(_), Some(_)) => {
-            return Err(err(
-                "step",
-                "`factor` and `step` in [saturate]: give one, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(err(
+    let growth =
+        match (config.factor, config.step) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "step",
+                    "`factor` and `step` in [saturate]: give one, not both",
+                ))
+            }
+            (None, None) => return Err(err(
                 "",
                 "[saturate] needs `factor` (each step offers this many times the rate) or `step` \
                  (devices added, or a duration taken off the interval)",
-            ))
-        }
-        (Some(f), None) if !(f > 1.0 && f <= 100.0) => {
-            return Err(err(
-                "factor",
-                format!("`factor` in [saturate] must be above 1 and at most 100, not {f}"),
-            ))
-        }
-        (Some(f), None) => Growth::Factor(f),
-        (None, Some(StepValue::Devices(n))) => Growth::Devices(n),
-        (None, Some(StepValue::Interval(d))) => Growth::Interval(d),
-    };
+            )),
+            (Some(f), None) if !(f > 1.0 && f <= 100.0) => {
+                return Err(err(
+                    "factor",
+                    format!("`factor` in [saturate] must be above 1 and at most 100, not {f}"),
+                ))
+            }
+            (Some(f), None) => Growth::Factor(f),
+            (None, Some(StepValue::Devices(n))) => Growth::Devices(n),
+            (None, Some(StepValue::Interval(d))) => Growth::Interval(d),
+        };
     let mut loads = Vec::new();
     match config.by {
         SaturateBy::Devices => {

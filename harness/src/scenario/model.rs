@@ -156,12 +156,14 @@ impl<'de> Deserialize<'de> for StepValue {
                 Ok(StepValue::Devices(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<StepValue, E> {
-                u64::try_from(v)
-                    .map(StepValue::Devices)
-                    .map_err(|_| E::custom(format_args!("a device count of {v}: it must be 1 or more")))
+                u64::try_from(v).map(StepValue::Devices).map_err(|_| {
+                    E::custom(format_args!("a device count of {v}: it must be 1 or more"))
+                })
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StepValue, E> {
-                duration_text::DurationVisitor.visit_str(v).map(StepValue::Interval)
+                duration_text::DurationVisitor
+                    .visit_str(v)
+                    .map(StepValue::Interval)
             }
         }
         d.deserialize_any(StepVisitor)

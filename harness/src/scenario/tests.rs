@@ -989,13 +989,15 @@ fn saturate_errors_name_the_key_and_its_line() {
     let err = error(&with_saturate(&base.replace("2.0", "0.5")));
     assert_eq!((err.line(), err.key()), (Some(19), Some("saturate.factor")));
     // A bad SLO names its token.
-    let err = error(&with_saturate(&format!("{base}slo = \"p99<10ms, p98<1ms\"\n")));
+    let err = error(&with_saturate(&format!(
+        "{base}slo = \"p99<10ms, p98<1ms\"\n"
+    )));
     assert_eq!((err.line(), err.key()), (Some(21), Some("saturate.slo")));
     assert!(err.to_string().contains("`p98<1ms`"), "{err}");
     // A warm-up shorter than the connect ramp.
-    let err = error(
-        &with_saturate(&format!("{base}warmup = \"1s\"\n"))
-            .replace("interval = \"100ms\"", "interval = \"100ms\"\nramp = \"2s\""),
-    );
+    let err = error(&with_saturate(&format!("{base}warmup = \"1s\"\n")).replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\nramp = \"2s\"",
+    ));
     assert_eq!((err.line(), err.key()), (Some(22), Some("saturate.warmup")));
 }

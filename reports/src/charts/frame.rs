@@ -120,11 +120,7 @@ where
     for (name, colour) in series {
         let yi = y as i32;
         sample(area, yi, *colour, Stroke::Solid)?;
-        area.draw(&Text::new(
-            short(name, 18),
-            (44, yi),
-            font_left(size),
-        ))?;
+        area.draw(&Text::new(short(name, 18), (44, yi), font_left(size)))?;
         y += step;
     }
     if keys > 0 {

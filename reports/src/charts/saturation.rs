@@ -10,7 +10,6 @@ use super::{register_font, DrawResult, Kind, SIZE};
 use crate::error::ReportError;
 use crate::palette::{self, Rgb};
 
-
 /// One step of a variant, as drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Point {
@@ -71,7 +70,9 @@ where
     }
     let ms = |us: u64| (us as f64 / 1000.0).max(0.001);
     let (plot, legend) = area.split_horizontally(SIZE.0 - frame::LEGEND_WIDTH);
-    let x_min = points().map(|p| p.offered_per_s).fold(f64::INFINITY, f64::min);
+    let x_min = points()
+        .map(|p| p.offered_per_s)
+        .fold(f64::INFINITY, f64::min);
     let x_max = points().map(|p| p.offered_per_s).fold(0.0, f64::max);
     let x = if x_min > 0.0 && x_max / x_min > 4.0 {
         Axis::log(x_min * 0.9, x_max * 1.1)
@@ -127,10 +128,7 @@ where
         let at = |p: &Point, us: u64| (x.map(p.offered_per_s), y.map(ms(us)));
         let p99: Vec<(f64, f64)> = line.points.iter().map(|p| at(p, p.p99_us)).collect();
         let p50: Vec<(f64, f64)> = line.points.iter().map(|p| at(p, p.p50_us)).collect();
-        chart.draw_series(LineSeries::new(
-            p50,
-            colour.mix(DASH_MARK).stroke_width(2),
-        ))?;
+        chart.draw_series(LineSeries::new(p50, colour.mix(DASH_MARK).stroke_width(2)))?;
         chart.draw_series(LineSeries::new(p99.clone(), colour.stroke_width(2)))?;
         for (p, xy) in line.points.iter().zip(&p99) {
             if p.passed {
