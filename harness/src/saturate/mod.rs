@@ -176,18 +176,27 @@ fn receiving(transport: TransportKind) -> Process {
     }
 }
 
-/// Judges one step's results: the objective, delivery, steadiness; each process's utilisation
-/// over `cores`.
+/// What every step of a search is judged under.
+pub struct Judging<'a> {
+    /// The objective.
+    pub slo: &'a Slo,
+    /// Each step's measured window.
+    pub window: Duration,
+    /// The machine's cores: what a process can use at most.
+    pub cores: u32,
+}
+
+/// Judges one step's results (`variant`, of `transport`, run at `load` into `dir`): the
+/// objective, delivery, steadiness; each process's utilisation of the machine's cores.
 pub fn judge_step(
     index: u32,
     load: StepLoad,
+    dir: String,
     variant: &VariantResult,
     transport: TransportKind,
-    slo: &Slo,
-    window: Duration,
-    cores: u32,
-    dir: String,
+    judging: &Judging,
 ) -> (Step, LimiterInputs) {
+    let Judging { slo, window, cores } = *judging;
     let capacity = window.as_secs_f64() * f64::from(cores.max(1));
     let share = |cpu: Option<f64>| cpu.map(|c| c / capacity);
     let receiving = receiving(transport);
@@ -343,15 +352,18 @@ pub fn run(
                 search.variants[current].stopped = format!("step {index} failed to run: {why}");
                 break;
             };
+            let judging = Judging {
+                slo: &options.slo,
+                window: step_scenario.duration,
+                cores,
+            };
             let (mut step, inputs) = judge_step(
                 index,
                 *load,
+                dir,
                 variant_result,
                 variant.transport,
-                &options.slo,
-                step_scenario.duration,
-                cores,
-                dir,
+                &judging,
             );
             let interrupted = child::interrupted();
             if interrupted {
