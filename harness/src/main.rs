@@ -324,7 +324,7 @@ const RUN_EXIT_CODES: &str = "Exit codes:
 const SATURATE_HELP: &str =
     "Every step must deliver every due reading (lost == 0) and be steady: the readings arriving
 per second in the window's last third within 5 % of the offered rate, and the per-second median
-latency of the window's second half at most twice the first half's (or 1 ms above it).
+latency of the window's second half at most twice the first half's (or 5 ms above it).
 
 Exit codes:
   0    searched: every variant stopped (with or without a knee)

@@ -11,16 +11,16 @@ use serde_json::Value;
 mod run;
 use run::write_scenario;
 
-/// Two steps of raw TCP: 2 then 4 devices, 20 readings/s each.
+/// Two steps: 2 then 4 devices, 50 readings/s each.
 const TINY: &str = r#"
 name = "tiny-saturate"
 seed = 3
 warmup = "1s"
-duration = "6s"
+duration = "9s"
 
 [fleet]
 devices = 1
-interval = "50ms"
+interval = "20ms"
 ramp = "200ms"
 
 [saturate]
@@ -77,7 +77,7 @@ fn an_impossible_slo_stops_at_the_first_step_with_no_knee_and_a_named_reason() {
     assert_eq!(steps.len(), 1, "{tcp:#}");
     assert_eq!(steps[0]["verdict"], "fail");
     assert_eq!(steps[0]["devices"], 2);
-    assert_eq!(steps[0]["offered_per_s"], 40.0);
+    assert_eq!(steps[0]["offered_per_s"], 100.0);
     let reasons: Vec<&str> = steps[0]["reasons"]
         .as_array()
         .unwrap()
@@ -150,14 +150,17 @@ fn a_loose_slo_runs_every_step_and_the_knee_is_the_last() {
         }
         let knee = &v["knee"];
         assert_eq!(knee["step"], 2, "{v:#}");
-        assert_eq!(knee["offered_per_s"], 80.0);
+        assert_eq!(knee["offered_per_s"], 200.0);
         assert_eq!(knee["devices"], 4);
         assert!(knee["throughput_per_s"].as_f64().unwrap() > 0.0);
         assert!(v["limiter"].is_null(), "no step failed: {v:#}");
         assert!(v["stopped"].as_str().unwrap().contains("every step passed"));
     }
     let md = std::fs::read_to_string(out.join("saturation.md")).unwrap();
-    assert!(md.contains("knee at step 2: 80 readings/s offered"), "{md}");
+    assert!(
+        md.contains("knee at step 2: 200 readings/s offered"),
+        "{md}"
+    );
 }
 
 #[test]
