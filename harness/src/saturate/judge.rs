@@ -131,6 +131,47 @@ pub const LATE_SHARE: f64 = 0.5;
 /// ...and at least this long, µs.
 pub const LATE_US: u64 = 1_000;
 
+/// The whole machine's CPU time so far, from `/proc/stat`'s `cpu` line, clock ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// Ticks not idle (user, nice, system, irq, softirq, steal).
+    pub busy: u64,
+    /// All ticks (busy, idle, iowait).
+    pub total: u64,
+}
+
+impl MachineTicks {
+    /// Parses the `cpu` line of `/proc/stat`'s text.
+    pub fn parse(proc_stat: &str) -> Option<MachineTicks> {
+        let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        let [user, nice, system, idle, iowait, irq, softirq, steal] = fields[..] else {
+            return None;
+        };
+        let busy = user + nice + system + irq + softirq + steal;
+        Some(MachineTicks {
+            busy,
+            total: busy + idle + iowait,
+        })
+    }
+
+    /// The fraction of the machine (all cores) busy from `before` to `self`.
+    pub fn busy_since(self, before: MachineTicks) -> Option<f64> {
+        let total = self.total.checked_sub(before.total)?;
+        let busy = self.busy.checked_sub(before.busy)?;
+        (total > 0).then(|| busy as f64 / total as f64)
+    }
+}
+
+/// When the machine was busier than this run's processes by this fraction of it, the limiter's
+/// reason says so: a late process may have been starved by others rather than saturated.
+pub const OTHERS_BUSY: f64 = 0.25;
+
 /// What the limiter is chosen from: the failing step's utilisations and signals.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LimiterInputs {
@@ -152,6 +193,8 @@ pub struct LimiterInputs {
     pub lost_by_broker: u64,
     /// Whether a broker sat in the middle.
     pub brokered: bool,
+    /// The whole machine's busy fraction over the step, every process on it counted.
+    pub machine_busy: Option<f64>,
 }
 
 /// The process that limited a step, and why it was named.
@@ -169,7 +212,23 @@ pub struct Limiter {
 /// errors; the broker when it lost acknowledged readings, or readings were lost in flight (the
 /// broker if there is one, else the sink); the busiest process when the processes together
 /// used ≥ 85 % of the machine and it used ≥ 1.5× the next one; otherwise `undetermined`.
+/// Whatever the rule named, when the machine was at least [`OTHERS_BUSY`] busier than this
+/// run's processes, the reason adds that.
 pub fn limiter(inputs: &LimiterInputs) -> Limiter {
+    let mut named = limiter_by_rules(inputs);
+    let ours: f64 = inputs.utilisation.iter().filter_map(|(_, u)| *u).sum();
+    if let Some(busy) = inputs.machine_busy.filter(|b| b - ours >= OTHERS_BUSY) {
+        named.why.push_str(&format!(
+            "; the machine was {:.0} % busy over the step, {:.0} % of it outside this run: a late \
+             process may have been starved by others rather than saturated",
+            busy * 100.0,
+            (busy - ours).max(0.0) * 100.0
+        ));
+    }
+    named
+}
+
+fn limiter_by_rules(inputs: &LimiterInputs) -> Limiter {
     let mut known: Vec<(Process, f64)> = inputs
         .utilisation
         .iter()
@@ -389,6 +448,40 @@ mod tests {
         assert_eq!(limiter(&full).process, "fleet");
         // Full, but shared evenly: nothing stands out.
         assert_eq!(limiter(&inputs(0.45, 0.42)).process, "undetermined");
+    }
+
+    #[test]
+    fn a_machine_busy_outside_the_run_is_said() {
+        let late = LimiterInputs {
+            send_lag_p99_us: 80_000,
+            corrected_p99_us: 90_000,
+            machine_busy: Some(0.9),
+            ..inputs(0.03, 0.01)
+        };
+        let l = limiter(&late);
+        assert_eq!(l.process, "fleet");
+        assert!(l.why.contains("86 % of it outside this run"), "{}", l.why);
+        let alone = LimiterInputs {
+            machine_busy: Some(0.1),
+            ..late
+        };
+        assert!(!limiter(&alone).why.contains("outside"));
+    }
+
+    #[test]
+    fn proc_stat_gives_the_machine_busy_fraction() {
+        let before = MachineTicks::parse("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n").unwrap();
+        assert_eq!(
+            before,
+            MachineTicks {
+                busy: 150,
+                total: 1000
+            }
+        );
+        let after = MachineTicks::parse("cpu  400 0 50 1300 50 0 0 0 0 0\n").unwrap();
+        assert_eq!(after.busy_since(before), Some(0.375));
+        assert_eq!(before.busy_since(after), None);
+        assert_eq!(MachineTicks::parse("intr 1 2"), None);
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct Step {
     /// CPU in the window per process, as a fraction of what it can use (all cores); null when
     /// not sampled.
     pub utilisation: BTreeMap<String, Option<f64>>,
+    /// The whole machine's busy fraction over the step (warm-up and start included), every
+    /// process on it counted, this run's and others'; null when /proc/stat cannot be read.
+    pub machine_busy: Option<f64>,
     /// The steady check.
     pub steady: Steady,
     /// `pass`, `fail` or `incomplete` (interrupted: not judged).
@@ -195,6 +198,7 @@ pub fn judge_step(
     variant: &VariantResult,
     transport: TransportKind,
     judging: &Judging,
+    machine_busy: Option<f64>,
 ) -> (Step, LimiterInputs) {
     let Judging { slo, window, cores } = *judging;
     let capacity = window.as_secs_f64() * f64::from(cores.max(1));
@@ -244,6 +248,7 @@ pub fn judge_step(
         lost_in_flight: delivery.lost_in_flight.unwrap_or(0),
         lost_by_broker: delivery.lost_by_broker.unwrap_or(0),
         brokered: variant.cost.broker.is_some() || transport.mqtt_qos().is_some(),
+        machine_busy,
     };
     let step = Step {
         step: index,
@@ -263,12 +268,18 @@ pub fn judge_step(
             .iter()
             .map(|(p, u)| (p.name().to_owned(), *u))
             .collect(),
+        machine_busy,
         steady,
         verdict: if reasons.is_empty() { "pass" } else { "fail" }.to_owned(),
         reasons,
         dir,
     };
     (step, inputs)
+}
+
+/// The machine's CPU ticks now (None when /proc/stat cannot be read).
+fn machine_ticks() -> Option<judge::MachineTicks> {
+    judge::MachineTicks::parse(&std::fs::read_to_string("/proc/stat").ok()?)
 }
 
 /// Runs the search and writes its files (also when interrupted, then `complete: false`).
@@ -339,7 +350,11 @@ pub fn run(
                 exe: options.exe.clone(),
                 progress: options.progress,
             };
+            let before = machine_ticks();
             let result = runner::run(&step_scenario, scenario_file, &run_options);
+            let machine_busy = machine_ticks()
+                .zip(before)
+                .and_then(|(after, before)| after.busy_since(before));
             let variant_result = match &result {
                 Ok(r) => r.variants.first(),
                 Err(_) => None,
@@ -364,6 +379,7 @@ pub fn run(
                 variant_result,
                 variant.transport,
                 &judging,
+                machine_busy,
             );
             let interrupted = child::interrupted();
             if interrupted {

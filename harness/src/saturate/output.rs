@@ -83,6 +83,10 @@ fn shares(step: &Step) -> String {
             Some(u) => format!("{p} {:.0} %", u * 100.0),
             None => format!("{p} —"),
         })
+        .chain(
+            step.machine_busy
+                .map(|b| format!("machine {:.0} %", b * 100.0)),
+        )
         .collect::<Vec<_>>()
         .join(", ")
 }

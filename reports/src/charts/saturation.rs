@@ -1,5 +1,5 @@
 //! `saturation.svg`: a saturation search's latency against the offered rate, one line per
-//! variant (p99 solid, p50 dashed), the objective's bound as a grey dashed line, and a cross on
+//! variant (p99 solid, p50 dashed with a small dot per step), the objective's bound as a grey dashed line, and a cross on
 //! each step that failed. Drawn by `fleetbench saturate`, not by a run's report.
 
 use plotters::prelude::*;
