@@ -332,6 +332,16 @@ pub fn run(
                 .open_files
                 .map(|open| runner::check_open_files(&step_scenario, open))
                 .and_then(Result::err);
+            let needed = crate::disk::estimate(&step_scenario).bytes;
+            let refused = refused.or_else(|| match crate::disk::free_bytes(&options.out) {
+                Ok(free) if free < needed => Some(format!(
+                    "its raw records need about {} and the disk of {} has {} free",
+                    crate::disk::human(needed),
+                    options.out.display(),
+                    crate::disk::human(free)
+                )),
+                _ => None,
+            });
             if let Some(refused) = refused {
                 search.variants[current].stopped = format!("step {index} was not run: {refused}");
                 break;
