@@ -165,7 +165,12 @@ impl Pacer {
         // SAFETY: `fd` was just created and nothing else owns it.
         let timer = unsafe { OwnedFd::from_raw_fd(fd) };
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
+            queue: Mutex::new(Queue {
+                // Disarmed, the driver asleep on it: the first sleeper arms it, even one that
+                // comes before the driver's task first runs.
+                armed_ns: Some(u64::MAX),
+                ..Queue::default()
+            }),
             timer,
         });
         let driver = tokio::spawn(drive(shared.clone()));
@@ -224,11 +229,6 @@ async fn drive(shared: Arc<Shared>) {
         Ok(timer) => timer,
         Err(e) => panic!("registering the pacer's timerfd: {e}"),
     };
-    {
-        let mut queue = shared.queue.lock().unwrap();
-        // Disarmed but marked as sleeping far ahead, so that the first sleeper arms it.
-        queue.armed_ns = Some(u64::MAX);
-    }
     loop {
         let Ok(mut ready) = timer.readable().await else {
             return;
@@ -291,6 +291,7 @@ fn serve_due(shared: &Shared) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn wakes_in_deadline_order_never_early() {
@@ -314,6 +315,17 @@ mod tests {
         woken.sort_by_key(|(_, woke)| *woke);
         let order: Vec<_> = woken.iter().map(|(i, _)| *i).collect();
         assert_eq!(order, (0..20).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_sleeper_that_comes_before_the_pacers_task_first_runs_is_woken() {
+        // On a current-thread runtime the driver's task cannot run before this one awaits.
+        let pacer = Pacer::start();
+        let deadline = clock::now_ns() + 1_000_000;
+        // A hang guard only: the sleep is 1 ms.
+        let slept = tokio::time::timeout(Duration::from_secs(60), pacer.sleep_until(deadline));
+        assert!(slept.await.is_ok(), "never woken");
+        assert!(clock::now_ns() >= deadline);
     }
 
     #[tokio::test]

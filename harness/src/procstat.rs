@@ -494,12 +494,14 @@ mod tests {
         let ns_again = process_cpu_ns(child.id()).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
-        // /proc/<pid>/stat scales utime + stime to the same run time, rounded to ticks; read
-        // between two clock readings, it lies between them, give or take a tick.
+        // /proc/<pid>/stat scales utime + stime to the same run time, rounded down to ticks,
+        // without the slice the process is running at that instant (at most a scheduler tick,
+        // itself at most a clock tick); read between two clock readings, it lies between
+        // them, give or take two ticks.
         let tick_ns = 1_000_000_000 / clock_ticks_per_second();
         let stat_ns = stat.cpu_ticks * tick_ns;
         assert!(
-            ns.saturating_sub(tick_ns) <= stat_ns && stat_ns <= ns_again + tick_ns,
+            ns.saturating_sub(2 * tick_ns) <= stat_ns && stat_ns <= ns_again + 2 * tick_ns,
             "clock {ns}..{ns_again} ns, /proc/<pid>/stat {stat_ns} ns"
         );
         assert_eq!(

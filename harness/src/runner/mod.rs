@@ -563,8 +563,9 @@ fn run_variant(
     let steady_until_ns = window
         .end_ns
         .saturating_sub((scenario.fleet.interval + scenario.fleet.jitter).as_nanos() as u64);
-    let process_cost =
-        |labels: &[String]| process_cost(&series, labels, (window, steady_until_ns), received, count);
+    let process_cost = |labels: &[String]| {
+        process_cost(&series, labels, (window, steady_until_ns), received, count)
+    };
     let cost = Cost {
         fleet: match devices {
             Devices::Fleet { .. } => process_cost(&fleet_labels),
@@ -573,8 +574,20 @@ fn run_variant(
         sink: process_cost(&sink_labels),
         broker: broker_pid.map(|_| process_cost(&labels_of(["broker"]))),
         link: link.as_ref().map(|_| process_cost(&labels_of(["link"]))),
-        fleet_shards: shard_costs(&series, &fleet_labels, (window, steady_until_ns), received, count),
-        sink_shards: shard_costs(&series, &sink_labels, (window, steady_until_ns), received, count),
+        fleet_shards: shard_costs(
+            &series,
+            &fleet_labels,
+            (window, steady_until_ns),
+            received,
+            count,
+        ),
+        sink_shards: shard_costs(
+            &series,
+            &sink_labels,
+            (window, steady_until_ns),
+            received,
+            count,
+        ),
     };
     let backend = match devices {
         Devices::Boards { .. } if variant.transport.device_listens() => {
