@@ -172,6 +172,25 @@ impl FleetPlan {
         self.stop_ns + after.as_nanos() as u64
     }
 
+    /// The part of this fleet that is its devices `range` (indices in this plan), as a shard
+    /// process or one of a process's lanes runs it: each device keeps its id, its place in the
+    /// whole fleet's ramp and its schedule.
+    pub fn part(&self, range: std::ops::Range<u32>) -> FleetPlan {
+        let (first_index, fleet_devices) = match self.shard {
+            Some(s) => (s.first_index, s.fleet_devices),
+            None => (0, self.devices),
+        };
+        FleetPlan {
+            devices: range.len() as u32,
+            first_device_id: self.first_device_id + range.start,
+            shard: Some(FleetShard {
+                first_index: first_index + range.start,
+                fleet_devices,
+            }),
+            ..self.clone()
+        }
+    }
+
     /// The timing every device's schedule derives from.
     pub fn timing(&self) -> Timing {
         Timing {
@@ -1210,17 +1229,18 @@ mod tests {
         whole.devices = 10;
         whole.ramp_ns = 2_000_000_000;
         whole.jitter_ns = 5_000_000;
-        let shard = FleetPlan {
-            devices: 4,
-            first_device_id: 6,
-            shard: Some(FleetShard {
-                first_index: 6,
-                fleet_devices: 10,
-            }),
-            ..whole.clone()
-        };
+        let shard = whole.part(6..10);
+        assert_eq!((shard.devices, shard.first_device_id), (4, 6));
         for index in 0..4 {
             let (a, b) = (whole.schedule(6 + index), shard.schedule(index));
+            assert_eq!((a.connect_ns, a.first_ns), (b.connect_ns, b.first_ns));
+            assert_eq!(a.collect::<Vec<_>>(), b.collect::<Vec<_>>());
+        }
+        // A lane of a shard (a part of a part) is still the whole fleet's devices 7 and 8.
+        let lane = shard.part(1..3);
+        assert_eq!((lane.devices, lane.first_device_id), (2, 7));
+        for index in 0..2 {
+            let (a, b) = (whole.schedule(7 + index), lane.schedule(index));
             assert_eq!((a.connect_ns, a.first_ns), (b.connect_ns, b.first_ns));
             assert_eq!(a.collect::<Vec<_>>(), b.collect::<Vec<_>>());
         }

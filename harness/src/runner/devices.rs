@@ -18,9 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use device_emulator::command::CommandPlan;
 use device_emulator::fault::Fault;
-use device_emulator::fleet::{
-    BootRecord, ConnectionRecord, FleetPlan, FleetShard, SendRecord, DRAIN,
-};
+use device_emulator::fleet::{BootRecord, ConnectionRecord, FleetPlan, SendRecord, DRAIN};
 use device_emulator::DeviceProfile;
 use indicatif::ProgressBar;
 use transports::clock;
@@ -178,15 +176,7 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
                 let dir = run.raw.join(format!("fleet-{k}"));
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
-                let shard_plan = FleetPlan {
-                    devices: range.len() as u32,
-                    first_device_id: range.start,
-                    shard: Some(FleetShard {
-                        first_index: range.start,
-                        fleet_devices: plan.devices,
-                    }),
-                    ..plan.clone()
-                };
+                let shard_plan = plan.part(range);
                 (format!("fleet-{k}"), dir, shard_plan)
             }
         };
