@@ -108,10 +108,13 @@ fn run_lanes(plan: FleetPlan, lanes: u32, recorder: &Arc<FleetRecorder>) -> anyh
         cancel_on_signal(stop.clone());
         println!("ready");
         let joined = tokio::task::spawn_blocking(move || {
-            threads
+            // Every lane is joined, whichever panicked.
+            let panicked = threads
                 .into_iter()
-                .map(|t| t.join().is_ok())
-                .fold(true, |all, ok| all && ok)
+                .map(|t| t.join())
+                .filter(Result::is_err)
+                .count();
+            panicked == 0
         })
         .await;
         match joined {
