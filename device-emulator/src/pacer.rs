@@ -60,8 +60,10 @@ impl Lead {
     pub const Q: f64 = 0.9;
     /// Size of one adjustment.
     pub const STEP_NS: f64 = 1_000.0;
-    /// The largest lead: more than this and the machine is too busy for yielding to pay.
-    pub const MAX_NS: f64 = 500_000.0;
+    /// The largest lead. Wake-ups later than this come from a busy machine, not from an idle
+    /// CPU's wake-up latency; waking earlier still would only burn the CPU other work needs
+    /// (the lateness that grows with the spinning would raise the lead further).
+    pub const MAX_NS: f64 = 100_000.0;
     /// Where the estimate starts: a typical virtual machine's wake-up latency.
     pub const START_NS: f64 = 50_000.0;
 

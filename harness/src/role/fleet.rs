@@ -22,7 +22,7 @@ pub fn run(mut plan: FleetPlan, record_dir: &Path) -> anyhow::Result<()> {
     );
     let lanes = match plan.transport.device_listens() {
         true => 1,
-        false => lanes(plan.devices),
+        false => lanes(&plan),
     };
     if lanes > 1 {
         run_lanes(plan, lanes, &recorder)?;
@@ -61,11 +61,15 @@ pub fn run(mut plan: FleetPlan, record_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many lanes a fleet of dialing devices runs in: one per CPU the process may use, each
-/// with at least [`LANE_DEVICES`] devices.
-fn lanes(devices: u32) -> u32 {
+/// How many lanes a fleet of dialing devices runs in: one per CPU the process may use, shared
+/// among the fleet's shard processes when it is split, each lane with at least
+/// [`LANE_DEVICES`] devices.
+fn lanes(plan: &FleetPlan) -> u32 {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    cpus.min(devices / LANE_DEVICES).max(1)
+    let shards = plan
+        .shard
+        .map_or(1, |s| s.fleet_devices.div_ceil(plan.devices.max(1)));
+    (cpus / shards).min(plan.devices / LANE_DEVICES).max(1)
 }
 
 /// The fewest devices worth a lane of their own.
