@@ -206,11 +206,6 @@ impl Pacer {
         // An error means the pacer stopped: return rather than hang.
         let _ = woken.await;
     }
-
-    /// The current lead (how far ahead of a deadline the timer is armed), in ns.
-    pub fn lead_ns(&self) -> u64 {
-        self.shared.queue.lock().unwrap().lead.ns()
-    }
 }
 
 impl Drop for Pacer {
