@@ -240,6 +240,10 @@ pub struct VariantResult {
     /// of them (pooled over repetitions like every figure above).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<CommandResult>,
+    /// A run whose fleet was split over machines and merged (`fleetbench merge`) only: every
+    /// fleet shard, its clock against the receiving end's, and its own figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedSummary>,
     /// Each repetition's own figures, in the order run (one entry when the scenario runs each
     /// variant once). The figures above pool them: counts add up, latency percentiles come from
     /// the merged histograms, overhead from every connection of every repetition.
@@ -387,6 +391,88 @@ pub struct DeviceSpread {
     pub p99: Option<f64>,
     /// Largest.
     pub max: Option<f64>,
+}
+
+/// A run whose fleet shards ran on other machines than the receiving end (a Kubernetes Indexed
+/// Job, or shard processes started by hand) and whose records `fleetbench merge` joined. Each
+/// shard stamps due instants on its own clock; the receiving end stamps arrivals on its own, and
+/// estimated each shard's clock against it over the control channel (offset from the shortest
+/// round trip of each round of probes, drift from a line through the rounds), so every
+/// one-way latency is within `clock_uncertainty_us` of the truth.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct DistributedSummary {
+    /// The host the receiving end (sink, or broker and collector) ran on.
+    pub receiver_host: String,
+    /// The largest clock uncertainty of any shard, µs: each one-way latency above (corrected and
+    /// uncorrected; not the send lag, which one clock measures) is within this of the truth.
+    pub clock_uncertainty_us: f64,
+    /// The fleet shards, in index order.
+    pub shards: Vec<ShardSummary>,
+}
+
+/// One fleet shard of a distributed run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct ShardSummary {
+    /// Its index (Kubernetes' completion index), from 0.
+    pub index: u32,
+    /// The host it ran on.
+    pub host: String,
+    /// Its first device id.
+    pub first_device: u32,
+    /// Devices it ran.
+    pub devices: u32,
+    /// Its clock against the receiving end's.
+    pub clock: ShardClock,
+    /// Round trips of the control channel between the receiving end and this shard, on the
+    /// receiving end's clock alone (no clock model): the network between them.
+    pub round_trip_us: RoundTrip,
+    /// Its readings due in the window and what became of them.
+    pub delivery: Delivery,
+    /// Corrected latency of its readings, µs.
+    pub latency_us: Percentiles,
+    /// Its own CPU and memory, sampled by the shard process itself.
+    pub cost: ProcessCost,
+}
+
+/// A shard's clock as the receiving end estimated it: `shard = receiver + offset`, the offset
+/// changing by `drift_ppm`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct ShardClock {
+    /// Its clock minus the receiving end's at the first estimate, µs.
+    pub offset_us: f64,
+    /// The drift applied, ppm (zero unless `drift_estimated`).
+    pub drift_ppm: f64,
+    /// Whether the drift is the fitted slope (true) or zero assumed because the rounds cannot
+    /// tell a slope from none.
+    pub drift_estimated: bool,
+    /// The least-squares slope, ppm, applied or not (absent below 3 rounds).
+    pub drift_fitted_ppm: Option<f64>,
+    /// Standard error of that slope, ppm.
+    pub drift_stderr_ppm: Option<f64>,
+    /// Half the longest of the rounds' shortest round trips, µs: the offset is within this of
+    /// the truth, and so is each of this shard's one-way latencies.
+    pub uncertainty_us: f64,
+    /// Rounds of probes the estimate rests on.
+    pub samples: u32,
+}
+
+/// The shortest round trip of each round of control-channel probes, summarized.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct RoundTrip {
+    /// The shortest, µs.
+    pub min_us: f64,
+    /// The median, µs.
+    pub p50_us: f64,
+    /// Rounds.
+    pub rounds: u32,
 }
 
 /// The real devices of a hardware run, as the control channel saw them.
@@ -755,7 +841,7 @@ pub struct Cost {
 }
 
 /// One process's cost, read from /proc.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default)]
 #[schemars(!default)]
 pub struct ProcessCost {

@@ -301,6 +301,7 @@ fn unmeasured(
         link: None,
         faults: Vec::new(),
         commands: None,
+        distributed: None,
         repetitions: Vec::new(),
     }
 }
