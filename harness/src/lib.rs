@@ -13,6 +13,7 @@ pub mod broker;
 pub mod child;
 pub mod compare;
 pub mod disk;
+pub mod distributed;
 pub mod hardware;
 pub mod machine;
 pub mod measure;
