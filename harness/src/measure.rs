@@ -437,6 +437,60 @@ pub fn readings(
     }
 }
 
+/// The figures of several disjoint sets of devices measured apart (the shards of a fleet split
+/// over machines, each measured on its own clock over its own window of the same length), as
+/// one: counts add up, histograms are merged (never averaged), and the `k`-th second of each
+/// is the `k`-th second of the whole. Merging the figures of a fleet's parts gives exactly the
+/// figures of the whole fleet measured at once (see the test).
+pub fn merge_figures(parts: Vec<ReadingFigures>) -> io::Result<ReadingFigures> {
+    let delivery = pooled_delivery(parts.iter().map(|p| &p.delivery));
+    let (mut corrected, mut uncorrected, mut send_lag) =
+        (new_histogram(), new_histogram(), new_histogram());
+    let seconds = parts.iter().map(|p| p.seconds.len()).max().unwrap_or(0);
+    let mut by_second = vec![(new_histogram(), new_histogram()); seconds];
+    let (mut throughput_per_s, mut offered_per_s) = (0.0, 0.0);
+    let mut readings = Vec::new();
+    for part in parts {
+        corrected.add(&part.corrected).map_err(io::Error::other)?;
+        uncorrected.add(&part.uncorrected).map_err(io::Error::other)?;
+        send_lag.add(&part.send_lag).map_err(io::Error::other)?;
+        throughput_per_s += part.throughput_per_s;
+        offered_per_s += part.offered_per_s;
+        for (second, (c, u)) in part.seconds.iter().zip(by_second.iter_mut()) {
+            c.add(decompress(&second.corrected)?)
+                .map_err(io::Error::other)?;
+            u.add(decompress(&second.uncorrected)?)
+                .map_err(io::Error::other)?;
+        }
+        readings.extend(part.readings);
+    }
+    let seconds = by_second
+        .iter()
+        .enumerate()
+        .map(|(second, (c, u))| Second {
+            stats: SecondStats {
+                second: second as u32,
+                arrivals: c.len(),
+                p50_us: c.value_at_quantile(0.5),
+                p99_us: c.value_at_quantile(0.99),
+                max_us: c.max(),
+            },
+            corrected: compress(c),
+            uncorrected: compress(u),
+        })
+        .collect();
+    Ok(ReadingFigures {
+        delivery,
+        corrected,
+        uncorrected,
+        send_lag,
+        throughput_per_s,
+        offered_per_s,
+        seconds,
+        readings,
+    })
+}
+
 /// The window's seconds by arrival, built one second at a time from the joined readings: memory
 /// grows with the seconds the window spans (the runner ends an interrupted window where it
 /// stopped), by a few hundred bytes each.
@@ -817,6 +871,57 @@ mod tests {
             connection: 0,
             boot: 0,
         }
+    }
+
+    #[test]
+    fn the_figures_of_a_fleet_measured_in_parts_merge_into_those_of_the_whole() {
+        let window = Window {
+            start_ns: 2 * S,
+            end_ns: 7 * S,
+        };
+        // 6 devices, a reading every 300 ms from a phase of their own, each late by a pattern;
+        // device 4 loses every fifth reading and device 1 sends one twice.
+        let mut sends = Vec::new();
+        let mut arrivals = Vec::new();
+        for device in 0..6u32 {
+            for seq in 0..30u32 {
+                let due = device as u64 * 37_000_000 + seq as u64 * 300_000_000;
+                let late = 1_000 + (device as u64 * 7_919 + seq as u64 * 104_729) % 900_000;
+                sends.push(send(device, seq, due, due + 3_000));
+                if device == 4 && seq % 5 == 0 {
+                    continue;
+                }
+                arrivals.push(arrival(device, seq, due, due + late));
+                if device == 1 && seq == 12 {
+                    arrivals.push(arrival(device, seq, due, due + late + 5_000));
+                }
+            }
+        }
+        arrivals.sort_by_key(|a| a.arrived_ns);
+        let whole = readings(&sends, &arrivals, window, 1);
+        let part = |devices: std::ops::Range<u32>| {
+            let sends: Vec<_> = sends
+                .iter()
+                .filter(|s| devices.contains(&s.device_id))
+                .cloned()
+                .collect();
+            let arrivals: Vec<_> = arrivals
+                .iter()
+                .filter(|a| devices.contains(&a.device_id))
+                .copied()
+                .collect();
+            readings(&sends, &arrivals, window, 1)
+        };
+        let merged = merge_figures(vec![part(0..2), part(2..5), part(5..6)]).unwrap();
+        assert_eq!(merged.delivery, whole.delivery);
+        assert!(whole.delivery.lost > 0 && whole.delivery.duplicated == 1);
+        assert_eq!(merged.corrected, whole.corrected);
+        assert_eq!(merged.uncorrected, whole.uncorrected);
+        assert_eq!(merged.send_lag, whole.send_lag);
+        assert_eq!(merged.per_second(), whole.per_second());
+        assert!((merged.throughput_per_s - whole.throughput_per_s).abs() < 1e-9);
+        assert!((merged.offered_per_s - whole.offered_per_s).abs() < 1e-9);
+        assert_eq!(merged.readings.len(), whole.readings.len());
     }
 
     #[test]

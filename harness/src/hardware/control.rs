@@ -6,6 +6,13 @@
 //! - harness → device: `T` (a clock probe); device → harness at once: `T <micros64>`
 //! - device → harness every 10 s: `S <micros64> <free_heap_bytes> <rssi_dbm>`
 //!
+//! A run split over machines (`crate::distributed`) uses the same channel with each fleet shard
+//! in a board's place (its index for a device id), and two lines more:
+//!
+//! - harness → shard, once: `G <micros64>`: the run starts at this instant of the shard's clock
+//!   (the harness's start moved by the shard's clock model);
+//! - shard → harness, last: `BYE`: its fleet has finished and its records are written.
+//!
 //! Parsing and line framing are pure; [`serve`] is the thin tokio driver. Every read has a
 //! timeout, and a line cut by one is kept whole for the next read; a device that sends garbage
 //! loses its connection (counted), never the run.
@@ -45,6 +52,47 @@ pub enum DeviceLine {
         free_heap: u32,
         rssi_dbm: i32,
     },
+    /// `BYE`: a fleet shard has finished.
+    Bye,
+}
+
+/// One line from the harness, as a fleet shard reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HarnessLine {
+    /// `T`: a clock probe, answered at once with `T <micros64>`.
+    Probe,
+    /// `G <device_us>`: the run starts at this instant of the shard's clock.
+    Start {
+        /// The start, µs of the shard's clock.
+        device_us: u64,
+    },
+}
+
+/// Parses one line from the harness (without its `\n`).
+pub fn parse_harness_line(line: &str) -> Result<HarnessLine, LineError> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let mut words = line.split(' ');
+    let parsed = match words.next() {
+        Some("T") => HarnessLine::Probe,
+        Some("G") => HarnessLine::Start {
+            device_us: words
+                .next()
+                .ok_or_else(|| LineError::Missing {
+                    line: line.to_string(),
+                    what: "start",
+                })?
+                .parse()
+                .map_err(|_| LineError::Bad {
+                    line: line.to_string(),
+                    what: "start",
+                })?,
+        },
+        _ => return Err(LineError::Unknown(line.to_string())),
+    };
+    if words.next().is_some() {
+        return Err(LineError::Trailing(line.to_string()));
+    }
+    Ok(parsed)
 }
 
 /// Why a line from a device was refused.
@@ -156,6 +204,7 @@ pub fn parse(line: &str) -> Result<DeviceLine, LineError> {
                 .parse()
                 .map_err(|_| bad("rssi"))?,
         },
+        Some("BYE") => DeviceLine::Bye,
         _ => return Err(LineError::Unknown(line.to_string())),
     };
     if words.next().is_some() {
@@ -186,6 +235,12 @@ pub struct DeviceControl {
     pub samples: Vec<Sample>,
     /// Status reports.
     pub statuses: Vec<Status>,
+    /// A fleet shard only: the start it was told (`G`), µs of its own clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_device_us: Option<u64>,
+    /// A fleet shard only: it said `BYE` (its fleet finished).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
 }
 
 /// What every device said, by device id, and how many connections went wrong.
@@ -200,9 +255,18 @@ pub struct ControlState {
 /// Shared between the server and the runner.
 pub type Shared = Arc<Mutex<ControlState>>;
 
+/// The run's start on the harness clock (µs), once fixed: each fleet shard is told it on its
+/// own clock. Hardware runs never set it.
+pub type StartInstant = tokio::sync::watch::Receiver<Option<u64>>;
+
 /// Accepts devices on `listener` until `shutdown`, probing each one's clock every
-/// [`ROUND_EVERY`].
-pub async fn serve(listener: TcpListener, state: Shared, shutdown: CancellationToken) {
+/// [`ROUND_EVERY`], and telling each the run's `start` once it is set.
+pub async fn serve(
+    listener: TcpListener,
+    state: Shared,
+    start: StartInstant,
+    shutdown: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -216,10 +280,11 @@ pub async fn serve(listener: TcpListener, state: Shared, shutdown: CancellationT
         };
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let start = start.clone();
         tokio::spawn(async move {
             let outcome = tokio::select! {
                 _ = shutdown.cancelled() => Ok(()),
-                r = device(stream, peer, &state) => r,
+                r = device(stream, peer, &state, start) => r,
             };
             if outcome.is_err() {
                 state.lock().unwrap().errors += 1;
@@ -280,7 +345,12 @@ impl<R: AsyncRead + Unpin> Lines<R> {
     }
 }
 
-async fn device(stream: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(), ControlError> {
+async fn device(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: &Shared,
+    mut start: StartInstant,
+) -> Result<(), ControlError> {
     let _ = stream.set_nodelay(true);
     let (read, mut write) = stream.into_split();
     let mut lines = Lines::new(read);
@@ -315,6 +385,7 @@ async fn device(stream: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(
                         ..
                     } => record_status(state, device_id, free_heap, rssi_dbm),
                     DeviceLine::Hello { .. } => return Err(ControlError::HelloTwice),
+                    DeviceLine::Bye => return finished(state, device_id),
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -324,25 +395,75 @@ async fn device(stream: TcpStream, peer: SocketAddr, state: &Shared) -> Result<(
                 d.samples.push(sample);
             }
         }
-        // Between rounds, take status lines as they come.
+        send_start(state, device_id, &mut start, &mut write).await?;
+        // Between rounds, take status lines as they come, and pass the start on once it is set.
         let next_round = tokio::time::Instant::now() + ROUND_EVERY;
         loop {
             let left = next_round.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 break;
             }
-            match lines.next(left).await {
+            let line = tokio::select! {
+                line = lines.next(left) => line,
+                // Cancel-safe: a line half read stays in the buffer for the next call.
+                Ok(()) = start.changed() => {
+                    send_start(state, device_id, &mut start, &mut write).await?;
+                    continue;
+                }
+            };
+            match line {
                 Ok(DeviceLine::Status {
                     free_heap,
                     rssi_dbm,
                     ..
                 }) => record_status(state, device_id, free_heap, rssi_dbm),
+                Ok(DeviceLine::Bye) => return finished(state, device_id),
                 Ok(_) => return Err(ControlError::Unexpected),
                 Err(ControlError::TimedOut) => break,
                 Err(e) => return Err(e),
             }
         }
     }
+}
+
+/// Tells the device the run's start on its own clock (`G`), once the start is set and the
+/// device has a clock estimate, and only once.
+async fn send_start(
+    state: &Shared,
+    device_id: u32,
+    start: &mut StartInstant,
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+) -> Result<(), ControlError> {
+    let Some(start_us) = *start.borrow_and_update() else {
+        return Ok(());
+    };
+    let device_us = {
+        let mut s = state.lock().unwrap();
+        let Some(d) = s.devices.get_mut(&device_id) else {
+            return Ok(());
+        };
+        if d.start_device_us.is_some() {
+            return Ok(());
+        }
+        let Some(model) = super::clock::ClockModel::fit(&d.samples) else {
+            return Ok(());
+        };
+        let device_us = (start_us as f64 + model.offset_at(start_us)).round().max(0.0) as u64;
+        d.start_device_us = Some(device_us);
+        device_us
+    };
+    write
+        .write_all(format!("G {device_us}\n").as_bytes())
+        .await?;
+    Ok(())
+}
+
+/// A shard said `BYE`: the connection ends cleanly.
+fn finished(state: &Shared, device_id: u32) -> Result<(), ControlError> {
+    if let Some(d) = state.lock().unwrap().devices.get_mut(&device_id) {
+        d.finished = true;
+    }
+    Ok(())
 }
 
 fn record_status(state: &Shared, device_id: u32, free_heap: u32, rssi_dbm: i32) {
@@ -444,8 +565,20 @@ mod tests {
             "S 1 2",
             "T 1 2",
             "PING",
+            "BYE now",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse("BYE"), Ok(DeviceLine::Bye));
+        assert_eq!(parse_harness_line("T"), Ok(HarnessLine::Probe));
+        assert_eq!(
+            parse_harness_line("G 1234567\r"),
+            Ok(HarnessLine::Start {
+                device_us: 1_234_567
+            })
+        );
+        for bad in ["", "G", "G x", "G 1 2", "T 1", "HELLO 1 tcp"] {
+            assert!(parse_harness_line(bad).is_err(), "{bad:?}");
         }
     }
 }

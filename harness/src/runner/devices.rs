@@ -596,7 +596,11 @@ impl ControlServer {
                         .expect("a tokio runtime");
                     runtime.block_on(async {
                         match tokio::net::TcpListener::from_std(listener) {
-                            Ok(l) => hardware::control::serve(l, state, shutdown).await,
+                            // Boards are never told a start: they send from boot.
+                            Ok(l) => {
+                                let (_never, start) = tokio::sync::watch::channel(None);
+                                hardware::control::serve(l, state, start, shutdown).await
+                            }
                             Err(e) => eprintln!("error: the control channel listener: {e}"),
                         }
                     });
