@@ -33,7 +33,7 @@ use crate::results::{
 pub const MAX_TRACKED_US: u64 = 60_000_000;
 
 /// The measured window on CLOCK_MONOTONIC: readings due within it count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// First instant of the window, ns.
     pub start_ns: u64,

@@ -63,3 +63,139 @@ pub fn check(scenario: &Scenario) -> Result<(), String> {
     }
     Ok(())
 }
+
+pub mod merge;
+pub mod receive;
+pub mod shard;
+
+/// What a fleet shard writes beside its records: who it was, on which clock it ran, what it
+/// cost.
+pub const SHARD_FILE: &str = "shard.json";
+
+/// What the receiving side writes beside its records: the run's start and window on its clock,
+/// every shard's clock samples, what the receiving end cost.
+pub const RECEIVER_FILE: &str = "receiver.json";
+
+/// Which shard of how many: `K/N` on the command line (`$(JOB_COMPLETION_INDEX)/N` in a Job).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardIndex {
+    /// From 0.
+    pub index: u32,
+    /// How many shards the fleet is split into.
+    pub of: u32,
+}
+
+impl ShardIndex {
+    /// Parses `K/N` with `K < N`.
+    pub fn parse(text: &str) -> Result<ShardIndex, String> {
+        let (k, n) = text
+            .split_once('/')
+            .ok_or_else(|| format!("`{text}`: a shard is K/N, e.g. 0/4"))?;
+        let index: u32 = k
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}`: K in K/N is not a number"))?;
+        let of: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}`: N in K/N is not a number"))?;
+        if of == 0 || index >= of {
+            return Err(format!("`{text}`: K/N needs 0 <= K < N"));
+        }
+        Ok(ShardIndex { index, of })
+    }
+}
+
+/// What a fleet shard recorded of itself (`shard.json`), on its own clock.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ShardRecord {
+    /// The scenario file's text, whole: the merge checks every part ran the same one.
+    pub scenario_text: String,
+    /// The variant it ran.
+    pub variant: String,
+    /// Which shard.
+    pub shard: ShardIndex,
+    /// Its first device id and how many it ran.
+    pub first_device: u32,
+    /// Devices it ran.
+    pub devices: u32,
+    /// Where it ran.
+    pub machine: crate::machine::Machine,
+    /// The backend address its devices dialed.
+    pub backend: String,
+    /// Its devices' start, CLOCK_MONOTONIC ns of this shard (the receiving side's start, moved
+    /// to this clock by the clock model, and told over the control channel).
+    pub start_ns: u64,
+    /// The measured window on this shard's clock.
+    pub window: crate::measure::Window,
+    /// Its own CPU and memory, sampled by itself (readings not counted: the merge divides).
+    pub cost: crate::results::ProcessCost,
+    /// Whether it ran to its end.
+    pub complete: bool,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// What the receiving side recorded (`receiver.json`), on its own clock.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ReceiverRecord {
+    /// The scenario file's text, whole.
+    pub scenario_text: String,
+    /// The scenario file's path as given.
+    pub scenario_file: String,
+    /// The variant it received.
+    pub variant: String,
+    /// How many fleet shards it waited for.
+    pub shards: u32,
+    /// Where it ran.
+    pub machine: crate::machine::Machine,
+    /// When the run was started, UTC (RFC 3339).
+    pub started_at: String,
+    /// Where devices connected (the sink or the broker).
+    pub target: String,
+    /// MQTT only: which broker.
+    pub broker: Option<String>,
+    /// The devices' start, CLOCK_MONOTONIC ns of the receiving side.
+    pub start_ns: u64,
+    /// The measured window on the receiving side's clock.
+    pub window: crate::measure::Window,
+    /// Where the receiving end recorded, relative to this folder (`.`, or `sink-<k>` each).
+    pub record_dirs: Vec<String>,
+    /// Every shard's control channel: its clock samples (one per round of probes: offset and
+    /// half the round trip), the start it was told, whether it said BYE.
+    pub clocks: std::collections::BTreeMap<u32, crate::hardware::control::DeviceControl>,
+    /// Control connections closed for a malformed line or silence.
+    pub control_errors: u64,
+    /// The receiving end's CPU and memory: the sink (or the collector), summed over sink
+    /// shards.
+    pub sink_cost: crate::results::ProcessCost,
+    /// Each sink shard's own cost when the sink was split.
+    pub sink_shard_costs: Vec<crate::results::ProcessCost>,
+    /// The broker's cost, when it ran here (embedded, or external on this machine).
+    pub broker_cost: Option<crate::results::ProcessCost>,
+    /// Whether the window ran to its end with every shard.
+    pub complete: bool,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+}
+
+/// This machine's host name (a pod's name in Kubernetes).
+pub fn host_name() -> String {
+    crate::machine::describe().hostname
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_is_k_of_n() {
+        assert_eq!(
+            ShardIndex::parse("3/10"),
+            Ok(ShardIndex { index: 3, of: 10 })
+        );
+        for bad in ["3", "10/10", "0/0", "a/2", "1/b", "-1/2", ""] {
+            assert!(ShardIndex::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -14,7 +14,17 @@ use crate::records::FleetRecorder;
 /// Runs `plan` until its stop instant (or SIGINT or SIGTERM), printing `ready` once devices
 /// that serve listen (their addresses written to [`DEVICES_FILE`] in `record_dir`); records into
 /// `record_dir`. An MQTT password is taken from the environment.
-pub fn run(mut plan: FleetPlan, record_dir: &Path) -> anyhow::Result<()> {
+pub fn run(plan: FleetPlan, record_dir: &Path) -> anyhow::Result<()> {
+    run_in_lanes(plan, record_dir, None)
+}
+
+/// As [`run`], with dialing devices in `lanes` lanes when given (a fleet shard on a machine of
+/// its own, [`crate::distributed`]), else as many as [`run`] chooses.
+pub fn run_in_lanes(
+    mut plan: FleetPlan,
+    record_dir: &Path,
+    lanes: Option<u32>,
+) -> anyhow::Result<()> {
     plan.mqtt.password = std::env::var(transports::mqtt::PASSWORD_ENV).ok();
     let recorder = Arc::new(
         FleetRecorder::create(record_dir)
@@ -22,7 +32,7 @@ pub fn run(mut plan: FleetPlan, record_dir: &Path) -> anyhow::Result<()> {
     );
     let lanes = match plan.transport.device_listens() {
         true => 1,
-        false => lanes(&plan),
+        false => lanes.map_or_else(|| self::lanes(&plan), |n| n.clamp(1, plan.devices.max(1))),
     };
     if lanes > 1 {
         run_lanes(plan, lanes, &recorder)?;
@@ -70,6 +80,14 @@ fn lanes(plan: &FleetPlan) -> u32 {
         .shard
         .map_or(1, |s| s.fleet_devices.div_ceil(plan.devices.max(1)));
     (cpus / shards).min(plan.devices / LANE_DEVICES).max(1)
+}
+
+/// How many lanes a fleet of `devices` dialing devices runs in on a machine it has to itself:
+/// one per CPU the process may use (its affinity and cgroup quota), each with at least
+/// [`LANE_DEVICES`] devices.
+pub fn lanes_alone(devices: u32) -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    cpus.min(devices / LANE_DEVICES).max(1)
 }
 
 /// The fewest devices worth a lane of their own.

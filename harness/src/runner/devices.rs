@@ -19,7 +19,6 @@ use anyhow::{bail, Context};
 use device_emulator::command::CommandPlan;
 use device_emulator::fault::Fault;
 use device_emulator::fleet::{BootRecord, ConnectionRecord, FleetPlan, SendRecord, DRAIN};
-use device_emulator::DeviceProfile;
 use indicatif::ProgressBar;
 use transports::clock;
 use transports::mqtt::MqttSettings;
@@ -39,7 +38,6 @@ use crate::scenario::{Scenario, VariantConfig};
 pub(super) struct VariantRun<'a> {
     pub scenario: &'a Scenario,
     pub variant: &'a VariantConfig,
-    pub profile: &'a DeviceProfile,
     pub options: &'a RunOptions,
     /// The run's raw folder (`raw/<variant>[/r<k>]` in the results folder).
     pub raw: &'a Path,
@@ -144,24 +142,13 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
     );
     let plan = FleetPlan {
         commands: run.commands.cloned(),
-        transport: variant.transport,
-        target: target.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
-        encoding: run.encoding,
-        devices: scenario.fleet.devices,
-        first_device_id: 0,
-        seed: scenario.seed,
-        start_ns: schedule.start_ns,
-        stop_ns: schedule.window.end_ns,
-        ramp_ns: scenario.fleet.ramp.as_nanos() as u64,
-        interval_ns: scenario.fleet.interval.as_nanos() as u64,
-        jitter_ns: scenario.fleet.jitter.as_nanos() as u64,
-        profile: run.profile.clone(),
-        spread_sources: true,
-        mqtt: run.mqtt.cloned().unwrap_or_default(),
-        hold_timeout_ms: run.hold_timeout_ms(),
-        http_connections: variant.connections.unwrap_or_default(),
         faults: run.faults.to_vec(),
-        shard: None,
+        ..whole_fleet_plan(
+            scenario,
+            variant,
+            target.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))),
+            schedule,
+        )
     };
     let shards = super::shards::fleet_processes(scenario, variant, super::shards::open_files());
     // One process records into the raw folder itself; shard k into `fleet-<k>/` in it.
@@ -227,6 +214,45 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
         plan: Box::new(plan),
         record_dirs,
     })
+}
+
+/// The plan of `variant`'s whole emulated fleet, aimed at `target`, on `schedule` (its devices'
+/// start and the window's end), without faults or commands; a shard process runs a part of it
+/// (`FleetPlan::part`).
+pub(crate) fn whole_fleet_plan(
+    scenario: &Scenario,
+    variant: &VariantConfig,
+    target: SocketAddr,
+    schedule: Schedule,
+) -> FleetPlan {
+    let profile = scenario.fleet.device_profile();
+    FleetPlan {
+        commands: None,
+        transport: variant.transport,
+        target,
+        encoding: variant.encoding(&scenario.fleet),
+        devices: scenario.fleet.devices,
+        first_device_id: 0,
+        seed: scenario.seed,
+        start_ns: schedule.start_ns,
+        stop_ns: schedule.window.end_ns,
+        ramp_ns: scenario.fleet.ramp.as_nanos() as u64,
+        interval_ns: scenario.fleet.interval.as_nanos() as u64,
+        jitter_ns: scenario.fleet.jitter.as_nanos() as u64,
+        mqtt: variant
+            .transport
+            .mqtt_qos()
+            .map(|_| variant.mqtt_settings(&profile))
+            .unwrap_or_default(),
+        profile,
+        spread_sources: true,
+        hold_timeout_ms: variant
+            .hold_timeout
+            .map_or(30_000, |d| d.as_millis() as u64),
+        http_connections: variant.connections.unwrap_or_default(),
+        faults: Vec::new(),
+        shard: None,
+    }
 }
 
 /// Waits (bounded by `fleet.wait_for_devices`, 120 s by default) until the scenario's number of
@@ -568,10 +594,14 @@ impl Devices<'_> {
     }
 }
 
-/// The control channel of a hardware run, served on a thread of its own for the whole run.
-pub(super) struct ControlServer {
+/// The control channel of a hardware run (or of a run split over machines, whose fleet shards
+/// take the boards' place), served on a thread of its own for the whole run.
+pub(crate) struct ControlServer {
     state: hardware::control::Shared,
-    address: SocketAddr,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The run's start on this clock, µs, once fixed (fleet shards only).
+    start: tokio::sync::watch::Sender<Option<u64>>,
     shutdown: tokio_util::sync::CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -585,6 +615,7 @@ impl ControlServer {
         let address = listener.local_addr()?;
         let state = hardware::control::Shared::default();
         let shutdown = tokio_util::sync::CancellationToken::new();
+        let (start, start_rx) = tokio::sync::watch::channel(None);
         let thread = {
             let (state, shutdown) = (state.clone(), shutdown.clone());
             std::thread::Builder::new()
@@ -596,10 +627,8 @@ impl ControlServer {
                         .expect("a tokio runtime");
                     runtime.block_on(async {
                         match tokio::net::TcpListener::from_std(listener) {
-                            // Boards are never told a start: they send from boot.
                             Ok(l) => {
-                                let (_never, start) = tokio::sync::watch::channel(None);
-                                hardware::control::serve(l, state, start, shutdown).await
+                                hardware::control::serve(l, state, start_rx, shutdown).await
                             }
                             Err(e) => eprintln!("error: the control channel listener: {e}"),
                         }
@@ -609,13 +638,15 @@ impl ControlServer {
         Ok(ControlServer {
             state,
             address,
+            start,
             shutdown,
             thread: Some(thread),
         })
     }
 
-    /// Boards running `transport` that said HELLO and answered at least one clock probe.
-    fn ready_devices(&self, transport: &str) -> Vec<u32> {
+    /// Boards (or shards) running `transport` that said HELLO and answered at least one clock
+    /// probe.
+    pub fn ready_devices(&self, transport: &str) -> Vec<u32> {
         let state = self.state.lock().unwrap();
         state
             .devices
@@ -636,7 +667,7 @@ impl ControlServer {
 
     /// The control records of every board running `transport`, and the control connections
     /// closed for a malformed line or a silent device.
-    fn devices_of(&self, transport: &str) -> (BTreeMap<u32, DeviceControl>, u64) {
+    pub fn devices_of(&self, transport: &str) -> (BTreeMap<u32, DeviceControl>, u64) {
         let state = self.state.lock().unwrap();
         let devices = state
             .devices
@@ -645,6 +676,23 @@ impl ControlServer {
             .map(|(id, d)| (*id, d.clone()))
             .collect();
         (devices, state.errors)
+    }
+
+    /// Fixes the run's start, µs of this clock: each fleet shard is told it on its own clock
+    /// (boards never are).
+    pub fn set_start(&self, start_us: u64) {
+        self.start.send_replace(Some(start_us));
+    }
+
+    /// Whether shards `0..shards` running `transport` have all said BYE.
+    pub fn all_finished(&self, transport: &str, shards: u32) -> bool {
+        let state = self.state.lock().unwrap();
+        (0..shards).all(|k| {
+            state
+                .devices
+                .get(&k)
+                .is_some_and(|d| d.variant == transport && d.finished)
+        })
     }
 }
 

@@ -27,12 +27,12 @@ use crate::results::{
 };
 use crate::scenario::{FleetSource, Scenario, VariantConfig};
 
-mod devices;
+pub(crate) mod devices;
 mod fault_figures;
 pub mod faults;
 mod link;
 mod pool;
-mod receiving;
+pub(crate) mod receiving;
 pub mod shards;
 
 use devices::{ControlServer, DeviceSource, Devices, VariantRun};
@@ -42,15 +42,15 @@ use receiving::{mqtt_secrets, start_device_collector, start_receiving_end, Recei
 /// Time between the fleet saying `ready` and its first connect.
 const START_DELAY: Duration = Duration::from_millis(300);
 /// How long a child may take to start and say it is ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a child may take to stop and flush after SIGTERM.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// How often the processes' CPU and memory are sampled: every 200 ms, or for a long run often
 /// enough for some 2,000 samples (at most every 5 s), so the samples a run keeps grow with its
 /// length by a bounded amount. Figures need only the samples at the marks (window start and end)
 /// and the kernel's own peak (VmHWM); the periodic ones find a process that died.
-fn sample_period(scenario: &Scenario) -> Duration {
+pub(crate) fn sample_period(scenario: &Scenario) -> Duration {
     ((scenario.warmup + scenario.duration) / 2_000)
         .clamp(Duration::from_millis(200), Duration::from_secs(5))
 }
@@ -269,7 +269,7 @@ fn failed_variant(
 
 /// What a run of `variant` is before anything is measured: what it ran, every figure zero, not
 /// complete.
-fn unmeasured(
+pub(crate) fn unmeasured(
     scenario: &Scenario,
     variant: &VariantConfig,
     profile: &DeviceProfile,
@@ -346,7 +346,6 @@ fn run_variant(
     let run = VariantRun {
         scenario,
         variant,
-        profile,
         options,
         raw: &raw,
         encoding: variant.encoding(&scenario.fleet),
@@ -736,7 +735,7 @@ const BOARD_COMMANDS_AFTER: Duration = Duration::from_secs(3);
 /// one died, what the devices saw afterwards (refused connects, unsent readings) is in the
 /// figures, but the variant failed, and `error` names the process that died. A receiving end
 /// that could not write its records says so as it stops.
-fn stop_receiving_end(
+pub(crate) fn stop_receiving_end(
     sink: &mut ChildProcess,
     more_sinks: &mut [ChildProcess],
     mut broker: Option<&mut ChildProcess>,
@@ -768,13 +767,16 @@ fn stop_receiving_end(
 /// the warm-up. Whole microseconds: an arrival carries its due instant in µs, a send record in
 /// ns, and a reading due in the window must be in it by both.
 #[derive(Clone, Copy, Debug)]
-struct Schedule {
-    start_ns: u64,
-    window: Window,
+pub(crate) struct Schedule {
+    /// When the devices start.
+    pub start_ns: u64,
+    /// The measured window.
+    pub window: Window,
 }
 
 impl Schedule {
-    fn starting_at(start_ns: u64, scenario: &Scenario) -> Schedule {
+    /// The instants of a run of `scenario` whose devices start at `start_ns`.
+    pub(crate) fn starting_at(start_ns: u64, scenario: &Scenario) -> Schedule {
         let whole_us = |ns: u64| ns / 1_000 * 1_000;
         let start_ns = whole_us(start_ns);
         Schedule {
@@ -858,7 +860,7 @@ fn labels_of<const N: usize>(names: [&str; N]) -> Vec<String> {
 /// do the resident sets at the idle and window-end marks; the peak is the sum of each
 /// process's own peak (an upper bound, since the peaks need not coincide). A figure no process
 /// has is `None`.
-fn process_cost(
+pub(crate) fn process_cost(
     series: &ProcSeries,
     labels: &[String],
     (window, steady_until_ns): (Window, u64),

@@ -30,14 +30,14 @@ use crate::role::{RoleTransport, COLLECTOR_PLAN, DEVICES_FILE, SINK_PLAN};
 use crate::scenario::{BrokerChoice, Scenario, VariantConfig};
 
 /// The environment that hands an MQTT password to child processes (never their command line).
-pub(super) fn mqtt_secrets(mqtt: Option<&MqttSettings>) -> Vec<(&'static str, String)> {
+pub(crate) fn mqtt_secrets(mqtt: Option<&MqttSettings>) -> Vec<(&'static str, String)> {
     mqtt.and_then(|m| m.password.clone())
         .map(|p| vec![(transports::mqtt::PASSWORD_ENV, p)])
         .unwrap_or_default()
 }
 
 /// The processes that receive a variant's readings, and where devices connect.
-pub(super) struct ReceivingEnd {
+pub(crate) struct ReceivingEnd {
     /// The sink server (raw TCP, WebSocket) or the MQTT collector; the first sink shard when
     /// the sink is split.
     pub receiver: ChildProcess,
@@ -61,7 +61,7 @@ pub(super) struct ReceivingEnd {
 
 /// Which process of a [`ReceivingEnd`] the backend is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum BackendRole {
+pub(crate) enum BackendRole {
     /// The `receiver`: the sink, or a device-served variant's collector. It writes the
     /// variant's receiving-end records.
     Receiver,
@@ -71,7 +71,7 @@ pub(super) enum BackendRole {
 
 /// The process backend faults act on: which one, its label in the sampler, and how to start it
 /// again.
-pub(super) struct Backend {
+pub(crate) struct Backend {
     /// Which process of the receiving end.
     pub role: BackendRole,
     /// How the sampler knows it: `sink` (for a collector too) or `broker`.
@@ -83,7 +83,7 @@ pub(super) struct Backend {
 impl ReceivingEnd {
     /// The receiving end's processes as the sampler labels them: `sink` (a collector too), or
     /// `sink-<k>` for each sink shard.
-    pub(super) fn receiver_pids(&self) -> Vec<(String, u32)> {
+    pub(crate) fn receiver_pids(&self) -> Vec<(String, u32)> {
         match self.more_receivers.len() {
             0 => vec![("sink".to_string(), self.receiver.pid())],
             _ => std::iter::once(&self.receiver)
@@ -117,7 +117,7 @@ pub(super) enum Ready {
 }
 
 /// A command that starts one process of the receiving end, kept to start it again.
-pub(super) struct Launch {
+pub(crate) struct Launch {
     /// The process's name in the run and in messages (`sink`, `collector`, `broker`).
     pub name: &'static str,
     program: PathBuf,
@@ -251,7 +251,7 @@ fn await_accepting(
 }
 
 /// Starts the sink, or the broker (if embedded) and the collector, and waits until they are ready.
-pub(super) fn start_receiving_end(
+pub(crate) fn start_receiving_end(
     scenario: &Scenario,
     variant: &VariantConfig,
     encoding: Encoding,
