@@ -198,14 +198,98 @@ enum Command {
         #[arg(long)]
         record_dir: Option<PathBuf>,
     },
-    /// Run an emulated fleet from a plan (written by `run`; used as its child process).
+    /// Run an emulated fleet from a plan (written by `run`; used as its child process), or one
+    /// shard of a fleet split over machines (--scenario with --shard K/N; see `receive`).
+    #[command(after_help = FLEET_SHARD_HELP)]
     Fleet {
         /// The fleet plan (JSON).
-        #[arg(long)]
-        plan: PathBuf,
+        #[arg(
+            long,
+            required_unless_present = "scenario",
+            conflicts_with = "scenario"
+        )]
+        plan: Option<PathBuf>,
         /// Write send and connection records into this folder.
+        #[arg(
+            long,
+            required_unless_present = "scenario",
+            conflicts_with = "scenario"
+        )]
+        record_dir: Option<PathBuf>,
+        /// Shard mode: the scenario file (TOML) the whole fleet runs.
+        #[arg(long, requires_all = ["shard", "backend", "control", "out"])]
+        scenario: Option<PathBuf>,
+        /// Shard mode: the variant (needed when the scenario has several).
+        #[arg(long, requires = "scenario")]
+        variant: Option<String>,
+        /// Shard mode: which shard of how many, K/N (0 <= K < N): devices K*devices/N onwards,
+        /// each on the schedule it has in the whole fleet.
+        #[arg(long, value_parser = fleetbench::distributed::ShardIndex::parse, requires = "scenario")]
+        shard: Option<fleetbench::distributed::ShardIndex>,
+        /// Shard mode: where the devices connect (the sink or the broker), host:port.
+        #[arg(long, requires = "scenario")]
+        backend: Option<String>,
+        /// Shard mode: the receiving side's control channel, host:port.
+        #[arg(long, requires = "scenario")]
+        control: Option<String>,
+        /// Shard mode: the folder for this shard's records and shard.json.
+        #[arg(long, requires = "scenario")]
+        out: Option<PathBuf>,
+        /// Shard mode: how long to wait for the backend to resolve, the control channel to
+        /// accept and the start to be given.
+        #[arg(long, default_value = "600s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+        /// Shard mode: threads for the devices [default: one per CPU this process may use].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+        lanes: Option<u32>,
+    },
+    /// The receiving side of a fleet split over machines: start the variant's sink (or broker
+    /// and collector), serve the control channel, wait for every fleet shard, start them on
+    /// one instant, observe the window, write the records and receiver.json.
+    #[command(after_help = RECEIVE_HELP)]
+    Receive {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+        /// The variant (needed when the scenario has several).
         #[arg(long)]
-        record_dir: PathBuf,
+        variant: Option<String>,
+        /// How many fleet shards to wait for.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        shards: u32,
+        /// Where the sink or the embedded broker listens [default: 127.0.0.1, a free port].
+        /// Loopback unless you mean otherwise (in a pod: 0.0.0.0:PORT).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where the control channel listens.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        control: SocketAddr,
+        /// The folder for the records and receiver.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long to wait for every shard to say HELLO.
+        #[arg(long, default_value = "600s", value_parser = humantime::parse_duration)]
+        wait_for_shards: Duration,
+        /// After writing results, stay up until SIGTERM (as a Deployment's pod).
+        #[arg(long)]
+        linger: bool,
+    },
+    /// Join the records of a fleet split over machines (the receiving side's folder and every
+    /// shard's, or folders holding them) into one results folder: delivery exact, histograms
+    /// merged, each shard's clock estimated against the receiving side's.
+    #[command(after_help = MERGE_HELP)]
+    Merge {
+        /// Folders holding receiver.json and shard.json folders (searched a few levels down).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The results folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace a run already in --out.
+        #[arg(long)]
+        force: bool,
+        /// Do not render report.html, summary.md and the charts.
+        #[arg(long)]
+        no_report: bool,
     },
     /// Run the emulated WiFi link from a plan (written by `run`; used as its child process in
     /// the run's own network namespace): every device packet NFQUEUE hands it is delayed or
@@ -268,6 +352,48 @@ enum Command {
     /// Print the JSON Schema of results.json.
     Schema,
 }
+
+/// `fleet --help`'s closing notes on shard mode.
+const FLEET_SHARD_HELP: &str = "Shard mode (a fleet split over machines):
+  fleetbench fleet --scenario s.toml --shard 3/10 --backend sink.example:7878 \\
+      --control sink.example:7070 --out results/shard-3
+
+The shard says HELLO on the control channel, answers the receiving side's clock probes with its
+CLOCK_MONOTONIC, and starts its devices at the instant it is told (the receiving side's start on
+this machine's clock). In a Kubernetes Indexed Job, --shard is $(JOB_COMPLETION_INDEX)/N
+(`fleetbench k8s render`).
+
+Exit codes:
+  0    ran to its end; records and shard.json written
+  2    bad scenario or arguments, or a scenario a split fleet cannot run; nothing was run
+  3    the shard failed (no start, the fleet failed); what it recorded is written";
+
+/// `receive --help`'s closing notes.
+const RECEIVE_HELP: &str = "Then, on each machine of the fleet:
+  fleetbench fleet --scenario s.toml --shard K/N --backend HOST:PORT --control HOST:7070 --out DIR
+and at the end, with every folder copied to one place:
+  fleetbench merge RECEIVER_DIR SHARD_DIRS... --out results/merged
+
+Prints `backend <addr>` and `control <addr>` once listening, and `done <out>` at the end.
+
+Exit codes:
+  0    every shard ran the window; records and receiver.json written
+  2    bad scenario or arguments, or a scenario a split fleet cannot run; nothing was run
+  3    a shard never came, the receiving end failed, ...; what was measured is written
+  130  interrupted; what was measured is written";
+
+/// `merge --help`'s closing notes.
+const MERGE_HELP: &str = "Each shard is measured on its own clock, over its own window: the
+arrivals of its devices move onto its clock by its clock model (offset from the shortest round
+trip of each round of control-channel probes, drift from a line through the rounds), so which
+readings were due is exact, and every one-way latency is within the stated uncertainty
+(results: variants[].distributed).
+
+Exit codes:
+  0    merged; every part ran to its end
+  2    the inputs do not make a whole run (a shard missing or twice, another scenario), or --out
+       holds a run; nothing was written
+  3    merged, but a part failed or was incomplete; or results could not be written";
 
 /// `probe-link --mode`.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -472,10 +598,68 @@ fn main() -> ExitCode {
                 Err(exit) => return exit,
             }
         }
-        Command::Fleet { plan, record_dir } => match role::read_plan(&plan) {
+        Command::Fleet {
+            plan: Some(plan),
+            record_dir: Some(record_dir),
+            ..
+        } => match role::read_plan(&plan) {
             Ok(plan) => role::fleet::run(plan, &record_dir),
             Err(e) => return exit_unplanned(e),
         },
+        Command::Fleet {
+            scenario: Some(scenario_file),
+            variant,
+            shard: Some(shard),
+            backend: Some(backend),
+            control: Some(control),
+            out: Some(out),
+            wait,
+            lanes,
+            ..
+        } => {
+            let options = fleetbench::distributed::shard::ShardOptions {
+                scenario_file,
+                variant,
+                shard,
+                backend,
+                control,
+                out,
+                wait,
+                lanes,
+            };
+            return exit_with(fleetbench::distributed::shard::run(&options));
+        }
+        Command::Fleet { .. } => {
+            return exit_unplanned("`fleet` needs --plan and --record-dir, or --scenario with --shard, --backend, --control and --out")
+        }
+        Command::Receive {
+            scenario,
+            variant,
+            shards,
+            listen,
+            control,
+            out,
+            wait_for_shards,
+            linger,
+        } => {
+            let options = fleetbench::distributed::receive::ReceiveOptions {
+                scenario_file: scenario,
+                variant,
+                shards,
+                listen,
+                control,
+                out,
+                wait_for_shards,
+                linger,
+            };
+            return exit_with(fleetbench::distributed::receive::run(&options));
+        }
+        Command::Merge {
+            inputs,
+            out,
+            force,
+            no_report,
+        } => return merge(inputs, OutFolder { path: Some(out), force }, no_report),
         Command::Link { plan, record_dir } => match role::read_plan(&plan) {
             Ok(plan) => fleetbench::wifi::run(&plan, &record_dir),
             Err(e) => return exit_unplanned(e),
@@ -771,6 +955,53 @@ fn run(
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(3)
+        }
+    }
+}
+
+/// Exit status of a distributed role: its message on stderr with the code it gave.
+fn exit_with(outcome: Result<(), (u8, String)>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Exit codes: [`MERGE_HELP`].
+fn merge(inputs: Vec<PathBuf>, out: OutFolder, no_report: bool) -> ExitCode {
+    let out_dir = out.path.clone().expect("merge --out is required");
+    if let Err(e) = out.prepare(&out_dir) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let options = fleetbench::distributed::merge::MergeOptions {
+        inputs,
+        out: out_dir.clone(),
+    };
+    match fleetbench::distributed::merge::run(&options) {
+        Ok(result) => {
+            print!("{}", table::render(&result));
+            println!("results: {}", out_dir.join("results.json").display());
+            if !no_report {
+                match reports::render(&out_dir) {
+                    Ok(rendered) => println!("report: {}", rendered.html.display()),
+                    Err(e) => {
+                        eprintln!("error: the report could not be rendered: {e}");
+                        return ExitCode::from(3);
+                    }
+                }
+            }
+            match result.complete {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::from(3),
+            }
+        }
+        Err((code, message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(code)
         }
     }
 }

@@ -452,7 +452,9 @@ pub fn merge_figures(parts: Vec<ReadingFigures>) -> io::Result<ReadingFigures> {
     let mut readings = Vec::new();
     for part in parts {
         corrected.add(&part.corrected).map_err(io::Error::other)?;
-        uncorrected.add(&part.uncorrected).map_err(io::Error::other)?;
+        uncorrected
+            .add(&part.uncorrected)
+            .map_err(io::Error::other)?;
         send_lag.add(&part.send_lag).map_err(io::Error::other)?;
         throughput_per_s += part.throughput_per_s;
         offered_per_s += part.offered_per_s;

@@ -182,7 +182,11 @@ fn receive(
             std::thread::sleep(Duration::from_millis(100));
         }
         // The last bytes (through a broker, the last messages are still being routed).
-        std::thread::sleep(Duration::from_millis(if mqtt.is_some() { 500 } else { 200 }));
+        std::thread::sleep(Duration::from_millis(if mqtt.is_some() {
+            500
+        } else {
+            200
+        }));
     }
     let ReceivingEnd {
         receiver: mut sink,

@@ -215,7 +215,11 @@ fn run_checked(
         window,
         cost,
         complete: ran.is_ok() && !crate::child::interrupted(),
-        error: ran.as_ref().err().map(|e| format!("{e:#}")).or(control_error),
+        error: ran
+            .as_ref()
+            .err()
+            .map(|e| format!("{e:#}"))
+            .or(control_error),
     };
     crate::results::write_atomically(
         &options.out.join(SHARD_FILE),
@@ -344,7 +348,9 @@ async fn talk(
             Ok(Ok(0)) => return Err(format!("{address} closed the control channel")),
             Ok(Err(e)) => return Err(format!("reading from {address}: {e}")),
             Ok(Ok(_)) if !line.ends_with('\n') => {
-                return Err(format!("{address} sent a line longer than {MAX_LINE} bytes"))
+                return Err(format!(
+                    "{address} sent a line longer than {MAX_LINE} bytes"
+                ))
             }
             Ok(Ok(_)) => {}
         }

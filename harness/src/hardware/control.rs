@@ -448,7 +448,9 @@ async fn send_start(
         let Some(model) = super::clock::ClockModel::fit(&d.samples) else {
             return Ok(());
         };
-        let device_us = (start_us as f64 + model.offset_at(start_us)).round().max(0.0) as u64;
+        let device_us = (start_us as f64 + model.offset_at(start_us))
+            .round()
+            .max(0.0) as u64;
         d.start_device_us = Some(device_us);
         device_us
     };

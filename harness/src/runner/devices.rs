@@ -627,9 +627,7 @@ impl ControlServer {
                         .expect("a tokio runtime");
                     runtime.block_on(async {
                         match tokio::net::TcpListener::from_std(listener) {
-                            Ok(l) => {
-                                hardware::control::serve(l, state, start_rx, shutdown).await
-                            }
+                            Ok(l) => hardware::control::serve(l, state, start_rx, shutdown).await,
                             Err(e) => eprintln!("error: the control channel listener: {e}"),
                         }
                     });

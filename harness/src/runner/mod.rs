@@ -222,7 +222,7 @@ impl VariantFolders {
     }
 }
 
-fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEcho {
+pub(crate) fn echo(scenario: &Scenario, file: &Path, profile: &DeviceProfile) -> ScenarioEcho {
     ScenarioEcho {
         name: scenario.name.clone(),
         file: file.display().to_string(),
