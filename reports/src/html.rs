@@ -12,6 +12,7 @@ use crate::link_model;
 use crate::palette;
 use crate::recovery;
 use crate::results::RunResult;
+use crate::shards;
 use crate::table::Summary;
 
 const STYLE: &str = "\
@@ -99,6 +100,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
     h.push_str("<h2>Summary</h2>\n<div class=\"scroll\">\n");
     table(&mut h, summary);
     h.push_str("</div>\n");
+    shards_table(&mut h, run);
     commands_table(&mut h, run);
     recovery_table(&mut h, run);
     h.push_str("<h2>Charts</h2>\n");
@@ -282,6 +284,21 @@ const COMMANDS_NOTE: &str = "One row per variant that sent commands down to its 
      Duplicated: copies a device read beyond the first. Ack lost: read, but the acknowledgement \
      never reached the backend. Bytes: application bytes per command down and per \
      acknowledgement up, framing included. \u{2013} means the run has no such figure.";
+
+/// The shards table, when any variant's fleet was split over machines.
+fn shards_table(h: &mut String, run: &RunResult) {
+    let rows = shards::rows(run);
+    let rows: Vec<(usize, &[String])> = rows.iter().map(|r| (r.variant, &r.cells[..])).collect();
+    let receivers = shards::receivers(run)
+        .map_or_else(String::new, |hosts| format!("Receiving end on {hosts}. "));
+    let note = format!(
+        "One row per variant and fleet shard. {receivers}{} \u{2013} means the run has no \
+         such figure.",
+        shards::NOTE
+    );
+    let title = ("shards", "Fleet shards (distributed run)");
+    variant_table(h, run, title, &note, &shards::COLUMNS, 3, &rows);
+}
 
 /// The recovery table, when any variant had faults.
 fn recovery_table(h: &mut String, run: &RunResult) {

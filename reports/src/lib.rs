@@ -25,6 +25,10 @@
 //! - [`commands`] — with `[commands]`, the commands table (one row per variant: command
 //!   latency and round trip, lost, duplicated, unacknowledged, bytes each way), as text cells
 //!   that `html`, `markdown` and the harness's terminal table print.
+//! - [`shards`] — with `distributed` (a fleet split over machines and merged), the shards
+//!   table (one row per variant and fleet shard: its clock against the receiving end's, the
+//!   control channel's round trips, its delivery, latency and cost), as text cells that `html`,
+//!   `markdown` and the harness's terminal table print.
 //! - `output` — atomic writes (temporary file, sync, rename): [`write_atomically`], which the
 //!   harness uses for its own files too.
 //! - [`compare`] — `compare.html` for two runs: the harness's verdicts as a table and, per
@@ -46,6 +50,7 @@ mod output;
 mod palette;
 pub mod recovery;
 pub mod results;
+pub mod shards;
 mod table;
 
 use std::path::{Path, PathBuf};

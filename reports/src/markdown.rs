@@ -9,6 +9,7 @@ use crate::format::{count, sig3};
 use crate::link_model;
 use crate::recovery;
 use crate::results::RunResult;
+use crate::shards;
 use crate::table::Summary;
 use crate::CHARTS_DIR;
 
@@ -130,6 +131,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
         }
     }
 
+    shards_table(&mut md, run);
     commands_table(&mut md, run);
     recovery_table(&mut md, run);
 
@@ -138,6 +140,19 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
         chart(&mut md, kind, run);
     }
     md
+}
+
+/// The shards table, when any variant's fleet was split over machines.
+fn shards_table(md: &mut String, run: &RunResult) {
+    let rows = shards::rows(run);
+    let rows: Vec<&[String]> = rows.iter().map(|r| &r.cells[..]).collect();
+    let receivers = shards::receivers(run)
+        .map_or_else(String::new, |hosts| format!("Receiving end on {hosts}. "));
+    let heading = format!(
+        "Fleet shards (distributed run)\n\n{receivers}{} – where the run has no such figure.",
+        shards::NOTE
+    );
+    table(md, &heading, &shards::COLUMNS, 3, &rows);
 }
 
 /// The recovery table, when any variant had faults.

@@ -11,6 +11,7 @@ use crate::results::{
     LinkDirectionSummary, LinkSummary, MeasuredAt, PerReading, Percentiles, ProcessCost, RunResult,
     VariantResult,
 };
+use crate::shards;
 
 /// The whole table.
 #[derive(Clone, Debug)]
@@ -118,6 +119,18 @@ pub fn summary(run: &RunResult) -> Summary {
         variant.push(row("device WiFi RSSI (weakest median)", &|v| {
             hardware_worst(v, |d| d.rssi_dbm_median, f64::min)
                 .map_or(NONE.to_owned(), |r| format!("{r:.0} dBm"))
+        }));
+    }
+    if any(&|v| v.distributed.is_some()) {
+        variant.push(row("fleet shards", &|v| {
+            v.distributed
+                .as_ref()
+                .map_or(NONE.to_owned(), |d| count(d.shards.len() as u64))
+        }));
+        variant.push(row("clock uncertainty (one-way latency)", &|v| {
+            v.distributed
+                .as_ref()
+                .map_or(NONE.to_owned(), shards::bound)
         }));
     }
     if any(&|v| v.subscribers.is_some_and(|s| s != 1)) {
@@ -549,6 +562,27 @@ mod tests {
             cells(&rows, "lost: accepted by the broker").unwrap(),
             [NONE, "7", NONE]
         );
+    }
+
+    #[test]
+    fn a_distributed_variant_has_its_shard_count_and_clock_bound() {
+        let text = r#"{"schema_version":1,"complete":true,"scenario":{},"variants":[
+            {"name":"tcp","transport":"tcp"},
+            {"name":"qos1","transport":"mqtt-qos1","distributed":{"receiver_host":"recv-1",
+             "clock_uncertainty_us":180,"shards":[{"index":0},{"index":1}]}}]}"#;
+        let mut run: RunResult = serde_json::from_str(text).unwrap();
+        let variant_rows = |run: &RunResult| summary(run).sections[0].rows.clone();
+        let rows = variant_rows(&run);
+        assert_eq!(cells(&rows, "fleet shards").unwrap(), [NONE, "2"]);
+        assert_eq!(
+            cells(&rows, "clock uncertainty (one-way latency)").unwrap(),
+            [NONE, "± 180 µs"]
+        );
+        run.variants[1].distributed = None;
+        let plain = variant_rows(&run);
+        assert_eq!(plain.len(), rows.len() - 2);
+        assert!(cells(&plain, "fleet shards").is_none());
+        assert!(cells(&plain, "clock uncertainty").is_none());
     }
 
     #[test]
