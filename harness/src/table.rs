@@ -144,14 +144,30 @@ const MQTT_ROWS: &[Row] = &[
     }),
 ];
 
+/// Rows shown when any variant's fleet was split over machines (`distributed`).
+const DISTRIBUTED_ROWS: &[Row] = &[
+    ("fleet shards", |v| {
+        v.distributed
+            .as_ref()
+            .map_or_else(|| "-".into(), |d| d.shards.len().to_string())
+    }),
+    ("clock uncertainty (one-way latency)", |v| {
+        v.distributed
+            .as_ref()
+            .map_or_else(|| "-".into(), reports::shards::bound)
+    }),
+];
+
 /// Renders the table (latency is the corrected one unless said otherwise).
 pub fn render(result: &RunResult) -> String {
     let mqtt = result.variants.iter().any(|v| v.broker.is_some());
+    let distributed = result.variants.iter().any(|v| v.distributed.is_some());
     let rows: Vec<&Row> = ROWS
         .iter()
         .chain(if mqtt { MQTT_ROWS } else { &[] })
+        .chain(if distributed { DISTRIBUTED_ROWS } else { &[] })
         .collect();
-    let label_width = ROWS
+    let label_width = rows
         .iter()
         .map(|(l, _)| l.chars().count())
         .max()
@@ -187,9 +203,46 @@ pub fn render(result: &RunResult) -> String {
         }
         out.push('\n');
     }
+    out.push_str(&shards(result));
     out.push_str(&commands(result));
     out.push_str(&recovery(result));
     out.push_str(&notes(result));
+    out
+}
+
+/// Short headings for the shards table's columns (`reports::shards::COLUMNS`, same order).
+const SHARD_HEADINGS: [&str; 13] = [
+    "variant",
+    "shard",
+    "host",
+    "devices",
+    "clock offset",
+    "uncertainty",
+    "drift ppm",
+    "control rtt min / p50 µs",
+    "received / due",
+    "lost",
+    "p50 / p99 ms",
+    "CPU ms / 1k readings",
+    "RSS KiB / device",
+];
+
+/// With `distributed`, below the table: one line per variant and fleet shard, the cells of
+/// report.html's shards table ("–" where the run has no such figure).
+fn shards(result: &RunResult) -> String {
+    let rows = reports::shards::rows(result);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let cells: Vec<[String; 13]> = std::iter::once(SHARD_HEADINGS.map(String::from))
+        .chain(rows.into_iter().map(|r| r.cells))
+        .collect();
+    let mut out = String::from(
+        "
+fleet shards (one-way latency within ± each shard's clock uncertainty; round trips \
+         need no clock model; – = none):\n",
+    );
+    out.push_str(&aligned(&cells, 3));
     out
 }
 
@@ -392,6 +445,55 @@ mod tests {
                 result.variants[1].name
             )
         );
+    }
+
+    #[test]
+    fn a_distributed_variant_has_its_clock_bound_and_a_line_per_shard_below_the_table() {
+        use reports::results::{DistributedSummary, ShardClock, ShardSummary};
+        let text = include_str!("../../reports/tests/fixtures/clean/results.json");
+        let mut result: RunResult = serde_json::from_str(text).unwrap();
+        let plain = render(&result);
+        assert!(!plain.contains("fleet shards"), "no shards, no rows");
+        assert!(!plain.contains("clock uncertainty"), "{plain}");
+        let shard = |index: u32, offset_us: f64, uncertainty_us: f64| ShardSummary {
+            index,
+            host: format!("fleet-{index}"),
+            first_device: index * 50,
+            devices: 50,
+            clock: ShardClock {
+                offset_us,
+                uncertainty_us,
+                ..ShardClock::default()
+            },
+            ..ShardSummary::default()
+        };
+        result.variants[1].distributed = Some(DistributedSummary {
+            receiver_host: "recv-1".into(),
+            clock_uncertainty_us: 95.0,
+            shards: vec![shard(0, 812.0, 60.0), shard(1, -2_500_000.0, 95.0)],
+        });
+        let table = render(&result);
+        let words = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+        let row = |label: &str| {
+            let line = table.lines().find(|l| l.starts_with(label)).unwrap();
+            words(&line[label.len()..])
+        };
+        assert_eq!(row("fleet shards"), "- 2 -", "{table}");
+        assert_eq!(row("clock uncertainty (one-way latency)"), "- ± 95 µs -");
+        let lines: Vec<&str> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("fleet shards ("))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert!(lines[0].starts_with("variant  shard  host "), "{table}");
+        let name = &result.variants[1].name;
+        assert_eq!(
+            words(lines[1]),
+            format!("{name} 0 fleet-0 0 … 49 +812 µs ± 60 µs assumed 0 – 0 / 0 0 – – –")
+        );
+        assert!(words(lines[2]).starts_with(&format!("{name} 1 fleet-1 50 … 99 -2.5 s ± 95 µs")));
     }
 
     #[test]
