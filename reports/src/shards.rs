@@ -129,7 +129,14 @@ fn devices(s: &ShardSummary) -> String {
 fn offset(us: f64) -> String {
     let sign = if us > 0.0 { "+" } else { "" };
     if us.abs() >= 1e6 {
-        format!("{sign}{} s", sig3(us / 1e6))
+        // Whole µs: a clock far off is still known to within its uncertainty, which is µs.
+        let whole_us = us.abs().round() as u64;
+        let minus = if us < 0.0 { "-" } else { sign };
+        format!(
+            "{minus}{}.{:06} s",
+            count(whole_us / 1_000_000),
+            whole_us % 1_000_000
+        )
     } else {
         format!("{sign}{} µs", sig3(us))
     }
@@ -304,7 +311,7 @@ mod tests {
                 "1",
                 "fleet-1",
                 "5000 … 9999",
-                "-3.5 s",
+                "-3.500000 s",
                 "± 180 µs",
                 "assumed 0",
                 "360 / 1,520",
@@ -330,7 +337,8 @@ mod tests {
         assert_eq!(offset(0.0), "0 µs");
         assert_eq!(offset(-12.34), "-12.3 µs");
         assert_eq!(offset(999_499.0), "+999,499 µs");
-        assert_eq!(offset(1_000_000.0), "+1 s");
-        assert_eq!(offset(-86_400_123_456.0), "-86,400 s");
+        assert_eq!(offset(1_000_000.0), "+1.000000 s");
+        assert_eq!(offset(1_000_000_027.0), "+1,000.000027 s");
+        assert_eq!(offset(-86_400_123_456.0), "-86,400.123456 s");
     }
 }

@@ -94,7 +94,7 @@ fn the_shards_table_has_a_row_per_shard_and_states_the_clock_bound() {
     );
     assert!(
         md.contains(
-            "| qos1 | 1 | fleet-1 | 1000 … 1999 | -2.5 s | ± 95 µs | assumed 0 | 190 / 285 | \
+            "| qos1 | 1 | fleet-1 | 1000 … 1999 | -2.500000 s | ± 95 µs | assumed 0 | 190 / 285 | \
              8,000 / 8,000 | 0 | 2.1 / 9.9 | 50 | 2 |"
         ),
         "{md}"
