@@ -112,7 +112,7 @@ fn the_shards_table_has_a_row_per_shard_and_states_the_clock_bound() {
     assert!(html.contains("<h2 id=\"shards\">Fleet shards (distributed run)</h2>"));
     assert!(html.contains("need no clock model"));
     let row = "qos1</th><th scope=\"row\">1</th><th scope=\"row\">fleet-1</th>\
-               <td>1000 … 1999</td><td>-2.5 s</td><td>± 95 µs</td><td>assumed 0</td>\
+               <td>1000 … 1999</td><td>-2.500000 s</td><td>± 95 µs</td><td>assumed 0</td>\
                <td>190 / 285</td><td>8,000 / 8,000</td><td>0</td><td>2.1 / 9.9</td>\
                <td>50</td><td>2</td></tr>";
     assert!(html.contains(row), "report.html lacks {row}");
