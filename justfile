@@ -73,3 +73,36 @@ baseline scenario="gate":
 # [saturate] table says, and report each variant's knee and limiter (e.g. --slo "p99<5ms").
 saturate scenario="saturate" *args="":
     cargo run --release -q -- saturate scenarios/{{scenario}}.toml {{args}}
+
+# A fleet split into shard processes on this machine, the way a Kubernetes Indexed Job splits it
+# over machines (`fleetbench k8s render`): per variant, `fleetbench receive` and N `fleetbench
+# fleet --shard K/N`, then `fleetbench merge` of them all into results/split-<scenario>-<UTC>/merged.
+split scenario="smoke" shards="4":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -q -p fleetbench
+    fb=target/release/fleetbench
+    file="scenarios/{{scenario}}.toml"
+    out="results/split-{{scenario}}-$(date -u +%Y%m%dT%H%M%SZ)"
+    mkdir -p "$out"
+    lanes=$(( $(nproc) / {{shards}} )); [ "$lanes" -ge 1 ] || lanes=1
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+    for variant in $(python3 -c 'import sys, tomllib; print(" ".join(v["name"] for v in tomllib.load(open(sys.argv[1], "rb"))["variants"]))' "$file"); do
+        "$fb" receive "$file" --variant "$variant" --shards {{shards}} --control 127.0.0.1:0 \
+            --wait-for-shards 60s --out "$out/$variant/receiver" > "$out/$variant.receive.out" &
+        pids=($!)
+        for _ in $(seq 100); do grep -q '^control ' "$out/$variant.receive.out" 2>/dev/null && break; sleep 0.1; done
+        backend=$(sed -n 's/^backend //p' "$out/$variant.receive.out")
+        control=$(sed -n 's/^control //p' "$out/$variant.receive.out")
+        [ -n "$control" ] || { echo "split: receive did not start (see above)" >&2; exit 1; }
+        for k in $(seq 0 $(( {{shards}} - 1 ))); do
+            "$fb" fleet --scenario "$file" --variant "$variant" --shard "$k/{{shards}}" \
+                --backend "$backend" --control "$control" --lanes "$lanes" --wait 60s \
+                --out "$out/$variant/shard-$k" > /dev/null &
+            pids+=($!)
+        done
+        for pid in "${pids[@]}"; do wait "$pid"; done
+        pids=()
+    done
+    "$fb" merge "$out" --out "$out/merged"

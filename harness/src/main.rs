@@ -247,32 +247,7 @@ enum Command {
     /// and collector), serve the control channel, wait for every fleet shard, start them on
     /// one instant, observe the window, write the records and receiver.json.
     #[command(after_help = RECEIVE_HELP)]
-    Receive {
-        /// Scenario file (TOML).
-        scenario: PathBuf,
-        /// The variant (needed when the scenario has several).
-        #[arg(long)]
-        variant: Option<String>,
-        /// How many fleet shards to wait for.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-        shards: u32,
-        /// Where the sink or the embedded broker listens [default: 127.0.0.1, a free port].
-        /// Loopback unless you mean otherwise (in a pod: 0.0.0.0:PORT).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Where the control channel listens.
-        #[arg(long, default_value = "127.0.0.1:7070")]
-        control: SocketAddr,
-        /// The folder for the records and receiver.json.
-        #[arg(long)]
-        out: PathBuf,
-        /// How long to wait for every shard to say HELLO.
-        #[arg(long, default_value = "600s", value_parser = humantime::parse_duration)]
-        wait_for_shards: Duration,
-        /// After writing results, stay up until SIGTERM (as a Deployment's pod).
-        #[arg(long)]
-        linger: bool,
-    },
+    Receive(fleetbench::distributed::receive::ReceiveOptions),
     /// Join the records of a fleet split over machines (the receiving side's folder and every
     /// shard's, or folders holding them) into one results folder: delivery exact, histograms
     /// merged, each shard's clock estimated against the receiving side's.
@@ -632,27 +607,8 @@ fn main() -> ExitCode {
         Command::Fleet { .. } => {
             return exit_unplanned("`fleet` needs --plan and --record-dir, or --scenario with --shard, --backend, --control and --out")
         }
-        Command::Receive {
-            scenario,
-            variant,
-            shards,
-            listen,
-            control,
-            out,
-            wait_for_shards,
-            linger,
-        } => {
-            let options = fleetbench::distributed::receive::ReceiveOptions {
-                scenario_file: scenario,
-                variant,
-                shards,
-                listen,
-                control,
-                out,
-                wait_for_shards,
-                linger,
-            };
-            return exit_with(fleetbench::distributed::receive::run(&options));
+        Command::Receive(options) => {
+            return exit_with(fleetbench::distributed::receive::run(&options))
         }
         Command::Merge {
             inputs,

@@ -24,7 +24,7 @@ use crate::measure;
 use crate::records;
 use crate::results::{
     Cost, DistributedSummary, ProcessCost, RoundTrip, RunResult, ShardClock, ShardSummary,
-    SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
+    VariantFiles, VariantResult, SCHEMA_VERSION,
 };
 use crate::scenario::{Scenario, VariantConfig};
 
@@ -364,10 +364,6 @@ fn merge_variant(
     Ok(VariantResult {
         complete: complete && error.is_none(),
         error,
-        delivery: figures.delivery.clone(),
-        latency_us: figures.latency(),
-        throughput_per_s: (figures.throughput_per_s * 100.0).round() / 100.0,
-        offered_per_s: (figures.offered_per_s * 100.0).round() / 100.0,
         per_reading,
         collector_leg: variant
             .transport
@@ -385,13 +381,11 @@ fn merge_variant(
             fleet_shards: fleet_shards.iter().map(per_1000).collect(),
             sink_shards: receiver.sink_shard_costs.iter().map(per_1000).collect(),
         },
-        sink: SinkSummary {
-            ..measure::sink_summary(&sink_connections)
-        },
-        per_second: figures.per_second(),
+        sink: measure::sink_summary(&sink_connections),
         files: VariantFiles {
             hlog,
-            raw: String::new(),
+            // The raw records stay where the parts wrote them: the receiving side's folder.
+            raw: part.receiver_dir.display().to_string(),
             link_hlog: String::new(),
             commands_hlog: None,
         },
@@ -400,7 +394,10 @@ fn merge_variant(
             clock_uncertainty_us: (clock_uncertainty_us * 10.0).round() / 10.0,
             shards: rows,
         }),
-        ..crate::runner::unmeasured(scenario, variant, &profile)
+        ..crate::runner::with_readings(
+            crate::runner::unmeasured(scenario, variant, &profile),
+            &figures,
+        )
     })
 }
 

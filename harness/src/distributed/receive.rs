@@ -16,28 +16,37 @@ use super::{ReceiverRecord, RECEIVER_FILE, START_LEAD};
 use crate::child;
 use crate::procstat::Sampler;
 use crate::runner::devices::ControlServer;
-use crate::runner::receiving::{mqtt_secrets, start_receiving_end, ReceivingEnd};
+use crate::runner::receiving::{mqtt_secrets, start_receiving_end};
 use crate::runner::{process_cost, sample_period, stop_receiving_end, RunOptions, Schedule};
 
-/// What `fleetbench receive` was asked.
-#[derive(Clone, Debug)]
+/// What `fleetbench receive` was asked (its command line).
+#[derive(Clone, Debug, clap::Args)]
 pub struct ReceiveOptions {
-    /// The scenario file.
+    /// Scenario file (TOML).
+    #[arg(value_name = "SCENARIO")]
     pub scenario_file: PathBuf,
     /// The variant (needed when the scenario has several).
+    #[arg(long)]
     pub variant: Option<String>,
     /// How many fleet shards to wait for.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub shards: u32,
-    /// Where the sink or the embedded broker listens (loopback, a free port, unless given).
+    /// Where the sink or the embedded broker listens [default: 127.0.0.1, a free port].
+    /// Loopback unless you mean otherwise (in a pod: 0.0.0.0:PORT).
+    #[arg(long)]
     pub listen: Option<SocketAddr>,
     /// Where the control channel listens.
+    #[arg(long, default_value = "127.0.0.1:7070")]
     pub control: SocketAddr,
-    /// The folder for the receiving end's records and `receiver.json`.
+    /// The folder for the records and receiver.json.
+    #[arg(long)]
     pub out: PathBuf,
-    /// How long to wait for every shard.
+    /// How long to wait for every shard to say HELLO.
+    #[arg(long, default_value = "600s", value_parser = humantime::parse_duration)]
     pub wait_for_shards: Duration,
-    /// After writing results, stay up until SIGTERM (a Deployment would start a process that
-    /// exits again).
+    /// After writing results, stay up until SIGTERM (as a Deployment's pod, which would be
+    /// started again if it exited).
+    #[arg(long)]
     pub linger: bool,
 }
 
@@ -110,7 +119,7 @@ fn receive(
         .mqtt_qos()
         .map(|_| variant.mqtt_settings(&profile));
     let secrets = mqtt_secrets(mqtt.as_ref());
-    let receiving = start_receiving_end(
+    let mut receiving = start_receiving_end(
         scenario,
         variant,
         variant.encoding(&scenario.fleet),
@@ -188,20 +197,10 @@ fn receive(
             200
         }));
     }
-    let ReceivingEnd {
-        receiver: mut sink,
-        more_receivers: mut more_sinks,
-        record_dirs,
-        broker: mut broker_process,
-        target,
-        broker_desc,
-        broker_pid,
-        backend: _,
-    } = receiving;
     stop_receiving_end(
-        &mut sink,
-        &mut more_sinks,
-        broker_process.as_mut(),
+        &mut receiving.receiver,
+        &mut receiving.more_receivers,
+        receiving.broker.as_mut(),
         &mut error,
     );
     let series = sampler.stop();
@@ -220,11 +219,12 @@ fn receive(
         shards: options.shards,
         machine: crate::machine::describe(),
         started_at,
-        target: target.to_string(),
-        broker: broker_desc,
+        target: receiving.target.to_string(),
+        broker: receiving.broker_desc.clone(),
         start_ns: schedule.start_ns,
         window,
-        record_dirs: record_dirs
+        record_dirs: receiving
+            .record_dirs
             .iter()
             .map(|d| match d.strip_prefix(&options.out) {
                 Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
@@ -242,7 +242,9 @@ fn receive(
                 .map(|l| cost(std::slice::from_ref(l), devices.div_ceil(n as u32)))
                 .collect(),
         },
-        broker_cost: broker_pid.map(|_| cost(&["broker".to_string()], devices)),
+        broker_cost: receiving
+            .broker_pid
+            .map(|_| cost(&["broker".to_string()], devices)),
         complete: complete && error.is_none() && !child::interrupted(),
         error,
     };

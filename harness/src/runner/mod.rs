@@ -306,6 +306,21 @@ pub(crate) fn unmeasured(
     }
 }
 
+/// `result` with the readings' figures: delivery, latency, rates and the per-second series.
+pub(crate) fn with_readings(
+    result: VariantResult,
+    figures: &measure::ReadingFigures,
+) -> VariantResult {
+    VariantResult {
+        delivery: figures.delivery.clone(),
+        latency_us: figures.latency(),
+        throughput_per_s: (figures.throughput_per_s * 100.0).round() / 100.0,
+        offered_per_s: (figures.offered_per_s * 100.0).round() / 100.0,
+        per_second: figures.per_second(),
+        ..result
+    }
+}
+
 /// Sleeps until CLOCK_MONOTONIC reaches `ns` or the run is interrupted; false if interrupted.
 fn sleep_until(ns: u64, progress: &ProgressBar, start_ns: u64) -> bool {
     loop {
@@ -602,10 +617,6 @@ fn run_variant(
         devices: count,
         complete: complete && error.is_none() && !child::interrupted(),
         error,
-        delivery: figures.delivery.clone(),
-        latency_us: figures.latency(),
-        throughput_per_s: (figures.throughput_per_s * 100.0).round() / 100.0,
-        offered_per_s: (figures.offered_per_s * 100.0).round() / 100.0,
         per_reading,
         collector_leg: mqtt
             .as_ref()
@@ -619,7 +630,6 @@ fn run_variant(
             at_risk,
             ..measure::sink_summary(&sink_connections)
         },
-        per_second: figures.per_second(),
         files: VariantFiles {
             hlog,
             raw: raw_rel.display().to_string(),
@@ -633,7 +643,7 @@ fn run_variant(
         link,
         faults: fault_figures.iter().map(|f| f.result.clone()).collect(),
         commands: command_figures.as_ref().map(|f| f.result.clone()),
-        ..unmeasured(scenario, variant, profile)
+        ..with_readings(unmeasured(scenario, variant, profile), &figures)
     };
     Ok(Measured {
         result,
