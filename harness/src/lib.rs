@@ -8,6 +8,8 @@
 //! - [`machine`]: what the run ran on; [`disk`]: the raw records' size, estimated before a run.
 //! - [`role`]: the child processes' roles (sink server, fleet, collector), each a plan file
 //!   and a `run`; [`broker`]: the embedded MQTT broker (rumqttd), run as `fleetbench broker`.
+//! - [`k8s`]: a scenario as Kubernetes manifests, its fleet split over pods
+//!   (`fleetbench k8s render`).
 pub mod baseline;
 pub mod broker;
 pub mod child;
@@ -15,6 +17,7 @@ pub mod compare;
 pub mod disk;
 pub mod distributed;
 pub mod hardware;
+pub mod k8s;
 pub mod machine;
 pub mod measure;
 pub mod procstat;

@@ -324,6 +324,11 @@ enum Command {
         #[arg(long)]
         record_dir: Option<PathBuf>,
     },
+    /// Render a scenario as Kubernetes manifests: its fleet split into shards, one pod each.
+    K8s {
+        #[command(subcommand)]
+        action: K8sAction,
+    },
     /// Print the JSON Schema of results.json.
     Schema,
 }
@@ -740,6 +745,9 @@ fn main() -> ExitCode {
             };
             return probe_link(&options, out.as_deref());
         }
+        Command::K8s {
+            action: K8sAction::Render(args),
+        } => return k8s_render(args),
         Command::Schema => {
             println!(
                 "{}",
@@ -1171,4 +1179,119 @@ fn parse_preset(name: &str) -> Result<device_emulator::link::Preset, String> {
 fn exit_unplanned(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
+}
+
+/// `fleetbench k8s`.
+#[derive(Subcommand)]
+enum K8sAction {
+    /// Write a folder of manifests that run SCENARIO's fleet as an Indexed Job of N shards
+    /// against its backend in a pod of its own, with the Dockerfile of the image and a README
+    /// saying how to apply them, collect the results and merge them.
+    #[command(after_help = K8S_RENDER_HELP)]
+    Render(K8sRenderArgs),
+}
+
+/// `k8s render`'s arguments.
+#[derive(clap::Args)]
+struct K8sRenderArgs {
+    /// Scenario file (TOML), e.g. scenarios/k8s.toml.
+    scenario: PathBuf,
+    /// Fleet shards: pods of the Indexed Job, each with a contiguous share of the devices.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    shards: u32,
+    /// The image every pod runs (build it with the rendered Dockerfile), e.g.
+    /// registry.example/fleetbench:1.
+    #[arg(long)]
+    image: String,
+    /// The namespace of every object; a manifest for it is rendered too (none for `default`).
+    #[arg(long, default_value = "fleetbench")]
+    namespace: String,
+    /// Render only this variant (default: every variant, a folder each).
+    #[arg(long)]
+    variant: Option<String>,
+    /// Folder to write (default: results/k8s-<scenario>-<N>x); one that holds anything is
+    /// refused unless --force.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write into a folder that holds files: what an earlier render wrote there is replaced,
+    /// anything else is left.
+    #[arg(long)]
+    force: bool,
+    /// Size the pods from a past run's results folder (the variant with the same transport)
+    /// instead of the built-in figures.
+    #[arg(long, value_name = "DIR")]
+    sizing_from: Option<PathBuf>,
+    /// The results volume's storage class, one with ReadWriteMany volumes (default: the
+    /// cluster's default class).
+    #[arg(long)]
+    storage_class: Option<String>,
+}
+
+/// `k8s render --help`'s closing notes.
+const K8S_RENDER_HELP: &str = "Example:
+  fleetbench k8s render scenarios/k8s.toml --shards 10 --image registry.example/fleetbench:1
+
+Exit codes:
+  0    rendered; the folder and its files are printed
+  2    bad scenario or arguments, a scenario a fleet split over machines cannot run (faults,
+       commands, a WiFi link, device-served variants, hardware, repetitions), --shards outside
+       1 to the devices, an unreadable --sizing-from, or --out not empty (see --force);
+       nothing was written
+  3    a file could not be written";
+
+/// Exit codes: [`K8S_RENDER_HELP`].
+fn k8s_render(args: K8sRenderArgs) -> ExitCode {
+    use fleetbench::k8s::{self, RenderError, RenderOptions};
+    let text = match std::fs::read_to_string(&args.scenario) {
+        Ok(text) => text,
+        Err(e) => {
+            return exit_unplanned(format!(
+                "cannot read scenario file {}: {e}",
+                args.scenario.display()
+            ))
+        }
+    };
+    let scenario = match scenario::parse(&text, &args.scenario.display().to_string()) {
+        Ok(s) => s,
+        Err(e) => return exit_unplanned(e),
+    };
+    let past = match &args.sizing_from {
+        Some(dir) => match reports::results::read(dir) {
+            Ok(run) => Some((run, dir.join("results.json").display().to_string())),
+            Err(e) => return exit_unplanned(format!("--sizing-from: {e}")),
+        },
+        None => None,
+    };
+    let past = past
+        .as_ref()
+        .map(|(run, file)| k8s::sizing::PastRun { run, file });
+    let options = RenderOptions {
+        shards: args.shards,
+        image: args.image,
+        namespace: args.namespace,
+        variant: args.variant,
+        storage_class: args.storage_class,
+    };
+    let out = args
+        .out
+        .unwrap_or_else(|| k8s::default_out(&scenario, options.shards));
+    let files = match k8s::plan(&scenario, &text, &options, past, &out) {
+        Ok(files) => files,
+        Err(reason) => return exit_unplanned(format!("{}: {reason}", args.scenario.display())),
+    };
+    match k8s::write(&files, &out, args.force) {
+        Ok(written) => {
+            println!("k8s: rendered {} into {}", scenario.name, out.display());
+            for path in written {
+                println!("  {}", path.display());
+            }
+            println!("next: {}", out.join("README.md").display());
+            ExitCode::SUCCESS
+        }
+        Err(RenderError::Refused(reason)) => exit_unplanned(reason),
+        Err(RenderError::Io(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(3)
+        }
+    }
 }
