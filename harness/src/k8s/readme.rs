@@ -297,8 +297,8 @@ pub fn readme(folder: &Folder<'_>) -> String {
         );
         let _ = writeln!(
             w,
-            "kubectl -n {ns} logs deployment/{} --tail=20   # the receiving side has written its \
-             results",
+            "kubectl -n {ns} logs deployment/{} --tail=20   # wait until it says its results \
+             are written",
             v.names.backend
         );
         let _ = writeln!(
@@ -309,7 +309,7 @@ pub fn readme(folder: &Folder<'_>) -> String {
         );
         let _ = writeln!(
             w,
-            "kubectl cp {ns}/$POD:{}/{name} ./results-k8s/{name}",
+            "mkdir -p results-k8s && kubectl cp {ns}/$POD:{}/{name} ./results-k8s/{name}",
             manifests::RESULTS_DIR
         );
         let _ = writeln!(
