@@ -297,15 +297,15 @@ pub fn readme(folder: &Folder<'_>) -> String {
         );
         let _ = writeln!(
             w,
-            "kubectl -n {ns} logs deployment/{} --tail=20   # wait until it says its results \
-             are written",
-            v.names.backend
-        );
-        let _ = writeln!(
-            w,
             "POD=$(kubectl -n {ns} get pod -l app.kubernetes.io/component=backend,{VARIANT_LABEL}={} \
              -o jsonpath='{{.items[0].metadata.name}}')",
             v.names.label
+        );
+        let _ = writeln!(
+            w,
+            "# receiver.json is written last (atomically): the backend's results are whole\n\
+             until kubectl -n {ns} exec $POD -- test -f {}/{name}/receiver/receiver.json; do sleep 5; done",
+            manifests::RESULTS_DIR
         );
         let _ = writeln!(
             w,
