@@ -3,6 +3,10 @@
 //! strings plain where no YAML 1.1 reader (PyYAML, which kubernetes-validate uses) can take
 //! them for anything else, double-quoted otherwise, and text of several lines as a literal
 //! block (`|`). Pure: the manifests are built as `serde_json::Value`s.
+//!
+//! Written here rather than with `serde_norway` (serde_yaml's maintained fork, 0.9.42): it
+//! writes `on`, `yes`, `no`, `y` and `1:30` unquoted, which YAML 1.1 readers (PyYAML, and
+//! go-yaml v2 under `kubectl`) read as a boolean or the number 90.
 
 use serde_json::Value;
 
