@@ -323,16 +323,18 @@ fn what_a_fleet_split_over_machines_cannot_run_is_refused_and_nothing_is_written
 /// test that calls it has `kubernetes_validate` in its name, so the `without-tools` nextest
 /// profile (.config/nextest.toml) can skip it.
 fn run_tool(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
+    let output = Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{program} could not be run ({e}). This test needs kubernetes-validate: `pip \
-                 install kubernetes-validate` (README, Quick start), or skip the tests that need \
-                 it: `NEXTEST_PROFILE=without-tools cargo nextest run --workspace`"
-            )
-        })
+        .unwrap_or_else(|e| panic!("{program} could not be run ({e})"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("No module named kubernetes_validate"),
+        "This test needs kubernetes-validate: `pip install kubernetes-validate` (README, Quick \
+         start), or skip the tests that need it: `NEXTEST_PROFILE=without-tools cargo nextest \
+         run --workspace`"
+    );
+    output
 }
 
 #[test]
@@ -348,7 +350,10 @@ fn kubernetes_validate_accepts_every_rendered_manifest_and_reads_it_as_planned()
     assert_eq!(yaml.len(), 7);
     let mut args = vec!["--strict", "-k", KUBERNETES_VERSION];
     args.extend(yaml.iter().map(String::as_str));
-    let validated = run_tool("kubernetes-validate", &args);
+    // As a module of the Python pip installed it into, whether or not its script is on PATH.
+    let mut module = vec!["-m", "kubernetes_validate"];
+    module.extend(args);
+    let validated = run_tool("python3", &module);
     let report = format!(
         "{}{}",
         String::from_utf8_lossy(&validated.stdout),
