@@ -493,7 +493,9 @@ mod tests {
             words(lines[1]),
             format!("{name} 0 fleet-0 0 … 49 +812 µs ± 60 µs assumed 0 – 0 / 0 0 – – –")
         );
-        assert!(words(lines[2]).starts_with(&format!("{name} 1 fleet-1 50 … 99 -2.500000 s ± 95 µs")));
+        assert!(
+            words(lines[2]).starts_with(&format!("{name} 1 fleet-1 50 … 99 -2.500000 s ± 95 µs"))
+        );
     }
 
     #[test]

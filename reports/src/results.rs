@@ -405,8 +405,9 @@ pub struct DeviceSpread {
 pub struct DistributedSummary {
     /// The host the receiving end (sink, or broker and collector) ran on.
     pub receiver_host: String,
-    /// The largest clock uncertainty of any shard, µs: each one-way latency above (corrected and
-    /// uncorrected; not the send lag, which one clock measures) is within this of the truth.
+    /// The largest clock uncertainty of any shard (its `clock.uncertainty_us`), µs: each one-way
+    /// latency above (corrected and uncorrected; not the send lag, which one clock measures) is
+    /// within this of the truth.
     pub clock_uncertainty_us: f64,
     /// The fleet shards, in index order.
     pub shards: Vec<ShardSummary>,
@@ -455,8 +456,9 @@ pub struct ShardClock {
     pub drift_fitted_ppm: Option<f64>,
     /// Standard error of that slope, ppm.
     pub drift_stderr_ppm: Option<f64>,
-    /// Half the longest of the rounds' shortest round trips, µs: the offset is within this of
-    /// the truth, and so is each of this shard's one-way latencies.
+    /// Half the longest of the rounds' shortest round trips, µs, and where a drift is applied,
+    /// 3 standard errors of it carried to the window's end: the offset is within this of the
+    /// truth over the window, and so is each of this shard's one-way latencies.
     pub uncertainty_us: f64,
     /// Rounds of probes the estimate rests on.
     pub samples: u32,

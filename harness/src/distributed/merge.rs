@@ -320,9 +320,12 @@ fn merge_variant(
         .iter()
         .flat_map(|s| s.connections.iter().cloned())
         .collect();
-    let clock_uncertainty_us = shards
+    // Each shard's bound at its window's end, the farthest its model is carried.
+    let clock_uncertainty_us = part
+        .shards
         .iter()
-        .map(|s| s.model.uncertainty_us)
+        .zip(&shards)
+        .map(|((_, record), s)| bound_us(&s.model, record))
         .fold(0.0, f64::max);
     let figures =
         measure::merge_figures(shards.into_iter().map(|s| s.figures).collect::<Vec<_>>())?;
@@ -391,7 +394,7 @@ fn merge_variant(
         },
         distributed: Some(DistributedSummary {
             receiver_host: receiver.machine.hostname.clone(),
-            clock_uncertainty_us: (clock_uncertainty_us * 10.0).round() / 10.0,
+            clock_uncertainty_us,
             shards: rows,
         }),
         ..crate::runner::with_readings(
@@ -399,6 +402,18 @@ fn merge_variant(
             &figures,
         )
     })
+}
+
+/// A shard's clock bound over its window (its model carried to the window's end), rounded up to
+/// a tenth of a µs, so the run's bound (their largest) is never below a shard's.
+fn bound_us(model: &ClockModel, record: &ShardRecord) -> f64 {
+    let bound = model.uncertainty_at(on_receiver_clock_us(model, record.window.end_ns));
+    (bound * 10.0).ceil() / 10.0
+}
+
+/// A shard's instant (ns) on the receiving side's clock, µs.
+fn on_receiver_clock_us(model: &ClockModel, shard_ns: u64) -> u64 {
+    model.to_harness_us(shard_ns / 1_000)
 }
 
 /// An arrival instant of the receiving side's clock on a shard's: `shard = receiver + offset`.
@@ -463,7 +478,7 @@ fn shard_summary(
             drift_estimated: m.drift_estimated,
             drift_fitted_ppm: m.drift_fitted_ppm.map(round2),
             drift_stderr_ppm: m.drift_stderr_ppm.map(round2),
-            uncertainty_us: m.uncertainty_us,
+            uncertainty_us: bound_us(m, record),
             samples: m.samples as u32,
         },
         round_trip_us: RoundTrip {

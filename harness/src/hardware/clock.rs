@@ -184,6 +184,20 @@ impl ClockModel {
         self.offset_us + self.drift_ppm / 1e6 * (harness_us as f64 - self.at_us as f64)
     }
 
+    /// How far from the truth [`offset_at`](Self::offset_at) may be at `harness_us`: the
+    /// samples' uncertainty, and where a drift is applied, [`DRIFT_SIGNIFICANCE`] standard
+    /// errors of its slope over the time from the first sample (a slope's error grows with the
+    /// distance it is carried).
+    pub fn uncertainty_at(&self, harness_us: u64) -> f64 {
+        let carried = match (self.drift_estimated, self.drift_stderr_ppm) {
+            (true, Some(stderr)) => {
+                DRIFT_SIGNIFICANCE * stderr / 1e6 * harness_us.abs_diff(self.at_us) as f64
+            }
+            _ => 0.0,
+        };
+        self.uncertainty_us + carried
+    }
+
     /// The harness instant a device clock reading stands for.
     pub fn to_harness_us(&self, device_us: u64) -> u64 {
         // offset depends (slightly) on the harness instant sought: one fixed-point step is
@@ -308,6 +322,16 @@ mod tests {
         assert_eq!(Some(m.drift_ppm), m.drift_fitted_ppm);
         assert!(stderr < 1.0, "{m:?}");
         assert!((m.drift_ppm - 40.0).abs() < 3.0 * stderr, "{m:?}");
+        // Carried away from its samples, an applied drift's error widens the bound; no drift,
+        // no widening.
+        let far = m.at_us + 600_000_000;
+        assert!(m.uncertainty_at(far) > m.uncertainty_us);
+        assert!(
+            (m.uncertainty_at(far) - m.uncertainty_us - 3.0 * stderr * 600.0).abs() < 1e-6,
+            "{m:?}"
+        );
+        let none = ClockModel::fit(&scattered(6, 5_000_000, 0.0, 440.0)).unwrap();
+        assert_eq!(none.uncertainty_at(far), none.uncertainty_us);
         // The standard error is never below what the samples' uncertainty allows, even when
         // they sit exactly on the line.
         let exact = scattered(120, 5_000_000, 40.0, 0.0)
