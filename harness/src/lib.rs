@@ -8,6 +8,8 @@
 //! - [`machine`]: what the run ran on; [`disk`]: the raw records' size, estimated before a run.
 //! - [`role`]: the child processes' roles (sink server, fleet, collector), each a plan file
 //!   and a `run`; [`broker`]: the embedded MQTT broker (rumqttd), run as `fleetbench broker`.
+//! - [`live`]: a live view of a run while it goes (`fleetbench run --live`): a page served
+//!   over HTTP with server-sent events, and the progress bar's place and time left.
 //! - [`k8s`]: a scenario as Kubernetes manifests, its fleet split over pods
 //!   (`fleetbench k8s render`).
 pub mod baseline;
@@ -18,6 +20,7 @@ pub mod disk;
 pub mod distributed;
 pub mod hardware;
 pub mod k8s;
+pub mod live;
 pub mod machine;
 pub mod measure;
 pub mod procstat;

@@ -246,7 +246,9 @@ fn encode_arrival(a: &Arrival) -> [u8; ARRIVAL_LEN] {
     b
 }
 
-fn decode_arrival(b: &[u8]) -> Arrival {
+/// The arrival in one record of `arrivals.bin` (`b` is [`ARRIVAL_LEN`] bytes long), for a
+/// reader that reads the file as it grows (the live view).
+pub fn decode_arrival(b: &[u8]) -> Arrival {
     Arrival {
         device_id: u32::from_le_bytes(b[0..4].try_into().unwrap()),
         seq: u32::from_le_bytes(b[4..8].try_into().unwrap()),
