@@ -49,6 +49,12 @@ enum Command {
         /// `repetitions`).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         repetitions: Option<u32>,
+        /// Serve a live dashboard of the run on ADDR (default 127.0.0.1:0, any free port on
+        /// loopback; its URL is printed on stderr as `live http://…/`): per variant readings/s,
+        /// p50 and p99 per second, readings lost so far, the phase and the time left, and at
+        /// the end the figures of results.json.
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+        live: Option<std::net::SocketAddr>,
     },
     /// Search for each variant's knee: raise the offered rate step by step as the scenario's
     /// [saturate] table says, each step one run, until a step breaks the SLO, loses a reading or
@@ -497,9 +503,10 @@ fn main() -> ExitCode {
             quiet,
             no_report,
             repetitions,
+            live,
         } => {
             let out = OutFolder { path: out, force };
-            return run(scenario, out, quiet, no_report, repetitions, open_files);
+            return run(scenario, out, quiet, no_report, repetitions, open_files, live);
         }
         Command::Saturate {
             scenario,
@@ -823,6 +830,7 @@ fn run(
     no_report: bool,
     repetitions: Option<u32>,
     open_files: Option<u64>,
+    live: Option<std::net::SocketAddr>,
 ) -> ExitCode {
     let mut scenario = match scenario::load(&path) {
         Ok(s) => s,
@@ -852,11 +860,22 @@ fn run(
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
+    let live = match live.map(fleetbench::live::Dashboard::serve).transpose() {
+        Ok(dashboard) => dashboard,
+        Err(e) => {
+            eprintln!("error: --live {}: {e}", live.expect("asked for"));
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(dashboard) = &live {
+        eprintln!("live {}", dashboard.url());
+    }
     child::catch_interrupts();
     let options = runner::RunOptions {
         out: out_dir,
         exe: std::env::current_exe().expect("own executable path"),
         progress: !quiet,
+        live,
     };
     eprintln!(
         "fleetbench: {} — {} devices, {} variant(s) x {} repetition(s), results in {}",

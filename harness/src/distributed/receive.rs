@@ -112,6 +112,7 @@ fn receive(
         out: options.out.clone(),
         exe: std::env::current_exe().context("finding the fleetbench executable")?,
         progress: false,
+        live: None,
     };
     let profile = scenario.fleet.device_profile();
     let mqtt = variant

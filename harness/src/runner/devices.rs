@@ -361,6 +361,14 @@ impl Devices<'_> {
         }
     }
 
+    /// The emulated fleet's plan (boards have none).
+    pub fn fleet_plan(&self) -> Option<&FleetPlan> {
+        match self {
+            Devices::Fleet { plan, .. } => Some(plan),
+            Devices::Boards { .. } => None,
+        }
+    }
+
     /// The run's instants: the fleet's, fixed in its plan; boards, already sending, start now.
     pub fn schedule(&self, scenario: &Scenario) -> Schedule {
         match self {

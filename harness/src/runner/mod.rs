@@ -63,6 +63,8 @@ pub struct RunOptions {
     pub exe: PathBuf,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// Show the run on this live dashboard (`fleetbench run --live`).
+    pub live: Option<crate::live::Dashboard>,
 }
 
 /// The default results folder: `results/<scenario>-<UTC timestamp>`.
@@ -157,6 +159,7 @@ pub fn run(
         FleetSource::Emulated => None,
     };
     let repetitions = scenario.repetitions.max(1);
+    let watch = crate::live::Watch::start(scenario, options.live.clone());
     let mut measured: Vec<Vec<Measured>> = scenario.variants.iter().map(|_| Vec::new()).collect();
     // Interleaved: every variant once, then again, so drift of the machine touches all alike.
     'runs: for index in 1..=repetitions {
@@ -169,7 +172,10 @@ pub fn run(
                 Some(control) => DeviceSource::Hardware(control),
                 None => DeviceSource::Emulated,
             };
-            let m = run_variant(scenario, variant, &profile, options, repetition, &source);
+            watch.variant_starting(i, index);
+            let m = run_variant(
+                scenario, variant, &profile, options, repetition, &source, &watch,
+            );
             let m = m.unwrap_or_else(|e| {
                 Measured::failed(failed_variant(
                     scenario,
@@ -181,6 +187,7 @@ pub fn run(
             measured[i].push(m);
             // Keep what has been measured on disk after every run.
             result.variants = pool_all(scenario, &measured, options)?;
+            watch.measured(&result.variants);
             result.write(&options.out)?;
         }
     }
@@ -189,6 +196,7 @@ pub fn run(
         && result.variants.len() == scenario.variants.len()
         && result.variants.iter().all(|v| v.complete);
     result.write(&options.out)?;
+    watch.finish(&result);
     Ok(result)
 }
 
@@ -347,6 +355,7 @@ fn run_variant(
     options: &RunOptions,
     repetition: Option<(u32, u32)>,
     source: &DeviceSource,
+    watch: &crate::live::Watch,
 ) -> anyhow::Result<Measured> {
     // Prepare.
     let VariantFolders { raw_rel, raw, hlog } =
@@ -437,15 +446,24 @@ fn run_variant(
     sampler.mark("idle");
     let schedule = devices.schedule(scenario);
     let progress = progress_bar(variant, repetition, &schedule, options);
+    watch.devices_start(
+        &schedule,
+        &progress,
+        (
+            &receiving.record_dirs,
+            devices.fleet_plan(),
+            subscribers.unwrap_or(1),
+        ),
+    );
     let sleep = |ns: u64| sleep_until(ns, &progress, schedule.start_ns);
     let mut complete = sleep(schedule.window.start_ns);
     sampler.mark("window_start");
-    progress.set_message("measuring");
+    watch.phase(crate::live::Phase::Measuring);
     let mut backend_faults = faults::BackendFaults::new(run.faults, &raw);
     complete = complete
         && backend_faults.act_until(schedule.window.end_ns, &mut receiving, &sampler, sleep);
     sampler.mark("window_end");
-    progress.set_message("draining");
+    watch.phase(crate::live::Phase::Draining);
     let window = schedule.window.until_interrupted(complete);
     let (backend_faults, fault_error) = backend_faults.finish(&mut receiving, &sampler, sleep)?;
     let (mut error, complete) = devices.finish(&run, complete, &progress, schedule.start_ns);
@@ -802,7 +820,8 @@ impl Schedule {
 }
 
 /// The run's progress bar, in ms from the devices' start to the window's end (hidden unless
-/// asked for).
+/// asked for); its message, the phase, "variant k of n" and the time left, is kept by the
+/// run's [`crate::live::Watch`].
 fn progress_bar(
     variant: &VariantConfig,
     repetition: Option<(u32, u32)>,

@@ -359,6 +359,7 @@ pub fn run(
                 out: options.out.join(&dir),
                 exe: options.exe.clone(),
                 progress: options.progress,
+                live: None,
             };
             let before = machine_ticks();
             let result = runner::run(&step_scenario, scenario_file, &run_options);
