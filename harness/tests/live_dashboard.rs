@@ -142,8 +142,14 @@ fn chromium_shows_the_live_dashboard_changing_mid_run_and_the_results_at_the_end
             "the page never said done; first live view {first:#?}, changed {changed:#?}"
         );
         let page = read_page(&mut browser);
-        if page["phase"] == "done" {
+        // The last `done` event, not only a state whose phase is done, has been rendered.
+        if page["connection"] == "run over" {
             break page;
+        }
+        // Until the first event arrives the page has no rows yet.
+        if page["rows"].as_array().is_none_or(|r| r.len() < 2) {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
         }
         if changed.is_none() && has_live(&page) {
             match &first {
