@@ -549,6 +549,13 @@ async fn serving_device(
             if c.commands_received > 0 && c.readings_sent == 0 && c.setup.is_none() {
                 return;
             }
+            // A browser dashboard's own subscription (a page from another origin: its request
+            // says `Origin`, the collector's does not) is the browser's, not the backend's: the
+            // devices' figures stay those of the collector's connections. (The browser's
+            // figures are its own, from what its page received.)
+            if c.origin.is_some() {
+                return;
+            }
             report_observer.connection(ConnectionRecord {
                 device_id,
                 started_ns: c.accepted_ns,

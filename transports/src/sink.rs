@@ -1,14 +1,18 @@
 //! The receiving end of a connection, whatever the transport: how a sink serves
-//! ([`SinkOptions`]), what it reports ([`SinkObserver`], [`ConnectionReport`], [`ConnectionEnd`])
-//! and the accepted connection it hands a driver ([`Accepted`]).
+//! ([`SinkOptions`]), what it reports ([`SinkObserver`], [`ConnectionReport`], [`ConnectionEnd`]),
+//! where it pushes readings on to browser dashboards ([`Dashboard`]) and the accepted connection
+//! it hands a driver ([`Accepted`]).
 //!
 //! A leaf below every driver: sink drivers, the collectors of device-served transports and the
 //! MQTT collector report through these types, and [`crate::transport::serve`] dispatches to the
 //! sink drivers. Nothing here knows which transports exist.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
@@ -40,6 +44,10 @@ pub struct SinkOptions {
     /// poll only: the longest the backend holds a device's `GET /commands` with no command for
     /// it before answering `204` ([`DEFAULT_POLL_HOLD`] by default).
     pub poll_hold: Duration,
+    /// Where the backend pushes every reading it receives on to browser dashboards (`None`:
+    /// it pushes nothing, and serves no dashboard). ws only: a WebSocket on
+    /// [`Dashboard::PATH`].
+    pub dashboard: Option<Arc<Dashboard>>,
 }
 
 /// The hold timeout of a poll backend unless told otherwise: 30 s, half of the ~65 s an
@@ -55,6 +63,81 @@ impl Default for SinkOptions {
             echo_interval: None,
             commands: None,
             poll_hold: DEFAULT_POLL_HOLD,
+            dashboard: None,
+        }
+    }
+}
+
+/// The backend's fan-out to browser dashboards: every reading it receives, as JSON, pushed to
+/// every dashboard connection as it arrives (the "backend fans out to browsers" pattern). A
+/// dashboard connection is no device's: a driver serves it apart and never reports it to the
+/// [`SinkObserver`], so the sink's figures for devices do not see it. A dashboard that falls
+/// more than [`Dashboard::CAPACITY`] readings behind misses the oldest, which are counted
+/// ([`DashboardTally::dropped`]), never queued without bound.
+#[derive(Debug)]
+pub struct Dashboard {
+    sender: tokio::sync::broadcast::Sender<Bytes>,
+    connections: AtomicU64,
+    forwarded: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// What a [`Dashboard`] did over its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardTally {
+    /// Dashboard connections served.
+    pub connections: u64,
+    /// Readings written to them (each connection's counted).
+    pub forwarded: u64,
+    /// Readings a connection missed because it fell too far behind.
+    pub dropped: u64,
+}
+
+impl Dashboard {
+    /// The path a dashboard subscribes on (a WebSocket upgrade on the sink's own port).
+    pub const PATH: &'static str = "/dashboard";
+
+    /// Readings a dashboard connection may fall behind before it misses the oldest.
+    pub const CAPACITY: usize = 16_384;
+
+    /// A fan-out with no dashboard yet.
+    pub fn new() -> Arc<Dashboard> {
+        let (sender, _) = tokio::sync::broadcast::channel(Self::CAPACITY);
+        Arc::new(Dashboard {
+            sender,
+            connections: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Pushes one reading's JSON to every dashboard connected now (none: nothing happens).
+    pub fn publish(&self, json: Bytes) {
+        let _ = self.sender.send(json);
+    }
+
+    /// A new dashboard connection's stream of readings, from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Bytes> {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.sender.subscribe()
+    }
+
+    /// Counts `n` readings written to a dashboard.
+    pub fn count_forwarded(&self, n: u64) {
+        self.forwarded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` readings a dashboard missed.
+    pub fn count_dropped(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// What it did so far.
+    pub fn tally(&self) -> DashboardTally {
+        DashboardTally {
+            connections: self.connections.load(Ordering::Relaxed),
+            forwarded: self.forwarded.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
 }

@@ -123,9 +123,15 @@ fn ack_on_wire(kind: ServedTransport, seq: u32) -> usize {
     let ack = ack_bytes(seq);
     match kind {
         ServedTransport::WsServer => ack.len() + 2,
-        ServedTransport::Sse => {
-            http::async_web_server_response(200, "application/json", &ack, 1).len()
-        }
+        // The SSE sketch's server adds its CORS header to every response.
+        ServedTransport::Sse => http::async_web_server_response_with_defaults(
+            http::CORS_HEADER,
+            200,
+            "application/json",
+            &ack,
+            1,
+        )
+        .len(),
         ServedTransport::HttpStream | ServedTransport::LongPoll => {
             http::web_server_response(200, "application/json", &ack, false)
                 .concat()
@@ -336,7 +342,9 @@ async fn a_web_server_without_the_handler_answers_404_and_the_collector_drops_th
         let request = http::command_request(&device.addr.to_string(), &command_bytes(0));
         let mut raw = support::connect_and_send(device.addr, &request).await;
         let not_found = match kind {
-            ServedTransport::Sse => http::async_web_server_response(404, "", b"", 1),
+            ServedTransport::Sse => {
+                http::async_web_server_response_with_defaults(http::CORS_HEADER, 404, "", b"", 1)
+            }
             _ => http::web_server_response(404, "text/plain", b"", false).concat(),
         };
         assert_eq!(read_to_end(&mut raw).await, not_found, "{kind:?}");

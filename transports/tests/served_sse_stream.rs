@@ -292,8 +292,9 @@ async fn sse_events_are_async_event_source_bytes() {
     .await;
     assert_eq!(
         String::from_utf8(read_exactly(&mut raw, http::SSE_HEAD.len()).await).unwrap(),
-        "HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\
-         Accept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nCache-Control: no-cache\r\n\
+         Connection: keep-alive\r\nAccept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n",
+        "the sketch's CORS header first, so a dashboard page from another origin may read it"
     );
     wait_for_clients(&device.outbox, 1).await;
     device.outbox.publish(&reading(0));
@@ -310,9 +311,11 @@ async fn sse_events_are_async_event_source_bytes() {
     drop(raw);
 
     // Resuming with Last-Event-ID 0 replays nothing: the next bytes are the live reading 2.
+    // (This client is a browser's EventSource on a page from another origin: it says so.)
     let mut resumed = connect_and_send(
         device.addr,
-        b"GET /events HTTP/1.1\r\nHost: d\r\nLast-Event-ID: 0\r\n\r\n",
+        b"GET /events HTTP/1.1\r\nHost: d\r\nLast-Event-ID: 0\r\n\
+Origin: http://127.0.0.1:8000\r\n\r\n",
     )
     .await;
     read_exactly(&mut resumed, http::SSE_HEAD.len()).await;
@@ -323,6 +326,19 @@ async fn sse_events_are_async_event_source_bytes() {
     drop(resumed);
     device.stop.cancel();
     device.task.await.unwrap();
+    let mut origins: Vec<Option<String>> = device
+        .served
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|c| c.origin.clone())
+        .collect();
+    origins.sort();
+    assert_eq!(
+        origins,
+        [None, Some("http://127.0.0.1:8000".to_string())],
+        "the device tells the browser's subscription by its Origin"
+    );
 }
 
 /// A replay of several readings (over 536 B) leaves the device in segments of the profile's MSS,

@@ -2,7 +2,8 @@
 // ESPAsyncWebServer's AsyncEventSource (ESP32Async fork, on ESPAsyncTCP): one event per reading,
 // `id: <seq>` and `data: <json>`. At most 8 messages queue per client; the rest are dropped.
 // A collector that reconnects with Last-Event-ID gets the readings after it that the device still
-// holds (the last 8), as the emulator's outbox replays them.
+// holds (the last 8), as the emulator's outbox replays them. Every response carries
+// `Access-Control-Allow-Origin: *`, so a browser dashboard from another origin may subscribe.
 //
 // Commands: POST /cmd with the command as an application/json body (ESPAsyncWebServer hands it
 // to the route's body callback, in pieces; fleetbench::AsyncCommandRoute gathers them, up to
@@ -50,6 +51,9 @@ void on_connect(AsyncEventSourceClient* client) {
 
 void setup() {
   app::begin("sse");
+  // A dashboard page served from another origin may subscribe with the browser's own
+  // EventSource: every response of the server carries this header, first after the status line.
+  DefaultHeaders::Instance().addHeader("Access-Control-Allow-Origin", "*");
   g_events.onConnect(on_connect);
   g_server.addHandler(&g_events);
   g_command_route.attach(g_server, HTTP_POST);

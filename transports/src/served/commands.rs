@@ -87,7 +87,15 @@ pub(crate) async fn answer(
         ServedTransport::HttpStream | ServedTransport::LongPoll => request.keeps_alive(),
     };
     let respond = |status: u16, content_type: &str, body: &[u8]| match kind {
-        ServedTransport::Sse | ServedTransport::WsServer => vec![http::async_web_server_response(
+        // The SSE sketch's server adds its CORS header to every response (`DefaultHeaders`).
+        ServedTransport::Sse => vec![http::async_web_server_response_with_defaults(
+            http::CORS_HEADER,
+            status,
+            content_type,
+            body,
+            request.version,
+        )],
+        ServedTransport::WsServer => vec![http::async_web_server_response(
             status,
             content_type,
             body,

@@ -168,12 +168,20 @@ pub fn error_response(status: u16) -> Vec<u8> {
         .into_bytes()
 }
 
-/// AsyncEventSource's response head: `AsyncEventSourceResponse` adds `Cache-Control` and
-/// `Connection`, then `_assembleHead` adds `Accept-Ranges: none` (any HTTP/1.1 response) and the
-/// content type, in that order. (ESP32Async 3.x spells the names so; me-no-dev's 3.6.0 wrote them
-/// in lower case, the same length.)
-pub const SSE_HEAD: &[u8] =
-    b"HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\
+/// The header the SSE sketch adds to every response of its server, so that a dashboard page
+/// served from another origin may read the event stream (`DefaultHeaders::Instance().addHeader(
+/// "Access-Control-Allow-Origin", "*")` in `setup()`; without it a browser refuses an
+/// EventSource's stream from another origin). `AsyncWebServerResponse`'s constructor copies the
+/// default headers before a response adds its own, so it comes right after the status line.
+pub const CORS_HEADER: &str = "Access-Control-Allow-Origin: *\r\n";
+
+/// AsyncEventSource's response head, with the sketch's [`CORS_HEADER`] first (the default
+/// headers, copied by `AsyncWebServerResponse`'s constructor): `AsyncEventSourceResponse` adds
+/// `Cache-Control` and `Connection`, then `_assembleHead` adds `Accept-Ranges: none` (any
+/// HTTP/1.1 response) and the content type, in that order. (ESP32Async 3.x spells the names so;
+/// me-no-dev's 3.6.0 wrote them in lower case, the same length.)
+pub const SSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\n\
+Cache-Control: no-cache\r\nConnection: keep-alive\r\n\
 Accept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n";
 
 /// One SSE event as `generateEventMessage` writes it for `send(payload, NULL, seq)`: `id: <seq>\n`
@@ -359,12 +367,26 @@ pub fn async_web_server_response(
     body: &[u8],
     version: u8,
 ) -> Vec<u8> {
+    async_web_server_response_with_defaults("", status, content_type, body, version)
+}
+
+/// [`async_web_server_response`] from a server whose sketch added default headers
+/// (`DefaultHeaders`), given as whole lines (`Name: value\r\n`, e.g. [`CORS_HEADER`]): the
+/// response's constructor copies them first, so they follow the status line, before
+/// `Connection: close`.
+pub fn async_web_server_response_with_defaults(
+    default_headers: &str,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    version: u8,
+) -> Vec<u8> {
     let content_type = match content_type {
         "" if !body.is_empty() => "text/plain",
         other => other,
     };
     let mut out = format!(
-        "HTTP/1.{version} {status} {}\r\nConnection: close\r\n",
+        "HTTP/1.{version} {status} {}\r\n{default_headers}Connection: close\r\n",
         async_web_server_reason(status)
     );
     if version > 0 {
@@ -579,10 +601,15 @@ mod tests {
         );
         assert_eq!(
             SSE_HEAD,
-            b"HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nConnection: keep-alive\r\n\
+            b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\n\
+Cache-Control: no-cache\r\nConnection: keep-alive\r\n\
 Accept-Ranges: none\r\nContent-Type: text/event-stream\r\n\r\n"
         );
-        assert_eq!(SSE_HEAD.len(), 122);
+        assert_eq!(
+            SSE_HEAD.len(),
+            122 + 32,
+            "AsyncEventSource's 122 B and the sketch's CORS header"
+        );
     }
 
     #[test]
@@ -660,6 +687,21 @@ Content-Length: 16\r\nContent-Type: application/json\r\n\r\n"[..],
                 ack
             ]
             .concat()
+        );
+        // The SSE sketch's server, with its default CORS header first.
+        assert_eq!(
+            async_web_server_response_with_defaults(CORS_HEADER, 200, "application/json", ack, 1),
+            [
+                &b"HTTP/1.1 200 OK\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\
+Accept-Ranges: none\r\nContent-Length: 16\r\nContent-Type: application/json\r\n\r\n"[..],
+                ack
+            ]
+            .concat()
+        );
+        assert_eq!(
+            async_web_server_response_with_defaults(CORS_HEADER, 404, "", b"", 1),
+            b"HTTP/1.1 404 Not Found\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\
+Accept-Ranges: none\r\nContent-Length: 0\r\n\r\n"
         );
         // `request->send(404)`: no body, no type.
         assert_eq!(

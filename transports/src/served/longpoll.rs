@@ -97,6 +97,7 @@ impl Tally {
             accepted_ns: 0,
             ended_ns: 0,
             commands_received: self.commands,
+            origin: None,
         }
     }
 }

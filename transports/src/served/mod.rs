@@ -120,6 +120,11 @@ pub struct ServedConnection {
     /// acknowledged). A connection that carried only commands has no set-up and no readings.
     #[serde(default)]
     pub commands_received: u64,
+    /// The `Origin` its request carried: a page from another origin subscribing with the
+    /// browser's own EventSource sends one (a collector sends none), so the device can tell a
+    /// browser dashboard's connection from the backend's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl ServedConnection {
@@ -136,6 +141,7 @@ impl ServedConnection {
             accepted_ns: 0,
             ended_ns: 0,
             commands_received: 0,
+            origin: None,
         }
     }
 }

@@ -2,6 +2,11 @@
 //! `GET /events` answered with `text/event-stream`, one `id: <seq>` / `data: <reading>` event per
 //! reading (no `id:` for seq 0: the library writes none for id 0). A collector that reconnects sends `Last-Event-ID` and the device replays what its
 //! small buffer still holds (8 readings on ESP8266); older readings are lost.
+//!
+//! The sketch adds `Access-Control-Allow-Origin: *` to its server's responses
+//! ([`http::CORS_HEADER`]), so a dashboard page served from another origin may subscribe with the
+//! browser's own EventSource; such a client sends `Origin`, which the device keeps
+//! ([`ServedConnection::origin`]).
 
 use http_body_util::Empty;
 
@@ -25,6 +30,7 @@ pub async fn serve(mut conn: DeviceConn, first: Result<Request, HeadError>) -> S
             "SSE carries text: the binary encoding cannot be served".to_string()
         }
         Ok(req) => {
+            served.origin = req.header("origin").map(str::to_owned);
             // AsyncEventSourceClient takes the header with atoi: what does not parse, and 0, is
             // 0, which the sketch's onConnect takes as "nothing seen" and replays nothing for.
             let after = req

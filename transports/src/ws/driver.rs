@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
@@ -11,13 +12,13 @@ use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::codec::frame_header_len;
 use crate::command::{Ack, Command, CommandEvent, CommandEventKind, ReceivedCommand};
 use crate::link::{LinkError, LinkOptions, LinkStats};
-use crate::sink::{Accepted, ConnectionEnd};
+use crate::sink::{Accepted, ConnectionEnd, Dashboard, SinkConnection};
 use crate::socket::{self, CountingStream, Side};
 use crate::{Encoding, Reading};
 
@@ -248,7 +249,10 @@ pub(crate) async fn send_frame(
 /// instant its last byte was read); a malformed acknowledgement closes the connection as a
 /// malformed reading does. Acknowledgements are neither readings nor rejected.
 pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
+    // The request's path: a browser dashboard subscribes on `Dashboard::PATH`.
+    let mut path = String::new();
     let echo_protocol = |request: &Request, mut response: Response| {
+        path = request.uri().path().to_owned();
         let asked = request
             .headers()
             .get_all("Sec-WebSocket-Protocol")
@@ -285,6 +289,14 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
             return;
         }
     };
+    if let Some(dashboard) = &sink.options.dashboard {
+        if path == Dashboard::PATH {
+            // A browser, not a device: served apart and reported to no observer.
+            let readings = dashboard.subscribe();
+            serve_dashboard(ws, dashboard, readings, &sink).await;
+            return;
+        }
+    }
     let ready = LinkStats::of(ws.get_ref(), Side::Accepted);
     let (mut readings, mut payload_bytes) = (0u64, 0u64);
     let mut close_received = false;
@@ -374,6 +386,19 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
                 }
                 sink.observer
                     .reading(sink.conn, &reading, ws.get_ref().last_read_ns());
+                if let Some(dashboard) = &sink.options.dashboard {
+                    // Recorded, then pushed on to the browsers: the reading's JSON as it came,
+                    // or as JSON when it came binary.
+                    let json = match message {
+                        Message::Text(text) => Bytes::from(text),
+                        _ => {
+                            let mut json = Vec::with_capacity(128);
+                            Encoding::Json.encode(&reading, &mut json);
+                            Bytes::from(json)
+                        }
+                    };
+                    dashboard.publish(json);
+                }
             }
             Err(e) => break ConnectionEnd::Malformed(e.to_string()),
         }
@@ -394,4 +419,68 @@ pub(crate) async fn serve_connection(Accepted { stream, sink }: Accepted) {
         let _ = tokio::time::timeout(socket::CLOSE_WAIT, SinkExt::close(&mut ws)).await;
     }
     sink.observer.closed(report);
+}
+
+/// Most readings written to a dashboard before one flush.
+const DASHBOARD_BATCH: usize = 256;
+
+/// Serves a browser dashboard on its WebSocket: each reading `readings` brings, as a text
+/// frame, until the browser closes, a write stalls past the handshake timeout or the sink
+/// shuts down. Readings that arrive while a write is under way go out together, one flush.
+/// What the browser sends (nothing but pings and its close) is read only to notice the close.
+async fn serve_dashboard(
+    mut ws: WebSocketStream<CountingStream<TcpStream>>,
+    dashboard: &Dashboard,
+    mut readings: tokio::sync::broadcast::Receiver<Bytes>,
+    sink: &SinkConnection,
+) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let write_timeout = sink.options.handshake_timeout;
+    loop {
+        let first = tokio::select! {
+            _ = sink.shutdown.cancelled() => break,
+            incoming = ws.next() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
+            },
+            got = readings.recv() => match got {
+                Ok(json) => json,
+                Err(RecvError::Lagged(missed)) => {
+                    dashboard.count_dropped(missed);
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            },
+        };
+        let write = async {
+            let mut next = Some(first);
+            let mut written = 0u64;
+            while let Some(json) = next.take() {
+                // Every reading's JSON came from a text frame or the JSON encoder.
+                let text = Utf8Bytes::try_from(json).map_err(|e| {
+                    WsError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                })?;
+                ws.feed(Message::Text(text)).await?;
+                written += 1;
+                if written as usize >= DASHBOARD_BATCH {
+                    break;
+                }
+                next = match readings.try_recv() {
+                    Ok(json) => Some(json),
+                    Err(TryRecvError::Lagged(missed)) => {
+                        dashboard.count_dropped(missed);
+                        readings.try_recv().ok()
+                    }
+                    Err(_) => None,
+                };
+            }
+            ws.flush().await?;
+            Ok::<u64, WsError>(written)
+        };
+        match tokio::time::timeout(write_timeout, write).await {
+            Ok(Ok(written)) => dashboard.count_forwarded(written),
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+    let _ = tokio::time::timeout(socket::CLOSE_WAIT, ws.close(None)).await;
 }
