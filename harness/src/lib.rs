@@ -10,10 +10,13 @@
 //!   and a `run`; [`broker`]: the embedded MQTT broker (rumqttd), run as `fleetbench broker`.
 //! - [`live`]: a live view of a run while it goes (`fleetbench run --live`): a page served
 //!   over HTTP with server-sent events, and the progress bar's place and time left.
+//! - [`browser`]: a real browser as the consumer (`[consumer] browser = true`): headless
+//!   Chromium on a page fleetbench serves, run as `fleetbench browser`.
 //! - [`k8s`]: a scenario as Kubernetes manifests, its fleet split over pods
 //!   (`fleetbench k8s render`).
 pub mod baseline;
 pub mod broker;
+pub mod browser;
 pub mod child;
 pub mod compare;
 pub mod disk;

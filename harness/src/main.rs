@@ -330,6 +330,18 @@ enum Command {
         #[arg(long)]
         record_dir: Option<PathBuf>,
     },
+    /// Be a run's browser consumer from a plan (written by `run` for `[consumer] browser = true`;
+    /// used as its child process): serve the dashboard page on loopback, start headless
+    /// Chromium on it, subscribe it to what the run names, record every arrival it reports,
+    /// until SIGINT or SIGTERM.
+    Browser {
+        /// The browser plan (JSON).
+        #[arg(long)]
+        plan: PathBuf,
+        /// Write the page's arrivals, the clock probes and browser.json into this folder.
+        #[arg(long)]
+        record_dir: PathBuf,
+    },
     /// Render a scenario as Kubernetes manifests: its fleet split into shards, one pod each.
     K8s {
         #[command(subcommand)]
@@ -628,6 +640,10 @@ fn main() -> ExitCode {
             force,
             no_report,
         } => return merge(inputs, OutFolder { path: Some(out), force }, no_report),
+        Command::Browser { plan, record_dir } => match role::read_plan(&plan) {
+            Ok(plan) => fleetbench::browser::run(&plan, &record_dir),
+            Err(e) => return exit_unplanned(e),
+        },
         Command::Link { plan, record_dir } => match role::read_plan(&plan) {
             Ok(plan) => fleetbench::wifi::run(&plan, &record_dir),
             Err(e) => return exit_unplanned(e),
@@ -852,6 +868,10 @@ fn run(
         eprintln!("error: {}: {e}", path.display());
         return ExitCode::from(2);
     }
+    if let Err(e) = runner::check_browser(&scenario) {
+        eprintln!("error: {}: {e}", path.display());
+        return ExitCode::from(2);
+    }
     let out_dir = out
         .path
         .clone()
@@ -1033,6 +1053,9 @@ fn saturate(
         }
     }
     if let Err(e) = runner::check_link_privileges(&scenario) {
+        return exit_unplanned(format!("{}: {e}", path.display()));
+    }
+    if let Err(e) = runner::check_browser(&scenario) {
         return exit_unplanned(format!("{}: {e}", path.display()));
     }
     let out = out.unwrap_or_else(|| {

@@ -7,11 +7,11 @@
 //! [`RunResult::write`] writes atomically.
 
 pub use reports::results::{
-    CloseCost, CommandLatency, CommandResult, Cost, Delivery, DeviceSpread, DistributedSummary,
-    FaultResult, HardwareDevice, HardwareSummary, Latency, LinkDirectionSummary, LinkSummary,
-    MeasuredAt, PerReading, Percentiles, ProcessCost, ProfileEcho, Repetition, RoundTrip,
-    RunResult, ScenarioEcho, SecondStats, SetupCost, ShardClock, ShardSummary, SinkSummary,
-    VariantFiles, VariantResult, SCHEMA_VERSION,
+    BrowserClock, BrowserResult, CloseCost, CommandLatency, CommandResult, Cost, Delivery,
+    DeviceSpread, DistributedSummary, FanOut, FaultResult, HardwareDevice, HardwareSummary,
+    Latency, LinkDirectionSummary, LinkSummary, MeasuredAt, PerReading, Percentiles, ProcessCost,
+    ProfileEcho, Repetition, RoundTrip, RunResult, ScenarioEcho, SecondStats, SetupCost,
+    ShardClock, ShardSummary, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
 };
 
 /// The JSON Schema of results.json.

@@ -244,6 +244,11 @@ pub struct VariantResult {
     /// fleet shard, its clock against the receiving end's, and its own figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distributed: Option<DistributedSummary>,
+    /// Scenarios with `[consumer] browser = true` only: what a real browser (headless Chromium)
+    /// got, subscribed as a dashboard page does (pooled over repetitions like every figure
+    /// above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserResult>,
     /// Each repetition's own figures, in the order run (one entry when the scenario runs each
     /// variant once). The figures above pool them: counts add up, latency percentiles come from
     /// the merged histograms, overhead from every connection of every repetition.
@@ -411,6 +416,83 @@ pub struct DistributedSummary {
     pub clock_uncertainty_us: f64,
     /// The fleet shards, in index order.
     pub shards: Vec<ShardSummary>,
+}
+
+/// What a real browser got of a variant's readings (`[consumer] browser = true`): headless
+/// Chromium on a page fleetbench served, subscribed as a dashboard does (an `EventSource` per
+/// device for sse; a `WebSocket` to the backend's `/dashboard` for ws), each reading stamped
+/// first thing in its JavaScript callback. Due readings are the fleet's, as for the backend's
+/// figures; latency runs from each reading's due instant to its callback, the page's clock
+/// (`performance.timeOrigin + performance.now()`) moved onto CLOCK_MONOTONIC by probes, so
+/// every latency is within `clock.uncertainty_us` (plus the page's timer resolution) of the
+/// truth.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct BrowserResult {
+    /// The browser, as it names itself (`Chromium 156.0.8078.114 ...`).
+    pub chromium: String,
+    /// How the page subscribed: `EventSource` (one per device) or `WebSocket`.
+    pub subscribed_with: String,
+    /// Subscriptions the page held (devices for sse; 1 for ws).
+    pub subscriptions: u64,
+    /// When the last subscription first opened, seconds after the window's start (negative:
+    /// before it; absent: one never opened). Readings due before then could not reach the
+    /// page.
+    pub subscribed_at_s: Option<f64>,
+    /// Times a subscription closed or failed and was opened again by the page.
+    pub reopened: u64,
+    /// The readings due in the window and what became of them at the page: `received` are the
+    /// distinct ones its callbacks saw, `lost` the rest (split by where, from the devices'
+    /// send records, as the backend's are).
+    pub delivery: Delivery,
+    /// Of `lost`: readings the backend (the sink, or the collector of devices that serve)
+    /// received and the page never did.
+    pub lost_after_backend: u64,
+    /// Corrected latency, µs: due instant → the page's JavaScript callback.
+    pub latency_us: Percentiles,
+    /// The page's clock against CLOCK_MONOTONIC.
+    pub clock: BrowserClock,
+    /// ws only: what the backend's dashboard fan-out did (its own count: readings it wrote to
+    /// browsers, and those a browser missed by falling too far behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_fan_out: Option<FanOut>,
+    /// Data the page received that was no reading (not counted as one).
+    pub malformed: u64,
+}
+
+/// The page's clock against the harness's: the offset of `performance.timeOrigin +
+/// performance.now()` from CLOCK_MONOTONIC, from rounds of probes (each round's shortest round
+/// trip), as a board's clock in a hardware run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct BrowserClock {
+    /// Half the longest of the rounds' shortest round trips, µs: each page instant is within
+    /// this of the truth, besides the page's timer resolution.
+    pub uncertainty_us: f64,
+    /// The resolution of the page's `performance.now()`, µs: Chromium coarsens it to 5 µs on
+    /// a cross-origin-isolated page (fleetbench serves it so) and 100 µs otherwise.
+    pub timer_resolution_us: f64,
+    /// Whether the page was cross-origin isolated.
+    pub cross_origin_isolated: bool,
+    /// Rounds of probes the model rests on.
+    pub samples: u64,
+    /// The drift applied, ppm (0 unless the rounds showed one).
+    pub drift_ppm: f64,
+}
+
+/// A backend's fan-out to browser dashboards, as it counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct FanOut {
+    /// Dashboard connections it served.
+    pub connections: u64,
+    /// Readings it wrote to them.
+    pub forwarded: u64,
+    /// Readings a dashboard missed by falling too far behind.
+    pub dropped: u64,
 }
 
 /// One fleet shard of a distributed run.

@@ -45,6 +45,11 @@ pub fn check(scenario: &Scenario) -> Result<(), String> {
     if scenario.repetitions > 1 {
         return refuse("repetitions (run the job again and merge each run apart)");
     }
+    if scenario.browser_consumer() {
+        return refuse(
+            "a browser consumer (`[consumer] browser = true`: its page runs beside one run)",
+        );
+    }
     for v in &scenario.variants {
         if v.link_model(scenario).is_ok_and(|m| !m.is_ideal()) {
             return refuse(&format!(

@@ -148,7 +148,7 @@ pub(crate) mod millis_opt {
 }
 
 /// Cancels `token` on SIGINT or SIGTERM (spawned on the current tokio runtime).
-fn cancel_on_signal(token: CancellationToken) {
+pub(crate) fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut int), Ok(mut term)) = (

@@ -55,7 +55,16 @@ pub struct SinkPlan {
     /// into shards): the kernel spreads the connections over them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reuse_port: bool,
+    /// ws only: push every reading received on to browser dashboards, a WebSocket on
+    /// `/dashboard` of the sink's own port (`[consumer] browser = true`); what the fan-out did
+    /// goes into [`DASHBOARD_FILE`] at the end.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dashboard: bool,
 }
+
+/// What a sink's dashboard fan-out did ([`transports::sink::DashboardTally`]), in its record
+/// folder, written as it stops.
+pub const DASHBOARD_FILE: &str = "dashboard.json";
 
 impl SinkPlan {
     /// The idle timeout when none is asked for.
@@ -81,6 +90,7 @@ impl SinkPlan {
             commands: None,
             poll_hold: Self::DEFAULT_POLL_HOLD,
             reuse_port: false,
+            dashboard: false,
         }
     }
 }
@@ -137,17 +147,24 @@ pub fn run(plan: &SinkPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
             .commands
             .as_ref()
             .map(|c| Routed::start(c, receipts.command_observer()));
+        let dashboard = plan.dashboard.then(transports::sink::Dashboard::new);
         let options = SinkOptions {
             encoding: plan.encoding,
             idle_timeout: plan.idle_timeout,
             echo_interval: plan.echo_interval,
             commands: routed.as_ref().map(|r| r.routes.clone()),
             poll_hold: plan.poll_hold,
+            dashboard: dashboard.clone(),
             ..SinkOptions::default()
         };
         transports::transport::serve(plan.transport, listener, options, observer, shutdown).await;
         if let Some(r) = routed {
             r.finish().await;
+        }
+        if let (Some(dashboard), Some(dir)) = (dashboard, record_dir) {
+            let tally = serde_json::to_vec(&dashboard.tally())?;
+            crate::results::write_atomically(&dir.join(DASHBOARD_FILE), &tally)
+                .with_context(|| format!("writing {}", dir.join(DASHBOARD_FILE).display()))?;
         }
         anyhow::Ok(())
     })?;

@@ -27,6 +27,7 @@ use crate::results::{
 };
 use crate::scenario::{FleetSource, Scenario, VariantConfig};
 
+mod browser;
 pub(crate) mod devices;
 mod fault_figures;
 pub mod faults;
@@ -120,6 +121,15 @@ pub fn check_link_privileges(scenario: &Scenario) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Refuses a scenario with a browser consumer (`[consumer] browser = true`) where there is no
+/// Chromium, naming the command that installs it.
+pub fn check_browser(scenario: &Scenario) -> Result<(), String> {
+    match scenario.browser_consumer() {
+        true => crate::browser::chromium::Chromium::find().map(|_| ()),
+        false => Ok(()),
+    }
 }
 
 /// Runs every variant of `scenario` and writes results.json (also when interrupted, then with
@@ -310,6 +320,7 @@ pub(crate) fn unmeasured(
         faults: Vec::new(),
         commands: None,
         distributed: None,
+        browser: None,
         repetitions: Vec::new(),
     }
 }
@@ -383,6 +394,8 @@ fn run_variant(
 
     // The link between the devices and the backend, when it is not the ideal loopback.
     let link = link::RunningLink::start(&run)?;
+    // A real browser as a consumer, when asked: its page up before anything else starts.
+    let mut browser = browser::BrowserConsumer::start(&run)?;
 
     // The receiving end: up before the first device connects, unless the devices serve their
     // readings (then they listen first and the collector connects to them) or real boards take
@@ -430,6 +443,9 @@ fn run_variant(
             options,
         )?,
     };
+    if let Some(b) = browser.as_mut() {
+        b.subscribe(&receiving)?;
+    }
 
     // Observe the window, acting on the backend faults in it.
     let fleet_labels = labels(devices.pids());
@@ -469,6 +485,10 @@ fn run_variant(
     let (mut error, complete) = devices.finish(&run, complete, &progress, schedule.start_ns);
     // A backend that did not come back explains what the devices saw after it.
     error = fault_error.or(error);
+    // The browser has its page send what it holds while the backend still serves.
+    if let Some(b) = browser.as_mut() {
+        b.stop(&mut error);
+    }
     let ReceivingEnd {
         receiver: mut sink,
         more_receivers: mut more_sinks,
@@ -530,6 +550,11 @@ fn run_variant(
         subscribers.unwrap_or(1),
     );
     devices.forget_unknowns(&mut figures);
+    let browser_figures = browser.as_ref().and_then(|b| {
+        b.measure(&devices, &records, &figures, &receiver_dirs, window)
+            .map_err(|e| error.get_or_insert(format!("the browser: {e:#}")))
+            .ok()
+    });
     let fault_figures = fault_figures::measure(
         run.faults,
         &fault_figures::FaultEvidence {
@@ -661,6 +686,7 @@ fn run_variant(
         link,
         faults: fault_figures.iter().map(|f| f.result.clone()).collect(),
         commands: command_figures.as_ref().map(|f| f.result.clone()),
+        browser: browser_figures.as_ref().map(|f| f.result.clone()),
         ..with_readings(unmeasured(scenario, variant, profile), &figures)
     };
     Ok(Measured {
@@ -671,6 +697,7 @@ fn run_variant(
         sink_connections,
         faults: fault_figures,
         commands: command_figures,
+        browser: browser_figures,
     })
 }
 

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use transports::sink::ConnectionReport;
 
 use super::RunOptions;
+use crate::browser::figures::BrowserFigures;
 use crate::hardware;
 use crate::measure;
 use crate::measure::commands::CommandFigures;
@@ -29,6 +30,8 @@ pub(super) struct Measured {
     pub faults: Vec<FaultFigures>,
     /// The commands' figures with their histograms (`[commands]` only).
     pub commands: Option<CommandFigures>,
+    /// The browser's figures with their histogram (`[consumer] browser = true` only).
+    pub browser: Option<BrowserFigures>,
 }
 
 impl Measured {
@@ -41,6 +44,7 @@ impl Measured {
             sink_connections: Vec::new(),
             faults: Vec::new(),
             commands: None,
+            browser: None,
         }
     }
 }
@@ -89,6 +93,8 @@ fn pool(
         runs.len() as u32 == scenario.repetitions && runs.iter().all(|m| m.result.complete);
     v.error = (!errors.is_empty()).then(|| errors.join("; "));
     v.delivery = measure::pooled_delivery(runs.iter().map(|m| &m.result.delivery));
+    let browsers: Vec<&BrowserFigures> = runs.iter().filter_map(|m| m.browser.as_ref()).collect();
+    v.browser = crate::browser::figures::pool(&browsers).map(|f| f.result);
     let measured: Vec<&Measured> = runs.iter().filter(|m| m.histograms.is_some()).collect();
     let mut merged = [
         measure::new_histogram(),

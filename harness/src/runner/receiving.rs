@@ -282,6 +282,7 @@ pub(crate) fn start_receiving_end(
             flush_promptly: restarts,
             commands: commands.cloned(),
             poll_hold: variant.hold_timeout.unwrap_or(SinkPlan::DEFAULT_POLL_HOLD),
+            dashboard: super::browser::BrowserConsumer::wants_dashboard(scenario, variant),
             ..SinkPlan::new(transport, listen, encoding)
         };
         let sinks = super::shards::sink_processes(scenario, variant, super::shards::open_files());

@@ -112,6 +112,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
     check_commands(s)?;
     check_processes(s)?;
     check_saturate(s)?;
+    check_consumer(s)?;
     for (i, variant) in s.variants.iter().enumerate() {
         let path = [key("variants"), Seg::Index(i), key("name")];
         check_name(
@@ -203,6 +204,60 @@ fn check_processes(s: &Scenario) -> Result<(), Problem> {
                 format!(
                     "{name}: backend faults kill or pause one backend process; \
                      backend-restart and backend-pause need `sink_processes = 1`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `[consumer] browser = true` needs every variant to be one a browser can subscribe to
+/// (`browser::Subscription::of`), on an emulated fleet, with one sink process (a dashboard
+/// connection reaches one of several), and no more devices serving an EventSource each than
+/// Chromium holds connections.
+fn check_consumer(s: &Scenario) -> Result<(), Problem> {
+    if !s.browser_consumer() {
+        return Ok(());
+    }
+    let at = [key("consumer"), key("browser")];
+    if s.fleet.source == FleetSource::Hardware {
+        return Err(problem(
+            &at,
+            "`browser` in [consumer] applies only to emulated fleets".to_owned(),
+        ));
+    }
+    for (i, v) in s.variants.iter().enumerate() {
+        let Some(subscription) = crate::browser::Subscription::of(v.transport) else {
+            return Err(problem(
+                &at,
+                format!(
+                    "`browser` in [consumer]: [[variants]] #{} `{}` uses `{}`, which a browser                      does not consume; a browser subscribes to {} (remove the variant, or the                      key)",
+                    i + 1,
+                    v.name,
+                    v.transport.name(),
+                    crate::browser::Subscription::TRANSPORTS
+                ),
+            ));
+        };
+        if v.sink_processes.is_some_and(|n| n > 1) {
+            return Err(problem(
+                &at,
+                format!(
+                    "`browser` in [consumer]: [[variants]] #{} `{}` splits its sink into                      processes, and the browser's one dashboard connection would reach only                      one of them; use `sink_processes = 1`",
+                    i + 1,
+                    v.name
+                ),
+            ));
+        }
+        let connections = subscription.connections(s.fleet.devices);
+        if connections > crate::browser::MAX_CONNECTIONS {
+            return Err(problem(
+                &at,
+                format!(
+                    "`browser` in [consumer]: [[variants]] #{} `{}` would have the page hold                      {connections} connections (an EventSource per device); Chromium holds at                      most 256 in all (its socket pool), so at most {} devices",
+                    i + 1,
+                    v.name,
+                    crate::browser::MAX_CONNECTIONS
                 ),
             ));
         }

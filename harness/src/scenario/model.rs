@@ -62,6 +62,28 @@ pub struct Scenario {
     /// ignores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saturate: Option<SaturateConfig>,
+    /// Who reads the readings besides the backend (`[consumer]`); absent: the backend alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<ConsumerConfig>,
+}
+
+/// `[consumer]`: who reads the readings besides the backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a [consumer] table")]
+pub struct ConsumerConfig {
+    /// A real browser as the consumer, for the whole run of each variant: headless Chromium on a
+    /// page fleetbench serves on loopback, subscribed as a dashboard is (sse: the browser's own
+    /// `EventSource` to every device; ws: a `WebSocket` to the backend's `/dashboard`, which
+    /// pushes every reading it receives). Results get a `browser` section per variant.
+    #[serde(default)]
+    pub browser: bool,
+}
+
+impl Scenario {
+    /// Whether a browser consumes every variant's readings (`[consumer] browser = true`).
+    pub fn browser_consumer(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| c.browser)
+    }
 }
 
 /// `[saturate]`: the steps of a saturation search. Each step runs the scenario with more devices

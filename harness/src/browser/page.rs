@@ -1,0 +1,103 @@
+//! The page the browser opens: a dashboard of the fleet in one HTML file with its script inline,
+//! fetching nothing (its icon is a `data:` URL). Pure: the text only; [`super::server`] serves
+//! it.
+//!
+//! The script opens the report WebSocket back to the server that served it, and when told
+//! which subscriptions to open (see [`super::protocol`]) opens each with the browser's own API:
+//! `new EventSource(url)` (one per device, as a dashboard of the fleet does; the browser
+//! reconnects it by itself, with `Last-Event-ID`) or `new WebSocket(url)` (opened again a second
+//! after it closes, as a dashboard's script does). Every callback reads the clock first
+//! (`performance.timeOrigin + performance.now()`), then keeps the arrival for the next batch;
+//! batches go back every [`BATCH`]. A probe is answered at once with the clock.
+
+use std::time::Duration;
+
+/// How often the page sends what arrived since its last batch.
+pub const BATCH: Duration = Duration::from_millis(100);
+
+/// The page's script. `BATCH_MS` is replaced by [`BATCH`] in ms.
+const SCRIPT: &str = r#""use strict";
+const now = () => performance.timeOrigin + performance.now();
+const report = new WebSocket("ws://" + location.host + "/report");
+const shown = document.getElementById("received");
+let batch = [];
+let received = 0;
+function send(message) {
+  if (report.readyState === WebSocket.OPEN) report.send(JSON.stringify(message));
+}
+function flush() {
+  if (batch.length === 0) return;
+  send({arrivals: batch});
+  batch = [];
+  shown.textContent = String(received);
+}
+setInterval(flush, BATCH_MS);
+function eventSource(i, url) {
+  const source = new EventSource(url);
+  source.onopen = () => send({open: {i, t: now()}});
+  source.onerror = () => send({closed: {i, t: now()}});
+  source.onmessage = (e) => {
+    const t = now();
+    batch.push([i, t, e.data]);
+    received += 1;
+  };
+}
+function webSocket(i, url) {
+  const socket = new WebSocket(url);
+  socket.onopen = () => send({open: {i, t: now()}});
+  socket.onmessage = (e) => {
+    const t = now();
+    batch.push([i, t, e.data]);
+    received += 1;
+  };
+  socket.onclose = () => {
+    send({closed: {i, t: now()}});
+    setTimeout(() => webSocket(i, url), 1000);
+  };
+}
+const subscribe = {EventSource: eventSource, WebSocket: webSocket};
+report.onopen = () => send({hello: {isolated: self.crossOriginIsolated === true, agent: navigator.userAgent}});
+report.onmessage = (e) => {
+  const t = now();
+  const m = JSON.parse(e.data);
+  if (m.probe !== undefined) {
+    send({probe: {k: m.probe, t}});
+    return;
+  }
+  if (m.subscribe) m.subscribe.urls.forEach((url, i) => subscribe[m.subscribe.with](i, url));
+  if (m.flush) {
+    flush();
+    send({flushed: true});
+  }
+};
+"#;
+
+/// The page's HTML, script inline.
+pub fn html() -> String {
+    let script = SCRIPT.replace("BATCH_MS", &BATCH.as_millis().to_string());
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>fleetbench dashboard</title><link rel=\"icon\" href=\"data:,\"></head>\n\
+         <body><h1>fleetbench dashboard</h1><p>readings received: <span id=\"received\">0</span></p>\n\
+         <script>\n{script}</script></body></html>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_fetches_nothing_and_batches_every_100_ms() {
+        let page = html();
+        assert!(page.contains("setInterval(flush, 100);"));
+        assert!(!page.contains("BATCH_MS"));
+        // Nothing but the report socket and the subscriptions it is told: no src, no href but
+        // the data: icon.
+        assert!(!page.contains("src="));
+        assert_eq!(page.matches("href=").count(), 1);
+        assert!(page.contains("href=\"data:,\""));
+        // Each callback reads the clock before anything else.
+        assert_eq!(page.matches("(e) => {\n    const t = now();").count(), 2);
+    }
+}
