@@ -158,14 +158,62 @@ const DISTRIBUTED_ROWS: &[Row] = &[
     }),
 ];
 
+/// A browser section's cell, `-` for a variant without one.
+fn browser(v: &VariantResult, cell: fn(&crate::results::BrowserResult) -> String) -> String {
+    v.browser.as_ref().map_or_else(|| "-".into(), cell)
+}
+
+/// Rows shown when a browser consumed any variant (`[consumer] browser = true`): what the page
+/// got, and its latency due → JavaScript callback, within the clock's uncertainty.
+const BROWSER_ROWS: &[Row] = &[
+    ("browser received / due", |v| {
+        browser(v, |b| {
+            format!("{} / {}", b.delivery.received, b.delivery.scheduled)
+        })
+    }),
+    ("browser lost (after backend)", |v| {
+        browser(v, |b| {
+            format!("{} ({})", b.delivery.lost, b.lost_after_backend)
+        })
+    }),
+    ("browser latency p50 / p99", |v| {
+        browser(v, |b| {
+            format!(
+                "{} / {}",
+                latency(b.latency_us.p50),
+                latency(b.latency_us.p99)
+            )
+        })
+    }),
+    ("browser latency p99.9 / max", |v| {
+        browser(v, |b| {
+            format!(
+                "{} / {}",
+                latency(b.latency_us.p999),
+                latency(b.latency_us.max)
+            )
+        })
+    }),
+    ("browser clock uncertainty", |v| {
+        browser(v, |b| {
+            format!(
+                "± {:.0} µs (timer {:.0} µs)",
+                b.clock.uncertainty_us, b.clock.timer_resolution_us
+            )
+        })
+    }),
+];
+
 /// Renders the table (latency is the corrected one unless said otherwise).
 pub fn render(result: &RunResult) -> String {
     let mqtt = result.variants.iter().any(|v| v.broker.is_some());
     let distributed = result.variants.iter().any(|v| v.distributed.is_some());
+    let browsed = result.variants.iter().any(|v| v.browser.is_some());
     let rows: Vec<&Row> = ROWS
         .iter()
         .chain(if mqtt { MQTT_ROWS } else { &[] })
         .chain(if distributed { DISTRIBUTED_ROWS } else { &[] })
+        .chain(if browsed { BROWSER_ROWS } else { &[] })
         .collect();
     let label_width = rows
         .iter()
@@ -496,6 +544,47 @@ mod tests {
         assert!(
             words(lines[2]).starts_with(&format!("{name} 1 fleet-1 50 … 99 -2.500000 s ± 95 µs"))
         );
+    }
+
+    #[test]
+    fn a_browser_consumer_has_its_rows_beside_the_backends_figures() {
+        use reports::results::{BrowserClock, BrowserResult, Delivery, Percentiles};
+        let text = include_str!("../../reports/tests/fixtures/clean/results.json");
+        let mut result: RunResult = serde_json::from_str(text).unwrap();
+        assert!(!render(&result).contains("browser"), "no browser, no rows");
+        result.variants[1].browser = Some(BrowserResult {
+            delivery: Delivery {
+                scheduled: 300,
+                received: 298,
+                lost: 2,
+                ..Delivery::default()
+            },
+            lost_after_backend: 1,
+            latency_us: Percentiles {
+                p50: 789,
+                p99: 6_459,
+                p999: 8_519,
+                max: 8_519,
+                ..Percentiles::default()
+            },
+            clock: BrowserClock {
+                uncertainty_us: 95.5,
+                timer_resolution_us: 5.0,
+                ..BrowserClock::default()
+            },
+            ..BrowserResult::default()
+        });
+        let table = render(&result);
+        let words = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+        let row = |label: &str| {
+            let line = table.lines().find(|l| l.starts_with(label)).unwrap();
+            words(&line[label.len()..])
+        };
+        assert_eq!(row("browser received / due"), "- 298 / 300 -", "{table}");
+        assert_eq!(row("browser lost (after backend)"), "- 2 (1) -");
+        assert_eq!(row("browser latency p50 / p99"), "- 789 µs / 6.46 ms -");
+        assert_eq!(row("browser latency p99.9 / max"), "- 8.52 ms / 8.52 ms -");
+        assert_eq!(row("browser clock uncertainty"), "- ± 96 µs (timer 5 µs) -");
     }
 
     #[test]

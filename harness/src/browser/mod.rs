@@ -332,7 +332,7 @@ mod tests {
         );
         for kind in TransportKind::ALL {
             if !matches!(kind, TransportKind::Sse | TransportKind::Ws) {
-                assert_eq!(Subscription::of(*kind), None, "{kind:?}");
+                assert_eq!(Subscription::of(kind), None, "{kind:?}");
             }
         }
         assert_eq!(Subscription::EventSource.connections(40), 40);

@@ -1001,3 +1001,70 @@ fn saturate_errors_name_the_key_and_its_line() {
     ));
     assert_eq!((err.line(), err.key()), (Some(22), Some("saturate.warmup")));
 }
+
+/// A scenario whose variants are `transports` (named after them), with a `[consumer]` table
+/// whose `browser` key is on line 10.
+fn with_browser(transports: &[&str], devices: u32) -> String {
+    let mut text = format!(
+        "name = \"b\"\nduration = \"3s\"\n\n[fleet]\ndevices = {devices}\ninterval = \"100ms\"\n\n\
+         [consumer]\n\nbrowser = true\n"
+    );
+    for t in transports {
+        text.push_str(&format!(
+            "\n[[variants]]\nname = \"{t}\"\ntransport = \"{t}\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn a_browser_consumer_loads_for_sse_and_ws() {
+    let s = parse(&with_browser(&["sse", "ws"], 10), "x.toml").unwrap();
+    assert!(s.browser_consumer());
+    assert_eq!(s.consumer, Some(ConsumerConfig { browser: true }));
+    let s = parse(MINIMAL, "x.toml").unwrap();
+    assert!(!s.browser_consumer(), "no [consumer]: the backend alone");
+    let off = with_browser(&["tcp"], 10).replace("browser = true", "browser = false");
+    assert!(!parse(&off, "x.toml").unwrap().browser_consumer());
+    let err = error(&with_browser(&["ws"], 10).replace("browser = true", "browser = 1"));
+    assert_eq!(err.key(), Some("consumer.browser"), "{err}");
+    let err = error(&with_browser(&["ws"], 10).replace("browser = true", "browsers = true"));
+    assert!(err.to_string().contains("browsers"), "{err}");
+}
+
+#[test]
+fn a_browser_consumer_is_refused_for_what_a_browser_does_not_consume() {
+    for transport in [
+        "tcp",
+        "mqtt-qos1",
+        "http-post",
+        "poll",
+        "http-stream",
+        "long-poll",
+    ] {
+        let err = error(&with_browser(&["sse", transport], 10));
+        assert_eq!(err.key(), Some("consumer.browser"), "{err}");
+        assert_eq!(err.line(), Some(10), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("[[variants]] #2 `{transport}` uses `{transport}`"))
+                && text.contains("a browser subscribes to sse"),
+            "{err}"
+        );
+    }
+    let err = error(&with_browser(&["sse"], 251));
+    assert!(err.to_string().contains("at most 250 devices"), "{err}");
+    assert_eq!(err.key(), Some("consumer.browser"));
+    parse(&with_browser(&["sse"], 250), "x.toml").unwrap();
+    parse(&with_browser(&["ws"], 5_000), "x.toml").expect("ws: one dashboard connection");
+    let split = with_browser(&["ws"], 10).replace(
+        "transport = \"ws\"",
+        "transport = \"ws\"\nsink_processes = 2",
+    );
+    assert!(error(&split).to_string().contains("`sink_processes = 1`"));
+    let hardware = with_browser(&["ws"], 10).replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\nsource = \"hardware\"\nlisten = \"0.0.0.0:7878\"",
+    );
+    assert!(error(&hardware).to_string().contains("emulated fleets"));
+}
