@@ -454,7 +454,8 @@ pub struct BrowserResult {
     /// The page's clock against CLOCK_MONOTONIC.
     pub clock: BrowserClock,
     /// ws only: what the backend's dashboard fan-out did (its own count: readings it wrote to
-    /// browsers, and those a browser missed by falling too far behind).
+    /// browsers, and those a browser missed by falling too far behind; after a backend-restart
+    /// fault, the restarted process's count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_fan_out: Option<FanOut>,
     /// Data the page received that was no reading (not counted as one).

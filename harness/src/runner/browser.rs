@@ -5,15 +5,15 @@
 //! stops (so it gets what the backend pushes last), and measured beside the backend.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use transports::sink::{Dashboard, DashboardTally};
 
-use super::devices::{DeviceRecords, Devices, VariantRun};
+use super::devices::{DeviceRecords, Devices};
 use super::receiving::{spawn_planned, ReceivingEnd};
-use super::STOP_GRACE;
+use super::{RunOptions, STOP_GRACE};
 use crate::browser::figures::{self, BrowserEvidence, BrowserFigures};
 use crate::browser::records::{self, BrowserRecord, Targets};
 use crate::browser::{BrowserPlan, Subscription};
@@ -46,20 +46,26 @@ impl BrowserConsumer {
             && Subscription::of(variant.transport) == Some(Subscription::WebSocket)
     }
 
-    /// Starts the browser when the scenario asks for one, and waits until its page is up.
-    pub(super) fn start(run: &VariantRun) -> anyhow::Result<Option<BrowserConsumer>> {
-        if !run.scenario.browser_consumer() {
+    /// Starts the browser when the scenario asks for one, recording into the run's `raw`
+    /// folder, and waits until its page is up.
+    pub(super) fn start(
+        scenario: &Scenario,
+        variant: &VariantConfig,
+        raw: &Path,
+        options: &RunOptions,
+    ) -> anyhow::Result<Option<BrowserConsumer>> {
+        if !scenario.browser_consumer() {
             return Ok(None);
         }
-        let with = Subscription::of(run.variant.transport).with_context(|| {
+        let with = Subscription::of(variant.transport).with_context(|| {
             format!(
                 "{}: a browser does not consume `{}`",
-                run.variant.name,
-                run.variant.transport.name()
+                variant.name,
+                variant.transport.name()
             )
         })?;
         let plan = BrowserPlan {
-            targets_file: run.raw.join(records::TARGETS),
+            targets_file: raw.join(records::TARGETS),
             targets_wait: TARGETS_WAIT,
         };
         let mut process = spawn_planned(
@@ -67,13 +73,13 @@ impl BrowserConsumer {
             ("browser", None),
             (records::PLAN, &plan),
             &[],
-            run.raw,
-            run.options,
+            raw,
+            options,
         )?;
         process.expect_line("ready", READY_TIMEOUT)?;
         Ok(Some(BrowserConsumer {
             process,
-            raw: run.raw.to_path_buf(),
+            raw: raw.to_path_buf(),
             with,
         }))
     }

@@ -376,6 +376,9 @@ fn run_variant(
         .mqtt_qos()
         .map(|_| variant.mqtt_settings(profile));
     let secrets = mqtt_secrets(mqtt.as_ref());
+    // A real browser as a consumer, when asked: its page up before the run's instants are fixed
+    // (Chromium takes a while to start).
+    let mut browser = browser::BrowserConsumer::start(scenario, variant, &raw, options)?;
     let (start_ns, faults) = fault_timeline(scenario, source);
     let commands = command_plan(scenario, variant, start_ns);
     let run = VariantRun {
@@ -394,8 +397,6 @@ fn run_variant(
 
     // The link between the devices and the backend, when it is not the ideal loopback.
     let link = link::RunningLink::start(&run)?;
-    // A real browser as a consumer, when asked: its page up before anything else starts.
-    let mut browser = browser::BrowserConsumer::start(&run)?;
 
     // The receiving end: up before the first device connects, unless the devices serve their
     // readings (then they listen first and the collector connects to them) or real boards take
