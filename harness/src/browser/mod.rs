@@ -147,8 +147,20 @@ impl Profile {
 }
 
 impl Drop for Profile {
+    /// Removes the folder; Chromium's helper processes may still be writing their last files
+    /// into it just after the browser exits, so it is tried again for a moment.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        for _ in 0..30 {
+            let _ = std::fs::remove_dir_all(&self.0);
+            if !self.0.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tracing::warn!(
+            "Chromium's profile {} could not be removed",
+            self.0.display()
+        );
     }
 }
 
