@@ -9,9 +9,10 @@
 //! - [`link`], [`sink`]: the types every driver shares, for the device's end (options, errors,
 //!   counts) and the receiving end (observer, connection reports); [`settings`], the
 //!   per-transport settings a device's options carry. Leaves: they know no transport.
-//! - [`tcp`], [`ws`], [`mqtt`], [`httppost`], [`poll`]: one module per transport, each a pure
-//!   `codec` plus one `driver` (poll's readings and backend are http-post's); [`served`]: the
-//!   device-served transports and their own dispatch.
+//! - [`tcp`], [`ws`], [`socketio`], [`mqtt`], [`httppost`], [`poll`]: one module per transport,
+//!   each a pure `codec` plus one `driver` (poll's readings and backend are http-post's;
+//!   socketio's frames are ws's); [`served`]: the device-served transports and their own
+//!   dispatch.
 //! - [`transport`]: on top, the only module that knows every transport: [`TransportKind`] (and by
 //!   role [`DialedTransport`], [`ServedTransport`], [`SinkTransport`]), the device's [`Link`] and
 //!   the receiving end's [`serve`](transport::serve). No driver imports it.
@@ -31,6 +32,7 @@ pub mod served;
 pub mod settings;
 pub mod sink;
 pub mod socket;
+pub mod socketio;
 pub mod tcp;
 pub mod transport;
 pub mod ws;

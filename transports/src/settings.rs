@@ -1,6 +1,7 @@
 //! Per-transport settings a device's [`LinkOptions`](crate::link::LinkOptions) carry: MQTT's
-//! topic, credentials and session ([`MqttSettings`]), and how an http-post device uses TCP
-//! connections ([`Connections`]).
+//! topic, credentials and session ([`MqttSettings`]), how an http-post device uses TCP
+//! connections ([`Connections`]); and a Socket.IO server's heartbeat ([`SocketIoSettings`]), which
+//! a sink's options carry.
 //!
 //! A leaf like `link`: plain values, no I/O, no driver. Each driver re-exports its own
 //! (`mqtt::MqttSettings`, `httppost::Connections`).
@@ -91,6 +92,28 @@ impl Connections {
         match self {
             Connections::PerReading => "per-reading",
             Connections::KeptAlive => "kept-alive",
+        }
+    }
+}
+
+/// How a Socket.IO server keeps its sessions alive (Engine.IO 4's heartbeat, which it tells
+/// each client in its open packet): it sends a ping every `ping_interval` and drops a client
+/// whose pong has not come within `ping_timeout` after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketIoSettings {
+    /// Time between the server's pings (socket.io, python-engineio and socketioxide: 25 s).
+    #[serde(rename = "ping_interval_ms", with = "duration_ms")]
+    pub ping_interval: Duration,
+    /// How long the server waits for a pong (the same servers: 20 s).
+    #[serde(rename = "ping_timeout_ms", with = "duration_ms")]
+    pub ping_timeout: Duration,
+}
+
+impl Default for SocketIoSettings {
+    fn default() -> Self {
+        SocketIoSettings {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
         }
     }
 }

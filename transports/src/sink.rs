@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::command::routes::CommandRoutes;
 use crate::command::CommandEvent;
 use crate::link::LinkStats;
+use crate::settings::SocketIoSettings;
 use crate::socket::SocketCounters;
 use crate::{clock, Encoding, Reading};
 
@@ -48,6 +49,8 @@ pub struct SinkOptions {
     /// it pushes nothing, and serves no dashboard). ws only: a WebSocket on
     /// [`Dashboard::PATH`].
     pub dashboard: Option<Arc<Dashboard>>,
+    /// socketio only: the server's heartbeat.
+    pub socketio: SocketIoSettings,
 }
 
 /// The hold timeout of a poll backend unless told otherwise: 30 s, half of the ~65 s an
@@ -64,6 +67,7 @@ impl Default for SinkOptions {
             commands: None,
             poll_hold: DEFAULT_POLL_HOLD,
             dashboard: None,
+            socketio: SocketIoSettings::default(),
         }
     }
 }

@@ -170,6 +170,17 @@ pub fn prepare_to_vanish(socket: &impl AsRawFd) -> io::Result<()> {
     set_int_option(socket, libc::SOL_TCP, libc::TCP_REPAIR, 1)
 }
 
+/// Shuts a connection down both ways (`shutdown(SHUT_RDWR)`): a FIN goes out, and whoever
+/// reads or writes the socket through another descriptor sees it closed.
+pub fn shut_down(socket: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: shutdown on a valid descriptor.
+    if unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_RDWR) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Bytes in the socket's send queue not yet acknowledged by the peer (SIOCOUTQ): sent-but-unacked
 /// plus not-yet-sent.
 pub fn unacknowledged_bytes(fd: &impl AsRawFd) -> io::Result<u64> {

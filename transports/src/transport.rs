@@ -26,7 +26,7 @@ pub use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats, Setup};
 pub use crate::served::ServedTransport;
 use crate::sink::{Accepted, SinkConnection};
 pub use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver, SinkOptions};
-use crate::{httppost, mqtt, poll, tcp, ws, Reading};
+use crate::{httppost, mqtt, poll, socketio, tcp, ws, Reading};
 
 /// Which transport a variant uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -67,6 +67,10 @@ pub enum TransportKind {
     /// WebSocket served by the device (arduinoWebSockets' server): one unmasked frame per reading.
     #[serde(rename = "ws-server")]
     WsServer,
+    /// Socket.IO (Engine.IO 4 over WebSocket), the device as arduinoWebSockets'
+    /// `SocketIOclient`: one `42["reading",{…}]` event per reading, to a Socket.IO server.
+    #[serde(rename = "socketio")]
+    SocketIo,
 }
 
 impl TransportKind {
@@ -84,6 +88,7 @@ impl TransportKind {
             TransportKind::HttpStream => "http-stream",
             TransportKind::LongPoll => "long-poll",
             TransportKind::WsServer => "ws-server",
+            TransportKind::SocketIo => "socketio",
         }
     }
 
@@ -102,6 +107,7 @@ impl TransportKind {
             TransportKind::HttpStream => Role::Served(ServedTransport::HttpStream),
             TransportKind::LongPoll => Role::Served(ServedTransport::LongPoll),
             TransportKind::WsServer => Role::Served(ServedTransport::WsServer),
+            TransportKind::SocketIo => Role::Dialed(DialedTransport::SocketIo),
         }
     }
 
@@ -111,7 +117,7 @@ impl TransportKind {
     }
 
     /// Every transport, in the order reports list them.
-    pub const ALL: [TransportKind; 11] = [
+    pub const ALL: [TransportKind; 12] = [
         TransportKind::Tcp,
         TransportKind::Ws,
         TransportKind::MqttQos0,
@@ -123,6 +129,7 @@ impl TransportKind {
         TransportKind::HttpStream,
         TransportKind::LongPoll,
         TransportKind::WsServer,
+        TransportKind::SocketIo,
     ];
 
     /// The MQTT QoS level, for MQTT transports.
@@ -154,6 +161,7 @@ impl TransportKind {
             TransportKind::Sse => "AsyncEventSource",
             TransportKind::HttpStream | TransportKind::LongPoll => "ESP8266WebServer",
             TransportKind::WsServer => "arduinoWebSockets (server)",
+            TransportKind::SocketIo => "arduinoWebSockets SocketIOclient",
         }
     }
 
@@ -189,7 +197,8 @@ impl TransportKind {
     ///   (the library itself leaves the cadence to the sketch);
     /// - mqtt-qos1, mqtt-qos2: 1 s, arduino-mqtt's example `connect()` loop, `delay(1000)`
     ///   (the library has no reconnect of its own);
-    /// - ws: 500 ms, arduinoWebSockets' `setReconnectInterval` default, its own reconnect;
+    /// - ws, socketio: 500 ms, arduinoWebSockets' `setReconnectInterval` default, its own
+    ///   reconnect (`SocketIOclient` is a `WebSocketsClient`);
     /// - http-post, poll: none: every reading opens its own connection (or, kept alive, reopens
     ///   it) when it falls due, so there is nothing to wait for beyond the next reading (a
     ///   failed poll is tried again after [`crate::poll::driver::POLL_RETRY`], by the link);
@@ -198,7 +207,7 @@ impl TransportKind {
         match self {
             TransportKind::Tcp | TransportKind::MqttQos0 => Duration::from_secs(5),
             TransportKind::MqttQos1 | TransportKind::MqttQos2 => Duration::from_secs(1),
-            TransportKind::Ws => Duration::from_millis(500),
+            TransportKind::Ws | TransportKind::SocketIo => Duration::from_millis(500),
             TransportKind::HttpPost
             | TransportKind::Poll
             | TransportKind::Sse
@@ -209,12 +218,13 @@ impl TransportKind {
     }
 
     /// Whether that library leaves Nagle's algorithm on (WiFiClient, PubSubClient, arduino-mqtt
-    /// and ESP8266WebServer do; arduinoWebSockets, ESP8266HTTPClient (http-post and poll) and
-    /// AsyncEventSource call `setNoDelay(true)`).
+    /// and ESP8266WebServer do; arduinoWebSockets (ws, socketio), ESP8266HTTPClient (http-post
+    /// and poll) and AsyncEventSource call `setNoDelay(true)`).
     pub fn library_nagle(self) -> bool {
         !matches!(
             self,
             TransportKind::Ws
+                | TransportKind::SocketIo
                 | TransportKind::HttpPost
                 | TransportKind::Poll
                 | TransportKind::Sse
@@ -249,6 +259,8 @@ pub enum DialedTransport {
     HttpPost,
     /// HTTP POST per reading, and a long poll for commands.
     Poll,
+    /// Socket.IO, the device as `SocketIOclient`.
+    SocketIo,
 }
 
 impl DialedTransport {
@@ -262,6 +274,7 @@ impl DialedTransport {
             DialedTransport::MqttQos2 => TransportKind::MqttQos2,
             DialedTransport::HttpPost => TransportKind::HttpPost,
             DialedTransport::Poll => TransportKind::Poll,
+            DialedTransport::SocketIo => TransportKind::SocketIo,
         }
     }
 
@@ -273,6 +286,7 @@ impl DialedTransport {
             DialedTransport::Ws => Some(SinkTransport::Ws),
             DialedTransport::HttpPost => Some(SinkTransport::HttpPost),
             DialedTransport::Poll => Some(SinkTransport::Poll),
+            DialedTransport::SocketIo => Some(SinkTransport::SocketIo),
             DialedTransport::MqttQos0 | DialedTransport::MqttQos1 | DialedTransport::MqttQos2 => {
                 None
             }
@@ -291,6 +305,8 @@ pub enum SinkTransport {
     HttpPost,
     /// HTTP POST, the sink as a backend answering 204 and holding polls for commands.
     Poll,
+    /// Socket.IO, the sink a Socket.IO server (socketioxide).
+    SocketIo,
 }
 
 impl SinkTransport {
@@ -301,6 +317,7 @@ impl SinkTransport {
             SinkTransport::Ws => DialedTransport::Ws,
             SinkTransport::HttpPost => DialedTransport::HttpPost,
             SinkTransport::Poll => DialedTransport::Poll,
+            SinkTransport::SocketIo => DialedTransport::SocketIo,
         }
     }
 
@@ -334,6 +351,8 @@ pub enum Link {
     HttpPost(Box<httppost::driver::DeviceConnection>),
     /// HTTP client POSTing each reading, and a second one polling for commands.
     Poll(Box<poll::driver::DeviceConnection>),
+    /// Socket.IO client.
+    SocketIo(Box<socketio::driver::DeviceConnection>),
 }
 
 impl Link {
@@ -365,6 +384,11 @@ impl Link {
                 DialedTransport::Poll => poll::driver::DeviceConnection::connect(target, options)
                     .await
                     .map(|c| Link::Poll(Box::new(c))),
+                DialedTransport::SocketIo => {
+                    socketio::driver::DeviceConnection::connect(target, options)
+                        .await
+                        .map(|c| Link::SocketIo(Box::new(c)))
+                }
                 DialedTransport::MqttQos0 => mqtt_at(0).await,
                 DialedTransport::MqttQos1 => mqtt_at(1).await,
                 DialedTransport::MqttQos2 => mqtt_at(2).await,
@@ -393,6 +417,7 @@ impl Link {
             Link::Mqtt(c) => c.send(reading).await,
             Link::HttpPost(c) => c.send(reading).await,
             Link::Poll(c) => c.send(reading).await,
+            Link::SocketIo(c) => c.send(reading).await,
         }
     }
 
@@ -408,6 +433,8 @@ impl Link {
             Link::Mqtt(c) => c.next_command().await,
             Link::HttpPost(c) => Ok(c.next_command().await),
             Link::Poll(c) => c.next_command().await,
+            // Commands over Socket.IO are not emulated (scenarios refuse them).
+            Link::SocketIo(_) => std::future::pending().await,
         }
     }
 
@@ -421,6 +448,7 @@ impl Link {
             Link::Mqtt(c) => c.ack(command).await,
             Link::HttpPost(c) => c.ack(command).await,
             Link::Poll(c) => c.ack(command).await,
+            Link::SocketIo(_) => Err(LinkError::Write("socketio carries no commands".into())),
         }
     }
 
@@ -429,7 +457,7 @@ impl Link {
     pub fn broker_ack(&self) -> BrokerAck {
         match self {
             Link::Mqtt(c) => c.broker_ack(),
-            Link::Tcp(_) | Link::Ws(_) | Link::HttpPost(_) | Link::Poll(_) => {
+            Link::Tcp(_) | Link::Ws(_) | Link::HttpPost(_) | Link::Poll(_) | Link::SocketIo(_) => {
                 BrokerAck::NotExpected
             }
         }
@@ -443,6 +471,7 @@ impl Link {
             Link::Mqtt(c) => c.stats(),
             Link::HttpPost(c) => c.stats(),
             Link::Poll(c) => c.stats(),
+            Link::SocketIo(c) => c.stats(),
         }
     }
 
@@ -474,6 +503,7 @@ impl Link {
             Link::Mqtt(c) => c.vanish(),
             Link::HttpPost(c) => c.vanish(),
             Link::Poll(c) => c.vanish(),
+            Link::SocketIo(c) => c.vanish(),
         }
     }
 
@@ -488,6 +518,7 @@ impl Link {
                 Link::Mqtt(c) => c.close().await,
                 Link::HttpPost(c) => c.close().await,
                 Link::Poll(c) => c.close().await,
+                Link::SocketIo(c) => c.close().await,
             }
         };
         tokio::time::timeout(2 * crate::socket::CLOSE_WAIT, close)
@@ -496,7 +527,7 @@ impl Link {
     }
 }
 
-/// Serves `kind` (raw TCP, WebSocket, HTTP POST or poll: MQTT readings are received by
+/// Serves `kind` (raw TCP, WebSocket, HTTP POST, poll or Socket.IO: MQTT readings are received by
 /// [`crate::mqtt::driver::collect`], device-served ones by [`crate::served::collect_device`]) on
 /// `listener` until `shutdown` is cancelled, then closes every connection and returns once each
 /// has reported (bounded by two seconds).
@@ -509,6 +540,11 @@ pub async fn serve(
 ) {
     let next_conn = AtomicU64::new(0);
     let mut tasks = JoinSet::new();
+    // Socket.IO: one server (socketioxide) for every connection.
+    let socketio = match kind {
+        SinkTransport::SocketIo => Some(socketio::driver::Server::new(&options)),
+        _ => None,
+    };
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -542,6 +578,12 @@ pub async fn serve(
                 httppost::driver::Downlink::Piggyback,
             )),
             SinkTransport::Poll => tasks.spawn(poll::driver::serve_connection(accept)),
+            SinkTransport::SocketIo => tasks.spawn(
+                socketio
+                    .as_ref()
+                    .expect("built for socketio")
+                    .serve_connection(accept),
+            ),
         };
         while tasks.try_join_next().is_some() {}
     }

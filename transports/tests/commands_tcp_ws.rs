@@ -105,7 +105,7 @@ fn command_bytes(kind: SinkTransport, command: &Command) -> usize {
     match kind {
         SinkTransport::Tcp => len + 1,
         SinkTransport::Ws => len + frame_header_len(len, false),
-        SinkTransport::HttpPost | SinkTransport::Poll => unreachable!(),
+        SinkTransport::HttpPost | SinkTransport::Poll | SinkTransport::SocketIo => unreachable!(),
     }
 }
 
@@ -116,7 +116,7 @@ fn ack_bytes(kind: SinkTransport, command: &Command) -> usize {
     match kind {
         SinkTransport::Tcp => len + 1,
         SinkTransport::Ws => len + frame_header_len(len, true),
-        SinkTransport::HttpPost | SinkTransport::Poll => unreachable!(),
+        SinkTransport::HttpPost | SinkTransport::Poll | SinkTransport::SocketIo => unreachable!(),
     }
 }
 
@@ -126,7 +126,7 @@ fn reading_bytes(kind: SinkTransport, encoding: Encoding, reading: &Reading) -> 
     match kind {
         SinkTransport::Tcp => len + framing_len(encoding),
         SinkTransport::Ws => len + frame_header_len(len, true),
-        SinkTransport::HttpPost | SinkTransport::Poll => unreachable!(),
+        SinkTransport::HttpPost | SinkTransport::Poll | SinkTransport::SocketIo => unreachable!(),
     }
 }
 
@@ -370,7 +370,9 @@ async fn a_malformed_ack_closes_only_that_connection() {
                     .expect("the sink closes the bad connection");
                 assert!(!matches!(end, Some(Ok(Message::Text(_)))), "{end:?}");
             }
-            SinkTransport::HttpPost | SinkTransport::Poll => unreachable!(),
+            SinkTransport::HttpPost | SinkTransport::Poll | SinkTransport::SocketIo => {
+                unreachable!()
+            }
         }
 
         sink.routes.dispatch(command(1, 0, 64));

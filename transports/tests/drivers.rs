@@ -77,9 +77,10 @@ async fn exercise(kind: SinkTransport, encoding: Encoding, devices: u32, count: 
                 assert!(payload / count as u64 <= 125);
                 frame_header_len((payload / count as u64) as usize, true) as f64
             }
-            SinkTransport::HttpPost | SinkTransport::Poll => {
+            SinkTransport::HttpPost | SinkTransport::Poll | SinkTransport::SocketIo => {
                 unreachable!(
-                    "http-post and poll have their own tests (httppost.rs, commands_http.rs)"
+                    "http-post, poll and socketio have their own tests (httppost.rs, \
+                     commands_http.rs, socketio.rs)"
                 )
             }
         };
@@ -189,9 +190,10 @@ async fn malformed_frame_closes_only_that_connection() {
                     .expect("the sink closes a connection that is not an upgrade")
                     .ok();
             }
-            SinkTransport::HttpPost | SinkTransport::Poll => {
+            SinkTransport::HttpPost | SinkTransport::Poll | SinkTransport::SocketIo => {
                 unreachable!(
-                    "http-post and poll have their own tests (httppost.rs, commands_http.rs)"
+                    "http-post, poll and socketio have their own tests (httppost.rs, \
+                     commands_http.rs, socketio.rs)"
                 )
             }
         }
