@@ -100,7 +100,8 @@ impl SubscribedTransport {
             DialedTransport::Tcp
             | DialedTransport::Ws
             | DialedTransport::HttpPost
-            | DialedTransport::Poll => None,
+            | DialedTransport::Poll
+            | DialedTransport::SocketIo => None,
         }
     }
 }

@@ -110,6 +110,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
     }
     check_faults(s)?;
     check_commands(s)?;
+    check_socketio(s)?;
     check_processes(s)?;
     check_saturate(s)?;
     check_consumer(s)?;
@@ -177,8 +178,8 @@ fn check_processes(s: &Scenario) -> Result<(), Problem> {
             return Err(problem(
                 &at,
                 format!(
-                    "{name} applies only to tcp, ws, http-post and poll, whose readings \
-                     `fleetbench serve` receives"
+                    "{name} applies only to tcp, ws, socketio, http-post and poll, whose \
+                     readings `fleetbench serve` receives"
                 ),
             ));
         }
@@ -354,6 +355,40 @@ fn check_commands(s: &Scenario) -> Result<(), Problem> {
     }
     if c.queue == 0 || c.queue > 65_536 {
         return Err(at("queue", "must be 1 to 65536"));
+    }
+    Ok(())
+}
+
+/// A socketio variant sends JSON text events and takes no commands (not emulated yet).
+fn check_socketio(s: &Scenario) -> Result<(), Problem> {
+    for (i, v) in s.variants.iter().enumerate() {
+        if v.transport != TransportKind::SocketIo {
+            continue;
+        }
+        if v.encoding(&s.fleet) == Encoding::Binary {
+            let at: &[Seg] = match v.encoding {
+                Some(_) => &[key("variants"), Seg::Index(i), key("encoding")],
+                None => &[key("fleet"), key("encoding")],
+            };
+            return Err(problem(
+                at,
+                format!(
+                    "[[variants]] #{} is socketio, which sends each reading as a JSON text \
+                     event: use encoding = \"json\"",
+                    i + 1
+                ),
+            ));
+        }
+        if s.commands.is_some() {
+            return Err(problem(
+                &[key("commands")],
+                format!(
+                    "[commands] cannot go to [[variants]] #{}: socketio carries no commands \
+                     in fleetbench yet",
+                    i + 1
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -949,6 +949,39 @@ fn fleet_and_sink_processes_out_of_bounds_are_named_with_their_key_and_line() {
     .unwrap();
 }
 
+#[test]
+fn socketio_is_a_sink_transport_of_json_readings_without_commands() {
+    let socketio = MINIMAL.replace(
+        "name = \"ws\"\ntransport = \"ws\"",
+        "name = \"sio\"\ntransport = \"socketio\"",
+    );
+    let s = parse(&socketio, "x.toml").unwrap();
+    assert_eq!(s.variants[1].transport, TransportKind::SocketIo);
+    assert!(s.variants[1].received_by_a_sink());
+    parse(
+        &socketio.replace("name = \"sio\"", "name = \"sio\"\nsink_processes = 2"),
+        "x.toml",
+    )
+    .unwrap();
+    let err = error(&socketio.replace(
+        "transport = \"socketio\"",
+        "transport = \"socketio\"\nencoding = \"binary\"",
+    ));
+    assert_eq!(err.key(), Some("variants[1].encoding"), "{err}");
+    assert!(err.to_string().contains("JSON text event"), "{err}");
+    let err = error(&socketio.replace(
+        "interval = \"100ms\"",
+        "interval = \"100ms\"\nencoding = \"binary\"",
+    ));
+    assert_eq!(err.key(), Some("fleet.encoding"), "{err}");
+    let err = error(&format!("{socketio}\n[commands]\nevery = \"1s\"\n"));
+    assert_eq!(err.key(), Some("commands"), "{err}");
+    assert!(
+        err.to_string().contains("socketio carries no commands"),
+        "{err}"
+    );
+}
+
 /// MINIMAL with a `[saturate]` table; its first key is on line 17.
 fn with_saturate(table: &str) -> String {
     format!("{MINIMAL}\n[saturate]\n{table}")
