@@ -67,6 +67,7 @@ void check_readings(const std::vector<json::Value>& vectors) {
     uint8_t chunk_binary[fleetbench::CHUNK_MAX_LEN];
     char client_id[32];
     char topic[64];
+    char socketio[fleetbench::SOCKETIO_EVENT_MAX_LEN + 1];
 
     const std::size_t before = allocations;
     const std::size_t json_len = fleetbench::encode_json(r, json, sizeof json);
@@ -84,6 +85,8 @@ void check_readings(const std::vector<json::Value>& vectors) {
         fleetbench::format_mqtt_client_id(r.device_id, client_id, sizeof client_id);
     const std::size_t topic_len = fleetbench::format_mqtt_topic(
         fleetbench::MQTT_TOPIC_TEMPLATE, r.device_id, topic, sizeof topic);
+    const std::size_t socketio_len =
+        fleetbench::format_socketio_event(json, json_len, socketio, sizeof socketio);
     CHECK_EQ_CTX(allocations - before, std::size_t{0}, ctx << ": the core allocated");
 
     CHECK_EQ_CTX(text_of(json, json_len), v["json"].string(), ctx << ": json");
@@ -99,6 +102,11 @@ void check_readings(const std::vector<json::Value>& vectors) {
     CHECK_EQ_CTX(text_of(client_id, client_id_len), v["mqtt_client_id"].string(),
                  ctx << ": mqtt client id");
     CHECK_EQ_CTX(text_of(topic, topic_len), v["mqtt_topic"].string(), ctx << ": mqtt topic");
+    CHECK_EQ_CTX(hex(socketio, socketio_len), v["socketio_event"].string(),
+                 ctx << ": socket.io event");
+    CHECK_EQ_CTX(std::strlen(socketio), socketio_len, ctx << ": the event is NUL-terminated");
+    CHECK_EQ_CTX(fleetbench::format_socketio_event(json, json_len, socketio, socketio_len - 1),
+                 std::size_t{0}, ctx << ": no room for the event's closing bracket");
 
     // Exactly enough room works (without the NUL); one byte less is refused.
     if (json_len > 0) {

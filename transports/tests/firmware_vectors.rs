@@ -4,8 +4,8 @@
 //! - `vectors_match_the_rust_codec`: `firmware/vectors/readings.json` holds a fixed list of
 //!   readings (zeros, maxima, negative temperatures, every digit length, every tenths rounding
 //!   case) with what this crate makes of each: payloads, raw TCP frames, SSE events, HTTP chunks,
-//!   long-poll bodies, content types and MQTT names. The file must be exactly what the code below
-//!   generates; `FLEETBENCH_BLESS_VECTORS=1` rewrites it instead.
+//!   long-poll bodies, content types, MQTT names and Socket.IO events. The file must be exactly
+//!   what the code below generates; `FLEETBENCH_BLESS_VECTORS=1` rewrites it instead.
 //! - `firmware_host_tests_pass_under_gxx`: checks the core is C++11 without exceptions or RTTI
 //!   (the ESP8266 toolchain's floor), builds `firmware/test-host` with the core using
 //!   `g++ -std=c++17 -Wall -Wextra -Werror -O1`, and runs it over the same file.
@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use transports::command::{Command as DeviceCommand, CommandError, CommandOp};
 use transports::mqtt::codec as mqtt;
 use transports::served::{http, longpoll};
+use transports::socketio::codec as socketio;
 use transports::tcp::codec as tcp;
 use transports::{Encoding, Reading};
 
@@ -71,6 +72,9 @@ struct ReadingVector {
     /// `mqtt::codec::client_id` and the default topic.
     mqtt_client_id: String,
     mqtt_topic: String,
+    /// The Socket.IO event of the JSON payload as the sketch hands it to `sendEVENT`
+    /// (`socketio::codec::event_args`).
+    socketio_event: String,
 }
 
 /// A long-poll answer's body (`longpoll::batch_body`) for `readings[from..from + count]`.
@@ -322,6 +326,8 @@ fn generate() -> Vectors {
             };
             let mut sse = Vec::new();
             http::sse_event(r.seq, &json, &mut sse);
+            let mut socketio_event = Vec::new();
+            socketio::event_args(&json, &mut socketio_event);
             ReadingVector {
                 name: name.clone(),
                 device_id: r.device_id,
@@ -343,6 +349,7 @@ fn generate() -> Vectors {
                     &transports::mqtt::MqttSettings::default().topic,
                     r.device_id,
                 ),
+                socketio_event: hex(&socketio_event),
             }
         })
         .collect();

@@ -116,6 +116,14 @@ AfterQuery parse_after(const char* value, size_t len, uint32_t* after) {
   return AFTER_VALUE;
 }
 
+size_t format_socketio_event(const char* json, size_t len, char* out, size_t cap) {
+  detail::Writer w(out, cap);
+  w.text("[\"reading\",");
+  w.text(json, len);
+  w.text("]");
+  return w.finish_text();
+}
+
 const char MQTT_TOPIC_TEMPLATE[] = "fleet/{device}/reading";
 
 size_t format_device_name(uint32_t device_id, char* out, size_t cap) {

@@ -4,7 +4,8 @@
 //
 // Transports whose library frames the payload (WebSocket frames, MQTT packets, AsyncEventSource
 // events, ESP8266HTTPClient requests, ESP8266WebServer response heads and chunks) need only the
-// payload from encoding.h (and, for long-poll, the body below).
+// payload from encoding.h (and, for long-poll, the body below; for Socket.IO, the event's
+// arguments).
 #ifndef FLEETBENCH_FRAMING_H
 #define FLEETBENCH_FRAMING_H
 
@@ -58,6 +59,17 @@ enum AfterQuery {
   AFTER_INVALID,  // anything else: answer 400
 };
 AfterQuery parse_after(const char* value, size_t len, uint32_t* after);
+
+// ---- Socket.IO (transports/src/socketio/codec.rs) ----
+// SocketIOclient::sendEVENT writes the WebSocket frame head and Engine.IO / Socket.IO's "42"
+// itself; the sketch hands it the event: its name and arguments as a JSON array.
+
+// The longest event of one reading: ["reading", the JSON, ].
+const size_t SOCKETIO_EVENT_MAX_LEN = JSON_MAX_LEN + 12;
+
+// A reading's event (socketio::codec::event_args): ["reading",<json>]. NUL-terminated when
+// there is room.
+size_t format_socketio_event(const char* json, size_t len, char* out, size_t cap);
 
 // ---- MQTT (transports/src/mqtt/codec.rs) ----
 
