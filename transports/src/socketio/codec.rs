@@ -406,10 +406,13 @@ pub enum HandshakeError {
     Accept,
 }
 
+/// A response head: its status, its length and its headers.
+type Head<'h, 'b> = (u16, usize, &'h [httparse::Header<'b>]);
+
 fn parse_head<'h, 'b>(
     buf: &'b [u8],
     headers: &'h mut [httparse::Header<'b>],
-) -> Result<Option<(u16, usize, &'h [httparse::Header<'b>])>, HandshakeError> {
+) -> Result<Option<Head<'h, 'b>>, HandshakeError> {
     let mut response = httparse::Response::new(headers);
     match response.parse(buf) {
         Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE => Err(
