@@ -73,18 +73,18 @@ fn twenty_socketio_devices_deliver_every_reading_with_exact_framing() {
         pongs_up <= pings_down + 0.002 && pongs_up >= pings_down - 7.0 * devices / readings - 0.002,
         "20 B per reading, and a pong per ping: {per}"
     );
-    // Wire up = payload + framing + retransmitted + a header per segment; the library writes
-    // each frame in three pieces, so up to three segments a reading (fewer when they merge).
+    // Wire up = payload + framing + retransmitted + a header per segment (each figure rounded
+    // to 0.001, the segments' rounding times the header's 52 B); the library writes each frame
+    // in three pieces, so up to three segments a reading (fewer when they merge), besides a
+    // pong and an ACK for each ping and what was retransmitted.
     let header = f("header_bytes_per_segment");
     let wire = f("payload_bytes")
         + f("framing_bytes_up")
         + f("retransmitted_bytes_up")
         + f("segments_up") * header;
-    assert!((f("wire_bytes_up") - wire).abs() < 0.01, "{per}");
-    assert!(
-        (1.0..=3.0 + devices / readings).contains(&f("segments_up")),
-        "{per}"
-    );
+    assert!((f("wire_bytes_up") - wire).abs() < 0.03, "{per}");
+    let most = 3.0 + (2.0 * devices + f("retransmits")) / readings;
+    assert!((1.0..=most + 0.001).contains(&f("segments_up")), "{per}");
 
     // Set-up, per connection: both requests, "2probe" (12 B), "5" (7 B) and "40/" (9 B) up;
     // and when the server's first ping came before its connect, its pong (7 B) with it.
