@@ -314,3 +314,26 @@ async fn a_device_that_vanishes_sends_no_close_and_the_server_learns_when_it_pin
     let last = closed[0].final_counters.expect("counters at the end");
     assert!(!last.fin_received, "{last:?}");
 }
+
+#[tokio::test]
+async fn a_sink_shutting_down_closes_its_sessions_and_reports_each() {
+    let sink = start_sink(KIND, options(Duration::from_secs(25))).await;
+    let mut device = device(sink.addr, 5).await;
+    device.send(&reading(5, 0)).await.unwrap();
+    sink.wait_for_readings(1).await;
+    let collected = sink.stop().await;
+    let closed = collected.closed.lock().unwrap();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].end, ConnectionEnd::Shutdown, "{:?}", closed[0]);
+    assert_eq!(closed[0].readings, 1);
+    // The device finds its connection gone.
+    let mut failed = false;
+    for seq in 1..50 {
+        if device.send(&reading(5, seq)).await.is_err() {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(failed, "the server closed the connection");
+}

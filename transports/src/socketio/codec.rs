@@ -23,8 +23,9 @@
 //! The library sends `2probe` and `5` at once on the 101 without waiting for `3probe`; the
 //! sketch sends `40/` (the library's example, `send(sIOtype_CONNECT, "/")`) from the connect
 //! callback. With `EIO=4` in its URL the library leaves Engine.IO pings to the server and
-//! answers each `2` with `3` carrying the same bytes after the type. It also runs arduinoWebSockets'
-//! WebSocket heartbeat (`enableHeartbeat(60000, 90000, 5)`): an empty Ping frame every 60 s.
+//! answers each `2` with `3` carrying the same bytes after the type. It also runs
+//! arduinoWebSockets' WebSocket heartbeat (`enableHeartbeat(60000, 90000, 5)`): an empty Ping
+//! frame every 60 s.
 
 use std::time::Duration;
 

@@ -231,6 +231,7 @@ impl DeviceSession {
         self.frames().await;
         loop {
             let reading = self.read_end.is_none();
+            let beating = reading && self.closing.is_none();
             let close_due = self.closing.as_ref().map(|(at, _)| *at);
             tokio::select! {
                 read = self.stream.read_buf(&mut self.buf), if reading => match read {
@@ -238,11 +239,7 @@ impl DeviceSession {
                     Ok(_) => self.frames().await,
                     Err(e) => self.read_end = Some(SessionError::io(e)),
                 },
-                _ = tokio::time::sleep_until(self.next_ping), if reading && self.closing.is_none() => {
-                    self.next_ping += codec::LIBRARY_PING_INTERVAL;
-                    let ping = library_frame(ws::OP_PING, &[], &mut self.keys);
-                    self.reply(&ping).await;
-                }
+                _ = tokio::time::sleep_until(self.next_ping), if beating => self.heartbeat().await,
                 _ = sleep_until_some(close_due), if close_due.is_some() => {
                     if let Some((_, done)) = self.closing.take() {
                         let _ = done.send(false);
@@ -258,20 +255,10 @@ impl DeviceSession {
                         };
                         let _ = done.send(sent);
                     }
-                    Some(Request::Close { done }) => {
-                        let close = library_frame(ws::OP_CLOSE, &1000u16.to_be_bytes(), &mut self.keys);
-                        let closed = async {
-                            self.stream.write_all(&close).await?;
-                            self.stream.shutdown().await
-                        };
-                        let written = self.read_end.is_none()
-                            && tokio::time::timeout(self.reply_timeout, closed).await.is_ok_and(|r| r.is_ok());
-                        if !written {
-                            let _ = done.send(self.read_end.is_some());
-                            return;
-                        }
-                        self.closing = Some((Instant::now() + socket::CLOSE_WAIT, done));
-                    }
+                    Some(Request::Close { done }) => match self.close(done).await {
+                        Some(closing) => self.closing = Some(closing),
+                        None => return,
+                    },
                 },
             }
             if self.read_end.is_some() {
@@ -279,6 +266,31 @@ impl DeviceSession {
                     let _ = done.send(matches!(self.read_end, Some(SessionError::Closed)));
                     return;
                 }
+            }
+        }
+    }
+
+    /// Closes as `disconnect()` does: the library's Close (1000) and a FIN; the close then waits
+    /// for the server's FIN. When the server closed first, or the Close cannot be written,
+    /// `done` is answered at once (whether the server closed) and `None` returned.
+    async fn close(
+        &mut self,
+        done: oneshot::Sender<bool>,
+    ) -> Option<(Instant, oneshot::Sender<bool>)> {
+        if let Some(why) = &self.read_end {
+            let _ = done.send(matches!(why, SessionError::Closed));
+            return None;
+        }
+        let frame = library_frame(ws::OP_CLOSE, &1000u16.to_be_bytes(), &mut self.keys);
+        let write = async {
+            self.stream.write_all(&frame).await?;
+            self.stream.shutdown().await
+        };
+        match tokio::time::timeout(self.reply_timeout, write).await {
+            Ok(Ok(())) => Some((Instant::now() + socket::CLOSE_WAIT, done)),
+            _ => {
+                let _ = done.send(false);
+                None
             }
         }
     }
@@ -323,6 +335,13 @@ impl DeviceSession {
                 return;
             }
         }
+    }
+
+    /// The library's WebSocket heartbeat: an empty Ping, the next one interval later.
+    async fn heartbeat(&mut self) {
+        self.next_ping += codec::LIBRARY_PING_INTERVAL;
+        let ping = library_frame(ws::OP_PING, &[], &mut self.keys);
+        self.reply(&ping).await;
     }
 
     /// Writes a frame the library sends on its own (a pong, a heartbeat Ping), bounded by the
