@@ -322,10 +322,12 @@ async fn a_sink_shutting_down_closes_its_sessions_and_reports_each() {
     device.send(&reading(5, 0)).await.unwrap();
     sink.wait_for_readings(1).await;
     let collected = sink.stop().await;
-    let closed = collected.closed.lock().unwrap();
-    assert_eq!(closed.len(), 1);
-    assert_eq!(closed[0].end, ConnectionEnd::Shutdown, "{:?}", closed[0]);
-    assert_eq!(closed[0].readings, 1);
+    {
+        let closed = collected.closed.lock().unwrap();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].end, ConnectionEnd::Shutdown, "{:?}", closed[0]);
+        assert_eq!(closed[0].readings, 1);
+    }
     // The device finds its connection gone.
     let mut failed = false;
     for seq in 1..50 {
