@@ -3,27 +3,12 @@
 //! page must load with no console error and show its charts. The screenshot is saved next to the
 //! report.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// Debian's chromium, or a failure naming the install command: a missing tool is never a pass.
-/// The test that calls it has `chromium` in its name, so the `without-tools` nextest profile
-/// (.config/nextest.toml) can skip it.
-fn chromium() -> PathBuf {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "chromium is not installed (looked for /usr/bin/chromium and \
-                 /usr/bin/chromium-browser). This test needs it; install the test prerequisites \
-                 with `apt-get install -y mosquitto chromium g++`, or skip the tests that need \
-                 them: `NEXTEST_PROFILE=without-tools cargo nextest run --workspace` (README, \
-                 Quick start)"
-            )
-        })
-}
+#[path = "support/chromium.rs"]
+mod support_chromium;
+use support_chromium::chromium;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
