@@ -488,7 +488,7 @@ pub fn binary_record_len(bytes: &[u8], complete: bool) -> Option<usize> {
     use crate::encoding::binary::{BOOT_RECORD_LEN, RECORD_LEN};
     if complete {
         let fits = |len: usize| {
-            bytes.len() % len == 0 && bytes.chunks_exact(len).all(|r| r[..4] == bytes[..4])
+            bytes.len().is_multiple_of(len) && bytes.chunks_exact(len).all(|r| r[..4] == bytes[..4])
         };
         return Some(if !fits(RECORD_LEN) && fits(BOOT_RECORD_LEN) {
             BOOT_RECORD_LEN
