@@ -15,7 +15,7 @@ fn packet(c: &mut Criterion) {
             b.iter(|| {
                 now += 20_000;
                 i = (i + 1) % devices.len();
-                let dir = if i % 2 == 0 {
+                let dir = if i.is_multiple_of(2) {
                     Direction::Up
                 } else {
                     Direction::Down

@@ -276,7 +276,7 @@ impl TestDevice {
                 std::thread::sleep(next - now);
             }
             next += Duration::from_millis(100);
-            if self.skip_every == 0 || seq % self.skip_every != 0 {
+            if self.skip_every == 0 || !seq.is_multiple_of(self.skip_every) {
                 let reading = Reading {
                     device_id: self.id,
                     seq,

@@ -88,7 +88,7 @@ fn command(seq: u32) -> Command {
         seq,
         due_us: 1_000_000 * (seq as u64 + 1),
         op: CommandOp::SetInterval { ms: 2_000 },
-        size: if seq % 2 == 0 { 100 } else { 300 },
+        size: if seq.is_multiple_of(2) { 100 } else { 300 },
     }
 }
 
@@ -111,7 +111,7 @@ fn command_on_wire(kind: ServedTransport, device: SocketAddr, seq: u32) -> usize
         // A masked text frame: 2 header bytes up to 125 bytes of payload, 4 up to 65,535, and
         // the 4-byte mask.
         ServedTransport::WsServer => {
-            assert_eq!(body.len(), if seq % 2 == 0 { 100 } else { 300 });
+            assert_eq!(body.len(), if seq.is_multiple_of(2) { 100 } else { 300 });
             body.len() + if body.len() <= 125 { 6 } else { 8 }
         }
         _ => http::command_request(&device.to_string(), &body).len(),

@@ -362,7 +362,7 @@ async fn long_poll_idle_device_answers_204_and_the_cycle_goes_on() {
     let no_content = served.final_stats.app_bytes_sent - answers;
     assert!(
         no_content >= http::NO_CONTENT.len() as u64
-            && no_content % http::NO_CONTENT.len() as u64 == 0,
+            && no_content.is_multiple_of(http::NO_CONTENT.len() as u64),
         "whole 204s, at least one: {no_content} bytes"
     );
     let closed = collected.closed.lock().unwrap();
