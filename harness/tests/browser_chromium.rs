@@ -1,7 +1,7 @@
 //! A real browser as the consumer (`[consumer] browser = true`): headless Chromium subscribed to
 //! sse devices with its own EventSource (cross-origin: only the devices' CORS header lets it
-//! read the streams) and to the ws sink's `/dashboard` with its own WebSocket, through the
-//! binary, checked against what the devices sent and the backend received. Tests that need
+//! read the streams), to the ws sink's `/dashboard` with its own WebSocket and to the socketio
+//! sink's `/dashboard` namespace with the bundled Socket.IO client, through the binary, checked against what the devices sent and the backend received. Tests that need
 //! Chromium have `chromium` in their names, so the `without-tools` nextest profile skips them.
 
 use std::collections::HashMap;
@@ -33,6 +33,10 @@ transport = "sse"
 [[variants]]
 name = "ws"
 transport = "ws"
+
+[[variants]]
+name = "socketio"
+transport = "socketio"
 "#;
 
 /// Debian's chromium, or a failure naming the install command: a missing tool is never a pass.
@@ -48,7 +52,8 @@ fn require_chromium() {
 }
 
 #[test]
-fn chromium_receives_every_reading_of_sse_and_ws_with_its_latency_on_the_harness_clock() {
+fn chromium_receives_every_reading_of_sse_ws_and_socketio_with_its_latency_on_the_harness_clock(
+) {
     require_chromium();
     let dir = tempfile::tempdir().unwrap();
     let path = run::write_scenario(dir.path(), SCENARIO);
@@ -56,7 +61,9 @@ fn chromium_receives_every_reading_of_sse_and_ws_with_its_latency_on_the_harness
     let status = run::run_command(&path, &out).status().unwrap();
     let results = run::read_results(&out);
     assert!(status.success(), "{status}: {results:#}");
-    for v in results["variants"].as_array().unwrap() {
+    let variants = results["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 3, "{results:#}");
+    for v in variants {
         check_browser_section(v);
         check_causality(v, &out);
     }
@@ -73,7 +80,8 @@ fn check_browser_section(v: &Value) {
     );
     let (with, subscriptions) = match name {
         "sse" => ("EventSource", 10),
-        _ => ("WebSocket", 1),
+        "ws" => ("WebSocket", 1),
+        _ => ("Socket.IO", 1),
     };
     assert_eq!(b["subscribed_with"], with, "{name}: {b}");
     assert_eq!(b["subscriptions"], subscriptions, "{name}: {b}");
@@ -113,9 +121,10 @@ fn check_browser_section(v: &Value) {
     assert_eq!(c["cross_origin_isolated"], true, "{name}: {c}");
     assert_eq!(c["timer_resolution_us"], 5.0, "{name}: {c}");
 
-    if name == "ws" {
+    if name != "sse" {
         // The backend pushed every reading it received to the one dashboard, and the sink's
-        // own figures count the devices' connections only.
+        // own figures count the devices' connections only (the browser's own connection to
+        // the sink, a WebSocket or a Socket.IO session, is left out of them).
         let fan_out = &b["backend_fan_out"];
         assert_eq!(fan_out["connections"], 1, "{fan_out}");
         assert_eq!(fan_out["dropped"], 0, "{fan_out}");
@@ -128,7 +137,7 @@ fn check_browser_section(v: &Value) {
 }
 
 /// On the harness clock, the page never saw a reading before its device began sending it, nor
-/// (ws) before the sink received it, beyond the clock's stated uncertainty and timer resolution.
+/// (ws, socketio: the sink pushes what it decoded) before the sink received it, beyond the clock's stated uncertainty and timer resolution.
 fn check_causality(v: &Value, out: &Path) {
     let name = v["name"].as_str().unwrap();
     let raw = out.join(v["files"]["raw"].as_str().unwrap());
@@ -160,7 +169,7 @@ fn check_causality(v: &Value, out: &Path) {
             "{name}: reading {key:?} at the page {} µs before its send began",
             began - at_page
         );
-        if name == "ws" {
+        if name != "sse" {
             let at_sink = received[&key] as f64;
             assert!(
                 at_page + slack_us >= at_sink,

@@ -46,8 +46,8 @@ pub struct SinkOptions {
     /// it before answering `204` ([`DEFAULT_POLL_HOLD`] by default).
     pub poll_hold: Duration,
     /// Where the backend pushes every reading it receives on to browser dashboards (`None`:
-    /// it pushes nothing, and serves no dashboard). ws only: a WebSocket on
-    /// [`Dashboard::PATH`].
+    /// it pushes nothing, and serves no dashboard). ws: a WebSocket on [`Dashboard::PATH`];
+    /// socketio: the Socket.IO namespace [`Dashboard::PATH`], a `reading` event per reading.
     pub dashboard: Option<Arc<Dashboard>>,
     /// socketio only: the server's heartbeat.
     pub socketio: SocketIoSettings,
@@ -98,7 +98,8 @@ pub struct DashboardTally {
 }
 
 impl Dashboard {
-    /// The path a dashboard subscribes on (a WebSocket upgrade on the sink's own port).
+    /// The path a dashboard subscribes on: a WebSocket upgrade on the sink's own port (ws), or
+    /// the Socket.IO namespace of that name (socketio).
     pub const PATH: &'static str = "/dashboard";
 
     /// Readings a dashboard connection may fall behind before it misses the oldest.

@@ -51,19 +51,27 @@ pub enum Subscription {
     /// The browser's own `WebSocket` to the backend's dashboard path, which pushes every
     /// reading it receives (ws).
     WebSocket,
+    /// The Socket.IO JavaScript client (bundled, served beside the page) connected to the
+    /// backend's `/dashboard` namespace, which emits every reading it receives as a `reading`
+    /// event (socketio). Over a WebSocket from the start: the client is told
+    /// `transports: ["websocket"]`, so it never long-polls.
+    SocketIo,
 }
 
 impl Subscription {
     /// The transports a browser consumes, as error messages name them.
-    pub const TRANSPORTS: &'static str =
-        "sse (an EventSource per device) and ws (a WebSocket to the backend's /dashboard)";
+    pub const TRANSPORTS: &'static str = "sse (an EventSource per device), ws (a WebSocket to \
+         the backend's /dashboard) and socketio (the Socket.IO client on the backend's \
+         /dashboard namespace)";
 
     /// How a browser subscribes to `transport`'s readings; `None` for a transport it does not
-    /// consume.
+    /// consume. A transport whose backend is one of these sinks (a gateway forwarding to the
+    /// socketio sink, say) subscribes as that sink's own transport does.
     pub fn of(transport: TransportKind) -> Option<Subscription> {
         match transport {
             TransportKind::Sse => Some(Subscription::EventSource),
             TransportKind::Ws => Some(Subscription::WebSocket),
+            TransportKind::SocketIo => Some(Subscription::SocketIo),
             _ => None,
         }
     }
@@ -73,6 +81,7 @@ impl Subscription {
         match self {
             Subscription::EventSource => "EventSource",
             Subscription::WebSocket => "WebSocket",
+            Subscription::SocketIo => "Socket.IO",
         }
     }
 
@@ -80,7 +89,16 @@ impl Subscription {
     pub fn connections(self, devices: u32) -> u32 {
         match self {
             Subscription::EventSource => devices,
-            Subscription::WebSocket => 1,
+            Subscription::WebSocket | Subscription::SocketIo => 1,
+        }
+    }
+
+    /// Whether the page reads the sink's dashboard fan-out (`transports::sink::Dashboard`),
+    /// rather than the devices themselves.
+    pub fn reads_the_sinks_dashboard(self) -> bool {
+        match self {
+            Subscription::EventSource => false,
+            Subscription::WebSocket | Subscription::SocketIo => true,
         }
     }
 }
@@ -333,7 +351,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_browser_consumes_sse_and_ws_only() {
+    fn a_browser_consumes_sse_ws_and_socketio_only() {
         assert_eq!(
             Subscription::of(TransportKind::Sse),
             Some(Subscription::EventSource)
@@ -342,12 +360,23 @@ mod tests {
             Subscription::of(TransportKind::Ws),
             Some(Subscription::WebSocket)
         );
+        assert_eq!(
+            Subscription::of(TransportKind::SocketIo),
+            Some(Subscription::SocketIo)
+        );
         for kind in TransportKind::ALL {
-            if !matches!(kind, TransportKind::Sse | TransportKind::Ws) {
+            if !matches!(
+                kind,
+                TransportKind::Sse | TransportKind::Ws | TransportKind::SocketIo
+            ) {
                 assert_eq!(Subscription::of(kind), None, "{kind:?}");
             }
         }
         assert_eq!(Subscription::EventSource.connections(40), 40);
         assert_eq!(Subscription::WebSocket.connections(40), 1);
+        assert_eq!(Subscription::SocketIo.connections(40), 1);
+        assert!(!Subscription::EventSource.reads_the_sinks_dashboard());
+        assert!(Subscription::WebSocket.reads_the_sinks_dashboard());
+        assert!(Subscription::SocketIo.reads_the_sinks_dashboard());
     }
 }

@@ -1,5 +1,7 @@
-//! The page's server, on loopback: `GET /` answers the page ([`super::page`]), `GET /report`
-//! upgrades to the report WebSocket the page talks back on, anything else is 404. The only
+//! The page's server, on loopback: `GET /` answers the page ([`super::page`]),
+//! `GET /socket.io.min.js` the Socket.IO client bundled into fleetbench
+//! ([`super::page::SOCKET_IO_CLIENT`]), `GET /report` upgrades to the report WebSocket the page
+//! talks back on, anything else is 404. The only
 //! sockets of the browser role; what is said on the report socket is [`super::session`]'s.
 //!
 //! The page is served cross-origin isolated (`Cross-Origin-Opener-Policy: same-origin`,
@@ -21,6 +23,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use transports::served::http::{parse_request, Request};
 
+use super::page::{SOCKET_IO_CLIENT, SOCKET_IO_CLIENT_PATH};
+
 /// How long a connection may take to send its request head.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -32,6 +36,8 @@ pub const REPORT_PATH: &str = "/report";
 pub enum Route {
     /// The page.
     Page,
+    /// The Socket.IO client the page loads.
+    SocketIoClient,
     /// The report WebSocket, with the client's `Sec-WebSocket-Key`.
     Report(String),
     /// Anything else.
@@ -45,6 +51,7 @@ pub fn route(request: &Request) -> Route {
         .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     match (request.method.as_str(), request.path()) {
         ("GET", "/") => Route::Page,
+        ("GET", SOCKET_IO_CLIENT_PATH) => Route::SocketIoClient,
         ("GET", REPORT_PATH) if upgrade => match request.header("sec-websocket-key") {
             Some(key) => Route::Report(key.trim().to_string()),
             None => Route::NotFound,
@@ -64,6 +71,20 @@ pub fn page_response(html: &str) -> Vec<u8> {
     )
     .into_bytes();
     out.extend_from_slice(html.as_bytes());
+    out
+}
+
+/// The Socket.IO client's response: the script as released, cached by the browser for the
+/// page's life (it never changes within a build), and the connection closed after it. Same
+/// origin as the page, so the page's cross-origin isolation lets it load.
+pub fn script_response(script: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/javascript; charset=utf-8\r\nContent-Length: {}\r\n\
+         Cache-Control: max-age=3600\r\nConnection: close\r\n\r\n",
+        script.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(script.as_bytes());
     out
 }
 
@@ -148,6 +169,11 @@ async fn handle(
         .map_err(|_| std::io::Error::other("no request within the timeout"))??;
     match route(&request) {
         Route::Page => stream.write_all(&page_response(html)).await?,
+        Route::SocketIoClient => {
+            stream
+                .write_all(&script_response(SOCKET_IO_CLIENT))
+                .await?
+        }
         Route::NotFound => stream.write_all(NOT_FOUND).await?,
         Route::Report(key) => {
             stream.write_all(&upgrade_response(&key)).await?;
@@ -200,6 +226,10 @@ mod tests {
             Route::Report("dGhlIHNhbXBsZSBub25jZQ==".into())
         );
         assert_eq!(
+            route(&request("GET /socket.io.min.js HTTP/1.1\r\nHost: x\r\n\r\n")),
+            Route::SocketIoClient
+        );
+        assert_eq!(
             route(&request("GET /report HTTP/1.1\r\n\r\n")),
             Route::NotFound
         );
@@ -215,6 +245,16 @@ mod tests {
         let response = String::from_utf8(upgrade_response("dGhlIHNhbXBsZSBub25jZQ==")).unwrap();
         assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+    }
+
+    #[test]
+    fn the_socket_io_client_is_served_whole_as_javascript() {
+        let response = script_response(SOCKET_IO_CLIENT);
+        let head_end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = std::str::from_utf8(&response[..head_end]).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/javascript"));
+        assert!(head.contains(&format!("Content-Length: {}\r\n", SOCKET_IO_CLIENT.len())));
+        assert_eq!(&response[head_end..], SOCKET_IO_CLIENT.as_bytes());
     }
 
     #[test]

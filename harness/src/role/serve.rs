@@ -55,8 +55,9 @@ pub struct SinkPlan {
     /// into shards): the kernel spreads the connections over them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reuse_port: bool,
-    /// ws only: push every reading received on to browser dashboards, a WebSocket on
-    /// `/dashboard` of the sink's own port (`[consumer] browser = true`); what the fan-out did
+    /// ws and socketio only: push every reading received on to browser dashboards, a WebSocket
+    /// on `/dashboard` of the sink's own port (ws) or its Socket.IO server's `/dashboard`
+    /// namespace (socketio) (`[consumer] browser = true`); what the fan-out did
     /// goes into [`DASHBOARD_FILE`] at the end.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dashboard: bool,

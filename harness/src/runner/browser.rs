@@ -1,7 +1,7 @@
 //! A variant's browser consumer (`[consumer] browser = true`): the `fleetbench browser` child
 //! ([`crate::browser`]), started first (Chromium takes a while to come up), told what to
 //! subscribe to once the readings' source is up (the devices' servers for sse, the sink's
-//! `/dashboard` for ws), stopped after the devices have drained and before the receiving end
+//! `/dashboard` for ws, its `/dashboard` namespace for socketio), stopped after the devices have drained and before the receiving end
 //! stops (so it gets what the backend pushes last), and measured beside the backend.
 
 use std::net::SocketAddr;
@@ -40,10 +40,10 @@ pub(super) struct BrowserConsumer {
 
 impl BrowserConsumer {
     /// Whether `variant`'s sink pushes its readings on to a dashboard: a browser consumes a
-    /// ws variant through it.
+    /// ws or socketio variant through it.
     pub(super) fn wants_dashboard(scenario: &Scenario, variant: &VariantConfig) -> bool {
         scenario.browser_consumer()
-            && Subscription::of(variant.transport) == Some(Subscription::WebSocket)
+            && Subscription::of(variant.transport).is_some_and(Subscription::reads_the_sinks_dashboard)
     }
 
     /// Starts the browser when the scenario asks for one, recording into the run's `raw`
@@ -99,7 +99,7 @@ impl BrowserConsumer {
                     .map(|device| format!("http://{device}/events"))
                     .collect()
             }
-            Subscription::WebSocket => {
+            Subscription::WebSocket | Subscription::SocketIo => {
                 if !receiving.more_receivers.is_empty() {
                     bail!(
                         "the sink runs in {} processes sharing its port, and the browser's \
@@ -107,8 +107,14 @@ impl BrowserConsumer {
                         receiving.more_receivers.len() + 1
                     );
                 }
+                // ws: the upgrade's path; socketio: the namespace (the client connects on
+                // Socket.IO's own path, `/socket.io/`).
+                let scheme = match self.with {
+                    Subscription::WebSocket => "ws",
+                    _ => "http",
+                };
                 vec![format!(
-                    "ws://{}{}",
+                    "{scheme}://{}{}",
                     loopback(receiving.target),
                     Dashboard::PATH
                 )]
@@ -154,9 +160,10 @@ impl BrowserConsumer {
         let record = BrowserRecord::read(&self.raw).context("reading the browser's record")?;
         let arrivals = records::read_arrivals(&self.raw)?;
         let probes = records::read_probes(&self.raw)?;
-        let fan_out = match self.with {
-            Subscription::WebSocket => Some(fan_out(receiver_dirs)?),
-            Subscription::EventSource => None,
+        let fan_out = if self.with.reads_the_sinks_dashboard() {
+            Some(fan_out(receiver_dirs)?)
+        } else {
+            None
         };
         let evidence = BrowserEvidence {
             record: &record,

@@ -74,7 +74,9 @@ pub struct ConsumerConfig {
     /// A real browser as the consumer, for the whole run of each variant: headless Chromium on a
     /// page fleetbench serves on loopback, subscribed as a dashboard is (sse: the browser's own
     /// `EventSource` to every device; ws: a `WebSocket` to the backend's `/dashboard`, which
-    /// pushes every reading it receives). Results get a `browser` section per variant.
+    /// pushes every reading it receives; socketio: the Socket.IO JavaScript client, bundled, on
+    /// the backend's `/dashboard` namespace, which emits every reading it receives). Results get
+    /// a `browser` section per variant.
     #[serde(default)]
     pub browser: bool,
 }

@@ -1051,8 +1051,8 @@ fn with_browser(transports: &[&str], devices: u32) -> String {
 }
 
 #[test]
-fn a_browser_consumer_loads_for_sse_and_ws() {
-    let s = parse(&with_browser(&["sse", "ws"], 10), "x.toml").unwrap();
+fn a_browser_consumer_loads_for_sse_ws_and_socketio() {
+    let s = parse(&with_browser(&["sse", "ws", "socketio"], 10), "x.toml").unwrap();
     assert!(s.browser_consumer());
     assert_eq!(s.consumer, Some(ConsumerConfig { browser: true }));
     let s = parse(MINIMAL, "x.toml").unwrap();
@@ -1081,7 +1081,8 @@ fn a_browser_consumer_is_refused_for_what_a_browser_does_not_consume() {
         let text = err.to_string();
         assert!(
             text.contains(&format!("[[variants]] #2 `{transport}` uses `{transport}`"))
-                && text.contains("a browser subscribes to sse"),
+                && text.contains("a browser subscribes to sse")
+                && text.contains("socketio (the Socket.IO client"),
             "{err}"
         );
     }
@@ -1090,6 +1091,7 @@ fn a_browser_consumer_is_refused_for_what_a_browser_does_not_consume() {
     assert_eq!(err.key(), Some("consumer.browser"));
     parse(&with_browser(&["sse"], 250), "x.toml").unwrap();
     parse(&with_browser(&["ws"], 5_000), "x.toml").expect("ws: one dashboard connection");
+    parse(&with_browser(&["socketio"], 5_000), "x.toml").expect("socketio: one connection");
     let split = with_browser(&["ws"], 10).replace(
         "transport = \"ws\"",
         "transport = \"ws\"\nsink_processes = 2",

@@ -16,6 +16,13 @@
 //! written its connect, the steady state once the device's Close frame has been read. Each
 //! reading is decoded and reported inline in socketioxide's read loop, as it hands the event to
 //! its handlers, at the instant of the read that completed its frame.
+//!
+//! With a browser consumer ([`SinkOptions::dashboard`]) the same server also has a `/dashboard`
+//! namespace, as a Flask-SocketIO gateway has for its pages: each reading decoded is published
+//! to the sink's [`Dashboard`] fan-out, and every socket connected to that namespace gets it as
+//! a `reading` event carrying the reading's JSON as it came. A connection that joined
+//! `/dashboard` is a browser's: it is reported to no observer, so the sink's figures for
+//! devices never see it.
 
 use std::future::Future;
 use std::io;
@@ -27,7 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -40,7 +47,7 @@ use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::SocketIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -48,7 +55,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use super::codec::{self, EnginePacket, LibraryFrame, ServerWire, SocketPacket, WireEvent};
 use crate::link::{LinkError, LinkOptions, LinkStats};
 use crate::settings::SocketIoSettings;
-use crate::sink::{Accepted, ConnectionEnd, ConnectionReport, SinkObserver, SinkOptions};
+use crate::sink::{
+    Accepted, ConnectionEnd, ConnectionReport, Dashboard, SinkObserver, SinkOptions,
+};
 use crate::socket::{self, CountingStream, Side, StreamCounts};
 use crate::ws::codec::{self as ws, FrameHead};
 use crate::{clock, Encoding, Reading};
@@ -612,6 +621,15 @@ struct Connection {
     joined: AtomicBool,
     /// socketioxide's disconnect handler ran.
     disconnected: Notify,
+    /// Where readings go on to browsers, when the sink serves dashboards.
+    dashboard: Option<Arc<Dashboard>>,
+    /// A browser joined the `/dashboard` namespace on it: no device's connection.
+    browser: AtomicBool,
+    /// The dashboard's readings from the instant the browser's connect was accepted, until
+    /// the connect handler takes them.
+    dashboard_readings: Mutex<Option<broadcast::Receiver<Bytes>>>,
+    /// The sink is shutting down.
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -783,6 +801,11 @@ impl<A: Adapter> FromMessageParts<A> for Received {
                 conn.readings.fetch_add(1, Ordering::Relaxed);
                 conn.payload_bytes.fetch_add(len as u64, Ordering::Relaxed);
                 conn.observer.reading(conn.conn, &reading, arrived_ns);
+                if let Some(dashboard) = &conn.dashboard {
+                    // Recorded, then pushed on to the browsers: the reading's JSON as it came.
+                    let json = codec::reading_of_event(data).expect("decoded above");
+                    dashboard.publish(Bytes::copy_from_slice(json));
+                }
                 Ok(Received)
             }
             Err(why) => {
@@ -856,6 +879,99 @@ async fn join(socket: SocketRef) -> Result<(), Refused> {
     Ok(())
 }
 
+/// Takes a browser's connect to `/dashboard`, before socketioxide writes it back: the
+/// connection is marked a browser's, and the dashboard's readings are kept for it from now on,
+/// so that none published once the browser could know it is connected is missed.
+async fn admit_browser(socket: SocketRef) -> Result<(), Refused> {
+    let conn = Connection::of(&socket).ok_or(Refused::NotOurs)?;
+    let dashboard = conn.dashboard.as_ref().ok_or(Refused::NotOurs)?;
+    conn.browser.store(true, Ordering::Release);
+    *lock(&conn.dashboard_readings) = Some(dashboard.subscribe());
+    Ok(())
+}
+
+/// A browser on `/dashboard`, connected: a task of its own emits each reading to it until it
+/// disconnects or the sink shuts down.
+fn watch_dashboard(socket: SocketRef, write_timeout: Duration) {
+    let Some(conn) = Connection::of(&socket) else {
+        return;
+    };
+    let (Some(dashboard), Some(readings)) = (
+        conn.dashboard.clone(),
+        lock(&conn.dashboard_readings).take(),
+    ) else {
+        return;
+    };
+    let gone = conn.shutdown.child_token();
+    let on_disconnect = gone.clone();
+    socket.on_disconnect(async move || on_disconnect.cancel());
+    tokio::spawn(push_readings(
+        socket,
+        dashboard,
+        readings,
+        gone,
+        write_timeout,
+    ));
+}
+
+/// How long a dashboard's push waits before trying again when the socket's own queue
+/// (socketioxide's, 128 packets by default) is full: the browser or its connection is behind,
+/// and the fan-out's queue holds the readings meanwhile.
+const DASHBOARD_RETRY: Duration = Duration::from_millis(1);
+
+/// Emits `reading` with each reading's JSON (as a JSON value, not a string) to the browser's
+/// socket. A socket whose queue stays full longer than `write_timeout` is disconnected, as the
+/// ws dashboard's stalled write closes it; readings it missed by falling more than the
+/// fan-out's capacity behind are counted ([`Dashboard::count_dropped`]).
+async fn push_readings(
+    socket: SocketRef,
+    dashboard: Arc<Dashboard>,
+    mut readings: broadcast::Receiver<Bytes>,
+    gone: tokio_util::sync::CancellationToken,
+    write_timeout: Duration,
+) {
+    use broadcast::error::RecvError;
+    use socketioxide::{SendError, SocketError};
+    loop {
+        let json = tokio::select! {
+            _ = gone.cancelled() => return,
+            got = readings.recv() => match got {
+                Ok(json) => json,
+                Err(RecvError::Lagged(missed)) => {
+                    dashboard.count_dropped(missed);
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        // Every reading's JSON came through the decoder.
+        let Ok(raw) = serde_json::from_slice::<&serde_json::value::RawValue>(&json) else {
+            continue;
+        };
+        let stalled_at = Instant::now() + write_timeout;
+        loop {
+            match socket.emit(codec::EVENT, &raw) {
+                Ok(()) => {
+                    dashboard.count_forwarded(1);
+                    break;
+                }
+                Err(SendError::Socket(SocketError::InternalChannelFull))
+                    if Instant::now() < stalled_at =>
+                {
+                    tokio::select! {
+                        _ = gone.cancelled() => return,
+                        _ = tokio::time::sleep(DASHBOARD_RETRY) => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = socket.disconnect();
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The sink's Socket.IO server: one socketioxide instance for every connection.
 pub(crate) struct Server {
     service: SocketIoService<engineioxide::service::NotFoundService>,
@@ -879,6 +995,14 @@ impl Server {
             .ws_read_buffer_size(READ_BUFFER)
             .build_svc();
         io.ns("/", (async |_: SocketRef| {}).with(join));
+        if options.dashboard.is_some() {
+            let write_timeout = options.handshake_timeout;
+            io.ns(
+                Dashboard::PATH,
+                (async move |socket: SocketRef| watch_dashboard(socket, write_timeout))
+                    .with(admit_browser),
+            );
+        }
         Server {
             service,
             handshake_timeout: options.handshake_timeout,
@@ -911,6 +1035,10 @@ impl Server {
                 rejected: AtomicU64::new(0),
                 joined: AtomicBool::new(false),
                 disconnected: Notify::new(),
+                dashboard: sink.options.dashboard.clone(),
+                browser: AtomicBool::new(false),
+                dashboard_readings: Mutex::new(None),
+                shutdown: sink.shutdown.clone(),
             });
             let (dropped_tx, mut dropped) = oneshot::channel();
             let io = Tapped {
@@ -963,6 +1091,10 @@ impl Server {
                     conn.close(ConnectionEnd::Shutdown);
                     let _ = tokio::time::timeout(socket::CLOSE_WAIT, &mut dropped).await;
                 }
+            }
+            if conn.browser.load(Ordering::Acquire) {
+                // A browser's dashboard, not a device: reported to no observer.
+                return;
             }
             let known = lock(&conn.end).is_some();
             if !known && conn.joined.load(Ordering::Acquire) {
