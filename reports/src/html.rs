@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::browser;
 use crate::charts::Kind;
 use crate::commands;
 use crate::format::{count, sig3};
@@ -101,6 +102,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
     table(&mut h, summary);
     h.push_str("</div>\n");
     shards_table(&mut h, run);
+    browser_table(&mut h, run);
     commands_table(&mut h, run);
     recovery_table(&mut h, run);
     h.push_str("<h2>Charts</h2>\n");
@@ -298,6 +300,99 @@ fn shards_table(h: &mut String, run: &RunResult) {
     );
     let title = ("shards", "Fleet shards (distributed run)");
     variant_table(h, run, title, &note, &shards::COLUMNS, 3, &rows);
+}
+
+/// The browser table, when a browser consumed any variant, and under it the backend's and the
+/// page's latency side by side per variant.
+fn browser_table(h: &mut String, run: &RunResult) {
+    let rows = browser::rows(run);
+    let cells: Vec<(usize, &[String])> = rows.iter().map(|r| (r.variant, &r.cells[..])).collect();
+    let note = format!(
+        "{} \u{2013} means the run has no such figure.",
+        browser::NOTE
+    );
+    let title = ("browser", "Browser consumer (backend → page)");
+    variant_table(h, run, title, &note, &browser::COLUMNS, 3, &cells);
+    if !rows.is_empty() {
+        browser_bars(h, run);
+    }
+}
+
+/// Bar pairs, inline SVG: per variant a browser consumed and per percentile (p50, p99,
+/// p99.9), the latency to the backend (pale) beside the latency to the page (the variant's
+/// colour), ms on one linear scale.
+fn browser_bars(h: &mut String, run: &RunResult) {
+    let colours = palette::variants(run.variants.iter().map(|v| v.transport.as_str()));
+    let groups: Vec<(usize, [u64; 3], [u64; 3])> = run
+        .variants
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let b = v.browser.as_ref()?;
+            let c = &v.latency_us.corrected;
+            let p = &b.latency_us;
+            (b.latency_us.count > 0).then_some((i, [c.p50, c.p99, c.p999], [p.p50, p.p99, p.p999]))
+        })
+        .collect();
+    let top = groups
+        .iter()
+        .flat_map(|(_, a, b)| a.iter().chain(b))
+        .copied()
+        .max()
+        .unwrap_or(0);
+    if top == 0 {
+        return;
+    }
+    const LABELS: [&str; 3] = ["p50", "p99", "p99.9"];
+    let (label_w, row_h, bar_h, width) = (150.0, 34.0, 13.0, 900.0);
+    let plot_w = width - label_w - 90.0;
+    let height = 30.0 + row_h * (groups.len() * 3) as f64 + 10.0;
+    let _ = write!(
+        h,
+        "<figure id=\"browser-latency\">\n<svg viewBox=\"0 0 {width} {height}\" role=\"img\" \
+         aria-label=\"Latency to the backend and to the page\" font-family=\"sans-serif\" \
+         font-size=\"12\">\n"
+    );
+    let mut y = 20.0;
+    for (i, backend, page) in &groups {
+        let v = &run.variants[*i];
+        let colour = colours[*i];
+        for k in 0..3 {
+            let _ = writeln!(
+                h,
+                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{} {}</text>",
+                label_w - 8.0,
+                y + bar_h + 3.0,
+                escape(&v.name),
+                LABELS[k]
+            );
+            for (j, (value, fill)) in [
+                (backend[k], colour.tint(0.6).hex()),
+                (page[k], colour.hex()),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let w = plot_w * value as f64 / top as f64;
+                let by = y + j as f64 * (bar_h + 1.0);
+                let _ = writeln!(
+                    h,
+                    "<rect x=\"{label_w}\" y=\"{by:.1}\" width=\"{w:.1}\" height=\"{bar_h}\" \
+                     fill=\"{fill}\"/><text x=\"{:.1}\" y=\"{:.1}\">{} {} ms</text>",
+                    label_w + w + 4.0,
+                    by + bar_h - 2.0,
+                    if j == 0 { "backend" } else { "page" },
+                    sig3(value as f64 / 1000.0)
+                );
+            }
+            y += row_h;
+        }
+    }
+    h.push_str(
+        "</svg>\n<figcaption>Latency from each reading's due instant to the backend (pale) and \
+         to the page's JavaScript callback (the variant's colour), ms, per variant a browser \
+         consumed.</figcaption>\n</figure>\n",
+    );
 }
 
 /// The recovery table, when any variant had faults.

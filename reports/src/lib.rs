@@ -25,6 +25,11 @@
 //! - [`commands`] — with `[commands]`, the commands table (one row per variant: command
 //!   latency and round trip, lost, duplicated, unacknowledged, bytes each way), as text cells
 //!   that `html`, `markdown` and the harness's terminal table print.
+//! - [`browser`] — with `[consumer] browser = true`, the browser table (one row per variant
+//!   a real browser consumed: how it subscribed, latency to the backend beside latency to the
+//!   page's JavaScript, received / due by the page, missed by falling behind, the page clock's
+//!   uncertainty), as text cells that `html` and `markdown` print, with a bar chart in
+//!   report.html of the backend's and the page's p50 / p99 / p99.9 per variant.
 //! - [`shards`] — with `distributed` (a fleet split over machines and merged), the shards
 //!   table (one row per variant and fleet shard: its clock against the receiving end's, the
 //!   control channel's round trips, its delivery, latency and cost), as text cells that `html`,
@@ -37,6 +42,7 @@
 //! Nothing here measures or recomputes a figure the harness published, except the percentile
 //! spectrum, which only the histograms hold.
 
+pub mod browser;
 mod charts;
 pub mod commands;
 pub mod compare;

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::charts::Kind;
+use crate::browser;
 use crate::commands;
 use crate::format::{count, sig3};
 use crate::link_model;
@@ -132,6 +133,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
     }
 
     shards_table(&mut md, run);
+    browser_table(&mut md, run);
     commands_table(&mut md, run);
     recovery_table(&mut md, run);
 
@@ -153,6 +155,17 @@ fn shards_table(md: &mut String, run: &RunResult) {
         shards::NOTE
     );
     table(md, &heading, &shards::COLUMNS, 3, &rows);
+}
+
+/// The browser table, when a browser consumed any variant.
+fn browser_table(md: &mut String, run: &RunResult) {
+    let rows = browser::rows(run);
+    let rows: Vec<&[String]> = rows.iter().map(|r| &r.cells[..]).collect();
+    let heading = format!(
+        "Browser consumer (backend → page)\n\n{} – where the run has no such figure.",
+        browser::NOTE
+    );
+    table(md, &heading, &browser::COLUMNS, 3, &rows);
 }
 
 /// The recovery table, when any variant had faults.
