@@ -166,6 +166,12 @@ fn browser(v: &VariantResult, cell: fn(&crate::results::BrowserResult) -> String
 /// Rows shown when a browser consumed any variant (`[consumer] browser = true`): what the page
 /// got, and its latency due → JavaScript callback, within the clock's uncertainty.
 const BROWSER_ROWS: &[Row] = &[
+    ("browser subscribed with", |v| {
+        browser(v, |b| match b.subscriptions {
+            0 | 1 => b.subscribed_with.clone(),
+            n => format!("{} × {n}", b.subscribed_with),
+        })
+    }),
     ("browser received / due", |v| {
         browser(v, |b| {
             format!("{} / {}", b.delivery.received, b.delivery.scheduled)
@@ -192,6 +198,13 @@ const BROWSER_ROWS: &[Row] = &[
                 latency(b.latency_us.p999),
                 latency(b.latency_us.max)
             )
+        })
+    }),
+    ("browser missed (fell behind)", |v| {
+        browser(v, |b| {
+            b.backend_fan_out
+                .as_ref()
+                .map_or_else(|| "-".into(), |f| f.dropped.to_string())
         })
     }),
     ("browser clock uncertainty", |v| {
@@ -548,11 +561,18 @@ mod tests {
 
     #[test]
     fn a_browser_consumer_has_its_rows_beside_the_backends_figures() {
-        use reports::results::{BrowserClock, BrowserResult, Delivery, Percentiles};
+        use reports::results::{BrowserClock, BrowserResult, Delivery, FanOut, Percentiles};
         let text = include_str!("../../reports/tests/fixtures/clean/results.json");
         let mut result: RunResult = serde_json::from_str(text).unwrap();
         assert!(!render(&result).contains("browser"), "no browser, no rows");
         result.variants[1].browser = Some(BrowserResult {
+            subscribed_with: "Socket.IO".into(),
+            subscriptions: 1,
+            backend_fan_out: Some(FanOut {
+                connections: 1,
+                forwarded: 298,
+                dropped: 1,
+            }),
             delivery: Delivery {
                 scheduled: 300,
                 received: 298,
@@ -580,7 +600,9 @@ mod tests {
             let line = table.lines().find(|l| l.starts_with(label)).unwrap();
             words(&line[label.len()..])
         };
+        assert_eq!(row("browser subscribed with"), "- Socket.IO -", "{table}");
         assert_eq!(row("browser received / due"), "- 298 / 300 -", "{table}");
+        assert_eq!(row("browser missed (fell behind)"), "- 1 -");
         assert_eq!(row("browser lost (after backend)"), "- 2 (1) -");
         assert_eq!(row("browser latency p50 / p99"), "- 789 µs / 6.46 ms -");
         assert_eq!(row("browser latency p99.9 / max"), "- 8.52 ms / 8.52 ms -");
