@@ -52,8 +52,7 @@ fn require_chromium() {
 }
 
 #[test]
-fn chromium_receives_every_reading_of_sse_ws_and_socketio_with_its_latency_on_the_harness_clock(
-) {
+fn chromium_receives_every_reading_of_sse_ws_and_socketio_with_its_latency_on_the_harness_clock() {
     require_chromium();
     let dir = tempfile::tempdir().unwrap();
     let path = run::write_scenario(dir.path(), SCENARIO);

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::charts::Kind;
 use crate::browser;
+use crate::charts::Kind;
 use crate::commands;
 use crate::format::{count, sig3};
 use crate::link_model;

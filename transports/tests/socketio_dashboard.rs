@@ -15,9 +15,8 @@ use support::{link_options, payload, reading, start_sink, HANG};
 
 const KIND: SinkTransport = SinkTransport::SocketIo;
 
-type Browser = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Browser =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The next text frame, answering the server's pings (`2`) as the client does.
 async fn next_text(browser: &mut Browser) -> String {
@@ -73,9 +72,13 @@ async fn a_dashboard_gets_every_reading_as_an_event_and_is_no_device_connection(
     // Subscribed before the connect was written: nothing published from now on is missed.
     assert_eq!(dashboard.tally().connections, 1);
 
-    let (mut link, _) = Link::connect(KIND.dialed(), sink.addr, &link_options(KIND, Encoding::Json))
-        .await
-        .unwrap();
+    let (mut link, _) = Link::connect(
+        KIND.dialed(),
+        sink.addr,
+        &link_options(KIND, Encoding::Json),
+    )
+    .await
+    .unwrap();
     for seq in 0..20 {
         link.send(&reading(7, seq)).await.unwrap();
     }
@@ -115,7 +118,10 @@ async fn a_dashboard_gets_every_reading_as_an_event_and_is_no_device_connection(
 async fn without_a_dashboard_the_namespace_is_refused() {
     let sink = start_sink(KIND, SinkOptions::default()).await;
     let (browser, answer) = connect(sink.addr, Dashboard::PATH).await;
-    assert!(answer.starts_with("44/dashboard,"), "a connect error: {answer}");
+    assert!(
+        answer.starts_with("44/dashboard,"),
+        "a connect error: {answer}"
+    );
     drop(browser);
     // Not a browser's (it never joined the namespace): reported as any connection is.
     sink.wait_for_closed(1).await;

@@ -169,11 +169,7 @@ async fn handle(
         .map_err(|_| std::io::Error::other("no request within the timeout"))??;
     match route(&request) {
         Route::Page => stream.write_all(&page_response(html)).await?,
-        Route::SocketIoClient => {
-            stream
-                .write_all(&script_response(SOCKET_IO_CLIENT))
-                .await?
-        }
+        Route::SocketIoClient => stream.write_all(&script_response(SOCKET_IO_CLIENT)).await?,
         Route::NotFound => stream.write_all(NOT_FOUND).await?,
         Route::Report(key) => {
             stream.write_all(&upgrade_response(&key)).await?;
@@ -226,7 +222,9 @@ mod tests {
             Route::Report("dGhlIHNhbXBsZSBub25jZQ==".into())
         );
         assert_eq!(
-            route(&request("GET /socket.io.min.js HTTP/1.1\r\nHost: x\r\n\r\n")),
+            route(&request(
+                "GET /socket.io.min.js HTTP/1.1\r\nHost: x\r\n\r\n"
+            )),
             Route::SocketIoClient
         );
         assert_eq!(

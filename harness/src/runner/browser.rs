@@ -43,7 +43,8 @@ impl BrowserConsumer {
     /// ws or socketio variant through it.
     pub(super) fn wants_dashboard(scenario: &Scenario, variant: &VariantConfig) -> bool {
         scenario.browser_consumer()
-            && Subscription::of(variant.transport).is_some_and(Subscription::reads_the_sinks_dashboard)
+            && Subscription::of(variant.transport)
+                .is_some_and(Subscription::reads_the_sinks_dashboard)
     }
 
     /// Starts the browser when the scenario asks for one, recording into the run's `raw`
