@@ -64,11 +64,7 @@ pub fn rows(run: &RunResult) -> Vec<BrowserRow> {
 fn cells(v: &VariantResult, b: &BrowserResult) -> [String; 9] {
     [
         v.name.clone(),
-        if b.chromium.is_empty() {
-            ABSENT.to_owned()
-        } else {
-            b.chromium.clone()
-        },
+        browser_name(&b.chromium),
         subscribed_with(b),
         percentiles(&v.latency_us.corrected),
         percentiles(&b.latency_us),
@@ -83,6 +79,20 @@ fn cells(v: &VariantResult, b: &BrowserResult) -> [String; 9] {
             .map_or_else(|| ABSENT.to_owned(), |f| count(f.dropped)),
         clock(b),
     ]
+}
+
+/// The browser's name and version, without where it was built (`Chromium 156.0.8078.114`).
+fn browser_name(chromium: &str) -> String {
+    let name = chromium
+        .split(" built on ")
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if name.is_empty() {
+        ABSENT.to_owned()
+    } else {
+        name.to_owned()
+    }
 }
 
 /// How the page subscribed, with how many subscriptions when more than one.
@@ -142,7 +152,7 @@ mod tests {
             ..Percentiles::default()
         };
         let b = BrowserResult {
-            chromium: "Chromium 143.0.7499.169".into(),
+            chromium: "Chromium 143.0.7499.169 built on Debian GNU/Linux 12 (bookworm)".into(),
             subscribed_with: "Socket.IO".into(),
             subscriptions: 1,
             delivery: Delivery {

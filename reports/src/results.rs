@@ -432,9 +432,9 @@ pub struct DistributedSummary {
 pub struct BrowserResult {
     /// The browser, as it names itself (`Chromium 156.0.8078.114 ...`).
     pub chromium: String,
-    /// How the page subscribed: `EventSource` (one per device) or `WebSocket`.
+    /// How the page subscribed: `EventSource` (one per device), `WebSocket` or `Socket.IO`.
     pub subscribed_with: String,
-    /// Subscriptions the page held (devices for sse; 1 for ws).
+    /// Subscriptions the page held (devices for sse; 1 for ws and socketio).
     pub subscriptions: u64,
     /// When the last subscription first opened, seconds after the window's start (negative:
     /// before it; absent: one never opened). Readings due before then could not reach the
@@ -453,7 +453,7 @@ pub struct BrowserResult {
     pub latency_us: Percentiles,
     /// The page's clock against CLOCK_MONOTONIC.
     pub clock: BrowserClock,
-    /// ws only: what the backend's dashboard fan-out did (its own count: readings it wrote to
+    /// ws and socketio only: what the backend's dashboard fan-out did (its own count: readings it wrote to
     /// browsers, and those a browser missed by falling too far behind; after a backend-restart
     /// fault, the restarted process's count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
