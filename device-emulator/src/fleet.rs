@@ -96,6 +96,19 @@ pub struct FleetPlan {
     /// this process is the whole fleet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<FleetShard>,
+    /// serial-gateway only: the ports the gateway opened, one per device, and their baud rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<SerialLines>,
+}
+
+/// The serial ports of a serial-gateway fleet, as its gateway opened them: device `id`'s port is
+/// `ports[id]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialLines {
+    /// Bits per second, 8N1.
+    pub baud: u32,
+    /// The device side of each port (`/dev/pts/N`), by device id.
+    pub ports: Vec<std::path::PathBuf>,
 }
 
 /// Where one shard of a fleet split over several processes sits in the whole fleet.
@@ -254,6 +267,14 @@ impl FleetPlan {
                 ..self.mqtt.clone()
             },
             http_connections: self.http_connections,
+            serial: self.serial.as_ref().and_then(|s| {
+                s.ports
+                    .get(device_id as usize)
+                    .map(|path| transports::settings::SerialPort {
+                        path: path.clone(),
+                        baud: s.baud,
+                    })
+            }),
         }
     }
 }
@@ -1227,6 +1248,7 @@ mod tests {
             http_connections: Default::default(),
             faults: Vec::new(),
             shard: None,
+            serial: None,
         }
     }
 

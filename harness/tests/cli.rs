@@ -545,6 +545,7 @@ fn a_fleet_that_cannot_write_its_records_fails_with_an_error_line_naming_the_fil
         http_connections: Default::default(),
         faults: Vec::new(),
         shard: None,
+        serial: None,
     };
     let plan_path = dir.path().join("fleet-plan.json");
     std::fs::write(&plan_path, serde_json::to_vec(&plan).unwrap()).unwrap();

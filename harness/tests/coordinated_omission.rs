@@ -70,6 +70,7 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
         http_connections: Default::default(),
         faults: Vec::new(),
         shard: None,
+        serial: None,
     };
     let device_clock = plan.clone();
     let sink = tokio::spawn(async move {

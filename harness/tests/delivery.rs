@@ -86,6 +86,7 @@ fn link_options(device_id: u32) -> LinkOptions {
         device_id,
         mqtt: MqttSettings::default(),
         http_connections: Default::default(),
+        serial: None,
     }
 }
 
@@ -126,6 +127,7 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
         http_connections: Default::default(),
         faults: Vec::new(),
         shard: None,
+        serial: None,
     };
     let sends = Arc::new(Sends {
         recorder: FleetRecorder::create(dir.path()).unwrap(),

@@ -28,6 +28,7 @@ pub mod link;
 pub mod mqtt;
 pub mod poll;
 pub mod reading;
+pub mod serial;
 pub mod served;
 pub mod settings;
 pub mod sink;

@@ -38,6 +38,8 @@ pub struct LinkOptions {
     /// Whether the device takes commands from the backend, and how (`None`: it does not; an
     /// MQTT device then subscribes to nothing).
     pub commands: Option<crate::command::DeviceCommands>,
+    /// serial-gateway only: the serial port the device writes its lines to.
+    pub serial: Option<crate::settings::SerialPort>,
 }
 
 impl LinkOptions {

@@ -117,3 +117,13 @@ impl Default for SocketIoSettings {
         }
     }
 }
+
+/// A serial-gateway device's port: the device side of its gateway's pseudo-terminal, and the
+/// baud rate its UART writes at (8N1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialPort {
+    /// The port's path (`/dev/pts/N`).
+    pub path: std::path::PathBuf,
+    /// Bits per second.
+    pub baud: u32,
+}

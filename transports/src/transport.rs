@@ -26,7 +26,7 @@ pub use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats, Setup};
 pub use crate::served::ServedTransport;
 use crate::sink::{Accepted, SinkConnection};
 pub use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver, SinkOptions};
-use crate::{httppost, mqtt, poll, socketio, tcp, ws, Reading};
+use crate::{httppost, mqtt, poll, serial, socketio, tcp, ws, Reading};
 
 /// Which transport a variant uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,6 +71,11 @@ pub enum TransportKind {
     /// `SocketIOclient`: one `42["reading",{…}]` event per reading, to a Socket.IO server.
     #[serde(rename = "socketio")]
     SocketIo,
+    /// An Arduino-class board printing each reading as a JSON line on a serial line (9600 8N1
+    /// by default) to a gateway, which forwards it upstream over socketio, ws or mqtt-qos0
+    /// (see [`crate::serial`]).
+    #[serde(rename = "serial-gateway")]
+    SerialGateway,
 }
 
 impl TransportKind {
@@ -89,6 +94,7 @@ impl TransportKind {
             TransportKind::LongPoll => "long-poll",
             TransportKind::WsServer => "ws-server",
             TransportKind::SocketIo => "socketio",
+            TransportKind::SerialGateway => "serial-gateway",
         }
     }
 
@@ -108,6 +114,7 @@ impl TransportKind {
             TransportKind::LongPoll => Role::Served(ServedTransport::LongPoll),
             TransportKind::WsServer => Role::Served(ServedTransport::WsServer),
             TransportKind::SocketIo => Role::Dialed(DialedTransport::SocketIo),
+            TransportKind::SerialGateway => Role::Dialed(DialedTransport::Serial),
         }
     }
 
@@ -117,7 +124,7 @@ impl TransportKind {
     }
 
     /// Every transport, in the order reports list them.
-    pub const ALL: [TransportKind; 12] = [
+    pub const ALL: [TransportKind; 13] = [
         TransportKind::Tcp,
         TransportKind::Ws,
         TransportKind::MqttQos0,
@@ -130,6 +137,7 @@ impl TransportKind {
         TransportKind::LongPoll,
         TransportKind::WsServer,
         TransportKind::SocketIo,
+        TransportKind::SerialGateway,
     ];
 
     /// The MQTT QoS level, for MQTT transports.
@@ -162,6 +170,7 @@ impl TransportKind {
             TransportKind::HttpStream | TransportKind::LongPoll => "ESP8266WebServer",
             TransportKind::WsServer => "arduinoWebSockets (server)",
             TransportKind::SocketIo => "arduinoWebSockets SocketIOclient",
+            TransportKind::SerialGateway => "Arduino Serial (HardwareSerial)",
         }
     }
 
@@ -202,7 +211,9 @@ impl TransportKind {
     /// - http-post, poll: none: every reading opens its own connection (or, kept alive, reopens
     ///   it) when it falls due, so there is nothing to wait for beyond the next reading (a
     ///   failed poll is tried again after [`crate::poll::driver::POLL_RETRY`], by the link);
-    /// - device-served transports: none (the device listens; the collector reconnects).
+    /// - device-served transports: none (the device listens; the collector reconnects);
+    /// - serial-gateway: none (the board's port is always there; its gateway reconnects
+    ///   upstream with the upstream library's delay).
     pub fn library_retry_delay(self) -> Duration {
         match self {
             TransportKind::Tcp | TransportKind::MqttQos0 => Duration::from_secs(5),
@@ -213,7 +224,8 @@ impl TransportKind {
             | TransportKind::Sse
             | TransportKind::HttpStream
             | TransportKind::LongPoll
-            | TransportKind::WsServer => Duration::ZERO,
+            | TransportKind::WsServer
+            | TransportKind::SerialGateway => Duration::ZERO,
         }
     }
 
@@ -261,6 +273,8 @@ pub enum DialedTransport {
     Poll,
     /// Socket.IO, the device as `SocketIOclient`.
     SocketIo,
+    /// A serial line to a gateway: the device "dials" its port (opens it), and writes lines.
+    Serial,
 }
 
 impl DialedTransport {
@@ -275,11 +289,13 @@ impl DialedTransport {
             DialedTransport::HttpPost => TransportKind::HttpPost,
             DialedTransport::Poll => TransportKind::Poll,
             DialedTransport::SocketIo => TransportKind::SocketIo,
+            DialedTransport::Serial => TransportKind::SerialGateway,
         }
     }
 
     /// What a sink server ([`serve`]) receives it as; `None` for MQTT, which a broker receives
-    /// and a collector subscribes to.
+    /// and a collector subscribes to, and for a serial line, which a gateway reads (its
+    /// upstream is received as that transport is).
     pub fn sink(self) -> Option<SinkTransport> {
         match self {
             DialedTransport::Tcp => Some(SinkTransport::Tcp),
@@ -287,9 +303,10 @@ impl DialedTransport {
             DialedTransport::HttpPost => Some(SinkTransport::HttpPost),
             DialedTransport::Poll => Some(SinkTransport::Poll),
             DialedTransport::SocketIo => Some(SinkTransport::SocketIo),
-            DialedTransport::MqttQos0 | DialedTransport::MqttQos1 | DialedTransport::MqttQos2 => {
-                None
-            }
+            DialedTransport::MqttQos0
+            | DialedTransport::MqttQos1
+            | DialedTransport::MqttQos2
+            | DialedTransport::Serial => None,
         }
     }
 }
@@ -353,6 +370,8 @@ pub enum Link {
     Poll(Box<poll::driver::DeviceConnection>),
     /// Socket.IO client.
     SocketIo(Box<socketio::driver::DeviceConnection>),
+    /// A serial line to a gateway.
+    Serial(serial::driver::DeviceConnection),
 }
 
 impl Link {
@@ -389,6 +408,17 @@ impl Link {
                         .await
                         .map(|c| Link::SocketIo(Box::new(c)))
                 }
+                DialedTransport::Serial => {
+                    let port = options.serial.as_ref().ok_or_else(|| {
+                        LinkError::Handshake("a serial device has no port to open".into())
+                    })?;
+                    serial::driver::DeviceConnection::connect(
+                        &port.path,
+                        port.baud,
+                        options.write_timeout,
+                    )
+                    .map(Link::Serial)
+                }
                 DialedTransport::MqttQos0 => mqtt_at(0).await,
                 DialedTransport::MqttQos1 => mqtt_at(1).await,
                 DialedTransport::MqttQos2 => mqtt_at(2).await,
@@ -418,6 +448,7 @@ impl Link {
             Link::HttpPost(c) => c.send(reading).await,
             Link::Poll(c) => c.send(reading).await,
             Link::SocketIo(c) => c.send(reading).await,
+            Link::Serial(c) => c.send(reading).await,
         }
     }
 
@@ -434,7 +465,7 @@ impl Link {
             Link::HttpPost(c) => Ok(c.next_command().await),
             Link::Poll(c) => c.next_command().await,
             // Commands over Socket.IO are not emulated (scenarios refuse them).
-            Link::SocketIo(_) => std::future::pending().await,
+            Link::SocketIo(_) | Link::Serial(_) => std::future::pending().await,
         }
     }
 
@@ -449,6 +480,7 @@ impl Link {
             Link::HttpPost(c) => c.ack(command).await,
             Link::Poll(c) => c.ack(command).await,
             Link::SocketIo(_) => Err(LinkError::Write("socketio carries no commands".into())),
+            Link::Serial(_) => Err(LinkError::Write("a serial line carries no commands".into())),
         }
     }
 
@@ -457,9 +489,12 @@ impl Link {
     pub fn broker_ack(&self) -> BrokerAck {
         match self {
             Link::Mqtt(c) => c.broker_ack(),
-            Link::Tcp(_) | Link::Ws(_) | Link::HttpPost(_) | Link::Poll(_) | Link::SocketIo(_) => {
-                BrokerAck::NotExpected
-            }
+            Link::Tcp(_)
+            | Link::Ws(_)
+            | Link::HttpPost(_)
+            | Link::Poll(_)
+            | Link::SocketIo(_)
+            | Link::Serial(_) => BrokerAck::NotExpected,
         }
     }
 
@@ -472,6 +507,7 @@ impl Link {
             Link::HttpPost(c) => c.stats(),
             Link::Poll(c) => c.stats(),
             Link::SocketIo(c) => c.stats(),
+            Link::Serial(c) => c.stats(),
         }
     }
 
@@ -504,6 +540,7 @@ impl Link {
             Link::HttpPost(c) => c.vanish(),
             Link::Poll(c) => c.vanish(),
             Link::SocketIo(c) => c.vanish(),
+            Link::Serial(c) => c.vanish(),
         }
     }
 
@@ -519,6 +556,7 @@ impl Link {
                 Link::HttpPost(c) => c.close().await,
                 Link::Poll(c) => c.close().await,
                 Link::SocketIo(c) => c.close().await,
+                Link::Serial(c) => c.close().await,
             }
         };
         tokio::time::timeout(2 * crate::socket::CLOSE_WAIT, close)

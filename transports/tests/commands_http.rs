@@ -86,6 +86,7 @@ fn options(kind: SinkTransport, connections: Connections) -> LinkOptions {
     LinkOptions {
         commands: Some(DeviceCommands { qos: 0 }),
         http_connections: connections,
+        serial: None,
         device_id: DEVICE,
         ..support::link_options(kind, Encoding::Json)
     }

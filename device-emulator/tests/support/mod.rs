@@ -63,6 +63,7 @@ pub fn one_tcp_device(
         http_connections: Default::default(),
         faults: Vec::new(),
         shard: None,
+        serial: None,
     }
 }
 

@@ -101,7 +101,8 @@ impl SubscribedTransport {
             | DialedTransport::Ws
             | DialedTransport::HttpPost
             | DialedTransport::Poll
-            | DialedTransport::SocketIo => None,
+            | DialedTransport::SocketIo
+            | DialedTransport::Serial => None,
         }
     }
 }

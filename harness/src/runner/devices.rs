@@ -252,6 +252,7 @@ pub(crate) fn whole_fleet_plan(
         http_connections: variant.connections.unwrap_or_default(),
         faults: Vec::new(),
         shard: None,
+        serial: None,
     }
 }
 

@@ -111,6 +111,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
     check_faults(s)?;
     check_commands(s)?;
     check_socketio(s)?;
+    check_serial_gateway(s)?;
     check_processes(s)?;
     check_saturate(s)?;
     check_consumer(s)?;
@@ -386,6 +387,129 @@ fn check_socketio(s: &Scenario) -> Result<(), Problem> {
                     "[commands] cannot go to [[variants]] #{}: socketio carries no commands \
                      in fleetbench yet",
                     i + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The transports a serial gateway forwards over.
+const GATEWAY_UPSTREAMS: [TransportKind; 3] = [
+    TransportKind::SocketIo,
+    TransportKind::Ws,
+    TransportKind::MqttQos0,
+];
+
+/// Lowest and highest baud rate a serial-gateway variant takes (a UART's usual range).
+const BAUD_RANGE: std::ops::RangeInclusive<u32> = 300..=4_000_000;
+
+/// `baud` and `upstream` belong to serial-gateway variants; a serial-gateway variant sends JSON
+/// lines from an emulated board over a serial line, so it takes no binary encoding, no
+/// commands (the line goes one way), no faults or WiFi link (there is no WiFi between a board
+/// and its gateway), and forwards over socketio, ws or mqtt-qos0.
+fn check_serial_gateway(s: &Scenario) -> Result<(), Problem> {
+    for (i, v) in s.variants.iter().enumerate() {
+        let at = |k: &str| [key("variants"), Seg::Index(i), key(k)];
+        if v.transport != TransportKind::SerialGateway {
+            for (name, given) in [
+                ("baud", v.baud.is_some()),
+                ("upstream", v.upstream.is_some()),
+            ] {
+                if given {
+                    return Err(problem(
+                        &at(name),
+                        format!(
+                            "`{name}` in [[variants]] #{} applies only to serial-gateway, not \
+                             `{}`",
+                            i + 1,
+                            v.transport.name()
+                        ),
+                    ));
+                }
+            }
+            continue;
+        }
+        let n = i + 1;
+        if let Some(baud) = v.baud.filter(|b| !BAUD_RANGE.contains(b)) {
+            return Err(problem(
+                &at("baud"),
+                format!(
+                    "`baud` in [[variants]] #{n} is {baud}: a serial line runs at {} to {} baud",
+                    BAUD_RANGE.start(),
+                    BAUD_RANGE.end()
+                ),
+            ));
+        }
+        if let Some(up) = v.upstream.filter(|u| !GATEWAY_UPSTREAMS.contains(u)) {
+            return Err(problem(
+                &at("upstream"),
+                format!(
+                    "`upstream` in [[variants]] #{n} is `{}`: a gateway forwards over socketio, \
+                     ws or mqtt-qos0",
+                    up.name()
+                ),
+            ));
+        }
+        if v.encoding(&s.fleet) == Encoding::Binary {
+            let at: &[Seg] = match v.encoding {
+                Some(_) => &[key("variants"), Seg::Index(i), key("encoding")],
+                None => &[key("fleet"), key("encoding")],
+            };
+            return Err(problem(
+                at,
+                format!(
+                    "[[variants]] #{n} is serial-gateway, whose board prints each reading as a \
+                     JSON line: use encoding = \"json\""
+                ),
+            ));
+        }
+        if s.commands.is_some() {
+            return Err(problem(
+                &[key("commands")],
+                format!(
+                    "[commands] cannot go to [[variants]] #{n}: serial-gateway's line carries \
+                     readings one way, and its gateway takes no commands"
+                ),
+            ));
+        }
+        if !s.faults.is_empty() {
+            return Err(problem(
+                &[key("faults")],
+                format!(
+                    "[[faults]] cannot act on [[variants]] #{n}: serial-gateway has no WiFi \
+                     link, and its gateway is not a backend fleetbench restarts"
+                ),
+            ));
+        }
+        if s.fleet.source == FleetSource::Hardware {
+            return Err(problem(
+                &[key("fleet"), key("source")],
+                format!(
+                    "[[variants]] #{n} is serial-gateway, which runs on emulated fleets only (a \
+                     board's serial port is read by a gateway fleetbench does not start)"
+                ),
+            ));
+        }
+        if v.link_model(s).is_ok_and(|m| !m.is_ideal()) {
+            let at: &[Seg] = match v.link {
+                Some(_) => &[key("variants"), Seg::Index(i), key("link")],
+                None => &[key("link")],
+            };
+            return Err(problem(
+                at,
+                format!(
+                    "[[variants]] #{n} is serial-gateway: a serial line is no WiFi link; \
+                     remove [link] for it"
+                ),
+            ));
+        }
+        if v.sink_processes.is_some_and(|p| p > 1) {
+            return Err(problem(
+                &at("sink_processes"),
+                format!(
+                    "`sink_processes` in [[variants]] #{n}: a serial-gateway's one gateway \
+                     connection reaches one sink process; use 1"
                 ),
             ));
         }

@@ -489,6 +489,15 @@ pub struct VariantConfig {
     /// readings, sharing the port (SO_REUSEPORT; default: as few as the open-file limit allows).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sink_processes: Option<u32>,
+    /// serial-gateway only: the serial line's baud rate, 8N1 (default 9600, an Arduino
+    /// sketch's `Serial.begin(9600)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baud: Option<u32>,
+    /// serial-gateway only: how the gateway forwards each reading to the backend: `socketio`
+    /// (the default, as a Flask-SocketIO gateway does), `ws` or `mqtt-qos0`. One gateway process
+    /// reads every device's port and forwards over one connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<TransportKind>,
 }
 
 /// Most subscribers an MQTT variant may fan out to.
@@ -549,6 +558,20 @@ impl VariantConfig {
             } else {
                 80
             })
+    }
+
+    /// The transport that reaches the backend: the variant's own, or a serial-gateway's
+    /// `upstream` (socketio by default), which its receiving end receives as it always does.
+    pub fn network_transport(&self) -> TransportKind {
+        match self.transport {
+            TransportKind::SerialGateway => self.upstream.unwrap_or(TransportKind::SocketIo),
+            other => other,
+        }
+    }
+
+    /// A serial-gateway's baud rate: its own, else 9600.
+    pub fn baud(&self) -> u32 {
+        self.baud.unwrap_or(transports::serial::codec::DEFAULT_BAUD)
     }
 
     /// The broker of an MQTT variant.

@@ -34,5 +34,6 @@ pub fn esp8266_link_options(device_id: u32, nagle: bool) -> LinkOptions {
         device_id,
         mqtt: Default::default(),
         http_connections: Default::default(),
+        serial: None,
     }
 }

@@ -144,6 +144,7 @@ pub fn link_options(kind: SinkTransport, encoding: Encoding) -> LinkOptions {
         device_id: 0,
         mqtt: Default::default(),
         http_connections: Default::default(),
+        serial: None,
     }
 }
 
