@@ -110,6 +110,17 @@ enum Command {
         /// The results folder (holding results.json).
         dir: PathBuf,
     },
+    /// Run a serial gateway from a plan (written by `run` for a serial-gateway variant; used as
+    /// its child process): a pseudo-terminal per device, every line forwarded upstream, until
+    /// SIGINT or SIGTERM.
+    Gateway {
+        /// The gateway plan (JSON).
+        #[arg(long)]
+        plan: PathBuf,
+        /// Write the ports' paths and the gateway's tally into this folder.
+        #[arg(long)]
+        record_dir: PathBuf,
+    },
     /// Serve a sink (the backend under test) until SIGINT or SIGTERM.
     Serve {
         /// Transport to serve: tcp, ws, http-post or poll (MQTT goes to a broker; the
@@ -597,6 +608,10 @@ fn main() -> ExitCode {
                 Err(exit) => return exit,
             }
         }
+        Command::Gateway { plan, record_dir } => match role::read_plan(&plan) {
+            Ok(plan) => role::gateway::run(&plan, &record_dir),
+            Err(e) => return exit_unplanned(e),
+        },
         Command::Fleet {
             plan: Some(plan),
             record_dir: Some(record_dir),

@@ -10,8 +10,8 @@ pub use reports::results::{
     BrowserClock, BrowserResult, CloseCost, CommandLatency, CommandResult, Cost, Delivery,
     DeviceSpread, DistributedSummary, FanOut, FaultResult, HardwareDevice, HardwareSummary,
     Latency, LinkDirectionSummary, LinkSummary, MeasuredAt, PerReading, Percentiles, ProcessCost,
-    ProfileEcho, Repetition, RoundTrip, RunResult, ScenarioEcho, SecondStats, SetupCost,
-    ShardClock, ShardSummary, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
+    ProfileEcho, Repetition, RoundTrip, RunResult, ScenarioEcho, SecondStats, SerialSummary,
+    SetupCost, ShardClock, ShardSummary, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
 };
 
 /// The JSON Schema of results.json.

@@ -249,6 +249,11 @@ pub struct VariantResult {
     /// above).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub browser: Option<BrowserResult>,
+    /// serial-gateway variants only: the serial lines, and the gateway between them and the
+    /// backend (its forwarding, and its own CPU and memory). The overhead and cost above are the
+    /// devices' (their lines) and the upstream's receiving end's, as for every variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<SerialSummary>,
     /// Each repetition's own figures, in the order run (one entry when the scenario runs each
     /// variant once). The figures above pool them: counts add up, latency percentiles come from
     /// the merged histograms, overhead from every connection of every repetition.
@@ -396,6 +401,50 @@ pub struct DeviceSpread {
     pub p99: Option<f64>,
     /// Largest.
     pub max: Option<f64>,
+}
+
+/// A serial-gateway variant's serial lines and gateway: each board prints its readings as JSON
+/// lines at `baud` (8N1, 10 bits a byte) to one gateway process, which reads every port and
+/// forwards each reading upstream over one connection. Latency above runs from each reading's
+/// due instant to its arrival at the backend, so the serial time is part of it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct SerialSummary {
+    /// Bits per second on every line.
+    pub baud: u32,
+    /// The transport the gateway forwards over (socketio, ws, mqtt-qos0).
+    pub upstream: String,
+    /// Gateway processes (one serves the whole fleet).
+    pub gateways: u32,
+    /// Serial ports the gateway read (one per device).
+    pub ports: u32,
+    /// Whole lines the gateway read.
+    pub lines: u64,
+    /// Mean bytes of a reading's line on the serial wire, newline included (the gateway's
+    /// count: line bytes over lines).
+    pub line_bytes_per_reading: f64,
+    /// Mean time a reading's line takes on the wire: its bytes × 10 bits ÷ baud, µs.
+    pub serial_time_per_reading_us: f64,
+    /// Lines that did not decode, skipped.
+    pub malformed_lines: u64,
+    /// Lines past the gateway's line buffer, skipped.
+    pub overlong_lines: u64,
+    /// Readings forwarded upstream.
+    pub forwarded: u64,
+    /// Readings whose forwarding failed.
+    pub forward_failed: u64,
+    /// Upstream connections the gateway opened.
+    pub upstream_connections: u64,
+    /// Application bytes the gateway wrote upstream per forwarded reading, its connections'
+    /// set-up (handshakes) left out.
+    pub network_app_bytes_per_reading: f64,
+    /// TCP bytes the gateway's upstream socket sent per forwarded reading (TCP_INFO, set-up
+    /// included; absent when not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_tcp_bytes_per_reading: Option<f64>,
+    /// The gateway process's CPU and memory, sampled as the backend's are.
+    pub gateway: ProcessCost,
 }
 
 /// A run whose fleet shards ran on other machines than the receiving end (a Kubernetes Indexed

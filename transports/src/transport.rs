@@ -452,6 +452,16 @@ impl Link {
         }
     }
 
+    /// Forwards a reading of another device over this link, as a gateway does for its boards:
+    /// as [`send`](Self::send), except that an MQTT link publishes it to that device's topic
+    /// (so a collector attributes it as it would the device's own).
+    pub async fn forward(&mut self, reading: &Reading) -> Result<usize, LinkError> {
+        match self {
+            Link::Mqtt(c) => c.forward(reading).await,
+            _ => self.send(reading).await,
+        }
+    }
+
     /// Waits for the next command the backend sent to this device on this link, and returns
     /// it with the instant its last byte was read (CLOCK_MONOTONIC ns) and its application
     /// bytes, framing included. Cancel-safe: a device awaits it between its due readings

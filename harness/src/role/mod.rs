@@ -13,6 +13,7 @@
 pub mod collect;
 mod commands;
 pub mod fleet;
+pub mod gateway;
 mod receipts;
 pub mod serve;
 
@@ -28,6 +29,8 @@ use transports::TransportKind;
 pub const SINK_PLAN: &str = "sink-plan.json";
 /// The fleet's plan, in a variant's raw folder: a [`device_emulator::FleetPlan`].
 pub const FLEET_PLAN: &str = "fleet-plan.json";
+/// The serial gateway's plan, in a variant's raw folder: a [`gateway::GatewayPlan`].
+pub const GATEWAY_PLAN: &str = "gateway-plan.json";
 /// The collector's plan, in a variant's raw folder: a [`collect::CollectorPlan`].
 pub const COLLECTOR_PLAN: &str = "collector-plan.json";
 /// Where a device-serving fleet writes its devices' addresses (in its record folder), a JSON

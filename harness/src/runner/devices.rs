@@ -54,6 +54,8 @@ pub(super) struct VariantRun<'a> {
     /// Emulated runs with `[commands]`: the commands the backend sends down, on the run's
     /// fixed start.
     pub commands: Option<&'a CommandPlan>,
+    /// serial-gateway only: the ports its gateway opened, which the devices write to.
+    pub serial: Option<device_emulator::fleet::SerialLines>,
 }
 
 impl VariantRun<'_> {
@@ -142,6 +144,7 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
     );
     let plan = FleetPlan {
         commands: run.commands.cloned(),
+        serial: run.serial.clone(),
         faults: run.faults.to_vec(),
         ..whole_fleet_plan(
             scenario,

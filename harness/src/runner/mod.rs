@@ -31,6 +31,7 @@ mod browser;
 pub(crate) mod devices;
 mod fault_figures;
 pub mod faults;
+mod gateway;
 mod link;
 mod pool;
 pub(crate) mod receiving;
@@ -321,6 +322,7 @@ pub(crate) fn unmeasured(
         commands: None,
         distributed: None,
         browser: None,
+        serial: None,
         repetitions: Vec::new(),
     }
 }
@@ -372,7 +374,7 @@ fn run_variant(
     let VariantFolders { raw_rel, raw, hlog } =
         VariantFolders::create(variant, repetition, options)?;
     let mqtt = variant
-        .transport
+        .network_transport()
         .mqtt_qos()
         .map(|_| variant.mqtt_settings(profile));
     let secrets = mqtt_secrets(mqtt.as_ref());
@@ -381,7 +383,7 @@ fn run_variant(
     let mut browser = browser::BrowserConsumer::start(scenario, variant, &raw, options)?;
     let (start_ns, faults) = fault_timeline(scenario, source);
     let commands = command_plan(scenario, variant, start_ns);
-    let run = VariantRun {
+    let mut run = VariantRun {
         scenario,
         variant,
         options,
@@ -392,6 +394,7 @@ fn run_variant(
         start_ns,
         faults: &faults,
         commands: commands.as_ref(),
+        serial: None,
     };
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
 
@@ -418,6 +421,23 @@ fn run_variant(
         )?)
     };
     let target = early.as_ref().map(|r| r.target);
+    // A serial gateway between the devices and the receiving end: its ports open and its
+    // upstream connected before the fleet starts.
+    let gateway = match (variant.transport, &early) {
+        (transports::TransportKind::SerialGateway, Some(receiving)) => {
+            let (gateway, lines) = gateway::RunningGateway::start(
+                scenario,
+                variant,
+                (receiving.target, run.mqtt),
+                (&secrets, &raw),
+                options,
+            )?;
+            run.serial = Some(lines);
+            Some(gateway)
+        }
+        _ => None,
+    };
+    let run = run;
     let mut devices = source.appear(&run, target.or(scenario.fleet.listen))?;
     let board_commands = match boards_take_commands {
         true => board_command_plan(scenario, variant, &devices),
@@ -459,6 +479,9 @@ fn run_variant(
     if let Some(pid) = receiving.broker_pid {
         pids.push(("broker".to_string(), pid));
     }
+    if let Some(g) = &gateway {
+        pids.push((gateway::LABEL.to_string(), g.pid()));
+    }
     let sampler = Sampler::start(pids, sample_period(scenario));
     sampler.mark("idle");
     let schedule = devices.schedule(scenario);
@@ -486,6 +509,8 @@ fn run_variant(
     let (mut error, complete) = devices.finish(&run, complete, &progress, schedule.start_ns);
     // A backend that did not come back explains what the devices saw after it.
     error = fault_error.or(error);
+    // The gateway forwards what its ports still hold, then stops, before the receiving end.
+    let gateway_tally = gateway.and_then(|g| g.stop(&mut error));
     // The browser has its page send what it holds while the backend still serves.
     if let Some(b) = browser.as_mut() {
         b.stop(&mut error);
@@ -688,6 +713,9 @@ fn run_variant(
         faults: fault_figures.iter().map(|f| f.result.clone()).collect(),
         commands: command_figures.as_ref().map(|f| f.result.clone()),
         browser: browser_figures.as_ref().map(|f| f.result.clone()),
+        serial: gateway_tally
+            .as_ref()
+            .map(|t| gateway::summary(t, process_cost(&labels_of([gateway::LABEL])))),
         ..with_readings(unmeasured(scenario, variant, profile), &figures)
     };
     Ok(Measured {

@@ -267,7 +267,7 @@ pub(crate) fn start_receiving_end(
         .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
     let restarts = backend_restarts(scenario);
     let Some(mqtt) = mqtt else {
-        let Role::Dialed(dialed) = variant.transport.role() else {
+        let Role::Dialed(dialed) = variant.network_transport().role() else {
             bail!("{} is served by its devices: it has no sink", variant.name);
         };
         let transport = dialed
@@ -398,7 +398,7 @@ pub(crate) fn start_receiving_end(
         }
         _ => broker_desc,
     };
-    let Role::Dialed(dialed) = variant.transport.role() else {
+    let Role::Dialed(dialed) = variant.network_transport().role() else {
         bail!(
             "{} is served by its devices: it has no broker",
             variant.name

@@ -280,6 +280,9 @@ enum PublishTo {
     Readings,
     /// Its acknowledgements' topic (`fleet/<device>/ack`).
     Acks,
+    /// The readings' topic of another device, whose readings this client forwards (a serial
+    /// gateway publishing for each of its boards).
+    ReadingsOf(u32),
 }
 
 /// What a [`DeviceConnection`] asks of its session task.
@@ -369,6 +372,8 @@ struct DeviceSession {
     session: Session,
     publishes: DevicePublishes,
     topic: String,
+    /// The readings' topic before `{device}` is replaced.
+    topic_template: String,
     ack_topic: String,
     retain: bool,
     /// arduino-mqtt (QoS 1 and 2) writes header+topic and payload apart; PubSubClient (QoS 0)
@@ -463,6 +468,10 @@ impl DeviceSession {
         let publish = match to {
             PublishTo::Readings => self.publishes.publish(&self.topic, payload, self.retain),
             PublishTo::Acks => self.publishes.publish(&self.ack_topic, payload, false),
+            PublishTo::ReadingsOf(device) => {
+                let topic = codec::topic(&self.topic_template, device);
+                self.publishes.publish(&topic, payload, self.retain)
+            }
         };
         let written = match encode(&Packet::Publish(publish)) {
             Ok(bytes) => {
@@ -672,6 +681,7 @@ impl DeviceConnection {
             session,
             publishes,
             topic: codec::topic(&settings.topic, options.device_id),
+            topic_template: settings.topic.clone(),
             ack_topic,
             retain: settings.retain,
             split_publish: qos > 0,
@@ -705,6 +715,22 @@ impl DeviceConnection {
         self.encoding.encode(reading, &mut payload);
         let len = payload.len();
         self.publish_payload(payload).await.map(|()| len)
+    }
+
+    /// Publishes `reading` to its own device's readings' topic, as a gateway forwarding its
+    /// boards' readings over one session does; otherwise as [`send`](Self::send).
+    pub async fn forward(&mut self, reading: &Reading) -> Result<usize, LinkError> {
+        let mut payload = Vec::with_capacity(96);
+        self.encoding.encode(reading, &mut payload);
+        let len = payload.len();
+        self.last_ack = BrokerAck::NotExpected;
+        let (result, accepted) = self
+            .publish_to(PublishTo::ReadingsOf(reading.device_id), payload)
+            .await;
+        if accepted {
+            self.last_ack = BrokerAck::Received;
+        }
+        result.map(|()| len)
     }
 
     /// Publishes `payload` as it is (for tests of the wire format with the reference payloads)

@@ -72,7 +72,12 @@ impl Uart {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Piece<'a> {
     /// A whole line, without its `\n` (or `\r\n`).
-    Line(&'a [u8]),
+    Line {
+        /// The line's text.
+        text: &'a [u8],
+        /// Its bytes on the wire, line end included.
+        wire: usize,
+    },
     /// A line longer than the splitter's limit, skipped up to its `\n`; `bytes` of it were seen
     /// (its end included when it came).
     Overlong {
@@ -142,7 +147,10 @@ impl LineSplitter {
                         bytes: self.pending.len() + 1,
                     });
                 } else {
-                    each(Piece::Line(line));
+                    each(Piece::Line {
+                        text: line,
+                        wire: self.pending.len() + 1,
+                    });
                 }
                 self.pending.clear();
             }
@@ -176,7 +184,10 @@ mod tests {
         let mut out = Vec::new();
         splitter.push(bytes, |p| {
             out.push(match p {
-                Piece::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                Piece::Line { text, wire } => {
+                    assert!(wire == text.len() + 1 || wire == text.len() + 2);
+                    String::from_utf8_lossy(text).into_owned()
+                }
                 Piece::Overlong { bytes } => format!("<overlong {bytes}>"),
             })
         });
@@ -268,7 +279,7 @@ mod tests {
         let mut s = LineSplitter::new(MAX_LINE);
         let mut decoded = Vec::new();
         s.push(&stream, |p| match p {
-            Piece::Line(l) => decoded.push(decode_line(l)),
+            Piece::Line { text, .. } => decoded.push(decode_line(text)),
             Piece::Overlong { .. } => panic!("not overlong"),
         });
         assert_eq!(decoded.len(), 2);

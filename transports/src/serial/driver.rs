@@ -150,6 +150,21 @@ impl GatewayPort {
     }
 }
 
+impl GatewayPort {
+    /// Reads what the port holds now without waiting: 0 when it holds nothing.
+    pub fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        // SAFETY: `buf` is valid for `buf.len()` bytes.
+        let n = unsafe { libc::read(self.master.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            e => Err(e),
+        }
+    }
+}
+
 /// The device's end of a serial line: a UART writing each reading as a line, one byte after
 /// another at the baud rate. A line starts when it is sent or, if the one before is still on
 /// the wire, when that one ends (a UART's transmit buffer), and its last byte reaches the port
@@ -290,7 +305,7 @@ mod tests {
                 .expect("the line arrives")
                 .unwrap();
             splitter.push(&buf[..n], |p| match p {
-                Piece::Line(l) => lines.push(decode_line(l).unwrap()),
+                Piece::Line { text, .. } => lines.push(decode_line(text).unwrap()),
                 Piece::Overlong { .. } => panic!("overlong"),
             });
         }
