@@ -266,6 +266,7 @@ pub fn render(result: &RunResult) -> String {
     }
     out.push_str(&shards(result));
     out.push_str(&commands(result));
+    out.push_str(&serial(result));
     out.push_str(&recovery(result));
     out.push_str(&notes(result));
     out
@@ -333,6 +334,36 @@ fn commands(result: &RunResult) -> String {
     let mut out = String::from(
         "\ncommands (latency from the due instant to the device, round trip to the ack; – = \
          none):\n",
+    );
+    out.push_str(&aligned(&cells, 2));
+    out
+}
+
+/// Short headings for the serial table's columns (`reports::serial::COLUMNS`, same order).
+const SERIAL_HEADINGS: [&str; 9] = [
+    "variant",
+    "upstream",
+    "baud",
+    "serial B / reading",
+    "serial ms / reading",
+    "network B / reading (app / TCP)",
+    "bad / overlong lines",
+    "gateway CPU ms / 1k readings",
+    "gateway RSS MiB",
+];
+
+/// With serial-gateway variants, below the table: one line per variant, the cells of
+/// report.html's serial table.
+fn serial(result: &RunResult) -> String {
+    let rows = reports::serial::rows(result);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let cells = std::iter::once(SERIAL_HEADINGS.map(String::from))
+        .chain(rows.into_iter().map(|r| r.cells))
+        .collect::<Vec<_>>();
+    let mut out = String::from(
+        "\nserial lines and gateway (latency above includes the serial time; – = none):\n",
     );
     out.push_str(&aligned(&cells, 2));
     out

@@ -13,6 +13,7 @@ use crate::link_model;
 use crate::palette;
 use crate::recovery;
 use crate::results::RunResult;
+use crate::serial;
 use crate::shards;
 use crate::table::Summary;
 
@@ -104,6 +105,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
     shards_table(&mut h, run);
     browser_table(&mut h, run);
     commands_table(&mut h, run);
+    serial_table(&mut h, run);
     recovery_table(&mut h, run);
     h.push_str("<h2>Charts</h2>\n");
     for f in charts {
@@ -413,6 +415,18 @@ fn commands_table(h: &mut String, run: &RunResult) {
     };
     let title = ("commands", "Commands (backend → devices)");
     variant_table(h, run, title, &note, &commands::COLUMNS, 2, &rows);
+}
+
+/// The serial-gateway table, when any variant's boards wrote to a gateway.
+fn serial_table(h: &mut String, run: &RunResult) {
+    let rows = serial::rows(run);
+    let rows: Vec<(usize, &[String])> = rows.iter().map(|r| (r.variant, &r.cells[..])).collect();
+    let note = format!(
+        "{} \u{2013} means the run has no such figure.",
+        serial::NOTE
+    );
+    let title = ("serial", "Serial lines and gateway");
+    variant_table(h, run, title, &note, &serial::COLUMNS, 2, &rows);
 }
 
 /// A table of rows that each belong to a variant (`rows`: the variant's index and its cells),

@@ -56,6 +56,7 @@ mod output;
 mod palette;
 pub mod recovery;
 pub mod results;
+pub mod serial;
 pub mod shards;
 mod table;
 

@@ -10,6 +10,7 @@ use crate::format::{count, sig3};
 use crate::link_model;
 use crate::recovery;
 use crate::results::RunResult;
+use crate::serial;
 use crate::shards;
 use crate::table::Summary;
 use crate::CHARTS_DIR;
@@ -135,6 +136,7 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
     shards_table(&mut md, run);
     browser_table(&mut md, run);
     commands_table(&mut md, run);
+    serial_table(&mut md, run);
     recovery_table(&mut md, run);
 
     md.push_str("\n### Charts\n\n");
@@ -190,6 +192,17 @@ fn commands_table(md: &mut String, run: &RunResult) {
          acknowledgement up, framing included; – where the run has no such figure."
     );
     table(md, &heading, &commands::COLUMNS, 2, &rows);
+}
+
+/// The serial-gateway table, when any variant's boards wrote to a gateway.
+fn serial_table(md: &mut String, run: &RunResult) {
+    let rows = serial::rows(run);
+    let rows: Vec<&[String]> = rows.iter().map(|r| &r.cells[..]).collect();
+    let heading = format!(
+        "Serial lines and gateway\n\n{} – where the run has no such figure.",
+        serial::NOTE
+    );
+    table(md, &heading, &serial::COLUMNS, 2, &rows);
 }
 
 /// A table under `### heading` (its first line; the rest is text under it), the first `names`
