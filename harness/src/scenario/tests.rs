@@ -982,6 +982,58 @@ fn socketio_is_a_sink_transport_of_json_readings_without_commands() {
     );
 }
 
+#[test]
+fn a_serial_gateway_takes_baud_and_upstream_and_refuses_what_it_cannot_do() {
+    let sg = MINIMAL.replace(
+        "name = \"ws\"\ntransport = \"ws\"",
+        "name = \"sg\"\ntransport = \"serial-gateway\"",
+    );
+    let s = parse(&sg, "x.toml").unwrap();
+    let v = &s.variants[1];
+    assert_eq!(v.transport, TransportKind::SerialGateway);
+    assert_eq!(v.baud(), 9_600);
+    assert_eq!(v.network_transport(), TransportKind::SocketIo);
+    assert!(!v.received_by_a_sink());
+    let s = parse(
+        &sg.replace(
+            "transport = \"serial-gateway\"",
+            "transport = \"serial-gateway\"\nbaud = 115200\nupstream = \"mqtt-qos0\"",
+        ),
+        "x.toml",
+    )
+    .unwrap();
+    assert_eq!(s.variants[1].baud(), 115_200);
+    assert_eq!(s.variants[1].network_transport(), TransportKind::MqttQos0);
+
+    let with = |extra: &str| {
+        sg.replace(
+            "transport = \"serial-gateway\"",
+            &format!("transport = \"serial-gateway\"\n{extra}"),
+        )
+    };
+    for (extra, key, says) in [
+        ("baud = 0", "variants[1].baud", "300 to 4000000 baud"),
+        ("upstream = \"tcp\"", "variants[1].upstream", "socketio, ws or mqtt-qos0"),
+        ("encoding = \"binary\"", "variants[1].encoding", "JSON line"),
+        ("sink_processes = 2", "variants[1].sink_processes", "use 1"),
+        ("topic = \"a/{device}\"", "variants[1].topic", "only to MQTT"),
+    ] {
+        let err = error(&with(extra));
+        assert_eq!(err.key(), Some(key), "{extra}: {err}");
+        assert!(err.to_string().contains(says), "{extra}: {err}");
+    }
+    let err = error(&format!("{sg}\n[commands]\nevery = \"1s\"\n"));
+    assert_eq!(err.key(), Some("commands"), "{err}");
+    assert!(err.to_string().contains("takes no commands"), "{err}");
+    // baud and upstream belong to serial-gateway alone.
+    let err = error(&MINIMAL.replace(
+        "transport = \"ws\"",
+        "transport = \"ws\"\nbaud = 9600",
+    ));
+    assert_eq!(err.key(), Some("variants[1].baud"), "{err}");
+    assert!(err.to_string().contains("only to serial-gateway"), "{err}");
+}
+
 /// MINIMAL with a `[saturate]` table; its first key is on line 17.
 fn with_saturate(table: &str) -> String {
     format!("{MINIMAL}\n[saturate]\n{table}")
