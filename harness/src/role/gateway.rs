@@ -333,3 +333,63 @@ async fn forward(
         tally.add_connection(&setup, &end);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[tokio::test]
+    async fn a_garbled_or_overlong_line_is_counted_and_the_port_goes_on() {
+        let port = GatewayPort::open(9_600).unwrap();
+        let mut device = std::fs::OpenOptions::new()
+            .write(true)
+            .open(port.path())
+            .unwrap();
+        let reading = Reading {
+            device_id: 2,
+            seq: 5,
+            scheduled_us: 5_000_000,
+            temperature_dc: 210,
+            humidity_dpct: 400,
+            pressure_pa: 101_000,
+            air_quality_dppm: 4_000,
+            boot: 0,
+        };
+        let mut line = Vec::new();
+        transports::serial::codec::encode_line(&reading, &mut line);
+        let mut bytes = b"{\"id\":2,\"seq\":\xff\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b'x', MAX_LINE + 10));
+        bytes.push(b'\n');
+        bytes.extend_from_slice(&line);
+        device.write_all(&bytes).unwrap();
+
+        let counts = Arc::new(PortCounts::default());
+        let (tx, mut rx) = mpsc::channel(8);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(read_port(port, tx, counts.clone(), shutdown.clone()));
+        // A hang guard only: the line is already in the port.
+        let got = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("the good line is forwarded");
+        assert_eq!(got, Some(reading));
+        shutdown.cancel();
+        task.await.unwrap();
+        assert_eq!(rx.recv().await, None, "nothing else was a reading");
+        assert_eq!(counts.malformed.load(Ordering::Relaxed), 1);
+        assert_eq!(counts.overlong.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            counts.lines.load(Ordering::Relaxed),
+            2,
+            "the garbled and the good"
+        );
+        assert_eq!(
+            counts.serial_bytes.load(Ordering::Relaxed),
+            bytes.len() as u64
+        );
+        assert_eq!(
+            counts.line_bytes.load(Ordering::Relaxed),
+            (16 + line.len()) as u64
+        );
+    }
+}

@@ -1013,10 +1013,18 @@ fn a_serial_gateway_takes_baud_and_upstream_and_refuses_what_it_cannot_do() {
     };
     for (extra, key, says) in [
         ("baud = 0", "variants[1].baud", "300 to 4000000 baud"),
-        ("upstream = \"tcp\"", "variants[1].upstream", "socketio, ws or mqtt-qos0"),
+        (
+            "upstream = \"tcp\"",
+            "variants[1].upstream",
+            "socketio, ws or mqtt-qos0",
+        ),
         ("encoding = \"binary\"", "variants[1].encoding", "JSON line"),
         ("sink_processes = 2", "variants[1].sink_processes", "use 1"),
-        ("topic = \"a/{device}\"", "variants[1].topic", "only to MQTT"),
+        (
+            "topic = \"a/{device}\"",
+            "variants[1].topic",
+            "only to MQTT",
+        ),
     ] {
         let err = error(&with(extra));
         assert_eq!(err.key(), Some(key), "{extra}: {err}");
@@ -1026,10 +1034,7 @@ fn a_serial_gateway_takes_baud_and_upstream_and_refuses_what_it_cannot_do() {
     assert_eq!(err.key(), Some("commands"), "{err}");
     assert!(err.to_string().contains("takes no commands"), "{err}");
     // baud and upstream belong to serial-gateway alone.
-    let err = error(&MINIMAL.replace(
-        "transport = \"ws\"",
-        "transport = \"ws\"\nbaud = 9600",
-    ));
+    let err = error(&MINIMAL.replace("transport = \"ws\"", "transport = \"ws\"\nbaud = 9600"));
     assert_eq!(err.key(), Some("variants[1].baud"), "{err}");
     assert!(err.to_string().contains("only to serial-gateway"), "{err}");
 }
