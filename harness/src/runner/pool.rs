@@ -13,7 +13,8 @@ use crate::measure;
 use crate::measure::commands::CommandFigures;
 use crate::measure::faults::FaultFigures;
 use crate::results::{
-    Cost, Latency, ProcessCost, Repetition, SecondStats, SinkSummary, VariantFiles, VariantResult,
+    Cost, Latency, ProcessCost, Repetition, SecondStats, SerialSummary, SinkSummary, VariantFiles,
+    VariantResult,
 };
 use crate::scenario::Scenario;
 
@@ -158,6 +159,7 @@ fn pool(
             .then(|| pool_cost(costs.iter().map(|c| c.link.as_ref()), &received)),
         ..Cost::default()
     };
+    v.serial = pool_serial(runs, &received);
     let window_s =
         scenario.duration.as_secs().max(1) as u32 + u32::from(scenario.duration.subsec_nanos() > 0);
     v.per_second = runs
@@ -248,6 +250,58 @@ fn pool(
 
 /// One process's cost over repetitions: CPU summed and divided by all readings received, peak
 /// RSS the highest, the other memory figures the median repetition's.
+/// A serial-gateway's section over its repetitions: counts added, each mean weighted by what it
+/// is a mean over (lines, readings forwarded), the gateway's cost pooled as every process's.
+fn pool_serial(runs: &[Measured], received: &[u64]) -> Option<SerialSummary> {
+    let all: Vec<&SerialSummary> = runs
+        .iter()
+        .filter_map(|m| m.result.serial.as_ref())
+        .collect();
+    let first = (*all.first()?).clone();
+    let sum = |f: fn(&SerialSummary) -> u64| all.iter().map(|s| f(s)).sum::<u64>();
+    let weighted = |mean: fn(&SerialSummary) -> f64, weight: fn(&SerialSummary) -> u64| {
+        let w = all.iter().map(|s| weight(s)).sum::<u64>();
+        match w {
+            0 => 0.0,
+            w => all.iter().map(|s| mean(s) * weight(s) as f64).sum::<f64>() / w as f64,
+        }
+    };
+    let round = |v: f64, places: i32| (v * 10f64.powi(places)).round() / 10f64.powi(places);
+    let tcp = all
+        .iter()
+        .all(|s| s.network_tcp_bytes_per_reading.is_some())
+        .then(|| {
+            weighted(
+                |s| s.network_tcp_bytes_per_reading.unwrap_or(0.0),
+                |s| s.forwarded,
+            )
+        });
+    Some(SerialSummary {
+        lines: sum(|s| s.lines),
+        malformed_lines: sum(|s| s.malformed_lines),
+        overlong_lines: sum(|s| s.overlong_lines),
+        forwarded: sum(|s| s.forwarded),
+        forward_failed: sum(|s| s.forward_failed),
+        upstream_connections: sum(|s| s.upstream_connections),
+        line_bytes_per_reading: round(weighted(|s| s.line_bytes_per_reading, |s| s.lines), 2),
+        serial_time_per_reading_us: round(
+            weighted(|s| s.serial_time_per_reading_us, |s| s.lines),
+            1,
+        ),
+        network_app_bytes_per_reading: round(
+            weighted(|s| s.network_app_bytes_per_reading, |s| s.forwarded),
+            2,
+        ),
+        network_tcp_bytes_per_reading: tcp.map(|t| round(t, 2)),
+        gateway: pool_cost(
+            runs.iter()
+                .map(|m| m.result.serial.as_ref().map(|s| &s.gateway)),
+            received,
+        ),
+        ..first
+    })
+}
+
 fn pool_cost<'a>(
     costs: impl Iterator<Item = Option<&'a ProcessCost>>,
     received: &[u64],
