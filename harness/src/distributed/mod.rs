@@ -65,6 +65,13 @@ pub fn check(scenario: &Scenario) -> Result<(), String> {
                 v.transport.name()
             ));
         }
+        if v.transport == transports::TransportKind::SerialGateway {
+            return refuse(&format!(
+                "variant `{}`: serial-gateway's ports are pseudo-terminals of one machine, \
+                 opened by its gateway",
+                v.name
+            ));
+        }
     }
     Ok(())
 }

@@ -143,6 +143,16 @@ pub fn check(scenario: &Scenario, open_files: u64) -> Result<(), String> {
                 processes_for(scenario.fleet.devices, per_device, per_process)
             ));
         }
+        if variant.transport == TransportKind::SerialGateway && devices * 2 > per_process {
+            return Err(format!(
+                "variant `{name}`: its one gateway process holds two descriptors a serial port \
+                 (the pty's two sides), {} for {devices} devices, and this machine allows \
+                 {per_process} a process (ulimit -n {open_files}, less a slack); run at most {} \
+                 devices",
+                devices * 2,
+                per_process / 2
+            ));
+        }
         let sinks = sink_processes(scenario, variant, Some(open_files));
         let per_device = sink_sockets_per_device(variant.transport);
         let largest = devices.div_ceil(u64::from(sinks)) * per_device;
