@@ -1,7 +1,8 @@
 //! A real browser as the consumer (`[consumer] browser = true`): headless Chromium subscribed to
 //! sse devices with its own EventSource (cross-origin: only the devices' CORS header lets it
 //! read the streams), to the ws sink's `/dashboard` with its own WebSocket and to the socketio
-//! sink's `/dashboard` namespace with the bundled Socket.IO client, through the binary, checked against what the devices sent and the backend received. Tests that need
+//! sink's `/dashboard` namespace with the bundled Socket.IO client (readings straight from the
+//! devices, and through a serial gateway), through the binary, checked against what the devices sent and the backend received. Tests that need
 //! Chromium have `chromium` in their names, so the `without-tools` nextest profile skips them.
 
 use std::collections::HashMap;
@@ -37,6 +38,11 @@ transport = "ws"
 [[variants]]
 name = "socketio"
 transport = "socketio"
+
+[[variants]]
+name = "serial"
+transport = "serial-gateway"
+baud = 115200
 "#;
 
 /// Debian's chromium, or a failure naming the install command: a missing tool is never a pass.
@@ -52,7 +58,7 @@ fn require_chromium() {
 }
 
 #[test]
-fn chromium_receives_every_reading_of_sse_ws_and_socketio_with_its_latency_on_the_harness_clock() {
+fn chromium_receives_every_reading_of_sse_ws_socketio_and_a_serial_gateway_on_the_harness_clock() {
     require_chromium();
     let dir = tempfile::tempdir().unwrap();
     let path = run::write_scenario(dir.path(), SCENARIO);
@@ -61,7 +67,7 @@ fn chromium_receives_every_reading_of_sse_ws_and_socketio_with_its_latency_on_th
     let results = run::read_results(&out);
     assert!(status.success(), "{status}: {results:#}");
     let variants = results["variants"].as_array().unwrap();
-    assert_eq!(variants.len(), 3, "{results:#}");
+    assert_eq!(variants.len(), 4, "{results:#}");
     for v in variants {
         check_browser_section(v);
         check_causality(v, &out);
@@ -128,7 +134,13 @@ fn check_browser_section(v: &Value) {
         assert_eq!(fan_out["connections"], 1, "{fan_out}");
         assert_eq!(fan_out["dropped"], 0, "{fan_out}");
         assert!(fan_out["forwarded"].as_u64().unwrap() >= d["received"].as_u64().unwrap());
-        assert_eq!(v["sink"]["connections"], 10, "{}", v["sink"]);
+        // A serial gateway forwards every device's readings over its one connection.
+        let devices_connections = if name == "serial" { 1 } else { 10 };
+        assert_eq!(
+            v["sink"]["connections"], devices_connections,
+            "{}",
+            v["sink"]
+        );
     }
     // The devices' own figures are the backend's connections only (the browser's EventSource
     // connections to the devices are left out of them).

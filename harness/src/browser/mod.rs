@@ -62,7 +62,7 @@ impl Subscription {
     /// The transports a browser consumes, as error messages name them.
     pub const TRANSPORTS: &'static str = "sse (an EventSource per device), ws (a WebSocket to \
          the backend's /dashboard) and socketio (the Socket.IO client on the backend's \
-         /dashboard namespace)";
+         /dashboard namespace), and serial-gateway as its socketio or ws upstream";
 
     /// How a browser subscribes to `transport`'s readings; `None` for a transport it does not
     /// consume. A transport whose backend is one of these sinks (a gateway forwarding to the

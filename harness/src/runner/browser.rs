@@ -40,10 +40,10 @@ pub(super) struct BrowserConsumer {
 
 impl BrowserConsumer {
     /// Whether `variant`'s sink pushes its readings on to a dashboard: a browser consumes a
-    /// ws or socketio variant through it.
+    /// ws or socketio variant through it, and a serial gateway's through its upstream's.
     pub(super) fn wants_dashboard(scenario: &Scenario, variant: &VariantConfig) -> bool {
         scenario.browser_consumer()
-            && Subscription::of(variant.transport)
+            && Subscription::of(variant.network_transport())
                 .is_some_and(Subscription::reads_the_sinks_dashboard)
     }
 
@@ -58,11 +58,11 @@ impl BrowserConsumer {
         if !scenario.browser_consumer() {
             return Ok(None);
         }
-        let with = Subscription::of(variant.transport).with_context(|| {
+        let with = Subscription::of(variant.network_transport()).with_context(|| {
             format!(
                 "{}: a browser does not consume `{}`",
                 variant.name,
-                variant.transport.name()
+                variant.network_transport().name()
             )
         })?;
         let plan = BrowserPlan {

@@ -214,7 +214,7 @@ fn check_processes(s: &Scenario) -> Result<(), Problem> {
 }
 
 /// `[consumer] browser = true` needs every variant to be one a browser can subscribe to
-/// (`browser::Subscription::of`), on an emulated fleet, with one sink process (a dashboard
+/// (`browser::Subscription::of` its network transport: a serial gateway's upstream), on an emulated fleet, with one sink process (a dashboard
 /// connection reaches one of several), and no more devices serving an EventSource each than
 /// Chromium holds connections.
 fn check_consumer(s: &Scenario) -> Result<(), Problem> {
@@ -229,14 +229,14 @@ fn check_consumer(s: &Scenario) -> Result<(), Problem> {
         ));
     }
     for (i, v) in s.variants.iter().enumerate() {
-        let Some(subscription) = crate::browser::Subscription::of(v.transport) else {
+        let Some(subscription) = crate::browser::Subscription::of(v.network_transport()) else {
             return Err(problem(
                 &at,
                 format!(
                     "`browser` in [consumer]: [[variants]] #{} `{}` uses `{}`, which a browser                      does not consume; a browser subscribes to {} (remove the variant, or the                      key)",
                     i + 1,
                     v.name,
-                    v.transport.name(),
+                    carried_over(v),
                     crate::browser::Subscription::TRANSPORTS
                 ),
             ));
@@ -960,4 +960,15 @@ fn check_profile(p: &ProfileOverrides) -> Result<(), Problem> {
         }
     }
     Ok(())
+}
+
+/// A variant's transport as a refusal names it: a serial gateway with the upstream that
+/// carries its readings over the network.
+fn carried_over(v: &VariantConfig) -> String {
+    let network = v.network_transport();
+    if network == v.transport {
+        v.transport.name().to_owned()
+    } else {
+        format!("{}` onward over `{}", v.transport.name(), network.name())
+    }
 }

@@ -1149,6 +1149,19 @@ fn a_browser_consumer_is_refused_for_what_a_browser_does_not_consume() {
     parse(&with_browser(&["sse"], 250), "x.toml").unwrap();
     parse(&with_browser(&["ws"], 5_000), "x.toml").expect("ws: one dashboard connection");
     parse(&with_browser(&["socketio"], 5_000), "x.toml").expect("socketio: one connection");
+    // A serial gateway is consumed as its upstream's backend is, and refused over MQTT.
+    parse(&with_browser(&["serial-gateway"], 10), "x.toml").expect("socketio upstream");
+    let ws = with_browser(&["serial-gateway"], 10).replace(
+        "transport = \"serial-gateway\"",
+        "transport = \"serial-gateway\"\nupstream = \"ws\"",
+    );
+    parse(&ws, "x.toml").expect("ws upstream");
+    let err = error(&ws.replace("upstream = \"ws\"", "upstream = \"mqtt-qos0\""));
+    assert!(
+        err.to_string()
+            .contains("uses `serial-gateway` onward over `mqtt-qos0`, which a browser"),
+        "{err}"
+    );
     let split = with_browser(&["ws"], 10).replace(
         "transport = \"ws\"",
         "transport = \"ws\"\nsink_processes = 2",
