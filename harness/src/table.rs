@@ -68,29 +68,37 @@ const ROWS: &[Row] = &[
     }),
     ("payload / reading", |v| bytes(v.per_reading.payload_bytes)),
     ("framing up / down", |v| {
-        format!(
-            "{:.2} / {:.2} B",
-            v.per_reading.framing_bytes_up, v.per_reading.framing_bytes_down
-        )
+        on_socket(v, || {
+            format!(
+                "{:.2} / {:.2} B",
+                v.per_reading.framing_bytes_up, v.per_reading.framing_bytes_down
+            )
+        })
     }),
     ("wire up / down", |v| {
-        format!(
-            "{:.1} / {:.1} B",
-            v.per_reading.wire_bytes_up, v.per_reading.wire_bytes_down
-        )
+        on_socket(v, || {
+            format!(
+                "{:.1} / {:.1} B",
+                v.per_reading.wire_bytes_up, v.per_reading.wire_bytes_down
+            )
+        })
     }),
     ("segments up / down", |v| {
-        format!(
-            "{:.2} / {:.2}",
-            v.per_reading.segments_up, v.per_reading.segments_down
-        )
+        on_socket(v, || {
+            format!(
+                "{:.2} / {:.2}",
+                v.per_reading.segments_up, v.per_reading.segments_down
+            )
+        })
     }),
     ("setup time p50", |v| latency(v.setup.time_us.p50)),
     ("setup wire up / down", |v| {
-        format!(
-            "{:.0} / {:.0} B",
-            v.setup.wire_bytes_up, v.setup.wire_bytes_down
-        )
+        on_socket(v, || {
+            format!(
+                "{:.0} / {:.0} B",
+                v.setup.wire_bytes_up, v.setup.wire_bytes_down
+            )
+        })
     }),
     ("close wire up / down", |v| {
         if v.close.connections == 0 {
@@ -340,13 +348,14 @@ fn commands(result: &RunResult) -> String {
 }
 
 /// Short headings for the serial table's columns (`reports::serial::COLUMNS`, same order).
-const SERIAL_HEADINGS: [&str; 9] = [
+const SERIAL_HEADINGS: [&str; 10] = [
     "variant",
     "upstream",
     "baud",
     "serial B / reading",
     "serial ms / reading",
-    "network B / reading (app / TCP)",
+    "network B / reading (app / wire)",
+    "network segments / reading",
     "bad / overlong lines",
     "gateway CPU ms / 1k readings",
     "gateway RSS MiB",
@@ -454,6 +463,16 @@ fn notes(result: &RunResult) -> String {
         out.push_str("INCOMPLETE: the run was interrupted or a variant failed; figures cover what was measured.\n");
     }
     out
+}
+
+/// A figure only a device's socket has: "-" for devices on a serial line (serial-gateway),
+/// whose network figures are the gateway's, in the serial table below.
+fn on_socket(v: &VariantResult, figure: impl FnOnce() -> String) -> String {
+    if v.per_reading.measured_at == reports::results::MeasuredAt::SerialLine {
+        "-".to_string()
+    } else {
+        figure()
+    }
 }
 
 #[cfg(test)]

@@ -84,6 +84,14 @@ fn serial_boards_reach_the_backend_through_one_gateway_no_sooner_than_their_line
         }
         assert_eq!(s["forwarded"], s["lines"], "{name}: {s}");
         assert_eq!(s["upstream_connections"], 1, "{name}: {s}");
+        // The devices have no socket; the network is the gateway's upstream, whose IP+TCP
+        // bytes carry its application bytes plus a header per segment.
+        assert_eq!(v["per_reading"]["measured_at"], "serial_line", "{name}");
+        let app = s["network_app_bytes_per_reading"].as_f64().unwrap();
+        let wire = s["network_wire_bytes_per_reading"].as_f64().unwrap();
+        let segments = s["network_segments_per_reading"].as_f64().unwrap();
+        assert!(app > 0.0 && segments > 0.0, "{name}: {s}");
+        assert!(wire >= app + segments * 40.0, "{name}: {s}");
         assert!(s["gateway"]["cpu_s"].as_f64().is_some(), "{name}: {s}");
         assert!(
             s["gateway"]["peak_rss_bytes"].as_u64().unwrap() > 0,

@@ -439,10 +439,15 @@ pub struct SerialSummary {
     /// Application bytes the gateway wrote upstream per forwarded reading, its connections'
     /// set-up (handshakes) left out.
     pub network_app_bytes_per_reading: f64,
-    /// TCP bytes the gateway's upstream socket sent per forwarded reading (TCP_INFO, set-up
-    /// included; absent when not read).
+    /// IP+TCP bytes the gateway's upstream socket sent per forwarded reading: TCP_INFO's bytes
+    /// and segments with each segment's headers, set-up included, counted as a device's wire
+    /// bytes are (absent when not read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network_tcp_bytes_per_reading: Option<f64>,
+    pub network_wire_bytes_per_reading: Option<f64>,
+    /// TCP segments the gateway's upstream socket sent per forwarded reading, set-up included
+    /// (absent when not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_segments_per_reading: Option<f64>,
     /// The gateway process's CPU and memory, sampled as the backend's are.
     pub gateway: ProcessCost,
 }
@@ -892,6 +897,10 @@ pub enum MeasuredAt {
     /// Nowhere: the figures are zeros (a hardware run over MQTT, whose device connections end at
     /// the broker, whose sockets are not observed; see `collector_leg` for the other leg).
     NotMeasured,
+    /// On the devices' serial lines (serial-gateway): the payload is a reading's line, and the
+    /// devices have no socket, so framing, wire bytes, segments and retransmissions are none
+    /// of theirs (zeros); the network's figures are the gateway's, in `serial`.
+    SerialLine,
 }
 
 /// Connection set-up: TCP handshake plus the transport's own.

@@ -11,13 +11,14 @@ use crate::results::{RunResult, SerialSummary};
 pub const ABSENT: &str = "–";
 
 /// The columns' headings, units included, in the order of [`SerialRow::cells`].
-pub const COLUMNS: [&str; 9] = [
+pub const COLUMNS: [&str; 10] = [
     "variant",
     "upstream",
     "baud (8N1)",
     "serial B / reading",
     "serial time / reading (ms)",
-    "network B / reading (app / TCP)",
+    "network B / reading (app / wire)",
+    "network segments / reading",
     "lines bad / overlong",
     "gateway CPU ms / 1k readings",
     "gateway RSS peak (MiB)",
@@ -26,8 +27,9 @@ pub const COLUMNS: [&str; 9] = [
 /// What every row means, for the tables' notes.
 pub const NOTE: &str = "Serial bytes are a reading's JSON line, newline included, as the \
      gateway read them; serial time is those bytes × 10 bits ÷ baud. Network bytes are what the \
-     gateway wrote upstream per reading forwarded, its connection's handshake left out \
-     (application bytes) and in (TCP). One gateway process serves every device. Latency in the \
+     gateway wrote upstream per reading forwarded: application bytes with its connection's \
+     handshake left out, and IP+TCP bytes on the wire (headers and handshake in, counted as \
+     a device's wire bytes are) with the segments that carried them. One gateway process serves every device. Latency in the \
      table above runs from each reading's due instant to the backend and includes the serial \
      time.";
 
@@ -37,7 +39,7 @@ pub struct SerialRow {
     /// The variant's index in the run.
     pub variant: usize,
     /// One cell per column of [`COLUMNS`].
-    pub cells: [String; 9],
+    pub cells: [String; 10],
 }
 
 /// A row per serial-gateway variant, in the run's order; empty when there is none.
@@ -54,7 +56,7 @@ pub fn rows(run: &RunResult) -> Vec<SerialRow> {
         .collect()
 }
 
-fn cells(variant: &str, s: &SerialSummary) -> [String; 9] {
+fn cells(variant: &str, s: &SerialSummary) -> [String; 10] {
     [
         variant.to_owned(),
         s.upstream.clone(),
@@ -64,9 +66,11 @@ fn cells(variant: &str, s: &SerialSummary) -> [String; 9] {
         format!(
             "{} / {}",
             sig3(s.network_app_bytes_per_reading),
-            s.network_tcp_bytes_per_reading
+            s.network_wire_bytes_per_reading
                 .map_or_else(|| ABSENT.to_owned(), sig3)
         ),
+        s.network_segments_per_reading
+            .map_or_else(|| ABSENT.to_owned(), |n| format!("{n:.2}")),
         format!("{} / {}", count(s.malformed_lines), count(s.overlong_lines)),
         s.gateway
             .cpu_s_per_1000_readings
@@ -98,7 +102,8 @@ mod tests {
             forward_failed: 0,
             upstream_connections: 1,
             network_app_bytes_per_reading: 102.4,
-            network_tcp_bytes_per_reading: None,
+            network_wire_bytes_per_reading: None,
+            network_segments_per_reading: Some(1.5),
             gateway: ProcessCost {
                 cpu_s_per_1000_readings: Some(0.0123),
                 peak_rss_bytes: Some(25 * 1024 * 1024),
@@ -111,8 +116,9 @@ mod tests {
         assert_eq!(c[3], sig3(83.5));
         assert_eq!(c[4], sig3(86.9792));
         assert_eq!(c[5], format!("{} / –", sig3(102.4)));
-        assert_eq!(c[6], "1 / 0");
-        assert_eq!(c[7], sig3(12.3));
-        assert_eq!(c[8], sig3(25.0));
+        assert_eq!(c[6], "1.50");
+        assert_eq!(c[7], "1 / 0");
+        assert_eq!(c[8], sig3(12.3));
+        assert_eq!(c[9], sig3(25.0));
     }
 }

@@ -226,6 +226,7 @@ pub fn summary(run: &RunResult) -> Summary {
                     MeasuredAt::Device => "device",
                     MeasuredAt::Receiver => "receiving end",
                     MeasuredAt::NotMeasured => "not measured",
+                    MeasuredAt::SerialLine => "serial line (network: the serial table)",
                 }
                 .to_owned()
             }),
@@ -471,21 +472,34 @@ fn leg_rows(
             .collect(),
     };
     let pair = |a: f64, b: f64| format!("{} / {}", sig3(a), sig3(b));
+    // A serial line has no socket: what only a socket has is none, not zero.
+    let socket = |f: &dyn Fn(&PerReading) -> String, p: &PerReading| {
+        if p.measured_at == MeasuredAt::SerialLine {
+            NONE.to_owned()
+        } else {
+            f(p)
+        }
+    };
     vec![
         row("readings counted", &|p| count(p.readings)),
         row("payload (B)", &|p| sig3(p.payload_bytes)),
         row("framing up / down (B)", &|p| {
-            pair(p.framing_bytes_up, p.framing_bytes_down)
+            socket(&|p| pair(p.framing_bytes_up, p.framing_bytes_down), p)
         }),
         row("wire up / down (B, TCP/IP headers included)", &|p| {
-            pair(p.wire_bytes_up, p.wire_bytes_down)
+            socket(&|p| pair(p.wire_bytes_up, p.wire_bytes_down), p)
         }),
         row("segments up / down", &|p| {
-            pair(p.segments_up, p.segments_down)
+            socket(&|p| pair(p.segments_up, p.segments_down), p)
         }),
-        row("retransmits", &|p| count(p.retransmits)),
+        row("retransmits", &|p| socket(&|p| count(p.retransmits), p)),
         row(&retransmits_per_reading, &|p| {
-            if p.readings == 0 || p.measured_at == MeasuredAt::NotMeasured {
+            if p.readings == 0
+                || matches!(
+                    p.measured_at,
+                    MeasuredAt::NotMeasured | MeasuredAt::SerialLine
+                )
+            {
                 NONE.to_owned()
             } else {
                 sig3(p.retransmits as f64 / p.readings as f64)

@@ -90,9 +90,10 @@ pub struct GatewayTally {
     pub upstream_app_bytes_sent: u64,
     /// Application bytes read from upstream in all.
     pub upstream_app_bytes_received: u64,
-    /// TCP bytes the gateway's upstream sockets sent (TCP_INFO), when read.
+    /// IP+TCP bytes the gateway's upstream sockets sent (TCP_INFO's bytes and segments, each
+    /// segment's headers added, as a device's wire bytes are counted), when read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream_tcp_bytes_sent: Option<u64>,
+    pub upstream_wire_bytes_sent: Option<u64>,
     /// TCP segments they sent, when read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_segments_out: Option<u64>,
@@ -105,8 +106,8 @@ impl GatewayTally {
         self.upstream_app_bytes_sent += end.app_bytes_sent;
         self.upstream_app_bytes_received += end.app_bytes_received;
         if let Some(c) = end.counters {
-            *self.upstream_tcp_bytes_sent.get_or_insert(0) += c.bytes_sent;
-            *self.upstream_segments_out.get_or_insert(0) += c.segs_out;
+            *self.upstream_wire_bytes_sent.get_or_insert(0) += c.wire_bytes_out();
+            *self.upstream_segments_out.get_or_insert(0) += c.segments_out();
         }
     }
 }

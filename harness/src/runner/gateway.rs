@@ -143,9 +143,10 @@ pub(super) fn summary(tally: &GatewayTally, gateway: ProcessCost) -> SerialSumma
                 .saturating_sub(tally.upstream_setup_bytes_sent),
             tally.forwarded,
         ),
-        network_tcp_bytes_per_reading: tally
-            .upstream_tcp_bytes_sent
+        network_wire_bytes_per_reading: tally
+            .upstream_wire_bytes_sent
             .map(|b| per(b, tally.forwarded)),
+        network_segments_per_reading: tally.upstream_segments_out.map(|s| per(s, tally.forwarded)),
         gateway,
     }
 }

@@ -640,7 +640,12 @@ fn run_variant(
             devices.hlog_note()
         ),
     )?;
-    let (per_reading, setup, close) = devices.overhead(&records, &sink_connections, mqtt.is_some());
+    let (mut per_reading, setup, close) =
+        devices.overhead(&records, &sink_connections, mqtt.is_some());
+    if gateway_tally.is_some() {
+        // The devices wrote to serial lines: no socket of theirs; the network is the gateway's.
+        per_reading.measured_at = crate::results::MeasuredAt::SerialLine;
+    }
     let received = figures.delivery.received;
     let count = devices.count(scenario);
     // Every device connected and sending: until the last interval of the window.

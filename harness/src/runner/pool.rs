@@ -267,12 +267,21 @@ fn pool_serial(runs: &[Measured], received: &[u64]) -> Option<SerialSummary> {
         }
     };
     let round = |v: f64, places: i32| (v * 10f64.powi(places)).round() / 10f64.powi(places);
-    let tcp = all
+    let wire = all
         .iter()
-        .all(|s| s.network_tcp_bytes_per_reading.is_some())
+        .all(|s| s.network_wire_bytes_per_reading.is_some())
         .then(|| {
             weighted(
-                |s| s.network_tcp_bytes_per_reading.unwrap_or(0.0),
+                |s| s.network_wire_bytes_per_reading.unwrap_or(0.0),
+                |s| s.forwarded,
+            )
+        });
+    let segments = all
+        .iter()
+        .all(|s| s.network_segments_per_reading.is_some())
+        .then(|| {
+            weighted(
+                |s| s.network_segments_per_reading.unwrap_or(0.0),
                 |s| s.forwarded,
             )
         });
@@ -292,7 +301,8 @@ fn pool_serial(runs: &[Measured], received: &[u64]) -> Option<SerialSummary> {
             weighted(|s| s.network_app_bytes_per_reading, |s| s.forwarded),
             2,
         ),
-        network_tcp_bytes_per_reading: tcp.map(|t| round(t, 2)),
+        network_wire_bytes_per_reading: wire.map(|t| round(t, 2)),
+        network_segments_per_reading: segments.map(|t| round(t, 2)),
         gateway: pool_cost(
             runs.iter()
                 .map(|m| m.result.serial.as_ref().map(|s| &s.gateway)),
