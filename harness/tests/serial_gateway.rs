@@ -92,6 +92,12 @@ fn serial_boards_reach_the_backend_through_one_gateway_no_sooner_than_their_line
         let segments = s["network_segments_per_reading"].as_f64().unwrap();
         assert!(app > 0.0 && segments > 0.0, "{name}: {s}");
         assert!(wire >= app + segments * 40.0, "{name}: {s}");
+        if upstream == "socketio" {
+            // A PC's client writes each event whole (the device library's three writes would
+            // be three segments with Nagle off): a segment a reading, plus the handshake's and
+            // the heartbeat's spread over some thirty readings.
+            assert!(segments < 1.5, "{name}: {s}");
+        }
         assert!(s["gateway"]["cpu_s"].as_f64().is_some(), "{name}: {s}");
         assert!(
             s["gateway"]["peak_rss_bytes"].as_u64().unwrap() > 0,

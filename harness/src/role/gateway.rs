@@ -195,7 +195,7 @@ async fn serve(
         upstream: plan.upstream.name().to_string(),
         ..GatewayTally::default()
     };
-    let first = Link::connect(dialed, plan.target, &options)
+    let first = connect_upstream(dialed, plan.target, &options)
         .await
         .with_context(|| {
             format!(
@@ -288,6 +288,20 @@ async fn read_port(
     }
 }
 
+/// Connects the gateway's upstream as a PC's client does: over Socket.IO each frame goes in
+/// one write (python-socketio), not in the device library's three.
+async fn connect_upstream(
+    dialed: DialedTransport,
+    target: std::net::SocketAddr,
+    options: &LinkOptions,
+) -> Result<(Link, transports::transport::Setup), transports::link::LinkError> {
+    let (mut link, setup) = Link::connect(dialed, target, options).await?;
+    if let Link::SocketIo(connection) = &mut link {
+        connection.write_whole_frames();
+    }
+    Ok((link, setup))
+}
+
 /// Forwards every reading from `inbox` over `link`, connecting again (after the connect
 /// timeout) when it fails; closes it once the inbox is empty and closed.
 async fn forward(
@@ -306,7 +320,7 @@ async fn forward(
             continue;
         }
         if current.is_none() {
-            match Link::connect(dialed, plan.target, options).await {
+            match connect_upstream(dialed, plan.target, options).await {
                 Ok((link, setup)) => current = Some((link, setup.stats)),
                 Err(e) => {
                     tracing::warn!("connecting upstream again failed: {e}");

@@ -205,9 +205,10 @@ async fn write_handshake(
 
 /// What a device's [`DeviceConnection`] asks its session task.
 enum Request {
-    /// Write `frame` (its three writes) by `deadline`.
+    /// Write `frame` (its three writes, or in one when `whole`) by `deadline`.
     Send {
         frame: LibraryFrame,
+        whole: bool,
         deadline: Instant,
         done: oneshot::Sender<Result<(), SessionError>>,
     },
@@ -257,10 +258,14 @@ impl DeviceSession {
                 }
                 request = requests.recv(), if self.closing.is_none() => match request {
                     None => return,
-                    Some(Request::Send { frame, deadline, done }) => {
+                    Some(Request::Send { frame, whole, deadline, done }) => {
                         let sent = match &self.read_end {
                             Some(why) => Err(why.clone()),
-                            None => self.write_frame(&frame, deadline).await,
+                            None if whole => {
+                                let bytes = frame.writes().concat();
+                                self.write_frame(&[&bytes], deadline).await
+                            }
+                            None => self.write_frame(&frame.writes(), deadline).await,
                         };
                         let _ = done.send(sent);
                     }
@@ -368,15 +373,15 @@ impl DeviceSession {
         }
     }
 
-    /// Writes `frame` as the library does, piece by piece, each once the device's send buffer
-    /// has room for it, all by `deadline`.
+    /// Writes a frame's `pieces` (the library's three writes, or the whole frame at once),
+    /// each once the device's send buffer has room for it, all by `deadline`.
     async fn write_frame(
         &mut self,
-        frame: &LibraryFrame,
+        pieces: &[&[u8]],
         deadline: Instant,
     ) -> Result<(), SessionError> {
         let write = async {
-            for piece in frame.writes() {
+            for &piece in pieces {
                 if piece.is_empty() {
                     continue;
                 }
@@ -411,6 +416,9 @@ pub struct DeviceConnection {
     write_timeout: Duration,
     /// The server's heartbeat, from its open packet.
     ping_interval: Duration,
+    /// Each frame in one write, as a PC's Socket.IO client writes it, rather than in the
+    /// library's three.
+    whole_frames: bool,
 }
 
 impl DeviceConnection {
@@ -519,12 +527,20 @@ impl DeviceConnection {
             fd,
             write_timeout: options.write_timeout,
             ping_interval: open.ping_interval,
+            whole_frames: false,
         })
     }
 
     /// How often the server said it pings (its open packet's `pingInterval`).
     pub fn ping_interval(&self) -> Duration {
         self.ping_interval
+    }
+
+    /// From now on, writes each frame in one write, as a PC's Socket.IO client does
+    /// (python-socketio's over websocket-client or aiohttp), not in `SocketIOclient`'s three:
+    /// a gateway forwarding readings is such a client.
+    pub fn write_whole_frames(&mut self) {
+        self.whole_frames = true;
     }
 
     /// Sends one reading as `42["reading",<json>]`, one frame in the library's three writes;
@@ -546,6 +562,7 @@ impl DeviceConnection {
         let (done, done_rx) = oneshot::channel();
         let request = Request::Send {
             frame,
+            whole: self.whole_frames,
             deadline,
             done,
         };
