@@ -26,6 +26,14 @@ fn key(name: &str) -> Seg {
     Seg::Key(name.to_owned())
 }
 
+/// Where variant `i`'s encoding is set: its own `encoding`, or the fleet's it inherits.
+fn encoding_key(v: &VariantConfig, i: usize) -> Vec<Seg> {
+    match v.encoding {
+        Some(_) => vec![key("variants"), Seg::Index(i), key("encoding")],
+        None => vec![key("fleet"), key("encoding")],
+    }
+}
+
 /// The checks that serde's types cannot express. Messages name the key and the table.
 pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
     check_name(&s.name, &[key("name")], "`name`")?;
@@ -367,12 +375,8 @@ fn check_socketio(s: &Scenario) -> Result<(), Problem> {
             continue;
         }
         if v.encoding(&s.fleet) == Encoding::Binary {
-            let at: &[Seg] = match v.encoding {
-                Some(_) => &[key("variants"), Seg::Index(i), key("encoding")],
-                None => &[key("fleet"), key("encoding")],
-            };
             return Err(problem(
-                at,
+                &encoding_key(v, i),
                 format!(
                     "[[variants]] #{} is socketio, which sends each reading as a JSON text \
                      event: use encoding = \"json\"",
@@ -452,12 +456,8 @@ fn check_serial_gateway(s: &Scenario) -> Result<(), Problem> {
             ));
         }
         if v.encoding(&s.fleet) == Encoding::Binary {
-            let at: &[Seg] = match v.encoding {
-                Some(_) => &[key("variants"), Seg::Index(i), key("encoding")],
-                None => &[key("fleet"), key("encoding")],
-            };
             return Err(problem(
-                at,
+                &encoding_key(v, i),
                 format!(
                     "[[variants]] #{n} is serial-gateway, whose board prints each reading as a \
                      JSON line: use encoding = \"json\""
