@@ -18,6 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use transports::link::DeviceTls;
 use transports::mqtt::MqttSettings;
 use transports::served::ServerStop;
 use transports::socket::SocketOptions;
@@ -99,6 +100,18 @@ pub struct FleetPlan {
     /// serial-gateway only: the ports the gateway opened, one per device, and their baud rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<SerialLines>,
+    /// TLS on every device's connections (`None`: plain TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<FleetTls>,
+}
+
+/// The TLS of a fleet's devices: what they do, and what they check the server against.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FleetTls {
+    /// The variant's TLS settings.
+    pub settings: transports::tls::TlsSettings,
+    /// The run's CA and the server certificate's fingerprint.
+    pub trust: transports::tls::client::TrustMaterial,
 }
 
 /// The serial ports of a serial-gateway fleet, as its gateway opened them: device `id`'s port is
@@ -274,6 +287,11 @@ impl FleetPlan {
                         path: path.clone(),
                         baud: s.baud,
                     })
+            }),
+            // Each device its own client configuration: the session it resumes is its own.
+            tls: self.tls.as_ref().map(|t| {
+                DeviceTls::new(t.settings, std::sync::Arc::new(t.trust.clone()))
+                    .expect("TLS settings checked when the plan was made")
             }),
         }
     }
@@ -1076,6 +1094,10 @@ impl DialingDevice {
     fn back(&mut self, o: Outage, next_seq: u32) {
         self.off = None;
         if o.kind == FaultKind::DeviceReboot {
+            // The TLS session lived in RAM.
+            if let Some(tls) = &mut self.options.tls {
+                tls.forget_session();
+            }
             self.boot = self.boot.next(next_seq);
             self.observer
                 .boot(boot_record(self.device_id, self.boot, &o));
@@ -1229,6 +1251,7 @@ mod tests {
 
     fn plan_starting_at(start_ns: u64) -> FleetPlan {
         FleetPlan {
+            tls: None,
             commands: None,
             transport: TransportKind::Tcp,
             target: SocketAddr::from(([127, 0, 0, 1], 9)),

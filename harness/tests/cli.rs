@@ -526,6 +526,7 @@ fn a_fleet_that_cannot_write_its_records_fails_with_an_error_line_naming_the_fil
     // One device, nothing listening: each due reading is recorded as unsent.
     let start_ns = clock::now_ns();
     let plan = FleetPlan {
+        tls: None,
         commands: None,
         transport: TransportKind::Tcp,
         target: "127.0.0.1:1".parse().unwrap(),

@@ -51,6 +51,7 @@ async fn a_stalled_sink_shows_in_corrected_latency_only() {
     let stop_ns = start_ns + 3_000 * MS;
 
     let plan = FleetPlan {
+        tls: None,
         commands: None,
         transport: TransportKind::Tcp,
         target,

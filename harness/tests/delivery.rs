@@ -77,6 +77,7 @@ impl SinkObserver for Arrivals {
 
 fn link_options(device_id: u32) -> LinkOptions {
     LinkOptions {
+        tls: None,
         commands: None,
         encoding: Encoding::Json,
         socket: transports::socket::SocketOptions::linux_default(),
@@ -108,6 +109,7 @@ async fn readings_the_broker_acknowledged_before_anyone_subscribed_are_lost_by_t
 
     let start_ns = clock::now_ns() + 100 * MS;
     let plan = FleetPlan {
+        tls: None,
         commands: None,
         transport: TransportKind::MqttQos1,
         target: broker.addr,

@@ -35,6 +35,7 @@ pub mod sink;
 pub mod socket;
 pub mod socketio;
 pub mod tcp;
+pub mod tls;
 pub mod transport;
 pub mod ws;
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::settings::{Connections, MqttSettings};
 use crate::socket::{CountingStream, Side, SocketCounters, SocketOptions, StreamCounts};
+use crate::tls::{Conn, TlsHandshake};
 use crate::Encoding;
 
 /// How a device's link connects and sends.
@@ -40,6 +41,42 @@ pub struct LinkOptions {
     pub commands: Option<crate::command::DeviceCommands>,
     /// serial-gateway only: the serial port the device writes its lines to.
     pub serial: Option<crate::settings::SerialPort>,
+    /// TLS on the device's connections (`None`: plain TCP).
+    pub tls: Option<DeviceTls>,
+}
+
+/// A device's TLS: what its variant asks for, and its client configuration, which holds the
+/// session it resumes (one per device per boot: [`DeviceTls::forget_session`] at a reboot).
+#[derive(Clone, Debug)]
+pub struct DeviceTls {
+    /// The variant's settings.
+    pub settings: crate::tls::TlsSettings,
+    /// What the device checks the server against.
+    pub trust: std::sync::Arc<crate::tls::client::TrustMaterial>,
+    /// The device's client configuration and session store.
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl DeviceTls {
+    /// A device's TLS, with no session yet.
+    pub fn new(
+        settings: crate::tls::TlsSettings,
+        trust: std::sync::Arc<crate::tls::client::TrustMaterial>,
+    ) -> Result<DeviceTls, rustls::Error> {
+        let config = crate::tls::client::device_config(&settings, &trust)?;
+        Ok(DeviceTls {
+            settings,
+            trust,
+            config,
+        })
+    }
+
+    /// Forgets the session kept for resumption, as a reboot does (it lived in RAM).
+    pub fn forget_session(&mut self) {
+        if let Ok(fresh) = crate::tls::client::device_config(&self.settings, &self.trust) {
+            self.config = fresh;
+        }
+    }
 }
 
 impl LinkOptions {
@@ -53,6 +90,28 @@ impl LinkOptions {
             .await
             .map_err(LinkError::Connect)
     }
+
+    /// Dials `target` and, when the device uses TLS, completes the TLS handshake on it as the
+    /// board would ([`crate::tls::stream::device_handshake`]).
+    pub(crate) async fn open(
+        &self,
+        target: SocketAddr,
+    ) -> Result<(Conn, Option<TlsHandshake>), LinkError> {
+        let stream = self.dial(target).await?;
+        let Some(tls) = &self.tls else {
+            return Ok((Conn::Plain(stream), None));
+        };
+        let (conn, handshake) = crate::tls::stream::device_handshake(
+            stream,
+            tls.config.clone(),
+            crate::tls::client::server_name(target),
+            tls.settings.handshake_cpu,
+            tls.settings.verify,
+        )
+        .await
+        .map_err(|e| LinkError::Handshake(format!("TLS: {e}")))?;
+        Ok((conn, Some(handshake)))
+    }
 }
 
 /// What a connection's set-up cost, from the device's socket.
@@ -63,8 +122,11 @@ pub struct Setup {
     /// CLOCK_MONOTONIC ns when the transport was ready to carry readings.
     pub ready_ns: u64,
     /// Counts at that moment: the handshake's application bytes and, in TCP_INFO, its segments
-    /// and bytes both ways.
+    /// and bytes both ways (a TLS handshake's included).
     pub stats: LinkStats,
+    /// The TLS handshake, when the connection carries TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsHandshake>,
 }
 
 /// A connection's counts so far, from one end.

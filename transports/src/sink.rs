@@ -15,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::command::routes::CommandRoutes;
@@ -51,6 +50,10 @@ pub struct SinkOptions {
     pub dashboard: Option<Arc<Dashboard>>,
     /// socketio only: the server's heartbeat.
     pub socketio: SocketIoSettings,
+    /// TLS: the server's configuration (`None`: plain TCP). Every accepted connection does its
+    /// TLS handshake, within `handshake_timeout`, before its transport's; one that fails is
+    /// reported [`ConnectionEnd::HandshakeFailed`].
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The hold timeout of a poll backend unless told otherwise: 30 s, half of the ~65 s an
@@ -68,6 +71,7 @@ impl Default for SinkOptions {
             poll_hold: DEFAULT_POLL_HOLD,
             dashboard: None,
             socketio: SocketIoSettings::default(),
+            tls: None,
         }
     }
 }
@@ -269,8 +273,8 @@ pub trait SinkObserver: Send + Sync + 'static {
 /// An accepted connection handed to a sink driver by [`crate::transport::serve`]: the socket,
 /// and the sink's part in it.
 pub(crate) struct Accepted {
-    /// The connection.
-    pub stream: TcpStream,
+    /// The connection: TLS already set up when the sink serves TLS.
+    pub stream: crate::tls::Conn,
     /// Its id, device and opening instant, how to serve it and where it reports.
     pub sink: SinkConnection,
 }

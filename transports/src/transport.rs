@@ -26,6 +26,8 @@ pub use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats, Setup};
 pub use crate::served::ServedTransport;
 use crate::sink::{Accepted, SinkConnection};
 pub use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver, SinkOptions};
+use crate::tls::Conn;
+pub use crate::tls::TlsHandshake;
 use crate::{httppost, mqtt, poll, serial, socketio, tcp, ws, Reading};
 
 /// Which transport a variant uses.
@@ -429,12 +431,14 @@ impl Link {
             .map_err(|_| LinkError::ConnectTimeout(options.connect_timeout))??;
         let ready_ns = crate::clock::now_ns();
         let stats = link.stats();
+        let tls = link.tls_handshake();
         Ok((
             link,
             Setup {
                 started_ns,
                 ready_ns,
                 stats,
+                tls,
             },
         ))
     }
@@ -505,6 +509,19 @@ impl Link {
             | Link::Poll(_)
             | Link::SocketIo(_)
             | Link::Serial(_) => BrokerAck::NotExpected,
+        }
+    }
+
+    /// The TLS handshake of the connection, when it carries TLS.
+    pub fn tls_handshake(&self) -> Option<TlsHandshake> {
+        match self {
+            Link::Tcp(c) => c.tls_handshake(),
+            Link::Ws(c) => c.tls_handshake(),
+            Link::Mqtt(_)
+            | Link::HttpPost(_)
+            | Link::Poll(_)
+            | Link::SocketIo(_)
+            | Link::Serial(_) => None,
         }
     }
 
@@ -590,7 +607,7 @@ pub async fn serve(
     let mut tasks = JoinSet::new();
     // Socket.IO: one server (socketioxide) for every connection.
     let socketio = match kind {
-        SinkTransport::SocketIo => Some(socketio::driver::Server::new(&options)),
+        SinkTransport::SocketIo => Some(Arc::new(socketio::driver::Server::new(&options))),
         _ => None,
     };
     loop {
@@ -607,31 +624,39 @@ pub async fn serve(
                 continue;
             }
         };
-        let accept = Accepted {
-            stream,
-            sink: SinkConnection {
-                conn: next_conn.fetch_add(1, Ordering::Relaxed),
-                peer,
-                opened_ns: crate::clock::now_ns(),
-                options: options.clone(),
-                observer: observer.clone(),
-                shutdown: shutdown.clone(),
-            },
+        let sink = SinkConnection {
+            conn: next_conn.fetch_add(1, Ordering::Relaxed),
+            peer,
+            opened_ns: crate::clock::now_ns(),
+            options: options.clone(),
+            observer: observer.clone(),
+            shutdown: shutdown.clone(),
         };
-        match kind {
-            SinkTransport::Tcp => tasks.spawn(tcp::driver::serve_connection(accept)),
-            SinkTransport::Ws => tasks.spawn(ws::driver::serve_connection(accept)),
-            SinkTransport::HttpPost => tasks.spawn(httppost::driver::serve_connection(
-                accept,
-                httppost::driver::Downlink::Piggyback,
+        let socketio = socketio.clone();
+        match options.tls.clone() {
+            None => tasks.spawn(serve_accepted(
+                kind,
+                socketio,
+                Accepted {
+                    stream: Conn::Plain(stream),
+                    sink,
+                },
             )),
-            SinkTransport::Poll => tasks.spawn(poll::driver::serve_connection(accept)),
-            SinkTransport::SocketIo => tasks.spawn(
-                socketio
-                    .as_ref()
-                    .expect("built for socketio")
-                    .serve_connection(accept),
-            ),
+            Some(tls) => tasks.spawn(async move {
+                let timeout = sink.options.handshake_timeout;
+                let handshake = tokio::select! {
+                    _ = sink.shutdown.cancelled() => return,
+                    handshake = crate::tls::stream::backend_handshake(stream, tls, timeout) => handshake,
+                };
+                match handshake {
+                    Ok((stream, _handshake)) => {
+                        serve_accepted(kind, socketio, Accepted { stream, sink }).await
+                    }
+                    Err(e) => sink.observer.closed(
+                        sink.report(ConnectionEnd::HandshakeFailed(format!("TLS: {e}"))),
+                    ),
+                }
+            }),
         };
         while tasks.try_join_next().is_some() {}
     }
@@ -639,4 +664,26 @@ pub async fn serve(
         while tasks.join_next().await.is_some() {}
     })
     .await;
+}
+
+/// Hands an accepted connection (TLS already set up, when the sink serves TLS) to its driver.
+async fn serve_accepted(
+    kind: SinkTransport,
+    socketio: Option<Arc<socketio::driver::Server>>,
+    accept: Accepted,
+) {
+    match kind {
+        SinkTransport::Tcp => tcp::driver::serve_connection(accept).await,
+        SinkTransport::Ws => ws::driver::serve_connection(accept).await,
+        SinkTransport::HttpPost => {
+            httppost::driver::serve_connection(accept, httppost::driver::Downlink::Piggyback).await
+        }
+        SinkTransport::Poll => poll::driver::serve_connection(accept).await,
+        SinkTransport::SocketIo => {
+            socketio
+                .expect("built for socketio")
+                .serve_connection(accept)
+                .await
+        }
+    }
 }

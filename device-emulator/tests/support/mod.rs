@@ -44,6 +44,7 @@ pub fn one_tcp_device(
     profile: DeviceProfile,
 ) -> FleetPlan {
     FleetPlan {
+        tls: None,
         commands: None,
         transport: TransportKind::Tcp,
         target,

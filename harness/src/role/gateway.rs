@@ -170,6 +170,7 @@ async fn serve(
         .with_context(|| format!("writing {}", ports_file.display()))?;
 
     let options = LinkOptions {
+        tls: None,
         encoding: Encoding::Json,
         // A PC's socket: no device profile; TCP_NODELAY as python-socketio, websocket-client
         // and paho-mqtt set it.

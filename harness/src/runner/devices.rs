@@ -230,6 +230,7 @@ pub(crate) fn whole_fleet_plan(
 ) -> FleetPlan {
     let profile = scenario.fleet.device_profile();
     FleetPlan {
+        tls: None,
         commands: None,
         transport: variant.transport,
         target,

@@ -25,6 +25,7 @@ pub fn esp8266_socket(nagle: bool) -> SocketOptions {
 pub fn esp8266_link_options(device_id: u32, nagle: bool) -> LinkOptions {
     let profile = DeviceProfile::default();
     LinkOptions {
+        tls: None,
         commands: None,
         encoding: Encoding::Json,
         socket: esp8266_socket(nagle),

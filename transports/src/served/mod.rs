@@ -178,6 +178,7 @@ impl DeviceConn {
             started_ns: self.accepted_ns,
             ready_ns: clock::now_ns(),
             stats: self.stats(),
+            tls: None,
         }
     }
 

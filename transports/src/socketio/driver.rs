@@ -699,7 +699,7 @@ struct Tag(Arc<Connection>);
 /// The accepted socket as the server sees it: counted, its frames followed, and when the server
 /// drops it, its last counts taken and fleetbench's second descriptor given up.
 struct Tapped {
-    inner: CountingStream<TcpStream>,
+    inner: CountingStream<crate::tls::Conn>,
     conn: Arc<Connection>,
     wire: ServerWire,
     dropped: Option<oneshot::Sender<()>>,

@@ -5,20 +5,21 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::codec::{self, FrameDecoder, Uplink};
 use crate::command::{Command, CommandEvent, CommandEventKind, ReceivedCommand};
 use crate::link::{LinkError, LinkOptions, LinkStats};
 use crate::sink::{Accepted, ConnectionEnd};
 use crate::socket::{self, CountingStream, Side, SocketCounters};
+use crate::tls::{Conn, TlsHandshake};
 use crate::{Encoding, Reading};
 
 /// A device's raw TCP connection, writing each reading as one frame in one write, as
 /// `WiFiClient.print` does, and, when it takes commands, reading the command lines the backend
 /// writes down the same connection and answering each with an acknowledgement line.
 pub struct DeviceConnection {
-    stream: CountingStream<TcpStream>,
+    stream: CountingStream<Conn>,
+    tls: Option<TlsHandshake>,
     encoding: Encoding,
     write_timeout: std::time::Duration,
     send_buffer: Option<u32>,
@@ -35,9 +36,10 @@ impl DeviceConnection {
         target: SocketAddr,
         options: &LinkOptions,
     ) -> Result<DeviceConnection, LinkError> {
-        let stream = options.dial(target).await?;
+        let (stream, tls) = options.open(target).await?;
         Ok(DeviceConnection {
             stream: CountingStream::new(stream),
+            tls,
             encoding: options.encoding,
             write_timeout: options.write_timeout,
             send_buffer: options.socket.send_buffer,
@@ -115,6 +117,11 @@ impl DeviceConnection {
         self.frame.clear();
         let len = codec::encode_ack_line(&command.ack(), &mut self.frame);
         self.write_frame().await.map(|()| len)
+    }
+
+    /// The TLS handshake, when the connection carries TLS.
+    pub fn tls_handshake(&self) -> Option<TlsHandshake> {
+        self.tls
     }
 
     /// Counts so far.

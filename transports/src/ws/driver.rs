@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::{self, HeaderValue};
@@ -20,6 +19,7 @@ use crate::command::{Ack, Command, CommandEvent, CommandEventKind, ReceivedComma
 use crate::link::{LinkError, LinkOptions, LinkStats};
 use crate::sink::{Accepted, ConnectionEnd, Dashboard, SinkConnection};
 use crate::socket::{self, CountingStream, Side};
+use crate::tls::{Conn, TlsHandshake};
 use crate::{Encoding, Reading};
 
 /// The subprotocol arduinoWebSockets asks for.
@@ -42,7 +42,8 @@ fn config() -> WebSocketConfig {
 /// the backend and each acknowledgement a masked text frame back (arduinoWebSockets'
 /// `WStype_TEXT` event and `sendTXT`).
 pub struct DeviceConnection {
-    ws: WebSocketStream<CountingStream<TcpStream>>,
+    ws: WebSocketStream<CountingStream<Conn>>,
+    tls: Option<TlsHandshake>,
     encoding: Encoding,
     write_timeout: std::time::Duration,
     send_buffer: Option<u32>,
@@ -56,7 +57,7 @@ impl DeviceConnection {
         target: SocketAddr,
         options: &LinkOptions,
     ) -> Result<DeviceConnection, LinkError> {
-        let stream = options.dial(target).await?;
+        let (stream, tls) = options.open(target).await?;
         let request = http::Request::builder()
             .uri(format!("ws://{target}/"))
             .header("Host", target.to_string())
@@ -78,6 +79,7 @@ impl DeviceConnection {
         .map_err(|e| LinkError::Handshake(e.to_string()))?;
         Ok(DeviceConnection {
             ws,
+            tls,
             encoding: options.encoding,
             write_timeout: options.write_timeout,
             send_buffer: options.socket.send_buffer,
@@ -170,6 +172,11 @@ impl DeviceConnection {
         }
     }
 
+    /// The TLS handshake, when the connection carries TLS.
+    pub fn tls_handshake(&self) -> Option<TlsHandshake> {
+        self.tls
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> LinkStats {
         LinkStats::of(self.ws.get_ref(), Side::Dialed)
@@ -221,13 +228,16 @@ impl DeviceConnection {
 /// Sends `message`, a frame of `frame_len` bytes, and flushes it once the socket's send buffer
 /// (`send_buffer`, as the device's lwIP has it) has room for the whole frame; `None` when that
 /// took longer than `write_timeout`. For both ends a device plays: client and server.
-pub(crate) async fn send_frame(
-    ws: &mut WebSocketStream<CountingStream<TcpStream>>,
+pub(crate) async fn send_frame<S>(
+    ws: &mut WebSocketStream<CountingStream<S>>,
     message: Message,
     frame_len: usize,
     send_buffer: Option<u32>,
     write_timeout: std::time::Duration,
-) -> Option<Result<(), WsError>> {
+) -> Option<Result<(), WsError>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + std::os::fd::AsRawFd + Unpin,
+{
     let write = async {
         socket::wait_for_send_room(ws.get_ref().get_ref(), send_buffer, frame_len)
             .await
@@ -429,7 +439,7 @@ const DASHBOARD_BATCH: usize = 256;
 /// shuts down. Readings that arrive while a write is under way go out together, one flush.
 /// What the browser sends (nothing but pings and its close) is read only to notice the close.
 async fn serve_dashboard(
-    mut ws: WebSocketStream<CountingStream<TcpStream>>,
+    mut ws: WebSocketStream<CountingStream<Conn>>,
     dashboard: &Dashboard,
     mut readings: tokio::sync::broadcast::Receiver<Bytes>,
     sink: &SinkConnection,

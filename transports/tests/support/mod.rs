@@ -135,6 +135,7 @@ pub fn assert_profile_mss(counters: &SocketCounters) {
 /// A device's options for `kind`: the profile's socket, 5 s bounds, the default settings.
 pub fn link_options(kind: SinkTransport, encoding: Encoding) -> LinkOptions {
     LinkOptions {
+        tls: None,
         commands: None,
         encoding,
         socket: profile_socket(kind.kind()),

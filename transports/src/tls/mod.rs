@@ -1,0 +1,20 @@
+//! TLS on a connection: a device's end as `BearSSL::WiFiClientSecure` on an ESP8266 does it,
+//! and a backend's as rustls serves it.
+//!
+//! - [`settings`]: what a variant's `tls` asks for, plain values ([`TlsSettings`],
+//!   [`Verification`], the board's [`HandshakeCpu`]).
+//! - [`certs`]: a run's CA and server certificate (rcgen), written and read back.
+//! - [`client`]: the device's rustls client, cut down to what BearSSL offers.
+//! - [`server`]: the backend's rustls server.
+//! - [`stream`]: [`Conn`], the stream drivers read and write (plain or TLS, always over the
+//!   TCP socket whose TCP_INFO counts the wire), and the handshakes.
+
+pub mod certs;
+pub mod client;
+pub mod server;
+pub mod settings;
+pub mod stream;
+
+pub use certs::CertFiles;
+pub use settings::{HandshakeCpu, HandshakeKind, TlsSettings, Verification};
+pub use stream::{Conn, TlsHandshake};

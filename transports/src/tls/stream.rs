@@ -1,0 +1,359 @@
+//! A connection's byte stream, plain or TLS, and the handshake that made it TLS.
+//!
+//! [`Conn`] is what the drivers read and write: the TCP socket itself, or rustls over it
+//! (the device's client, the backend's server). Its descriptor is always the TCP socket's,
+//! so TCP_INFO counts what went on the wire (ciphertext, records and all) while a
+//! [`CountingStream`](crate::socket::CountingStream) over it counts the application's bytes.
+//!
+//! [`BoardClock`] sits between a device's rustls client and its socket and spends the board's
+//! handshake CPU time ([`HandshakeCpu`]) before the device's second flight.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::settings::{HandshakeCpu, HandshakeKind, Verification};
+use crate::clock;
+use crate::socket::{Side, SocketCounters};
+
+/// A connection's stream: plain TCP, or TLS over it from either end.
+pub enum Conn {
+    /// No TLS.
+    Plain(TcpStream),
+    /// A device's TLS client.
+    Device(Box<tokio_rustls::client::TlsStream<BoardClock<TcpStream>>>),
+    /// A backend's TLS server.
+    Backend(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// The TCP socket under it.
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Device(s) => &s.get_ref().0.inner,
+            Conn::Backend(s) => s.get_ref().0,
+        }
+    }
+
+    /// Whether it carries TLS.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, Conn::Plain(_))
+    }
+}
+
+impl From<TcpStream> for Conn {
+    fn from(stream: TcpStream) -> Conn {
+        Conn::Plain(stream)
+    }
+}
+
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.tcp().as_fd()
+    }
+}
+
+impl AsRawFd for Conn {
+    fn as_raw_fd(&self) -> RawFd {
+        self.tcp().as_raw_fd()
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Device(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Backend(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Device(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Backend(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Device(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Backend(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Device(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Backend(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a TLS handshake cost, from one end's socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsHandshake {
+    /// Full or resumed.
+    pub kind: HandshakeKind,
+    /// CLOCK_MONOTONIC ns when the TCP connection was up and the first TLS byte was due.
+    pub started_ns: u64,
+    /// CLOCK_MONOTONIC ns when the handshake was done (the peer's Finished read).
+    pub done_ns: u64,
+    /// The board's CPU time spent as a delay in it (0 at a backend, or with no model).
+    pub board_cpu_ns: u64,
+    /// The cipher suite agreed (IANA id).
+    pub suite: u16,
+    /// TCP_INFO at `done_ns` less TCP_INFO at `started_ns`: the handshake's TCP payload bytes
+    /// and segments each way.
+    pub counters: SocketCounters,
+}
+
+/// A device's TLS handshake over `stream` (already connected), as a board does it: rustls's
+/// client with `config`, the board's CPU time for it spent before its second flight.
+pub async fn device_handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    server: rustls::pki_types::ServerName<'static>,
+    cpu: HandshakeCpu,
+    verify: Verification,
+) -> io::Result<(Conn, TlsHandshake)> {
+    let started_ns = clock::now_ns();
+    let before = SocketCounters::of(&stream, Side::Dialed)?;
+    let clocked = BoardClock::new(stream, cpu, verify);
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(server, clocked)
+        .await?;
+    let done_ns = clock::now_ns();
+    let (io, session) = tls.get_ref();
+    let after = SocketCounters::of(&io.inner, Side::Dialed)?;
+    let kind = match session.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
+        _ => HandshakeKind::Full,
+    };
+    let handshake = TlsHandshake {
+        kind,
+        started_ns,
+        done_ns,
+        board_cpu_ns: io.spent.as_nanos() as u64,
+        suite: session
+            .negotiated_cipher_suite()
+            .map(|s| u16::from(s.suite()))
+            .unwrap_or(0),
+        counters: after.since(&before),
+    };
+    Ok((Conn::Device(Box::new(tls)), handshake))
+}
+
+/// The backend's side of a handshake on an accepted `stream`, within `timeout`.
+pub async fn backend_handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+) -> io::Result<(Conn, TlsHandshake)> {
+    let started_ns = clock::now_ns();
+    let before = SocketCounters::of(&stream, Side::Accepted)?;
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    let tls = tokio::time::timeout(timeout, accept).await.map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no TLS handshake within {timeout:?}"),
+        )
+    })??;
+    let done_ns = clock::now_ns();
+    let (tcp, session) = tls.get_ref();
+    let after = SocketCounters::of(tcp, Side::Accepted)?;
+    let kind = match session.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
+        _ => HandshakeKind::Full,
+    };
+    let handshake = TlsHandshake {
+        kind,
+        started_ns,
+        done_ns,
+        board_cpu_ns: 0,
+        suite: session
+            .negotiated_cipher_suite()
+            .map(|s| u16::from(s.suite()))
+            .unwrap_or(0),
+        counters: after.since(&before),
+    };
+    Ok((Conn::Backend(Box::new(tls)), handshake))
+}
+
+/// Where a device's handshake is, as seen from its socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flight {
+    /// Its ClientHello may go out at once.
+    First,
+    /// It has read from the server: its next write is its second flight, which waits for the
+    /// board's CPU.
+    Answering,
+    /// The CPU time is spent: everything passes.
+    Spent,
+}
+
+/// A device socket that spends the board's handshake CPU time before the device's second
+/// flight: the ClientKeyExchange of a full handshake (after the ECDHE key generation and the
+/// server's signature and chain checks), or the Finished of a resumed one. Whether the
+/// handshake is resumed is read from the server's records as they pass: in TLS 1.2 the server
+/// sends ChangeCipherSpec before the client's second flight only when it resumes.
+pub struct BoardClock<S> {
+    inner: S,
+    cpu: HandshakeCpu,
+    verify: Verification,
+    flight: Flight,
+    server_records: RecordHeads,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+    spent: Duration,
+}
+
+impl<S> BoardClock<S> {
+    fn new(inner: S, cpu: HandshakeCpu, verify: Verification) -> BoardClock<S> {
+        BoardClock {
+            inner,
+            cpu,
+            verify,
+            flight: Flight::First,
+            server_records: RecordHeads::default(),
+            wait: None,
+            spent: Duration::ZERO,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for BoardClock<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.flight != Flight::Spent {
+            let read = &buf.filled()[before..];
+            if !read.is_empty() {
+                this.server_records.feed(read);
+                if this.flight == Flight::First {
+                    this.flight = Flight::Answering;
+                }
+            }
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for BoardClock<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.flight == Flight::Answering {
+            if this.wait.is_none() {
+                let kind = if this.server_records.change_cipher_spec {
+                    HandshakeKind::Resumed
+                } else {
+                    HandshakeKind::Full
+                };
+                let cost = this.cpu.of(kind, this.verify);
+                this.spent = cost;
+                this.wait = Some(Box::pin(tokio::time::sleep(cost)));
+            }
+            let wait = this.wait.as_mut().expect("set above");
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.wait = None;
+            this.flight = Flight::Spent;
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// Follows TLS record heads through a byte stream cut anywhere, enough to see whether a
+/// ChangeCipherSpec record (content type 20) has come.
+#[derive(Default)]
+struct RecordHeads {
+    head: [u8; 5],
+    head_len: usize,
+    body_left: usize,
+    change_cipher_spec: bool,
+}
+
+impl RecordHeads {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.body_left > 0 {
+                let skip = self.body_left.min(bytes.len());
+                self.body_left -= skip;
+                bytes = &bytes[skip..];
+                continue;
+            }
+            let take = (5 - self.head_len).min(bytes.len());
+            self.head[self.head_len..self.head_len + take].copy_from_slice(&bytes[..take]);
+            self.head_len += take;
+            bytes = &bytes[take..];
+            if self.head_len == 5 {
+                if self.head[0] == 20 {
+                    self.change_cipher_spec = true;
+                }
+                self.body_left = u16::from_be_bytes([self.head[3], self.head[4]]) as usize;
+                self.head_len = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_record_heads_see_change_cipher_spec_across_cuts() {
+        // A handshake record of 4 bytes, then a ChangeCipherSpec record of 1 byte.
+        let stream = [22, 3, 3, 0, 4, 2, 0, 0, 0, 20, 3, 3, 0, 1, 1];
+        for cut in 0..stream.len() {
+            let mut heads = RecordHeads::default();
+            heads.feed(&stream[..cut]);
+            assert!(!heads.change_cipher_spec || cut > 9, "cut {cut}");
+            heads.feed(&stream[cut..]);
+            assert!(heads.change_cipher_spec, "cut {cut}");
+        }
+        let mut heads = RecordHeads::default();
+        // ChangeCipherSpec's type byte inside a handshake body is not a record head.
+        heads.feed(&[22, 3, 3, 0, 2, 20, 20]);
+        assert!(!heads.change_cipher_spec);
+    }
+}
