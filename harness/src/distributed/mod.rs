@@ -65,6 +65,13 @@ pub fn check(scenario: &Scenario) -> Result<(), String> {
                 v.transport.name()
             ));
         }
+        if v.tls.is_some() {
+            return refuse(&format!(
+                "variant `{}` with `tls` (the run's certificates are made on one machine; \
+                 shards would need its CA)",
+                v.name
+            ));
+        }
         if v.transport == transports::TransportKind::SerialGateway {
             return refuse(&format!(
                 "variant `{}`: serial-gateway's ports are pseudo-terminals of one machine, \

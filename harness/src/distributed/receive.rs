@@ -127,7 +127,7 @@ fn receive(
         mqtt.as_ref(),
         &secrets,
         (&options.out, None),
-        &run_options,
+        (&run_options, None),
     )?;
     println!("backend {}", receiving.target);
     let control = ControlServer::start(options.control)?;

@@ -61,6 +61,9 @@ pub struct SinkPlan {
     /// goes into [`DASHBOARD_FILE`] at the end.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dashboard: bool,
+    /// Serve TLS with the run's certificate (`None`: plain TCP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<transports::tls::CertFiles>,
 }
 
 /// What a sink's dashboard fan-out did ([`transports::sink::DashboardTally`]), in its record
@@ -92,6 +95,7 @@ impl SinkPlan {
             poll_hold: Self::DEFAULT_POLL_HOLD,
             reuse_port: false,
             dashboard: false,
+            tls: None,
         }
     }
 }
@@ -156,6 +160,10 @@ pub fn run(plan: &SinkPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
             commands: routed.as_ref().map(|r| r.routes.clone()),
             poll_hold: plan.poll_hold,
             dashboard: dashboard.clone(),
+            tls: match &plan.tls {
+                Some(files) => Some(transports::tls::server::backend_config(files)?),
+                None => None,
+            },
             ..SinkOptions::default()
         };
         transports::transport::serve(plan.transport, listener, options, observer, shutdown).await;

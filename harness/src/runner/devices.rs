@@ -56,6 +56,8 @@ pub(super) struct VariantRun<'a> {
     pub commands: Option<&'a CommandPlan>,
     /// serial-gateway only: the ports its gateway opened, which the devices write to.
     pub serial: Option<device_emulator::fleet::SerialLines>,
+    /// TLS variants only: the run's certificates and what the devices do.
+    pub tls: Option<&'a super::tls::RunTls>,
 }
 
 impl VariantRun<'_> {
@@ -145,6 +147,7 @@ fn start_fleet(run: &VariantRun, target: Option<SocketAddr>) -> anyhow::Result<D
     let plan = FleetPlan {
         commands: run.commands.cloned(),
         serial: run.serial.clone(),
+        tls: run.tls.map(|t| t.fleet.clone()),
         faults: run.faults.to_vec(),
         ..whole_fleet_plan(
             scenario,

@@ -36,6 +36,7 @@ mod link;
 mod pool;
 pub(crate) mod receiving;
 pub mod shards;
+mod tls;
 
 use devices::{ControlServer, DeviceSource, Devices, VariantRun};
 use pool::{pool_all, Measured};
@@ -383,6 +384,10 @@ fn run_variant(
     let mut browser = browser::BrowserConsumer::start(scenario, variant, &raw, options)?;
     let (start_ns, faults) = fault_timeline(scenario, source);
     let commands = command_plan(scenario, variant, start_ns);
+    let tls = match &variant.tls {
+        Some(settings) => Some(tls::RunTls::prepare(&options.out, *settings)?),
+        None => None,
+    };
     let mut run = VariantRun {
         scenario,
         variant,
@@ -395,6 +400,7 @@ fn run_variant(
         faults: &faults,
         commands: commands.as_ref(),
         serial: None,
+        tls: tls.as_ref(),
     };
     let subscribers = mqtt.as_ref().map(|_| variant.subscribers.unwrap_or(1));
 
@@ -417,7 +423,7 @@ fn run_variant(
             run.mqtt,
             &secrets,
             (&raw, run.commands),
-            options,
+            (options, run.tls.map(|t| &t.files)),
         )?)
     };
     let target = early.as_ref().map(|r| r.target);
@@ -461,7 +467,7 @@ fn run_variant(
             run.mqtt,
             &secrets,
             (&raw, commands),
-            options,
+            (options, run.tls.map(|t| &t.files)),
         )?,
     };
     if let Some(b) = browser.as_mut() {

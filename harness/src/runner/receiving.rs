@@ -258,7 +258,7 @@ pub(crate) fn start_receiving_end(
     mqtt: Option<&MqttSettings>,
     secrets: &[(&str, String)],
     (raw, commands): (&Path, Option<&CommandPlan>),
-    options: &RunOptions,
+    (options, options_tls): (&RunOptions, Option<&transports::tls::CertFiles>),
 ) -> anyhow::Result<ReceivingEnd> {
     // Loopback on a free port, unless real devices must reach it (an address the user named).
     let listen = scenario
@@ -283,6 +283,7 @@ pub(crate) fn start_receiving_end(
             commands: commands.cloned(),
             poll_hold: variant.hold_timeout.unwrap_or(SinkPlan::DEFAULT_POLL_HOLD),
             dashboard: super::browser::BrowserConsumer::wants_dashboard(scenario, variant),
+            tls: options_tls.cloned(),
             ..SinkPlan::new(transport, listen, encoding)
         };
         let sinks = super::shards::sink_processes(scenario, variant, super::shards::open_files());

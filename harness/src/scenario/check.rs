@@ -120,6 +120,7 @@ pub(super) fn check(s: &Scenario) -> Result<(), Problem> {
     check_commands(s)?;
     check_socketio(s)?;
     check_serial_gateway(s)?;
+    check_tls(s)?;
     check_processes(s)?;
     check_saturate(s)?;
     check_consumer(s)?;
@@ -971,4 +972,55 @@ fn carried_over(v: &VariantConfig) -> String {
     } else {
         format!("{}` onward over `{}", v.transport.name(), network.name())
     }
+}
+
+/// The transports whose devices can carry TLS here (the device-served ones cannot: see
+/// `firmware/README.md`).
+pub(crate) const TLS_TRANSPORTS: [TransportKind; 2] = [TransportKind::Tcp, TransportKind::Ws];
+
+/// `tls` belongs to the transports that carry it, on emulated fleets, with a Maximum Fragment
+/// Length TLS defines.
+fn check_tls(s: &Scenario) -> Result<(), Problem> {
+    for (i, v) in s.variants.iter().enumerate() {
+        let Some(tls) = &v.tls else { continue };
+        let at = |k: &[&str]| {
+            let mut path = vec![key("variants"), Seg::Index(i), key("tls")];
+            path.extend(k.iter().map(|k| key(k)));
+            path
+        };
+        let n = i + 1;
+        if !TLS_TRANSPORTS.contains(&v.transport) {
+            let names: Vec<_> = TLS_TRANSPORTS.iter().map(|t| t.name()).collect();
+            return Err(problem(
+                &at(&[]),
+                format!(
+                    "`tls` in [[variants]] #{n}: `{}` does not carry TLS here; these do: {}",
+                    v.transport.name(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        if s.fleet.source == FleetSource::Hardware {
+            return Err(problem(
+                &at(&[]),
+                format!(
+                    "`tls` in [[variants]] #{n} applies to emulated fleets: a board's TLS \
+                     build trusts the CA compiled into it (firmware/README.md), not a run's"
+                ),
+            ));
+        }
+        if let Some(len) = tls
+            .max_fragment_length
+            .filter(|l| !transports::tls::settings::FRAGMENT_LENGTHS.contains(l))
+        {
+            return Err(problem(
+                &at(&["max_fragment_length"]),
+                format!(
+                    "`max_fragment_length` in [[variants]] #{n} is {len}: TLS defines 512, \
+                     1024, 2048 and 4096"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

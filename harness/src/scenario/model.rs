@@ -498,6 +498,16 @@ pub struct VariantConfig {
     /// reads every device's port and forwards over one connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<TransportKind>,
+    /// TLS on the devices' connections: `tls = true` (a board checking the run's CA, no
+    /// session kept, the board's handshake CPU by default) or a table of
+    /// [`transports::tls::TlsSettings`] (`verify`, `resumption`, `max_fragment_length`,
+    /// `handshake_cpu`). The backend serves the run's certificate (`tls/` in the results).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "tls_setting"
+    )]
+    pub tls: Option<transports::tls::TlsSettings>,
 }
 
 /// Most subscribers an MQTT variant may fan out to.
@@ -669,5 +679,35 @@ mod opt_duration_text {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         d.deserialize_str(super::duration_text::DurationVisitor)
             .map(Some)
+    }
+}
+
+/// A variant's `tls`: `true`, `false` or a table.
+mod tls_setting {
+    use std::fmt;
+
+    use serde::de::{self, MapAccess, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use transports::tls::TlsSettings;
+
+    pub fn serialize<S: Serializer>(v: &Option<TlsSettings>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<TlsSettings>, D::Error> {
+        struct Setting;
+        impl<'de> Visitor<'de> for Setting {
+            type Value = Option<TlsSettings>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("true, false or a table (verify, resumption, max_fragment_length, handshake_cpu)")
+            }
+            fn visit_bool<E: de::Error>(self, on: bool) -> Result<Self::Value, E> {
+                Ok(on.then(TlsSettings::default))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+                TlsSettings::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+            }
+        }
+        d.deserialize_any(Setting)
     }
 }

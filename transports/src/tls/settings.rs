@@ -48,6 +48,7 @@ pub enum HandshakeKind {
 /// a board at 80 MHz spends it computing before it can answer. The bytes are real; only this
 /// time is modelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HandshakeCpu {
     /// A full handshake checking the chain against a CA (`../shared/reference/esp8266.md`:
     /// ~1.4 s with certificate checking).
@@ -98,6 +99,7 @@ impl Default for HandshakeCpu {
 /// A variant's TLS, as its scenario sets it (`tls = true` or a table): what the devices do.
 /// The backend always serves TLS 1.2 and 1.3 with the run's certificate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsSettings {
     /// How the device checks the server.
     #[serde(default)]
