@@ -478,16 +478,20 @@ pub fn mfln_probe_answer(reply: &[u8]) -> MflnProbeAnswer {
     if record_len < 4 + 2 + 32 + 1 + 2 + 1 {
         return NotSupported(ProbeRefusal::TooShort);
     }
-    let Some(record) = reply.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + record_len) else {
+    // The core reads the handshake header next and judges it before reading any further.
+    let Some(head) = reply.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + 4) else {
         return NotSupported(ProbeRefusal::Truncated);
     };
-    if record[0] != 2 {
+    if head[0] != 2 {
         return NotSupported(ProbeRefusal::NotServerHello);
     }
-    let hello_len = u32::from_be_bytes([0, record[1], record[2], record[3]]) as usize;
+    let hello_len = u32::from_be_bytes([0, head[1], head[2], head[3]]) as usize;
     if hello_len != record_len - 4 {
         return NotSupported(ProbeRefusal::NotAloneInRecord);
     }
+    let Some(record) = reply.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + record_len) else {
+        return NotSupported(ProbeRefusal::Truncated);
+    };
     let hello = match ServerHello::parse(&record[4..]) {
         Ok(hello) if hello.version == 0x0303 => hello,
         Ok(_) => return NotSupported(ProbeRefusal::BadServerHello(None)),
@@ -863,6 +867,35 @@ mod tests {
             mfln_probe_answer(&[21, 3, 3, 0, 2, 2, 40]),
             NotSupported(ProbeRefusal::NotTls12Handshake),
             "a handshake_failure alert"
+        );
+    }
+
+    /// What rustls 0.23.46 (ring, TLS 1.2 only, a self-signed ECDSA P-256 certificate from
+    /// rcgen) answered to [`mfln_probe_client_hello`] for 512 B, captured in memory from a
+    /// `ServerConnection`: the record header (591 B of body) and the ServerHello, cut there.
+    /// The ServerHello (ChaCha20-Poly1305, a new 32-byte session id, no extensions, so no
+    /// max_fragment_length: rustls ignores it) shares its record with the Certificate,
+    /// ServerKeyExchange and ServerHelloDone, as rustls writes a flight.
+    const RUSTLS_PROBE_REPLY_HEX: &str = "160303024f020000480303a9f469829f48d4237fd01081260823\
+        01b9d5b5fbe2287d3acc569e4015d2e76f2070dc1dcd741b4c8a8dd049b3ef430c0af97a846615dc67d988\
+        499c0631e9acf4cca9000000";
+
+    #[test]
+    fn tls_bearssl_mfln_probe_against_rustls_is_refused_at_the_record_length() {
+        let reply = unhex(RUSTLS_PROBE_REPLY_HEX);
+        assert_eq!(
+            mfln_probe_answer(&reply),
+            MflnProbeAnswer::NotSupported(ProbeRefusal::NotAloneInRecord)
+        );
+        // Had the ServerHello come alone, it would still lack the extension.
+        let hello = ServerHello::parse(&reply[9..]).unwrap();
+        assert_eq!(hello.cipher_suite, 0xCCA9);
+        assert_eq!(hello.max_fragment_length, None);
+        let mut alone = reply.clone();
+        alone[3..5].copy_from_slice(&((reply.len() - 5) as u16).to_be_bytes());
+        assert_eq!(
+            mfln_probe_answer(&alone),
+            MflnProbeAnswer::NotSupported(ProbeRefusal::NoExtensions)
         );
     }
 

@@ -685,7 +685,26 @@ impl RecordScanner {
             self.message(kind, &body)?;
         }
         self.handshake_bytes.drain(..start);
+        // A message's type byte decides full or resumed before its body arrives.
+        if let Some(&code) = self.handshake_bytes.first() {
+            self.decide_kind(HandshakeType::from_code(code));
+        }
         Ok(())
+    }
+
+    /// Full or resumed, from the type of a message after the ServerHello.
+    fn decide_kind(&mut self, kind: HandshakeType) {
+        if self.server_hello.is_none() || self.kind.is_some() {
+            return;
+        }
+        self.kind = match kind {
+            HandshakeType::Certificate
+            | HandshakeType::ServerKeyExchange
+            | HandshakeType::CertificateRequest
+            | HandshakeType::ServerHelloDone => Some(HandshakeKind::Full),
+            HandshakeType::NewSessionTicket => Some(HandshakeKind::Resumed),
+            _ => None,
+        };
     }
 
     fn message(&mut self, kind: HandshakeType, body: &[u8]) -> Result<(), RecordError> {
@@ -704,20 +723,7 @@ impl RecordScanner {
             HandshakeType::ServerHello if self.server_hello.is_none() => {
                 self.server_hello = Some(ServerHello::parse(body).map_err(bad)?);
             }
-            HandshakeType::Certificate
-            | HandshakeType::ServerKeyExchange
-            | HandshakeType::CertificateRequest
-            | HandshakeType::ServerHelloDone
-                if self.server_hello.is_some() && self.kind.is_none() =>
-            {
-                self.kind = Some(HandshakeKind::Full);
-            }
-            HandshakeType::NewSessionTicket
-                if self.server_hello.is_some() && self.kind.is_none() =>
-            {
-                self.kind = Some(HandshakeKind::Resumed);
-            }
-            _ => {}
+            _ => self.decide_kind(kind),
         }
         Ok(())
     }
@@ -755,8 +761,10 @@ impl RecordScanner {
         self.server_hello.as_ref()
     }
 
-    /// On the server's direction: full or resumed, once the message after the ServerHello
-    /// says so; `None` before (and always on the client's direction).
+    /// On the server's direction: full or resumed, as soon as what follows the ServerHello
+    /// says so (the next message's type byte: Certificate, ServerKeyExchange,
+    /// CertificateRequest or ServerHelloDone mean full, NewSessionTicket resumed; or a
+    /// ChangeCipherSpec record: resumed). `None` before, and always on the client's direction.
     pub fn handshake_kind(&self) -> Option<HandshakeKind> {
         self.kind
     }
@@ -1143,6 +1151,49 @@ mod tests {
         assert!(hello.extension(extension::SESSION_TICKET).is_none());
         assert!(hello.extension(extension::EXTENDED_MASTER_SECRET).is_some());
         assert_eq!(scanner.tally().handshake.bytes, 132);
+    }
+
+    /// What rustls 0.23.46 (ring, TLS 1.2 only, a self-signed ECDSA P-256 certificate from
+    /// rcgen) wrote back to the board's default ClientHello (`bearssl::client_hello`, no
+    /// server name), captured in memory from a `ServerConnection`: the record header (563 B of
+    /// body) and the ServerHello, cut there; the Certificate, ServerKeyExchange and
+    /// ServerHelloDone follow in the same record.
+    const RUSTLS_SERVER_HELLO_TO_THE_BOARD: &str = "16030302330200004d03030780f9b993f302b9\
+        f34375cff04f13233c802d476485a486fe0442f7b0cef1dc20bcc9592dc1915a2ac1b0ba3c83814f424125\
+        b70506a1564d5f9d82d859f5ed1acca9000005ff01000100";
+
+    #[test]
+    fn tls_scanner_reads_the_server_hello_rustls_sends_the_board_before_its_record_ends() {
+        let bytes = unhex(RUSTLS_SERVER_HELLO_TO_THE_BOARD);
+        let mut scanner = RecordScanner::new();
+        scanner.feed(&bytes).unwrap();
+        let hello = scanner.server_hello().unwrap();
+        assert_eq!(hello.version, 0x0303);
+        assert_eq!(hello.cipher_suite, 0xCCA9, "the board's first choice");
+        assert_eq!(hello.session_id.len(), 32, "an id to resume by");
+        assert_eq!(
+            hello.max_fragment_length, None,
+            "rustls ignores the board's request"
+        );
+        let kinds: Vec<u16> = hello.extensions.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [extension::RENEGOTIATION_INFO]);
+        assert_eq!(
+            scanner.messages(),
+            [HandshakeMessage {
+                kind: HandshakeType::ServerHello,
+                len: 77
+            }]
+        );
+        assert_eq!(
+            scanner.handshake_kind(),
+            None,
+            "undecided until the next message"
+        );
+        assert_eq!(scanner.partial_record_bytes(), bytes.len());
+        assert_eq!(scanner.tally().total().records, 0);
+        // The next message's type byte is enough.
+        scanner.feed(&[11]).unwrap();
+        assert_eq!(scanner.handshake_kind(), Some(HandshakeKind::Full));
     }
 
     #[test]
