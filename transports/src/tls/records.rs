@@ -618,6 +618,12 @@ impl RecordScanner {
                         continue;
                     }
                     let (kind, len) = parse_header(&self.header)?;
+                    if kind == ContentType::ChangeCipherSpec && !self.encrypted {
+                        // Straight from ServerHello to ChangeCipherSpec: resumed.
+                        if self.server_hello.is_some() && self.kind.is_none() {
+                            self.kind = Some(HandshakeKind::Resumed);
+                        }
+                    }
                     self.position = Position::Body {
                         kind,
                         len,
@@ -660,9 +666,6 @@ impl RecordScanner {
         if kind == ContentType::ChangeCipherSpec && !self.encrypted {
             self.encrypted = true;
             self.handshake_bytes.clear();
-            if self.server_hello.is_some() && self.kind.is_none() {
-                self.kind = Some(HandshakeKind::Resumed);
-            }
         }
         Ok(())
     }
@@ -983,10 +986,17 @@ mod tests {
         assert_eq!(
             scanner.handshake_kind(),
             None,
-            "nor half a ChangeCipherSpec"
+            "nor part of a record header"
         );
-        scanner.feed(&record(20, &[1])[3..]).unwrap();
-        assert_eq!(scanner.handshake_kind(), Some(HandshakeKind::Resumed));
+        scanner.feed(&record(20, &[1])[3..5]).unwrap();
+        assert_eq!(
+            scanner.handshake_kind(),
+            Some(HandshakeKind::Resumed),
+            "a ChangeCipherSpec header is enough"
+        );
+        assert!(!scanner.encrypted(), "until its body is through");
+        scanner.feed(&record(20, &[1])[5..]).unwrap();
+        assert!(scanner.encrypted());
         assert_eq!(scanner.server_hello().unwrap().session_id, id);
         // A Certificate-looking encrypted record afterwards changes nothing.
         scanner.feed(&record(22, &message(11, &[0; 10]))).unwrap();
