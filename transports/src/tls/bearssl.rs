@@ -199,6 +199,13 @@ impl IoBuffers {
     pub fn max_record_plaintext(&self) -> usize {
         self.xmit - XMIT_OVERHEAD
     }
+
+    /// The `max_fragment_size` a rustls client needs to cut its records where the board does:
+    /// rustls counts the 5-byte record header in it (rustls 0.23, msgs/fragmenter.rs,
+    /// `MessageFragmenter::set_max_fragment_size`). 517 for the default buffers.
+    pub fn rustls_max_fragment_size(&self) -> usize {
+        self.max_record_plaintext() + RECORD_HEADER_LEN
+    }
 }
 
 /// How the board checks the server's certificate.
@@ -647,6 +654,9 @@ mod tests {
             Some(MaxFragmentLength::Bytes512)
         );
         assert_eq!(default.max_record_plaintext(), 512);
+        assert_eq!(default.rustls_max_fragment_size(), 517);
+        let mfln_2048 = IoBuffers::for_fragment(MaxFragmentLength::Bytes2048);
+        assert_eq!(mfln_2048.max_record_plaintext(), 2048);
         assert_eq!(
             IoBuffers::requested(16384, 16384).max_fragment_request(),
             None
