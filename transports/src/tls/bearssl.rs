@@ -12,7 +12,7 @@
 //! - Its I/O buffers ([`IoBuffers`]) and the Maximum Fragment Length they make BearSSL ask for
 //!   ([`IoBuffers::max_fragment_request`]: 512 B by default), and the heap a connection takes
 //!   ([`connection_heap`]).
-//! - The ClientHello it writes ([`client_hello`]) and the hand-built one `probeMFLNSupport`
+//! - The ClientHello it writes ([`client_hello`]) and the hand-built one `probeMaxFragmentLength`
 //!   sends ([`mfln_probe_client_hello`]), and how the core reads the probe's answer
 //!   ([`mfln_probe_answer`]).
 //! - The board's handshake CPU time, the delay a device end waits ([`handshake_cpu`]).
