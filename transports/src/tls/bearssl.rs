@@ -26,7 +26,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::records::{
-    extension, HandshakeKind, HelloError, MaxFragmentLength, ServerHello, RECORD_HEADER_LEN,
+    extension, HelloError, MaxFragmentLength, ServerHello, RECORD_HEADER_LEN,
 };
 
 /// A cipher suite: its IANA id and name.
@@ -208,18 +208,9 @@ impl IoBuffers {
     }
 }
 
-/// How the board checks the server's certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verification {
-    /// `setTrustAnchors` (or a `CertStore`): the chain checked against a CA, with
-    /// `br_x509_minimal`.
-    Ca,
-    /// `setFingerprint`: the certificate's SHA-1 compared, with the core's
-    /// `br_x509_insecure` context.
-    Fingerprint,
-    /// `setInsecure`: nothing checked, the same context.
-    Insecure,
-}
+/// How the board checks the server's certificate (`setTrustAnchors` with `br_x509_minimal`;
+/// `setFingerprint` and `setInsecure` with the core's `br_x509_insecure`).
+pub use super::settings::Verification;
 
 /// Estimated `sizeof(br_ssl_client_context)` on the ESP8266, B: computed from the core's
 /// BearSSL headers (tools/sdk/include/bearssl) by a 32-bit compiler with 8-byte-aligned
@@ -540,17 +531,6 @@ pub const FULL_HANDSHAKE_CA: Duration = Duration::from_millis(1400);
 /// that work's estimate for BearSSL's interpreted state machine and code run from flash.
 pub const RESUMED_HANDSHAKE: Duration = Duration::from_millis(50);
 
-/// The board's CPU time for a handshake of this kind and certificate check, the delay a
-/// device end waits. A resumed handshake checks no certificate, so its time is one.
-pub fn handshake_cpu(kind: HandshakeKind, verification: Verification) -> Duration {
-    match (kind, verification) {
-        (HandshakeKind::Resumed, _) => RESUMED_HANDSHAKE,
-        (HandshakeKind::Full, Verification::Ca) => FULL_HANDSHAKE_CA,
-        (HandshakeKind::Full, Verification::Fingerprint | Verification::Insecure) => {
-            FULL_HANDSHAKE_UNCHECKED
-        }
-    }
-}
 
 fn push_extension(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
     out.extend_from_slice(&kind.to_be_bytes());
@@ -907,30 +887,5 @@ mod tests {
             mfln_probe_answer(&alone),
             MflnProbeAnswer::NotSupported(ProbeRefusal::NoExtensions)
         );
-    }
-
-    #[test]
-    fn tls_bearssl_handshake_cpu_by_kind_and_check() {
-        use HandshakeKind::{Full, Resumed};
-        assert_eq!(
-            handshake_cpu(Full, Verification::Ca),
-            Duration::from_millis(1400)
-        );
-        assert_eq!(
-            handshake_cpu(Full, Verification::Fingerprint),
-            Duration::from_millis(1000)
-        );
-        assert_eq!(
-            handshake_cpu(Full, Verification::Insecure),
-            Duration::from_millis(1000)
-        );
-        for v in [
-            Verification::Ca,
-            Verification::Fingerprint,
-            Verification::Insecure,
-        ] {
-            assert_eq!(handshake_cpu(Resumed, v), RESUMED_HANDSHAKE);
-            assert!(handshake_cpu(Resumed, v) < handshake_cpu(Full, v));
-        }
     }
 }

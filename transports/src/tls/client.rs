@@ -11,6 +11,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 
+use super::bearssl;
 use super::settings::{TlsSettings, Verification};
 
 /// What a device checks the server's certificate against: the run's CA, or the server
@@ -24,28 +25,17 @@ pub struct TrustMaterial {
     pub fingerprint: [u8; 20],
 }
 
-/// The TLS 1.2 suites `WiFiClientSecure` offers by default that rustls also implements, in
-/// the order it offers them (ECDHE with ChaCha20-Poly1305, then AES-GCM; BearSSL goes on with
-/// CCM, CBC and RSA key exchange, which rustls does not implement).
-const BEARSSL_SUITES: [u16; 6] = [
-    0xCCA9, // TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-    0xCCA8, // TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-    0xC02B, // TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-    0xC02F, // TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-    0xC02C, // TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
-    0xC030, // TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
-];
 
 /// The crypto rustls uses on a device: ring's, cut down to the TLS 1.2 suites BearSSL offers,
 /// in BearSSL's order, and the key-exchange groups both have.
 pub fn device_provider() -> CryptoProvider {
     let ring = rustls::crypto::ring::default_provider();
-    let cipher_suites = BEARSSL_SUITES
+    let cipher_suites = bearssl::DEFAULT_CLIENT_SUITES
         .iter()
-        .filter_map(|id| {
+        .filter_map(|offered| {
             ring.cipher_suites
                 .iter()
-                .find(|s| u16::from(s.suite()) == *id)
+                .find(|s| u16::from(s.suite()) == offered.id)
                 .copied()
         })
         .collect();
@@ -92,6 +82,9 @@ pub fn device_config(
     } else {
         Resumption::disabled()
     };
+    // The board's records carry at most its output buffer's fragment (512 B by default, or
+    // the Maximum Fragment Length it set its buffers to).
+    config.max_fragment_size = Some(device_buffers(settings).rustls_max_fragment_size());
     Ok(Arc::new(config))
 }
 
@@ -149,5 +142,17 @@ impl ServerCertVerifier for BoardVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// The board's BearSSL buffers for `settings`: the core's defaults (16,709 B in, 597 B out),
+/// or `setBufferSizes(len, len)` for a Maximum Fragment Length the server accepted.
+pub fn device_buffers(settings: &TlsSettings) -> bearssl::IoBuffers {
+    match settings
+        .max_fragment_length
+        .and_then(|len| super::records::MaxFragmentLength::from_bytes(len as usize))
+    {
+        Some(len) => bearssl::IoBuffers::for_fragment(len),
+        None => bearssl::IoBuffers::default(),
     }
 }

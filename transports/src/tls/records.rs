@@ -186,14 +186,8 @@ pub struct HandshakeMessage {
     pub len: usize,
 }
 
-/// Whether the server resumed a session or ran the full handshake.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HandshakeKind {
-    /// ServerHello, then the certificate and key exchange messages: public-key operations.
-    Full,
-    /// ServerHello, then straight to ChangeCipherSpec (or a NewSessionTicket): no certificate.
-    Resumed,
-}
+/// Whether a TLS 1.2 handshake is full or resumed.
+pub use super::settings::HandshakeKind;
 
 /// A Maximum Fragment Length the client may ask for (RFC 6066 §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

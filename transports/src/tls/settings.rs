@@ -63,14 +63,12 @@ pub struct HandshakeCpu {
 }
 
 impl HandshakeCpu {
-    /// The defaults, from `../shared/reference/esp8266.md` ("Handshake ~0.5–1.5 s at 80 MHz
-    /// (~1.0 s without and ~1.4 s with certificate checking)"). The resumed figure is an
-    /// assumption: an abbreviated handshake does no public-key operation, only SHA-256 over the
-    /// handshake and the PRF, tens of milliseconds at 80 MHz; 50 ms until measured on a board.
+    /// The defaults, with their sources in [`super::bearssl`]: 1.4 s for a full handshake
+    /// checking a CA, 1.0 s without, and 50 ms for a resumed one (an assumption).
     pub const ESP8266: HandshakeCpu = HandshakeCpu {
-        full_ca: Duration::from_millis(1_400),
-        full_unverified: Duration::from_millis(1_000),
-        resumed: Duration::from_millis(50),
+        full_ca: super::bearssl::FULL_HANDSHAKE_CA,
+        full_unverified: super::bearssl::FULL_HANDSHAKE_UNCHECKED,
+        resumed: super::bearssl::RESUMED_HANDSHAKE,
     };
 
     /// No modelled CPU: the handshake costs what it costs this machine (a PC client).

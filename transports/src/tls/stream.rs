@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::records::RecordScanner;
 use super::settings::{HandshakeCpu, HandshakeKind, Verification};
 use crate::clock;
 use crate::socket::{Side, SocketCounters};
@@ -217,14 +218,14 @@ enum Flight {
 /// A device socket that spends the board's handshake CPU time before the device's second
 /// flight: the ClientKeyExchange of a full handshake (after the ECDHE key generation and the
 /// server's signature and chain checks), or the Finished of a resumed one. Whether the
-/// handshake is resumed is read from the server's records as they pass: in TLS 1.2 the server
-/// sends ChangeCipherSpec before the client's second flight only when it resumes.
+/// handshake is resumed is read from the server's records as they pass
+/// ([`RecordScanner::handshake_kind`]).
 pub struct BoardClock<S> {
     inner: S,
     cpu: HandshakeCpu,
     verify: Verification,
     flight: Flight,
-    server_records: RecordHeads,
+    server_records: RecordScanner,
     wait: Option<Pin<Box<tokio::time::Sleep>>>,
     spent: Duration,
 }
@@ -236,7 +237,7 @@ impl<S> BoardClock<S> {
             cpu,
             verify,
             flight: Flight::First,
-            server_records: RecordHeads::default(),
+            server_records: RecordScanner::new(),
             wait: None,
             spent: Duration::ZERO,
         }
@@ -255,7 +256,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for BoardClock<S> {
         if this.flight != Flight::Spent {
             let read = &buf.filled()[before..];
             if !read.is_empty() {
-                this.server_records.feed(read);
+                // A malformed record fails rustls's handshake itself; the scanner only decides
+                // which CPU time the board spends.
+                let _ = this.server_records.feed(read);
                 if this.flight == Flight::First {
                     this.flight = Flight::Answering;
                 }
@@ -274,11 +277,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BoardClock<S> {
         let this = self.get_mut();
         if this.flight == Flight::Answering {
             if this.wait.is_none() {
-                let kind = if this.server_records.change_cipher_spec {
-                    HandshakeKind::Resumed
-                } else {
-                    HandshakeKind::Full
-                };
+                let kind = this
+                    .server_records
+                    .handshake_kind()
+                    .unwrap_or(HandshakeKind::Full);
                 let cost = this.cpu.of(kind, this.verify);
                 this.spent = cost;
                 this.wait = Some(Box::pin(tokio::time::sleep(cost)));
@@ -299,61 +301,5 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BoardClock<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-/// Follows TLS record heads through a byte stream cut anywhere, enough to see whether a
-/// ChangeCipherSpec record (content type 20) has come.
-#[derive(Default)]
-struct RecordHeads {
-    head: [u8; 5],
-    head_len: usize,
-    body_left: usize,
-    change_cipher_spec: bool,
-}
-
-impl RecordHeads {
-    fn feed(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            if self.body_left > 0 {
-                let skip = self.body_left.min(bytes.len());
-                self.body_left -= skip;
-                bytes = &bytes[skip..];
-                continue;
-            }
-            let take = (5 - self.head_len).min(bytes.len());
-            self.head[self.head_len..self.head_len + take].copy_from_slice(&bytes[..take]);
-            self.head_len += take;
-            bytes = &bytes[take..];
-            if self.head_len == 5 {
-                if self.head[0] == 20 {
-                    self.change_cipher_spec = true;
-                }
-                self.body_left = u16::from_be_bytes([self.head[3], self.head[4]]) as usize;
-                self.head_len = 0;
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tls_record_heads_see_change_cipher_spec_across_cuts() {
-        // A handshake record of 4 bytes, then a ChangeCipherSpec record of 1 byte.
-        let stream = [22, 3, 3, 0, 4, 2, 0, 0, 0, 20, 3, 3, 0, 1, 1];
-        for cut in 0..stream.len() {
-            let mut heads = RecordHeads::default();
-            heads.feed(&stream[..cut]);
-            assert!(!heads.change_cipher_spec || cut > 9, "cut {cut}");
-            heads.feed(&stream[cut..]);
-            assert!(heads.change_cipher_spec, "cut {cut}");
-        }
-        let mut heads = RecordHeads::default();
-        // ChangeCipherSpec's type byte inside a handshake body is not a record head.
-        heads.feed(&[22, 3, 3, 0, 2, 20, 20]);
-        assert!(!heads.change_cipher_spec);
     }
 }
