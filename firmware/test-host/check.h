@@ -38,6 +38,7 @@ void framing();
 void control();
 void timing();
 void sensor();
+void tls();
 
 }  // namespace test
 

@@ -95,6 +95,7 @@ int main(int argc, char** argv) {
       {"control", test::control},
       {"timing", test::timing},
       {"sensor", test::sensor},
+      {"tls", test::tls},
   };
   for (const Suite& suite : suites) {
     int before = test::failures;

@@ -99,6 +99,50 @@
 #ifndef FLEETBENCH_HOLD_MS
 #define FLEETBENCH_HOLD_MS 30000
 #endif
+// TLS (the *-tls envs, built with -D FLEETBENCH_TLS; firmware/README.md, "TLS"). How the board
+// checks the server's certificate: by the run's CA, by the certificate's SHA-1 fingerprint, or not
+// at all.
+#define FLEETBENCH_TLS_VERIFY_NONE 0
+#define FLEETBENCH_TLS_VERIFY_CA 1
+#define FLEETBENCH_TLS_VERIFY_FINGERPRINT 2
+#ifndef FLEETBENCH_TLS_VERIFY
+#define FLEETBENCH_TLS_VERIFY FLEETBENCH_TLS_VERIFY_CA
+#endif
+// The CA certificate (PEM, results/<run>/tls/ca.pem) as one string, for FLEETBENCH_TLS_VERIFY_CA.
+#ifndef FLEETBENCH_TLS_CA_PEM
+#define FLEETBENCH_TLS_CA_PEM ""
+#endif
+// The server certificate's SHA-1 fingerprint ("AB:CD:..."), for FLEETBENCH_TLS_VERIFY_FINGERPRINT.
+#ifndef FLEETBENCH_TLS_FINGERPRINT
+#define FLEETBENCH_TLS_FINGERPRINT ""
+#endif
+// Maximum Fragment Length to probe for before connecting: 0 (no probe), 512, 1024, 2048 or 4096.
+#ifndef FLEETBENCH_TLS_MFLN
+#define FLEETBENCH_TLS_MFLN 0
+#endif
+// setBufferSizes(rx, tx): the receive buffer until a probe saw MFLN accepted (then the MFLN
+// length), and the transmit buffer. The core's defaults.
+#ifndef FLEETBENCH_TLS_RX_BUFFER
+#define FLEETBENCH_TLS_RX_BUFFER 16384
+#endif
+#ifndef FLEETBENCH_TLS_TX_BUFFER
+#define FLEETBENCH_TLS_TX_BUFFER 512
+#endif
+// 1: keep a BearSSL::Session across reconnects and offer it (session-id resumption); 0: every
+// connect is a full handshake.
+#ifndef FLEETBENCH_TLS_SESSION
+#define FLEETBENCH_TLS_SESSION 1
+#endif
+// The Unix time the board's clock is set to at boot when it is behind it (BearSSL checks a
+// certificate's validity dates against time()): the build time by default (platformio.ini passes
+// ${UNIX_TIME}).
+#ifndef FLEETBENCH_TLS_TIME
+#ifdef FLEETBENCH_BUILD_UNIX_TIME
+#define FLEETBENCH_TLS_TIME FLEETBENCH_BUILD_UNIX_TIME
+#else
+#define FLEETBENCH_TLS_TIME 0
+#endif
+#endif
 #ifndef FLEETBENCH_DHT_PIN
 #define FLEETBENCH_DHT_PIN D4
 #endif

@@ -24,16 +24,30 @@
 // the device, one per line. Each is handled and its ack POSTed to /ack (application/json) as the
 // next request, on a new connection per request, or the kept-alive one; an ack's own 200 answer
 // may carry more commands, handled the same way.
+//
+// http-post-tls, http-post-reuse-tls (-D FLEETBENCH_TLS): the same to https://<host>:<data port>
+// over BearSSL::WiFiClientSecure (src/glue/tls.h). HTTPClient's clone of the client is a
+// TlsClient sharing its settings, so each connection's handshake is timed; per reading, every
+// reading pays a handshake (resumed after the first when FLEETBENCH_TLS_SESSION is 1: the
+// session is saved when the HTTPClient's destructor stops the connection). The head and the
+// body are two writes, so two records.
 #include <ESP8266HTTPClient.h>
 #include <ESP8266WiFi.h>
 
 #include "../glue/app.h"
+#include "../glue/tls.h"
 
 namespace {
 
+#ifdef FLEETBENCH_TLS
+app::TlsClient g_net;  // never connected itself: begin() connects a clone of it
+const char kScheme[] = "https";
+#else
 WiFiClient g_net;  // never connected itself: begin() connects a clone of it
+const char kScheme[] = "http";
+#endif
 fleetbench::Reconnect g_reconnect(app::kRetryDelayUs);
-char g_base[80];  // http://<host>:<port>
+char g_base[80];  // http(s)://<host>:<port>
 
 // One POST of `body` to `path`; a 200 answer's body goes to *answer when given. Returns the
 // status, or HTTPClient's negative error.
@@ -105,7 +119,10 @@ void post_reading(const fleetbench::Reading& r) {
 
 void setup() {
   app::begin("http-post");
-  snprintf(g_base, sizeof g_base, "http://%s:%u", FLEETBENCH_HOST,
+#ifdef FLEETBENCH_TLS
+  app::tls_begin("http-post", &g_net);
+#endif
+  snprintf(g_base, sizeof g_base, "%s://%s:%u", kScheme, FLEETBENCH_HOST,
            static_cast<unsigned>(FLEETBENCH_DATA_PORT));
 }
 

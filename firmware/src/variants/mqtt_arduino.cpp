@@ -10,10 +10,16 @@
 // advanced message callback handles each command and queues its ack, and after each loop() the
 // acks are published to FLEETBENCH_MQTT_ACK_TOPIC at that QoS (the library asks not to publish
 // from its callback) (fleetbench::ArduinoMqttCommands).
+//
+// mqtt-qos1-tls / mqtt-qos2-tls (-D FLEETBENCH_TLS): the same over BearSSL::WiFiClientSecure
+// (src/glue/tls.h) to FLEETBENCH_MQTT_HOST:FLEETBENCH_MQTT_PORT, the broker's TLS listener (8883
+// for an external broker). lwmqtt's two writes per packet are two records. The 1 s command
+// timeout is the library's: a TLS handshake is not inside it (the connect comes first).
 #include <ESP8266WiFi.h>
 #include <MQTT.h>
 
 #include "../glue/app.h"
+#include "../glue/tls.h"
 
 #if !defined(FLEETBENCH_MQTT_QOS) || (FLEETBENCH_MQTT_QOS != 1 && FLEETBENCH_MQTT_QOS != 2)
 #error "build with -D FLEETBENCH_MQTT_QOS=1 or 2 (envs mqtt-qos1, mqtt-qos2)"
@@ -21,7 +27,11 @@
 
 namespace {
 
+#ifdef FLEETBENCH_TLS
+app::TlsClient g_net;  // connects through the TLS settings, timed
+#else
 WiFiClient g_net;
+#endif
 MQTTClient g_mqtt(static_cast<int>(app::kCommandMaxLen + 128));
 fleetbench::ArduinoMqttCommands<MQTTClient> g_commands(g_mqtt, app::commands());
 fleetbench::Reconnect g_reconnect(app::kRetryDelayUs);
@@ -52,6 +62,9 @@ void keep_connected() {
 
 void setup() {
   app::begin(FLEETBENCH_MQTT_QOS == 1 ? "mqtt-qos1" : "mqtt-qos2");
+#ifdef FLEETBENCH_TLS
+  app::tls_begin(FLEETBENCH_MQTT_QOS == 1 ? "mqtt-qos1" : "mqtt-qos2", &g_net);
+#endif
   fleetbench::format_mqtt_client_id(FLEETBENCH_DEVICE_ID, g_client_id, sizeof g_client_id);
   if (fleetbench::format_mqtt_topic(FLEETBENCH_MQTT_TOPIC, FLEETBENCH_DEVICE_ID, g_topic,
                                     sizeof g_topic) == 0) {

@@ -7,10 +7,15 @@
 // (fleet/esp-NNNNNN/cmd) at FLEETBENCH_MQTT_COMMAND_QOS (0 or 1, what PubSubClient subscribes
 // at); the callback set with setCallback answers each command by publishing its ack to
 // FLEETBENCH_MQTT_ACK_TOPIC at QoS 0 (fleetbench::PubSubCommands).
+//
+// mqtt-qos0-tls (-D FLEETBENCH_TLS): the same over BearSSL::WiFiClientSecure (src/glue/tls.h) to
+// FLEETBENCH_MQTT_HOST:FLEETBENCH_MQTT_PORT, which must then be the broker's TLS listener (8883 for
+// an external broker). PubSubClient writes each packet in one write(), so one record.
 #include <ESP8266WiFi.h>
 #include <PubSubClient.h>
 
 #include "../glue/app.h"
+#include "../glue/tls.h"
 
 #if FLEETBENCH_MQTT_COMMAND_QOS > 1
 #error "PubSubClient subscribes at QoS 0 or 1: set FLEETBENCH_MQTT_COMMAND_QOS to 0 or 1"
@@ -18,7 +23,11 @@
 
 namespace {
 
+#ifdef FLEETBENCH_TLS
+app::TlsClient g_net;  // connects through the TLS settings, timed
+#else
 WiFiClient g_net;
+#endif
 PubSubClient g_mqtt(g_net);
 fleetbench::PubSubCommands<PubSubClient> g_commands(g_mqtt, app::commands());
 fleetbench::Reconnect g_reconnect(app::kRetryDelayUs);
@@ -48,6 +57,9 @@ void keep_connected() {
 
 void setup() {
   app::begin("mqtt-qos0");
+#ifdef FLEETBENCH_TLS
+  app::tls_begin("mqtt-qos0", &g_net);
+#endif
   fleetbench::format_mqtt_client_id(FLEETBENCH_DEVICE_ID, g_client_id, sizeof g_client_id);
   if (fleetbench::format_mqtt_topic(FLEETBENCH_MQTT_TOPIC, FLEETBENCH_DEVICE_ID, g_topic,
                                     sizeof g_topic) == 0) {

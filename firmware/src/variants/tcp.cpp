@@ -6,13 +6,22 @@
 // tcp-echo (-D FLEETBENCH_ECHO): the device sends nothing on its own schedule; each '?' the
 // server writes on the data connection is answered at once with one reading stamped on arrival.
 // Command lines are answered as in tcp.
+//
+// tcp-tls, tcp-echo-tls (-D FLEETBENCH_TLS): the same inside TLS (BearSSL::WiFiClientSecure,
+// src/glue/tls.h), to the same host and port. Each write is one TLS record, so each reading
+// (and each ack line) is one record.
 #include <ESP8266WiFi.h>
 
 #include "../glue/app.h"
+#include "../glue/tls.h"
 
 namespace {
 
+#ifdef FLEETBENCH_TLS
+app::TlsClient g_data;  // connects through the TLS settings, timed
+#else
 WiFiClient g_data;
+#endif
 fleetbench::Reconnect g_reconnect(app::kRetryDelayUs);
 
 void keep_connected() {
@@ -42,7 +51,12 @@ void send(const fleetbench::Reading& r) {
 
 // HELLO names the transport, `tcp`, in echo builds too: the harness matches boards to a variant
 // by transport, and the scenario's `echo = true` says the mode.
-void setup() { app::begin("tcp"); }
+void setup() {
+  app::begin("tcp");
+#ifdef FLEETBENCH_TLS
+  app::tls_begin("tcp", &g_data);
+#endif
+}
 
 void loop() {
   app::service();

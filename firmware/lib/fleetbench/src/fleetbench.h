@@ -15,6 +15,8 @@
 //               the library's calls: the sketch passes its library object in), tcp-echo's echo
 //               requests, and the poll variant's long-poll client.
 // - timing.h:   the open-loop reading schedule and the fixed-delay reconnect rule.
+// - tls.h:      the *-tls envs' decisions: certificate checking from config, MFLN probing and
+//               the buffer sizes it allows, the handshake line printed after each connect.
 // - random.h:   SplitMix64 and the emulator's per-device stream seeds.
 // - sensor.h:   the synthetic sensor model (device-emulator/src/sensor.rs's walks) and the
 //               conversions from real DHT11 / BMP180 / MQ-135 readings.
@@ -35,5 +37,6 @@
 #include "ring.h"
 #include "sensor.h"
 #include "timing.h"
+#include "tls.h"
 
 #endif
