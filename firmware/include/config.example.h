@@ -63,6 +63,32 @@
 // poll: a command request the backend leaves unanswered this long is given up (ms).
 #define FLEETBENCH_POLL_TIMEOUT_MS 60000
 
+// ---- TLS (the *-tls envs; README, "TLS") ----
+// How the board checks the server's certificate: FLEETBENCH_TLS_VERIFY_CA (the run's CA, below),
+// FLEETBENCH_TLS_VERIFY_FINGERPRINT (the server certificate's SHA-1) or FLEETBENCH_TLS_VERIFY_NONE
+// (setInsecure: encrypted, unchecked).
+#define FLEETBENCH_TLS_VERIFY FLEETBENCH_TLS_VERIFY_CA
+// The run's CA, results/<run>/tls/ca.pem, one string per line. Make these lines with
+//   sed 's/.*/  "&\\n" \\/' results/<run>/tls/ca.pem
+// and end with an empty "" as here.
+#define FLEETBENCH_TLS_CA_PEM \
+  "-----BEGIN CERTIFICATE-----\n" \
+  "...paste here...\n" \
+  "-----END CERTIFICATE-----\n" \
+  ""
+// For FLEETBENCH_TLS_VERIFY_FINGERPRINT: `openssl x509 -in <server cert> -noout -fingerprint -sha1`.
+// #define FLEETBENCH_TLS_FINGERPRINT "AB:CD:..."
+// Maximum Fragment Length to probe for (0: no probe; 512, 1024, 2048, 4096). When the server
+// accepts it, the receive buffer shrinks to that length.
+#define FLEETBENCH_TLS_MFLN 0
+// setBufferSizes(rx, tx), 512..16384: rx until MFLN is accepted, tx always. With MFLN, both at
+// least FLEETBENCH_TLS_MFLN.
+#define FLEETBENCH_TLS_RX_BUFFER 16384
+#define FLEETBENCH_TLS_TX_BUFFER 512
+// 1: offer the last connection's session on reconnect (a resumed handshake when the server still
+// has it); 0: a full handshake every time.
+#define FLEETBENCH_TLS_SESSION 1
+
 // ---- Sensors ----
 // Uncomment to send readings from the synthetic model instead of real sensors (or build with
 // -D SYNTHETIC_SENSORS).

@@ -251,7 +251,7 @@ void handshake_line() {
   CHECK(std::string(line, len).find(", mfln 2048 refused,") != std::string::npos);
   h.mfln = fleetbench::MFLN_NOT_PROBED;
   len = fleetbench::format_tls_handshake("tcp", h, line, sizeof line);
-  CHECK(std::string(line, len).find(", mfln 2048 not probed,") != std::string::npos);
+  CHECK(std::string(line, len).find(", mfln 2048 pending,") != std::string::npos);
 
   // Too small a buffer: 0, never a cut line.
   CHECK_EQ(fleetbench::format_tls_handshake("tcp", h, line, 40), std::size_t{0});

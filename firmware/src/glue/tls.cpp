@@ -18,7 +18,7 @@ fleetbench::TlsVerify g_verify = fleetbench::TLS_VERIFY_NONE;
 uint8_t g_fingerprint[fleetbench::TLS_FINGERPRINT_LEN];
 fleetbench::MflnProbe g_probe(FLEETBENCH_TLS_MFLN);
 #if FLEETBENCH_TLS_SESSION
-BearSSL::Session g_session;
+BearSSL::Session g_tls_session;
 #endif
 // A connect has completed a handshake, so the Session holds its parameters from the moment that
 // connection is stopped (the core saves them in stop(), and every connect stops the connection
@@ -53,7 +53,7 @@ int timed_connect(BearSSL::WiFiClientSecure& client, Probe probe, Connect connec
                                            FLEETBENCH_TLS_TX_BUFFER);
   client.setBufferSizes(static_cast<int>(h.buffers.rx), static_cast<int>(h.buffers.tx));
 #if FLEETBENCH_TLS_SESSION
-  client.setSession(&g_session);
+  client.setSession(&g_tls_session);
   h.session_offered = g_session_stored;
 #else
   h.session_offered = false;
@@ -139,11 +139,17 @@ bool tls_begin(const char* variant, BearSSL::WiFiClientSecure* client) {
     }
   }
   static const char* const kModes[] = {"none (setInsecure)", "CA", "SHA-1 fingerprint"};
-  Serial.printf("tls: %s, certificate check %s, mfln %u, buffers rx %u tx %u, session %s\n",
-                variant, kModes[g_verify], static_cast<unsigned>(FLEETBENCH_TLS_MFLN),
-                static_cast<unsigned>(FLEETBENCH_TLS_RX_BUFFER),
-                static_cast<unsigned>(FLEETBENCH_TLS_TX_BUFFER),
-                FLEETBENCH_TLS_SESSION ? "resumed when the server agrees" : "off");
+  if (client == nullptr) {
+    Serial.printf("tls: %s, certificate check %s; the library makes its own client for each "
+                  "connect: the core's buffers (16384, 512), no MFLN probe, no session\n",
+                  variant, kModes[g_verify]);
+  } else {
+    Serial.printf("tls: %s, certificate check %s, mfln %u, buffers rx %u tx %u, session %s\n",
+                  variant, kModes[g_verify], static_cast<unsigned>(FLEETBENCH_TLS_MFLN),
+                  static_cast<unsigned>(FLEETBENCH_TLS_RX_BUFFER),
+                  static_cast<unsigned>(FLEETBENCH_TLS_TX_BUFFER),
+                  FLEETBENCH_TLS_SESSION ? "offered on reconnect" : "off");
+  }
   g_ready = true;
   return true;
 }

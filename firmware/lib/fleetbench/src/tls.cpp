@@ -24,7 +24,7 @@ const char* mfln_word(MflnResult r) {
     case MFLN_NOT_PROBED:
       break;
   }
-  return "not probed";
+  return "pending";
 }
 
 }  // namespace

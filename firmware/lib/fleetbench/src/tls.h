@@ -123,7 +123,8 @@ struct TlsHandshake {
 };
 
 // "tls: <variant> handshake <us> us ok|failed (ssl error <n>), session offered|none,
-// mfln <len> accepted|refused|not probed|off, rx <n> tx <n> asks <n>|none, heap <before> -> <after>\n"
+// mfln <len> accepted|refused|pending|off, rx <n> tx <n> asks <n>|none, heap <before> -> <after>\n"
+// ("pending": no probe has a result yet.)
 size_t format_tls_handshake(const char* variant, const TlsHandshake& h, char* out, size_t cap);
 
 }  // namespace fleetbench
