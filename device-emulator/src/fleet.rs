@@ -392,6 +392,10 @@ pub struct ConnectionRecord {
     pub readings_sent: u64,
     /// Payload bytes of those readings.
     pub payload_bytes: u64,
+    /// The TLS handshakes the link made, in order: one per connection it opened (with a
+    /// connection per reading, one per reading). Empty without TLS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls: Vec<transports::tls::TlsHandshake>,
     /// Why it ended: `"stopped"` for the normal end of a run, [`VANISHED`] when the device lost
     /// power, [`STORM_CLOSE`] when it closed for a boot storm, else the error.
     pub end: String,
@@ -409,6 +413,7 @@ impl ConnectionRecord {
             closed_stats: None,
             readings_sent: 0,
             payload_bytes: 0,
+            tls: Vec::new(),
             end,
         }
     }
@@ -604,6 +609,7 @@ async fn serving_device(
                 closed_stats: c.closed_stats,
                 readings_sent: c.readings_sent,
                 payload_bytes: c.payload_bytes,
+                tls: Vec::new(),
                 end: c.end,
             });
         });
@@ -776,6 +782,7 @@ impl Open {
             closed_stats: None,
             readings_sent: self.readings_sent,
             payload_bytes: self.payload_bytes,
+            tls: self.link.tls_handshakes(),
             end,
         }
     }

@@ -431,7 +431,7 @@ impl Link {
             .map_err(|_| LinkError::ConnectTimeout(options.connect_timeout))??;
         let ready_ns = crate::clock::now_ns();
         let stats = link.stats();
-        let tls = link.tls_handshake();
+        let tls = link.tls_handshakes().first().copied();
         Ok((
             link,
             Setup {
@@ -512,16 +512,17 @@ impl Link {
         }
     }
 
-    /// The TLS handshake of the connection, when it carries TLS.
-    pub fn tls_handshake(&self) -> Option<TlsHandshake> {
+    /// The TLS handshakes this link made so far, in order: one per TCP connection it opened
+    /// (a link that opens a connection per reading makes one per reading). Empty without TLS.
+    pub fn tls_handshakes(&self) -> Vec<TlsHandshake> {
         match self {
-            Link::Tcp(c) => c.tls_handshake(),
-            Link::Ws(c) => c.tls_handshake(),
+            Link::Tcp(c) => c.tls_handshake().into_iter().collect(),
+            Link::Ws(c) => c.tls_handshake().into_iter().collect(),
             Link::Mqtt(_)
             | Link::HttpPost(_)
             | Link::Poll(_)
             | Link::SocketIo(_)
-            | Link::Serial(_) => None,
+            | Link::Serial(_) => Vec::new(),
         }
     }
 

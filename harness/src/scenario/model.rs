@@ -502,11 +502,7 @@ pub struct VariantConfig {
     /// session kept, the board's handshake CPU by default) or a table of
     /// [`transports::tls::TlsSettings`] (`verify`, `resumption`, `max_fragment_length`,
     /// `handshake_cpu`). The backend serves the run's certificate (`tls/` in the results).
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "tls_setting"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "tls_setting")]
     pub tls: Option<transports::tls::TlsSettings>,
 }
 

@@ -25,9 +25,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::records::{
-    extension, HelloError, MaxFragmentLength, ServerHello, RECORD_HEADER_LEN,
-};
+use super::records::{extension, HelloError, MaxFragmentLength, ServerHello, RECORD_HEADER_LEN};
 
 /// A cipher suite: its IANA id and name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -530,7 +528,6 @@ pub const FULL_HANDSHAKE_CA: Duration = Duration::from_millis(1400);
 /// handshake messages and one Finished each way; 50 ms leaves an order of magnitude above
 /// that work's estimate for BearSSL's interpreted state machine and code run from flash.
 pub const RESUMED_HANDSHAKE: Duration = Duration::from_millis(50);
-
 
 fn push_extension(out: &mut Vec<u8>, kind: u16, data: &[u8]) {
     out.extend_from_slice(&kind.to_be_bytes());

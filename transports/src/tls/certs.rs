@@ -57,7 +57,12 @@ impl CertFiles {
             }
         }
         let server_key = rcgen::KeyPair::generate().map_err(fail)?;
-        let mut params = rcgen::CertificateParams::new(names).map_err(fail)?;
+        let mut params = rcgen::CertificateParams::new(names.clone()).map_err(fail)?;
+        // BearSSL matches a host only against DNS-name SANs: an address is named as both.
+        for ip in names.iter().filter(|n| is_ip(n)) {
+            let name = rcgen::string::Ia5String::try_from(ip.as_str()).map_err(fail)?;
+            params.subject_alt_names.push(rcgen::SanType::DnsName(name));
+        }
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "fleetbench backend");

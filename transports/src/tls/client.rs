@@ -25,7 +25,6 @@ pub struct TrustMaterial {
     pub fingerprint: [u8; 20],
 }
 
-
 /// The crypto rustls uses on a device: ring's, cut down to the TLS 1.2 suites BearSSL offers,
 /// in BearSSL's order, and the key-exchange groups both have.
 pub fn device_provider() -> CryptoProvider {

@@ -107,7 +107,12 @@ impl AsyncWrite for Conn {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Device(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            // BearSSL's `WiFiClientSecure::stop()` sends no close_notify: what is buffered goes
+            // out, then the FIN.
+            Conn::Device(s) => match Pin::new(s.as_mut()).poll_flush(cx) {
+                Poll::Ready(Ok(())) => Pin::new(&mut s.get_mut().0.inner).poll_shutdown(cx),
+                other => other,
+            },
             Conn::Backend(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
