@@ -23,6 +23,7 @@ use transports::transport::{ConnectionEnd, ConnectionReport};
 
 pub mod commands;
 pub mod faults;
+pub mod tls;
 
 use crate::records::Arrival;
 use crate::results::{

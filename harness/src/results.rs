@@ -7,11 +7,12 @@
 //! [`RunResult::write`] writes atomically.
 
 pub use reports::results::{
-    BrowserClock, BrowserResult, CloseCost, CommandLatency, CommandResult, Cost, Delivery,
-    DeviceSpread, DistributedSummary, FanOut, FaultResult, HardwareDevice, HardwareSummary,
-    Latency, LinkDirectionSummary, LinkSummary, MeasuredAt, PerReading, Percentiles, ProcessCost,
-    ProfileEcho, Repetition, RoundTrip, RunResult, ScenarioEcho, SecondStats, SerialSummary,
-    SetupCost, ShardClock, ShardSummary, SinkSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
+    BackendHandshakeCpu, BrowserClock, BrowserResult, CloseCost, CommandLatency, CommandResult,
+    Cost, Delivery, DeviceSpread, DistributedSummary, FanOut, FaultResult, HandshakeFigures,
+    HardwareDevice, HardwareSummary, Latency, LinkDirectionSummary, LinkSummary, MeasuredAt,
+    PerReading, Percentiles, ProcessCost, ProfileEcho, Repetition, RoundTrip, RunResult,
+    ScenarioEcho, SecondStats, SerialSummary, SetupCost, ShardClock, ShardSummary, SinkSummary,
+    TlsSummary, VariantFiles, VariantResult, SCHEMA_VERSION,
 };
 
 /// The JSON Schema of results.json.

@@ -254,11 +254,104 @@ pub struct VariantResult {
     /// devices' (their lines) and the upstream's receiving end's, as for every variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<SerialSummary>,
+    /// TLS variants only: what the devices asked for, what was agreed, and what TLS cost: each
+    /// kind of handshake (time, bytes and segments each way), the bytes TLS added per reading,
+    /// the board's modelled heap and the backend's CPU per handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSummary>,
     /// Each repetition's own figures, in the order run (one entry when the scenario runs each
     /// variant once). The figures above pool them: counts add up, latency percentiles come from
     /// the merged histograms, overhead from every connection of every repetition.
     #[serde(default)]
     pub repetitions: Vec<Repetition>,
+}
+
+/// What TLS cost a variant, from the devices' sockets (bytes and segments from TCP_INFO,
+/// times from CLOCK_MONOTONIC) and the backend's CPU. The devices' TLS is rustls set up as
+/// BearSSL's `WiFiClientSecure` is (TLS 1.2, its suites in its order, session-id resumption);
+/// the board's handshake CPU time is a model, spent as a delay, and its heap a model too
+/// (`modelled` in the names); every byte is measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct TlsSummary {
+    /// How the devices checked the server: `ca`, `fingerprint` or `insecure`.
+    pub verify: String,
+    /// Whether the devices kept their session and offered it again.
+    pub resumption: bool,
+    /// The Maximum Fragment Length the devices' buffers were set for (absent: the core's
+    /// defaults, 16,709 B in and 597 B out).
+    pub max_fragment_length: Option<u16>,
+    /// The board's CPU time model for a handshake, ms: full checking a CA, full without,
+    /// resumed.
+    pub board_cpu_model_ms: [u64; 3],
+    /// The cipher suite agreed on most connections (IANA name; `0x....` when unnamed).
+    pub suite: String,
+    /// What one record adds to its plaintext with that suite: header, explicit nonce, tag (29 B
+    /// with AES-GCM, 21 B with ChaCha20-Poly1305); absent for a suite without a fixed figure.
+    pub record_overhead_bytes: Option<u64>,
+    /// Full handshakes.
+    pub full: HandshakeFigures,
+    /// Resumed handshakes.
+    pub resumed: HandshakeFigures,
+    /// Connect attempts whose TLS handshake failed.
+    pub failed_handshakes: u64,
+    /// Handshakes per reading sent in the steady state: 0 on a kept connection, about 1 with a
+    /// connection per reading.
+    pub handshakes_per_reading: f64,
+    /// TCP payload bytes per reading sent in the steady state beyond the application's bytes:
+    /// record headers, nonces and tags, and any handshakes the steady state made.
+    pub tls_bytes_up_per_reading: f64,
+    /// The same for what the device received.
+    pub tls_bytes_down_per_reading: f64,
+    /// The board's heap for one connection, modelled from its buffers and BearSSL's contexts
+    /// (`bearssl::connection_heap`): held while connected.
+    pub device_heap_modelled_bytes: u64,
+    /// And its peak during the handshake (the certificate checker's context added).
+    pub device_heap_handshake_modelled_bytes: u64,
+    /// The backend's own CPU per handshake, µs, measured in the sink (the thread's CPU clock
+    /// around each poll of rustls's accept): full and resumed, each with its count. Absent
+    /// where fleetbench does not run the TLS server itself (an MQTT broker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_cpu_us_per_handshake: Option<BackendHandshakeCpu>,
+}
+
+/// The backend's CPU per TLS handshake it served.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct BackendHandshakeCpu {
+    /// Full handshakes the backend completed.
+    pub full_count: u64,
+    /// Their CPU, µs each (mean).
+    pub full_us: f64,
+    /// Resumed handshakes the backend completed.
+    pub resumed_count: u64,
+    /// Their CPU, µs each (mean).
+    pub resumed_us: f64,
+}
+
+/// One kind of TLS handshake (full or resumed), per handshake, from the device's socket.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(!default)]
+pub struct HandshakeFigures {
+    /// Handshakes of this kind.
+    pub count: u64,
+    /// From the TCP connection up to the handshake done, µs, the board's modelled CPU time
+    /// included.
+    pub time_us: Percentiles,
+    /// Of that, the board's modelled CPU time, ms, per handshake.
+    pub board_cpu_ms: f64,
+    /// TCP payload bytes the device sent (ClientHello, its key exchange, ChangeCipherSpec,
+    /// Finished), per handshake.
+    pub bytes_up: f64,
+    /// TCP payload bytes the device received (the server's flights), per handshake.
+    pub bytes_down: f64,
+    /// Segments the device sent, per handshake (pure ACKs included).
+    pub segments_up: f64,
+    /// Segments the device received, per handshake.
+    pub segments_down: f64,
 }
 
 /// The commands a variant's backend sent down to its devices (`[commands]`) and what became
@@ -928,6 +1021,13 @@ pub struct SetupCost {
     pub segments_up: f64,
     /// Segments received by the device during set-up, per connection.
     pub segments_down: f64,
+    /// The backend's CPU (the sink, an MQTT variant's broker, a device-served variant's
+    /// collector) from its last sample before the devices started to the window's start, ms
+    /// per connection that came up: the set-up phase, with the readings sent during the ramp
+    /// and warm-up included. Compare it between variants of one run (TLS against plain).
+    /// Absent when the samples do not cover the phase, and in pooled repetitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_cpu_ms_per_connection: Option<f64>,
 }
 
 /// Connection close: the transport's closing bytes (a WebSocket Close each way, MQTT's

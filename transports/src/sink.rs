@@ -204,6 +204,9 @@ pub struct ConnectionReport {
     /// Payload bytes of the readings decoded on it.
     #[serde(default)]
     pub payload_bytes: u64,
+    /// The TLS handshake, when the sink served TLS (its CPU is the sink's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsHandshake>,
 }
 
 impl ConnectionReport {
@@ -225,6 +228,7 @@ impl ConnectionReport {
             ready_app_bytes_sent: 0,
             rejected: 0,
             payload_bytes: 0,
+            tls: None,
         }
     }
 
@@ -293,11 +297,16 @@ pub(crate) struct SinkConnection {
     pub observer: Arc<dyn SinkObserver>,
     /// The sink is shutting down.
     pub shutdown: CancellationToken,
+    /// The TLS handshake the connection began with, when the sink serves TLS.
+    pub tls: Option<crate::tls::TlsHandshake>,
 }
 
 impl SinkConnection {
     /// This connection's report, closing now for `end`, with nothing counted on it yet.
     pub fn report(&self, end: ConnectionEnd) -> ConnectionReport {
-        ConnectionReport::new(self.conn, self.peer, self.opened_ns, end)
+        ConnectionReport {
+            tls: self.tls,
+            ..ConnectionReport::new(self.conn, self.peer, self.opened_ns, end)
+        }
     }
 }

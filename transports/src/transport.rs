@@ -632,6 +632,7 @@ pub async fn serve(
             options: options.clone(),
             observer: observer.clone(),
             shutdown: shutdown.clone(),
+            tls: None,
         };
         let socketio = socketio.clone();
         match options.tls.clone() {
@@ -644,13 +645,15 @@ pub async fn serve(
                 },
             )),
             Some(tls) => tasks.spawn(async move {
+                let mut sink = sink;
                 let timeout = sink.options.handshake_timeout;
                 let handshake = tokio::select! {
                     _ = sink.shutdown.cancelled() => return,
                     handshake = crate::tls::stream::backend_handshake(stream, tls, timeout) => handshake,
                 };
                 match handshake {
-                    Ok((stream, _handshake)) => {
+                    Ok((stream, handshake)) => {
+                        sink.tls = Some(handshake);
                         serve_accepted(kind, socketio, Accepted { stream, sink }).await
                     }
                     Err(e) => sink.observer.closed(

@@ -257,6 +257,7 @@ mod tests {
         // A board sent 10 JSON lines of 80 bytes on one connection, each in its own segment,
         // and the sink ACKed them in 5 segments.
         let report = ConnectionReport {
+            tls: None,
             conn: 0,
             peer: "192.0.2.7:50000".parse().unwrap(),
             opened_ns: 0,

@@ -324,6 +324,7 @@ pub(crate) fn unmeasured(
         distributed: None,
         browser: None,
         serial: None,
+        tls: None,
         repetitions: Vec::new(),
     }
 }
@@ -646,8 +647,14 @@ fn run_variant(
             devices.hlog_note()
         ),
     )?;
-    let (mut per_reading, setup, close) =
+    let (mut per_reading, mut setup, close) =
         devices.overhead(&records, &sink_connections, mqtt.is_some());
+    let backend_labels = match broker_pid {
+        Some(_) => labels_of(["broker"]),
+        None => sink_labels.clone(),
+    };
+    setup.backend_cpu_ms_per_connection =
+        setup_cpu_ms_per_connection(&series, &backend_labels, window, setup.connections);
     if gateway_tally.is_some() {
         // The devices wrote to serial lines: no socket of theirs; the network is the gateway's.
         per_reading.measured_at = crate::results::MeasuredAt::SerialLine;
@@ -727,6 +734,10 @@ fn run_variant(
         serial: gateway_tally
             .as_ref()
             .map(|t| gateway::summary(t, process_cost(&labels_of([gateway::LABEL])))),
+        tls: variant
+            .tls
+            .as_ref()
+            .map(|t| measure::tls::summary(&records.fleet_connections, &sink_connections, t)),
         ..with_readings(unmeasured(scenario, variant, profile), &figures)
     };
     Ok(Measured {
@@ -956,6 +967,25 @@ fn labels_of<const N: usize>(names: [&str; N]) -> Vec<String> {
 /// do the resident sets at the idle and window-end marks; the peak is the sum of each
 /// process's own peak (an upper bound, since the peaks need not coincide). A figure no process
 /// has is `None`.
+/// The backend's CPU in the set-up phase (from its `idle` sample, before the devices start, to
+/// the window's start), ms per connection that came up.
+fn setup_cpu_ms_per_connection(
+    series: &ProcSeries,
+    labels: &[String],
+    window: Window,
+    connections: u64,
+) -> Option<f64> {
+    if connections == 0 {
+        return None;
+    }
+    let mut total = 0.0;
+    for l in labels {
+        let idle_ns = series.mark_sample(l, "idle")?.at_ns;
+        total += series.cpu_seconds_between(l, idle_ns, window.start_ns)?;
+    }
+    Some((total * 1e3 / connections as f64 * 1e3).round() / 1e3)
+}
+
 pub(crate) fn process_cost(
     series: &ProcSeries,
     labels: &[String],

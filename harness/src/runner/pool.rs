@@ -128,6 +128,14 @@ fn pool(
         .collect();
     (v.per_reading, v.setup) = measure::overhead(&fleet_connections);
     v.close = measure::close_cost(&fleet_connections);
+    let variant = scenario.variants.iter().find(|c| c.name == v.name);
+    if let Some(settings) = variant.and_then(|c| c.tls.as_ref()) {
+        v.tls = Some(measure::tls::summary(
+            &fleet_connections,
+            &sink_connections,
+            settings,
+        ));
+    }
     if v.hardware.is_some() {
         // Measured on the receiving end: its connections are the boards' unless over MQTT
         // (the only transport with subscribers).

@@ -78,7 +78,14 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Device(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Conn::Backend(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            // A board closes without close_notify (BearSSL sends none): rustls calls the
+            // FIN that follows an unexpected EOF; a backend takes it as the close it is.
+            Conn::Backend(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
         }
     }
 }
@@ -129,6 +136,11 @@ pub struct TlsHandshake {
     pub done_ns: u64,
     /// The board's CPU time spent as a delay in it (0 at a backend, or with no model).
     pub board_cpu_ns: u64,
+    /// This end's own CPU time in the handshake on this machine (rustls's work: the thread's
+    /// CPU clock around each poll of the handshake), ns. A backend's is what serving TLS
+    /// costs it per handshake; a device's is the emulator's, not a board's.
+    #[serde(default)]
+    pub cpu_ns: u64,
     /// The cipher suite agreed (IANA id).
     pub suite: u16,
     /// TCP_INFO at `done_ns` less TCP_INFO at `started_ns`: the handshake's TCP payload bytes
@@ -148,9 +160,9 @@ pub async fn device_handshake(
     let started_ns = clock::now_ns();
     let before = SocketCounters::of(&stream, Side::Dialed)?;
     let clocked = BoardClock::new(stream, cpu, verify);
-    let tls = tokio_rustls::TlsConnector::from(config)
-        .connect(server, clocked)
-        .await?;
+    let (tls, cpu_ns) =
+        CpuTimed::new(tokio_rustls::TlsConnector::from(config).connect(server, clocked)).await;
+    let tls = tls?;
     let done_ns = clock::now_ns();
     let (io, session) = tls.get_ref();
     let after = SocketCounters::of(&io.inner, Side::Dialed)?;
@@ -163,6 +175,7 @@ pub async fn device_handshake(
         started_ns,
         done_ns,
         board_cpu_ns: io.spent.as_nanos() as u64,
+        cpu_ns,
         suite: session
             .negotiated_cipher_suite()
             .map(|s| u16::from(s.suite()))
@@ -180,13 +193,14 @@ pub async fn backend_handshake(
 ) -> io::Result<(Conn, TlsHandshake)> {
     let started_ns = clock::now_ns();
     let before = SocketCounters::of(&stream, Side::Accepted)?;
-    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
-    let tls = tokio::time::timeout(timeout, accept).await.map_err(|_| {
+    let accept = CpuTimed::new(tokio_rustls::TlsAcceptor::from(config).accept(stream));
+    let (tls, cpu_ns) = tokio::time::timeout(timeout, accept).await.map_err(|_| {
         io::Error::new(
             io::ErrorKind::TimedOut,
             format!("no TLS handshake within {timeout:?}"),
         )
-    })??;
+    })?;
+    let tls = tls?;
     let done_ns = clock::now_ns();
     let (tcp, session) = tls.get_ref();
     let after = SocketCounters::of(tcp, Side::Accepted)?;
@@ -199,6 +213,7 @@ pub async fn backend_handshake(
         started_ns,
         done_ns,
         board_cpu_ns: 0,
+        cpu_ns,
         suite: session
             .negotiated_cipher_suite()
             .map(|s| u16::from(s.suite()))
@@ -307,4 +322,43 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BoardClock<S> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+/// A future whose CPU time on this machine is counted: the calling thread's CPU clock
+/// (`CLOCK_THREAD_CPUTIME_ID`) read around each poll, summed. Each poll runs on one thread, so
+/// the sum is the future's own work, whatever else the runtime runs between polls.
+struct CpuTimed<F> {
+    inner: Pin<Box<F>>,
+    cpu_ns: u64,
+}
+
+impl<F: Future> CpuTimed<F> {
+    fn new(inner: F) -> CpuTimed<F> {
+        CpuTimed {
+            inner: Box::pin(inner),
+            cpu_ns: 0,
+        }
+    }
+}
+
+impl<F: Future> Future for CpuTimed<F> {
+    type Output = (F::Output, u64);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let before = thread_cpu_ns();
+        let polled = self.inner.as_mut().poll(cx);
+        self.cpu_ns += thread_cpu_ns().saturating_sub(before);
+        polled.map(|out| (out, self.cpu_ns))
+    }
+}
+
+/// The calling thread's CPU time, ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; CLOCK_THREAD_CPUTIME_ID always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
