@@ -279,9 +279,15 @@ pub struct TlsSummary {
     pub verify: String,
     /// Whether the devices kept their session and offered it again.
     pub resumption: bool,
-    /// The Maximum Fragment Length the devices' buffers were set for (absent: the core's
-    /// defaults, 16,709 B in and 597 B out).
+    /// The Maximum Fragment Length the devices asked for (`max_fragment_length`): each probes
+    /// the server once per boot (`probeMaxFragmentLength`, a connection of its own) and sets
+    /// its buffers to it only if the server accepts. Absent: not asked; the core's default
+    /// buffers (16,709 B in, 597 B out).
     pub max_fragment_length: Option<u16>,
+    /// The fragment length the server accepted, on most of the devices' connections; absent
+    /// when it refused (a rustls server never negotiates it) or none was asked. The modelled
+    /// heap below follows it.
+    pub fragment_length_accepted: Option<u16>,
     /// The board's CPU time model for a handshake, ms: full checking a CA, full without,
     /// resumed.
     pub board_cpu_model_ms: [u64; 3],

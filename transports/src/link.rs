@@ -45,37 +45,91 @@ pub struct LinkOptions {
     pub tls: Option<DeviceTls>,
 }
 
-/// A device's TLS: what its variant asks for, and its client configuration, which holds the
-/// session it resumes (one per device per boot: [`DeviceTls::forget_session`] at a reboot).
+/// A device's TLS: what its variant asks for, what it trusts, and its state for one boot: its
+/// client configuration (which holds the session it resumes) and what its Maximum Fragment
+/// Length probe found. One per device; [`DeviceTls::forget_session`] at a reboot.
 #[derive(Clone, Debug)]
 pub struct DeviceTls {
     /// The variant's settings.
     pub settings: crate::tls::TlsSettings,
     /// What the device checks the server against.
     pub trust: std::sync::Arc<crate::tls::client::TrustMaterial>,
-    /// The device's client configuration and session store.
-    pub config: std::sync::Arc<rustls::ClientConfig>,
+    state: std::sync::Arc<std::sync::Mutex<BootTls>>,
+}
+
+/// What a device's TLS keeps for one boot.
+#[derive(Debug)]
+struct BootTls {
+    /// The client configuration and its session store.
+    config: std::sync::Arc<rustls::ClientConfig>,
+    /// The probe's finding, once it ran: the fragment length the server accepted, or `None`.
+    probed: Option<Option<u16>>,
 }
 
 impl DeviceTls {
-    /// A device's TLS, with no session yet.
+    /// A device's TLS, with no session yet and its buffers at the core's defaults.
     pub fn new(
         settings: crate::tls::TlsSettings,
         trust: std::sync::Arc<crate::tls::client::TrustMaterial>,
     ) -> Result<DeviceTls, rustls::Error> {
-        let config = crate::tls::client::device_config(&settings, &trust)?;
+        let config = crate::tls::client::device_config(&settings, &trust, None)?;
         Ok(DeviceTls {
             settings,
             trust,
-            config,
+            state: std::sync::Arc::new(std::sync::Mutex::new(BootTls {
+                config,
+                probed: None,
+            })),
         })
     }
 
-    /// Forgets the session kept for resumption, as a reboot does (it lived in RAM).
+    /// Forgets the session kept for resumption and the probe's finding, as a reboot does
+    /// (they lived in RAM).
     pub fn forget_session(&mut self) {
-        if let Ok(fresh) = crate::tls::client::device_config(&self.settings, &self.trust) {
-            self.config = fresh;
+        if let Ok(fresh) = DeviceTls::new(self.settings, self.trust.clone()) {
+            *self = fresh;
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BootTls> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The configuration for the next connection to `target`: first, when the variant asks
+    /// for a Maximum Fragment Length, the board's probe on a connection of its own (once per
+    /// boot, as a sketch runs it before its first connect), and buffers shrunk only if the
+    /// server accepted.
+    async fn config_for(
+        &self,
+        target: SocketAddr,
+        options: &LinkOptions,
+    ) -> (std::sync::Arc<rustls::ClientConfig>, Option<u16>) {
+        let asked = self
+            .settings
+            .max_fragment_length
+            .and_then(|l| crate::tls::records::MaxFragmentLength::from_bytes(l as usize));
+        let probed = self.lock().probed;
+        if let (Some(fragment), None) = (asked, probed) {
+            let accepted = match crate::tls::probe::probe(target, options, fragment).await {
+                Ok(crate::tls::bearssl::MflnProbeAnswer::Supported(len)) => {
+                    Some(len.bytes() as u16)
+                }
+                _ => None,
+            };
+            let mut state = self.lock();
+            if let Some(len) = accepted {
+                if let Ok(config) =
+                    crate::tls::client::device_config(&self.settings, &self.trust, Some(len))
+                {
+                    state.config = config;
+                }
+            }
+            state.probed = Some(accepted);
+        }
+        let state = self.lock();
+        (state.config.clone(), state.probed.flatten())
     }
 }
 
@@ -101,15 +155,17 @@ impl LinkOptions {
         let Some(tls) = &self.tls else {
             return Ok((Conn::Plain(stream), None));
         };
-        let (conn, handshake) = crate::tls::stream::device_handshake(
+        let (config, fragment) = tls.config_for(target, self).await;
+        let (conn, mut handshake) = crate::tls::stream::device_handshake(
             stream,
-            tls.config.clone(),
+            config,
             crate::tls::client::server_name(target),
             tls.settings.handshake_cpu,
             tls.settings.verify,
         )
         .await
         .map_err(|e| LinkError::Handshake(format!("TLS: {e}")))?;
+        handshake.fragment_length = fragment;
         Ok((conn, Some(handshake)))
     }
 }

@@ -204,3 +204,111 @@ async fn tls_a_wrong_fingerprint_fails_the_handshake_on_both_ends() {
     );
     sink.stop().await;
 }
+
+#[tokio::test]
+async fn tls_a_rustls_backend_refuses_the_fragment_length_probe() {
+    let run = certificates();
+    let sink = tls_sink(SinkTransport::Tcp, &run.files).await;
+    let settings = TlsSettings {
+        handshake_cpu: CPU,
+        max_fragment_length: Some(1024),
+        ..TlsSettings::default()
+    };
+    let tls = DeviceTls::new(settings, trust(&run.files)).unwrap();
+    let (first, _) = connect_and_send(SinkTransport::Tcp, &sink, &tls, 0, 2).await;
+    let (second, _) = connect_and_send(SinkTransport::Tcp, &sink, &tls, 2, 2).await;
+    sink.wait_for_readings(4).await;
+    let collected = sink.collected.clone();
+    // The probe's connection, the two real ones.
+    sink.wait_for_closed(3).await;
+    sink.stop().await;
+    // rustls negotiates no Maximum Fragment Length: the board keeps its default buffers.
+    assert_eq!(first.fragment_length, None);
+    assert_eq!(second.fragment_length, None);
+    // The board probes once per boot: one abandoned handshake at the backend, not one per
+    // connection.
+    let closed = collected.closed.lock().unwrap().clone();
+    let abandoned = closed
+        .iter()
+        .filter(|r| matches!(r.end, ConnectionEnd::HandshakeFailed(_)))
+        .count();
+    assert_eq!(abandoned, 1, "{closed:?}");
+}
+
+/// An OpenSSL server (Python's `ssl`) that completes every handshake and reads until the
+/// client closes: a backend that negotiates Maximum Fragment Length, as mosquitto does.
+struct OpensslServer {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl OpensslServer {
+    fn start(files: &CertFiles) -> OpensslServer {
+        use std::io::BufRead;
+        let script = r#"
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(16)
+print(listener.getsockname()[1], flush=True)
+def serve(conn):
+    try:
+        tls = ctx.wrap_socket(conn, server_side=True)
+        while tls.recv(4096):
+            pass
+    except Exception:
+        pass
+    finally:
+        conn.close()
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&files.cert)
+            .arg(&files.key)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 (README's prerequisites)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("the server's port");
+        OpensslServer {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+        }
+    }
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn tls_an_openssl_backend_accepts_the_fragment_length_and_the_board_shrinks_its_buffers() {
+    let run = certificates();
+    let server = OpensslServer::start(&run.files);
+    let settings = TlsSettings {
+        handshake_cpu: CPU,
+        max_fragment_length: Some(1024),
+        ..TlsSettings::default()
+    };
+    let tls = DeviceTls::new(settings, trust(&run.files)).unwrap();
+    let options = device(SinkTransport::Tcp, &tls);
+    let (mut link, setup) = Link::connect(SinkTransport::Tcp.dialed(), server.addr, &options)
+        .await
+        .unwrap();
+    link.send(&reading(0, 0)).await.unwrap();
+    let handshake = setup.tls.expect("a TLS handshake");
+    assert_eq!(handshake.fragment_length, Some(1024));
+    assert_eq!(handshake.kind, HandshakeKind::Full);
+    link.close().await;
+}

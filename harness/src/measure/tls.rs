@@ -57,13 +57,23 @@ pub fn summary(
         0 => 0.0,
         n => round3(v as f64 / n as f64),
     };
-    let buffers = transports::tls::client::device_buffers(settings);
+    // The buffers most connections had: shrunk where the server accepted the probe.
+    let shrunk = handshakes
+        .iter()
+        .filter(|h| h.fragment_length.is_some())
+        .count();
+    let fragment_length_accepted = match shrunk * 2 > handshakes.len() {
+        true => handshakes.iter().find_map(|h| h.fragment_length),
+        false => None,
+    };
+    let buffers = transports::tls::client::device_buffers(fragment_length_accepted);
     let heap = bearssl::connection_heap(buffers, settings.verify);
     let cpu = settings.handshake_cpu;
     TlsSummary {
         verify: settings.verify.name().to_string(),
         resumption: settings.resumption,
         max_fragment_length: settings.max_fragment_length,
+        fragment_length_accepted,
         board_cpu_model_ms: [
             cpu.full_ca.as_millis() as u64,
             cpu.full_unverified.as_millis() as u64,

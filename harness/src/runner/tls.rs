@@ -36,7 +36,7 @@ impl RunTls {
             fingerprint: files.fingerprint()?,
         };
         // The devices build their configuration from these: fail here, not in the fleet.
-        transports::tls::client::device_config(&settings, &trust)
+        transports::tls::client::device_config(&settings, &trust, None)
             .context("the devices' TLS configuration")?;
         Ok(RunTls {
             files,

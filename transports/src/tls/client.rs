@@ -46,9 +46,12 @@ pub fn device_provider() -> CryptoProvider {
 
 /// A device's client configuration: one per device per boot, since the session it keeps for
 /// resumption is the device's own (a reboot loses it: build a new one).
+/// `fragment`: the Maximum Fragment Length the server accepted (the board then sets its
+/// buffers to it); `None`, the core's default buffers.
 pub fn device_config(
     settings: &TlsSettings,
     trust: &TrustMaterial,
+    fragment: Option<u16>,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
     let provider = Arc::new(device_provider());
     let algorithms = provider.signature_verification_algorithms;
@@ -83,7 +86,7 @@ pub fn device_config(
     };
     // The board's records carry at most its output buffer's fragment (512 B by default, or
     // the Maximum Fragment Length it set its buffers to).
-    config.max_fragment_size = Some(device_buffers(settings).rustls_max_fragment_size());
+    config.max_fragment_size = Some(device_buffers(fragment).rustls_max_fragment_size());
     Ok(Arc::new(config))
 }
 
@@ -144,13 +147,10 @@ impl ServerCertVerifier for BoardVerifier {
     }
 }
 
-/// The board's BearSSL buffers for `settings`: the core's defaults (16,709 B in, 597 B out),
-/// or `setBufferSizes(len, len)` for a Maximum Fragment Length the server accepted.
-pub fn device_buffers(settings: &TlsSettings) -> bearssl::IoBuffers {
-    match settings
-        .max_fragment_length
-        .and_then(|len| super::records::MaxFragmentLength::from_bytes(len as usize))
-    {
+/// The board's BearSSL buffers: the core's defaults (16,709 B in, 597 B out), or
+/// `setBufferSizes(len, len)` for a Maximum Fragment Length `fragment` the server accepted.
+pub fn device_buffers(fragment: Option<u16>) -> bearssl::IoBuffers {
+    match fragment.and_then(|len| super::records::MaxFragmentLength::from_bytes(len as usize)) {
         Some(len) => bearssl::IoBuffers::for_fragment(len),
         None => bearssl::IoBuffers::default(),
     }

@@ -9,6 +9,7 @@
 //!   [`Verification`], the board's [`HandshakeCpu`]).
 //! - [`certs`]: a run's CA and server certificate (rcgen), written and read back.
 //! - [`client`]: the device's rustls client, cut down to what BearSSL offers.
+//! - [`probe`]: the board's Maximum Fragment Length probe on a connection of its own.
 //! - [`server`]: the backend's rustls server.
 //! - [`stream`]: [`Conn`], the stream drivers read and write (plain or TLS, always over the
 //!   TCP socket whose TCP_INFO counts the wire), and the handshakes.
@@ -16,6 +17,7 @@
 pub mod bearssl;
 pub mod certs;
 pub mod client;
+pub mod probe;
 pub mod records;
 pub mod server;
 pub mod settings;

@@ -143,6 +143,10 @@ pub struct TlsHandshake {
     pub cpu_ns: u64,
     /// The cipher suite agreed (IANA id).
     pub suite: u16,
+    /// The Maximum Fragment Length the board's buffers were set to for this connection (its
+    /// probe accepted); `None`: the core's default buffers (a device end), or a backend's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragment_length: Option<u16>,
     /// TCP_INFO at `done_ns` less TCP_INFO at `started_ns`: the handshake's TCP payload bytes
     /// and segments each way.
     pub counters: SocketCounters,
@@ -176,6 +180,7 @@ pub async fn device_handshake(
         done_ns,
         board_cpu_ns: io.spent.as_nanos() as u64,
         cpu_ns,
+        fragment_length: None,
         suite: session
             .negotiated_cipher_suite()
             .map(|s| u16::from(s.suite()))
@@ -214,6 +219,7 @@ pub async fn backend_handshake(
         done_ns,
         board_cpu_ns: 0,
         cpu_ns,
+        fragment_length: None,
         suite: session
             .negotiated_cipher_suite()
             .map(|s| u16::from(s.suite()))
