@@ -19,27 +19,25 @@
 //! Assertions are identities over counts; the only time bounds are hang guards. Each identity
 //! says in a comment why it holds.
 
+#[path = "support/capture.rs"]
+mod capture;
 #[path = "support/run.rs"]
 mod run;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+
+use capture::{find_program, tshark, Netns, Tcpdump};
 
 use device_emulator::fleet::{ConnectionRecord, FleetPlan, SendOutcome, SendRecord};
 use fleetbench::records::{self, Arrival};
 use fleetbench::runner::faults::BackendFaultRecord;
-use run::{read_results, run_command, write_scenario};
+use run::{read_results, run_command, wait_bounded, write_scenario};
 use serde_json::Value;
 use transports::link::BrokerAck;
 use transports::Encoding;
-
-/// Bound on every wait below: far beyond what any step takes, even on a loaded machine.
-const DEADLINE: Duration = Duration::from_secs(300);
 
 /// The scenario: 4 devices sending 10 readings/s each for 8 s after 1 s of warm-up, through
 /// `variants` (`[[variants]]` tables), with the broker killed 2 s into the window and started
@@ -76,23 +74,6 @@ duration = "1s"
 /// One `[[variants]]` table: `name` over MQTT at `qos`, with `broker_keys` (lines) added.
 fn variant_table(name: &str, qos: u8, broker_keys: &str) -> String {
     format!("[[variants]]\nname = \"{name}\"\ntransport = \"mqtt-qos{qos}\"\n{broker_keys}\n")
-}
-
-/// Waits for `child` (a `fleetbench run`) to end, killing it after [`DEADLINE`].
-fn wait_bounded(mut child: Child) {
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not end within {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "the run failed: {status}");
 }
 
 /// A reading: device id and its place in the device's schedule (no device reboots here, so the
@@ -252,17 +233,6 @@ fn mosquitto_program() -> PathBuf {
              --workspace` (README, Quick start)"
         )
     })
-}
-
-/// `name` at `usual` or else on PATH.
-fn find_program(name: &str, usual: &str) -> Option<PathBuf> {
-    let usual = PathBuf::from(usual);
-    if usual.is_file() {
-        return Some(usual);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// A config for a mosquitto on `port` logging every packet to `log`, keeping nothing across a
@@ -879,184 +849,6 @@ fn check_against_log(rec: &Recorded, log: &BrokerLog) {
 // The embedded broker, seen on the wire
 // ---------------------------------------------------------------------------------------------
 
-/// A network namespace of the test's own, with `lo` up, deleted on drop: what runs in it has a
-/// loopback no other test shares, so a capture of it holds this run's packets and no others,
-/// whatever port the embedded broker picks.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create() -> Netns {
-        assert!(
-            fleetbench::wifi::netns::may_administer_network(),
-            "this test needs root or CAP_NET_ADMIN for a network namespace (CI runs as root)"
-        );
-        let name = format!("fleetbench-capture-{}", std::process::id());
-        // One left by a killed earlier run of this process id would be empty: start afresh.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        let ns = Netns { name };
-        ip(&["netns", "add", &ns.name]);
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// `program args…` in the namespace (`ip netns exec` execs it: the child is the program).
-    fn command(&self, program: &Path) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.name]).arg(program);
-        command
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// Runs `ip args…`, which must succeed.
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `program` (part of a package CI installs), or the test fails naming the install command.
-fn required(program: &str, package: &str) -> PathBuf {
-    find_program(program, &format!("/usr/bin/{program}"))
-        .or_else(|| find_program(program, &format!("/usr/sbin/{program}")))
-        .unwrap_or_else(|| {
-            panic!(
-                "{program} is not installed. This test needs it: `apt-get install -y \
-                 {package}`, or skip the tests that need it: `NEXTEST_PROFILE=without-tools \
-                 cargo nextest run --workspace` (README, Quick start)"
-            )
-        })
-}
-
-/// `tcpdump` writing every TCP packet on `lo` to a file, killed on drop.
-struct Tcpdump {
-    child: Child,
-    said: mpsc::Receiver<String>,
-    /// The namespace it captures in.
-    ns: String,
-    file: PathBuf,
-}
-
-/// The port the end-of-capture datagram goes to (discard), and its payload's prefix.
-const MARK_PORT: u16 = 9;
-const MARK: &str = "fleetbench: end of capture";
-
-impl Tcpdump {
-    /// Starts it in `ns` and waits until it captures (it says `listening on lo` once its filter
-    /// is set). Every packet is handed over as it is captured (`--immediate-mode`) and written
-    /// at once (`-U`), whole (`-s 0`); besides TCP it keeps the end-of-capture datagram
-    /// ([`Tcpdump::stop`]). It stays root (`-Z root`): the test's folder is private to root.
-    fn start(ns: &Netns, file: &Path) -> Tcpdump {
-        let mut child = ns
-            .command(&required("tcpdump", "tcpdump"))
-            .args(["-i", "lo", "-n", "--immediate-mode", "-U", "-s", "0"])
-            .args(["-B", "32768", "-Z", "root", "-w"])
-            .arg(file)
-            .arg(format!("tcp or (udp and dst port {MARK_PORT})"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawning tcpdump");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, said) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let tcpdump = Tcpdump {
-            child,
-            said,
-            ns: ns.name.clone(),
-            file: file.to_owned(),
-        };
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tcpdump.said.recv_timeout(left) {
-                Ok(line) if line.contains("listening on lo") => return tcpdump,
-                Ok(_) => {}
-                Err(e) => panic!("tcpdump did not start capturing: {e}"),
-            }
-        }
-    }
-
-    /// Stops it once it has written every packet sent before now, and returns how many packets
-    /// the kernel dropped because it fell behind. Packets still in the kernel's capture buffer
-    /// when tcpdump is told to stop are lost without being counted, so first a datagram is sent
-    /// on the namespace's `lo` and awaited in the file: the kernel hands packets over in the
-    /// order it captured them, so once it is written, so is all before it. Then SIGINT: tcpdump
-    /// closes its file and says its counts.
-    fn stop(mut self) -> u64 {
-        let mark = format!("{MARK} {}", std::process::id());
-        let sent = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "bash", "-c"])
-            .arg(format!(
-                "printf %s '{mark}' > /dev/udp/127.0.0.1/{MARK_PORT}"
-            ))
-            .status()
-            .expect("running bash");
-        assert!(
-            sent.success(),
-            "sending the end-of-capture datagram: {sent}"
-        );
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let written = std::fs::read(&self.file).unwrap_or_default();
-            if written.windows(mark.len()).any(|w| w == mark.as_bytes()) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tcpdump never wrote the end-of-capture datagram"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-        assert_eq!(rc, 0, "SIGINT to tcpdump");
-        let mut dropped = None;
-        let deadline = Instant::now() + DEADLINE;
-        while dropped.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.said.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(n) = line.strip_suffix(" packets dropped by kernel") {
-                        dropped = Some(n.trim().parse().unwrap());
-                    }
-                }
-                Err(e) => panic!("tcpdump did not report its counts: {e}"),
-            }
-        }
-        let _ = self.child.wait();
-        dropped.unwrap()
-    }
-}
-
-impl Drop for Tcpdump {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One MQTT packet on the broker's port, as tshark decoded it.
 #[derive(Debug)]
 struct WirePacket {
@@ -1071,24 +863,6 @@ struct WirePacket {
     kind: u8,
     packet_id: Option<u16>,
     payload: Option<Vec<u8>>,
-}
-
-/// Runs tshark on `file` with `args`; its standard output.
-fn tshark(file: &Path, args: &[&str]) -> String {
-    let out = Command::new(required("tshark", "tshark"))
-        .arg("-r")
-        .arg(file)
-        .args(["-n", "-o", "tcp.desegment_tcp_streams:TRUE"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running tshark");
-    assert!(
-        out.status.success(),
-        "tshark {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Every MQTT packet to or from `port` in the capture, in order (tshark reassembles a packet

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -34,4 +35,25 @@ pub fn run_command(scenario: &Path, out: &Path) -> Command {
 pub fn read_results(out: &Path) -> Value {
     let text = std::fs::read_to_string(out.join("results.json")).expect("results.json written");
     serde_json::from_str(&text).unwrap()
+}
+
+/// Bound on a whole run in [`wait_bounded`]: far beyond what a test's short run takes, even on a
+/// loaded machine.
+const RUN_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Waits for `child` (a `fleetbench run`) to end, killing it after [`RUN_DEADLINE`].
+pub fn wait_bounded(mut child: Child) {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run did not end within {RUN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "the run failed: {status}");
 }
