@@ -1173,3 +1173,53 @@ fn a_browser_consumer_is_refused_for_what_a_browser_does_not_consume() {
     );
     assert!(error(&hardware).to_string().contains("emulated fleets"));
 }
+
+#[test]
+fn tls_is_true_or_a_table_and_a_typo_names_its_key_and_line() {
+    use transports::tls::{TlsSettings, Verification};
+    let with =
+        |tls: &str| MINIMAL.replace("transport = \"ws\"", &format!("transport = \"ws\"\n{tls}"));
+    let s = parse(&with("tls = true"), "x.toml").unwrap();
+    assert_eq!(s.variants[1].tls, Some(TlsSettings::default()));
+    assert_eq!(s.variants[0].tls, None);
+    let s = parse(&with("tls = false"), "x.toml").unwrap();
+    assert_eq!(s.variants[1].tls, None);
+    let s = parse(
+        &with("tls = { verify = \"fingerprint\", resumption = true, handshake_cpu = { resumed_ms = 80 } }"),
+        "x.toml",
+    )
+    .unwrap();
+    let tls = s.variants[1].tls.unwrap();
+    assert_eq!(tls.verify, Verification::Fingerprint);
+    assert!(tls.resumption);
+    // An override leaves the other figures at the board's defaults.
+    assert_eq!(
+        tls.handshake_cpu.resumed,
+        std::time::Duration::from_millis(80)
+    );
+    assert_eq!(
+        tls.handshake_cpu.full_ca,
+        transports::tls::HandshakeCpu::ESP8266.full_ca
+    );
+
+    // A typo inside the table names the key and its line (the variant's `tls` is on line 15).
+    let err = error(&with("tls = { resumptoin = true }"));
+    assert!(err.to_string().contains("resumptoin"), "{err}");
+    assert!(err.to_string().contains(":15"), "{err}");
+    for (tls, key, says) in [
+        (
+            "tls = { max_fragment_length = 1000 }",
+            "variants[1].tls.max_fragment_length",
+            "512, 1024, 2048 and 4096",
+        ),
+        ("tls = \"yes\"", "variants[1].tls", "true, false or a table"),
+    ] {
+        let err = error(&with(tls));
+        assert_eq!(err.key(), Some(key), "{tls}: {err}");
+        assert!(err.to_string().contains(says), "{tls}: {err}");
+    }
+    // A device-served transport cannot carry it.
+    let err = error(&MINIMAL.replace("transport = \"ws\"", "transport = \"sse\"\ntls = true"));
+    assert_eq!(err.key(), Some("variants[1].tls"), "{err}");
+    assert!(err.to_string().contains("does not carry TLS"), "{err}");
+}
