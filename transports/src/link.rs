@@ -146,7 +146,9 @@ impl LinkOptions {
     }
 
     /// Dials `target` and, when the device uses TLS, completes the TLS handshake on it as the
-    /// board would ([`crate::tls::stream::device_handshake`]).
+    /// board would ([`crate::tls::stream::device_handshake`]), the handshake bounded by the
+    /// connect timeout too (a link that opens connections after set-up, as http-post's per
+    /// reading, is bounded by nothing else).
     pub(crate) async fn open(
         &self,
         target: SocketAddr,
@@ -156,15 +158,17 @@ impl LinkOptions {
             return Ok((Conn::Plain(stream), None));
         };
         let (config, fragment) = tls.config_for(target, self).await;
-        let (conn, mut handshake) = crate::tls::stream::device_handshake(
+        let handshake = crate::tls::stream::device_handshake(
             stream,
             config,
             crate::tls::client::server_name(target),
             tls.settings.handshake_cpu,
             tls.settings.verify,
-        )
-        .await
-        .map_err(|e| LinkError::Handshake(format!("TLS: {e}")))?;
+        );
+        let (conn, mut handshake) = tokio::time::timeout(self.connect_timeout, handshake)
+            .await
+            .map_err(|_| LinkError::ConnectTimeout(self.connect_timeout))?
+            .map_err(|e| LinkError::Handshake(format!("TLS: {e}")))?;
         handshake.fragment_length = fragment;
         Ok((conn, Some(handshake)))
     }

@@ -512,17 +512,35 @@ impl Link {
         }
     }
 
-    /// The TLS handshakes this link made so far, in order: one per TCP connection it opened
-    /// (a link that opens a connection per reading makes one per reading). Empty without TLS.
+    /// The TLS handshakes this link made so far for its readings, in order: one per TCP
+    /// connection it opened (http-post and poll with a connection per reading make one per
+    /// reading). Empty without TLS. The handshakes of connections opened for commands alone
+    /// are not among them, as their counts are not in [`stats`](Self::stats):
+    /// [`command_tls_handshakes`](Self::command_tls_handshakes) has those.
     pub fn tls_handshakes(&self) -> Vec<TlsHandshake> {
         match self {
             Link::Tcp(c) => c.tls_handshake().into_iter().collect(),
             Link::Ws(c) => c.tls_handshake().into_iter().collect(),
-            Link::Mqtt(_)
-            | Link::HttpPost(_)
-            | Link::Poll(_)
-            | Link::SocketIo(_)
-            | Link::Serial(_) => Vec::new(),
+            Link::HttpPost(c) => c.tls_handshakes().to_vec(),
+            Link::Poll(c) => c.tls_handshakes().to_vec(),
+            Link::SocketIo(c) => c.tls_handshake().into_iter().collect(),
+            Link::Mqtt(_) | Link::Serial(_) => Vec::new(),
+        }
+    }
+
+    /// The TLS handshakes of the connections [`command_stats`](Self::command_stats) counts
+    /// (a poll's connections, and per reading the connections that carried an acknowledgement
+    /// alone), in the order they began. Empty without TLS or without such connections.
+    pub fn command_tls_handshakes(&self) -> Vec<TlsHandshake> {
+        match self {
+            Link::HttpPost(c) => c.ack_tls_handshakes().to_vec(),
+            Link::Poll(c) => {
+                let mut handshakes = c.poll_tls_handshakes();
+                handshakes.extend_from_slice(c.ack_tls_handshakes());
+                handshakes.sort_by_key(|h| h.started_ns);
+                handshakes
+            }
+            _ => Vec::new(),
         }
     }
 

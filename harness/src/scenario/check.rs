@@ -976,7 +976,13 @@ fn carried_over(v: &VariantConfig) -> String {
 
 /// The transports whose devices can carry TLS here (the device-served ones cannot: see
 /// `firmware/README.md`).
-pub(crate) const TLS_TRANSPORTS: [TransportKind; 2] = [TransportKind::Tcp, TransportKind::Ws];
+pub(crate) const TLS_TRANSPORTS: [TransportKind; 5] = [
+    TransportKind::Tcp,
+    TransportKind::Ws,
+    TransportKind::HttpPost,
+    TransportKind::Poll,
+    TransportKind::SocketIo,
+];
 
 /// `tls` belongs to the transports that carry it, on emulated fleets, with a Maximum Fragment
 /// Length TLS defines.

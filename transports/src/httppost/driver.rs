@@ -25,7 +25,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{codec, Connections};
@@ -35,6 +34,7 @@ use crate::link::{LinkError, LinkOptions, LinkStats};
 use crate::poll;
 use crate::sink::{Accepted, ConnectionEnd, ConnectionReport, SinkObserver};
 use crate::socket::{self, CountingStream, Side, SocketCounters, StreamCounts};
+use crate::tls::{Conn, TlsHandshake};
 use crate::{Encoding, Reading};
 
 /// The longest request body the backend reads; readings are at most 127 bytes.
@@ -49,6 +49,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// A device's HTTP client: each reading is one `POST /readings`, written as ESP8266HTTPClient
 /// writes it (the head, then the body, in two writes with Nagle off), and the send completes
 /// when the whole response has been read.
+///
+/// Every TCP connection it opens goes through [`LinkOptions::open`]: over TLS (https, the
+/// sketch's `WiFiClientSecure`), each begins with a handshake, resumed when the device keeps
+/// its session ([`tls_handshakes`](Self::tls_handshakes)).
 ///
 /// With [`Connections::PerReading`] (the default sketch: an `HTTPClient` per reading) every
 /// send opens its own TCP connection with the device's socket options, POSTs, reads the 204 and
@@ -70,7 +74,13 @@ pub struct DeviceConnection {
     connections: Connections,
     /// The connection open now: the set-up one until the first send, then (kept-alive) the same
     /// one, or (per reading) one only while a send is under way.
-    open: Option<TcpStream>,
+    open: Option<Conn>,
+    /// The TLS handshakes of the readings' connections, in order (empty without TLS): the
+    /// set-up one's, then per reading one a reading.
+    handshakes: Vec<TlsHandshake>,
+    /// Per reading: the TLS handshakes of the connections that carried an acknowledgement
+    /// alone, in order, kept out of `handshakes` as their counts are kept out of the link's.
+    ack_handshakes: Vec<TlsHandshake>,
     /// A duplicate of the connection a send has taken out of `open`, while it is out: a send
     /// cut short drops its stream, and this keeps the socket from closing (with a FIN) until
     /// the link is dropped or vanishes ([`vanish`](Self::vanish)).
@@ -117,12 +127,14 @@ impl DeviceConnection {
         target: SocketAddr,
         options: &LinkOptions,
     ) -> Result<DeviceConnection, LinkError> {
-        let stream = options.dial(target).await?;
+        let (stream, handshake) = options.open(target).await?;
         Ok(DeviceConnection {
             target,
             options: options.clone(),
             connections: options.http_connections,
             open: Some(stream),
+            handshakes: handshake.into_iter().collect(),
+            ack_handshakes: Vec::new(),
             in_flight: None,
             counts: Arc::default(),
             setup_counters: None,
@@ -260,7 +272,11 @@ impl DeviceConnection {
                 self.setup_counters = SocketCounters::of(&first, Side::Dialed).ok();
                 first
             }
-            None => self.options.dial(self.target).await?,
+            None => {
+                let (stream, handshake) = self.options.open(self.target).await?;
+                self.handshakes.extend(handshake);
+                stream
+            }
         };
         self.in_flight = stream.as_fd().try_clone_to_owned().ok();
         let mut stream = CountingStream::with_counts(stream, self.counts.clone());
@@ -280,7 +296,8 @@ impl DeviceConnection {
     /// set-up connection, still unused before the first reading, stays that reading's), its
     /// counts kept apart from the link's.
     async fn ack_on_own_connection(&mut self) -> Result<(codec::Framed, u64), LinkError> {
-        let stream = self.options.dial(self.target).await?;
+        let (stream, handshake) = self.options.open(self.target).await?;
+        self.ack_handshakes.extend(handshake);
         let mut stream = CountingStream::with_counts(stream, self.ack_counts.clone());
         self.response.clear();
         let result = self.exchange_bounded(&mut stream).await;
@@ -296,7 +313,7 @@ impl DeviceConnection {
     /// at the front of the response buffer. Returns it framed and the instant it was read whole.
     async fn exchange_bounded(
         &mut self,
-        stream: &mut CountingStream<TcpStream>,
+        stream: &mut CountingStream<Conn>,
     ) -> Result<(codec::Framed, u64), LinkError> {
         let exchange = exchange(
             stream,
@@ -314,6 +331,20 @@ impl DeviceConnection {
     /// TCP connections this device has closed so far (per reading, one a send).
     pub fn connections_closed(&self) -> u64 {
         self.connections_closed
+    }
+
+    /// The TLS handshakes of the readings' connections so far, in order (empty without TLS):
+    /// kept alive, the one connection's; per reading, one a reading (the set-up connection's
+    /// is the first reading's). An acknowledgement's connection of its own is not among them
+    /// ([`ack_tls_handshakes`](Self::ack_tls_handshakes)).
+    pub fn tls_handshakes(&self) -> &[TlsHandshake] {
+        &self.handshakes
+    }
+
+    /// Per reading: the TLS handshakes of the connections that carried an acknowledgement
+    /// alone, in order, as [`ack_stats`](Self::ack_stats) counts those connections apart.
+    pub fn ack_tls_handshakes(&self) -> &[TlsHandshake] {
+        &self.ack_handshakes
     }
 
     /// Counts so far.
@@ -419,7 +450,7 @@ impl DeviceConnection {
 
 /// Sends FIN on a connection of its own, waits (bounded) for the backend's, and returns the
 /// connection's whole counts (`None` if the socket no longer answers).
-pub(crate) async fn close_counted(mut stream: CountingStream<TcpStream>) -> Option<SocketCounters> {
+pub(crate) async fn close_counted(mut stream: CountingStream<Conn>) -> Option<SocketCounters> {
     let peer_closed =
         stream.shutdown().await.is_ok() && socket::await_peer_close(&mut stream).await;
     let counters = SocketCounters::of(stream.get_ref(), Side::Dialed).ok()?;
@@ -434,7 +465,7 @@ pub(crate) async fn close_counted(mut stream: CountingStream<TcpStream>) -> Opti
 /// whole response is buffered at the front of `response`; returns it framed (the caller
 /// consumes it).
 pub(crate) async fn exchange(
-    stream: &mut CountingStream<TcpStream>,
+    stream: &mut CountingStream<Conn>,
     send_buffer: Option<u32>,
     parts: [&[u8]; 2],
     response: &mut BytesMut,

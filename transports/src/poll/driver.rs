@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::codec;
@@ -26,6 +25,7 @@ use crate::link::{LinkError, LinkOptions, LinkStats};
 use crate::settings::Connections;
 use crate::sink::Accepted;
 use crate::socket::{self, CountingStream, Side, SocketCounters, StreamCounts};
+use crate::tls::{Conn, TlsHandshake};
 
 /// How long the device waits for the answer to one poll: ESP8266HTTPClient's longest timeout
 /// (`setTimeout` takes a 16-bit count of ms, ~65 s), which a sketch that long-polls sets, since
@@ -42,7 +42,10 @@ pub const POLL_RETRY: Duration = Duration::from_secs(1);
 /// counts are the link's, so per-reading figures are the readings' connections alone), and,
 /// when the device takes commands, a task polls for them on connections of its own (a TCP
 /// connection per poll by default, or one kept alive, as the readings' [`Connections`]),
-/// counted apart ([`poll_stats`](Self::poll_stats)).
+/// counted apart ([`poll_stats`](Self::poll_stats)). Over TLS every connection of either client
+/// begins with a handshake: the readings' are the link's
+/// ([`tls_handshakes`](Self::tls_handshakes)), the poll's apart
+/// ([`poll_tls_handshakes`](Self::poll_tls_handshakes)), each client with a session of its own.
 pub struct DeviceConnection {
     readings: httppost::DeviceConnection,
     poll: Option<Poll>,
@@ -84,6 +87,8 @@ struct PollSockets {
     open: Option<OwnedFd>,
     /// The whole counts of every poll connection closed so far, summed.
     closed: Option<SocketCounters>,
+    /// The TLS handshakes of the poll's connections, in order (empty without TLS).
+    handshakes: Vec<TlsHandshake>,
 }
 
 impl PollShared {
@@ -164,6 +169,28 @@ impl DeviceConnection {
         self.readings.ack_stats()
     }
 
+    /// The TLS handshakes of the readings' connections, in order
+    /// ([`httppost::DeviceConnection::tls_handshakes`]); the poll's are not among them.
+    pub fn tls_handshakes(&self) -> &[TlsHandshake] {
+        self.readings.tls_handshakes()
+    }
+
+    /// The TLS handshakes of the poll's connections so far, in order (empty without TLS or
+    /// commands), as [`poll_stats`](Self::poll_stats) counts them apart. The poll's client
+    /// keeps a session of its own, so with resumption its first handshake is full too.
+    pub fn poll_tls_handshakes(&self) -> Vec<TlsHandshake> {
+        self.poll
+            .as_ref()
+            .map(|poll| poll.shared.sockets().handshakes.clone())
+            .unwrap_or_default()
+    }
+
+    /// Per reading: the TLS handshakes of the connections that carried an acknowledgement
+    /// alone ([`httppost::DeviceConnection::ack_tls_handshakes`]).
+    pub fn ack_tls_handshakes(&self) -> &[TlsHandshake] {
+        self.readings.ack_tls_handshakes()
+    }
+
     /// Drops both clients' connections as a device that lost power: no FIN, no RST
     /// ([`socket::prepare_to_vanish`]); the poll stops. The last error is returned when a
     /// socket could not be made to vanish (it is then closed as usual).
@@ -199,9 +226,14 @@ impl Poll {
         let shared = Arc::new(PollShared::default());
         let mut head = Vec::with_capacity(192);
         codec::request_head(&http::host_port(target), options.device_id, &mut head);
+        // The second client is a `WiFiClientSecure` of its own, with a session of its own.
+        let mut options = options.clone();
+        if let Some(tls) = &mut options.tls {
+            tls.forget_session();
+        }
         let poller = Poller {
             target,
-            options: options.clone(),
+            options,
             head,
             response: BytesMut::with_capacity(512),
             kept: None,
@@ -224,7 +256,7 @@ struct Poller {
     head: Vec<u8>,
     response: BytesMut,
     /// Kept alive: the connection between polls.
-    kept: Option<TcpStream>,
+    kept: Option<Conn>,
     shared: Arc<PollShared>,
     to_device: mpsc::UnboundedSender<ReceivedCommand>,
 }
@@ -277,10 +309,10 @@ impl Poller {
 
     /// Opens a poll connection with the device's socket options and shares a duplicate of it
     /// (or, the device having vanished meanwhile, makes it vanish too).
-    async fn dial(&mut self) -> Result<TcpStream, String> {
-        let stream = self
+    async fn dial(&mut self) -> Result<Conn, String> {
+        let (stream, handshake) = self
             .options
-            .dial(self.target)
+            .open(self.target)
             .await
             .map_err(|e| e.to_string())?;
         let mut sockets = self.shared.sockets();
@@ -288,13 +320,14 @@ impl Poller {
             let _ = socket::prepare_to_vanish(&stream);
             return Err("the device vanished".into());
         }
+        sockets.handshakes.extend(handshake);
         sockets.open = stream.as_fd().try_clone_to_owned().ok();
         Ok(stream)
     }
 
     /// Closes a poll connection (FIN, a bounded wait for the backend's) and adds its whole
     /// counts to the poll's.
-    async fn close(&mut self, stream: CountingStream<TcpStream>) {
+    async fn close(&mut self, stream: CountingStream<Conn>) {
         let counters = close_counted(stream).await;
         let mut sockets = self.shared.sockets();
         sockets.open = None;

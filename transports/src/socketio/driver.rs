@@ -46,7 +46,6 @@ use socketioxide::service::SocketIoService;
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::SocketIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
@@ -59,6 +58,7 @@ use crate::sink::{
     Accepted, ConnectionEnd, ConnectionReport, Dashboard, SinkObserver, SinkOptions,
 };
 use crate::socket::{self, CountingStream, Side, StreamCounts};
+use crate::tls::{Conn, TlsHandshake};
 use crate::ws::codec::{self as ws, FrameHead};
 use crate::{clock, Encoding, Reading};
 
@@ -126,7 +126,7 @@ impl SessionError {
 /// Reads into `buf` until it holds `len` bytes, never more: as the library reads a frame (its
 /// head, then exactly its payload), so nothing the server sent after it is read yet.
 async fn fill(
-    stream: &mut CountingStream<TcpStream>,
+    stream: &mut CountingStream<Conn>,
     buf: &mut BytesMut,
     len: usize,
 ) -> Result<(), SessionError> {
@@ -146,7 +146,7 @@ async fn fill(
 
 /// Reads the next frame whole and nothing past it, and takes it off `buf`.
 async fn read_frame(
-    stream: &mut CountingStream<TcpStream>,
+    stream: &mut CountingStream<Conn>,
     buf: &mut BytesMut,
 ) -> Result<(FrameHead, BytesMut), SessionError> {
     let frame_error = |e: ws::FrameHeadError| SessionError::Frame(e.to_string());
@@ -172,7 +172,7 @@ async fn read_frame(
 
 /// Reads into `buf` until `parse` finds a whole response, then drops it from `buf`.
 async fn read_response<T>(
-    stream: &mut CountingStream<TcpStream>,
+    stream: &mut CountingStream<Conn>,
     buf: &mut BytesMut,
     parse: impl Fn(&[u8]) -> Result<Option<(T, usize)>, codec::HandshakeError>,
 ) -> Result<T, LinkError> {
@@ -194,7 +194,7 @@ async fn read_response<T>(
 }
 
 async fn write_handshake(
-    stream: &mut CountingStream<TcpStream>,
+    stream: &mut CountingStream<Conn>,
     bytes: &[u8],
 ) -> Result<(), LinkError> {
     stream
@@ -219,7 +219,7 @@ enum Request {
 /// A device's session task: the socket, what it has read of the next frame, and the
 /// library's heartbeat.
 struct DeviceSession {
-    stream: CountingStream<TcpStream>,
+    stream: CountingStream<Conn>,
     buf: BytesMut,
     keys: MaskKeys,
     send_buffer: Option<u32>,
@@ -413,6 +413,8 @@ pub struct DeviceConnection {
     counts: Arc<StreamCounts>,
     /// A second descriptor of the socket, for TCP_INFO while the session task owns it.
     fd: OwnedFd,
+    /// The TLS handshake, when the connection carries TLS (wss).
+    tls: Option<TlsHandshake>,
     write_timeout: Duration,
     /// The server's heartbeat, from its open packet.
     ping_interval: Duration,
@@ -423,7 +425,8 @@ pub struct DeviceConnection {
 
 impl DeviceConnection {
     /// Connects and goes through the library's handshake (see [`super::codec`]) up to the
-    /// server's Socket.IO connect, all on one TCP connection. Readings are JSON: the library
+    /// server's Socket.IO connect, all on one TCP connection (over TLS when the device uses
+    /// it, as `beginSSL` does: its handshake first, [`LinkOptions::open`]). Readings are JSON: the library
     /// sends text events.
     pub async fn connect(
         target: SocketAddr,
@@ -434,7 +437,7 @@ impl DeviceConnection {
                 "socketio carries JSON readings only".into(),
             ));
         }
-        let stream = options.dial(target).await?;
+        let (stream, tls) = options.open(target).await?;
         let fd = stream
             .as_fd()
             .try_clone_to_owned()
@@ -525,10 +528,16 @@ impl DeviceConnection {
             requests,
             counts,
             fd,
+            tls,
             write_timeout: options.write_timeout,
             ping_interval: open.ping_interval,
             whole_frames: false,
         })
+    }
+
+    /// The TLS handshake, when the connection carries TLS (wss).
+    pub fn tls_handshake(&self) -> Option<TlsHandshake> {
+        self.tls
     }
 
     /// How often the server said it pings (its open packet's `pingInterval`).
