@@ -154,7 +154,9 @@ async fn tls_http_post_per_reading_resumes_every_handshake_after_the_first() {
         // No certificate, no key exchange: far fewer bytes from the server.
         assert!(resumed.counters.bytes_received < first.counters.bytes_received / 2);
     }
-    assert!(handshakes.windows(2).all(|w| w[0].done_ns <= w[1].started_ns));
+    assert!(handshakes
+        .windows(2)
+        .all(|w| w[0].done_ns <= w[1].started_ns));
 }
 
 #[tokio::test]
@@ -219,7 +221,10 @@ async fn tls_poll_counts_the_polls_handshakes_apart_from_the_readings() {
     // The poll's first connection: its handshake done, its poll held by the backend.
     let deadline = std::time::Instant::now() + HANG;
     while link.command_tls_handshakes().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the poll never dialed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the poll never dialed"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let readings = link.tls_handshakes();
@@ -269,12 +274,18 @@ async fn tls_socketio_readings_arrive_and_each_of_the_three_writes_is_a_record()
         let down = stats.app_bytes_received - setup.stats.app_bytes_received;
         assert_eq!(down % 3, 0, "only pings come down: {down} B");
         let up = stats.app_bytes_sent - setup.stats.app_bytes_sent;
-        let wire = stats.counters.unwrap().since(&setup.stats.counters.unwrap());
+        let wire = stats
+            .counters
+            .unwrap()
+            .since(&setup.stats.counters.unwrap());
         let sent_once = wire.bytes_sent - wire.bytes_retransmitted;
         if up == events + 7 * (down / 3) && wire.unsent_bytes == 0 && sent_once >= up {
             break (sent_once - up, down / 3);
         }
-        assert!(std::time::Instant::now() < deadline, "never sent: {stats:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never sent: {stats:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     wait_for_readings(&sink, count as usize).await;

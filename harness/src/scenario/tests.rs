@@ -1223,3 +1223,27 @@ fn tls_is_true_or_a_table_and_a_typo_names_its_key_and_line() {
     assert_eq!(err.key(), Some("variants[1].tls"), "{err}");
     assert!(err.to_string().contains("does not carry TLS"), "{err}");
 }
+
+#[test]
+fn tls_is_taken_by_the_transports_whose_device_dials_a_sink_and_refused_by_the_rest() {
+    for transport in ["tcp", "ws", "http-post", "poll", "socketio"] {
+        let text = MINIMAL.replace(
+            "name = \"ws\"\ntransport = \"ws\"",
+            &format!("name = \"v\"\ntransport = \"{transport}\"\ntls = {{ resumption = true }}"),
+        );
+        let s = parse(&text, "x.toml").unwrap_or_else(|e| panic!("{transport}: {e}"));
+        assert!(s.variants[1].tls.unwrap().resumption, "{transport}");
+    }
+    for transport in ["mqtt-qos0", "sse", "ws-server"] {
+        let err = error(&MINIMAL.replace(
+            "name = \"ws\"\ntransport = \"ws\"",
+            &format!("name = \"v\"\ntransport = \"{transport}\"\ntls = true"),
+        ));
+        assert_eq!(err.key(), Some("variants[1].tls"), "{transport}: {err}");
+        assert!(
+            err.to_string()
+                .contains("these do: tcp, ws, http-post, poll, socketio"),
+            "{err}"
+        );
+    }
+}

@@ -193,10 +193,7 @@ async fn read_response<T>(
     }
 }
 
-async fn write_handshake(
-    stream: &mut CountingStream<Conn>,
-    bytes: &[u8],
-) -> Result<(), LinkError> {
+async fn write_handshake(stream: &mut CountingStream<Conn>, bytes: &[u8]) -> Result<(), LinkError> {
     stream
         .write_all(bytes)
         .await
