@@ -70,6 +70,18 @@ fn https_per_reading_resumes_its_session_and_records_every_handshake() {
             "set-up is the first reading's connection: {c}"
         );
     }
+    // The variant's TLS section counts the same handshakes: one full per device, the rest
+    // resumed, about one a reading in the steady state.
+    let tls = &variant["tls"];
+    let total: usize = connections
+        .iter()
+        .map(|c| c["tls"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(tls["resumption"], true, "{tls}");
+    assert_eq!(tls["full"]["count"], 4, "{tls}");
+    assert_eq!(tls["resumed"]["count"], total as u64 - 4, "{tls}");
+    let per_reading = tls["handshakes_per_reading"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&per_reading), "{tls}");
     // Each reading's wire bytes up hold its connection's handshake: at least a resumed one's
     // and the payload.
     let per = &variant["per_reading"];
