@@ -275,6 +275,7 @@ pub fn render(result: &RunResult) -> String {
     out.push_str(&shards(result));
     out.push_str(&commands(result));
     out.push_str(&serial(result));
+    out.push_str(&tls(result));
     out.push_str(&recovery(result));
     out.push_str(&notes(result));
     out
@@ -375,6 +376,47 @@ fn serial(result: &RunResult) -> String {
         "\nserial lines and gateway (latency above includes the serial time; – = none):\n",
     );
     out.push_str(&aligned(&cells, 2));
+    out
+}
+
+/// Short headings for the TLS table's columns (`reports::tls::COLUMNS`, same order).
+const TLS_HEADINGS: [&str; 19] = [
+    "variant",
+    "plain",
+    "suite",
+    "full p50 ms",
+    "board CPU ms (model)",
+    "full B up / down",
+    "full segs up / down",
+    "resumed",
+    "resumed p50 ms",
+    "resumed B up / down",
+    "wire B / reading",
+    "Δ",
+    "TLS B / reading",
+    "records (derived)",
+    "backend CPU ms / 1k readings",
+    "backend CPU ms / conn",
+    "backend CPU µs / handshake",
+    "backend RSS KiB / device",
+    "device heap KiB (model)",
+];
+
+/// With TLS variants, below the table: one line per TLS variant beside its plain pair, the
+/// cells of report.html's TLS table.
+fn tls(result: &RunResult) -> String {
+    let rows = reports::tls::rows(result);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let cells = std::iter::once(TLS_HEADINGS.map(String::from))
+        .chain(rows.into_iter().map(|r| r.cells))
+        .collect::<Vec<_>>();
+    let mut out = String::from(
+        "\nTLS against plain (plain → TLS; board CPU and device heap modelled, the rest \
+         measured; records = TLS bytes ÷ bytes per record; – = none):\n",
+    );
+    out.push_str(&aligned(&cells, 3));
     out
 }
 
@@ -504,6 +546,39 @@ mod tests {
         assert!(
             !table.contains("faults (notice"),
             "no faults, no recovery lines"
+        );
+    }
+
+    #[test]
+    fn each_tls_variant_has_a_line_beside_its_plain_pair_below_the_table() {
+        let text = include_str!("../../reports/tests/fixtures/tls/results.json");
+        let result: RunResult = serde_json::from_str(text).unwrap();
+        let table = render(&result);
+        let lines: Vec<&str> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("TLS against plain ("))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(lines.len(), 3, "a heading and tcp-tls, ws-tls: {table}");
+        assert!(lines[0].starts_with("variant  plain  suite "), "{table}");
+        let words = |line: &str| line.split_whitespace().collect::<Vec<_>>().join(" ");
+        // The fixture's figures: tcp-tls beside tcp, resumption off, no backend CPU per
+        // handshake in these results.
+        assert_eq!(
+            words(lines[1]),
+            "tcp-tls tcp ECDHE-ECDSA CHACHA20-POLY1305 1,446 1,400 211 / 658 5 / 6 off – – \
+             136 → 155 +18.8 21 1.00 195 → 228 0.986 → 1.03 – 38.2 → 85 20.2 / 23.2"
+        );
+        assert!(words(lines[2]).starts_with("ws-tls ws "), "{table}");
+
+        let plain: RunResult = serde_json::from_str(include_str!(
+            "../../reports/tests/fixtures/clean/results.json"
+        ))
+        .unwrap();
+        assert!(
+            !render(&plain).contains("TLS against plain"),
+            "no TLS, no lines"
         );
     }
 

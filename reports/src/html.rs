@@ -16,6 +16,7 @@ use crate::results::RunResult;
 use crate::serial;
 use crate::shards;
 use crate::table::Summary;
+use crate::tls;
 
 const STYLE: &str = "\
 :root{color-scheme:light}
@@ -106,16 +107,12 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
     browser_table(&mut h, run);
     commands_table(&mut h, run);
     serial_table(&mut h, run);
+    tls_table(&mut h, run, charts);
     recovery_table(&mut h, run);
     h.push_str("<h2>Charts</h2>\n");
-    for f in charts {
-        let _ = write!(
-            h,
-            "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n",
-            escape(&f.kind.name(run)),
-            inline_svg(&f.svg, &f.kind.title(run)),
-            escape(&f.caption)
-        );
+    // The TLS chart stands beside its table, above.
+    for f in charts.iter().filter(|f| f.kind != Kind::Tls) {
+        figure(&mut h, run, f);
     }
     if !s.text.is_empty() {
         let _ = write!(
@@ -130,6 +127,17 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Figure]) -> String {
          reports crate. Charts are also in charts/ as SVG and PNG.</footer>\n</body>\n</html>\n",
     );
     h
+}
+
+/// One chart and its caption.
+fn figure(h: &mut String, run: &RunResult, f: &Figure) {
+    let _ = write!(
+        h,
+        "<figure id=\"{}\">\n{}\n<figcaption>{}</figcaption>\n</figure>\n",
+        escape(&f.kind.name(run)),
+        inline_svg(&f.svg, &f.kind.title(run)),
+        escape(&f.caption)
+    );
 }
 
 fn banner(h: &mut String, run: &RunResult) {
@@ -427,6 +435,18 @@ fn serial_table(h: &mut String, run: &RunResult) {
     );
     let title = ("serial", "Serial lines and gateway");
     variant_table(h, run, title, &note, &serial::COLUMNS, 2, &rows);
+}
+
+/// The TLS table, when any variant ran TLS, with the TLS chart under it.
+fn tls_table(h: &mut String, run: &RunResult, charts: &[Figure]) {
+    let rows = tls::rows(run);
+    let rows: Vec<(usize, &[String])> = rows.iter().map(|r| (r.variant, &r.cells[..])).collect();
+    let note = format!("{} \u{2013} means the run has no such figure.", tls::NOTE);
+    let title = ("tls", "TLS against plain");
+    variant_table(h, run, title, &note, &tls::COLUMNS, 3, &rows);
+    if let Some(f) = charts.iter().find(|f| f.kind == Kind::Tls) {
+        figure(h, run, f);
+    }
 }
 
 /// A table of rows that each belong to a variant (`rows`: the variant's index and its cells),

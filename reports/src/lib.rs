@@ -13,8 +13,8 @@
 //!   with `[commands]` the commands' latency and round trip, turned into percentile spectra.
 //! - `palette` — one fixed colour per transport, shared by every chart and the HTML table.
 //! - `charts` — the six charts of every run, `command-latency` when a variant sent commands,
-//!   `link-delay` when a variant ran on an emulated WiFi link and a fault timeline per variant
-//!   with faults, each drawn once by the same code onto an SVG and a bitmap backend (text laid
+//!   `link-delay` when a variant ran on an emulated WiFi link, `tls-cost` when a variant ran
+//!   TLS and a fault timeline per variant with faults, each drawn once by the same code onto an SVG and a bitmap backend (text laid
 //!   out with the bundled DejaVu Sans, no system fonts).
 //! - `table` — the side-by-side summary (one column per variant) as plain cells, the link each
 //!   variant ran on and what that link did among them (`link_model` puts the model into words);
@@ -30,6 +30,9 @@
 //!   page's JavaScript, received / due by the page, missed by falling behind, the page clock's
 //!   uncertainty), as text cells that `html` and `markdown` print, with a bar chart in
 //!   report.html of the backend's and the page's p50 / p99 / p99.9 per variant.
+//! - [`tls`] — with TLS variants, the TLS table (one row per TLS variant beside its plain pair:
+//!   the same transport and encoding without TLS), as text cells that `html`, `markdown` and the
+//!   harness's terminal table print, with the `tls-cost` chart under it.
 //! - [`shards`] — with `distributed` (a fleet split over machines and merged), the shards
 //!   table (one row per variant and fleet shard: its clock against the receiving end's, the
 //!   control channel's round trips, its delivery, latency and cost), as text cells that `html`,
@@ -59,6 +62,7 @@ pub mod results;
 pub mod serial;
 pub mod shards;
 mod table;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -92,7 +96,7 @@ pub struct Chart {
     /// Its name, also the files' stem: `latency-spectrum`, `command-latency` (only when a
     /// variant sent commands), `link-delay` (only when a variant ran on an emulated WiFi link),
     /// `latency-over-time`, `throughput-over-time`, `fault-timeline-<variant>` (one per variant
-    /// with faults), `overhead`, `cost`, `delivery`.
+    /// with faults), `overhead`, `cost`, `delivery`, `tls-cost` (only when a variant ran TLS).
     pub name: String,
     /// `charts/<name>.svg`.
     pub svg: PathBuf,

@@ -13,6 +13,7 @@ use crate::results::RunResult;
 use crate::serial;
 use crate::shards;
 use crate::table::Summary;
+use crate::tls;
 use crate::CHARTS_DIR;
 
 /// Escapes the characters that would format text or break a table cell.
@@ -137,10 +138,12 @@ pub fn page(run: &RunResult, summary: &Summary, charts: &[Kind]) -> String {
     browser_table(&mut md, run);
     commands_table(&mut md, run);
     serial_table(&mut md, run);
+    tls_table(&mut md, run, charts);
     recovery_table(&mut md, run);
 
     md.push_str("\n### Charts\n\n");
-    for &kind in charts {
+    // The TLS chart stands beside its table, above.
+    for &kind in charts.iter().filter(|&&k| k != Kind::Tls) {
         chart(&mut md, kind, run);
     }
     md
@@ -203,6 +206,21 @@ fn serial_table(md: &mut String, run: &RunResult) {
         serial::NOTE
     );
     table(md, &heading, &serial::COLUMNS, 2, &rows);
+}
+
+/// The TLS table, when any variant ran TLS, with the TLS chart under it.
+fn tls_table(md: &mut String, run: &RunResult, charts: &[Kind]) {
+    let rows = tls::rows(run);
+    let rows: Vec<&[String]> = rows.iter().map(|r| &r.cells[..]).collect();
+    let heading = format!(
+        "TLS against plain\n\n{} – where the run has no such figure.",
+        tls::NOTE
+    );
+    table(md, &heading, &tls::COLUMNS, 3, &rows);
+    if !rows.is_empty() && charts.contains(&Kind::Tls) {
+        md.push('\n');
+        chart(md, Kind::Tls, run);
+    }
 }
 
 /// A table under `### heading` (its first line; the rest is text under it), the first `names`

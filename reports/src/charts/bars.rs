@@ -15,13 +15,13 @@ use crate::results::ProcessCost;
 const KEY_HEIGHT: u32 = 34;
 
 /// `colour` tinted for category `i` (0 full, 1 mid, 2 light).
-fn tint(colour: RGBColor, i: usize) -> RGBColor {
+pub(super) fn tint(colour: RGBColor, i: usize) -> RGBColor {
     let Rgb(r, g, b) = Rgb(colour.0, colour.1, colour.2).tint(CATEGORY_TINTS[i]);
     RGBColor(r, g, b)
 }
 
 /// The key's swatches: the categories in grey tints.
-fn key_items(labels: &[&str]) -> Vec<(String, RGBColor)> {
+pub(super) fn key_items(labels: &[&str]) -> Vec<(String, RGBColor)> {
     let Rgb(r, g, b) = KEY_GREY;
     labels
         .iter()
@@ -59,7 +59,7 @@ fn outlined_bar(s: &Series, value: f64, label: String) -> Bar {
 }
 
 /// Splits the area under the title into the chart and the key strip under it.
-fn with_key<DB: DrawingBackend>(
+pub(super) fn with_key<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
 ) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
     let (_, height) = area.dim_in_pixel();

@@ -1,15 +1,16 @@
 //! The charts, each drawn by one function generic over the plotters backend, so the SVG and
 //! the PNG of a chart come from the same code and always agree. Six are drawn for every run;
 //! `command-latency` only when some variant sent commands, `link-delay` only when some variant
-//! ran on an emulated WiFi link, and `fault-timeline-<variant>` for each variant with faults
-//! ([`drawn`]).
+//! ran on an emulated WiFi link, `tls-cost` only when some variant ran TLS, and
+//! `fault-timeline-<variant>` for each variant with faults ([`drawn`]).
 //!
 //! - `frame` — what every chart shares: fonts, title, legends, axes in log or linear space,
 //!   horizontal bar rows.
 //! - `spectrum` — `latency-spectrum`, and the percentile panels `commands` and `link` draw
 //!   with; `commands` — `command-latency`; `link` — `link-delay`; `timeline` —
 //!   `latency-over-time` and `throughput-over-time`; `faults` — `fault-timeline-<variant>`,
-//!   one variant's seconds with its faults' windows; `bars` — `overhead`, `cost` and `delivery`.
+//!   one variant's seconds with its faults' windows; `bars` — `overhead`, `cost` and `delivery`;
+//!   `tls` — `tls-cost`, each TLS variant beside its plain pair.
 //! - [`compare_svg`] — compare.html's chart: one variant's spectrum in two runs (SVG only).
 //!
 //! Text is laid out (and, in PNGs, rasterised) with DejaVu Sans bundled in `assets/` and
@@ -24,6 +25,7 @@ mod link;
 pub mod saturation;
 mod spectrum;
 mod timeline;
+mod tls;
 
 use std::sync::OnceLock;
 
@@ -63,12 +65,14 @@ pub enum Kind {
     Cost,
     /// Lost, duplicated and reordered readings.
     Delivery,
+    /// Per TLS variant: wire bytes per reading plain and with TLS, and handshake bytes.
+    Tls,
 }
 
 /// Every chart drawn once per run, in the order the reports show them ([`drawn`] leaves out
 /// those a run has no data for, and adds a [`Kind::FaultTimeline`] per variant with faults after
 /// `throughput-over-time`).
-pub const ALL: [Kind; 8] = [
+pub const ALL: [Kind; 9] = [
     Kind::Spectrum,
     Kind::CommandLatency,
     Kind::LinkDelay,
@@ -77,6 +81,7 @@ pub const ALL: [Kind; 8] = [
     Kind::Overhead,
     Kind::Cost,
     Kind::Delivery,
+    Kind::Tls,
 ];
 
 impl Kind {
@@ -92,6 +97,7 @@ impl Kind {
             Kind::Overhead => "overhead",
             Kind::Cost => "cost",
             Kind::Delivery => "delivery",
+            Kind::Tls => tls::NAME,
         }
     }
 
@@ -105,12 +111,13 @@ impl Kind {
     }
 
     /// Whether `report` has anything for this chart: `command-latency` needs a variant that
-    /// sent commands, `link-delay` a variant that ran on an emulated link, a fault timeline a
-    /// variant with faults; every other chart is always drawn.
+    /// sent commands, `link-delay` a variant that ran on an emulated link, `tls-cost` a variant
+    /// that ran TLS, a fault timeline a variant with faults; every other chart is always drawn.
     pub fn applies(self, report: &Report) -> bool {
         match self {
             Kind::CommandLatency => report.series.iter().any(|s| s.variant.commands.is_some()),
             Kind::LinkDelay => report.series.iter().any(|s| s.link.is_some()),
+            Kind::Tls => report.series.iter().any(|s| s.variant.tls.is_some()),
             Kind::FaultTimeline(i) => report
                 .series
                 .get(i)
@@ -133,6 +140,7 @@ impl Kind {
             Kind::Overhead => "Bytes and segments per reading".to_owned(),
             Kind::Cost => "CPU and memory per process".to_owned(),
             Kind::Delivery => "Delivery".to_owned(),
+            Kind::Tls => tls::TITLE.to_owned(),
         }
     }
 
@@ -165,6 +173,7 @@ impl Kind {
                  line is the rate the fleet offered."
             }
             Kind::FaultTimeline(_) => faults::CAPTION,
+            Kind::Tls => tls::CAPTION,
             Kind::Overhead => {
                 "Steady-state bytes per reading on the device's connection, up (device to \
                  backend) and down (backend to device): the payload, the protocol's framing, and \
@@ -448,6 +457,7 @@ where
         Kind::Overhead => bars::overhead(&area, report),
         Kind::Cost => bars::cost(&area, report),
         Kind::Delivery => bars::delivery(&area, report),
+        Kind::Tls => tls::cost(&area, report),
     }
 }
 
