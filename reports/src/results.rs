@@ -813,6 +813,10 @@ pub struct Repetition {
     /// one value per repetition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<CommandResult>,
+    /// TLS variants only: what TLS cost in this repetition (`fleetbench compare` judges
+    /// handshake times and the backend's CPU per handshake on these, one value per repetition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSummary>,
 }
 
 impl Repetition {
@@ -836,6 +840,7 @@ impl Repetition {
             link: v.link.clone(),
             faults: v.faults.clone(),
             commands: v.commands.clone(),
+            tls: v.tls.clone(),
         }
     }
 }

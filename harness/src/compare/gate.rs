@@ -13,6 +13,7 @@
 //! command_latency_p99 = 20     # [commands]: due → device p99 +20 % (command_round_trip_p99 too)
 //! command_lost = 0             # commands the candidate may lose (a count)
 //! command_bytes_down = 0       # exact, as framing
+//! tls_full_handshake_bytes = 0 # TLS variants: a full handshake's bytes up + down, exact
 //! fault_recover_p99 = 20       # every fault of a [[faults]] scenario: recovery p99 +20 %
 //! fault_lost = 600             # readings the candidate may lose in each fault
 //! [variants.mqtt-qos0]         # overrides for one variant
@@ -21,7 +22,7 @@
 //!
 //! A metric without a threshold is compared and shown, never gated. The `command_` keys are
 //! metrics like any other ([`super::metrics::ALL`]); a variant without `[commands]` has no
-//! such rows. The `fault_` keys ([`super::metrics::FAULTS`]) set one threshold for the figure of
+//! such rows, and a variant without TLS none of the `tls_` rows. The `fault_` keys ([`super::metrics::FAULTS`]) set one threshold for the figure of
 //! every fault.
 
 use std::collections::BTreeMap;
@@ -91,6 +92,7 @@ thresholds!(
     segments_down,
     setup_bytes_up,
     setup_bytes_down,
+    setup_backend_cpu,
     lost,
     lost_unsent,
     lost_in_flight,
@@ -107,6 +109,11 @@ thresholds!(
     command_ack_lost,
     command_bytes_down,
     command_bytes_up,
+    tls_full_handshake_p50,
+    tls_full_handshake_bytes,
+    tls_resumed_handshake_bytes,
+    tls_bytes_up,
+    tls_backend_cpu_full_handshake,
     fault_lost,
     fault_lost_unsent,
     fault_lost_in_flight,

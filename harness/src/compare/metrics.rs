@@ -1,10 +1,12 @@
 //! What `fleetbench compare` compares: every metric, how to read it from a repetition, which way
 //! is better, and how it varies between runs (with `[commands]`, the `command_` metrics: the
-//! commands' latency and round trip, what became of them, their bytes); and with `[[faults]]`,
-//! the figures of each fault ([`FAULTS`]), compared fault by fault.
+//! commands' latency and round trip, what became of them, their bytes; with TLS, the `tls_`
+//! metrics: the full handshake's time and bytes, the resumed one's bytes, TLS bytes per reading
+//! and the backend's CPU per full handshake); and with `[[faults]]`, the figures of each fault
+//! ([`FAULTS`]), compared fault by fault.
 
 use crate::results::Repetition;
-use reports::results::{CommandResult, FaultResult, Percentiles};
+use reports::results::{CommandResult, FaultResult, HandshakeFigures, Percentiles, TlsSummary};
 
 /// How a metric behaves between two runs of the same build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -76,6 +78,16 @@ fn command_count(r: &Repetition, n: fn(&CommandResult) -> u64) -> Option<f64> {
 fn command_bytes(r: &Repetition, b: fn(&CommandResult) -> f64) -> Option<f64> {
     let c = r.commands.as_ref()?;
     (c.written > 0).then(|| b(c))
+}
+
+/// A figure of a TLS variant's TLS, when it has TLS.
+fn tls<T>(r: &Repetition, f: impl FnOnce(&TlsSummary) -> Option<T>) -> Option<T> {
+    f(r.tls.as_ref()?)
+}
+
+/// Bytes up and down of one kind of handshake, when the devices made any.
+fn handshake_bytes(h: &HandshakeFigures) -> Option<f64> {
+    (h.count > 0).then(|| h.bytes_up + h.bytes_down)
 }
 
 /// Every metric, in the order tables show them.
@@ -270,6 +282,15 @@ pub const ALL: &[Metric] = &[
         value: |r| (r.setup.connections > 0).then_some(r.setup.app_bytes_down),
     },
     Metric {
+        id: "setup_backend_cpu",
+        label: "backend CPU per connection set up",
+        unit: "ms",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| r.setup.backend_cpu_ms_per_connection,
+    },
+    Metric {
         id: "lost",
         label: "lost readings",
         unit: "readings",
@@ -412,6 +433,63 @@ pub const ALL: &[Metric] = &[
         better: Better::Lower,
         default_threshold: 0.0,
         value: |r| command_bytes(r, |c| c.bytes_up),
+    },
+    Metric {
+        id: "tls_full_handshake_p50",
+        label: "TLS full handshake time p50",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| {
+            tls(r, |t| {
+                (t.full.count > 0 && t.full.time_us.count > 0).then_some(t.full.time_us.p50 as f64)
+            })
+        },
+    },
+    Metric {
+        id: "tls_full_handshake_bytes",
+        label: "TLS full handshake bytes (up + down)",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 2.0,
+        value: |r| tls(r, |t| handshake_bytes(&t.full)),
+    },
+    Metric {
+        id: "tls_resumed_handshake_bytes",
+        label: "TLS resumed handshake bytes (up + down)",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 2.0,
+        value: |r| tls(r, |t| handshake_bytes(&t.resumed)),
+    },
+    Metric {
+        id: "tls_bytes_up",
+        label: "TLS bytes up per reading",
+        unit: "B",
+        kind: Kind::Exact,
+        better: Better::Lower,
+        default_threshold: 2.0,
+        value: |r| {
+            let readings = r.per_reading.readings;
+            tls(r, |t| (readings > 0).then_some(t.tls_bytes_up_per_reading))
+        },
+    },
+    Metric {
+        id: "tls_backend_cpu_full_handshake",
+        label: "backend CPU per full TLS handshake",
+        unit: "µs",
+        kind: Kind::Spread,
+        better: Better::Lower,
+        default_threshold: 20.0,
+        value: |r| {
+            tls(r, |t| {
+                let c = t.backend_cpu_us_per_handshake.as_ref()?;
+                (c.full_count > 0).then_some(c.full_us)
+            })
+        },
     },
 ];
 

@@ -25,6 +25,10 @@
 //!   at an index, or an index only one run has) are not compared, and a note says so. An
 //!   ungated fault count's threshold is the baseline's count plus a slack, since every fault
 //!   costs some readings.
+//! - TLS (`tls_` metrics, [`metrics::ALL`]): a TLS variant's handshakes, TLS bytes per reading and
+//!   the backend's CPU per full handshake, judged as above (times and CPU spread, bytes exact); a
+//!   variant without TLS has no such rows, and a figure its run lacks (no resumed handshake, a
+//!   broker that is not fleetbench's) no row either, never a 0.
 
 pub mod files;
 pub mod gate;
@@ -392,6 +396,9 @@ struct Figure<'a> {
     /// A fault's figure: repetitions that carry no faults at all (results written before
     /// repetitions had them) are read from the variant's pooled faults instead.
     of_fault: bool,
+    /// A TLS figure (a `tls_` metric): likewise, repetitions that carry no TLS (results written
+    /// before repetitions had it) are read from the variant's pooled TLS instead.
+    of_tls: bool,
 }
 
 /// The threshold of a row no gate names.
@@ -414,6 +421,7 @@ impl Figure<'static> {
             default: DefaultThreshold::Fixed(metric.default_threshold),
             value: Box::new(metric.value),
             of_fault: false,
+            of_tls: metric.id.starts_with("tls_"),
         }
     }
 }
@@ -438,6 +446,7 @@ impl<'a> Figure<'a> {
                     .and_then(metric.value)
             }),
             of_fault: true,
+            of_tls: false,
         }
     }
 }
@@ -497,7 +506,9 @@ fn values(figure: &Figure, reps: &[Repetition]) -> Vec<f64> {
 /// The repetitions `figure` is read from in `v`.
 fn repetitions(figure: &Figure, v: &VariantResult) -> Vec<Repetition> {
     let reps = v.repetitions_or_self();
-    if figure.of_fault && reps.iter().all(|r| r.faults.is_empty()) {
+    let pooled_only = (figure.of_fault && reps.iter().all(|r| r.faults.is_empty()))
+        || (figure.of_tls && reps.iter().all(|r| r.tls.is_none()));
+    if pooled_only {
         vec![Repetition::of(1, v)]
     } else {
         reps
@@ -919,6 +930,116 @@ mod tests {
         let plain = faults_run();
         let c = compare(&plain, "base", &plain, "cand", None).unwrap();
         assert!(c.rows.iter().all(|r| !r.metric.starts_with("command_")));
+    }
+
+    /// The reports' `tls` fixture: tcp, tcp-tls (resumption off), ws, ws-tls (resumption on,
+    /// none made), one repetition, whose recorded repetition carries no `tls` (written before
+    /// repetitions had it).
+    fn tls_run() -> RunResult {
+        serde_json::from_str(include_str!(
+            "../../../reports/tests/fixtures/tls/results.json"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn tls_figures_compare_where_a_variant_has_them_and_nowhere_else() {
+        let run = tls_run();
+        assert!(run.variants[1].repetitions.iter().all(|r| r.tls.is_none()));
+        let c = compare(&run, "base", &run, "cand", None).unwrap();
+        let value = |variant: &str, id: &str| row(&c, variant, id).map(|r| r.baseline);
+        // Read from the pooled TLS when the repetitions carry none.
+        assert_eq!(
+            value("tcp-tls", "tls_full_handshake_p50"),
+            Some(Some(1_445_887.0))
+        );
+        assert_eq!(
+            value("tcp-tls", "tls_full_handshake_bytes"),
+            Some(Some(211.0 + 658.15))
+        );
+        assert_eq!(value("ws-tls", "tls_bytes_up"), Some(Some(21.0)));
+        assert_eq!(value("tcp", "setup_backend_cpu"), Some(Some(0.986)));
+        assert_eq!(value("tcp-tls", "setup_backend_cpu"), Some(Some(1.031)));
+        // No resumed handshake, no backend CPU per handshake in these results: no row, not 0.
+        assert_eq!(value("ws-tls", "tls_resumed_handshake_bytes"), None);
+        assert_eq!(value("tcp-tls", "tls_backend_cpu_full_handshake"), None);
+        // Plain variants have no TLS rows.
+        for variant in ["tcp", "ws"] {
+            assert!(c
+                .rows
+                .iter()
+                .filter(|r| r.variant == variant)
+                .all(|r| !r.metric.starts_with("tls_")));
+        }
+        assert!(c.rows.iter().all(|r| r.verdict == Verdict::Same));
+
+        // A run without TLS compares as before, with no TLS rows at all.
+        let plain = faults_run();
+        let c = compare(&plain, "base", &plain, "cand", None).unwrap();
+        assert!(c.rows.iter().all(|r| !r.metric.starts_with("tls_")));
+
+        // A candidate whose variant lost its TLS: each figure missing, not 0.
+        let mut untls = tls_run();
+        untls.variants[1].tls = None;
+        let c = compare(&run, "base", &untls, "cand", None).unwrap();
+        let r = row(&c, "tcp-tls", "tls_full_handshake_bytes").unwrap();
+        assert_eq!((r.candidate, r.verdict), (None, Verdict::Missing));
+    }
+
+    #[test]
+    fn a_bigger_full_handshake_is_worse_and_gated_fails() {
+        let baseline = tls_run();
+        let mut candidate = tls_run();
+        // A certificate chain 100 bytes longer.
+        candidate.variants[1].tls.as_mut().unwrap().full.bytes_down += 100.0;
+        let id = "tls_full_handshake_bytes";
+        let c = compare(&baseline, "base", &candidate, "cand", None).unwrap();
+        let r = row(&c, "tcp-tls", id).unwrap();
+        assert_eq!((r.kind, r.unit), (Kind::Exact, "B"));
+        assert_eq!(r.verdict, Verdict::Worse);
+        assert!(!r.gated && c.passed());
+        assert_eq!(row(&c, "ws-tls", id).unwrap().verdict, Verdict::Same);
+        let gated = gate("[thresholds]\ntls_full_handshake_bytes = 0\n");
+        let c = compare(&baseline, "base", &candidate, "cand", Some(&gated)).unwrap();
+        assert!(row(&c, "tcp-tls", id).unwrap().fails() && !c.passed());
+        assert!(output::bmf(&c).contains("\"tls-full-handshake-bytes-bytes\""));
+    }
+
+    #[test]
+    fn handshake_times_and_backend_cpu_vary_and_are_judged_on_repetitions() {
+        use reports::results::BackendHandshakeCpu;
+        let with = |p50s: [u64; 3], cpu_us: [f64; 3]| {
+            let mut run = tls_run();
+            run.scenario.repetitions = 3;
+            let v = &mut run.variants[1];
+            v.repetitions = (0..3)
+                .map(|i| {
+                    let mut r = Repetition::of(i as u32 + 1, v);
+                    let t = r.tls.as_mut().unwrap();
+                    t.full.time_us.p50 = p50s[i];
+                    t.backend_cpu_us_per_handshake = Some(BackendHandshakeCpu {
+                        full_count: 20,
+                        full_us: cpu_us[i],
+                        ..BackendHandshakeCpu::default()
+                    });
+                    r
+                })
+                .collect();
+            run
+        };
+        let baseline = with([1_445_000, 1_446_000, 1_447_000], [800.0, 810.0, 820.0]);
+        let candidate = with(
+            [1_445_500, 1_446_500, 1_447_500],
+            [1_600.0, 1_620.0, 1_640.0],
+        );
+        let c = compare(&baseline, "base", &candidate, "cand", None).unwrap();
+        let p50 = row(&c, "tcp-tls", "tls_full_handshake_p50").unwrap();
+        assert_eq!(p50.kind, Kind::Spread);
+        assert_eq!(p50.baseline_values, [1_445_000.0, 1_446_000.0, 1_447_000.0]);
+        assert_eq!(p50.verdict, Verdict::Same);
+        let cpu = row(&c, "tcp-tls", "tls_backend_cpu_full_handshake").unwrap();
+        assert_eq!((cpu.baseline, cpu.candidate), (Some(810.0), Some(1_620.0)));
+        assert_eq!((cpu.unit, cpu.verdict), ("µs", Verdict::Worse));
     }
 
     #[test]
