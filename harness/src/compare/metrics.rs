@@ -85,9 +85,9 @@ fn tls<T>(r: &Repetition, f: impl FnOnce(&TlsSummary) -> Option<T>) -> Option<T>
     f(r.tls.as_ref()?)
 }
 
-/// Bytes up and down of one kind of handshake, when the devices made any.
+/// Bytes up plus down of one kind of handshake, when the devices made any.
 fn handshake_bytes(h: &HandshakeFigures) -> Option<f64> {
-    (h.count > 0).then(|| h.bytes_up + h.bytes_down)
+    (h.count > 0).then_some(h.bytes_up + h.bytes_down)
 }
 
 /// Every metric, in the order tables show them.
