@@ -1,5 +1,9 @@
 //! The embedded MQTT broker: rumqttd 0.20 with one MQTT 3.1.1 listener, run in a process of its own
 //! (`fleetbench broker`) so that its CPU and memory are measured apart from the harness and fleet.
+//! With [`BrokerSettings::tls`] the listener is mqtts: rumqttd's rustls acceptor (its `use-rustls`
+//! feature: tokio-rustls 0.25, rustls 0.22 defaults, TLS 1.2 and 1.3, no client certificates)
+//! with the run's certificate and key, on whatever port the runner gives it (8883 is the
+//! convention, not forced).
 //!
 //! rumqttd has no in-process shutdown: [`Broker::start`](rumqttd::Broker::start) blocks its thread
 //! for good. So [`run_embedded`] starts it on a spawned thread, waits until the listener answers
@@ -17,6 +21,8 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -94,6 +100,45 @@ pub struct BrokerSettings {
     /// subscriber that fell behind can still catch up on is between this many segments and one
     /// more.
     pub max_segment_count: usize,
+    /// mqtts: the listener speaks TLS with these files; `None`: plain TCP.
+    pub tls: Option<BrokerTls>,
+}
+
+/// The files of a TLS listener (a run's, [`transports::tls::CertFiles`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerTls {
+    /// The server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signed it (PEM): only the readiness probe, a client, uses it; rumqttd is
+    /// not given it (it would ask clients for certificates only with `verify-client-cert`).
+    pub ca: PathBuf,
+}
+
+impl BrokerTls {
+    /// The TLS files of a run's certificates.
+    pub fn of(files: &transports::tls::CertFiles) -> BrokerTls {
+        BrokerTls {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+            ca: files.ca.clone(),
+        }
+    }
+
+    /// Reads the files (so that a bad one is an error naming it, not a listener that never
+    /// comes up) and returns the readiness probe's client configuration, trusting the CA.
+    fn probe_config(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let files = transports::tls::CertFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            fingerprint: PathBuf::new(),
+        };
+        transports::tls::server::backend_config(&files).context("the broker's TLS files")?;
+        let ca = files.ca_cert().context("the broker's TLS CA")?;
+        transports::tls::client::pc_config(ca).context("the readiness probe's TLS")
+    }
 }
 
 impl Default for BrokerSettings {
@@ -105,6 +150,7 @@ impl Default for BrokerSettings {
             connection_timeout_ms: 10_000,
             max_segment_size: DEFAULT_SEGMENT_SIZE,
             max_segment_count: DEFAULT_SEGMENT_COUNT,
+            tls: None,
         }
     }
 }
@@ -155,8 +201,8 @@ impl BrokerSettings {
     }
 }
 
-/// The rumqttd configuration for one v4 (MQTT 3.1.1) listener on `listen`, with no TLS,
-/// websocket, v5, console, prometheus, metrics, bridge or cluster.
+/// The rumqttd configuration for one v4 (MQTT 3.1.1) listener on `listen`, with TLS when the
+/// settings ask, and no websocket, v5, console, prometheus, metrics, bridge or cluster.
 fn rumqttd_config(listen: SocketAddr, settings: &BrokerSettings) -> rumqttd::Config {
     let router = rumqttd::RouterConfig {
         max_connections: settings.max_connections,
@@ -181,7 +227,11 @@ fn rumqttd_config(listen: SocketAddr, settings: &BrokerSettings) -> rumqttd::Con
     let server = rumqttd::ServerSettings {
         name: "v4".to_string(),
         listen,
-        tls: None,
+        tls: settings.tls.as_ref().map(|tls| rumqttd::TlsConfig::Rustls {
+            capath: None,
+            certpath: tls.cert.display().to_string(),
+            keypath: tls.key.display().to_string(),
+        }),
         // rumqttd sleeps this long after every accept; anything above 0 caps the connect rate
         // of a fleet (1 ms would mean at most ~1000 connections a second).
         next_connection_delay_ms: 0,
@@ -247,6 +297,10 @@ fn start(
     settings: &BrokerSettings,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<Result<(), String>>)> {
     let deadline = Instant::now() + READY_TIMEOUT;
+    let probe_tls = match &settings.tls {
+        Some(tls) => Some(tls.probe_config()?),
+        None => None,
+    };
     let attempts = if listen.port() == 0 { BIND_ATTEMPTS } else { 1 };
     let mut last_error = None;
     for _ in 0..attempts {
@@ -269,7 +323,7 @@ fn start(
                     .map_err(|e| e.to_string())
             })
             .context("spawning the broker thread")?;
-        match wait_ready(addr, &broker, deadline) {
+        match wait_ready(addr, &broker, probe_tls.as_ref(), deadline) {
             Ok(()) => return Ok((addr, broker)),
             Err(e) if broker.is_finished() => {
                 // A failed bind only shows in rumqttd's log; a bad config comes back here.
@@ -286,10 +340,12 @@ fn start(
     ))
 }
 
-/// Waits until the broker on `addr` answers a CONNECT with a CONNACK, or its thread ends.
+/// Waits until the broker on `addr` answers a CONNECT with a CONNACK (over TLS with `tls`), or
+/// its thread ends.
 fn wait_ready(
     addr: SocketAddr,
     broker: &JoinHandle<Result<(), String>>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     deadline: Instant,
 ) -> anyhow::Result<()> {
     let target = probe_target(addr);
@@ -298,7 +354,7 @@ fn wait_ready(
         if broker.is_finished() {
             bail!("rumqttd stopped before accepting connections on {addr} (see its log)");
         }
-        if probe(target).unwrap_or(false) && !broker.is_finished() {
+        if probe(target, tls).unwrap_or(false) && !broker.is_finished() {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -318,14 +374,28 @@ fn probe_target(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// One MQTT 3.1.1 CONNECT (clean session, keep-alive 5 s) to `target`; true if it got a
-/// successful CONNACK. The connection is then dropped, which rumqttd treats as a quiet
-/// disconnect (a bare TCP connect without CONNECT would make it log an error).
-fn probe(target: SocketAddr) -> io::Result<bool> {
-    let mut stream = TcpStream::connect_timeout(&target, Duration::from_millis(200))?;
+/// One MQTT 3.1.1 CONNECT (clean session, keep-alive 5 s) to `target`, over TLS with `tls`;
+/// true if it got a successful CONNACK. The connection is then dropped, which rumqttd treats
+/// as a quiet disconnect (a bare TCP connect without CONNECT would make it log an error).
+fn probe(target: SocketAddr, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<bool> {
+    let stream = TcpStream::connect_timeout(&target, Duration::from_millis(200))?;
     stream.set_read_timeout(Some(Duration::from_secs(1)))?;
     stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+    match tls {
+        None => connect_exchange(stream),
+        Some(config) => {
+            let server = rustls::pki_types::ServerName::IpAddress(target.ip().into());
+            let client =
+                rustls::ClientConnection::new(config.clone(), server).map_err(io::Error::other)?;
+            connect_exchange(rustls::StreamOwned::new(client, stream))
+        }
+    }
+}
+
+/// Writes the probe's CONNECT on `stream` and reads whether a successful CONNACK came back.
+fn connect_exchange(mut stream: impl Read + Write) -> io::Result<bool> {
     stream.write_all(&connect_packet(PROBE_CLIENT_ID, 5))?;
+    stream.flush()?;
     let mut connack = [0u8; 4];
     stream.read_exact(&mut connack)?;
     Ok(connack == [0x20, 0x02, 0x00, 0x00])

@@ -166,6 +166,15 @@ enum Command {
         /// Segments a filter's log keeps besides the one being written.
         #[arg(long, default_value_t = fleetbench::broker::DEFAULT_SEGMENT_COUNT)]
         max_segment_count: usize,
+        /// mqtts: the listener's certificate chain (PEM); with --tls-key and --tls-ca.
+        #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+        tls_cert: Option<PathBuf>,
+        /// mqtts: the certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// mqtts: the CA that signed the certificate (PEM), for the readiness probe.
+        #[arg(long, requires = "tls_cert")]
+        tls_ca: Option<PathBuf>,
     },
     /// Receive readings as a collector: subscribed to an MQTT broker, or connected to every device
     /// of a device-served variant (sse, http-stream, long-poll, ws-server).
@@ -207,6 +216,10 @@ enum Command {
         /// Subscribers, each receiving every reading (fan-out).
         #[arg(long, default_value_t = 1)]
         subscribers: u32,
+        /// MQTT over TLS (mqtts): the CA certificate (PEM) the broker's certificate is checked
+        /// against.
+        #[arg(long, value_name = "FILE")]
+        tls_ca: Option<PathBuf>,
         /// The collector's plan (JSON, as `run` writes it to collector-plan.json), instead of
         /// the flags above (a transport given with it must be the plan's).
         #[arg(long, value_name = "FILE", conflicts_with_all = COLLECT_PLANNED)]
@@ -493,7 +506,7 @@ const SERVE_PLANNED: [&str; 5] = [
 ];
 
 /// What `collect --plan` replaces (the transport, as for `serve`, may be given and must agree).
-const COLLECT_PLANNED: [&str; 11] = [
+const COLLECT_PLANNED: [&str; 12] = [
     "broker",
     "devices_file",
     "start_ns",
@@ -505,6 +518,7 @@ const COLLECT_PLANNED: [&str; 11] = [
     "keepalive",
     "username",
     "subscribers",
+    "tls_ca",
 ];
 
 fn main() -> ExitCode {
@@ -668,12 +682,21 @@ fn main() -> ExitCode {
             max_connections,
             max_segment_size,
             max_segment_count,
+            tls_cert,
+            tls_key,
+            tls_ca,
         } => fleetbench::broker::run_embedded(
             listen,
             &fleetbench::broker::BrokerSettings {
                 max_connections,
                 max_segment_size,
                 max_segment_count,
+                tls: match (tls_cert, tls_key, tls_ca) {
+                    (Some(cert), Some(key), Some(ca)) => {
+                        Some(fleetbench::broker::BrokerTls { cert, key, ca })
+                    }
+                    _ => None,
+                },
                 ..Default::default()
             },
         ),
@@ -690,6 +713,7 @@ fn main() -> ExitCode {
             keepalive,
             username,
             subscribers,
+            tls_ca,
             plan,
             record_dir,
         } => {
@@ -706,6 +730,7 @@ fn main() -> ExitCode {
                         subscribers,
                         encoding,
                         commands: None,
+                        tls_ca,
                     })),
                     None => Err(exit_unplanned(format!(
                         "`collect {}` needs --broker",

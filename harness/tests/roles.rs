@@ -151,6 +151,7 @@ fn every_plan_reads_back_as_written() {
         username: Some("fleet".into()),
         subscribers: 3,
         encoding: Encoding::Json,
+        tls_ca: None,
     });
     let devices = CollectorPlan::Devices(DeviceCollectorPlan {
         commands: None,

@@ -181,6 +181,17 @@ pub fn shut_down(socket: &impl AsRawFd) -> io::Result<()> {
     }
 }
 
+/// Shuts a connection's sending side down (`shutdown(SHUT_WR)`): a FIN goes out once what is
+/// queued has been sent; reading goes on.
+pub fn shut_down_write(socket: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: shutdown on a valid descriptor.
+    if unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Bytes in the socket's send queue not yet acknowledged by the peer (SIOCOUTQ): sent-but-unacked
 /// plus not-yet-sent.
 pub fn unacknowledged_bytes(fd: &impl AsRawFd) -> io::Result<u64> {

@@ -524,7 +524,8 @@ impl Link {
             Link::HttpPost(c) => c.tls_handshakes().to_vec(),
             Link::Poll(c) => c.tls_handshakes().to_vec(),
             Link::SocketIo(c) => c.tls_handshake().into_iter().collect(),
-            Link::Mqtt(_) | Link::Serial(_) => Vec::new(),
+            Link::Mqtt(c) => c.tls_handshake().into_iter().collect(),
+            Link::Serial(_) => Vec::new(),
         }
     }
 

@@ -193,6 +193,11 @@ pub struct BrokerCollectorPlan {
     /// its own, which also takes the devices' acknowledgements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commands: Option<CommandPlan>,
+    /// mqtts: the run's CA certificate (PEM), which the subscribers and the commander trust
+    /// when they connect to the broker over TLS (as a backend's PC client, not a board);
+    /// `None`: plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 /// A collector that connects to every device of a device-served variant.
@@ -248,7 +253,15 @@ pub fn run(plan: &CollectorPlan, record_dir: Option<&Path>) -> anyhow::Result<()
 }
 
 fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::Result<()> {
+    use anyhow::Context as _;
     use transports::mqtt::driver::{self, CollectorOptions};
+    let tls = match &plan.tls_ca {
+        Some(ca) => {
+            let ca = transports::tls::certs::read_ca(ca).context("the run's CA for mqtts")?;
+            Some(transports::tls::client::pc_config(ca).context("the collector's TLS")?)
+        }
+        None => None,
+    };
     let receipts = Receipts::new(record_dir, false)?;
     let observer = receipts.observer();
     let options = CollectorOptions {
@@ -263,6 +276,7 @@ fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::R
         subscribers: plan.subscribers,
         encoding: plan.encoding,
         connect_timeout: Duration::from_secs(10),
+        tls: tls.clone(),
     };
     let broker = plan.broker;
     let commander_mqtt = options.mqtt.clone();
@@ -288,6 +302,7 @@ fn subscribe(plan: &BrokerCollectorPlan, record_dir: Option<&Path>) -> anyhow::R
                 let options = driver::CommanderOptions {
                     qos: commands.qos,
                     mqtt: commander_mqtt.clone(),
+                    tls: tls.clone(),
                     ..driver::CommanderOptions::new(commands.qos)
                 };
                 let task = tokio::spawn(driver::send_commands(

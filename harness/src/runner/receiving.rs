@@ -29,6 +29,14 @@ use crate::role::serve::SinkPlan;
 use crate::role::{RoleTransport, COLLECTOR_PLAN, DEVICES_FILE, SINK_PLAN};
 use crate::scenario::{BrokerChoice, Scenario, VariantConfig};
 
+/// The environment a TLS variant's `broker_command` is started with: the run's CA certificate,
+/// the server certificate and its key (PEM files in `<results>/tls/`), in that order.
+pub(crate) const TLS_ENV: [&str; 3] = [
+    "FLEETBENCH_TLS_CA",
+    "FLEETBENCH_TLS_CERT",
+    "FLEETBENCH_TLS_KEY",
+];
+
 /// The environment that hands an MQTT password to child processes (never their command line).
 pub(crate) fn mqtt_secrets(mqtt: Option<&MqttSettings>) -> Vec<(&'static str, String)> {
     mqtt.and_then(|m| m.password.clone())
@@ -153,23 +161,36 @@ impl Launch {
     }
 
     /// `fleetbench broker --listen <listen>` with room for `max_connections`, logging to
-    /// `raw/broker.log`.
+    /// `raw/broker.log`; with `tls`, its listener is mqtts with the run's certificate
+    /// (`--tls-cert`, `--tls-key`, `--tls-ca`).
     fn embedded_broker(
         listen: SocketAddr,
         max_connections: u64,
+        tls: Option<&transports::tls::CertFiles>,
         raw: &Path,
         options: &RunOptions,
     ) -> Launch {
+        let mut args = vec![
+            "broker".into(),
+            "--listen".into(),
+            listen.to_string(),
+            "--max-connections".into(),
+            max_connections.to_string(),
+        ];
+        if let Some(files) = tls {
+            for (flag, path) in [
+                ("--tls-cert", &files.cert),
+                ("--tls-key", &files.key),
+                ("--tls-ca", &files.ca),
+            ] {
+                args.push(flag.into());
+                args.push(path.display().to_string());
+            }
+        }
         Launch {
             name: "broker",
             program: options.exe.clone(),
-            args: vec![
-                "broker".into(),
-                "--listen".into(),
-                listen.to_string(),
-                "--max-connections".into(),
-                max_connections.to_string(),
-            ],
+            args,
             env: Vec::new(),
             log: raw.join("broker.log"),
             ready: Ready::Line("listening "),
@@ -177,12 +198,28 @@ impl Launch {
     }
 
     /// A variant's `broker_command`, logging to `raw/broker.log`, up once `target` accepts.
-    fn broker_command(command: &[String], target: SocketAddr, raw: &Path) -> Launch {
+    /// With `tls` (mqtts), the command's environment names the run's certificate files:
+    /// [`TLS_ENV`], for a script that writes the broker's TLS configuration.
+    fn broker_command(
+        command: &[String],
+        target: SocketAddr,
+        tls: Option<&transports::tls::CertFiles>,
+        raw: &Path,
+    ) -> Launch {
+        let env = tls
+            .map(|files| {
+                let [ca, cert, key] = TLS_ENV;
+                [(ca, &files.ca), (cert, &files.cert), (key, &files.key)]
+                    .into_iter()
+                    .map(|(name, path)| (name.to_string(), path.display().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
         Launch {
             name: "broker",
             program: PathBuf::from(&command[0]),
             args: command[1..].to_vec(),
-            env: Vec::new(),
+            env,
             log: raw.join("broker.log"),
             ready: Ready::Accepts(target),
         }
@@ -334,12 +371,14 @@ pub(crate) fn start_receiving_end(
             // Room for every device, the subscribers and a margin for reconnects in flight.
             let max_connections = scenario.fleet.devices as u64 + subscribers as u64 + 64;
             let (broker, listening) =
-                Launch::embedded_broker(listen, max_connections, raw, options).start(false)?;
+                Launch::embedded_broker(listen, max_connections, options_tls, raw, options)
+                    .start(false)?;
             let listening: SocketAddr = listening
                 .parse()
                 .context("the broker printed an address that does not parse")?;
             // Started again, it listens where it did (the port it was given, if it chose).
-            let launch = Launch::embedded_broker(listening, max_connections, raw, options);
+            let launch =
+                Launch::embedded_broker(listening, max_connections, options_tls, raw, options);
             let mut target = listening;
             // A broker on every interface is reached by the collector over loopback.
             if target.ip().is_unspecified() {
@@ -350,10 +389,18 @@ pub(crate) fn start_receiving_end(
                 label: "broker",
                 launch,
             };
-            let desc = "rumqttd 0.20 (embedded)".to_string();
+            let desc = match options_tls {
+                Some(_) => "rumqttd 0.20 (embedded, TLS)".to_string(),
+                None => "rumqttd 0.20 (embedded)".to_string(),
+            };
             (Some(broker), target, desc, Some(backend))
         }
         BrokerChoice::External(address) => {
+            let scheme = if options_tls.is_some() {
+                "mqtts"
+            } else {
+                "mqtt"
+            };
             let target = address
                 .to_socket_addrs()
                 .with_context(|| format!("resolving broker {address}"))?
@@ -368,7 +415,7 @@ pub(crate) fn start_receiving_end(
                             variant.name
                         );
                     }
-                    let launch = Launch::broker_command(command, target, raw);
+                    let launch = Launch::broker_command(command, target, options_tls, raw);
                     let (broker, _) = launch.start(false).with_context(|| {
                         format!("starting the broker with `{}`", command.join(" "))
                     })?;
@@ -377,10 +424,10 @@ pub(crate) fn start_receiving_end(
                         label: "broker",
                         launch,
                     };
-                    let desc = format!("mqtt://{address}");
+                    let desc = format!("{scheme}://{address}");
                     (Some(broker), target, desc, Some(backend))
                 }
-                None => (None, target, format!("mqtt://{address}"), None),
+                None => (None, target, format!("{scheme}://{address}"), None),
             }
         }
     };
@@ -416,6 +463,7 @@ pub(crate) fn start_receiving_end(
         subscribers,
         encoding,
         commands: commands.cloned(),
+        tls_ca: options_tls.map(|files| files.ca.clone()),
     });
     let launch = Launch {
         env: secrets

@@ -976,12 +976,15 @@ fn carried_over(v: &VariantConfig) -> String {
 
 /// The transports whose devices can carry TLS here (the device-served ones cannot: see
 /// `firmware/README.md`).
-pub(crate) const TLS_TRANSPORTS: [TransportKind; 5] = [
+pub(crate) const TLS_TRANSPORTS: [TransportKind; 8] = [
     TransportKind::Tcp,
     TransportKind::Ws,
     TransportKind::HttpPost,
     TransportKind::Poll,
     TransportKind::SocketIo,
+    TransportKind::MqttQos0,
+    TransportKind::MqttQos1,
+    TransportKind::MqttQos2,
 ];
 
 /// `tls` belongs to the transports that carry it, on emulated fleets, with a Maximum Fragment

@@ -1226,7 +1226,16 @@ fn tls_is_true_or_a_table_and_a_typo_names_its_key_and_line() {
 
 #[test]
 fn tls_is_taken_by_the_transports_whose_device_dials_a_sink_and_refused_by_the_rest() {
-    for transport in ["tcp", "ws", "http-post", "poll", "socketio"] {
+    for transport in [
+        "tcp",
+        "ws",
+        "http-post",
+        "poll",
+        "socketio",
+        "mqtt-qos0",
+        "mqtt-qos1",
+        "mqtt-qos2",
+    ] {
         let text = MINIMAL.replace(
             "name = \"ws\"\ntransport = \"ws\"",
             &format!("name = \"v\"\ntransport = \"{transport}\"\ntls = {{ resumption = true }}"),
@@ -1234,7 +1243,7 @@ fn tls_is_taken_by_the_transports_whose_device_dials_a_sink_and_refused_by_the_r
         let s = parse(&text, "x.toml").unwrap_or_else(|e| panic!("{transport}: {e}"));
         assert!(s.variants[1].tls.unwrap().resumption, "{transport}");
     }
-    for transport in ["mqtt-qos0", "sse", "ws-server"] {
+    for transport in ["sse", "ws-server", "serial-gateway"] {
         let err = error(&MINIMAL.replace(
             "name = \"ws\"\ntransport = \"ws\"",
             &format!("name = \"v\"\ntransport = \"{transport}\"\ntls = true"),
@@ -1242,7 +1251,7 @@ fn tls_is_taken_by_the_transports_whose_device_dials_a_sink_and_refused_by_the_r
         assert_eq!(err.key(), Some("variants[1].tls"), "{transport}: {err}");
         assert!(
             err.to_string()
-                .contains("these do: tcp, ws, http-post, poll, socketio"),
+                .contains("these do: tcp, ws, http-post, poll, socketio, mqtt-qos0, mqtt-qos1, mqtt-qos2"),
             "{err}"
         );
     }

@@ -40,7 +40,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use rumqttc::{ConnectReturnCode, Packet, PingReq, Subscribe, SubscribeReasonCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -55,6 +54,7 @@ use crate::command::{Ack, Command, CommandEvent, CommandEventKind, ReceivedComma
 use crate::link::{BrokerAck, LinkError, LinkOptions, LinkStats};
 use crate::sink::{ConnectionEnd, ConnectionReport, SinkObserver};
 use crate::socket::{self, CountingStream, Side, SocketOptions, StreamCounts};
+use crate::tls::{Conn, TlsHandshake};
 use crate::{clock, Encoding, Reading};
 
 /// Largest packet accepted from a broker.
@@ -133,13 +133,15 @@ fn encode(packet: &Packet) -> io::Result<BytesMut> {
     Ok(buf)
 }
 
-/// An open MQTT session on a socket fleetbench owns: the socket's halves, its read buffer and
-/// its keep-alive timing. Owned by one task, which alone reads and writes. (Dropping the write
-/// half sends FIN, as a dropped session always did.)
+/// An open MQTT session on a connection fleetbench owns (plain TCP or TLS over it): the stream,
+/// its read buffer and its keep-alive timing. Owned by one task, which alone reads and writes.
+/// Dropping it sends FIN (`shutdown(SHUT_WR)` on the TCP socket, no TLS close_notify, as
+/// BearSSL's `stop()`), unless it was told the device [vanished](Self::vanished).
 struct Session {
-    reader: CountingStream<OwnedReadHalf>,
+    stream: CountingStream<Conn>,
     read_buf: BytesMut,
-    writer: CountingStream<OwnedWriteHalf>,
+    /// The device lost power: the socket closes without a FIN (it is in repair mode).
+    vanished: bool,
     /// The device's send buffer, emulated: a write waits until it fits.
     send_buffer: Option<u32>,
     keepalive: KeepAlive,
@@ -152,18 +154,16 @@ struct Session {
 impl Session {
     /// Sends CONNECT on `stream` and waits for CONNACK; the keep-alive pings by `rule`.
     async fn open(
-        stream: TcpStream,
+        stream: Conn,
         client_id: &str,
         settings: &MqttSettings,
         send_buffer: Option<u32>,
         rule: PingRule,
     ) -> Result<Session, LinkError> {
-        let counts = Arc::new(StreamCounts::default());
-        let (read, write) = stream.into_split();
         let mut session = Session {
-            reader: CountingStream::with_counts(read, counts.clone()),
+            stream: CountingStream::new(stream),
             read_buf: BytesMut::with_capacity(4096),
-            writer: CountingStream::with_counts(write, counts),
+            vanished: false,
             send_buffer,
             keepalive: KeepAlive::new(rule, settings.keepalive, Instant::now()),
             session_present: false,
@@ -204,7 +204,9 @@ impl Session {
         };
         for part in parts {
             socket::wait_for_send_room(self.socket(), self.send_buffer, part.len()).await?;
-            self.writer.write_all(part).await?;
+            self.stream.write_all(part).await?;
+            // TLS: the part's record goes out now, not at the next write (a no-op on plain TCP).
+            self.stream.flush().await?;
         }
         self.keepalive.sent(Instant::now());
         Ok(())
@@ -226,11 +228,11 @@ impl Session {
     /// Sends DISCONNECT and FIN, as the libraries' `disconnect()`; failures are ignored.
     async fn disconnect(&mut self) {
         let _ = self.write_packet(&Packet::Disconnect).await;
-        let _ = self.writer.get_mut().shutdown().await;
+        let _ = self.stream.shutdown().await;
     }
 
     /// Reads the next packet (EOF or a malformed packet is an error); its length is then
-    /// `last_packet_len` and the instant its last byte was read `reader.last_read_ns()`.
+    /// `last_packet_len` and the instant its last byte was read `stream.last_read_ns()`.
     /// Cancel-safe: bytes read stay in the buffer for the next call.
     async fn next_packet(&mut self) -> Result<Packet, SessionError> {
         loop {
@@ -246,7 +248,7 @@ impl Session {
                     Err(e) => return Err(SessionError::Malformed(Arc::new(e))),
                 }
             }
-            match self.reader.read_buf(&mut self.read_buf).await {
+            match self.stream.read_buf(&mut self.read_buf).await {
                 Ok(0) if self.read_buf.is_empty() => return Err(SessionError::Closed),
                 Ok(0) => return Err(SessionError::ClosedInsidePacket),
                 Ok(_) => {}
@@ -264,12 +266,22 @@ impl Session {
     }
 
     fn stats(&self) -> LinkStats {
-        LinkStats::from_parts(self.writer.counts_ref(), self.socket(), Side::Dialed)
+        LinkStats::of(&self.stream, Side::Dialed)
     }
 
-    /// The socket, for its options and counters.
+    /// The TCP socket, for its options and counters.
     fn socket(&self) -> &TcpStream {
-        self.writer.get_ref().as_ref()
+        self.stream.get_ref().tcp()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.vanished {
+            // As dropping tokio's write half did: a FIN even with unread bytes queued (a close
+            // alone would send an RST then).
+            let _ = socket::shut_down_write(self.socket());
+        }
     }
 }
 
@@ -402,7 +414,7 @@ impl DeviceSession {
         }
         self.serve(&mut requests).await;
         if vanished.load(Ordering::Acquire) {
-            self.session.writer.into_inner().forget();
+            self.session.vanished = true;
         }
     }
 
@@ -417,7 +429,7 @@ impl DeviceSession {
             tokio::select! {
                 packet = self.session.next_packet(), if reading => match packet {
                     Ok(packet) => {
-                        let read_ns = self.session.reader.last_read_ns();
+                        let read_ns = self.session.stream.last_read_ns();
                         let len = self.session.last_packet_len;
                         self.incoming(packet, read_ns, len).await;
                     }
@@ -607,8 +619,10 @@ pub struct DeviceConnection {
     /// Why no command can come any more, once the session task said so.
     commands_ended: Option<SessionError>,
     counts: Arc<StreamCounts>,
-    /// A duplicate of the socket, for TCP_INFO while the session task owns it.
+    /// A duplicate of the TCP socket, for TCP_INFO while the session task owns it.
     fd: OwnedFd,
+    /// The TLS handshake, when the connection carries TLS.
+    tls: Option<TlsHandshake>,
     /// Set by [`vanish`](Self::vanish): the session task closes its socket without a FIN.
     vanished: Arc<AtomicBool>,
     qos: u8,
@@ -622,7 +636,8 @@ pub struct DeviceConnection {
 }
 
 impl DeviceConnection {
-    /// Connects device `options.device_id` to the broker at `target` and opens its session.
+    /// Connects device `options.device_id` to the broker at `target` (with the board's TLS
+    /// handshake first when `options.tls` asks for it: mqtts) and opens its session.
     /// A device that takes commands (`options.commands`) then subscribes to its command topic
     /// ([`MqttSettings::COMMAND_TOPIC`]) at the QoS asked, as far as its library goes
     /// ([`super::state::command_qos`]: PubSubClient 0 or 1, arduino-mqtt 0 to 2), and waits for
@@ -633,7 +648,7 @@ impl DeviceConnection {
         qos: u8,
         options: &LinkOptions,
     ) -> Result<DeviceConnection, LinkError> {
-        let stream = options.dial(target).await?;
+        let (stream, tls) = options.open(target).await?;
         let fd = stream
             .as_fd()
             .try_clone_to_owned()
@@ -673,7 +688,7 @@ impl DeviceConnection {
             }
             None => (None, None),
         };
-        let counts = session.writer.counts();
+        let counts = session.stream.counts();
         let ack_topic = codec::topic(MqttSettings::ACK_TOPIC, options.device_id);
         let ack_topic_len = ack_topic.len();
         let (requests, inbox_rx) = mpsc::channel(1);
@@ -700,6 +715,7 @@ impl DeviceConnection {
             commands_ended: None,
             counts,
             fd,
+            tls,
             vanished,
             qos,
             encoding: options.encoding,
@@ -822,6 +838,11 @@ impl DeviceConnection {
             .map(|()| len)
     }
 
+    /// The TLS handshake, when the connection carries TLS (mqtts).
+    pub fn tls_handshake(&self) -> Option<TlsHandshake> {
+        self.tls
+    }
+
     /// Whether the broker acknowledged the last publish (PUBACK at QoS 1, PUBREC at QoS 2).
     pub fn broker_ack(&self) -> BrokerAck {
         self.last_ack
@@ -886,7 +907,7 @@ async fn subscribe_device(
             }
             early.push((
                 packet,
-                session.reader.last_read_ns(),
+                session.stream.last_read_ns(),
                 session.last_packet_len,
             ));
         }
@@ -913,13 +934,16 @@ pub struct CollectorOptions {
     pub subscribers: u32,
     /// The payload encoding the devices publish.
     pub encoding: Encoding,
-    /// Bound on each connect, CONNACK and SUBACK.
+    /// Bound on each connect, TLS handshake, CONNACK and SUBACK.
     pub connect_timeout: Duration,
+    /// TLS to the broker (mqtts): a PC client's configuration
+    /// ([`pc_config`](crate::tls::client::pc_config)), or plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl CollectorOptions {
     /// One subscriber at `qos` for readings in `encoding`, on the default topic, keep-alive and
-    /// credentials, with connects bounded by 5 s.
+    /// credentials, with connects bounded by 5 s, over plain TCP.
     pub fn new(qos: u8, encoding: Encoding) -> CollectorOptions {
         CollectorOptions {
             qos,
@@ -927,14 +951,15 @@ impl CollectorOptions {
             subscribers: 1,
             encoding,
             connect_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
 
 /// Who a backend session is: its fixed client id (so its persistent session is found again on
 /// every connection), the one filter it subscribes to and at which QoS, its credentials and
-/// keep-alive, and the bound on each connect, CONNACK and SUBACK. A collector's subscriber and
-/// the commander are both one.
+/// keep-alive, the bound on each connect, TLS handshake, CONNACK and SUBACK, and its TLS, if
+/// any. A collector's subscriber and the commander are both one.
 #[derive(Clone, Debug)]
 struct BackendClient {
     id: String,
@@ -942,6 +967,7 @@ struct BackendClient {
     qos: u8,
     mqtt: MqttSettings,
     connect_timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl CollectorOptions {
@@ -953,6 +979,7 @@ impl CollectorOptions {
             qos: self.qos,
             mqtt: self.mqtt.clone(),
             connect_timeout: self.connect_timeout,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -963,6 +990,9 @@ enum SubscribeError {
     /// The TCP connect failed or timed out.
     #[error("connecting to {0}: {1}")]
     Connect(SocketAddr, io::Error),
+    /// The TLS handshake failed or timed out.
+    #[error("TLS to {0}: {1}")]
+    Tls(SocketAddr, io::Error),
     /// No CONNACK came within the bound.
     #[error("no CONNACK within {0:?}")]
     NoConnAck(Duration),
@@ -1055,17 +1085,36 @@ struct Subscribed {
     early: Vec<EarlyPacket>,
 }
 
-/// Connects `client` to `broker` with Linux's default socket options and opens its session
-/// (persistent unless `clean_session`), each step bounded by the connect timeout.
+/// Connects `client` to `broker` with Linux's default socket options, with TLS when the client
+/// has it (a PC's handshake: no board CPU modelled), and opens its session (persistent unless
+/// `clean_session`), each step bounded by the connect timeout.
 async fn open(
     broker: SocketAddr,
     client: &BackendClient,
     clean_session: bool,
 ) -> Result<Session, SubscribeError> {
     let bound = client.connect_timeout;
-    let stream = socket::connect(broker, None, &SocketOptions::linux_default(), bound)
+    let tcp = socket::connect(broker, None, &SocketOptions::linux_default(), bound)
         .await
         .map_err(|e| SubscribeError::Connect(broker, e))?;
+    let stream = match &client.tls {
+        None => Conn::Plain(tcp),
+        Some(config) => {
+            let handshake = crate::tls::stream::device_handshake(
+                tcp,
+                config.clone(),
+                crate::tls::client::server_name(broker),
+                crate::tls::HandshakeCpu::NONE,
+                crate::tls::Verification::Ca,
+            );
+            let timed_out = || io::Error::new(io::ErrorKind::TimedOut, format!("{bound:?}"));
+            let (conn, _) = tokio::time::timeout(bound, handshake)
+                .await
+                .map_err(|_| SubscribeError::Tls(broker, timed_out()))?
+                .map_err(|e| SubscribeError::Tls(broker, e))?;
+            conn
+        }
+    };
     let mut settings = client.mqtt.clone();
     settings.clean_session = clean_session;
     let open = Session::open(stream, &client.id, &settings, None, PingRule::NothingSent);
@@ -1083,7 +1132,7 @@ async fn forget_session(broker: SocketAddr, client: &BackendClient) -> Result<()
         .write_packet(&Packet::Disconnect)
         .await
         .map_err(|e| SubscribeError::Send("DISCONNECT", e))?;
-    let _ = session.writer.get_mut().shutdown().await;
+    let _ = session.stream.shutdown().await;
     Ok(())
 }
 
@@ -1125,7 +1174,7 @@ async fn subscribe(
                     Packet::SubAck(ack) => return Ok(ack),
                     packet => early.push((
                         packet,
-                        session.reader.last_read_ns(),
+                        session.stream.last_read_ns(),
                         session.last_packet_len,
                     )),
                 }
@@ -1232,17 +1281,20 @@ pub struct CommanderOptions {
     /// Bound on each write to the broker; a write that takes longer drops the connection (and
     /// the commander reconnects).
     pub write_timeout: Duration,
+    /// TLS to the broker, as the collector's ([`CollectorOptions::tls`]).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl CommanderOptions {
     /// Commands at `qos` with the default keep-alive and credentials, connects and writes
-    /// bounded by 5 s.
+    /// bounded by 5 s, over plain TCP.
     pub fn new(qos: u8) -> CommanderOptions {
         CommanderOptions {
             qos,
             mqtt: MqttSettings::default(),
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 
@@ -1253,6 +1305,7 @@ impl CommanderOptions {
             qos: self.qos,
             mqtt: self.mqtt.clone(),
             connect_timeout: self.connect_timeout,
+            tls: self.tls.clone(),
         }
     }
 }
@@ -1393,7 +1446,7 @@ impl Commander {
                 _ = shutdown.cancelled() => return ConnectionEnd::Shutdown,
                 packet = session.next_packet() => match packet {
                     Ok(packet) => {
-                        let read_ns = session.reader.last_read_ns();
+                        let read_ns = session.stream.last_read_ns();
                         let len = session.last_packet_len;
                         self.incoming(&mut session, packet, read_ns, len, observer).await
                     }
@@ -1521,7 +1574,7 @@ async fn next_inbound(
     tokio::select! {
         _ = shutdown.cancelled() => Err(ConnectionEnd::Shutdown),
         packet = session.next_packet() => match packet {
-            Ok(packet) => Ok(Some((packet, session.reader.last_read_ns()))),
+            Ok(packet) => Ok(Some((packet, session.stream.last_read_ns()))),
             Err(e) => Err(e.into()),
         },
         _ = tokio::time::sleep_until(keepalive_due) => match session.on_keepalive().await {

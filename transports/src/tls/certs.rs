@@ -92,10 +92,7 @@ impl CertFiles {
 
     /// The CA certificate (DER).
     pub fn ca_cert(&self) -> io::Result<CertificateDer<'static>> {
-        read_certs(&self.ca)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| named(&self.ca, io::Error::other("no CERTIFICATE block")))
+        read_ca(&self.ca)
     }
 
     /// The server certificate's SHA-1 fingerprint, 20 bytes.
@@ -106,6 +103,14 @@ impl CertFiles {
             .ok_or_else(|| named(&self.cert, io::Error::other("no CERTIFICATE block")))?;
         Ok(sha1(leaf))
     }
+}
+
+/// The first certificate in the PEM file at `path` (a CA's), DER.
+pub fn read_ca(path: &Path) -> io::Result<CertificateDer<'static>> {
+    read_certs(path)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| named(path, io::Error::other("no CERTIFICATE block")))
 }
 
 /// Whether `host` is an IP address (a certificate names it as an IP SAN).

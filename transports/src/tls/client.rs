@@ -90,6 +90,21 @@ pub fn device_config(
     Ok(Arc::new(config))
 }
 
+/// A backend's client on a PC (the MQTT collector and commander, which reach the broker as a
+/// backend service does, not as a board): rustls's defaults (TLS 1.2 and 1.3, all its suites,
+/// its resumption), trusting the run's CA `ca`. Its handshakes spend no modelled CPU
+/// ([`HandshakeCpu::NONE`](super::HandshakeCpu::NONE)).
+pub fn pc_config(ca: CertificateDer<'static>) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The server name a device asks for when it dials `target`: an IP address, for which no SNI
 /// is sent (as `WiFiClientSecure::connect(IPAddress, port)` sends none).
 pub fn server_name(target: std::net::SocketAddr) -> ServerName<'static> {
