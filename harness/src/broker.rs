@@ -3,7 +3,11 @@
 //! With [`BrokerSettings::tls`] the listener is mqtts: rumqttd's rustls acceptor (its `use-rustls`
 //! feature: tokio-rustls 0.25, rustls 0.22 defaults, TLS 1.2 and 1.3, no client certificates)
 //! with the run's certificate and key, on whatever port the runner gives it (8883 is the
-//! convention, not forced).
+//! convention, not forced). rumqttd completes each handshake in its accept loop, one connection
+//! at a time and with no bound of its own: a board's slow handshake (its modelled CPU) holds up
+//! every other connect (README, Embedded broker deviations). Mosquitto (OpenSSL) answers a
+//! client's Maximum Fragment Length extension, rustls ignores it; the device's rustls client
+//! never sends it, so neither broker changes the device's records.
 //!
 //! rumqttd has no in-process shutdown: [`Broker::start`](rumqttd::Broker::start) blocks its thread
 //! for good. So [`run_embedded`] starts it on a spawned thread, waits until the listener answers

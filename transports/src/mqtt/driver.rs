@@ -1,8 +1,9 @@
 //! The MQTT driver: the only MQTT code that touches sockets. Packets are encoded and decoded by
 //! rumqttc's `mqttbytes`; what they mean to a session (packet ids, acknowledgements, keep-alive
-//! timing) is [`super::state`]'s. Each session is one task that owns its socket (so each device
-//! keeps its ESP8266 socket profile and its TCP_INFO can be read), and behaves as the firmware
-//! libraries do:
+//! timing) is [`super::state`]'s. Each session is one task that owns its stream, a [`Conn`]:
+//! plain TCP, or TLS over it (mqtts), each write flushed as a record of its own, as BearSSL
+//! sends a record per `write`. Each device keeps its ESP8266 socket profile and the TCP
+//! socket's TCP_INFO counts the wire. The sessions behave as the firmware libraries do:
 //!
 //! - QoS 0 devices act as PubSubClient: a publish returns once written; PINGREQ goes out when
 //!   nothing has arrived for a keep-alive, even while publishing.
@@ -22,6 +23,9 @@
 //!   its connection drops, until shutdown, so what the broker queued for it meanwhile arrives.
 //! - The commander ([`send_commands`]) is one more such backend session: it subscribes to
 //!   `fleet/+/ack` and publishes each command it is handed to its device's command topic.
+//! - With TLS, a device does the board's handshake ([`LinkOptions`]'s `tls`) and keeps it
+//!   ([`DeviceConnection::tls_handshake`]); the collector's subscribers and the commander are a
+//!   backend's PC clients ([`CollectorOptions::tls`]), whose handshakes spend no board CPU.
 //!
 //! A device's [`DeviceConnection`] talks to its session task through a bounded request channel
 //! and gets each answer through oneshots, and the commands read through an unbounded channel
