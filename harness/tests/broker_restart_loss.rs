@@ -26,10 +26,10 @@ mod run;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 
-use capture::{find_program, tshark, Netns, Tcpdump};
+use capture::{tshark, Netns, Tcpdump};
 
 use device_emulator::fleet::{ConnectionRecord, FleetPlan, SendOutcome, SendRecord};
 use fleetbench::records::{self, Arrival};
@@ -222,18 +222,6 @@ struct DeviceConnection {
 // ---------------------------------------------------------------------------------------------
 // mosquitto and its log
 // ---------------------------------------------------------------------------------------------
-
-/// `mosquitto` at /usr/sbin or on PATH; fails the test, naming the install command, when it is
-/// not installed (the without-tools nextest profile skips tests named `mosquitto`).
-fn mosquitto_program() -> PathBuf {
-    find_program("mosquitto", "/usr/sbin/mosquitto").unwrap_or_else(|| {
-        panic!(
-            "mosquitto is not installed. This test needs it: `apt-get install -y mosquitto`, or \
-             skip the tests that need it: `NEXTEST_PROFILE=without-tools cargo nextest run \
-             --workspace` (README, Quick start)"
-        )
-    })
-}
 
 /// A config for a mosquitto on `port` logging every packet to `log`, keeping nothing across a
 /// restart. It stays root when started as root (`user root`): the test's folder is private to
@@ -660,7 +648,7 @@ mosquitto version 2.0.11 terminating
 
 #[test]
 fn a_mosquitto_restart_loses_what_the_mosquitto_log_says_was_lost() {
-    let program = mosquitto_program();
+    let program = run::mosquitto_program();
     let dir = tempfile::tempdir().unwrap();
     let mut variants = String::new();
     let mut logs = Vec::new();

@@ -12,7 +12,7 @@ mod run;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -186,32 +186,9 @@ transport = "sse"
     assert_eq!(code, Some(0), "{results}");
 }
 
-/// `mosquitto` at /usr/sbin or on PATH; fails the test, naming the install command, when it is
-/// not installed (the without-tools nextest profile skips tests named `mosquitto`).
-fn mosquitto_program() -> PathBuf {
-    let usual = PathBuf::from("/usr/sbin/mosquitto");
-    if usual.is_file() {
-        return usual;
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("mosquitto"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "mosquitto is not installed (looked in /usr/sbin and PATH). This test needs it: \
-                 `apt-get install -y mosquitto`, or skip the tests that need it: \
-                 `NEXTEST_PROFILE=without-tools cargo nextest run --workspace` (README, Quick \
-                 start)"
-            )
-        })
-}
-
 #[test]
 fn a_mosquitto_broker_started_by_its_command_is_restarted_and_the_run_completes() {
-    let program = mosquitto_program();
+    let program = run::mosquitto_program();
     let dir = tempfile::tempdir().unwrap();
     let port = fleetbench::broker::free_port(Ipv4Addr::LOCALHOST.into()).unwrap();
     let scenario = format!(

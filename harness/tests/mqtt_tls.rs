@@ -11,7 +11,7 @@ mod esp8266;
 mod run;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -250,33 +250,12 @@ fn assert_delivered_over_tls(
     }
 }
 
-fn mosquitto_program() -> PathBuf {
-    let usual = PathBuf::from("/usr/sbin/mosquitto");
-    if usual.is_file() {
-        return usual;
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("mosquitto"))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "mosquitto is not installed (looked in /usr/sbin and PATH). This test needs it: \
-                 `apt-get install -y mosquitto`, or skip the tests that need it: \
-                 `NEXTEST_PROFILE=without-tools cargo nextest run --workspace` (README, Quick \
-                 start)"
-            )
-        })
-}
-
 /// A run of mqtt-qos0/1/2 with TLS through the embedded broker, and mqtt-qos1 with `tls = true`
 /// through mosquitto started by `broker_command`: a script that writes mosquitto's TLS listener
 /// from the environment the runner gives it (FLEETBENCH_TLS_CA, _CERT, _KEY).
 #[test]
 fn mqtts_delivers_every_reading_through_rumqttd_and_mosquitto() {
-    let program = mosquitto_program();
+    let program = run::mosquitto_program();
     let dir = tempfile::tempdir().unwrap();
     let port = fleetbench::broker::free_port(std::net::Ipv4Addr::LOCALHOST.into()).unwrap();
     let conf = dir.path().join("mosquitto.conf");

@@ -1250,8 +1250,9 @@ fn tls_is_taken_by_the_transports_whose_device_dials_a_sink_and_refused_by_the_r
         ));
         assert_eq!(err.key(), Some("variants[1].tls"), "{transport}: {err}");
         assert!(
-            err.to_string()
-                .contains("these do: tcp, ws, http-post, poll, socketio, mqtt-qos0, mqtt-qos1, mqtt-qos2"),
+            err.to_string().contains(
+                "these do: tcp, ws, http-post, poll, socketio, mqtt-qos0, mqtt-qos1, mqtt-qos2"
+            ),
             "{err}"
         );
     }

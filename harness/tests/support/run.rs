@@ -57,3 +57,26 @@ pub fn wait_bounded(mut child: Child) {
     };
     assert!(status.success(), "the run failed: {status}");
 }
+
+/// `mosquitto` at /usr/sbin or on PATH; fails the test, naming the install command, when it is
+/// not installed (the without-tools nextest profile skips tests named `mosquitto`).
+pub fn mosquitto_program() -> PathBuf {
+    let usual = PathBuf::from("/usr/sbin/mosquitto");
+    if usual.is_file() {
+        return usual;
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("mosquitto"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "mosquitto is not installed (looked in /usr/sbin and PATH). This test needs it: \
+                 `apt-get install -y mosquitto`, or skip the tests that need it: \
+                 `NEXTEST_PROFILE=without-tools cargo nextest run --workspace` (README, Quick \
+                 start)"
+            )
+        })
+}

@@ -152,6 +152,35 @@ pub struct TlsHandshake {
     pub counters: SocketCounters,
 }
 
+impl TlsHandshake {
+    /// The handshake `session` just completed, begun at `started_ns` with the socket's counts
+    /// `before`, its counts now `after`, this end's CPU `cpu_ns`; no board CPU, no fragment
+    /// length (the device end sets its own).
+    fn of(
+        session: &rustls::CommonState,
+        (started_ns, before): (u64, SocketCounters),
+        after: SocketCounters,
+        cpu_ns: u64,
+    ) -> TlsHandshake {
+        TlsHandshake {
+            kind: match session.handshake_kind() {
+                Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
+                _ => HandshakeKind::Full,
+            },
+            started_ns,
+            done_ns: clock::now_ns(),
+            board_cpu_ns: 0,
+            cpu_ns,
+            fragment_length: None,
+            suite: session
+                .negotiated_cipher_suite()
+                .map(|s| u16::from(s.suite()))
+                .unwrap_or(0),
+            counters: after.since(&before),
+        }
+    }
+}
+
 /// A device's TLS handshake over `stream` (already connected), as a board does it: rustls's
 /// client with `config`, the board's CPU time for it spent before its second flight.
 pub async fn device_handshake(
@@ -167,25 +196,11 @@ pub async fn device_handshake(
     let (tls, cpu_ns) =
         CpuTimed::new(tokio_rustls::TlsConnector::from(config).connect(server, clocked)).await;
     let tls = tls?;
-    let done_ns = clock::now_ns();
     let (io, session) = tls.get_ref();
     let after = SocketCounters::of(&io.inner, Side::Dialed)?;
-    let kind = match session.handshake_kind() {
-        Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
-        _ => HandshakeKind::Full,
-    };
     let handshake = TlsHandshake {
-        kind,
-        started_ns,
-        done_ns,
         board_cpu_ns: io.spent.as_nanos() as u64,
-        cpu_ns,
-        fragment_length: None,
-        suite: session
-            .negotiated_cipher_suite()
-            .map(|s| u16::from(s.suite()))
-            .unwrap_or(0),
-        counters: after.since(&before),
+        ..TlsHandshake::of(session, (started_ns, before), after, cpu_ns)
     };
     Ok((Conn::Device(Box::new(tls)), handshake))
 }
@@ -206,26 +221,9 @@ pub async fn backend_handshake(
         )
     })?;
     let tls = tls?;
-    let done_ns = clock::now_ns();
     let (tcp, session) = tls.get_ref();
     let after = SocketCounters::of(tcp, Side::Accepted)?;
-    let kind = match session.handshake_kind() {
-        Some(rustls::HandshakeKind::Resumed) => HandshakeKind::Resumed,
-        _ => HandshakeKind::Full,
-    };
-    let handshake = TlsHandshake {
-        kind,
-        started_ns,
-        done_ns,
-        board_cpu_ns: 0,
-        cpu_ns,
-        fragment_length: None,
-        suite: session
-            .negotiated_cipher_suite()
-            .map(|s| u16::from(s.suite()))
-            .unwrap_or(0),
-        counters: after.since(&before),
-    };
+    let handshake = TlsHandshake::of(session, (started_ns, before), after, cpu_ns);
     Ok((Conn::Backend(Box::new(tls)), handshake))
 }
 
