@@ -205,6 +205,20 @@ pub fn unacknowledged_bytes(fd: &impl AsRawFd) -> io::Result<u64> {
     }
 }
 
+/// Bytes in the socket's send queue not yet sent at all (SIOCOUTQNSD): written by the
+/// application, held back by Nagle, the congestion window or the peer's window.
+pub fn unsent_bytes(fd: &impl AsRawFd) -> io::Result<u64> {
+    const SIOCOUTQNSD: libc::c_ulong = 0x894B;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQNSD writes one c_int.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SIOCOUTQNSD, &mut queued) };
+    if rc == 0 {
+        Ok(queued.max(0) as u64)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Waits until `len` more bytes fit in the device's send buffer (see
 /// [`SocketOptions::send_buffer`]), polling SIOCOUTQ every millisecond while it is full. A frame
 /// larger than the whole buffer waits for an empty queue. Bounded by the caller's write timeout.

@@ -181,6 +181,11 @@ impl TlsHandshake {
     }
 }
 
+/// How long a device's handshake waits for its last flight to leave the send queue before it
+/// counts the handshake's bytes: past Linux's 40 ms minimum delayed ACK, which a flight held by
+/// Nagle waits for.
+const SEND_QUEUE_DRAIN: Duration = Duration::from_secs(1);
+
 /// A device's TLS handshake over `stream` (already connected), as a board does it: rustls's
 /// client with `config`, the board's CPU time for it spent before its second flight.
 pub async fn device_handshake(
@@ -196,9 +201,21 @@ pub async fn device_handshake(
     let (tls, cpu_ns) =
         CpuTimed::new(tokio_rustls::TlsConnector::from(config).connect(server, clocked)).await;
     let tls = tls?;
+    let done_ns = clock::now_ns();
+    // The device's last flight may still sit in its send queue (with Nagle on, its Finished
+    // waits for the ACK of the ChangeCipherSpec before it): the handshake's bytes are counted
+    // once the kernel has sent them, so none of them is taken for a reading's. Bounded: a
+    // queue that does not drain within it is counted as it is.
+    let drained_by = tokio::time::Instant::now() + SEND_QUEUE_DRAIN;
+    while crate::socket::unsent_bytes(&tls.get_ref().0.inner)? > 0
+        && tokio::time::Instant::now() < drained_by
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let (io, session) = tls.get_ref();
     let after = SocketCounters::of(&io.inner, Side::Dialed)?;
     let handshake = TlsHandshake {
+        done_ns,
         board_cpu_ns: io.spent.as_nanos() as u64,
         ..TlsHandshake::of(session, (started_ns, before), after, cpu_ns)
     };
