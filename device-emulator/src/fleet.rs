@@ -765,7 +765,8 @@ async fn sent_stats(link: &Link) -> LinkStats {
 /// An open connection and what it has carried.
 struct Open {
     link: Link,
-    setup: Setup,
+    /// Boxed: it is held across every wait of the device's task, and with TLS it is large.
+    setup: Box<Setup>,
     readings_sent: u64,
     payload_bytes: u64,
 }
@@ -777,7 +778,7 @@ impl Open {
             device_id,
             started_ns: self.setup.started_ns,
             ended_ns: clock::now_ns(),
-            setup: Some(self.setup),
+            setup: Some(*self.setup),
             final_stats: Some(final_stats),
             closed_stats: None,
             readings_sent: self.readings_sent,
@@ -1050,7 +1051,7 @@ impl DialingDevice {
             Raced::Done(Ok((link, setup))) => {
                 self.open = Some(Open {
                     link,
-                    setup,
+                    setup: Box::new(setup),
                     readings_sent: 0,
                     payload_bytes: 0,
                 });

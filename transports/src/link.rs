@@ -48,18 +48,25 @@ pub struct LinkOptions {
 /// A device's TLS: what its variant asks for, what it trusts, and its state for one boot: its
 /// client configuration (which holds the session it resumes) and what its Maximum Fragment
 /// Length probe found. One per device; [`DeviceTls::forget_session`] at a reboot.
+/// One pointer wide: a device's task holds its options across every wait.
 #[derive(Clone, Debug)]
 pub struct DeviceTls {
+    boot: std::sync::Arc<BootTls>,
+}
+
+/// A device's TLS for one boot.
+#[derive(Debug)]
+struct BootTls {
     /// The variant's settings.
-    pub settings: crate::tls::TlsSettings,
+    settings: crate::tls::TlsSettings,
     /// What the device checks the server against.
-    pub trust: std::sync::Arc<crate::tls::client::TrustMaterial>,
-    state: std::sync::Arc<std::sync::Mutex<BootTls>>,
+    trust: std::sync::Arc<crate::tls::client::TrustMaterial>,
+    state: std::sync::Mutex<BootState>,
 }
 
 /// What a device's TLS keeps for one boot.
 #[derive(Debug)]
-struct BootTls {
+struct BootState {
     /// The client configuration and its session store.
     config: std::sync::Arc<rustls::ClientConfig>,
     /// The probe's finding, once it ran: the fragment length the server accepted, or `None`.
@@ -74,25 +81,33 @@ impl DeviceTls {
     ) -> Result<DeviceTls, rustls::Error> {
         let config = crate::tls::client::device_config(&settings, &trust, None)?;
         Ok(DeviceTls {
-            settings,
-            trust,
-            state: std::sync::Arc::new(std::sync::Mutex::new(BootTls {
-                config,
-                probed: None,
-            })),
+            boot: std::sync::Arc::new(BootTls {
+                settings,
+                trust,
+                state: std::sync::Mutex::new(BootState {
+                    config,
+                    probed: None,
+                }),
+            }),
         })
+    }
+
+    /// The variant's settings.
+    pub fn settings(&self) -> &crate::tls::TlsSettings {
+        &self.boot.settings
     }
 
     /// Forgets the session kept for resumption and the probe's finding, as a reboot does
     /// (they lived in RAM).
     pub fn forget_session(&mut self) {
-        if let Ok(fresh) = DeviceTls::new(self.settings, self.trust.clone()) {
+        if let Ok(fresh) = DeviceTls::new(self.boot.settings, self.boot.trust.clone()) {
             *self = fresh;
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BootTls> {
-        self.state
+    fn lock(&self) -> std::sync::MutexGuard<'_, BootState> {
+        self.boot
+            .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -107,6 +122,7 @@ impl DeviceTls {
         options: &LinkOptions,
     ) -> (std::sync::Arc<rustls::ClientConfig>, Option<u16>) {
         let asked = self
+            .boot
             .settings
             .max_fragment_length
             .and_then(|l| crate::tls::records::MaxFragmentLength::from_bytes(l as usize));
@@ -120,9 +136,11 @@ impl DeviceTls {
             };
             let mut state = self.lock();
             if let Some(len) = accepted {
-                if let Ok(config) =
-                    crate::tls::client::device_config(&self.settings, &self.trust, Some(len))
-                {
+                if let Ok(config) = crate::tls::client::device_config(
+                    &self.boot.settings,
+                    &self.boot.trust,
+                    Some(len),
+                ) {
                     state.config = config;
                 }
             }
@@ -162,8 +180,8 @@ impl LinkOptions {
             stream,
             config,
             crate::tls::client::server_name(target),
-            tls.settings.handshake_cpu,
-            tls.settings.verify,
+            tls.settings().handshake_cpu,
+            tls.settings().verify,
         );
         let (conn, mut handshake) = tokio::time::timeout(self.connect_timeout, handshake)
             .await

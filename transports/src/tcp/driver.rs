@@ -19,7 +19,8 @@ use crate::{Encoding, Reading};
 /// writes down the same connection and answering each with an acknowledgement line.
 pub struct DeviceConnection {
     stream: CountingStream<Conn>,
-    tls: Option<TlsHandshake>,
+    /// Boxed: a device's task holds its connection across every wait.
+    tls: Option<Box<TlsHandshake>>,
     encoding: Encoding,
     write_timeout: std::time::Duration,
     send_buffer: Option<u32>,
@@ -39,7 +40,7 @@ impl DeviceConnection {
         let (stream, tls) = options.open(target).await?;
         Ok(DeviceConnection {
             stream: CountingStream::new(stream),
-            tls,
+            tls: tls.map(Box::new),
             encoding: options.encoding,
             write_timeout: options.write_timeout,
             send_buffer: options.socket.send_buffer,
@@ -121,7 +122,7 @@ impl DeviceConnection {
 
     /// The TLS handshake, when the connection carries TLS.
     pub fn tls_handshake(&self) -> Option<TlsHandshake> {
-        self.tls
+        self.tls.as_deref().copied()
     }
 
     /// Counts so far.
